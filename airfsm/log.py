@@ -1,0 +1,92 @@
+"""Logging: structlog, JSON lines off a terminal, a console renderer on one, secrets redacted.
+
+Secrets (DeviceSecret, sign, iotToken) are registered by value as soon as they are known; one
+processor, placed before the renderer, replaces every occurrence in every string of every event.
+Registering by value rather than by key catches the token inside an echoed `AT+MCONFIG` line too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "***"
+_MIN_SECRET_LEN = 4  # shorter values would redact ordinary words; no real secret is that short
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | bytes | None) -> None:
+    """Never let `value` reach a log line, an error message or a status file."""
+    if value is None:
+        return
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if len(text) >= _MIN_SECRET_LEN:
+        _secrets.add(text)
+
+
+def forget_secrets() -> None:
+    """Tests only: start from an empty secret set."""
+    _secrets.clear()
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced by `***`."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bytes):
+        return redact(value.decode("latin-1"))
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+def redact_processor(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: scrub secrets from every value of the event."""
+    for key in list(event_dict):
+        event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
+
+
+def configure(level: str = "info", *, json: bool | None = None, stream: Any = None) -> None:
+    """Configure structlog for a process. `json=None` picks JSON unless `stream` is a TTY."""
+    out = stream if stream is not None else sys.stderr
+    if json is None:
+        json = not (hasattr(out, "isatty") and out.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

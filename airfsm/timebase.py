@@ -1,0 +1,66 @@
+"""Wrap-safe 32-bit millisecond time and a portable PRNG for jitter.
+
+An MCU's millisecond counter is a uint32_t that wraps every 49.7 days; a gateway that runs for
+months crosses the wrap. All deadlines are therefore absolute 32-bit values and are compared by
+the sign of their 32-bit difference, exactly as the C port does with `(int32_t)(a - b)`.
+"""
+
+from __future__ import annotations
+
+MS_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+
+
+def ms_add(t: int, delta_ms: int) -> int:
+    """`t + delta_ms` on the 32-bit clock."""
+    return (t + delta_ms) & MS_MASK
+
+
+def ms_diff(a: int, b: int) -> int:
+    """Signed `a - b` on the 32-bit clock: positive when `a` is later than `b`."""
+    d = (a - b) & MS_MASK
+    return d - (1 << 32) if d & _HALF else d
+
+
+def ms_reached(now: int, deadline: int) -> bool:
+    """True once `now` is at or past `deadline`."""
+    return ms_diff(now, deadline) >= 0
+
+
+def ms_earliest(a: int | None, b: int | None) -> int | None:
+    """The earlier of two optional deadlines."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if ms_diff(a, b) <= 0 else b
+
+
+class Xorshift32:
+    """Marsaglia's xorshift32: the same sequence in Python and in C for the same seed."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = (seed & MS_MASK) or 0x2545F491  # zero is a fixed point: never use it
+
+    def next(self) -> int:
+        x = self.state
+        x ^= (x << 13) & MS_MASK
+        x ^= x >> 17
+        x ^= (x << 5) & MS_MASK
+        self.state = x
+        return x
+
+
+def backoff_ms(attempt: int, base_ms: int, cap_ms: int, rng: Xorshift32) -> int:
+    """Delay before retry number `attempt` (1 = first retry).
+
+    Exponential (`base * 2**(attempt-1)`, capped) with "equal jitter": half the delay is fixed,
+    the other half drawn from the PRNG, so retries of many devices spread out yet never shrink
+    below half the nominal delay. `base == cap` gives a fixed delay with no jitter.
+    """
+    if base_ms >= cap_ms:
+        return cap_ms
+    shift = min(max(attempt - 1, 0), 20)
+    nominal = min(cap_ms, base_ms << shift)
+    half = nominal // 2
+    return half + (rng.next() % (nominal - half + 1))
