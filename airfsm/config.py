@@ -1,0 +1,392 @@
+"""Gateway configuration: a TOML file, then `AIRFSM_*` environment variables, then flags.
+
+Precedence, lowest first: the defaults below < the config file < the environment < command-line
+flags. Every setting has one name, the `GatewayConfig` field name, spelled:
+
+* in the TOML file: the field name in snake_case at the top level (`device_secret = "…"`);
+  hyphenated spellings are rejected, with a hint, like any unknown key;
+* in the environment: `AIRFSM_` + the field name in upper case (`AIRFSM_DEVICE_SECRET`);
+  an empty variable counts as unset; other `AIRFSM_*` variables are ignored;
+* on the command line: `--` + the field name with hyphens (`--device-secret`); the CLI passes
+  them to `load_config` as `overrides`, keyed by field name, None meaning "not given".
+
+Optional settings are switched off with an empty string (TOML has no null): `client_id = ""`,
+`data_dir = ""`, `inbox = ""` (or `"none"`), `timeout_s = ""` (or `"none"`, `"forever"`).
+
+The DeviceSecret never appears in an error message or in `repr()`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from airfsm.store import default_data_dir
+
+SIGN_METHODS = ("hmacmd5", "hmacsha1", "hmacsha256")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+INBOX_MODES = ("stdout",)
+STANDARD_BAUDS = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800,
+                  921600)
+REQUIRED = ("port", "product_key", "device_name", "device_secret")
+ENV_PREFIX = "AIRFSM_"
+SECRET_FIELDS = frozenset({"device_secret"})
+MIN_SECRET_LEN = 4  # what airfsm.log can redact; real DeviceSecrets are 32 characters
+MAX_CAPACITY = 10_000_000
+
+_PRODUCT_KEY_RE = re.compile(r"[A-Za-z0-9]{1,64}")
+_DEVICE_NAME_RE = re.compile(r"[A-Za-z0-9_@.:-]{1,64}")  # Alibaba: letters, digits, - _ @ . :
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_@.:-]{1,64}")
+_REGION_RE = re.compile(r"[a-z0-9-]{1,63}")
+_APN_RE = re.compile(r"[A-Za-z0-9._-]{0,100}")  # goes inside a quoted AT string: no escapes
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or bad. One line; names the key, never shows the secret."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+# How each setting is converted from TOML / environment / flag values.
+_KINDS: dict[str, str] = {
+    "port": "str",
+    "product_key": "str",
+    "device_name": "str",
+    "device_secret": "str",
+    "region": "str",
+    "apn": "str",
+    "baud": "int",
+    "client_id": "optstr",
+    "sign_method": "str",
+    "data_dir": "optpath",
+    "log_level": "str",
+    "inbox": "inbox",
+    "outbox_capacity": "int",
+    "inbox_capacity": "int",
+    "keepalive_s": "int",
+    "watchdog_s": "int",
+    "liveness_s": "int",
+    "shutdown_grace_s": "float",
+    "timeout_s": "optfloat",
+}
+
+
+@dataclass(repr=False)
+class GatewayConfig:
+    """Everything `airfsm run` needs. Validated on construction (ConfigError)."""
+
+    port: str  # serial device or pyserial URL
+    product_key: str
+    device_name: str
+    device_secret: str  # never printed: see __repr__
+    region: str = "cn-shanghai"
+    apn: str = "CMIOT"
+    baud: int = 115200
+    client_id: str | None = None  # None: the device name (as the seed does)
+    sign_method: str = "hmacmd5"
+    data_dir: Path | None = None  # None: default_data_dir()
+    log_level: str = "info"
+    inbox: str | None = None  # None or "stdout": print each inbound message as a JSON line
+    outbox_capacity: int = 10_000
+    inbox_capacity: int = 10_000  # inbound messages kept (a log: the oldest are pruned)
+    keepalive_s: int = 300  # MQTT keepalive, 30..1200
+    watchdog_s: int = 600  # not ONLINE for this long: reset the module
+    liveness_s: int = 60  # ONLINE: probe the link this often
+    shutdown_grace_s: float = 5.0  # on SIGTERM: time to finish the publish in flight
+    timeout_s: float | None = None  # `airfsm connect`: give up after this; None waits forever
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data_dir, str):
+            self.data_dir = Path(self.data_dir).expanduser() if self.data_dir else None
+        self.validate()
+
+    def validate(self) -> None:
+        """ConfigError naming the first bad setting."""
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name))
+        _require(bool(self.port), "port", "must not be empty")
+        _require(not _has_control(self.port), "port", "must not contain control characters")
+        _require(bool(_PRODUCT_KEY_RE.fullmatch(self.product_key)), "product_key",
+                 "expected 1-64 letters and digits")
+        _require(bool(_DEVICE_NAME_RE.fullmatch(self.device_name)), "device_name",
+                 "expected 1-64 letters, digits and - _ @ . :")
+        _require(len(self.device_secret) >= MIN_SECRET_LEN, "device_secret",
+                 f"must be at least {MIN_SECRET_LEN} characters (value not shown)")
+        _require(all(0x21 <= ord(c) <= 0x7E for c in self.device_secret), "device_secret",
+                 "must be printable ASCII without spaces (value not shown)")
+        _require(bool(_REGION_RE.fullmatch(self.region)), "region",
+                 "expected lowercase letters, digits and '-', e.g. 'cn-shanghai'")
+        _require(bool(_APN_RE.fullmatch(self.apn)), "apn",
+                 "expected letters, digits and . _ - (at most 100)")
+        _require(self.baud in STANDARD_BAUDS, "baud",
+                 "expected one of " + ", ".join(map(str, STANDARD_BAUDS)))
+        if self.client_id is not None:
+            _require(bool(_CLIENT_ID_RE.fullmatch(self.client_id)), "client_id",
+                     "expected 1-64 letters, digits and - _ @ . :")
+        _require(self.sign_method in SIGN_METHODS, "sign_method",
+                 "expected one of " + ", ".join(SIGN_METHODS))
+        _require(self.log_level in LOG_LEVELS, "log_level",
+                 "expected one of " + ", ".join(LOG_LEVELS))
+        _require(self.inbox is None or self.inbox in INBOX_MODES, "inbox",
+                 "expected 'stdout' or '' (off)")
+        _require(1 <= self.outbox_capacity <= MAX_CAPACITY, "outbox_capacity",
+                 f"expected 1..{MAX_CAPACITY}")
+        _require(1 <= self.inbox_capacity <= MAX_CAPACITY, "inbox_capacity",
+                 f"expected 1..{MAX_CAPACITY}")
+        _require(30 <= self.keepalive_s <= 1200, "keepalive_s", "expected 30..1200 seconds")
+        _require(60 <= self.watchdog_s <= 7 * 86400, "watchdog_s",
+                 "expected 60..604800 seconds")
+        _require(5 <= self.liveness_s <= 86400, "liveness_s", "expected 5..86400 seconds")
+        _require(0 <= self.shutdown_grace_s <= 300, "shutdown_grace_s",
+                 "expected 0..300 seconds")
+        if self.timeout_s is not None:
+            _require(0 < self.timeout_s <= 1e9, "timeout_s",
+                     "expected a positive number of seconds, or '' for no timeout")
+
+    @property
+    def effective_client_id(self) -> str:
+        """The MQTT/auth clientId: `client_id`, or the device name when unset."""
+        return self.client_id if self.client_id is not None else self.device_name
+
+    def data_dir_or_default(self) -> Path:
+        """`data_dir`, or the per-user default (`airfsm.store.default_data_dir`)."""
+        return self.data_dir if self.data_dir is not None else default_data_dir()
+
+    def public_dict(self) -> dict[str, Any]:
+        """All settings as JSON-able values, the secret replaced by `***` (for status/logs)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                value = "***"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            parts.append(f"{f.name}='***'" if f.name in SECRET_FIELDS else f"{f.name}={value!r}")
+        return f"GatewayConfig({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(GatewayConfig))
+assert set(_FIELD_NAMES) == set(_KINDS), "every GatewayConfig field needs a _KINDS entry"
+
+
+def env_var(key: str) -> str:
+    """The environment variable for a setting: `device_secret` -> `AIRFSM_DEVICE_SECRET`."""
+    return ENV_PREFIX + key.upper()
+
+
+def flag(key: str) -> str:
+    """The command-line flag for a setting: `device_secret` -> `--device-secret`."""
+    return "--" + key.replace("_", "-")
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
+def _require(ok: bool, key: str, expectation: str) -> None:
+    if not ok:
+        raise ConfigError(f"bad value for '{key}': {expectation}", key)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _shown(key: str, value: Any) -> str:
+    """How a rejected value appears in a message: never for the secret, short otherwise."""
+    if key in SECRET_FIELDS:
+        return f"{_type_name(value)} (value not shown)"
+    if isinstance(value, dict | list):
+        return _type_name(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"bad value for '{key}': expected {expected}, got {_shown(key, value)}",
+                       key)
+
+
+_TYPE_OF_KIND = {"str": (str,), "optstr": (str, type(None)), "inbox": (str, type(None)),
+                 "optpath": (Path, type(None)), "int": (int,), "float": (int, float),
+                 "optfloat": (int, float, type(None))}
+
+
+def _check_type(key: str, value: Any) -> None:
+    """For direct construction: each field holds the type its kind converts to."""
+    kind = _KINDS[key]
+    if isinstance(value, bool) or not isinstance(value, _TYPE_OF_KIND[kind]):
+        expected = {"str": "a string", "optstr": "a string or None", "inbox": "a string or None",
+                    "optpath": "a path or None", "int": "an integer", "float": "a number",
+                    "optfloat": "a number or None"}[kind]
+        raise _bad(key, expected, value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad(key, "a finite number", value)
+
+
+def _convert(key: str, value: Any) -> Any:
+    """A TOML, environment (always str) or flag value converted to the field's type."""
+    kind = _KINDS[key]
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _bad(key, "a string (quote it in TOML)", value)
+        return value
+    if kind == "optstr":
+        if not isinstance(value, str):
+            raise _bad(key, "a string", value)
+        return value or None
+    if kind == "inbox":
+        if not isinstance(value, str):
+            raise _bad(key, "'stdout' or '' (off)", value)
+        return None if value.strip().lower() in ("", "none", "off") else value.strip().lower()
+    if kind == "optpath":
+        if isinstance(value, Path):
+            return value.expanduser()
+        if not isinstance(value, str):
+            raise _bad(key, "a directory path", value)
+        return Path(value).expanduser() if value else None
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+            return int(value.strip())
+        raise _bad(key, "an integer", value)
+    # float and optfloat
+    if kind == "optfloat" and (value is None or (
+            isinstance(value, str) and value.strip().lower() in ("", "none", "forever"))):
+        return None
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise _bad(key, "a number of seconds", value)
+    return number
+
+
+def _unknown(key: str, where: str) -> ConfigError:
+    message = f"unknown key '{key}' in {where}"
+    normalized = key.replace("-", "_").lower()
+    if normalized in _KINDS:
+        message += f" (did you mean '{normalized}'? keys are snake_case)"
+    else:
+        close = difflib.get_close_matches(normalized, _FIELD_NAMES, n=1)
+        if close:
+            message += f" (did you mean '{close[0]}'?)"
+    return ConfigError(message, key)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib says "<what> (at line L, column C)"; it quotes at most one character.
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: TOML syntax error: {reason}") from None
+
+
+def load_config(path: Path | None, env: Mapping[str, str],
+                overrides: Mapping[str, Any]) -> GatewayConfig:
+    """Build the configuration: file < `AIRFSM_*` environment < `overrides` (flags).
+
+    `path` None: no file. `env`: usually `os.environ`. `overrides`: field name (hyphens are
+    accepted too) -> value; None values are "not given" and skipped.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    if path is not None:
+        path = Path(path)
+        for key, value in _read_toml(path).items():
+            if key not in _KINDS:
+                raise _unknown(key, str(path))
+            where = f"in {path}"
+            try:
+                values[key] = _convert(key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} ({where})", key) from None
+            sources[key] = where
+
+    for key in _FIELD_NAMES:
+        name = env_var(key)
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        where = f"from {name}"
+        try:
+            values[key] = _convert(key, raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} ({where})", key) from None
+        sources[key] = where
+
+    for given, value in overrides.items():
+        key = given.replace("-", "_")
+        if key not in _KINDS:
+            raise _unknown(given, "the command-line options")
+        if value is None:
+            continue
+        where = f"from {flag(key)}"
+        try:
+            values[key] = _convert(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} ({where})", key) from None
+        sources[key] = where
+
+    missing = [key for key in REQUIRED if key not in values]
+    if missing:
+        hints = "; ".join(
+            f"'{key}' (pass {flag(key)}, set {env_var(key)}, or put {key} in the config file)"
+            for key in missing)
+        raise ConfigError(f"missing required setting{'s' if len(missing) > 1 else ''} {hints}",
+                          missing[0])
+
+    try:
+        return GatewayConfig(**values)
+    except ConfigError as exc:
+        source = sources.get(exc.key or "")
+        if source is None:
+            raise
+        raise ConfigError(f"{exc} ({source})", exc.key) from None

@@ -1,0 +1,1068 @@
+"""The controller: one `tick(now_ms)` that runs the machine of `airfsm.machine`.
+
+A tick reads what the port has, feeds the AT channel, lets the channel's callbacks record what
+happened (a step's answer, a wanted URC, a link-loss URC), turns that into at most one machine
+event, starts the next command if the channel is idle, and returns the next deadline. Nothing in
+here blocks, sleeps, starts a thread or lets an exception escape `tick()`.
+
+Reading order for a newcomer: `tick` -> `_process` (apply what callbacks recorded) -> `_advance`
+(send what is due) -> `_on_response` / `_on_urc` (the callbacks) -> `_judge` (the per-check
+`switch`) -> `_on_enter` (what entering a state resets) -> the ONLINE publish/probe loop.
+
+The C twin is `airfsm.c`: the same functions, `State`/`Trigger`/`Check` as enums and the
+controller's fields as one struct.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from . import aliyun, log, payload
+from .at import AtChannel, AtResponse, AtResult, msub_topic
+from .machine import (
+    ESCALATION_BACKOFF_MS,
+    LIVENESS_PROBE,
+    MACHINE,
+    MIN_FIRMWARE,
+    Check,
+    Cond,
+    Edge,
+    Outcome,
+    State,
+    StateSpec,
+    Step,
+    Trigger,
+    build_machine,
+    edge_table,
+)
+from .messages import OutboundMessage
+from .port import Port, PortLost
+from .timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_earliest, ms_reached
+
+READ_CHUNK = 512
+MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
+IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
+CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
+
+
+class FailReason(IntEnum):
+    NONE = 0
+    FIRMWARE = 1  # older than V409: cannot talk to Alibaba Cloud
+    CREDENTIALS = 2  # the auth server keeps rejecting the triple
+    NO_RESPONSE = 3  # the module never answered AT
+    INTERNAL = 4  # a bug: an exception inside tick()
+
+
+class Purpose(IntEnum):
+    """What the command in flight is for, so its answer goes to the right handler."""
+
+    NONE = 0
+    STEP = 1  # a step of the current state's script
+    PUBLISH = 2  # AT+MPUB of the outbox head
+    PROBE = 3  # AT+MQTTSTATU liveness probe
+    MODE = 4  # AT+MQTTMODE switch for hex payloads
+    DISCARD = 5  # sent in a state we have since left: ignore its answer
+
+
+class Phase(IntEnum):
+    """Where the current step is."""
+
+    IDLE = 0  # ready to send the step at step_index
+    WAIT_FINAL = 1  # command in flight
+    WAIT_URC = 2  # OK received, waiting for the wanted URC until urc_deadline
+    WAIT_UNTIL = 3  # backoff or poll interval: nothing to do until resume_at
+
+
+class PubPhase(IntEnum):
+    NONE = 0  # nothing in flight
+    WAIT_OK = 1  # AT+MPUB sent
+    WAIT_PUBACK = 2  # QoS1: OK received, PUBACK due by puback_deadline
+
+
+# Link-loss URCs: prefix -> the trigger it raises. Priority: a reboot beats a lost bearer beats
+# a lost MQTT session, because the bigger loss implies the smaller ones.
+_LINK_URCS: tuple[tuple[bytes, Trigger], ...] = (
+    (b"RDY", Trigger.REBOOTED),
+    (b"+CGATT: 0", Trigger.BEARER_LOST),
+    (b"+CGATT:0", Trigger.BEARER_LOST),
+    (b"+PDP DEACT", Trigger.BEARER_LOST),
+    (b"+SAPBR 1: DEACT", Trigger.BEARER_LOST),
+    (b"+CGEV: NW PDN DEACT", Trigger.BEARER_LOST),
+    (b"+CGEV: ME PDN DEACT", Trigger.BEARER_LOST),
+    (b"CLOSED", Trigger.MQTT_LOST),
+)
+_PRIORITY = {Trigger.PORT_LOST: 4, Trigger.REBOOTED: 3, Trigger.BEARER_LOST: 2,
+             Trigger.MQTT_LOST: 1}
+
+
+@dataclass
+class Settings:
+    """Everything the controller needs to know; validated once, before the first tick."""
+
+    identity: aliyun.DeviceIdentity
+    apn: str = "CMIOT"
+    sign_method: str = aliyun.DEFAULT_SIGN_METHOD
+    keepalive_s: int = 300
+    sub_topic: str | None = None  # default /{pk}/{dn}/get
+    sub_qos: int = 0
+    mqtt_host: str | None = None  # default: the reply's resources, else <pk>.iot-as-mqtt.<region>
+    mqtt_port: int | None = None
+    body_window_ms: int = 20_000  # the HTTPDATA window the module waits for the body
+    liveness_ms: int = 60_000  # probe AT+MQTTSTATU this often in ONLINE
+    silence_limit: int = 3  # consecutive unanswered commands in ONLINE -> MQTT_LOST
+    publish_timeout_ms: int = 10_000  # AT+MPUB final code
+    puback_timeout_ms: int = 10_000  # QoS1 PUBACK after OK
+    publish_error_limit: int = 3  # module refuses the same message this often: drop it, loudly
+    token_refresh_ms: int = 6 * 24 * 3600 * 1000  # tokens live 7 days: refresh a day early
+    watchdog_ms: int = 0  # not ONLINE this long -> AT+RESET and AUTOBAUD (0: off)
+    outbox_poll_ms: int = 0  # ONLINE and idle: look at the outbox this often (0: only on tick)
+    jitter_seed: int | None = None  # default: derived from the device name, so fleets spread
+
+    def validate(self) -> None:
+        """ValueError with a one-line message naming the setting (never a secret's value)."""
+        self.identity.validate()
+        if self.sign_method not in aliyun.SIGN_METHODS:
+            raise ValueError(f"sign method must be one of {', '.join(aliyun.SIGN_METHODS)}")
+        if not self.apn or not _quotable(self.apn) or len(self.apn) > 64:
+            raise ValueError("apn must be 1-64 printable ASCII characters without quotes")
+        if not 30 <= self.keepalive_s <= 1200:
+            raise ValueError("keepalive must be 30-1200 seconds")
+        if self.sub_qos not in (0, 1):
+            raise ValueError("subscribe qos must be 0 or 1")
+        if self.sub_topic is not None and (reason := _topic_problem(self.sub_topic)):
+            raise ValueError(f"subscribe topic: {reason}")
+        if self.mqtt_host is not None and (not self.mqtt_host or not _quotable(self.mqtt_host)):
+            raise ValueError("mqtt host must be printable ASCII without quotes")
+        if self.mqtt_port is not None and not 1 <= self.mqtt_port <= 65535:
+            raise ValueError("mqtt port must be 1-65535")
+        for name in ("liveness_ms", "publish_timeout_ms", "puback_timeout_ms",
+                     "token_refresh_ms", "body_window_ms"):
+            value = getattr(self, name)
+            if not 1_000 <= value < 2**31:
+                raise ValueError(f"{name} must be between 1000 and 2**31-1 ms")
+        if not 0 <= self.watchdog_ms < 2**31 or not 0 <= self.outbox_poll_ms < 2**31:
+            raise ValueError("watchdog_ms and outbox_poll_ms must be 0 to 2**31-1 ms")
+
+
+def _quotable(text: str) -> bool:
+    """Fits inside a quoted AT argument: printable ASCII, no quote, no backslash."""
+    return all(0x20 <= ord(c) < 0x7F and c not in '"\\' for c in text)
+
+
+def _topic_problem(topic: str) -> str | None:
+    if not topic or len(topic) > payload.MAX_TOPIC or not _quotable(topic):
+        return f"must be 1-{payload.MAX_TOPIC} printable ASCII characters without quotes"
+    return None
+
+
+@dataclass
+class Counters:
+    """What an operator wants to see in the status file. Plain ints: a C struct."""
+
+    transitions: int = 0
+    reconnects: dict[str, int] = field(default_factory=dict)  # by trigger name
+    timeouts: int = 0
+    publish_sent: int = 0
+    publish_acked: int = 0
+    publish_retried: int = 0
+    publish_dropped: int = 0
+    pubacks_ignored: int = 0
+    inbound: int = 0
+    probes: int = 0
+    internal_errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class OutboxFullError(Exception):
+    """The in-memory outbox is at capacity: the caller keeps the message."""
+
+
+class MemoryOutbox:
+    """The in-memory outbox for library use and tests (the gateway uses `store.SqliteOutbox`)."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self._queue: deque[OutboundMessage] = deque()
+        self._next_id = 1
+
+    def enqueue(self, topic: str, data: bytes, qos: int) -> int:
+        if len(self._queue) >= self.capacity:
+            raise OutboxFullError(f"outbox full ({self.capacity} messages)")
+        message = OutboundMessage(self._next_id, topic, data, qos)
+        self._next_id += 1
+        self._queue.append(message)
+        return message.id
+
+    def peek(self) -> OutboundMessage | None:
+        return self._queue[0] if self._queue else None
+
+    def ack(self, message_id: int) -> None:
+        if self._queue and self._queue[0].id == message_id:
+            self._queue.popleft()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+InboundCallback = Callable[[str, bytes], None]
+StateCallback = Callable[[State, State, str], None]
+
+
+class _Model:
+    """The object `transitions` drives; it only forwards the change to the controller."""
+
+    fsm_state: str
+
+    def __init__(self) -> None:
+        self.fsm_state = State.AUTOBAUD.name
+
+    def trigger(self, name: str) -> bool:  # replaced by transitions; declared for mypy
+        raise NotImplementedError
+
+
+class Controller:
+    def __init__(
+        self,
+        port: Port,
+        settings: Settings,
+        *,
+        now_ms: int = 0,
+        outbox: Any = None,
+        on_message: InboundCallback | None = None,
+        on_state: StateCallback | None = None,
+        table: tuple[StateSpec, ...] = MACHINE,
+    ) -> None:
+        settings.validate()
+        self.settings = settings
+        self.port = port
+        self.outbox = outbox if outbox is not None else MemoryOutbox()
+        self.on_message = on_message
+        self.on_state = on_state
+        self.table = table
+        self.log = log.get_logger("airfsm.controller")
+        log.register_secret(settings.identity.device_secret)
+
+        self.channel = AtChannel(self._write, self._on_response, self._on_urc)
+        self._edges = edge_table(table)
+        self._model = _Model()
+        self.machine = build_machine(self._model, self._on_transition, table)
+
+        ident = settings.identity
+        seed = settings.jitter_seed
+        if seed is None:
+            seed = sum(ord(c) * 31**i for i, c in enumerate(ident.device_name)) & 0xFFFFFFFF
+        self._rng = Xorshift32(seed)
+        self._now = now_ms & 0xFFFFFFFF
+        self.started_at = self._now
+
+        # the machine
+        self.state = table[0].state
+        self.entered_at = self._now
+        self.attempt = 1
+        self.fail_reason = FailReason.NONE
+        self.fail_detail = ""
+        self.last_trigger = "start"
+        self.counters = Counters()
+        self._pending_trigger: Trigger | None = None  # set by _fire for the transition log
+        self._pending_edge: Edge | None = None
+        self._escalations = 0  # link losses and escalations since ONLINE was last stable
+        self._reset_requested = False
+        self._offline_since = self._now
+
+        # the current step
+        self.step_index = 0
+        self.phase = Phase.IDLE
+        self._purpose = Purpose.NONE
+        self._resume_at = self._now
+        self._urc_deadline = self._now
+        self._polls = 0
+        self._urc_seen: bytes = b""  # a wanted/failing URC that came before the final code
+        self._body_due = False
+        self._outcome: Outcome | None = None  # recorded by callbacks, applied by _process
+        self._link_event: Trigger | None = None
+        self._last_rejected = False
+
+        # what the steps learned
+        self.firmware = ""
+        self.firmware_version = 0
+        self.rssi = 99
+        self.ip = ""
+        self.http_status = 0
+        self.auth_code = 0
+        self._auth_body = b""
+        self._iot_id = ""
+        self._iot_token = ""
+        self._token_at = self._now
+        self._token_stale = True  # no token yet
+        self._reply_host: str | None = None
+        self._reply_port: int | None = None
+
+        # ONLINE
+        self.pub_phase = PubPhase.NONE
+        self._pub_message: OutboundMessage | None = None
+        self._pub_hex = False
+        self._pub_deadline = self._now
+        self._pub_sends = 0  # OK'd QoS1 sends of the head message not yet matched to a PUBACK
+        self._pub_errors = 0
+        self._stale_pubacks = 0  # PUBACKs still owed to messages already acknowledged
+        self._module_hex = False  # AT+MQTTMODE of the module
+        self._next_probe_at = self._now
+        self._probe_due = False
+        self._silence = 0
+
+        self.port_lost = False
+
+    # ------------------------------------------------------------------ the tick
+
+    def tick(self, now_ms: int) -> int:
+        """Do everything that is due at `now_ms`; return the next time a tick is needed."""
+        self._now = now_ms & 0xFFFFFFFF
+        try:
+            self._read_port()
+            self.channel.check_timeout(self._now)
+            self._check_deadlines()
+            self._process()
+            self._advance()
+            self._process()  # a refused command answers at once: apply that too
+            self._advance()
+            return self.next_deadline()
+        except Exception as exc:  # the C twin has no exceptions; a Python bug must not kill us
+            self.counters.internal_errors += 1
+            self.log.error("internal_error", error=f"{type(exc).__name__}: {exc}",
+                           state=self.state.name)
+            with contextlib.suppress(Exception):
+                self._fail(FailReason.INTERNAL, f"internal error: {type(exc).__name__}")
+            return ms_add(self._now, 1_000)
+
+    def next_deadline(self) -> int:
+        now = self._now
+        if self.state == State.FAILED:
+            return ms_add(now, IDLE_RECHECK_MS)
+        if self.port_lost:
+            return ms_add(now, 1_000)
+        deadline: int | None = self.channel.deadline
+        if self.state == State.ONLINE:
+            deadline = ms_earliest(deadline, self._next_probe_at)
+            if self.pub_phase == PubPhase.WAIT_PUBACK:
+                deadline = ms_earliest(deadline, self._pub_deadline)
+            if self.settings.outbox_poll_ms and not self.channel.busy:
+                deadline = ms_earliest(deadline, ms_add(now, self.settings.outbox_poll_ms))
+        elif self.phase == Phase.WAIT_URC:
+            deadline = ms_earliest(deadline, self._urc_deadline)
+        elif self.phase == Phase.WAIT_UNTIL:
+            deadline = ms_earliest(deadline, self._resume_at)
+        if self.settings.watchdog_ms and self.state != State.ONLINE:
+            deadline = ms_earliest(
+                deadline, ms_add(self._offline_since, self.settings.watchdog_ms))
+        deadline = ms_earliest(deadline, ms_add(now, IDLE_RECHECK_MS))
+        assert deadline is not None
+        return now if ms_diff(deadline, now) < 0 else deadline
+
+    # ------------------------------------------------------------------ public API
+
+    def publish(self, topic: str, data: bytes, qos: int = 1) -> int:
+        """Queue a message for ONLINE (in-memory outbox). ValueError if it can never be sent."""
+        ident = self.settings.identity
+        topic = aliyun.resolve_topic(ident.product_key, ident.device_name, topic)
+        reason = payload.check_topic(topic) or payload.check_qos(qos)
+        if reason is None:
+            kind, reason = payload.classify_payload(data)
+        if reason is not None:
+            raise ValueError(reason)
+        enqueue = getattr(self.outbox, "enqueue", None)
+        if enqueue is None:
+            raise TypeError("this controller's outbox is not writable from here")
+        message_id: int = enqueue(topic, data, qos)
+        return message_id
+
+    def replace_port(self, port: Port, now_ms: int) -> None:
+        """The gateway reopened a lost port: start over from AUTOBAUD on it."""
+        with contextlib.suppress(Exception):
+            self.port.close()
+        self.port = port
+        self.port_lost = False
+        self._now = now_ms & 0xFFFFFFFF
+        self.channel.reset()
+        self._purpose = Purpose.NONE
+        self._fire(Trigger.PORT_LOST)
+
+    @property
+    def online(self) -> bool:
+        return self.state == State.ONLINE
+
+    @property
+    def failed(self) -> bool:
+        return self.state == State.FAILED
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for status files and summaries (no secret is in here)."""
+        return {
+            "state": self.state.name,
+            "since_ms": ms_diff(self._now, self.entered_at),
+            "attempt": self.attempt,
+            "step": self._step_name(),
+            "last_trigger": self.last_trigger,
+            "fail_reason": self.fail_reason.name if self.fail_reason else None,
+            "fail_detail": self.fail_detail or None,
+            "firmware": self.firmware or None,
+            "rssi": self.rssi,
+            "ip": self.ip or None,
+            "port_lost": self.port_lost,
+            "counters": self.counters.as_dict(),
+            "at": {"lines_dropped": self.channel.lines_dropped,
+                   "stray_lines": self.channel.stray_lines, "urcs": self.channel.urcs,
+                   "data_dropped": self.channel.data_dropped},
+        }
+
+    # ------------------------------------------------------------------ port I/O
+
+    def _read_port(self) -> None:
+        if self.port_lost:
+            return
+        total = 0
+        while total < MAX_READ_PER_TICK:
+            try:
+                data = self.port.read(READ_CHUNK)
+            except PortLost as exc:
+                self._lose_port(str(exc))
+                return
+            if not data:
+                return
+            total += len(data)
+            self.channel.feed(data, self._now)
+
+    def _write(self, data: bytes) -> None:
+        if self.port_lost:
+            return
+        try:
+            self.port.write(data)
+        except PortLost as exc:
+            self._lose_port(str(exc))
+
+    def _lose_port(self, why: str) -> None:
+        self.port_lost = True
+        self.log.warning("port_lost", reason=why, state=self.state.name)
+
+    # ------------------------------------------------------------------ applying events
+
+    def _check_deadlines(self) -> None:
+        now = self._now
+        if self.phase == Phase.WAIT_URC and ms_reached(now, self._urc_deadline):
+            self.counters.timeouts += 1
+            self._record(Outcome.FAIL, "wanted URC did not come")
+        if (self.settings.watchdog_ms and self.state not in (State.ONLINE, State.FAILED)
+                and ms_reached(now, ms_add(self._offline_since, self.settings.watchdog_ms))):
+            self._offline_since = now
+            self._raise_link(Trigger.WATCHDOG)
+        # Latch token age every tick so a months-long ONLINE never wraps the 32-bit difference.
+        if not self._token_stale and ms_diff(now, self._token_at) >= self.settings.token_refresh_ms:
+            self._token_stale = True
+
+    def _process(self) -> None:
+        """Apply what the callbacks recorded: a link event beats the step's own outcome."""
+        if self._link_event is not None:
+            trigger, self._link_event = self._link_event, None
+            self._outcome = None
+            self._fire(trigger)
+            return
+        if self._body_due:
+            self._body_due = False
+            step = self._step()
+            if step is not None:
+                self.channel.send_data(self._auth_body, self._now, step.timeout_ms)
+        if self._outcome is None:
+            return
+        outcome, self._outcome = self._outcome, None
+        step = self._step()
+        if step is None:
+            return
+        if outcome == Outcome.PASS:
+            self.step_index += 1
+            self._polls = 0
+            self.phase = Phase.IDLE
+        elif outcome == Outcome.NOT_YET:
+            self._polls += 1
+            if self._polls > step.poll_limit:
+                self._fail_state(step, rejected=False)
+            else:
+                self._wait(step.poll_ms)
+        elif outcome == Outcome.FATAL:
+            self._fire(Trigger.FATAL)
+        else:
+            self._fail_state(step, rejected=outcome == Outcome.REJECTED)
+
+    def _fail_state(self, step: Step, *, rejected: bool) -> None:
+        """A step failed for good: retry the state after backoff, or escalate."""
+        if step.on_fail is not None:
+            self._fire(step.on_fail)
+            return
+        row = self.table[self.state]
+        policy = row.policy
+        if policy is None:
+            return
+        self._last_rejected = rejected
+        if self.attempt <= policy.retries:
+            delay = backoff_ms(self.attempt, policy.backoff_base_ms, policy.backoff_cap_ms,
+                               self._rng)
+            self._resume_at = ms_add(self._now, delay)
+            self._fire(Trigger.RETRY)
+        elif rejected and (self.state, Trigger.FATAL) in self._edges:
+            self._fail(FailReason.CREDENTIALS,
+                       f"auth server rejected the device: code {self.auth_code} "
+                       f"({aliyun.describe_auth_code(self.auth_code)})")
+        else:
+            if policy.on_exhausted == State.FAILED and self.state == State.AUTOBAUD:
+                self.fail_reason = FailReason.NO_RESPONSE
+                self.fail_detail = "the module does not answer AT"
+            self._fire(Trigger.EXHAUSTED)
+
+    def _fail(self, reason: FailReason, detail: str) -> None:
+        self.fail_reason = reason
+        self.fail_detail = detail
+        if (self.state, Trigger.FATAL) in self._edges:
+            self._fire(Trigger.FATAL)
+        else:  # e.g. an internal error in a state with no FATAL edge: go there directly
+            self._model.fsm_state = State.FAILED.name
+            self._enter(self.state, State.FAILED, Trigger.FATAL, None)
+
+    def _fire(self, trigger: Trigger) -> bool:
+        edge = self._edges.get((self.state, trigger))
+        if edge is None:
+            return False
+        self._pending_trigger = trigger
+        self._pending_edge = edge
+        self._model.trigger(edge.trigger_name)
+        return True
+
+    def _on_transition(self, event: Any) -> None:
+        """transitions' after_state_change: every change, reflexive RETRY included."""
+        source = State[event.transition.source]
+        dest = State[self._model.fsm_state]
+        trigger = self._pending_trigger if self._pending_trigger is not None else Trigger.DONE
+        self._enter(source, dest, trigger, self._pending_edge)
+        self._pending_trigger = None
+        self._pending_edge = None
+
+    def _enter(self, source: State, dest: State, trigger: Trigger, edge: Edge | None) -> None:
+        now = self._now
+        attempt = self.attempt + 1 if trigger == Trigger.RETRY else 1
+        self.log.info(
+            "state", **{"from": source.name}, to=dest.name, trigger=trigger.name.lower(),
+            attempt=attempt, elapsed_ms=ms_diff(now, self.entered_at),
+            step=self._step_name() if trigger != Trigger.DONE else None,
+            reason=self.fail_detail if dest == State.FAILED else None,
+        )
+        self.counters.transitions += 1
+        if trigger not in (Trigger.DONE, Trigger.RETRY):
+            name = trigger.name.lower()
+            self.counters.reconnects[name] = self.counters.reconnects.get(name, 0) + 1
+        self.last_trigger = trigger.name.lower()
+        self.state = dest
+        self.attempt = attempt
+        self.entered_at = now
+        self.step_index = 0
+        self._polls = 0
+        self._urc_seen = b""
+        self._body_due = False
+        self._outcome = None
+        if edge is not None and edge.reset_module:
+            self._reset_requested = True
+        if trigger in (Trigger.REBOOTED, Trigger.PORT_LOST):
+            self.channel.reset()  # the module forgot the command; do not wait for its answer
+            self._purpose = Purpose.NONE
+        elif self.channel.busy:
+            self._purpose = Purpose.DISCARD  # its answer still comes: let it land harmlessly
+        if trigger == Trigger.RETRY:
+            self.phase = Phase.WAIT_UNTIL  # _fail_state set _resume_at to the backoff
+        elif trigger == Trigger.DONE or dest == State.FAILED:
+            self.phase = Phase.IDLE
+        else:
+            # Escalations and link losses back off too, or a flapping link would hammer the
+            # network in a tight loop: the first is immediate, the next ones wait longer.
+            self._escalations += 1
+            delay = 0
+            if self._escalations > 1:
+                delay = backoff_ms(self._escalations - 1, ESCALATION_BACKOFF_MS[0],
+                                   ESCALATION_BACKOFF_MS[1], self._rng)
+            self._wait(delay)
+        if source == State.ONLINE or dest == State.ONLINE:
+            self._reset_online()
+        if dest == State.ONLINE:
+            self._next_probe_at = ms_add(now, self.settings.liveness_ms)
+        else:
+            if source == State.ONLINE:
+                self._offline_since = now
+        if dest in (State.AUTOBAUD, State.VERSION_CHECK):
+            self._module_hex = False  # a module that restarted is back in text mode
+        if self.on_state is not None:
+            try:
+                self.on_state(source, dest, trigger.name.lower())
+            except Exception as exc:
+                self.log.error("on_state_failed", error=str(exc))
+
+    def _reset_online(self) -> None:
+        """The MQTT session started or ended: PUBACKs of the old one will never come."""
+        self.pub_phase = PubPhase.NONE
+        self._pub_message = None
+        self._pub_sends = 0
+        self._stale_pubacks = 0
+        self._probe_due = False
+        self._silence = 0
+
+    def _wait(self, delay_ms: int) -> None:
+        self.phase = Phase.WAIT_UNTIL
+        self._resume_at = ms_add(self._now, delay_ms)
+
+    def _record(self, outcome: Outcome, why: str = "") -> None:
+        """A step's verdict, applied by `_process` once the bytes of this tick are digested."""
+        self._outcome = outcome
+        self.phase = Phase.IDLE
+        if outcome != Outcome.PASS and why:
+            self.log.info("step", state=self.state.name, step=self._step_name(),
+                          outcome=outcome.name.lower(), why=why)
+
+    def _raise_link(self, trigger: Trigger) -> None:
+        if (self.state, trigger) not in self._edges:
+            return
+        current = self._link_event
+        if current is None or _PRIORITY.get(trigger, 0) > _PRIORITY.get(current, 0):
+            self._link_event = trigger
+
+    # ------------------------------------------------------------------ sending
+
+    def _advance(self) -> None:
+        if self.state == State.FAILED or self.port_lost or self.channel.busy:
+            return
+        if self._link_event is not None or self._outcome is not None:
+            return
+        if self.state == State.ONLINE:
+            self._advance_online()
+            return
+        if self.phase == Phase.WAIT_UNTIL:
+            if not ms_reached(self._now, self._resume_at):
+                return
+            self.phase = Phase.IDLE
+        if self.phase != Phase.IDLE:
+            return
+        if self.state == State.MQTT_CONNECT and self.step_index == 0 and self._token_stale:
+            self._fire(Trigger.TOKEN_REJECTED)  # no token, or one about to expire
+            return
+        if self.state == State.HTTP_AUTH and self.step_index == 0:
+            self._prepare_auth()
+        row = self.table[self.state]
+        while self.step_index < len(row.steps):
+            step = row.steps[self.step_index]
+            if step.when == Cond.RESET_REQUESTED and not self._reset_requested:
+                self.step_index += 1
+                continue
+            if step.when == Cond.RESET_REQUESTED:
+                self._reset_requested = False
+            self._send_step(step)
+            return
+        if self._fire(Trigger.DONE):
+            self._advance()  # start the new state's first step in this same tick
+
+    def _send_step(self, step: Step) -> None:
+        command = step.command.format_map(self._template_values())
+        self._urc_seen = b""
+        self.phase = Phase.WAIT_FINAL
+        self._send(command.encode("ascii"), step.timeout_ms, Purpose.STEP, prompt=step.prompt)
+
+    def _send(self, command: bytes, timeout_ms: int, purpose: Purpose, *,
+              prompt: bool = False) -> None:
+        self._purpose = purpose
+        self.log.debug("at_tx", command=command.decode("latin-1"), state=self.state.name)
+        self.channel.send(command, self._now, timeout_ms, expect_prompt=prompt)
+
+    def _template_values(self) -> dict[str, object]:
+        s = self.settings
+        ident = s.identity
+        host, port = aliyun.mqtt_endpoint(ident)
+        return {
+            "apn": s.apn,
+            "auth_url": aliyun.auth_url(ident.region),
+            "content_type": CONTENT_TYPE,
+            "body_len": len(self._auth_body),
+            "body_window_ms": s.body_window_ms,
+            "client_id": ident.effective_client_id,
+            "iot_id": self._iot_id,
+            "iot_token": self._iot_token,
+            "mqtt_host": s.mqtt_host or self._reply_host or host,
+            "mqtt_port": s.mqtt_port or self._reply_port or port,
+            "keepalive_s": s.keepalive_s,
+            "sub_topic": s.sub_topic or aliyun.topic_get(ident.product_key, ident.device_name),
+            "sub_qos": s.sub_qos,
+        }
+
+    def _prepare_auth(self) -> None:
+        """A fresh auth body per HTTP_AUTH entry; its sign is a secret."""
+        s = self.settings
+        params = aliyun.auth_params(s.identity, s.sign_method)
+        log.register_secret(params["sign"])
+        self._auth_body = aliyun.auth_body(s.identity, s.sign_method)
+        self._iot_id = ""
+        self._iot_token = ""
+
+    # ------------------------------------------------------------------ callbacks from AtChannel
+
+    def _on_response(self, resp: AtResponse) -> None:
+        purpose = self._purpose
+        if resp.result != AtResult.PROMPT:
+            self._purpose = Purpose.NONE
+        if resp.result == AtResult.TIMEOUT:
+            self.counters.timeouts += 1
+            self.log.info("at_timeout", command=resp.command.decode("latin-1"),
+                          state=self.state.name)
+        elif self.state == State.ONLINE:
+            self._silence = 0
+        if purpose == Purpose.STEP:
+            self._on_step_response(resp)
+        elif purpose == Purpose.PUBLISH:
+            self._on_publish_response(resp)
+        elif purpose == Purpose.PROBE:
+            self._on_probe_response(resp)
+        elif purpose == Purpose.MODE:
+            if resp.result == AtResult.OK:
+                self._module_hex = not self._module_hex
+            else:
+                self._on_online_timeout_or_error(resp)
+
+    def _on_step_response(self, resp: AtResponse) -> None:
+        step = self._step()
+        if step is None or self.phase != Phase.WAIT_FINAL:
+            return
+        if resp.result == AtResult.PROMPT:
+            self._body_due = True
+            return
+        if step.check == Check.ANY:
+            self._record(Outcome.PASS)
+            return
+        if resp.result == AtResult.TIMEOUT:
+            self._record(Outcome.FAIL, f"{step.command.split('=')[0]}: no answer")
+            return
+        outcome, why = self._judge(step, resp)
+        if outcome != Outcome.PASS or not (step.urc_ok or step.urc_fail):
+            self._record(outcome, why)
+            return
+        if self._urc_seen:  # the URC overtook the final code
+            self._judge_urc(step, self._urc_seen)
+            return
+        self.phase = Phase.WAIT_URC
+        self._urc_deadline = ms_add(self._now, step.urc_timeout_ms)
+
+    def _on_urc(self, line: bytes, data: bytes) -> None:
+        if line.startswith(b"+MSUB"):
+            self._deliver(line, data)
+            return
+        step = self._step()
+        if (step is not None and self.phase in (Phase.WAIT_FINAL, Phase.WAIT_URC)
+                and _matches(line, step.urc_ok + step.urc_fail)):
+            if self.phase == Phase.WAIT_URC:
+                self._judge_urc(step, line)
+            else:
+                self._urc_seen = bytes(line)
+            return
+        if line.startswith(b"PUBACK"):
+            self._on_puback()
+            return
+        for prefix, trigger in _LINK_URCS:
+            if line.startswith(prefix):
+                if trigger == Trigger.REBOOTED and self.state == State.AUTOBAUD:
+                    return  # boot URCs are what AUTOBAUD expects
+                self.log.info("link_urc", urc=line.decode("latin-1"), state=self.state.name)
+                self._raise_link(trigger)
+                return
+        self.log.debug("urc", urc=line.decode("latin-1"), state=self.state.name)
+
+    def _deliver(self, line: bytes, data: bytes) -> None:
+        topic = msub_topic(line).decode("utf-8", "replace")
+        self.counters.inbound += 1
+        self.log.info("inbound", topic=topic, bytes=len(data))
+        if self.on_message is None:
+            return
+        try:
+            self.on_message(topic, bytes(data))
+        except Exception as exc:
+            self.log.error("on_message_failed", error=f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ judging answers
+
+    def _judge(self, step: Step, resp: AtResponse) -> tuple[Outcome, str]:
+        """The `switch (step->check)` of the C twin: what this answer means for this step."""
+        ok = resp.result == AtResult.OK
+        check = step.check
+        if check == Check.BEARER_OPEN:
+            # ERROR / +CME ERROR: 3 usually means "already open": the query step decides.
+            return Outcome.PASS, ""
+        if not ok:
+            if check == Check.SIM_READY and resp.result == AtResult.CME_ERROR:
+                return Outcome.NOT_YET, f"SIM not ready (+CME ERROR: {resp.cme_error})"
+            return Outcome.FAIL, f"{step.name}: {_describe(resp)}"
+        if check == Check.OK:
+            return Outcome.PASS, ""
+        if check == Check.VERSION:
+            return self._judge_version(resp)
+        if check == Check.SIM_READY:
+            line = _find(resp, b"+CPIN:")
+            if line is not None and b"READY" in line:
+                return Outcome.PASS, ""
+            return Outcome.NOT_YET, "SIM not ready"
+        if check == Check.SIGNAL:
+            value = _field_int(_find(resp, b"+CSQ:"), 0)
+            self.rssi = value if value is not None else 99
+            return Outcome.PASS, ""
+        if check == Check.ATTACHED:
+            value = _field_int(_find(resp, b"+CGATT"), 0)
+            if value == 1:
+                return Outcome.PASS, ""
+            return Outcome.NOT_YET, "not attached yet (+CGATT: 0)"
+        if check == Check.BEARER_QUERY:
+            return self._judge_bearer(resp)
+        if check == Check.HTTP_STATUS:
+            return Outcome.PASS, ""  # the status comes in the +HTTPACTION URC
+        if check == Check.AUTH_REPLY:
+            return self._judge_auth(resp)
+        if check == Check.MQTT_STATUS:
+            status = _field_int(_find(resp, b"+MQTTSTATU"), 0)
+            return (Outcome.PASS, "") if status == 1 else (Outcome.FAIL, f"mqtt status {status}")
+        return Outcome.FAIL, "unknown check"
+
+    def _judge_urc(self, step: Step, line: bytes) -> None:
+        if _matches(line, step.urc_fail):
+            self._record(Outcome.FAIL, line.decode("latin-1"))
+            return
+        if step.check == Check.HTTP_STATUS:
+            # +HTTPACTION: 1,<status>,<len>   (also without the space)
+            self.http_status = _field_int(line, 1) or 0
+            if self.http_status == 200:
+                self._record(Outcome.PASS)
+            else:
+                self._record(Outcome.FAIL, f"HTTP status {self.http_status}")
+            return
+        self._record(Outcome.PASS)
+
+    def _judge_version(self, resp: AtResponse) -> tuple[Outcome, str]:
+        for line in resp.lines:
+            version = _firmware_version(line)
+            if version is not None:
+                text = line.decode("latin-1")
+                if text.startswith("+CGMR:"):
+                    text = text[6:].strip().strip('"')
+                self.firmware = text
+                self.firmware_version = version
+                if version < MIN_FIRMWARE:
+                    self.fail_reason = FailReason.FIRMWARE
+                    self.fail_detail = (f"firmware {text} is older than V{MIN_FIRMWARE}: "
+                                        "it cannot connect to Alibaba Cloud")
+                    return Outcome.FATAL, self.fail_detail
+                return Outcome.PASS, ""
+        return Outcome.FAIL, "no version in the AT+CGMR answer"
+
+    def _judge_bearer(self, resp: AtResponse) -> tuple[Outcome, str]:
+        line = _find(resp, b"+SAPBR")
+        status = _field_int(line, 1)
+        if status == 1 and line is not None:
+            self.ip = _field(line, 2).strip(b'"').decode("latin-1")
+            return Outcome.PASS, ""
+        if status == 0:
+            return Outcome.NOT_YET, "bearer connecting"
+        return Outcome.FAIL, f"bearer status {status}"
+
+    def _judge_auth(self, resp: AtResponse) -> tuple[Outcome, str]:
+        reply = aliyun.parse_auth_reply(resp.data)
+        self.auth_code = reply.code
+        if reply.iot_token:
+            log.register_secret(reply.iot_token)
+        if not reply.ok:
+            # A reply we could not parse is a transport problem, a code is the server's verdict.
+            if reply.code in (aliyun.AUTH_UNPARSEABLE, 200):
+                return Outcome.FAIL, f"auth reply unusable: {reply.message}"
+            return Outcome.REJECTED, (f"auth code {reply.code} "
+                                      f"({aliyun.describe_auth_code(reply.code)})")
+        self._iot_id = reply.iot_id
+        self._iot_token = reply.iot_token
+        self._reply_host = reply.mqtt_host
+        self._reply_port = reply.mqtt_port
+        self._token_at = self._now
+        self._token_stale = False
+        return Outcome.PASS, ""
+
+    # ------------------------------------------------------------------ ONLINE
+
+    def _advance_online(self) -> None:
+        now = self._now
+        if self._escalations and ms_diff(now, self.entered_at) >= self.settings.liveness_ms:
+            self._escalations = 0  # ONLINE has held for a while: the link is good again
+        if self.pub_phase == PubPhase.WAIT_PUBACK and ms_reached(now, self._pub_deadline):
+            # Resend. The first PUBACK may still come late; _on_puback copes with that.
+            self.counters.timeouts += 1
+            self.counters.publish_retried += 1
+            self.pub_phase = PubPhase.NONE
+            self._probe_due = True
+        if self._probe_due or ms_reached(now, self._next_probe_at):
+            self._probe_due = False
+            self._next_probe_at = ms_add(now, self.settings.liveness_ms)
+            self.counters.probes += 1
+            self._send(LIVENESS_PROBE.command.encode("ascii"), LIVENESS_PROBE.timeout_ms,
+                       Purpose.PROBE)
+            return
+        if self.pub_phase != PubPhase.NONE:
+            return
+        message = self.outbox.peek()
+        want_hex = message is not None and (
+            payload.classify_payload(message.payload)[0] == payload.HEX)
+        if want_hex != self._module_hex:
+            self._send(b"AT+MQTTMODE=1" if want_hex else b"AT+MQTTMODE=0", 5_000, Purpose.MODE)
+            return
+        if message is None:
+            return
+        try:
+            command = payload.encode_mpub_command(message.topic, message.payload, message.qos,
+                                                  self._module_hex)
+        except ValueError as exc:  # refused at enqueue time normally; never block the queue
+            self._drop(message, str(exc))
+            return
+        if self._pub_message is None or self._pub_message.id != message.id:
+            self._pub_message = message
+            self._pub_sends = 0
+            self._pub_errors = 0
+        mark = getattr(self.outbox, "mark_attempt", None)
+        if mark is not None:
+            mark(message.id)
+        self.pub_phase = PubPhase.WAIT_OK
+        self.counters.publish_sent += 1
+        self._send(command, self.settings.publish_timeout_ms, Purpose.PUBLISH)
+
+    def _on_publish_response(self, resp: AtResponse) -> None:
+        message = self._pub_message
+        if self.state != State.ONLINE or message is None:
+            return
+        if resp.result != AtResult.OK:
+            self.pub_phase = PubPhase.NONE
+            self._pub_errors += 1
+            if resp.result != AtResult.TIMEOUT and self._pub_errors >= (
+                    self.settings.publish_error_limit):
+                self._drop(message, f"module refused it {self._pub_errors} times")
+                return
+            self._on_online_timeout_or_error(resp)
+            return
+        if message.qos == 0:
+            self._acked(message)
+            return
+        self._pub_sends += 1
+        self.pub_phase = PubPhase.WAIT_PUBACK
+        self._pub_deadline = ms_add(self._now, self.settings.puback_timeout_ms)
+
+    def _on_puback(self) -> None:
+        """Match a PUBACK to a send. AT+MPUB carries no packet id, so be conservative."""
+        if self._stale_pubacks > 0:
+            # Owed to a message already acknowledged (it was sent twice). If it was really ours,
+            # our own deadline resends it: a duplicate, never a loss.
+            self._stale_pubacks -= 1
+            self.counters.pubacks_ignored += 1
+            return
+        message = self._pub_message
+        if message is None or message.qos != 1 or self._pub_sends == 0:
+            self.counters.pubacks_ignored += 1
+            return
+        self._stale_pubacks += self._pub_sends - 1
+        self._acked(message)
+
+    def _acked(self, message: OutboundMessage) -> None:
+        self.outbox.ack(message.id)
+        self.counters.publish_acked += 1
+        self.pub_phase = PubPhase.NONE
+        self._pub_message = None
+        self._pub_sends = 0
+        self._pub_errors = 0
+
+    def _drop(self, message: OutboundMessage, why: str) -> None:
+        self.log.error("publish_dropped", topic=message.topic, id=message.id, reason=why)
+        self.counters.publish_dropped += 1
+        self.outbox.ack(message.id)
+        self.pub_phase = PubPhase.NONE
+        self._pub_message = None
+
+    def _on_probe_response(self, resp: AtResponse) -> None:
+        if self.state != State.ONLINE:
+            return
+        if resp.result == AtResult.TIMEOUT:
+            self._on_online_timeout_or_error(resp)
+            return
+        status = _field_int(_find(resp, b"+MQTTSTATU"), 0)
+        if status != 1:
+            self.log.info("probe", mqtt_status=status)
+            self._raise_link(Trigger.MQTT_LOST)
+
+    def _on_online_timeout_or_error(self, resp: AtResponse) -> None:
+        """An unanswered or refused command in ONLINE: probe; too much silence: reconnect."""
+        if resp.result == AtResult.TIMEOUT:
+            self._silence += 1
+            if self._silence >= self.settings.silence_limit:
+                self.log.warning("module_silent", unanswered=self._silence)
+                self._raise_link(Trigger.MQTT_LOST)
+                return
+        self._probe_due = True
+
+    # ------------------------------------------------------------------ helpers
+
+    def _step(self) -> Step | None:
+        if self.state == State.ONLINE:
+            return None
+        steps = self.table[self.state].steps
+        return steps[self.step_index] if self.step_index < len(steps) else None
+
+    def _step_name(self) -> str | None:
+        step = self._step()
+        return step.name if step is not None else None
+
+
+def _matches(line: bytes, prefixes: tuple[str, ...]) -> bool:
+    return any(line.startswith(p.encode("ascii")) for p in prefixes)
+
+
+def _find(resp: AtResponse, prefix: bytes) -> bytes | None:
+    for line in resp.lines:
+        if line.startswith(prefix):
+            return line
+    return None
+
+
+def _field(line: bytes, index: int) -> bytes:
+    """Field `index` of `+NAME: a,b,c` (the part after the first colon, split at commas)."""
+    colon = line.find(b":")
+    parts = line[colon + 1:].split(b",")
+    return parts[index].strip() if index < len(parts) else b""
+
+
+def _field_int(line: bytes | None, index: int) -> int | None:
+    if line is None:
+        return None
+    text = _field(line, index)
+    return int(text) if text.isdigit() and len(text) <= 9 else None
+
+
+def _firmware_version(line: bytes) -> int | None:
+    """The number after `_V` in `AirM2M_Air72xUy_V409_LTE_AT` (bare or `+CGMR: "..."`)."""
+    start = line.find(b"_V")
+    while start >= 0:
+        end = start + 2
+        while end < len(line) and 0x30 <= line[end] <= 0x39:
+            end += 1
+        if end > start + 2 and end - start - 2 <= 9:
+            return int(line[start + 2:end])
+        start = line.find(b"_V", start + 2)
+    return None
+
+
+def _describe(resp: AtResponse) -> str:
+    if resp.result == AtResult.CME_ERROR:
+        return f"+CME ERROR: {resp.cme_error}"
+    return resp.result.name

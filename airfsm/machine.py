@@ -1,0 +1,341 @@
+"""The connection machine, declared once as data.
+
+Everything about the machine lives in the tables below: the states, each state's AT step script,
+each state's retry policy and escalation target, and the link-loss edges that can interrupt any
+state. From these tables come
+
+- the `transitions.Machine` the controller runs (`build_machine`),
+- the state and sequence diagrams (`airfsm.diagram`),
+- the edge list a C port compiles into a `const` array (`edges()`).
+
+Nobody writes the list of states or edges twice. A C port turns `State`, `Trigger`, `Check` into
+enums, `Step` and `Policy` into structs and `MACHINE` into a `const StateSpec[]`.
+
+Reading a row: the controller runs the state's steps in order. Each step sends `command`, waits up
+to `timeout_ms` for the final result code, optionally waits `urc_timeout_ms` more for one of
+`urc_ok` (or fails on one of `urc_fail`), then judges the answer with `check`. A judgement is one
+of `Outcome`: PASS (next step), NOT_YET (send the same step again after `poll_ms`, at most
+`poll_limit` times), FAIL (retry the whole state after backoff, `retries` times, then escalate to
+`on_exhausted`), REJECTED (like FAIL, but when retries run out the credentials are wrong: FAILED),
+FATAL (FAILED at once: no retry can help).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from transitions import Machine
+
+
+class State(IntEnum):
+    AUTOBAUD = 0
+    VERSION_CHECK = 1
+    ATTACH = 2
+    BEARER = 3
+    HTTP_AUTH = 4
+    MQTT_CONNECT = 5
+    ONLINE = 6
+    FAILED = 7
+
+
+class Trigger(IntEnum):
+    DONE = 0  # every step of the state passed: go to the next state
+    RETRY = 1  # a step failed and attempts are left: run the state again after backoff
+    EXHAUSTED = 2  # attempts used up: escalate
+    FATAL = 3  # nothing can help (old firmware, credentials rejected for good, module mute)
+    MQTT_LOST = 4  # CLOSED, MQTT status 0/2, a silent module in ONLINE
+    BEARER_LOST = 5  # +CGATT: 0, PDP deactivated, bearer closed
+    REBOOTED = 6  # RDY: the module restarted and lost all its state
+    TOKEN_REJECTED = 7  # MCONNECT refused (or the token is too old): fetch a fresh one
+    WATCHDOG = 8  # not ONLINE for too long: reset the module
+    PORT_LOST = 9  # the serial port vanished (USB unplugged) and was reopened
+
+
+class Outcome(IntEnum):
+    PASS = 0
+    NOT_YET = 1
+    FAIL = 2
+    REJECTED = 3
+    FATAL = 4
+
+
+class Check(IntEnum):
+    """How a step's answer is judged (the controller's `switch`)."""
+
+    OK = 0  # final OK passes, anything else fails
+    ANY = 1  # clean-up: any final code, even a timeout, passes
+    VERSION = 2  # firmware version >= MIN_FIRMWARE, read from either AT+CGMR form
+    SIM_READY = 3  # +CPIN: READY; SIM busy / not inserted: not yet
+    SIGNAL = 4  # +CSQ: informational, always passes once answered
+    ATTACHED = 5  # +CGATT: 1; +CGATT: 0: not yet
+    BEARER_OPEN = 6  # OK, or ERROR because the bearer is already open: the query decides
+    BEARER_QUERY = 7  # +SAPBR: 1,1,"ip"; status 0 (connecting): not yet
+    HTTP_STATUS = 8  # +HTTPACTION: 1,200,<len>
+    AUTH_REPLY = 9  # +HTTPREAD body: code 200 with iotId and iotToken
+    MQTT_STATUS = 10  # +MQTTSTATU :1
+
+
+class Cond(IntEnum):
+    """When a step runs at all."""
+
+    ALWAYS = 0
+    RESET_REQUESTED = 1  # only when the edge into the state asked for a module reset
+
+
+MIN_FIRMWARE = 409  # "AirM2M_Air72xUy_V409_LTE_AT": older builds cannot do Alibaba Cloud
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    command: str  # a template: {apn}, {auth_url}, {body_len}, {client_id}, ... (controller fills)
+    check: Check = Check.OK
+    timeout_ms: int = 2_000  # for the final result code
+    urc_ok: tuple[str, ...] = ()  # after OK, wait for one of these URCs
+    urc_fail: tuple[str, ...] = ()  # ... and fail at once on one of these
+    urc_timeout_ms: int = 0
+    prompt: bool = False  # the command answers DOWNLOAD: send the auth body, then wait for OK
+    poll_ms: int = 0  # NOT_YET: send again after this long ...
+    poll_limit: int = 0  # ... at most this many times, then FAIL
+    on_fail: Trigger | None = None  # a failure of this step fires this at once instead of RETRY
+    when: Cond = Cond.ALWAYS
+
+
+@dataclass(frozen=True)
+class Policy:
+    retries: int  # re-runs of the state after a FAIL before it escalates
+    backoff_base_ms: int  # first retry waits about this long ...
+    backoff_cap_ms: int  # ... doubling up to this (equal jitter; base == cap: fixed)
+    on_exhausted: State
+    reset_on_exhausted: bool = False  # send AT+RESET on the way (the module itself is suspect)
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    state: State
+    steps: tuple[Step, ...]
+    policy: Policy | None  # None: no steps to retry (ONLINE, FAILED)
+    next: State | None  # where DONE goes
+    summary: str
+
+
+# fmt: off
+MACHINE: tuple[StateSpec, ...] = (
+    StateSpec(
+        State.AUTOBAUD,
+        steps=(
+            Step("reset", "AT+RESET", Check.ANY, timeout_ms=2_000, when=Cond.RESET_REQUESTED),
+            # Uppercase "AT" trains the module's autobaud; no answer until it has locked on.
+            Step("at", "AT", Check.OK, timeout_ms=300),
+        ),
+        # About one "AT" every 500 ms for 90 s: the vendor's "nothing after ~90 s" limit.
+        policy=Policy(retries=180, backoff_base_ms=200, backoff_cap_ms=200,
+                      on_exhausted=State.FAILED),
+        next=State.VERSION_CHECK,
+        summary="train the UART: AT until OK",
+    ),
+    StateSpec(
+        State.VERSION_CHECK,
+        steps=(Step("cgmr", "AT+CGMR", Check.VERSION, timeout_ms=2_000),),
+        policy=Policy(retries=3, backoff_base_ms=1_000, backoff_cap_ms=8_000,
+                      on_exhausted=State.AUTOBAUD),
+        next=State.ATTACH,
+        summary="firmware V409 or newer",
+    ),
+    StateSpec(
+        State.ATTACH,
+        steps=(
+            # SIM busy or absent is polled a bounded number of times, never forever.
+            Step("cpin", "AT+CPIN?", Check.SIM_READY, timeout_ms=5_000, poll_ms=1_000,
+                 poll_limit=20),
+            Step("csq", "AT+CSQ", Check.SIGNAL, timeout_ms=2_000),
+            Step("cgatt", "AT+CGATT?", Check.ATTACHED, timeout_ms=2_000, poll_ms=2_000,
+                 poll_limit=60),
+        ),
+        policy=Policy(retries=1, backoff_base_ms=5_000, backoff_cap_ms=5_000,
+                      on_exhausted=State.AUTOBAUD, reset_on_exhausted=True),
+        next=State.BEARER,
+        summary="SIM ready, packet domain attached (+CGATT: 1)",
+    ),
+    StateSpec(
+        State.BEARER,
+        steps=(
+            Step("contype", 'AT+SAPBR=3,1,"CONTYPE","GPRS"', Check.OK, timeout_ms=5_000),
+            Step("apn", 'AT+SAPBR=3,1,"APN","{apn}"', Check.OK, timeout_ms=5_000),
+            Step("open", "AT+SAPBR=1,1", Check.BEARER_OPEN, timeout_ms=30_000),
+            Step("query", "AT+SAPBR=2,1", Check.BEARER_QUERY, timeout_ms=5_000, poll_ms=1_000,
+                 poll_limit=10),
+        ),
+        policy=Policy(retries=3, backoff_base_ms=1_000, backoff_cap_ms=16_000,
+                      on_exhausted=State.ATTACH),
+        next=State.HTTP_AUTH,
+        summary="open the IP bearer (SAPBR profile 1)",
+    ),
+    StateSpec(
+        State.HTTP_AUTH,
+        steps=(
+            # Clears an HTTP session a previous attempt left open; ERROR when none is fine.
+            Step("term_stale", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
+            Step("init", "AT+HTTPINIT", Check.OK, timeout_ms=5_000),
+            Step("url", 'AT+HTTPPARA="URL","{auth_url}"', Check.OK, timeout_ms=5_000),
+            Step("header", 'AT+HTTPPARA="USER_DEFINED","{content_type}"', Check.OK,
+                 timeout_ms=5_000),
+            Step("data", "AT+HTTPDATA={body_len},{body_window_ms}", Check.OK, timeout_ms=5_000,
+                 prompt=True),
+            Step("action", "AT+HTTPACTION=1", Check.HTTP_STATUS, timeout_ms=5_000,
+                 urc_ok=("+HTTPACTION:",), urc_timeout_ms=20_000),
+            Step("read", "AT+HTTPREAD", Check.AUTH_REPLY, timeout_ms=5_000),
+            Step("term", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
+        ),
+        policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
+                      on_exhausted=State.BEARER),
+        next=State.MQTT_CONNECT,
+        summary="HTTPS pre-auth: sign -> iotId + iotToken",
+    ),
+    StateSpec(
+        State.MQTT_CONNECT,
+        steps=(
+            # A half-open TCP link from a previous session would make MCONNECT fail; 767 when
+            # nothing is open is expected.
+            Step("close_stale", "AT+MIPCLOSE", Check.ANY, timeout_ms=5_000),
+            Step("config", 'AT+MCONFIG="{client_id}","{iot_id}","{iot_token}"', Check.OK,
+                 timeout_ms=5_000),
+            Step("tcp", 'AT+SSLMIPSTART="{mqtt_host}",{mqtt_port}', Check.OK, timeout_ms=10_000,
+                 urc_ok=("CONNECT OK", "ALREADY CONNECT"), urc_fail=("CONNECT FAIL", "CLOSED"),
+                 urc_timeout_ms=15_000),
+            # Sent the moment CONNECT OK arrives: the server drops an idle TLS link quickly.
+            Step("connect", "AT+MCONNECT=1,{keepalive_s}", Check.OK, timeout_ms=10_000,
+                 urc_ok=("CONNACK OK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000,
+                 on_fail=Trigger.TOKEN_REJECTED),
+            Step("subscribe", 'AT+MSUB="{sub_topic}",{sub_qos}', Check.OK, timeout_ms=5_000,
+                 urc_ok=("SUBACK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000),
+            Step("msgset", "AT+MQTTMSGSET=0", Check.OK, timeout_ms=5_000),
+        ),
+        policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
+                      on_exhausted=State.HTTP_AUTH),
+        next=State.ONLINE,
+        summary="TLS to the MQTT broker, CONNACK, subscribe",
+    ),
+    StateSpec(
+        State.ONLINE,
+        steps=(),
+        policy=None,
+        next=None,
+        summary="publish queue, +MSUB inbound, liveness probe",
+    ),
+    StateSpec(State.FAILED, steps=(), policy=None, next=None,
+              summary="terminal: the reason says why"),
+)
+
+# Entering a state through an escalation or a link loss (not DONE, not RETRY): the first such
+# entry since ONLINE last held is immediate, later ones back off within this range.
+ESCALATION_BACKOFF_MS = (1_000, 120_000)
+
+# The liveness probe of ONLINE, in the same form as the steps so it is drawn and ported alike.
+LIVENESS_PROBE = Step("probe", "AT+MQTTSTATU", Check.MQTT_STATUS, timeout_ms=5_000)
+
+# Events that interrupt whatever a state is doing. (trigger, sources, destination, reset module)
+_AFTER_AUTOBAUD = (State.VERSION_CHECK, State.ATTACH, State.BEARER, State.HTTP_AUTH,
+                   State.MQTT_CONNECT, State.ONLINE)
+_NETWORK_STATES = (State.HTTP_AUTH, State.MQTT_CONNECT, State.ONLINE)
+LINK_EVENTS: tuple[tuple[Trigger, tuple[State, ...], State, bool], ...] = (
+    (Trigger.MQTT_LOST, (State.ONLINE,), State.MQTT_CONNECT, False),
+    (Trigger.BEARER_LOST, (State.BEARER, *_NETWORK_STATES), State.ATTACH, False),
+    (Trigger.REBOOTED, _AFTER_AUTOBAUD, State.AUTOBAUD, False),
+    (Trigger.PORT_LOST, (State.AUTOBAUD, *_AFTER_AUTOBAUD), State.AUTOBAUD, False),
+    (Trigger.WATCHDOG, (State.AUTOBAUD, *_AFTER_AUTOBAUD[:-1]), State.AUTOBAUD, True),
+)
+# fmt: on
+
+
+def spec(state: State) -> StateSpec:
+    return MACHINE[state]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One edge of the machine: what the transitions Machine, the diagrams and C all use."""
+
+    trigger: Trigger
+    source: State
+    dest: State
+    reset_module: bool = False  # AT+RESET is sent on entering dest
+
+    @property
+    def trigger_name(self) -> str:
+        return self.trigger.name.lower()
+
+
+def edges(table: Sequence[StateSpec] = MACHINE) -> list[Edge]:
+    """Every edge of the machine, in a stable order, each (source, trigger) exactly once."""
+    out: list[Edge] = []
+    for row in table:
+        if row.next is not None:
+            out.append(Edge(Trigger.DONE, row.state, row.next))
+        if row.policy is not None:
+            pol = row.policy
+            out.append(Edge(Trigger.RETRY, row.state, row.state))
+            out.append(Edge(Trigger.EXHAUSTED, row.state, pol.on_exhausted,
+                            pol.reset_on_exhausted))
+            if _can_be_fatal(row) and pol.on_exhausted != State.FAILED:
+                out.append(Edge(Trigger.FATAL, row.state, State.FAILED))
+        for step in row.steps:
+            if step.on_fail is not None and step.on_fail != Trigger.RETRY:
+                dest = _ON_FAIL_DEST[step.on_fail]
+                edge = Edge(step.on_fail, row.state, dest)
+                if edge not in out:
+                    out.append(edge)
+    for trigger, sources, dest, reset in LINK_EVENTS:
+        for source in sources:
+            if any(s.state == source for s in table):
+                out.append(Edge(trigger, source, dest, reset))
+    return out
+
+
+# Where a step's own `on_fail` trigger leads (the step table names the trigger, this its target).
+_ON_FAIL_DEST = {Trigger.TOKEN_REJECTED: State.HTTP_AUTH}
+
+
+def _can_be_fatal(row: StateSpec) -> bool:
+    return any(s.check in (Check.VERSION, Check.AUTH_REPLY) for s in row.steps)
+
+
+def edge_table(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigger], Edge]:
+    """(source, trigger) -> edge: the lookup the controller does before firing a trigger."""
+    return {(e.source, e.trigger): e for e in edges(table)}
+
+
+def build_machine(
+    model: Any,
+    on_change: Callable[[Any], None],
+    table: Sequence[StateSpec] = MACHINE,
+    machine_class: type[Machine] = Machine,
+    **kwargs: Any,
+) -> Machine:
+    """A `transitions` machine with one state per row and one transition per edge.
+
+    RETRY is reflexive (`dest="="`): leaving and re-entering the state re-runs its script.
+    `on_change` is called after every change with transitions' EventData.
+    """
+    transitions = [
+        {
+            "trigger": e.trigger_name,
+            "source": e.source.name,
+            "dest": "=" if e.trigger == Trigger.RETRY else e.dest.name,
+        }
+        for e in edges(table)
+    ]
+    return machine_class(
+        model=model,
+        states=[row.state.name for row in table],
+        transitions=transitions,
+        initial=table[0].state.name,
+        auto_transitions=False,
+        send_event=True,
+        after_state_change=on_change,
+        model_attribute="fsm_state",
+        **kwargs,
+    )

@@ -1,0 +1,235 @@
+"""Byte transport: the C twin is `hal_uart_*`.
+
+Everything above this layer sees four calls: a non-blocking `read()`, a `write()` that sends all
+bytes, a `fileno()` to sleep on in `select()`, and `close()`. Two failures exist and they are
+distinct on purpose:
+
+- `PortError`: the port cannot be opened (bad path, permissions, nothing listening). Raised only
+  by `open_port`, before any tick runs; its message is one line fit for a user.
+- `PortLost`: the port vanished while in use (USB unplugged, the pty's other end closed, the TCP
+  peer went away). The controller turns it into an event; it is never a crash.
+
+`SerialPort` wraps pyserial's `serial_for_url`, so a `/dev/tty…` device, a pty slave path,
+`socket://host:port`, `rfc2217://…` and `loop://` all work. It never touches modem lines: on a
+pty they raise ENOTTY, and the AT dialect does not need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from typing import Protocol
+
+import serial
+
+__all__ = [
+    "MemoryPort",
+    "Port",
+    "PortError",
+    "PortLost",
+    "SerialPort",
+    "memory_pair",
+    "open_port",
+]
+
+WRITE_TIMEOUT_S = 2.0  # a UART that cannot take a few hundred bytes in 2 s is gone
+
+
+class PortError(Exception):
+    """The port cannot be opened. `str(e)` is one line, e.g. `cannot open /dev/x: No such …`."""
+
+
+class PortLost(Exception):
+    """The port vanished while in use: an event for the machine, not a crash."""
+
+
+class Port(Protocol):
+    def read(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` bytes that are already there; `b""` at once when none. PortLost."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send every byte of `data`. PortLost."""
+        ...
+
+    def fileno(self) -> int | None:
+        """A file descriptor `select()` can wait on for input, or None (poll instead)."""
+        ...
+
+    def close(self) -> None:
+        """Release the port. Idempotent."""
+        ...
+
+
+def _one_line(text: str) -> str:
+    """Collapse whitespace so a message never spans lines."""
+    return " ".join(text.split())
+
+
+_ERRNO = re.compile(r"\[Errno (\d+)\]|\((\d+), '")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line reason for an OS or pyserial error, without pyserial's decorations.
+
+    pyserial wraps OS errors as text ("could not open port X: [Errno 2] No such file or
+    directory: 'X'", "read failed: [Errno 5] Input/output error"): recover the errno when present.
+    """
+    err = getattr(exc, "errno", None)
+    if isinstance(err, int) and err > 0:
+        return os.strerror(err)
+    text = _one_line(str(exc))
+    match = _ERRNO.search(text)
+    if match:
+        return os.strerror(int(match.group(1) or match.group(2)))
+    if text.lower().startswith("could not open port ") and ": " in text:
+        text = text.split(": ", 1)[1]
+    return text or type(exc).__name__
+
+
+class SerialPort:
+    """A pyserial port (device, pty, socket://, rfc2217://, loop://) behind the `Port` calls."""
+
+    def __init__(self, ser: serial.SerialBase, url: str) -> None:
+        self._serial: serial.SerialBase | None = ser
+        self.url = url
+
+    def __repr__(self) -> str:
+        state = "open" if self._serial is not None else "closed"
+        return f"SerialPort({self.url!r}, {state})"
+
+    def _require_open(self) -> serial.SerialBase:
+        if self._serial is None:
+            raise PortLost(f"{self.url}: port is closed")
+        return self._serial
+
+    def read(self, max_bytes: int) -> bytes:
+        ser = self._require_open()
+        if max_bytes <= 0:
+            return b""
+        try:
+            # timeout=0: pyserial does one select(…, 0) and at most one os.read / recv.
+            # No in_waiting: it is an ioctl that raises OSError on a vanished device anyway, and
+            # a hung-up pty reads as "ready, but no data", which pyserial reports as an error.
+            data = ser.read(max_bytes)
+        except (serial.SerialException, OSError) as exc:
+            raise PortLost(f"{self.url}: read failed: {_reason(exc)}") from exc
+        return bytes(data)
+
+    def write(self, data: bytes) -> None:
+        ser = self._require_open()
+        view = memoryview(data)
+        while view:
+            try:
+                sent = ser.write(view)
+            except serial.SerialTimeoutException as exc:
+                raise PortLost(f"{self.url}: write timed out") from exc
+            except (serial.SerialException, OSError) as exc:
+                raise PortLost(f"{self.url}: write failed: {_reason(exc)}") from exc
+            if sent is None:  # some pyserial back ends do not report a count: all was taken
+                return
+            if sent <= 0:
+                # With write_timeout set pyserial either sends everything, raises, or returns
+                # short only when the write was cancelled: never spin on a port taking nothing.
+                raise PortLost(f"{self.url}: write made no progress")
+            view = view[sent:]
+
+    def fileno(self) -> int | None:
+        ser = self._serial
+        if ser is None:
+            return None
+        # posix Serial (device, pty, spy://) and socket:// have a real descriptor. rfc2217://
+        # reads on a thread into a queue, and loop:// has no fd: both raise, so poll them.
+        fileno = getattr(ser, "fileno", None)
+        if fileno is None:
+            return None
+        try:
+            fd = fileno()
+        except (OSError, ValueError, AttributeError):
+            return None
+        return fd if isinstance(fd, int) and fd >= 0 else None
+
+    def close(self) -> None:
+        ser, self._serial = self._serial, None
+        if ser is None:
+            return
+        # A vanished device may fail to close: it is released either way.
+        with contextlib.suppress(serial.SerialException, OSError):
+            ser.close()
+
+
+def open_port(url: str, baud: int = 115200) -> SerialPort:
+    """Open a device path or pyserial URL for non-blocking use. Raises PortError (one line)."""
+    if not url:
+        raise PortError("cannot open port: no path or URL given")
+    try:
+        ser = serial.serial_for_url(
+            url, baudrate=baud, timeout=0, write_timeout=WRITE_TIMEOUT_S
+        )
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise PortError(_one_line(f"cannot open {url}: {_reason(exc)}")) from None
+    return SerialPort(ser, url)
+
+
+class MemoryPort:
+    """One end of an in-memory byte pipe (tests, the simulator in-process). No fd: poll it.
+
+    Bytes written here are read from the peer. After either end closes, the other end may still
+    read what was already delivered; then read and write raise PortLost, as a socket would.
+    """
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self._rx = bytearray()
+        self._peer: MemoryPort | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryPort({self.name!r}, pending={len(self._rx)}, closed={self._closed})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        """Bytes waiting to be read on this end."""
+        return len(self._rx)
+
+    def _peer_gone(self) -> bool:
+        return self._peer is None or self._peer._closed
+
+    def read(self, max_bytes: int) -> bytes:
+        if self._closed:
+            raise PortLost(f"{self.name}: port is closed")
+        if max_bytes <= 0:
+            return b""
+        if self._rx:
+            chunk = bytes(self._rx[:max_bytes])
+            del self._rx[:max_bytes]
+            return chunk
+        if self._peer_gone():
+            raise PortLost(f"{self.name}: other end closed")
+        return b""
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise PortLost(f"{self.name}: port is closed")
+        peer = self._peer
+        if peer is None or peer._closed:
+            raise PortLost(f"{self.name}: other end closed")
+        peer._rx.extend(data)
+
+    def fileno(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def memory_pair(names: tuple[str, str] = ("a", "b")) -> tuple[MemoryPort, MemoryPort]:
+    """Two connected in-memory ports: what one writes, the other reads."""
+    a, b = MemoryPort(names[0]), MemoryPort(names[1])
+    a._peer, b._peer = b, a
+    return a, b

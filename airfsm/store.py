@@ -1,0 +1,450 @@
+"""The gateway's durable state: outbox and inbox in SQLite, the status file, the data directory.
+
+Host-only code (the MCU port keeps its queue in RAM or flash its own way).
+
+One database file, `<data_dir>/airfsm.db`, holds both tables; any number of processes may open
+it at once (`airfsm publish` enqueues while `airfsm run` reads). It runs in WAL mode so readers
+never block the writer, with `synchronous=FULL` so that a message `enqueue` has returned an id
+for survives kill -9 and power loss, and with a busy timeout so that writers queue up instead of
+failing. The schema carries its version in `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import math
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from airfsm.log import redact
+from airfsm.messages import InboundMessage, OutboundMessage
+from airfsm.payload import check_qos, check_topic, classify_payload
+
+DB_FILENAME = "airfsm.db"
+STATUS_FILENAME = "status.json"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+DEFAULT_OUTBOX_CAPACITY = 10_000
+DEFAULT_INBOX_CAPACITY = 10_000
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK can't
+        topic       TEXT    NOT NULL,                   -- acknowledge a newer message
+        payload     BLOB    NOT NULL,
+        qos         INTEGER NOT NULL CHECK (qos IN (0, 1)),
+        enqueued_at REAL    NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS inbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic       TEXT    NOT NULL,
+        payload     BLOB    NOT NULL,
+        received_at REAL    NOT NULL
+    )""",
+)
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (cannot open, corrupt, locked too long): one line."""
+
+
+class OutboxFull(Exception):
+    """`enqueue` refused a message because the outbox holds `capacity` messages already."""
+
+
+def db_path(data_dir: str | Path) -> Path:
+    """Where the outbox and inbox live inside a data directory."""
+    return Path(data_dir) / DB_FILENAME
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the database at `path`, in WAL mode, at the current schema."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create directory {path.parent}: {exc.strerror}") from None
+    conn: sqlite3.Connection | None = None
+    try:
+        # isolation_level=None: no implicit transactions; every write below says BEGIN itself.
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        if mode != "wal":
+            raise StoreError(f"cannot open store {path}: journal mode is {mode!r}, not WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        _migrate(conn, path)
+        return conn
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise StoreError(f"cannot open store {path}: {_one_line(exc)}") from None
+    except StoreError:
+        if conn is not None:
+            conn.close()
+        raise
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = _user_version(conn)
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"store {path} has schema version {version}; this airfsm knows "
+                         f"{SCHEMA_VERSION}: upgrade airfsm")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _user_version(conn)  # another process may have created it meanwhile
+        if version == 0:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class _Store:
+    """Connection handling shared by the outbox and the inbox."""
+
+    _what = "store"
+
+    def __init__(self, path: str | Path, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.path = Path(path)
+        self.capacity = capacity
+        self._conn: sqlite3.Connection | None = _connect(self.path)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self._what} {self.path} is closed")
+        return self._conn
+
+    def _fail(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"{self._what} {self.path}: {_one_line(exc)}")
+
+    def count(self) -> int:
+        """How many rows the table holds now."""
+        try:
+            return int(self._db().execute(f"SELECT COUNT(*) FROM {self._what}").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Every later call raises StoreError."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> _Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class SqliteOutbox(_Store):
+    """Messages waiting to be published, oldest first; satisfies the controller's `Outbox`.
+
+    A row is deleted only by `ack`: the gateway acks a QoS1 message on PUBACK and a QoS0 message
+    on OK, so a crash, a kill -9 or a power cut at any moment loses nothing it was given
+    (at-least-once). The outbox is bounded: `enqueue` refuses with OutboxFull rather than drop
+    older data.
+    """
+
+    _what = "outbox"
+
+    def __init__(self, path: str | Path, capacity: int = DEFAULT_OUTBOX_CAPACITY, *,
+                 allow_hex: bool = True) -> None:
+        """`allow_hex=False` refuses payloads that only hex mode (AT+MQTTMODE=1) can carry."""
+        super().__init__(path, capacity)
+        self.allow_hex = allow_hex
+
+    def __enter__(self) -> SqliteOutbox:
+        return self
+
+    def enqueue(self, topic: str, payload: bytes, qos: int) -> int:
+        """Store a message durably; return its id (ids increase and are never reused).
+
+        ValueError for a topic, QoS or payload that could never be published: refusing it here,
+        at publish time, keeps a poison message from blocking the head of the queue. A topic
+        without a leading `/` is stored as given (see `airfsm.payload.resolve_topic`).
+        OutboxFull when the outbox already holds `capacity` messages; the check and the insert
+        are one IMMEDIATE transaction, so concurrent publishers cannot overshoot.
+        """
+        if not isinstance(topic, str):
+            raise ValueError(f"topic must be a string, got {type(topic).__name__}")
+        reason = check_topic(topic) or check_qos(qos)
+        if reason is not None:
+            raise ValueError(reason)
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise ValueError(f"payload must be bytes, got {type(payload).__name__}")
+        payload = bytes(payload)
+        kind, why = classify_payload(payload, hex_allowed=self.allow_hex)
+        if why is not None:
+            raise ValueError(why)
+        assert kind in ("text", "hex")
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                held = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                if held >= self.capacity:
+                    raise OutboxFull(f"outbox full: {held} messages waiting (capacity "
+                                     f"{self.capacity}); nothing was dropped, retry later")
+                cur = db.execute(
+                    "INSERT INTO outbox (topic, payload, qos, enqueued_at) VALUES (?, ?, ?, ?)",
+                    (topic, payload, qos, time.time()))
+                message_id = cur.lastrowid
+                db.execute("COMMIT")  # returns only once the WAL is synced (synchronous=FULL)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        assert message_id is not None
+        return int(message_id)
+
+    def peek(self) -> OutboundMessage | None:
+        """The oldest message not yet acknowledged, or None when the outbox is empty."""
+        try:
+            row = self._db().execute(
+                "SELECT id, topic, payload, qos FROM outbox ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        if row is None:
+            return None
+        return OutboundMessage(id=int(row[0]), topic=str(row[1]), payload=bytes(row[2]),
+                               qos=int(row[3]))
+
+    def ack(self, message_id: int) -> None:
+        """Delivered (or given up on): delete the message for good. Unknown ids are ignored."""
+        try:
+            self._db().execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def mark_attempt(self, message_id: int) -> int:
+        """Count one more send attempt; return the new count (0 if the message is gone)."""
+        try:
+            db = self._db()
+            db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (message_id,))
+            row = db.execute("SELECT attempts FROM outbox WHERE id = ?", (message_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return 0 if row is None else int(row[0])
+
+    def attempts(self, message_id: int) -> int:
+        """How many send attempts `mark_attempt` has counted (0 if the message is gone)."""
+        try:
+            row = self._db().execute(
+                "SELECT attempts FROM outbox WHERE id = ?", (message_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return 0 if row is None else int(row[0])
+
+
+class SqliteInbox(_Store):
+    """Every inbound (`+MSUB:`) message, in arrival order.
+
+    The inbox is a log, not a queue: reading does not consume, and once it holds `capacity`
+    rows each `add` prunes the oldest so the newest `capacity` messages are kept. Readers
+    (`airfsm inbox --follow`) remember the last id they saw and ask for what came after it.
+    """
+
+    _what = "inbox"
+
+    def __init__(self, path: str | Path, capacity: int = DEFAULT_INBOX_CAPACITY) -> None:
+        super().__init__(path, capacity)
+
+    def __enter__(self) -> SqliteInbox:
+        return self
+
+    def add(self, topic: str, payload: bytes, received_at: float) -> int:
+        """Store an inbound message; return its id. Prunes the oldest beyond `capacity`."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = db.execute(
+                    "INSERT INTO inbox (topic, payload, received_at) VALUES (?, ?, ?)",
+                    (topic, bytes(payload), float(received_at)))
+                message_id = int(cur.lastrowid or 0)
+                # ids are consecutive apart from pruning, so "the newest `capacity`" is an id range.
+                db.execute("DELETE FROM inbox WHERE id <= ?", (message_id - self.capacity,))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return message_id
+
+    def read(self, after_id: int = 0, limit: int = 100) -> list[tuple[int, InboundMessage]]:
+        """Up to `limit` messages with id > `after_id`, oldest first, as (id, message)."""
+        try:
+            rows = self._db().execute(
+                "SELECT id, topic, payload, received_at FROM inbox WHERE id > ? "
+                "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return [(int(r[0]), InboundMessage(topic=str(r[1]), payload=bytes(r[2]),
+                                           received_at=float(r[3]))) for r in rows]
+
+    def last_id(self) -> int:
+        """The id of the newest message, 0 when empty (`--follow` from now: read after this)."""
+        try:
+            row = self._db().execute("SELECT MAX(id) FROM inbox").fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return 0 if row is None or row[0] is None else int(row[0])
+
+
+def iso_utc(timestamp: float) -> str:
+    """Unix time as ISO-8601 UTC with milliseconds, e.g. `2024-05-01T12:00:00.250Z`."""
+    text = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def inbox_json_line(msg: InboundMessage, message_id: int | None = None) -> str:
+    """One JSON line (no trailing newline) for an inbound message.
+
+    `{"topic", "payload", "payload_encoding": "utf-8" | "base64", "received_at"}`, plus `"id"`
+    first when given. The payload is text when it is valid UTF-8, else base64. The line is
+    pure ASCII (non-ASCII text is `\\u` escaped), so it can never break a terminal or a pipe.
+    """
+    try:
+        payload, encoding = msg.payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(msg.payload).decode("ascii"), "base64"
+    record: dict[str, Any] = {} if message_id is None else {"id": message_id}
+    record.update(topic=msg.topic, payload=payload, payload_encoding=encoding,
+                  received_at=iso_utc(msg.received_at))
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the gateway keeps its state when `--data-dir` is not given.
+
+    `$AIRFSM_DATA_DIR`; else `$XDG_STATE_HOME/airfsm` (if absolute, as the XDG spec asks); else
+    `~/.local/state/airfsm`; but for root without a usable home (HOME unset or `/`, typical of a
+    system service) `/var/lib/airfsm`. Empty variables count as unset.
+    """
+    env = os.environ if env is None else env
+    explicit = env.get("AIRFSM_DATA_DIR", "")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "airfsm"
+    home = env.get("HOME", "")
+    geteuid = getattr(os, "geteuid", None)
+    if home in ("", "/") and geteuid is not None and geteuid() == 0:
+        return Path("/var/lib/airfsm")
+    if home:
+        return Path(home) / ".local" / "state" / "airfsm"
+    return Path.home() / ".local" / "state" / "airfsm"
+
+
+def _scrub(value: Any) -> Any:
+    """A JSON-ready copy of `value` with every registered secret redacted from every string."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bytes | bytearray):
+        return redact(bytes(value).decode("latin-1"))
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, Enum):
+        return redact(value.name)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {redact(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return redact(str(value))
+
+
+class StatusFile:
+    """`<data_dir>/status.json`: the gateway's state and counters, for `airfsm status`.
+
+    Written atomically (a temporary file in the same directory, then `os.replace`), so a reader
+    sees the old or the new file, never a torn one. Every string is passed through
+    `airfsm.log.redact` first: defence in depth, no secret can reach the file.
+    `fsync=True` also survives power loss, at the cost of a flash write per update.
+    """
+
+    def __init__(self, data_dir: str | Path, *, fsync: bool = False) -> None:
+        self.path = Path(data_dir) / STATUS_FILENAME
+        self.fsync = fsync
+
+    def write(self, status: Mapping[str, Any]) -> None:
+        """Replace the status file with `status` (a JSON-able mapping). StoreError on failure."""
+        text = json.dumps(_scrub(status), indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+        directory = self.path.parent
+        tmp_name: str | None = None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".status.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(text)
+                f.flush()
+                if self.fsync:
+                    os.fsync(f.fileno())
+            os.chmod(tmp_name, 0o644)  # no secrets in it; `airfsm status` may run as anyone
+            os.replace(tmp_name, self.path)
+            tmp_name = None
+        except OSError as exc:
+            raise StoreError(f"cannot write status file {self.path}: "
+                             f"{exc.strerror or _one_line(exc)}") from None
+        finally:
+            if tmp_name is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_name)
+
+    @staticmethod
+    def read(path: str | Path) -> dict[str, Any]:
+        """The status as a dict. `path` is the file or its data directory. StoreError when
+        missing, unreadable or not a JSON object."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / STATUS_FILENAME
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StoreError(f"no status file at {p}: is the gateway running with this "
+                             "data directory?") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"cannot read status file {p}: {_one_line(exc)}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"status file {p} is corrupt: {_one_line(exc)}") from None
+        if not isinstance(data, dict):
+            raise StoreError(f"status file {p} is corrupt: not a JSON object")
+        return data

@@ -1,0 +1,394 @@
+"""Byte transport: a real pty, a real TCP socket, and the in-memory pair."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import time
+import tty
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
+import serial
+
+from airfsm.port import (
+    MemoryPort,
+    Port,
+    PortError,
+    PortLost,
+    SerialPort,
+    memory_pair,
+    open_port,
+)
+
+DEADLINE_S = 5.0
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[tuple[int, str]]:
+    """(master fd, slave path); the slave is raw so nothing is echoed or cooked."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    try:
+        yield master, path
+    finally:
+        os.close(slave)
+        with contextlib.suppress(OSError):  # some tests close it themselves
+            os.close(master)
+
+
+def read_fd_until(fd: int, want: int, deadline_s: float = DEADLINE_S) -> bytes:
+    """Read from a raw fd until `want` bytes came, waiting in select() against a deadline."""
+    got = b""
+    end = time.monotonic() + deadline_s
+    while len(got) < want:
+        left = end - time.monotonic()
+        assert left > 0, f"timed out with {got!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            got += os.read(fd, want - len(got))
+    return got
+
+
+def read_port_until(port: SerialPort, want: int, deadline_s: float = DEADLINE_S) -> bytes:
+    """Read from a port until `want` bytes came, sleeping in select() on its fileno()."""
+    fd = port.fileno()
+    assert fd is not None
+    got = b""
+    end = time.monotonic() + deadline_s
+    while len(got) < want:
+        left = end - time.monotonic()
+        assert left > 0, f"timed out with {got!r}"
+        select.select([fd], [], [], left)
+        got += port.read(want - len(got))
+    return got
+
+
+def expect_lost(action: str, port: SerialPort, deadline_s: float = DEADLINE_S) -> PortLost:
+    """Repeat `action` (read/write) until PortLost, bounded by a deadline."""
+    fd = port.fileno()
+    assert fd is not None
+    end = time.monotonic() + deadline_s
+    while True:
+        left = end - time.monotonic()
+        assert left > 0, f"{action} never raised PortLost"
+        try:
+            if action == "read":
+                select.select([fd], [], [], min(left, 0.05))
+                port.read(64)
+            else:
+                port.write(b"AT\r")
+                select.select([], [], [], 0.01)  # let the kernel notice between attempts
+        except PortLost as exc:
+            return exc
+
+
+# --- pty ------------------------------------------------------------------------------------
+
+
+def test_pty_bytes_flow_both_ways(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    port = open_port(path)
+    try:
+        assert isinstance(port.fileno(), int)
+        port.write(b"AT+CGMR\r")
+        assert read_fd_until(master, 8) == b"AT+CGMR\r"
+
+        os.write(master, b"\r\nAirM2M_Air72xUy_V409_LTE_AT\r\n\r\nOK\r\n")
+        want = len(b"\r\nAirM2M_Air72xUy_V409_LTE_AT\r\n\r\nOK\r\n")
+        assert read_port_until(port, want) == b"\r\nAirM2M_Air72xUy_V409_LTE_AT\r\n\r\nOK\r\n"
+    finally:
+        port.close()
+
+
+def test_pty_binary_bytes_pass_untouched(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    port = open_port(path)
+    try:
+        payload = bytes(range(256))
+        port.write(payload)
+        assert read_fd_until(master, 256) == payload
+        os.write(master, payload)
+        assert read_port_until(port, 256) == payload
+    finally:
+        port.close()
+
+
+class ShortWriter:
+    """A stand-in for a pyserial port that takes at most `chunk` bytes a call."""
+
+    def __init__(self, chunk: int, fail: BaseException | None = None) -> None:
+        self.chunk = chunk
+        self.fail = fail
+        self.calls = 0
+        self.taken = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        n = min(self.chunk, len(data))
+        self.taken.extend(bytes(data[:n]))
+        return n
+
+    def close(self) -> None:
+        pass
+
+
+def short_port(writer: ShortWriter) -> SerialPort:
+    return SerialPort(cast(serial.SerialBase, writer), "fake://short")
+
+
+def test_write_loops_over_partial_writes() -> None:
+    writer = ShortWriter(chunk=3)
+    short_port(writer).write(b"AT+HTTPDATA=112,20000\r")
+    assert bytes(writer.taken) == b"AT+HTTPDATA=112,20000\r"
+    assert writer.calls == 8
+
+
+def test_write_without_progress_is_port_lost() -> None:
+    writer = ShortWriter(chunk=0)
+    with pytest.raises(PortLost):
+        short_port(writer).write(b"AT\r")
+    assert writer.calls == 1  # no spinning
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        serial.SerialTimeoutException("Write timeout"),
+        serial.SerialException("write failed: [Errno 5] Input/output error"),
+        OSError(5, "Input/output error"),
+    ],
+)
+def test_write_errors_become_port_lost(error: BaseException) -> None:
+    with pytest.raises(PortLost) as info:
+        short_port(ShortWriter(chunk=1, fail=error)).write(b"AT\r")
+    assert "fake://short" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pty_large_write_is_complete(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    port = open_port(path)
+    try:
+        # Several kernel reads' worth (but within the pty buffer: this test has one thread).
+        payload = bytes(i & 0xFF for i in range(3000))
+        port.write(payload)
+        assert read_fd_until(master, len(payload)) == payload
+    finally:
+        port.close()
+
+
+def test_pty_read_returns_empty_at_once(pty_pair: tuple[int, str]) -> None:
+    _master, path = pty_pair
+    port = open_port(path)
+    try:
+        start = time.monotonic()
+        assert port.read(256) == b""
+        assert port.read(0) == b""
+        assert time.monotonic() - start < 0.5
+    finally:
+        port.close()
+
+
+def test_pty_read_respects_max_bytes(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    port = open_port(path)
+    try:
+        os.write(master, b"0123456789")
+        fd = port.fileno()
+        assert fd is not None
+        select.select([fd], [], [], DEADLINE_S)
+        first = port.read(4)
+        assert 1 <= len(first) <= 4
+        rest = read_port_until(port, 10 - len(first))
+        assert first + rest == b"0123456789"
+    finally:
+        port.close()
+
+
+def test_pty_master_closed_read_raises_port_lost(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    port = open_port(path)
+    try:
+        os.close(master)
+        exc = expect_lost("read", port)
+        text = str(exc)
+        assert path in text and "\n" not in text
+    finally:
+        port.close()
+
+
+def test_pty_master_closed_write_raises_port_lost(pty_pair: tuple[int, str]) -> None:
+    master, path = pty_pair
+    port = open_port(path)
+    try:
+        os.close(master)
+        exc = expect_lost("write", port)
+        assert "\n" not in str(exc)
+    finally:
+        port.close()
+
+
+def test_close_is_idempotent_and_closed_port_is_lost(pty_pair: tuple[int, str]) -> None:
+    _master, path = pty_pair
+    port = open_port(path)
+    port.close()
+    port.close()
+    assert port.fileno() is None
+    with pytest.raises(PortLost):
+        port.read(1)
+    with pytest.raises(PortLost):
+        port.write(b"x")
+
+
+# --- open errors ------------------------------------------------------------------------------
+
+
+def test_open_missing_path_is_one_line_port_error() -> None:
+    with pytest.raises(PortError) as info:
+        open_port("/dev/ttyUSB_airfsm_missing9")
+    text = str(info.value)
+    assert text == "cannot open /dev/ttyUSB_airfsm_missing9: No such file or directory"
+    assert "\n" not in text and "Traceback" not in text
+
+
+def test_open_not_a_tty_is_port_error(tmp_path: os.PathLike[str]) -> None:
+    plain = os.path.join(os.fspath(tmp_path), "plain-file")
+    with open(plain, "wb"):
+        pass
+    with pytest.raises(PortError) as info:
+        open_port(plain)
+    assert plain in str(info.value) and "\n" not in str(info.value)
+
+
+def test_open_unknown_url_scheme_is_port_error() -> None:
+    with pytest.raises(PortError) as info:
+        open_port("nosuchproto://x")
+    assert str(info.value).startswith("cannot open nosuchproto://x: ")
+
+
+def test_open_refused_socket_is_port_error() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    with pytest.raises(PortError) as info:
+        open_port(f"socket://127.0.0.1:{free}")
+    text = str(info.value)
+    assert text.startswith(f"cannot open socket://127.0.0.1:{free}: ") and "\n" not in text
+
+
+def test_open_empty_url_is_port_error() -> None:
+    with pytest.raises(PortError):
+        open_port("")
+
+
+# --- TCP --------------------------------------------------------------------------------------
+
+
+def test_socket_url_round_trip_and_peer_close() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        host, tcp_port = listener.getsockname()
+        port = open_port(f"socket://{host}:{tcp_port}")
+        try:
+            listener.settimeout(DEADLINE_S)
+            peer, _ = listener.accept()
+            with peer:
+                peer.settimeout(DEADLINE_S)
+                assert isinstance(port.fileno(), int)
+                assert port.read(16) == b""
+
+                port.write(b"AT\r")
+                got = b""
+                while len(got) < 3:
+                    got += peer.recv(16)
+                assert got == b"AT\r"
+
+                peer.sendall(b"\r\nOK\r\n")
+                assert read_port_until(port, 6) == b"\r\nOK\r\n"
+
+            # The peer is gone: reading sees EOF and reports it as a lost port.
+            exc = expect_lost("read", port)
+            assert "\n" not in str(exc)
+        finally:
+            port.close()
+
+
+def test_loop_url_has_no_fileno_but_works() -> None:
+    port = open_port("loop://")
+    try:
+        assert port.fileno() is None
+        port.write(b"hello")
+        got = b""
+        end = time.monotonic() + DEADLINE_S
+        while len(got) < 5 and time.monotonic() < end:
+            got += port.read(5 - len(got))
+        assert got == b"hello"
+    finally:
+        port.close()
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def test_memory_pair_round_trip() -> None:
+    a, b = memory_pair()
+    assert a.fileno() is None and b.fileno() is None
+    assert a.read(10) == b""
+    a.write(b"AT\r")
+    a.write(b"")
+    assert b.pending == 3
+    assert b.read(2) == b"AT"
+    assert b.read(10) == b"\r"
+    assert b.read(10) == b""
+    b.write(b"\r\nOK\r\n")
+    assert a.read(100) == b"\r\nOK\r\n"
+    assert a.read(0) == b""
+
+
+def test_memory_close_makes_peer_lost() -> None:
+    a, b = memory_pair()
+    a.write(b"last words")
+    a.close()
+    a.close()  # idempotent
+    assert a.closed
+    # What was delivered before the close can still be read, then the loss shows.
+    assert b.read(100) == b"last words"
+    with pytest.raises(PortLost):
+        b.read(1)
+    with pytest.raises(PortLost):
+        b.write(b"x")
+    with pytest.raises(PortLost):
+        a.read(1)
+    with pytest.raises(PortLost):
+        a.write(b"x")
+
+
+def test_memory_close_of_reader_makes_writer_lost() -> None:
+    a, b = memory_pair()
+    b.close()
+    with pytest.raises(PortLost):
+        a.write(b"AT\r")
+    with pytest.raises(PortLost):
+        a.read(1)
+
+
+def test_memory_port_alone_is_lost() -> None:
+    lonely = MemoryPort("lonely")
+    with pytest.raises(PortLost):
+        lonely.write(b"x")
+
+
+def test_both_implementations_satisfy_the_protocol(pty_pair: tuple[int, str]) -> None:
+    _master, path = pty_pair
+    ports: list[Port] = [open_port(path), *memory_pair()]  # mypy checks the structural type
+    for port in ports:
+        assert port.read(1) == b""
+    for port in ports:
+        port.close()

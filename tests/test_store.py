@@ -1,0 +1,480 @@
+"""Durable outbox/inbox (SQLite), inbox JSON lines, the data directory and the status file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from enum import IntEnum
+from pathlib import Path
+
+import pytest
+
+from airfsm import log
+from airfsm.messages import InboundMessage, OutboundMessage
+from airfsm.payload import MAX_PAYLOAD_HEX_RAW
+from airfsm.store import (
+    SCHEMA_VERSION,
+    OutboxFull,
+    SqliteInbox,
+    SqliteOutbox,
+    StatusFile,
+    StoreError,
+    db_path,
+    default_data_dir,
+    inbox_json_line,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+TOPIC = "/pk/dn/update"
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[SqliteOutbox]:
+    box = SqliteOutbox(db_path(tmp_path))
+    yield box
+    box.close()
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+# --- outbox ---------------------------------------------------------------------------------
+
+def test_outbox_is_fifo_and_keeps_fields(outbox: SqliteOutbox) -> None:
+    assert outbox.peek() is None and outbox.count() == 0
+    first = outbox.enqueue(TOPIC, b"one", 1)
+    second = outbox.enqueue("/pk/dn/other", b"\x00\xff binary", 0)
+    third = outbox.enqueue("relative/topic", b"", 1)
+    assert first < second < third
+    assert outbox.count() == 3
+    assert outbox.peek() == OutboundMessage(first, TOPIC, b"one", 1)
+    assert outbox.peek() == OutboundMessage(first, TOPIC, b"one", 1)  # peek does not consume
+    outbox.ack(first)
+    assert outbox.peek() == OutboundMessage(second, "/pk/dn/other", b"\x00\xff binary", 0)
+    outbox.ack(second)
+    assert outbox.peek() == OutboundMessage(third, "relative/topic", b"", 1)
+    outbox.ack(third)
+    assert outbox.peek() is None and outbox.count() == 0
+
+
+def test_ids_are_never_reused(outbox: SqliteOutbox) -> None:
+    a = outbox.enqueue(TOPIC, b"a", 1)
+    outbox.ack(a)
+    b = outbox.enqueue(TOPIC, b"b", 1)
+    assert b > a  # a late PUBACK for `a` can never acknowledge `b`
+
+
+def test_ack_is_idempotent(outbox: SqliteOutbox) -> None:
+    a = outbox.enqueue(TOPIC, b"a", 1)
+    b = outbox.enqueue(TOPIC, b"b", 1)
+    outbox.ack(a)
+    outbox.ack(a)
+    outbox.ack(999_999)
+    assert outbox.count() == 1
+    peeked = outbox.peek()
+    assert peeked is not None and peeked.id == b
+
+
+def test_capacity_refuses_without_losing_rows(tmp_path: Path) -> None:
+    with SqliteOutbox(db_path(tmp_path), capacity=3) as box:
+        ids = [box.enqueue(TOPIC, f"m{i}".encode(), 1) for i in range(3)]
+        with pytest.raises(OutboxFull) as info:
+            box.enqueue(TOPIC, b"m3", 1)
+        message = str(info.value)
+        assert "full" in message and "3" in message and "\n" not in message
+        assert box.count() == 3
+        # the old rows are all still there, in order, unchanged
+        for i, message_id in enumerate(ids):
+            head = box.peek()
+            assert head == OutboundMessage(message_id, TOPIC, f"m{i}".encode(), 1)
+            box.ack(message_id)
+            if i == 0:
+                box.enqueue(TOPIC, b"after", 1)  # room again once one is acked
+        head = box.peek()
+        assert head is not None and head.payload == b"after"
+
+
+def test_mark_attempt_counts(outbox: SqliteOutbox) -> None:
+    a = outbox.enqueue(TOPIC, b"a", 1)
+    assert outbox.attempts(a) == 0
+    assert outbox.mark_attempt(a) == 1
+    assert outbox.mark_attempt(a) == 2
+    assert outbox.attempts(a) == 2
+    outbox.ack(a)
+    assert outbox.mark_attempt(a) == 0  # gone: nothing to count, no error
+
+
+@pytest.mark.parametrize(("topic", "payload", "qos", "word"), [
+    ("", b"x", 1, "empty"),
+    ('/a"b', b"x", 1, '"'),
+    ("/a/+", b"x", 1, "wildcard"),
+    (TOPIC, b"x", 2, "qos"),
+    (TOPIC, b"\x00" * (MAX_PAYLOAD_HEX_RAW + 1), 1, "too large"),
+])
+def test_enqueue_refuses_what_could_never_be_sent(
+        outbox: SqliteOutbox, topic: str, payload: bytes, qos: int, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        outbox.enqueue(topic, payload, qos)
+    assert outbox.count() == 0
+
+
+def test_allow_hex_false_refuses_binary(tmp_path: Path) -> None:
+    with SqliteOutbox(db_path(tmp_path), allow_hex=False) as box:
+        with pytest.raises(ValueError, match="hex mode"):
+            box.enqueue(TOPIC, "温度".encode(), 1)
+        box.enqueue(TOPIC, b"plain", 1)
+        assert box.count() == 1
+
+
+def test_outbox_survives_reopen_and_uses_wal_full_and_a_schema_version(tmp_path: Path) -> None:
+    path = db_path(tmp_path / "new" / "dir")  # parents are created
+    with SqliteOutbox(path) as box:
+        message_id = box.enqueue(TOPIC, b"kept", 1)
+        assert box._db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert box._db().execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        raw.close()
+    with SqliteOutbox(path) as box:
+        assert box.peek() == OutboundMessage(message_id, TOPIC, b"kept", 1)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    SqliteOutbox(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreError, match="schema version"):
+        SqliteOutbox(path)
+
+
+def test_unopenable_path_is_a_one_line_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError) as info:
+        SqliteOutbox(blocker / "airfsm.db")
+    assert "\n" not in str(info.value) and str(blocker) in str(info.value)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        SqliteOutbox(garbage)
+
+
+def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+    box = SqliteOutbox(db_path(tmp_path))
+    box.close()
+    box.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        box.peek()
+    with pytest.raises(StoreError, match="closed"):
+        box.enqueue(TOPIC, b"x", 1)
+
+
+def test_bad_capacity() -> None:
+    with pytest.raises(ValueError):
+        SqliteOutbox(":memory:", capacity=0)
+
+
+_WRITER = """
+import sys
+from airfsm.store import SqliteOutbox, OutboxFull
+path, tag, n, capacity = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+box = SqliteOutbox(path, capacity=capacity)
+sys.stdin.readline()  # start together
+accepted = refused = 0
+for i in range(n):
+    try:
+        box.enqueue("/pk/dn/" + tag, f"{tag}:{i}".encode(), 1)
+        accepted += 1
+    except OutboxFull:
+        refused += 1
+box.close()
+print(accepted, refused)
+"""
+
+
+def _start_writers(path: Path, n: int, capacity: int) -> list[subprocess.Popen[str]]:
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, str(n),
+                               str(capacity)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=child_env())
+             for tag in ("a", "b")]
+    for p in procs:  # both are connected; release them at once
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return procs
+
+
+def _finish(procs: list[subprocess.Popen[str]]) -> list[tuple[int, int]]:
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise
+        assert p.returncode == 0, err
+        accepted, refused = out.split()
+        results.append((int(accepted), int(refused)))
+    return results
+
+
+def test_two_processes_enqueue_while_the_gateway_drains(tmp_path: Path) -> None:
+    path = db_path(tmp_path)  # not created yet: both writers race to create it
+    n = 150
+    procs = _start_writers(path, n, capacity=10_000)
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    ids: list[int] = []
+    box: SqliteOutbox | None = None
+    # the gateway side: peek/ack as rows arrive, concurrently with the writers
+    while True:
+        done = all(p.poll() is not None for p in procs)
+        if box is None and path.exists():
+            box = SqliteOutbox(path)
+        if box is None:
+            if done:
+                break
+            time.sleep(0.001)
+            continue
+        head = box.peek()
+        if head is None:
+            if done:
+                break
+            time.sleep(0.001)
+            continue
+        tag, i = head.payload.decode().split(":")
+        seen[tag].append(int(i))
+        ids.append(head.id)
+        box.ack(head.id)
+    assert _finish(procs) == [(n, 0), (n, 0)]
+    assert box is not None
+    box.close()
+    assert seen == {"a": list(range(n)), "b": list(range(n))}  # none lost, each in order
+    assert ids == sorted(ids) and len(set(ids)) == 2 * n
+
+
+def test_capacity_holds_under_concurrent_publishers(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    SqliteOutbox(path).close()
+    procs = _start_writers(path, 80, capacity=100)
+    results = _finish(procs)
+    accepted = sum(a for a, _ in results)
+    refused = sum(r for _, r in results)
+    assert accepted == 100 and refused == 60
+    with SqliteOutbox(path) as box:
+        assert box.count() == 100
+
+
+_KILLED = """
+import sys
+from airfsm.store import SqliteOutbox
+box = SqliteOutbox(sys.argv[1])
+print(box.enqueue("/pk/dn/update", b"must survive kill -9", 1), flush=True)
+sys.stdin.readline()  # block until killed
+"""
+
+
+def test_enqueued_message_survives_sigkill(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), proc.stderr.read() if proc.stderr else line
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    assert proc.returncode == -signal.SIGKILL
+    with SqliteOutbox(path) as box:
+        assert box.peek() == OutboundMessage(int(line), "/pk/dn/update",
+                                             b"must survive kill -9", 1)
+
+
+# --- inbox ----------------------------------------------------------------------------------
+
+def test_inbox_add_read_in_order(tmp_path: Path) -> None:
+    with SqliteInbox(db_path(tmp_path)) as inbox:
+        assert inbox.read() == [] and inbox.last_id() == 0
+        ids = [inbox.add("/pk/dn/get", f"m{i}".encode(), 1000.0 + i) for i in range(5)]
+        assert ids == sorted(ids)
+        rows = inbox.read()
+        assert [r[0] for r in rows] == ids
+        assert rows[2][1] == InboundMessage("/pk/dn/get", b"m2", 1002.0)
+        assert [r[0] for r in inbox.read(after_id=ids[1])] == ids[2:]
+        assert [r[0] for r in inbox.read(after_id=ids[0], limit=2)] == ids[1:3]
+        assert inbox.count() == 5 and inbox.last_id() == ids[-1]
+
+
+def test_inbox_prunes_oldest_beyond_capacity(tmp_path: Path) -> None:
+    with SqliteInbox(db_path(tmp_path), capacity=5) as inbox:
+        ids = [inbox.add("/t", bytes([i]), float(i)) for i in range(8)]
+        assert inbox.count() == 5
+        rows = inbox.read()
+        assert [r[0] for r in rows] == ids[3:]
+        assert [r[1].payload for r in rows] == [bytes([i]) for i in range(3, 8)]
+
+
+def test_inbox_and_outbox_share_one_file(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    with SqliteOutbox(path) as box, SqliteInbox(path) as inbox:
+        box.enqueue(TOPIC, b"out", 1)
+        inbox.add("/pk/dn/get", b"in", 1.0)
+        assert box.count() == 1 and inbox.count() == 1
+
+
+def test_inbox_json_line_for_text() -> None:
+    msg = InboundMessage("/pk/dn/get", '{"set": "温度"}\n'.encode(), 1714564800.25)
+    line = inbox_json_line(msg)
+    assert "\n" not in line and line.isascii()
+    record = json.loads(line)
+    assert record == {"topic": "/pk/dn/get", "payload": '{"set": "温度"}\n',
+                      "payload_encoding": "utf-8", "received_at": "2024-05-01T12:00:00.250Z"}
+
+
+def test_inbox_json_line_for_binary_with_id() -> None:
+    payload = b"\xff\x00\xfe\n"
+    line = inbox_json_line(InboundMessage("/t", payload, 0.0), message_id=7)
+    assert "\n" not in line
+    record = json.loads(line)
+    assert record["id"] == 7
+    assert record["payload_encoding"] == "base64"
+    assert base64.b64decode(record["payload"]) == payload
+    assert record["received_at"] == "1970-01-01T00:00:00.000Z"
+
+
+# --- data directory -------------------------------------------------------------------------
+
+def test_default_data_dir_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert default_data_dir({"AIRFSM_DATA_DIR": "/srv/x", "XDG_STATE_HOME": "/s",
+                             "HOME": "/home/u"}) == Path("/srv/x")
+    assert default_data_dir({"XDG_STATE_HOME": "/s", "HOME": "/home/u"}) == Path("/s/airfsm")
+    assert default_data_dir({"XDG_STATE_HOME": "relative", "HOME": "/home/u"}) == \
+        Path("/home/u/.local/state/airfsm")
+    assert default_data_dir({"AIRFSM_DATA_DIR": "", "HOME": "/home/u"}) == \
+        Path("/home/u/.local/state/airfsm")
+
+
+def test_default_data_dir_for_root_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert default_data_dir({}) == Path("/var/lib/airfsm")
+    assert default_data_dir({"HOME": "/"}) == Path("/var/lib/airfsm")
+    assert default_data_dir({"HOME": "/root"}) == Path("/root/.local/state/airfsm")
+
+
+# --- status file ----------------------------------------------------------------------------
+
+@pytest.fixture
+def secret() -> Iterator[str]:
+    value = "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q"
+    log.register_secret(value)
+    yield value
+    log.forget_secrets()
+
+
+class State(IntEnum):
+    ONLINE = 6
+
+
+def test_status_round_trip(tmp_path: Path) -> None:
+    status = StatusFile(tmp_path)
+    assert status.path == tmp_path / "status.json"
+    data = {"state": "ONLINE", "since": 1714564800.5, "attempts": 0,
+            "counters": {"reconnects": {"closed": 2}, "publishes_sent": 10}}
+    status.write(data)
+    assert StatusFile.read(status.path) == data
+    assert StatusFile.read(tmp_path) == data  # the data directory works too
+    assert stat.S_IMODE(os.stat(status.path).st_mode) == 0o644
+    status.write({"state": State.ONLINE, "nan": float("nan"), "path": tmp_path})
+    assert StatusFile.read(tmp_path) == {"state": "ONLINE", "nan": None, "path": str(tmp_path)}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temp files left
+
+
+def test_status_never_contains_a_secret(tmp_path: Path, secret: str) -> None:
+    status = StatusFile(tmp_path)
+    status.write({
+        "state": "MQTT_CONNECT",
+        "last_error": f'AT+MCONFIG="dn","iot","{secret}" -> ERROR',
+        "nested": {"list": [secret, ("x" + secret,)], secret: 1, "raw": secret.encode()},
+    })
+    text = status.path.read_text()
+    assert secret not in text
+    assert text.count("***") == 5
+    assert StatusFile.read(tmp_path)["last_error"] == 'AT+MCONFIG="dn","iot","***" -> ERROR'
+
+
+def test_status_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    status = StatusFile(tmp_path)
+    status.write({"state": "OLD"})
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(StoreError, match="No space left"):
+        status.write({"state": "NEW"})
+    monkeypatch.undo()
+    assert StatusFile.read(tmp_path) == {"state": "OLD"}  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # temp file cleaned up
+
+
+def test_status_readers_never_see_a_torn_file(tmp_path: Path) -> None:
+    status = StatusFile(tmp_path)
+    status.write({"n": -1, "pad": "x" * 20000})
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                StatusFile.read(tmp_path)
+            except StoreError as exc:
+                errors.append(str(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for n in range(300):
+            status.write({"n": n, "pad": "x" * 20000})
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert errors == []
+    assert StatusFile.read(tmp_path)["n"] == 299
+
+
+def test_status_read_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no status file"):
+        StatusFile.read(tmp_path)
+    (tmp_path / "status.json").write_text('{"state": "ONL')
+    with pytest.raises(StoreError, match="corrupt"):
+        StatusFile.read(tmp_path)
+    (tmp_path / "status.json").write_text("[1, 2]")
+    with pytest.raises(StoreError, match="not a JSON object"):
+        StatusFile.read(tmp_path / "status.json")
