@@ -346,7 +346,8 @@ class AtChannel:
         response.command = command
         if _NUL in command or _CR in command or _LF in command:
             # A CR/LF would end the command early and start a second one chosen by whoever
-            # built this string; refuse it whole and say so like the module would.
+            # built this string (a NUL would cut it short in the C twin's string handling);
+            # refuse it whole, and report it the way the module reports a bad command.
             self.commands_refused += 1
             response.result = AtResult.ERROR
             self._on_response(response)
@@ -361,7 +362,7 @@ class AtChannel:
 
     def send_data(self, data: bytes, now_ms: int, timeout_ms: int) -> None:
         """After PROMPT: write the raw body (no CR) and wait again for the final code."""
-        if not self._active:
+        if not self._active or self._prompt != _Prompt.GIVEN:
             # Raw bytes outside a prompt would be parsed by the module as AT commands.
             self.commands_refused += 1
             return

@@ -219,12 +219,10 @@ class _Model:
     """The object `transitions` drives; it only forwards the change to the controller."""
 
     fsm_state: str
+    trigger: Callable[[str], bool]  # added by transitions
 
     def __init__(self) -> None:
         self.fsm_state = State.AUTOBAUD.name
-
-    def trigger(self, name: str) -> bool:  # replaced by transitions; declared for mypy
-        raise NotImplementedError
 
 
 class Controller:
@@ -574,8 +572,10 @@ class Controller:
         self._outcome = None
         if edge is not None and edge.reset_module:
             self._reset_requested = True
-        if trigger in (Trigger.REBOOTED, Trigger.PORT_LOST):
-            self.channel.reset()  # the module forgot the command; do not wait for its answer
+        if dest == State.AUTOBAUD and trigger != Trigger.RETRY:
+            # The module restarted (or is about to): it forgot the command in flight and may
+            # have stopped inside a length-counted payload. Start the byte stream afresh.
+            self.channel.reset()
             self._purpose = Purpose.NONE
         elif self.channel.busy:
             self._purpose = Purpose.DISCARD  # its answer still comes: let it land harmlessly

@@ -78,10 +78,27 @@ def _connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create directory {path.parent}: {exc.strerror}") from None
-    conn: sqlite3.Connection | None = None
+    # While another process is creating the file or switching it to WAL, SQLite can answer
+    # SQLITE_BUSY at once, without consulting the busy handler: retry the whole opening.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return _connect_once(path)
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() >= deadline:
+                raise StoreError(f"cannot open store {path}: {_one_line(exc)}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {path}: {_one_line(exc)}") from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _connect_once(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; every write below says BEGIN itself.
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
-        # isolation_level=None: no implicit transactions; every write below says BEGIN itself.
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
         if mode != "wal":
@@ -89,13 +106,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=FULL")
         _migrate(conn, path)
         return conn
-    except sqlite3.Error as exc:
-        if conn is not None:
-            conn.close()
-        raise StoreError(f"cannot open store {path}: {_one_line(exc)}") from None
-    except StoreError:
-        if conn is not None:
-            conn.close()
+    except BaseException:
+        conn.close()
         raise
 
 

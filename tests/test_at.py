@@ -1001,58 +1001,80 @@ def test_all_256_byte_values_never_raise_and_are_just_lines() -> None:
     assert h.events[-1] == rsp(b"AT")
 
 
+# Well-formed pieces, half-pieces and noise, so the fuzz reaches every receive state.
 TOKENS = [
-    b"\r\n",
+    b"\r\nOK\r\n",
+    b"\r\nERROR\r\n",
+    b"\r\n+CME ERROR: 3\r\n",
+    b"\r\nDOWNLOAD\r\n",
+    b"\r\n> ",
+    b"\r\nCLOSED\r\n",
+    b"\r\n+CGATT: 1\r\n",
+    b"\r\n+MSUB: /t,",
+    b"\r\n+MSUB: /t,3 byte,",
+    b'\r\n+MSUB: "/a,b",',
+    b"\r\n+HTTPREAD: ",
+    b"\r\n+HTTPREAD: 5\r\n",
+    b" byte,",
     b"\r",
     b"\n",
-    b"OK",
-    b"ERROR",
-    b"+CME ERROR: ",
-    b"DOWNLOAD",
-    b">",
-    b" ",
     b",",
     b'"',
-    b"+MSUB: ",
-    b" byte,",
-    b"+HTTPREAD: ",
-    b"+CGATT: ",
-    b"CLOSED",
-    b"AT",
+    b"AT+HTTPREAD\r",
     b"\x00",
     b"\xff",
 ]
+COMMANDS = [(b"AT+CGATT?", False), (b"AT+HTTPREAD", False), (b"AT+HTTPDATA=4,100", True)]
 
 
-def test_fuzz_random_token_streams_keep_the_one_answer_per_command_invariant() -> None:
-    rng = Xorshift32(0xC0FFEE)
+def fuzz(seed: int) -> Harness:
+    """Random streams against random commands; checks the invariants, returns the harness."""
+    rng = Xorshift32(seed)
     h = Harness()
     now = 2**32 - 5000  # cross the wrap on the way
     sends = 0
-    for _ in range(4000):
+    prompts_answered = 0
+    for _ in range(6000):
         if not h.ch.busy and rng.next() % 3 == 0:
-            h.ch.send(b"AT+CGATT?", now, 1 + rng.next() % 200, expect_prompt=rng.next() % 2 == 0)
+            command, prompt = COMMANDS[rng.next() % len(COMMANDS)]
+            h.ch.send(command, now, 50 + rng.next() % 2000, expect_prompt=prompt)
             sends += 1
-        if h.events and h.events[-1][0] == "rsp" and h.events[-1][2] == AtResult.PROMPT:
-            h.ch.send_data(b"body", now, 100)
+        prompts = sum(1 for e in h.events if e[0] == "rsp" and e[2] == AtResult.PROMPT)
+        if h.ch.busy and prompts > prompts_answered:
+            h.ch.send_data(b"body", now, 500)
+            prompts_answered = prompts
         chunk = bytearray()
-        for _ in range(rng.next() % 8):
+        for _ in range(rng.next() % 6):
             r = rng.next()
-            if r % 4 == 0:
-                chunk += b"%d" % (r % 700)
-            elif r % 4 == 1:
+            if r % 5 == 0:
+                chunk += b"%d" % (r % 12 if r & 0x100 else r % 5000)
+            elif r % 5 == 1:
                 chunk.append((r >> 8) & 0xFF)
             else:
                 chunk += TOKENS[(r >> 8) % len(TOKENS)]
         h.ch.feed(bytes(chunk), now)
         now = ms_add(now, rng.next() % 50)
         h.ch.check_timeout(now)
-    finals = sum(1 for e in h.events if e[0] == "rsp" and e[2] != AtResult.PROMPT)
-    assert finals == sends - (1 if h.ch.busy else 0)
-    assert h.ch.urcs == sum(1 for e in h.events if e[0] == "urc")
-    assert all(len(e[4]) <= MAX_INFO_LINES for e in h.events if e[0] == "rsp")  # type: ignore[arg-type]
-    assert all(len(e[2]) <= DATA_CAPACITY for e in h.events if e[0] == "urc")  # type: ignore[arg-type]
+    rsps = [e for e in h.events if e[0] == "rsp"]
+    urcs = [e for e in h.events if e[0] == "urc"]
+    finals = [e for e in rsps if e[2] != AtResult.PROMPT]
+    # every command gets exactly one final answer (a PROMPT is not one)
+    assert len(finals) == sends - (1 if h.ch.busy else 0)
+    assert h.ch.urcs == len(urcs)
+    assert all(len(e[4]) <= MAX_INFO_LINES for e in rsps)  # type: ignore[arg-type]
+    assert all(len(e[2]) <= DATA_CAPACITY for e in urcs)  # type: ignore[arg-type]
     h.ch.reset()
     h.ch.send(b"AT", now, TIMEOUT)
     h.feed(frame(b"OK"), now=now)
     assert h.events[-1] == rsp(b"AT")
+    return h
+
+
+def test_fuzz_random_token_streams_keep_the_one_answer_per_command_invariant() -> None:
+    runs = [fuzz(seed) for seed in (0xC0FFEE, 0xA1272, 7919)]
+    events = [e for h in runs for e in h.events]
+    # the fuzz is only worth something if it reached every path
+    assert {e[2] for e in events if e[0] == "rsp"} == set(AtResult)
+    assert any(e[0] == "urc" and e[2] for e in events), "no +MSUB payload delivered"
+    assert any(e[0] == "rsp" and e[5] for e in events), "no +HTTPREAD body delivered"
+    assert all(h.ch.data_dropped > 0 and h.ch.stray_lines > 0 for h in runs)

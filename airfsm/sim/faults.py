@@ -92,7 +92,8 @@ class Fault:
             text += f"={self.value}"
         if self.match is not None:
             text += f":{self.match}"
-        if self.kind not in _PERMANENT_KINDS:
+        global_split = self.kind is FaultKind.SPLIT and self.match is None
+        if self.kind not in _PERMANENT_KINDS and not global_split:
             text += "@*" if self.count is None else f"@{self.count}"
         return text
 

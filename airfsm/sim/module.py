@@ -235,6 +235,28 @@ def _int_arg(text: str) -> int | None:
 class SimModule:
     """A simulated Air72x module. See the module docstring for the behaviour."""
 
+    # Module memory: set by `_boot_module`, lost at every reboot.
+    echo: bool
+    _booting: bool
+    _trained: bool
+    _prev_byte: int
+    _line: bytearray
+    _line_overflow: bool
+    _after_cr: bool
+    _download: _Download | None
+    _busy_until: int
+    _cursor: int  # when the answer of the command being executed goes out
+    _split_answer: bool
+    _cfun: int
+    _attached: bool
+    _bearer_status: int
+    _bearer_ip: str
+    _http: _Http
+    _link: int
+    _subscriptions: dict[str, int]
+    _mqtt_config: tuple[str, str, str] | None
+    _hex_mode: bool
+
     def __init__(
         self, config: SimConfig, now_ms: int = 0, session: MqttSession | None = None
     ) -> None:
@@ -360,7 +382,7 @@ class SimModule:
         ):
             self.downlinks_dropped += 1
             return False
-        header = f'+MSUB: "{topic}",{len(payload)} byte,'.encode("latin-1")
+        header = f'+MSUB: "{topic}",{len(payload)} byte,'.encode()
         self._schedule_link(ms_add(self._clock, self.profile.downlink_ms),
                             lambda: self._emit(b"\r\n" + header + payload + b"\r\n"))
         return True
@@ -456,7 +478,7 @@ class SimModule:
         self._line = bytearray()
         self._line_overflow = False
         self._after_cr = False
-        self._download: _Download | None = None
+        self._download = None
         self._busy_until = self._clock
         self._cursor = self._clock
         self._split_answer = False
@@ -470,7 +492,7 @@ class SimModule:
         self._http = _Http()
         self._link = _LINK_IDLE
         self._link_epoch += 1
-        self._subscriptions: dict[str, int] = {}
+        self._subscriptions = {}
         self._mqtt_config: tuple[str, str, str] | None = None
         self._hex_mode = False
         self._schedule(ms_add(self._clock, self.profile.boot_ms), self._booted)
@@ -884,7 +906,10 @@ class SimModule:
             message = aliyun.AUTH_ERRORS.get(code, "error")
             reply: dict[str, object] = {"code": code, "data": {}, "message": message}
         else:
-            params = aliyun.parse_auth_form(body)  # valid: it was just checked (or auth= forced)
+            try:
+                params = aliyun.parse_auth_form(body)
+            except ValueError:  # only when auth=200 was forced on a broken form
+                params = {}
             grant = _Grant(
                 client_id=params.get("clientId", self.config.device_name),
                 iot_id=self._random_text(_ALNUM, 20) + "00" + self._random_text(_HEX, 6) + "00",

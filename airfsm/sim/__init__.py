@@ -1,0 +1,22 @@
+"""An Air72x module simulator speaking PROTOCOL.md's dialect, with fault injection.
+
+`SimModule` is the pure, virtual-clock model; `SimServer` serves it over a pty or TCP.
+"""
+
+from airfsm.sim.faults import FAULT_HELP, Fault, FaultKind, parse_fault
+from airfsm.sim.module import PROFILES, SimConfig, SimModule
+from airfsm.sim.server import SimServer
+from airfsm.sim.session import MqttSession, RecordingSession
+
+__all__ = [
+    "FAULT_HELP",
+    "PROFILES",
+    "Fault",
+    "FaultKind",
+    "MqttSession",
+    "RecordingSession",
+    "SimConfig",
+    "SimModule",
+    "SimServer",
+    "parse_fault",
+]

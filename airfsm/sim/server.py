@@ -1,0 +1,286 @@
+"""Serve a `SimModule` over a real pty or a TCP socket, driven by the wall clock.
+
+Host-only code (threads are fine here): one `select()` loop moves bytes between the transport and
+the module and sleeps until the module's next deadline. `serve_forever()` runs it in the calling
+thread (the CLI); `start()`/`stop()` run it in a daemon thread (tests). The loop holds `lock`
+while it touches the module; the runtime controls (`send_downlink`, `drop_mqtt`, …) take the same
+lock and wake the loop through a self-pipe, so they are safe from any thread.
+
+A pty behaves like a UART with nobody listening when no client has it open: what the module says
+then is buffered by the kernel up to its limit and dropped beyond (`tx_dropped`). TCP serves one
+client at a time; a second connection is closed at once. The module keeps running between
+clients, as a real module does when the cable is unplugged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+import tty
+from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
+
+from airfsm.sim.faults import Fault
+from airfsm.sim.module import SimConfig, SimModule
+from airfsm.sim.session import MqttSession
+from airfsm.timebase import MS_MASK, ms_diff, ms_reached
+
+T = TypeVar("T")
+_READ_SIZE = 4096
+
+
+def wall_clock_ms() -> int:
+    """Monotonic milliseconds on the 32-bit clock the module (and an MCU) uses."""
+    return (time.monotonic_ns() // 1_000_000) & MS_MASK
+
+
+class SimServer:
+    """A simulated module on a pty (`port_path`) or on TCP 127.0.0.1 (`port_url`)."""
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        transport: str = "pty",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        session: MqttSession | None = None,
+    ) -> None:
+        if transport not in ("pty", "tcp"):
+            raise ValueError(f"unknown transport {transport!r}: expected 'pty' or 'tcp'")
+        self.transport = transport
+        self.lock = threading.RLock()
+        self.port_path: str | None = None
+        self.port_url: str | None = None
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+        self.tx_writes = 0
+        self.tx_dropped = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._listener: socket.socket | None = None
+        self._client: socket.socket | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+        if transport == "pty":
+            self._master, self._slave = os.openpty()
+            # Raw at once: otherwise the line discipline echoes and cooks what the module writes
+            # before a client opens the port, and flushes it on open.
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            # Keeping the slave open ourselves means the master never sees EIO between clients.
+            self.port_path = os.ttyname(self._slave)
+        else:
+            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((host, port))
+            self._listener.listen(1)
+            self._listener.setblocking(False)
+            bound_host, bound_port = self._listener.getsockname()[:2]
+            self.port_url = f"socket://{bound_host}:{bound_port}"
+
+        self.module = SimModule(config or SimConfig(), wall_clock_ms(), session)
+
+    @property
+    def endpoint(self) -> str:
+        """What a client opens: the pty path or the socket:// URL."""
+        return self.port_path or self.port_url or ""
+
+    # --- running --------------------------------------------------------------------------------
+
+    def start(self) -> SimServer:
+        """Run the loop in a daemon thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self.serve_forever, name="airfsm-sim", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the loop (from any thread) and release the pty/sockets."""
+        self._stopping = True
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self._thread = None
+        self.close()
+
+    def close(self) -> None:
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+        self._wake_r = self._wake_w = -1
+        for sock in (self._client, self._listener):
+            if sock is not None:
+                sock.close()
+        self._client = self._listener = None
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """The select() loop; returns after `stop()`."""
+        while not self._stopping:
+            timeout_s = self._pump_output()
+            readers = [self._wake_r]
+            if self._master is not None:
+                readers.append(self._master)
+            if self._listener is not None:
+                readers.append(self._listener.fileno())
+            if self._client is not None:
+                readers.append(self._client.fileno())
+            try:
+                readable, _, _ = select.select(readers, [], [], timeout_s)
+            except (InterruptedError, ValueError, OSError):
+                if self._stopping:
+                    break
+                continue
+            if self._wake_r in readable:
+                with contextlib.suppress(OSError):
+                    while os.read(self._wake_r, 512):
+                        pass
+            if self._listener is not None and self._listener.fileno() in readable:
+                self._accept()
+            data = self._read_link(readable)
+            if data:
+                with self.lock:
+                    self.rx_bytes += len(data)
+                    self.module.receive(data, wall_clock_ms())
+
+    def _pump_output(self) -> float | None:
+        """Write everything the module has due, one write per `output()` result (so split
+        pieces are separate writes); return how long select() may sleep."""
+        with self.lock:
+            now = wall_clock_ms()
+            for topic, payload in self.module.session.poll():
+                self.module.send_downlink(topic, payload, now)
+            while True:
+                data = self.module.output(now)
+                if not data:
+                    break
+                self._write(data)
+                deadline = self.module.next_deadline()
+                if deadline is None or not ms_reached(now, deadline):
+                    break
+            deadline = self.module.next_deadline()
+        if deadline is None:
+            return None
+        return max(0, ms_diff(deadline, wall_clock_ms())) / 1000.0
+
+    # --- transport ------------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        try:
+            conn, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        if self._client is not None:
+            conn.close()  # one MCU per UART
+            return
+        conn.setblocking(False)
+        # Small writes must leave as they were made, or split faults would be re-glued by Nagle.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._client = conn
+
+    def _read_link(self, readable: list[int]) -> bytes:
+        if self._master is not None and self._master in readable:
+            try:
+                return os.read(self._master, _READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return b""
+            except OSError:
+                return b""  # EIO: no slave open (cannot happen while we hold one)
+        if self._client is not None and self._client.fileno() in readable:
+            try:
+                data = self._client.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return b""
+            except OSError:
+                data = b""
+            if not data:
+                self._client.close()
+                self._client = None
+            return data
+        return b""
+
+    def _write(self, data: bytes) -> None:
+        """One write of `data` (a UART drops what nobody takes)."""
+        self.tx_writes += 1
+        try:
+            if self._master is not None:
+                written = os.write(self._master, data)
+            elif self._client is not None:
+                written = self._client.send(data)
+            else:
+                written = 0
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        except OSError:
+            written = 0
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+        self.tx_bytes += written
+        self.tx_dropped += len(data) - written
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    # --- runtime control (any thread) -----------------------------------------------------------
+
+    def call(self, action: Callable[[SimModule, int], T]) -> T:
+        """Run `action(module, now_ms)` under the loop's lock, then let the loop act on it."""
+        with self.lock:
+            result = action(self.module, wall_clock_ms())
+        self._wake()
+        return result
+
+    def send_downlink(self, topic: str, payload: bytes) -> bool:
+        return self.call(lambda m, now: m.send_downlink(topic, payload, now))
+
+    def drop_mqtt(self) -> None:
+        self.call(lambda m, now: m.drop_mqtt(now))
+
+    def detach(self) -> None:
+        self.call(lambda m, now: m.detach(now))
+
+    def reboot(self) -> None:
+        self.call(lambda m, now: m.reboot(now))
+
+    def add_fault(self, fault: Fault) -> None:
+        self.call(lambda m, now: m.add_fault(fault))
+
+    def status_line(self) -> str:
+        """One line for the CLI: where to connect and what the module is doing."""
+        with self.lock:
+            m = self.module
+            state = ("booting" if m.booting else "waiting for AT" if not m.trained
+                     else "attached" if m.attached else "not attached")
+            return (
+                f"Air72x simulator on {self.endpoint} ({m.config.profile} profile): {state}, "
+                f"bearer {'open' if m.bearer_open else 'closed'}, MQTT {m.mqtt_state}, "
+                f"{len(m.subscribed)} subscribed, {len(m.published)} published, "
+                f"{m.auth_requests} auth, {m.boots} boot{'s' if m.boots != 1 else ''}"
+            )
