@@ -291,6 +291,8 @@ class SimModule:
         self._radio_epoch = 0
         self._bearer_epoch = 0
         self._link_epoch = 0
+        self._link = _LINK_IDLE
+        self._subscriptions = {}
         self._boot_module()
 
     # --- the three calls a driver makes ---------------------------------------------------------
@@ -469,6 +471,7 @@ class SimModule:
 
     def _boot_module(self) -> None:
         """Power-on (or reboot) at `self._clock`: everything the module knew is gone."""
+        self._close_link(announce=False)  # the cloud sees the device vanish
         self._events.clear()  # answers and URCs of the previous life never come
         self._hold_until = None
         self.boots += 1
@@ -490,10 +493,7 @@ class SimModule:
         self._bearer_ip = "0.0.0.0"
         self._bearer_epoch += 1
         self._http = _Http()
-        self._link = _LINK_IDLE
-        self._link_epoch += 1
-        self._subscriptions = {}
-        self._mqtt_config: tuple[str, str, str] | None = None
+        self._mqtt_config = None
         self._hex_mode = False
         self._schedule(ms_add(self._clock, self.profile.boot_ms), self._booted)
 

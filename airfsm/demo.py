@@ -1,0 +1,194 @@
+"""`airfsm sim` and `airfsm demo`: the no-hardware way in.
+
+`sim` serves a simulated Air72x on a pty or TCP port for airfsm, a C port, or a terminal program.
+`demo` starts that simulator on a pty, connects to it through pyserial exactly as `connect` would
+to /dev/ttyUSB0, publishes, receives a downlink, and prints what happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from . import aliyun
+from .cli import CliError, Exit, StageDisplay, open_module_port
+from .controller import Controller, Settings
+from .loop import monotonic_ms, run
+from .sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
+from .timebase import ms_add, ms_diff
+
+DEMO_DOWNLINK = b'{"method":"thing.service.blink","params":{"times":3}}'
+
+
+def add_sim_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--product-key", default=SimConfig.product_key)
+    p.add_argument("--device-name", default=SimConfig.device_name)
+    p.add_argument("--device-secret", default=None,
+                   help="the secret the simulated cloud checks signs against "
+                        "(default: the seed transcript's)")
+    p.add_argument("--region", default=SimConfig.region)
+    p.add_argument("--firmware", default=SimConfig.firmware,
+                   help="what AT+CGMR reports (e.g. AirM2M_Air72xUy_V300_LTE_AT to see a refusal)")
+    p.add_argument("--cgmr-quoted", action="store_true",
+                   help='answer AT+CGMR as +CGMR: "..." instead of the bare line')
+    p.add_argument("--no-echo", action="store_true", help="start with echo off (as after ATE0)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="latencies: real (PROTOCOL.md's measurements) or fast")
+    p.add_argument("--attach-after", type=float, default=0.0, metavar="SECONDS",
+                   help="answer +CGATT: 0 until this long after boot (slow attach)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="inject a fault; repeatable. " + FAULT_HELP.splitlines()[0])
+    p.add_argument("--seed", type=int, default=1, help="PRNG seed for tokens and garbage")
+
+
+def sim_config_from(args: argparse.Namespace, default_profile: str) -> SimConfig:
+    try:
+        faults = [parse_fault(spec) for spec in args.fault]
+    except ValueError as exc:
+        raise CliError(f"bad --fault: {exc}") from None
+    if args.attach_after < 0:
+        raise CliError("--attach-after must not be negative")
+    config = SimConfig(
+        product_key=args.product_key, device_name=args.device_name, region=args.region,
+        firmware=args.firmware, cgmr_quoted=args.cgmr_quoted, echo=not args.no_echo,
+        profile=args.profile or default_profile, attach_after_ms=int(args.attach_after * 1000),
+        faults=faults, seed=args.seed,
+    )
+    if args.device_secret:
+        config.device_secret = args.device_secret
+    return config
+
+
+def cmd_sim(args: argparse.Namespace, env: dict[str, str]) -> Exit:
+    config = sim_config_from(args, "real")
+    if args.tcp is not None and not 0 <= args.tcp <= 65535:
+        raise CliError("--tcp takes a port number 0-65535 (0: any free port)")
+    transport = "tcp" if args.tcp is not None else "pty"
+    session = _broker_session(args)
+    try:
+        server = SimServer(config, transport=transport, port=args.tcp or 0, session=session)
+    except OSError as exc:
+        raise CliError(f"cannot start the simulator: {exc.strerror or exc}", Exit.PORT) from None
+    print(f"simulated Air72x ({config.firmware}) on {server.endpoint}", flush=True)
+    print(f"try: airfsm connect --port {server.endpoint} --product-key {config.product_key} "
+          f"--device-name {config.device_name} --device-secret ...", flush=True)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return Exit.OK
+
+
+def _broker_session(args: argparse.Namespace) -> Any:
+    url = getattr(args, "broker", None)
+    if not url:
+        return None
+    try:
+        from .sim.broker import BrokerSession
+    except ImportError as exc:  # paho-mqtt is the optional `broker` extra
+        raise CliError(f"--broker needs paho-mqtt (pip install 'airfsm[broker]'): {exc}") from None
+    try:
+        return BrokerSession.from_url(url, product_key=args.product_key,
+                                      device_name=args.device_name)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"--broker {url}: {exc}", Exit.PORT) from None
+
+
+def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> Exit:
+    config = sim_config_from(args, "real")
+    out = sys.stdout
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        out.write(f"airfsm demo: simulated Air72x ({config.firmware}) on {server.endpoint}\n")
+        port = open_module_port(server.endpoint, 115200)
+        identity = aliyun.DeviceIdentity(config.product_key, config.device_name,
+                                         config.device_secret, config.region)
+        settings = Settings(identity=identity)
+        start = monotonic_ms()
+        display = StageDisplay(out, start)
+        inbound: list[tuple[str, bytes]] = []
+        controller = Controller(port, settings, now_ms=start, on_state=display,
+                                on_message=lambda t, p: inbound.append((t, p)))
+        display.controller = controller
+        try:
+            return _demo_session(args, server, controller, inbound, start)
+        finally:
+            port.close()
+
+
+def _demo_session(args: argparse.Namespace, server: SimServer, controller: Controller,
+                  inbound: list[tuple[str, bytes]], start: int) -> Exit:
+    out = sys.stdout
+    limit = ms_add(start, int(args.timeout * 1000))
+
+    def fail(what: str) -> Exit:
+        out.write(f"airfsm demo: {what} ({controller.state.name}"
+                  f"{': ' + controller.fail_detail if controller.fail_detail else ''})\n")
+        return Exit.FAILURE
+
+    if not run(controller, until=lambda: controller.online or controller.failed,
+               deadline_ms=limit) or not controller.online:
+        return fail("did not get ONLINE")
+    online_at = monotonic_ms()
+
+    ident = controller.settings.identity
+    topic = aliyun.topic_update(ident.product_key, ident.device_name)
+    controller.publish(topic, b"hello from airfsm (qos0)", qos=0)
+    controller.publish(topic, b'{"temperature":21.5,"note":"qos1, \\"quoted\\", a,b"}', qos=1)
+    if not run(controller, until=lambda: controller.counters.publish_acked >= 2,
+               deadline_ms=limit):
+        return fail("publishes were not acknowledged")
+    out.write(f"[{ms_diff(monotonic_ms(), start) / 1000:7.2f}s] published 2 messages "
+              f"(QoS0 OK, QoS1 PUBACK) to {topic}\n")
+
+    get_topic = aliyun.topic_get(ident.product_key, ident.device_name)
+    server.send_downlink(get_topic, DEMO_DOWNLINK)
+    if not run(controller, until=lambda: bool(inbound), deadline_ms=limit):
+        return fail("the downlink did not arrive")
+    t, p = inbound[0]
+    out.write(f"[{ms_diff(monotonic_ms(), start) / 1000:7.2f}s] received on {t}: "
+              f"{p.decode('utf-8', 'replace')}\n")
+
+    seen = server.call(lambda module, _now: list(module.published))
+    counters = controller.counters
+    out.write("\nsummary\n")
+    out.write(f"  firmware        {controller.firmware}\n")
+    out.write(f"  online after    {ms_diff(online_at, start) / 1000:.2f} s\n")
+    out.write(f"  cloud received  {len(seen)} message(s): "
+              + ", ".join(repr(m[1].decode('utf-8', 'replace')) for m in seen) + "\n")
+    out.write(f"  device received {len(inbound)} downlink(s)\n")
+    out.write(f"  AT timeouts     {counters.timeouts}, state changes {counters.transitions}\n")
+    out.write("next: `airfsm sim` serves this simulator for your own tests; "
+              "`airfsm connect --port /dev/ttyUSB0 ...` talks to a real module.\n")
+    return Exit.OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("sim", help="run the Air72x simulator on a pty or TCP port",
+                       description="Run a simulated Air72x module.\n\n" + FAULT_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--pty", action="store_true", help="serve on a pseudo-terminal (default)")
+    where.add_argument("--tcp", type=int, metavar="PORT", default=None,
+                       help="serve on TCP 127.0.0.1:PORT (0: pick a free port)")
+    p.add_argument("--broker", default=None, metavar="mqtt://HOST:PORT",
+                   help="make the simulated MQTT session a real client of this broker")
+    add_sim_options(p)
+    p.set_defaults(handler=cmd_sim)
+
+    p = sub.add_parser("demo", help="simulator on a pty + connect + publish + downlink, no hardware")
+    add_sim_options(p)
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    p.set_defaults(handler=cmd_demo)
+
+
+__all__ = ["register"]
