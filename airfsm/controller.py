@@ -66,6 +66,7 @@ class Purpose(IntEnum):
     PUBLISH = 2  # AT+MPUB of the outbox head
     PROBE = 3  # AT+MQTTSTATU liveness probe
     MODE = 4  # AT+MQTTMODE switch for hex payloads
+    STOP = 6  # AT+MDISCONNECT on shutdown
     DISCARD = 5  # sent in a state we have since left: ignore its answer
 
 
@@ -316,6 +317,8 @@ class Controller:
         self._silence = 0
 
         self.port_lost = False
+        self._stopping = False
+        self.stopped = False  # request_stop() has finished: the port may be closed
 
     # ------------------------------------------------------------------ the tick
 
@@ -379,6 +382,14 @@ class Controller:
             raise TypeError("this controller's outbox is not writable from here")
         message_id: int = enqueue(topic, data, qos)
         return message_id
+
+    def request_stop(self) -> None:
+        """Shut down cleanly: take no new message, let the one in flight finish (PUBACK
+        included), then AT+MDISCONNECT. `stopped` turns true when done; the caller bounds the
+        wait with its own grace period."""
+        self._stopping = True
+        if self.state != State.ONLINE and not self.channel.busy:
+            self.stopped = True
 
     def replace_port(self, port: Port, now_ms: int) -> None:
         """The gateway reopened a lost port: start over from AUTOBAUD on it."""
@@ -638,7 +649,10 @@ class Controller:
     # ------------------------------------------------------------------ sending
 
     def _advance(self) -> None:
-        if self.state == State.FAILED or self.port_lost or self.channel.busy:
+        if self.state == State.FAILED or self.port_lost or self.channel.busy or self.stopped:
+            return
+        if self._stopping and self.state != State.ONLINE:
+            self.stopped = True  # nothing in flight that matters: no session to close
             return
         if self._link_event is not None or self._outcome is not None:
             return
@@ -728,6 +742,8 @@ class Controller:
             self._on_publish_response(resp)
         elif purpose == Purpose.PROBE:
             self._on_probe_response(resp)
+        elif purpose == Purpose.STOP:
+            self.stopped = True
         elif purpose == Purpose.MODE:
             if resp.result == AtResult.OK:
                 self._module_hex = not self._module_hex
@@ -914,6 +930,9 @@ class Controller:
                        Purpose.PROBE)
             return
         if self.pub_phase != PubPhase.NONE:
+            return
+        if self._stopping:
+            self._send(b"AT+MDISCONNECT", 5_000, Purpose.STOP)
             return
         message = self.outbox.peek()
         want_hex = message is not None and (

@@ -185,7 +185,7 @@ def register(sub: Any) -> None:
     add_sim_options(p)
     p.set_defaults(handler=cmd_sim)
 
-    p = sub.add_parser("demo", help="simulator on a pty + connect + publish + downlink, no hardware")
+    p = sub.add_parser("demo", help="simulator + connect + publish + downlink, no hardware")
     add_sim_options(p)
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     p.set_defaults(handler=cmd_demo)
