@@ -155,7 +155,7 @@ def exit_for(controller: Controller, reached: bool) -> tuple[Exit, str]:
 
 def cmd_connect(args: argparse.Namespace, env: dict[str, str]) -> Exit:
     secret = secret_from(args, env)
-    settings = build_settings(args, secret)
+    settings = build_settings(args, secret, auth_attempts=args.auth_attempts)
     if args.timeout is not None and args.timeout <= 0:
         raise CliError("--timeout must be positive")
     port = open_module_port(args.port, args.baud or 115200)
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_options(p)
     p.add_argument("--timeout", type=float, default=None,
                    help="give up (exit 6) if not ONLINE after this many seconds")
+    p.add_argument("--auth-attempts", type=int, default=None, metavar="N",
+                   help="give up (exit 5) after N rejected auth replies (default 6, with backoff)")
     p.add_argument("--progress", action="store_true",
                    help="show the stages even when stdout is not a terminal")
     p.set_defaults(handler=cmd_connect)

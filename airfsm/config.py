@@ -180,7 +180,6 @@ class GatewayConfig:
             parts.append(f"{f.name}='***'" if f.name in SECRET_FIELDS else f"{f.name}={value!r}")
         return f"GatewayConfig({', '.join(parts)})"
 
-    __str__ = __repr__
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(GatewayConfig))

@@ -119,6 +119,7 @@ class Settings:
     publish_timeout_ms: int = 10_000  # AT+MPUB final code
     puback_timeout_ms: int = 10_000  # QoS1 PUBACK after OK
     publish_error_limit: int = 3  # module refuses the same message this often: drop it, loudly
+    auth_attempts: int | None = None  # rejected auths before FAILED (None: the table's retries+1)
     token_refresh_ms: int = 6 * 24 * 3600 * 1000  # tokens live 7 days: refresh a day early
     watchdog_ms: int = 0  # not ONLINE this long -> AT+RESET and AUTOBAUD (0: off)
     outbox_poll_ms: int = 0  # ONLINE and idle: look at the outbox this often (0: only on tick)
@@ -146,6 +147,8 @@ class Settings:
             value = getattr(self, name)
             if not 1_000 <= value < 2**31:
                 raise ValueError(f"{name} must be between 1000 and 2**31-1 ms")
+        if self.auth_attempts is not None and not 1 <= self.auth_attempts <= 100:
+            raise ValueError("auth attempts must be 1-100")
         if not 0 <= self.watchdog_ms < 2**31 or not 0 <= self.outbox_poll_ms < 2**31:
             raise ValueError("watchdog_ms and outbox_poll_ms must be 0 to 2**31-1 ms")
 
@@ -311,6 +314,7 @@ class Controller:
         self._pub_sends = 0  # OK'd QoS1 sends of the head message not yet matched to a PUBACK
         self._pub_errors = 0
         self._stale_pubacks = 0  # PUBACKs still owed to messages already acknowledged
+        self._stale_until = self._now  # ... expected no later than this; then they are lost
         self._module_hex = False  # AT+MQTTMODE of the module
         self._next_probe_at = self._now
         self._probe_due = False
@@ -353,6 +357,8 @@ class Controller:
             deadline = ms_earliest(deadline, self._next_probe_at)
             if self.pub_phase == PubPhase.WAIT_PUBACK:
                 deadline = ms_earliest(deadline, self._pub_deadline)
+            if self._stale_pubacks:
+                deadline = ms_earliest(deadline, self._stale_until)
             if self.settings.outbox_poll_ms and not self.channel.busy:
                 deadline = ms_earliest(deadline, ms_add(now, self.settings.outbox_poll_ms))
         elif self.phase == Phase.WAIT_URC:
@@ -517,7 +523,10 @@ class Controller:
         if policy is None:
             return
         self._last_rejected = rejected
-        if self.attempt <= policy.retries:
+        retries = policy.retries
+        if rejected and self.settings.auth_attempts is not None:
+            retries = self.settings.auth_attempts - 1
+        if self.attempt <= retries:
             delay = backoff_ms(self.attempt, policy.backoff_base_ms, policy.backoff_cap_ms,
                                self._rng)
             self._resume_at = ms_add(self._now, delay)
@@ -692,7 +701,8 @@ class Controller:
     def _send(self, command: bytes, timeout_ms: int, purpose: Purpose, *,
               prompt: bool = False) -> None:
         self._purpose = purpose
-        self.log.debug("at_tx", command=command.decode("latin-1"), state=self.state.name)
+        self.log.debug("at_tx", command=log.redact(command.decode("latin-1")),
+                       state=self.state.name)
         self.channel.send(command, self._now, timeout_ms, expect_prompt=prompt)
 
     def _template_values(self) -> dict[str, object]:
@@ -792,10 +802,11 @@ class Controller:
             if line.startswith(prefix):
                 if trigger == Trigger.REBOOTED and self.state == State.AUTOBAUD:
                     return  # boot URCs are what AUTOBAUD expects
-                self.log.info("link_urc", urc=line.decode("latin-1"), state=self.state.name)
+                self.log.info("link_urc", urc=log.redact(line.decode("latin-1")),
+                              state=self.state.name)
                 self._raise_link(trigger)
                 return
-        self.log.debug("urc", urc=line.decode("latin-1"), state=self.state.name)
+        self.log.debug("urc", urc=log.redact(line.decode("latin-1")), state=self.state.name)
 
     def _deliver(self, line: bytes, data: bytes) -> None:
         topic = msub_topic(line).decode("utf-8", "replace")
@@ -931,6 +942,12 @@ class Controller:
             return
         if self.pub_phase != PubPhase.NONE:
             return
+        if self._stale_pubacks:
+            # A PUBACK owed to the previous message may still come. Sending now would let it be
+            # taken for this message's: wait until it comes or can no longer come.
+            if not ms_reached(now, self._stale_until):
+                return
+            self._stale_pubacks = 0
         if self._stopping:
             self._send(b"AT+MDISCONNECT", 5_000, Purpose.STOP)
             return
@@ -982,8 +999,7 @@ class Controller:
     def _on_puback(self) -> None:
         """Match a PUBACK to a send. AT+MPUB carries no packet id, so be conservative."""
         if self._stale_pubacks > 0:
-            # Owed to a message already acknowledged (it was sent twice). If it was really ours,
-            # our own deadline resends it: a duplicate, never a loss.
+            # Owed to a message already acknowledged, which had been sent more than once.
             self._stale_pubacks -= 1
             self.counters.pubacks_ignored += 1
             return
@@ -991,7 +1007,10 @@ class Controller:
         if message is None or message.qos != 1 or self._pub_sends == 0:
             self.counters.pubacks_ignored += 1
             return
-        self._stale_pubacks += self._pub_sends - 1
+        # Any one PUBACK proves the message arrived. The other sends may still be acknowledged:
+        # hold the next message back until those PUBACKs come or their deadline passes.
+        self._stale_pubacks = self._pub_sends - 1
+        self._stale_until = ms_add(self._now, self.settings.puback_timeout_ms)
         self._acked(message)
 
     def _acked(self, message: OutboundMessage) -> None:

@@ -89,4 +89,8 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
 
 
 def get_logger(name: str) -> Any:
+    """A structlog logger. A process that never called `configure` still gets the redacting
+    pipeline (at warning level), not structlog's unfiltered default."""
+    if not structlog.is_configured():
+        configure("warning")
     return structlog.get_logger(name)

@@ -36,6 +36,8 @@ class Rig:
     now: int
     inbound: list[tuple[str, bytes]] = field(default_factory=list)
     states: list[tuple[str, str, str]] = field(default_factory=list)
+    timeline: list[tuple[int, str, str, str]] = field(default_factory=list)  # (now, from, to, trig)
+    command_times: list[tuple[int, str]] = field(default_factory=list)  # (now, command received)
 
     def step(self) -> None:
         """One round: module output -> controller tick -> module input, then jump in time."""
@@ -45,7 +47,9 @@ class Rig:
         next_c = self.controller.tick(self.now)
         sent = self.module_port.read(1 << 20)
         if sent:
+            known = len(self.module.commands)
             self.module.receive(sent, self.now)
+            self.command_times.extend((self.now, c) for c in self.module.commands[known:])
             return  # the module may answer at once: run again without moving time
         nxt = ms_earliest(next_c, self.module.next_deadline())
         assert nxt is not None
@@ -63,6 +67,10 @@ class Rig:
             self.step()
         raise AssertionError("harness made no progress in time (livelock?)")
 
+    def sent_at(self, command: str) -> list[int]:
+        """When the module received each copy of `command`."""
+        return [t for t, c in self.command_times if c == command]
+
     def run_for(self, ms: int) -> None:
         end = ms_add(self.now, ms)
         self.run_until(lambda: ms_diff(self.now, end) >= 0, max_ms=ms + 1)
@@ -79,10 +87,19 @@ def make_rig(config: SimConfig | None = None, settings: Settings | None = None,
     module = SimModule(config, now_ms=start_ms)
     inbound: list[tuple[str, bytes]] = []
     states: list[tuple[str, str, str]] = []
+    timeline: list[tuple[int, str, str, str]] = []
+    rig: Rig | None = None
+
+    def on_state(s: object, d: object, trig: str) -> None:
+        names = (getattr(s, "name", str(s)), getattr(d, "name", str(d)))
+        states.append((names[0], names[1], trig))
+        timeline.append((rig.now if rig is not None else start_ms, names[0], names[1], trig))
+
     controller = Controller(
         near, settings or seed_settings(), now_ms=start_ms,
         on_message=lambda t, p: inbound.append((t, p)),
-        on_state=lambda s, d, trig: states.append((s.name, d.name, trig)),
+        on_state=on_state,
         **controller_kwargs,  # type: ignore[arg-type]
     )
-    return Rig(controller, module, far, start_ms, inbound, states)
+    rig = Rig(controller, module, far, start_ms, inbound, states, timeline)
+    return rig

@@ -389,6 +389,11 @@ class SimModule:
                             lambda: self._emit(b"\r\n" + header + payload + b"\r\n"))
         return True
 
+    def expire_token(self) -> None:
+        """The cloud forgets the issued iotToken (expiry, revocation): the next MCONNECT with it
+        is refused, as Alibaba Cloud refuses a stale token."""
+        self._grant = None
+
     def drop_mqtt(self, now_ms: int) -> None:
         """The server drops the link: CLOSED, MQTT state 0."""
         self._advance(now_ms)

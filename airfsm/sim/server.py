@@ -116,6 +116,10 @@ class SimServer:
         self.close()
 
     def close(self) -> None:
+        closer = getattr(self.module.session, "close", None)
+        if callable(closer):
+            with self.lock, contextlib.suppress(Exception):
+                closer()  # leave the broker cleanly (`--broker`)
         for fd in (self._master, self._slave, self._wake_r, self._wake_w):
             if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
@@ -149,6 +153,12 @@ class SimServer:
                 readers.append(self._listener.fileno())
             if self._client is not None:
                 readers.append(self._client.fileno())
+            session_fd, session_sleep_s = self._session_wait()
+            if session_fd >= 0:
+                readers.append(session_fd)
+            if session_sleep_s is not None:
+                timeout_s = session_sleep_s if timeout_s is None else min(timeout_s,
+                                                                          session_sleep_s)
             try:
                 readable, _, _ = select.select(readers, [], [], timeout_s)
             except (InterruptedError, ValueError, OSError):
@@ -166,6 +176,18 @@ class SimServer:
                 with self.lock:
                     self.rx_bytes += len(data)
                     self.module.receive(data, wall_clock_ms())
+
+    def _session_wait(self) -> tuple[int, float | None]:
+        """What a networked session (the `--broker` bridge) needs from select(): its socket's fd
+        (-1: none) and the longest sleep before its next `poll()` (keepalives, reconnects)."""
+        session = self.module.session
+        fileno = getattr(session, "fileno", None)
+        max_sleep = getattr(session, "max_sleep_s", None)
+        with self.lock:
+            fd = fileno() if callable(fileno) else -1
+            sleep_s = max_sleep() if callable(max_sleep) else None
+        return (fd if isinstance(fd, int) else -1,
+                sleep_s if isinstance(sleep_s, (int, float)) else None)
 
     def _pump_output(self) -> float | None:
         """Write everything the module has due, one write per `output()` result (so split

@@ -1,0 +1,285 @@
+"""Gateway configuration: file < AIRFSM_* environment < flags, strict keys and values, no secret
+in any message or repr."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airfsm.config import (
+    ConfigError,
+    GatewayConfig,
+    env_var,
+    flag,
+    load_config,
+)
+
+SECRET = "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q"
+REQUIRED_TOML = f"""
+port = "/dev/ttyUSB0"
+product_key = "b0FMK1Ga5cp"
+device_name = "862991419835241"
+device_secret = "{SECRET}"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "airfsm.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(path: Path | None, env: dict[str, str] | None = None,
+             overrides: dict[str, Any] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env or {}, overrides or {})
+    message = str(info.value)
+    assert "\n" not in message  # one line
+    assert SECRET not in message
+    return message
+
+
+def test_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, REQUIRED_TOML), {}, {})
+    assert cfg == GatewayConfig(port="/dev/ttyUSB0", product_key="b0FMK1Ga5cp",
+                                device_name="862991419835241", device_secret=SECRET)
+    assert (cfg.region, cfg.apn, cfg.baud, cfg.client_id, cfg.sign_method) == \
+        ("cn-shanghai", "CMIOT", 115200, None, "hmacmd5")
+    assert (cfg.data_dir, cfg.log_level, cfg.inbox, cfg.outbox_capacity) == \
+        (None, "info", None, 10_000)
+    assert (cfg.keepalive_s, cfg.watchdog_s, cfg.liveness_s, cfg.shutdown_grace_s,
+            cfg.timeout_s) == (300, 600, 60, 5.0, None)
+    assert cfg.effective_client_id == "862991419835241"
+
+
+def test_every_setting_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + """
+region = "ap-southeast-1"
+apn = "internet.example"
+baud = 921600
+client_id = "client-1"
+sign_method = "hmacsha256"
+data_dir = "~/airfsm-state"
+log_level = "debug"
+inbox = "stdout"
+outbox_capacity = 50
+inbox_capacity = 60
+keepalive_s = 120
+watchdog_s = 900
+liveness_s = 30
+shutdown_grace_s = 2.5
+timeout_s = 90
+""")
+    cfg = load_config(path, {}, {})
+    assert cfg.region == "ap-southeast-1" and cfg.apn == "internet.example"
+    assert cfg.baud == 921600 and cfg.client_id == "client-1"
+    assert cfg.effective_client_id == "client-1"
+    assert cfg.sign_method == "hmacsha256" and cfg.log_level == "debug"
+    assert cfg.data_dir == Path("~/airfsm-state").expanduser() and cfg.data_dir.is_absolute()
+    assert cfg.inbox == "stdout"
+    assert (cfg.outbox_capacity, cfg.inbox_capacity) == (50, 60)
+    assert (cfg.keepalive_s, cfg.watchdog_s, cfg.liveness_s) == (120, 900, 30)
+    assert cfg.shutdown_grace_s == 2.5 and cfg.timeout_s == 90.0
+
+
+def test_every_setting_from_the_environment() -> None:
+    env = {env_var(k): v for k, v in {
+        "port": "socket://localhost:7000", "product_key": "pk1", "device_name": "dn_1",
+        "device_secret": SECRET, "region": "us-west-1", "apn": "cmnet", "baud": "9600",
+        "client_id": "c1", "sign_method": "hmacsha1", "data_dir": "/srv/airfsm",
+        "log_level": "warning", "inbox": "stdout", "outbox_capacity": "7",
+        "inbox_capacity": "8", "keepalive_s": "60", "watchdog_s": "120", "liveness_s": "10",
+        "shutdown_grace_s": "1.5", "timeout_s": "12.5"}.items()}
+    assert set(env) == {env_var(f.name) for f in fields(GatewayConfig)}  # every key covered
+    cfg = load_config(None, env, {})
+    assert cfg.port == "socket://localhost:7000" and cfg.device_secret == SECRET
+    assert cfg.baud == 9600 and cfg.data_dir == Path("/srv/airfsm")
+    assert (cfg.outbox_capacity, cfg.inbox_capacity, cfg.keepalive_s) == (7, 8, 60)
+    assert cfg.shutdown_grace_s == 1.5 and cfg.timeout_s == 12.5 and cfg.inbox == "stdout"
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + 'baud = 9600\nregion = "cn-beijing"\n')
+    assert load_config(path, {}, {}).baud == 9600
+    env = {"AIRFSM_BAUD": "19200", "AIRFSM_REGION": "cn-hangzhou"}
+    cfg = load_config(path, env, {})
+    assert (cfg.baud, cfg.region) == (19200, "cn-hangzhou")
+    cfg = load_config(path, env, {"baud": 38400, "region": None})  # None: flag not given
+    assert (cfg.baud, cfg.region) == (38400, "cn-hangzhou")
+    cfg = load_config(path, env, {"region": "eu-central-1"})
+    assert (cfg.baud, cfg.region) == (19200, "eu-central-1")
+
+
+def test_secret_from_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML)
+    cfg = load_config(path, {"AIRFSM_DEVICE_SECRET": "fromEnvSecret123"}, {})
+    assert cfg.device_secret == "fromEnvSecret123"
+
+
+def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + "baud = 9600\n")
+    assert load_config(path, {"AIRFSM_BAUD": "", "AIRFSM_UNRELATED": "x"}, {}).baud == 9600
+
+
+def test_optional_settings_can_be_switched_off(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + 'client_id = ""\ndata_dir = ""\ninbox = "none"\n'
+                 'timeout_s = "forever"\n')
+    cfg = load_config(path, {}, {})
+    assert (cfg.client_id, cfg.data_dir, cfg.inbox, cfg.timeout_s) == (None, None, None, None)
+    cfg = load_config(path, {"AIRFSM_INBOX": "stdout", "AIRFSM_TIMEOUT_S": "30"}, {})
+    assert cfg.inbox == "stdout" and cfg.timeout_s == 30.0
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + "foo = 1\n")
+    assert error_of(path) == f"unknown key 'foo' in {path}"
+
+
+def test_hyphenated_and_misspelt_keys_get_a_hint(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, REQUIRED_TOML + "keepalive-s = 60\n"))
+    assert "unknown key 'keepalive-s'" in message and "did you mean 'keepalive_s'" in message
+    message = error_of(write(tmp_path, REQUIRED_TOML + "keepalive = 60\n"))
+    assert "unknown key 'keepalive'" in message and "keepalive_s" in message
+
+
+def test_nested_table_is_an_unknown_key(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, REQUIRED_TOML + "[mqtt]\nhost = 'x'\n"))
+    assert "unknown key 'mqtt'" in message
+
+
+def test_unknown_override_is_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, REQUIRED_TOML), overrides={"bogus": 1})
+    assert "unknown key 'bogus'" in message
+
+
+def test_hyphenated_override_is_accepted(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, REQUIRED_TOML), {}, {"keepalive-s": 90})
+    assert cfg.keepalive_s == 90
+
+
+def test_bad_value_in_file_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + 'baud = "fast"\n')
+    message = error_of(path)
+    assert message.startswith("bad value for 'baud': expected an integer, got 'fast'")
+    assert str(path) in message
+
+
+def test_bad_value_in_environment_names_the_variable() -> None:
+    env = {"AIRFSM_PORT": "/dev/x", "AIRFSM_PRODUCT_KEY": "pk", "AIRFSM_DEVICE_NAME": "dn",
+           "AIRFSM_DEVICE_SECRET": SECRET, "AIRFSM_BAUD": "fast"}
+    message = error_of(None, env)
+    assert "bad value for 'baud': expected an integer, got 'fast'" in message
+    assert "AIRFSM_BAUD" in message
+
+
+def test_bad_flag_value_names_the_flag(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, REQUIRED_TOML), overrides={"keepalive_s": 5})
+    assert "bad value for 'keepalive_s'" in message and "30..1200" in message
+    assert "--keepalive-s" in message
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("baud = 12345", "baud"),
+    ("baud = true", "baud"),
+    ("baud = 115200.0", "baud"),
+    ("keepalive_s = 29", "keepalive_s"),
+    ("keepalive_s = 1201", "keepalive_s"),
+    ('sign_method = "md5"', "sign_method"),
+    ('log_level = "verbose"', "log_level"),
+    ('region = "CN_Shanghai"', "region"),
+    ('apn = "cm\\"net"', "apn"),
+    ('inbox = "file"', "inbox"),
+    ("outbox_capacity = 0", "outbox_capacity"),
+    ("watchdog_s = 10", "watchdog_s"),
+    ("liveness_s = 0", "liveness_s"),
+    ("shutdown_grace_s = -1", "shutdown_grace_s"),
+    ("timeout_s = 0", "timeout_s"),
+    ('timeout_s = "soon"', "timeout_s"),
+    ('client_id = "a b"', "client_id"),
+    ('client_id = "' + "c" * 65 + '"', "client_id"),
+    ("data_dir = 5", "data_dir"),
+])
+def test_bad_values_are_rejected_with_the_key_name(tmp_path: Path, line: str, key: str) -> None:
+    assert f"bad value for '{key}'" in error_of(write(tmp_path, REQUIRED_TOML + line + "\n"))
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("device_name = 862991419835241", "device_name"),  # unquoted: a TOML integer
+    ('device_name = "dn/with/slash"', "device_name"),
+    ('product_key = "pk\\"x"', "product_key"),
+    ('port = ""', "port"),
+])
+def test_identity_values_are_checked(tmp_path: Path, line: str, key: str) -> None:
+    text = "\n".join(x for x in REQUIRED_TOML.splitlines() if not x.startswith(key + " "))
+    assert f"bad value for '{key}'" in error_of(write(tmp_path, text + "\n" + line + "\n"))
+
+
+def test_range_edges_are_accepted(tmp_path: Path) -> None:
+    for keepalive in (30, 1200):
+        cfg = load_config(write(tmp_path, REQUIRED_TOML), {}, {"keepalive_s": keepalive})
+        assert cfg.keepalive_s == keepalive
+
+
+def test_missing_secret_names_key_flag_and_variable(tmp_path: Path) -> None:
+    text = "\n".join(x for x in REQUIRED_TOML.splitlines() if "device_secret" not in x)
+    message = error_of(write(tmp_path, text))
+    assert "missing required setting 'device_secret'" in message
+    assert "--device-secret" in message and "AIRFSM_DEVICE_SECRET" in message
+
+
+def test_all_missing_settings_are_named() -> None:
+    message = error_of(None, {"AIRFSM_DEVICE_SECRET": SECRET})
+    for key in ("port", "product_key", "device_name"):
+        assert f"'{key}'" in message and flag(key) in message and env_var(key) in message
+    assert "'device_secret'" not in message
+
+
+def test_toml_syntax_error_is_one_line_with_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML.replace(f'"{SECRET}"', f'"{SECRET}'))  # unterminated
+    message = error_of(path)  # error_of also checks: one line, no secret
+    assert str(path) in message and "line 5" in message and "TOML" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    message = error_of(tmp_path / "nope.toml")
+    assert "nope.toml" in message and "not found" in message
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "airfsm.toml"
+    path.write_bytes(b'port = "\xff"\n')
+    assert "UTF-8" in error_of(path)
+
+
+def test_secret_is_hidden_from_repr_and_public_dict(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, REQUIRED_TOML), {}, {})
+    assert SECRET not in repr(cfg) and SECRET not in str(cfg) and SECRET not in f"{cfg}"
+    assert "device_secret='***'" in repr(cfg) and "device_name='862991419835241'" in repr(cfg)
+    public = cfg.public_dict()
+    assert public["device_secret"] == "***" and public["port"] == "/dev/ttyUSB0"
+    assert SECRET not in str(public)
+    assert set(public) == {f.name for f in fields(GatewayConfig)}
+
+
+@pytest.mark.parametrize("bad_secret", ["has space inside", "abc", "tab\there", 12345678])
+def test_bad_secret_value_is_never_shown(tmp_path: Path, bad_secret: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, REQUIRED_TOML), {},
+                    {"device_secret": bad_secret})
+    message = str(info.value)
+    assert "bad value for 'device_secret'" in message and "not shown" in message
+    assert str(bad_secret) not in message
+
+
+def test_direct_construction_validates() -> None:
+    with pytest.raises(ConfigError, match="'baud'"):
+        GatewayConfig("/dev/ttyUSB0", "pk", "dn", SECRET, baud="115200")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="'keepalive_s'"):
+        GatewayConfig("/dev/ttyUSB0", "pk", "dn", SECRET, keepalive_s=5)
+    cfg = GatewayConfig("/dev/ttyUSB0", "pk", "dn", SECRET,
+                        data_dir="/tmp/x")  # type: ignore[arg-type]
+    assert cfg.data_dir == Path("/tmp/x")
+    assert cfg.data_dir_or_default() == Path("/tmp/x")
