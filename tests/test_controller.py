@@ -158,7 +158,8 @@ def test_timeout_retry_after_backoff_then_escalation() -> None:
     step_timeout = MACHINE[State.VERSION_CHECK].steps[0].timeout_ms
     sends = rig.sent_at("AT+CGMR")
     assert len(sends) == policy.retries + 2  # 4 unanswered, then 1 answered
-    for attempt, (a, b) in enumerate(zip(sends, sends[1:policy.retries + 1], strict=False), start=1):
+    pairs = zip(sends, sends[1:policy.retries + 1], strict=False)
+    for attempt, (a, b) in enumerate(pairs, start=1):
         nominal = min(policy.backoff_cap_ms, policy.backoff_base_ms << (attempt - 1))
         waited = ms_diff(b, a) - step_timeout
         assert nominal // 2 <= waited <= nominal, (attempt, waited)
