@@ -1,0 +1,184 @@
+"""The command line, end to end: real processes, a real pty, the simulator on the other side."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from airfsm.sim import SimConfig, SimServer, parse_fault
+from tests.harness import SEED_DN, SEED_DS, SEED_PK
+
+DEADLINE_S = 60  # a bound against hangs, not a performance expectation
+
+
+def airfsm(*args: str, secret: str | None = SEED_DS, stdin: str | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+    if secret is not None:
+        env["AIRFSM_DEVICE_SECRET"] = secret
+    return subprocess.run([sys.executable, "-m", "airfsm", *args], capture_output=True,
+                          text=True, env=env, timeout=DEADLINE_S, input=stdin)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimConfig(profile="fast"), transport="pty") as server:
+        server.start()
+        yield server
+
+
+def connect_args(endpoint: str, *extra: str) -> list[str]:
+    return ["connect", "--port", endpoint, "--product-key", SEED_PK,
+            "--device-name", SEED_DN, *extra]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("airfsm")
+
+
+def test_connect_reaches_online_over_a_real_pty(sim: SimServer) -> None:
+    result = airfsm(*connect_args(sim.endpoint, "--timeout", "30", "--progress"))
+    assert result.returncode == 0, result.stderr
+    assert "online in" in result.stdout
+    for stage in ("AUTOBAUD", "VERSION_CHECK", "ATTACH", "BEARER", "HTTP_AUTH", "MQTT_CONNECT",
+                  "ONLINE"):
+        assert stage in result.stdout
+    assert sim.call(lambda m, _now: m.mqtt_state) == 1
+    assert SEED_DS not in result.stdout + result.stderr
+
+
+def test_connect_over_tcp() -> None:
+    with SimServer(SimConfig(profile="fast"), transport="tcp") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "30"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_old_firmware_exits_4_without_any_http_command() -> None:
+    config = SimConfig(profile="fast", faults=[parse_fault("old-firmware")])
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "30"))
+        commands = server.call(lambda m, _now: list(m.commands))
+    assert result.returncode == 4
+    assert_one_line_error(result)
+    assert "older than V409" in result.stderr
+    assert not any(c.startswith("AT+HTTP") for c in commands)
+
+
+def test_auth_401_exits_5_and_never_sends_mconfig() -> None:
+    config = SimConfig(profile="fast", faults=[parse_fault("auth=401@*")])
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "30",
+                                      "--auth-attempts", "2"))
+        commands = server.call(lambda m, _now: list(m.commands))
+    assert result.returncode == 5
+    assert_one_line_error(result)
+    assert "401" in result.stderr
+    assert commands.count("AT+HTTPACTION=1") == 2
+    assert not any(c.startswith("AT+MCONFIG") for c in commands)
+
+
+def test_timeout_exits_6_naming_the_stage() -> None:
+    config = SimConfig(profile="fast", attach_after_ms=10**9)
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "1"))
+    assert result.returncode == 6
+    assert_one_line_error(result)
+    assert "ATTACH" in result.stderr
+
+
+def test_unopenable_port_exits_3_with_one_line() -> None:
+    result = airfsm(*connect_args("/dev/does-not-exist-airfsm"))
+    assert result.returncode == 3
+    assert_one_line_error(result)
+    assert "/dev/does-not-exist-airfsm" in result.stderr
+
+
+@pytest.mark.parametrize("args, secret, words", [
+    (["connect", "--port", "/dev/null", "--product-key", SEED_PK, "--device-name", SEED_DN],
+     None, "DeviceSecret"),
+    (["connect", "--port", "/dev/null", "--product-key", SEED_PK], SEED_DS, "--device-name"),
+    (["connect", "--port", "/dev/null", "--product-key", "bad key!", "--device-name", SEED_DN],
+     SEED_DS, "product_key"),
+    (["connect", "--port", "/dev/null", "--product-key", SEED_PK, "--device-name", SEED_DN,
+      "--apn", 'x"\r\nAT+RESET'], SEED_DS, "apn"),
+    (["connect", "--port", "/dev/null", "--product-key", SEED_PK, "--device-name", SEED_DN,
+      "--baud", "fast"], SEED_DS, "--baud"),
+    (["sim", "--fault", "explode"], None, "fault"),
+    (["frobnicate"], None, "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_line(args: list[str], secret: str | None,
+                                            words: str) -> None:
+    result = airfsm(*args, secret=secret)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result)
+    assert words in result.stderr
+
+
+def test_secret_given_on_the_command_line_never_echoed_in_errors() -> None:
+    secret = "S3cr3tValueThatMustNotLeak"
+    result = airfsm("connect", "--port", "/dev/does-not-exist-airfsm", "--product-key",
+                    SEED_PK, "--device-name", "x", "--device-secret", secret, secret=None)
+    assert result.returncode == 2
+    assert secret not in result.stderr + result.stdout
+
+
+def test_sign_prints_the_seed_vector() -> None:
+    result = airfsm("sign", "--product-key", SEED_PK, "--device-name", SEED_DN)
+    assert result.returncode == 0, result.stderr
+    assert "1eb96463ad2345b6c261e2f7cc78a7a0" in result.stdout
+    assert ("productKey=b0FMK1Ga5cp&sign=1eb96463ad2345b6c261e2f7cc78a7a0"
+            "&clientId=862991419835241&deviceName=862991419835241") in result.stdout
+    assert "length: 112" in result.stdout
+    assert "AT+HTTPDATA=112,20000" in result.stdout
+
+
+def test_sign_with_sha256() -> None:
+    result = airfsm("sign", "--product-key", SEED_PK, "--device-name", SEED_DN,
+                    "--sign-method", "hmacsha256")
+    assert result.returncode == 0
+    assert "signmethod=hmacsha256" in result.stdout
+
+
+def test_demo_runs_the_whole_job_without_hardware() -> None:
+    result = airfsm("demo", "--profile", "fast", secret=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "ONLINE" in out
+    assert "published 2 messages" in out
+    assert "received on /b0FMK1Ga5cp/862991419835241/get" in out
+    assert "cloud received  2 message(s)" in out
+
+
+def test_python_dash_m_and_help() -> None:
+    result = airfsm("--help")
+    assert result.returncode == 0
+    for command in ("connect", "sim", "demo", "sign"):
+        assert command in result.stdout
+
+
+def test_sim_command_serves_a_pty_and_prints_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+    proc = subprocess.Popen([sys.executable, "-m", "airfsm", "sim", "--profile", "fast"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("simulated Air72x")
+        endpoint = first.split(" on ")[-1].strip()
+        result = airfsm(*connect_args(endpoint, "--timeout", "30"))
+        assert result.returncode == 0, result.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=DEADLINE_S)
+    assert proc.returncode == 0
