@@ -221,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_sign)
 
     # The other subcommands live beside what they drive (each module has `register(sub)`).
-    from . import demo
+    from . import ctable, demo
 
-    for module in (demo,):
+    for module in (demo, ctable):
         module.register(sub)
     return parser
 
