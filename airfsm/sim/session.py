@@ -2,8 +2,13 @@
 
 The module decides everything Alibaba Cloud would decide (is the token valid, is the link up) and
 then tells its session what the device did. The default `RecordingSession` only records; the
-broker bridge (`--broker mqtt://…`, a later feature) will implement the same protocol with a real
-MQTT client, and the server loop will feed what `poll()` returns to `SimModule.send_downlink`.
+broker bridge (`--broker mqtt://…`, `airfsm.sim.broker.BrokerSession`) implements the same
+protocol with a real MQTT client. The server loop feeds what `poll()` returns to
+`SimModule.send_downlink`.
+
+A networked session may also offer, and `SimServer` then uses: `fileno() -> int` (a socket the
+loop's select() waits on, -1 for none), `max_sleep_s() -> float | None` (the longest the loop may
+sleep before the next `poll()`) and `close()` (called when the server closes).
 """
 
 from __future__ import annotations
