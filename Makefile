@@ -36,10 +36,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck check-diagrams pytest
 
-diagrams: $(STAMP)
+diagrams: $(STAMP) system-deps
 	$(BIN)/airfsm diagram --out diagrams/
+
+# The committed .mmd/.dot/.md must be what the table gives (the SVG is a rendering of the .dot).
+check-diagrams: $(STAMP)
+	$(BIN)/airfsm diagram --check diagrams/
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -221,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_sign)
 
     # The other subcommands live beside what they drive (each module has `register(sub)`).
-    from . import ctable, demo
+    from . import ctable, demo, diagram, gateway
 
-    for module in (demo, ctable):
+    for module in (demo, ctable, gateway, diagram):
         module.register(sub)
     return parser
 

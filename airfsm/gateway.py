@@ -1,0 +1,1090 @@
+"""The gateway: `airfsm run` holds the link for months; `publish`, `inbox`, `status` talk to it.
+
+Host-only code (the MCU port has its own super-loop). One process owns the serial port and one
+data directory:
+
+    <data_dir>/airfsm.db      outbox + inbox (SQLite, WAL; `airfsm.store`)
+    <data_dir>/status.json    what the gateway is doing (`airfsm status` prints it)
+    <data_dir>/wake.sock      unix datagram socket: `airfsm publish` pokes it after enqueuing
+    <data_dir>/gateway.lock   flock()ed while a gateway runs: one gateway per data directory
+
+The loop is `airfsm.loop.run`: the process sleeps in `select()` on the port, the wake socket and
+a self-pipe that signal handlers write to (`signal.set_wakeup_fd`), until data arrives or the
+controller's next deadline is due. Nothing polls faster than once a second when idle.
+
+What the gateway adds to the controller's own recovery (`airfsm.machine`):
+
+* the serial port vanishing (USB unplugged): close it, reopen with backoff 1 s .. 30 s, then
+  `Controller.replace_port` (-> AUTOBAUD);
+* FAILED: firmware too old or credentials rejected are permanent (exit 4 / 5, systemd does not
+  restart); a module that does not answer AT at all (NO_RESPONSE) is *not* fatal for a
+  months-long gateway: reopen the port and start a fresh controller after a backoff of
+  10 s .. 5 min, forever; an internal error exits 70 so systemd restarts the process;
+* SIGTERM / SIGINT: finish the publish in flight within `shutdown_grace_s`, `AT+MDISCONNECT`,
+  close the port, exit 0 (a second signal stops at once); SIGHUP reloads the log level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from . import aliyun, log
+from .cli import CliError, Exit, add_connection_options
+from .config import ConfigError, GatewayConfig, env_var, flag, load_config
+from .controller import Controller, FailReason, Settings
+from .loop import monotonic_ms
+from .loop import run as run_loop
+from .machine import MACHINE, State, StateSpec
+from .messages import InboundMessage, OutboundMessage
+from .payload import QOS_LEVELS, resolve_topic
+from .port import Port, PortError, open_port
+from .store import (
+    DEFAULT_OUTBOX_CAPACITY,
+    OutboxFull,
+    SqliteInbox,
+    SqliteOutbox,
+    StatusFile,
+    StoreError,
+    db_path,
+    default_data_dir,
+    inbox_json_line,
+    iso_utc,
+)
+from .timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached
+
+WAKE_SOCKET = "wake.sock"
+LOCK_FILE = "gateway.lock"
+OUTBOX_POLL_MS = 1_000  # fallback when the wake socket is unusable; the loop wakes 1/s anyway
+STATUS_MIN_INTERVAL_S = 2.0  # counters change: rewrite the status file at most this often
+STATUS_HEARTBEAT_S = 30.0  # nothing changed: still rewrite it this often (`updated_at`)
+REOPEN_BACKOFF_MS = (1_000, 30_000)  # the serial port vanished: reopen attempts
+RESTART_BACKOFF_MS = (10_000, 300_000)  # the module does not answer AT: fresh controller
+STORE_ERROR_LOG_S = 60.0  # a broken store is logged at most this often per operation
+STOP_MDISCONNECT_WAIT_MS = 500  # grace expired with a publish in flight: still say goodbye
+EXIT_OUTBOX_FULL = 75  # EX_TEMPFAIL: `airfsm publish` refused, nothing dropped, retry later
+INBOX_FOLLOW_INTERVAL_S = 0.25
+
+# Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
+_RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
+             "watchdog_s", "liveness_s", "shutdown_grace_s")
+_CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
+                    "baud", "client_id", "sign_method", "log_level")
+
+_FAIL_EXIT = {FailReason.FIRMWARE: Exit.FIRMWARE, FailReason.CREDENTIALS: Exit.CREDENTIALS,
+              FailReason.INTERNAL: Exit.INTERNAL}
+
+MessageCallback = Callable[[InboundMessage, int | None], None]
+
+
+# ---------------------------------------------------------------------- helpers shared by CLIs
+
+
+def wake_socket_path(data_dir: str | Path) -> Path:
+    return Path(data_dir) / WAKE_SOCKET
+
+
+def poke(data_dir: str | Path) -> bool:
+    """Wake a gateway running on `data_dir` (best effort; False when none is listening)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            sock.sendto(b"!", str(wake_socket_path(data_dir)))
+        except OSError:
+            return False  # no gateway, a stale socket file, or its queue is full: all fine
+    return True
+
+
+def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
+            product_key: str | None = None, device_name: str | None = None,
+            capacity: int = DEFAULT_OUTBOX_CAPACITY) -> int:
+    """Durably queue a message for the gateway of `data_dir`; return its id. The library's
+    `airfsm publish`.
+
+    A topic without a leading `/` is relative to `/{product_key}/{device_name}/` (ValueError
+    when those are not given). ValueError for anything that could never be published (bad topic,
+    QoS, payload); `store.OutboxFull` when the outbox holds `capacity` messages (nothing is
+    dropped); `store.StoreError` when the store cannot be opened or written.
+    """
+    if not topic:
+        raise ValueError("topic is empty")
+    if not topic.startswith("/"):
+        if not product_key or not device_name:
+            raise ValueError(f"relative topic {topic!r} needs the ProductKey and DeviceName")
+        topic = resolve_topic(topic, product_key, device_name)
+    with SqliteOutbox(db_path(data_dir), capacity) as outbox:
+        message_id = outbox.enqueue(topic, payload, qos)
+    poke(data_dir)
+    return message_id
+
+
+def _merge_counts(base: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    """Counter dicts added key by key (nested dicts too): totals across controller restarts."""
+    out: dict[str, Any] = dict(base)
+    for key, value in more.items():
+        old = out.get(key)
+        if isinstance(value, Mapping):
+            out[key] = _merge_counts(old if isinstance(old, Mapping) else {}, value)
+        elif isinstance(value, int) and isinstance(old, int) and not isinstance(value, bool):
+            out[key] = old + value
+        else:
+            out[key] = value
+    return out
+
+
+class _RateLimitedLog:
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def due(self, key: str) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            return False
+        self._last[key] = now
+        return True
+
+
+class GatewayOutbox:
+    """The controller's view of the SQLite outbox.
+
+    Resolves relative topics (a library user may have enqueued one directly) and turns store
+    trouble (a locked or full disk) into a logged, retried condition instead of an exception in
+    the tick: a failed `peek` sends nothing this time, a failed `ack` leaves the message to be
+    sent again (a duplicate, never a loss).
+    """
+
+    def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
+                 on_error: Callable[[str, StoreError], None]) -> None:
+        self.store = store
+        self.product_key = product_key
+        self.device_name = device_name
+        self._on_error = on_error
+
+    def peek(self) -> OutboundMessage | None:
+        try:
+            message = self.store.peek()
+        except StoreError as exc:
+            self._on_error("peek", exc)
+            return None
+        if message is not None and not message.topic.startswith("/"):
+            message = replace(message, topic=resolve_topic(message.topic, self.product_key,
+                                                           self.device_name))
+        return message
+
+    def ack(self, message_id: int) -> None:
+        try:
+            self.store.ack(message_id)
+        except StoreError as exc:
+            self._on_error("ack", exc)
+
+    def mark_attempt(self, message_id: int) -> int:
+        try:
+            return self.store.mark_attempt(message_id)
+        except StoreError as exc:
+            self._on_error("mark_attempt", exc)
+            return 0
+
+    def enqueue(self, topic: str, data: bytes, qos: int) -> int:
+        topic = resolve_topic(topic, self.product_key, self.device_name)
+        return self.store.enqueue(topic, data, qos)
+
+    def __len__(self) -> int:
+        try:
+            return self.store.count()
+        except StoreError as exc:
+            self._on_error("count", exc)
+            return 0
+
+
+# ---------------------------------------------------------------------- the gateway
+
+
+def settings_from_config(config: GatewayConfig) -> Settings:
+    """The controller's Settings for a gateway configuration. CliError (exit 2) if unusable."""
+    identity = aliyun.DeviceIdentity(
+        product_key=config.product_key, device_name=config.device_name,
+        device_secret=config.device_secret, region=config.region, client_id=config.client_id)
+    settings = Settings(
+        identity=identity, apn=config.apn, sign_method=config.sign_method,
+        keepalive_s=config.keepalive_s, liveness_ms=config.liveness_s * 1000,
+        watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS)
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise CliError(f"bad configuration: {log.redact(str(exc))}") from None
+    return settings
+
+
+class Gateway:
+    """One `airfsm run`: the controller, the port, the stores, signals and the status file.
+
+    Library use: `Gateway(config, on_message=callback).run()` blocks until stopped and returns
+    the exit code; `on_message(message, inbox_id)` is called for every `+MSUB:` message after
+    it was stored. `request_stop()` may be called from a signal handler or another thread.
+    `install_signals=False` leaves signal handling to the caller (required off the main thread).
+    `table` is the machine table (tests shorten policies with it).
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        config_path: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        on_message: MessageCallback | None = None,
+        inbox_out: TextIO | None = None,
+        port_opener: Callable[[str, int], Port] = open_port,
+        clock: Callable[[], int] = monotonic_ms,
+        install_signals: bool = True,
+        table: tuple[StateSpec, ...] = MACHINE,
+    ) -> None:
+        self.config = config
+        self.table = table
+        self.settings = settings_from_config(config)
+        self.config_path = config_path
+        self.overrides = dict(overrides or {})
+        self.env = dict(os.environ if env is None else env)
+        self.on_message = on_message
+        self.inbox_out = inbox_out
+        self.port_opener = port_opener
+        self.clock = clock
+        self.install_signals = install_signals
+        self.data_dir = config.data_dir_or_default()
+        self.log = log.get_logger("airfsm.gateway")
+
+        self.controller: Controller | None = None
+        self.outbox: SqliteOutbox | None = None
+        self.inbox: SqliteInbox | None = None
+        self.status_file = StatusFile(self.data_dir)
+        self.exit_code: Exit | None = None
+        self.exit_reason = ""
+
+        # Jitter differs per device (fleets spread out) but is reproducible for one device.
+        self._rng = Xorshift32((sum(map(ord, config.device_name)) * 2654435761) & 0xFFFFFFFF)
+        self._port: Port | None = None
+        self._lock_fd: int | None = None
+        self._wake_sock: socket.socket | None = None
+        self._pipe_r = -1
+        self._pipe_w = -1
+        self._old_handlers: dict[int, Any] = {}
+        self._old_wakeup_fd: int | None = None
+        self._stop_requested = False
+        self._hard_stop = False
+        self._reload_requested = False
+        self._store_errors = _RateLimitedLog(STORE_ERROR_LOG_S)
+
+        self.started_at = time.time()
+        self._since = self.started_at
+        self._base_counters: dict[str, Any] = {}  # totals of controllers already replaced
+        self.gateway_counters: dict[str, int] = {
+            "port_reopens": 0, "module_restarts": 0, "inbox_stored": 0, "inbox_errors": 0,
+            "store_errors": 0, "status_errors": 0, "log_reloads": 0}
+        self._restart_streak = 0  # NO_RESPONSE restarts since ONLINE was last reached
+        self._status_dirty = True
+        self._status_last_write = 0.0
+        self._status_last_body: str | None = None
+        self._notice = ""  # what the gateway itself is waiting for (port, restart)
+
+    # ------------------------------------------------------------------ public
+
+    def request_stop(self) -> None:
+        """Stop soon (graceful); a second call stops at once. Safe from signal handlers."""
+        if self._stop_requested:
+            self._hard_stop = True
+        self._stop_requested = True
+        self._wake()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake()
+
+    def run(self) -> Exit:
+        """Run until stopped or a permanent failure; return the exit code (reason in
+        `exit_reason`). CliError for what prevents starting at all."""
+        try:
+            self._start()
+            code = self._main()
+        except BaseException:
+            self._finish_status(Exit.INTERNAL, "crashed")
+            self._release()
+            raise
+        self._finish_status(code, self.exit_reason)
+        self._release()
+        return code
+
+    # ------------------------------------------------------------------ start and stop
+
+    def _start(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot create data directory {self.data_dir}: {exc.strerror}",
+                           Exit.FAILURE) from None
+        self._lock()
+        try:
+            self.outbox = SqliteOutbox(db_path(self.data_dir), self.config.outbox_capacity)
+            self.inbox = SqliteInbox(db_path(self.data_dir), self.config.inbox_capacity)
+        except StoreError as exc:
+            self._release()
+            raise CliError(str(exc), Exit.FAILURE) from None
+        self._pipe_r, self._pipe_w = os.pipe()
+        for fd in (self._pipe_r, self._pipe_w):
+            os.set_blocking(fd, False)
+        self._bind_wake_socket()
+        try:
+            self._port = self.port_opener(self.config.port, self.config.baud)
+        except PortError as exc:
+            self._release()
+            raise CliError(str(exc), Exit.PORT) from None
+        if self.install_signals:
+            self._install_signals()
+        self.log.info("gateway_start", pid=os.getpid(), port=self.config.port,
+                      data_dir=str(self.data_dir), product_key=self.config.product_key,
+                      device_name=self.config.device_name, outbox=self._outbox_count())
+        self._new_controller()
+
+    def _lock(self) -> None:
+        path = self.data_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CliError(f"cannot open {path}: {exc.strerror}", Exit.FAILURE) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            other = ""
+            with contextlib.suppress(OSError, ValueError):
+                other = os.pread(fd, 32, 0).decode("ascii").strip()
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                who = f" (pid {other})" if other else ""
+                raise CliError(f"another gateway{who} is already running with data directory "
+                               f"{self.data_dir}", Exit.FAILURE) from None
+            raise CliError(f"cannot lock {path}: {exc.strerror}", Exit.FAILURE) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
+
+    def _bind_wake_socket(self) -> None:
+        path = wake_socket_path(self.data_dir)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a stale one from a gateway that was killed: we hold the lock
+            sock.bind(str(path))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            # e.g. a path longer than sun_path (108 bytes): the 1 s outbox poll still works
+            self.log.warning("wake_socket_unavailable", path=str(path),
+                             error=exc.strerror or str(exc))
+            return
+        self._wake_sock = sock
+
+    def _install_signals(self) -> None:
+        def on_stop(_signum: int, _frame: FrameType | None) -> None:
+            self.request_stop()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self.request_reload()
+
+        for signum, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
+                                (signal.SIGHUP, on_hup)):
+            self._old_handlers[signum] = signal.signal(signum, handler)
+        # A signal arriving while we sleep in select() writes a byte here, so select returns
+        # (PEP 475 would otherwise resume the sleep after running the handler).
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._pipe_w, warn_on_full_buffer=False)
+
+    def _release(self) -> None:
+        if self._old_wakeup_fd is not None:
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+        for signum, handler in self._old_handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signum, handler)
+        self._old_handlers.clear()
+        port, self._port = self._port, None
+        if self.controller is not None:
+            with contextlib.suppress(Exception):
+                self.controller.port.close()
+        if port is not None:
+            with contextlib.suppress(Exception):
+                port.close()
+        if self._wake_sock is not None:
+            self._wake_sock.close()
+            self._wake_sock = None
+            with contextlib.suppress(OSError):
+                wake_socket_path(self.data_dir).unlink()
+        for fd in (self._pipe_r, self._pipe_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._pipe_r = self._pipe_w = -1
+        for store in (self.outbox, self.inbox):
+            if store is not None:
+                store.close()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    # ------------------------------------------------------------------ the main loop
+
+    def _new_controller(self) -> Controller:
+        assert self.outbox is not None and self._port is not None
+        if self.controller is not None:
+            self._base_counters = _merge_counts(self._base_counters,
+                                                self._controller_counters(self.controller))
+        view = GatewayOutbox(self.outbox, self.config.product_key, self.config.device_name,
+                             self._store_error)
+        self.controller = Controller(self._port, self.settings, now_ms=self.clock(),
+                                     outbox=view, on_message=self._on_inbound,
+                                     on_state=self._on_state, table=self.table)
+        self._since = time.time()
+        self._status_dirty = True
+        return self.controller
+
+    def _main(self) -> Exit:
+        while True:
+            controller = self.controller
+            assert controller is not None
+            run_loop(controller, until=self._needs_attention, extra_fds=self._fds(),
+                     on_wake=self._on_wake, clock=self.clock)
+            if self._stop_requested:
+                return self._graceful_stop(controller)
+            if controller.failed:
+                code = self._on_failed(controller)
+                if code is not None:
+                    return code
+                continue
+            if controller.port_lost:
+                self.log.warning("port_vanished", port=self.config.port,
+                                 state=controller.state.name)
+                port = self._reopen_port(controller.port)
+                if port is None:  # stopped while waiting
+                    return self._stopped(Exit.OK, "stopped while the serial port was gone")
+                self._port = port
+                controller.replace_port(port, self.clock())
+                self.gateway_counters["port_reopens"] += 1
+                self._status_dirty = True
+
+    def _needs_attention(self) -> bool:
+        c = self.controller
+        return self._stop_requested or c is None or c.failed or c.port_lost
+
+    def _fds(self) -> list[int]:
+        fds = [self._pipe_r]
+        if self._wake_sock is not None:
+            fds.append(self._wake_sock.fileno())
+        return fds
+
+    def _wake(self) -> None:
+        if self._pipe_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._pipe_w, b"!")
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self._pipe_r, 512):
+                pass
+        if self._wake_sock is not None:
+            with contextlib.suppress(OSError):
+                while self._wake_sock.recv(64):
+                    pass
+
+    def _on_wake(self, _now: int) -> None:
+        self._drain()
+        if self._reload_requested:
+            self._reload_requested = False
+            self._reload_log_level()
+        self._maybe_write_status()
+
+    def _sleep(self, delay_ms: int) -> bool:
+        """Wait `delay_ms` (status kept fresh, signals honoured); False if a stop came."""
+        deadline = ms_add(self.clock(), delay_ms)
+        while not self._stop_requested:
+            now = self.clock()
+            if ms_reached(now, deadline):
+                return True
+            timeout = min(ms_diff(deadline, now), 1_000) / 1000
+            with contextlib.suppress(InterruptedError, OSError, ValueError):
+                select.select(self._fds(), [], [], timeout)
+            self._on_wake(now)
+        return False
+
+    def _reopen_port(self, old: Port | None) -> Port | None:
+        """Close the lost port and open it again with backoff; None if stopped meanwhile."""
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        attempt = 0
+        while True:
+            attempt += 1
+            delay = backoff_ms(attempt, REOPEN_BACKOFF_MS[0], REOPEN_BACKOFF_MS[1], self._rng)
+            self._notice = f"reopening {self.config.port} (attempt {attempt})"
+            self._status_dirty = True
+            if not self._sleep(delay):
+                return None
+            try:
+                port = self.port_opener(self.config.port, self.config.baud)
+            except PortError as exc:
+                self.log.warning("port_reopen_failed", attempt=attempt, error=str(exc))
+                continue
+            self._notice = ""
+            self.log.info("port_reopened", port=self.config.port, attempt=attempt)
+            return port
+
+    def _on_failed(self, controller: Controller) -> Exit | None:
+        reason = controller.fail_reason
+        detail = log.redact(controller.fail_detail or reason.name.lower())
+        code = _FAIL_EXIT.get(reason)
+        if code is not None:
+            self.log.error("gateway_failed", reason=reason.name, detail=detail,
+                           exit_code=int(code))
+            return self._stopped(code, detail)
+        # NO_RESPONSE: the module is mute (powered off, wrong baud, hung). Not permanent.
+        self._restart_streak += 1
+        self.gateway_counters["module_restarts"] += 1
+        delay = backoff_ms(self._restart_streak, RESTART_BACKOFF_MS[0], RESTART_BACKOFF_MS[1],
+                           self._rng)
+        self.log.error("module_not_responding", detail=detail, restart_in_ms=delay,
+                       restarts=self._restart_streak)
+        self._notice = f"module not responding: starting over in {delay // 1000} s"
+        self._status_dirty = True
+        with contextlib.suppress(Exception):
+            controller.port.close()
+        if not self._sleep(delay):
+            return self._stopped(Exit.OK, "stopped while waiting for the module")
+        port = self._reopen_port_now_or_later()
+        if port is None:
+            return self._stopped(Exit.OK, "stopped while the serial port was gone")
+        self._port = port
+        self._notice = ""
+        self._new_controller()
+        return None
+
+    def _reopen_port_now_or_later(self) -> Port | None:
+        try:
+            return self.port_opener(self.config.port, self.config.baud)
+        except PortError:
+            return self._reopen_port(None)
+
+    def _graceful_stop(self, controller: Controller) -> Exit:
+        grace_ms = int(self.config.shutdown_grace_s * 1000)
+        self.log.info("gateway_stopping", state=controller.state.name, grace_ms=grace_ms)
+        controller.request_stop()
+        if not controller.port_lost and not controller.stopped and not self._hard_stop:
+            run_loop(controller,
+                     until=lambda: controller.stopped or controller.port_lost or self._hard_stop,
+                     deadline_ms=ms_add(self.clock(), grace_ms), extra_fds=self._fds(),
+                     on_wake=self._on_wake, clock=self.clock)
+        if controller.online and not controller.stopped and not controller.port_lost:
+            # Grace ran out with a publish still unacknowledged: it stays in the outbox and is
+            # sent again next time. Still end the MQTT session politely, best effort.
+            self.log.warning("shutdown_grace_expired", in_flight=controller.pub_phase.name)
+            with contextlib.suppress(Exception):
+                controller.port.write(b"AT+MDISCONNECT\r")
+        how = "clean" if controller.stopped else "grace expired"
+        return self._stopped(Exit.OK, f"stopped by signal ({how})")
+
+    def _stopped(self, code: Exit, reason: str) -> Exit:
+        self.exit_code = code
+        self.exit_reason = reason
+        self.log.info("gateway_stop", exit_code=int(code), reason=reason,
+                      outbox=self._outbox_count())
+        return code
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_state(self, source: State, dest: State, trigger: str) -> None:
+        self._since = time.time()
+        self._status_dirty = True
+        if dest == State.ONLINE:
+            self._restart_streak = 0
+
+    def _on_inbound(self, topic: str, payload: bytes) -> None:
+        received = time.time()
+        message = InboundMessage(topic=topic, payload=payload, received_at=received)
+        message_id: int | None = None
+        if self.inbox is not None:
+            try:
+                message_id = self.inbox.add(topic, payload, received)
+                self.gateway_counters["inbox_stored"] += 1
+            except StoreError as exc:
+                self.gateway_counters["inbox_errors"] += 1
+                self.log.error("inbox_store_failed", topic=topic, error=str(exc))
+        if self.inbox_out is not None:
+            try:
+                self.inbox_out.write(inbox_json_line(message, message_id) + "\n")
+                self.inbox_out.flush()
+            except (OSError, ValueError) as exc:
+                self.log.error("inbox_output_failed", error=str(exc))
+                self.inbox_out = None  # a closed pipe stays closed: keep storing
+        if self.on_message is not None:
+            try:
+                self.on_message(message, message_id)
+            except Exception as exc:
+                self.log.error("on_message_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _store_error(self, operation: str, exc: StoreError) -> None:
+        self.gateway_counters["store_errors"] += 1
+        if self._store_errors.due(operation):
+            self.log.error("outbox_store_error", operation=operation, error=str(exc))
+
+    def _reload_log_level(self) -> None:
+        """SIGHUP: the config file's (and environment's) log_level, flags still winning."""
+        try:
+            fresh = load_config(self.config_path, self.env, self.overrides)
+        except ConfigError as exc:
+            self.log.error("reload_failed", error=log.redact(str(exc)),
+                           kept_log_level=self.config.log_level)
+            return
+        self.config.log_level = fresh.log_level
+        log.configure(fresh.log_level)
+        self.gateway_counters["log_reloads"] += 1
+        self.log.warning("log_level_reloaded", log_level=fresh.log_level)
+
+    # ------------------------------------------------------------------ status
+
+    def _outbox_count(self) -> int | None:
+        if self.outbox is None:
+            return None
+        try:
+            return self.outbox.count()
+        except StoreError:
+            return None
+
+    @staticmethod
+    def _controller_counters(controller: Controller) -> dict[str, Any]:
+        counters = controller.counters.as_dict()
+        counters["at"] = controller.status()["at"]
+        return counters
+
+    def status(self) -> dict[str, Any]:
+        """The status file's contents (no secret in here; StatusFile redacts once more)."""
+        c = self.controller
+        snapshot = c.status() if c is not None else {}
+        counters = _merge_counts(self._base_counters,
+                                 self._controller_counters(c) if c is not None else {})
+        counters["gateway"] = dict(self.gateway_counters)
+        inbox_count: int | None = None
+        if self.inbox is not None:
+            with contextlib.suppress(StoreError):
+                inbox_count = self.inbox.count()
+        return {
+            "pid": os.getpid(),
+            "running": self.exit_code is None,
+            "started_at": iso_utc(self.started_at),
+            "updated_at": iso_utc(time.time()),
+            "device": {"product_key": self.config.product_key,
+                       "device_name": self.config.device_name,
+                       "region": self.config.region, "port": self.config.port},
+            "state": snapshot.get("state"),
+            "since": iso_utc(self._since),
+            "attempt": snapshot.get("attempt"),
+            "step": snapshot.get("step"),
+            "last_trigger": snapshot.get("last_trigger"),
+            "port_lost": snapshot.get("port_lost"),
+            "notice": self._notice or None,
+            "fail_reason": snapshot.get("fail_reason"),
+            "fail_detail": snapshot.get("fail_detail"),
+            "firmware": snapshot.get("firmware"),
+            "rssi": snapshot.get("rssi"),
+            "ip": snapshot.get("ip"),
+            "outbox": {"queued": self._outbox_count(),
+                       "capacity": self.config.outbox_capacity},
+            "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
+            "counters": counters,
+            "exit": None if self.exit_code is None else {
+                "code": int(self.exit_code), "reason": self.exit_reason},
+        }
+
+    def _maybe_write_status(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self._status_last_write
+        if not self._status_dirty and elapsed < STATUS_MIN_INTERVAL_S:
+            return
+        status = self.status()
+        body = json.dumps({k: v for k, v in status.items() if k != "updated_at"},
+                          sort_keys=True, default=str)
+        if not self._status_dirty and body == self._status_last_body and (
+                elapsed < STATUS_HEARTBEAT_S):
+            return
+        self._write_status(status)
+        self._status_last_body = body
+        self._status_last_write = now
+        self._status_dirty = False
+
+    def _write_status(self, status: Mapping[str, Any]) -> None:
+        try:
+            self.status_file.write(status)
+        except StoreError as exc:
+            self.gateway_counters["status_errors"] += 1
+            if self._store_errors.due("status"):
+                self.log.error("status_write_failed", error=str(exc))
+
+    def _finish_status(self, code: Exit, reason: str) -> None:
+        if self.exit_code is None:
+            self.exit_code = code
+            self.exit_reason = reason
+        if self._lock_fd is None:
+            return  # never started: do not overwrite another gateway's status
+        with contextlib.suppress(Exception):
+            self._write_status(self.status())
+
+
+# ---------------------------------------------------------------------- locating things
+
+
+def _read_toml_subset(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """`keys` from a config file, for the helper commands (the full check is `run`'s job)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise CliError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise CliError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: TOML syntax error: {' '.join(str(exc).split())}") from None
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key not in data:
+            continue
+        value = data[key]
+        if key.endswith("capacity"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CliError(f"bad value for '{key}' in {path}: expected a positive integer")
+        elif not isinstance(value, str):
+            raise CliError(f"bad value for '{key}' in {path}: expected a string")
+        out[key] = value
+    return out
+
+
+def _config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
+    given = getattr(args, "config", None) or env.get("AIRFSM_CONFIG") or None
+    return Path(given).expanduser() if given else None
+
+
+def _locate(args: argparse.Namespace, env: Mapping[str, str],
+            keys: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """The data directory (flag > AIRFSM_DATA_DIR > config file > per-user default) and the
+    other `keys` found with the same precedence (missing ones are absent)."""
+    path = _config_path(args, env)
+    found = _read_toml_subset(path, ("data_dir", *keys)) if path is not None else {}
+    for key in ("data_dir", *keys):
+        raw = env.get(env_var(key))
+        if raw:
+            found[key] = raw
+        value = getattr(args, key, None)
+        if value is not None:
+            found[key] = value
+    data_dir = found.pop("data_dir", "") or ""
+    directory = Path(data_dir).expanduser() if data_dir else default_data_dir(env)
+    return directory, found
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace, env: dict[str, str]) -> Exit:
+    config_path = _config_path(args, env)
+    overrides = {key: getattr(args, key, None) for key in (*_CONNECTION_KEYS, *_RUN_KEYS)}
+    try:
+        config = load_config(config_path, env, overrides)
+    except ConfigError as exc:
+        raise CliError(f"configuration: {log.redact(str(exc))}") from None
+    log.configure(config.log_level)
+    inbox_out = sys.stdout if config.inbox == "stdout" else None
+    gateway = Gateway(config, config_path=config_path, overrides=overrides, env=env,
+                      inbox_out=inbox_out)
+    code = gateway.run()
+    if code != Exit.OK:
+        print(f"airfsm: {log.redact(gateway.exit_reason)}", file=sys.stderr)
+    return code
+
+
+def _payload_from(args: argparse.Namespace) -> bytes:
+    if args.payload == "-":
+        return sys.stdin.buffer.read()
+    # The bytes the user typed, even if they are not valid in the locale's encoding.
+    return os.fsencode(args.payload)
+
+
+def cmd_publish(args: argparse.Namespace, env: dict[str, str]) -> int:
+    data_dir, found = _locate(args, env, ("product_key", "device_name", "outbox_capacity"))
+    topic: str = args.topic
+    if not topic:
+        raise CliError("refused: topic is empty")
+    pk, dn = found.get("product_key"), found.get("device_name")
+    if not topic.startswith("/") and not (pk and dn):
+        with contextlib.suppress(StoreError):
+            device = StatusFile.read(data_dir).get("device") or {}
+            pk = pk or device.get("product_key")
+            dn = dn or device.get("device_name")
+    if not topic.startswith("/") and not (pk and dn):
+        raise CliError(
+            f"relative topic {topic!r} needs the ProductKey and DeviceName: pass "
+            "--product-key and --device-name, set AIRFSM_PRODUCT_KEY and AIRFSM_DEVICE_NAME, "
+            "use --config, or give an absolute topic (/pk/dn/...)")
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    payload = _payload_from(args)
+    try:
+        message_id = enqueue(data_dir, topic, payload, args.qos, product_key=pk,
+                             device_name=dn, capacity=capacity)
+    except ValueError as exc:
+        raise CliError(f"refused: {exc}", Exit.USAGE) from None
+    except OutboxFull as exc:
+        print(f"airfsm: {exc}", file=sys.stderr)
+        return EXIT_OUTBOX_FULL
+    except StoreError as exc:
+        raise CliError(str(exc), Exit.FAILURE) from None
+    print(message_id)
+    return Exit.OK
+
+
+def _capacity(given: Any, data_dir: Path) -> int:
+    """The outbox bound: the configured one, else what the running gateway uses, else the
+    default."""
+    if given is not None:
+        try:
+            value = int(given)
+        except (TypeError, ValueError):
+            raise CliError(f"bad value for 'outbox_capacity': {given!r}") from None
+        if value < 1:
+            raise CliError("bad value for 'outbox_capacity': must be positive")
+        return value
+    with contextlib.suppress(StoreError, TypeError, ValueError, AttributeError):
+        capacity = StatusFile.read(data_dir).get("outbox", {}).get("capacity")
+        if isinstance(capacity, int) and capacity > 0:
+            return capacity
+    return DEFAULT_OUTBOX_CAPACITY
+
+
+def cmd_inbox(args: argparse.Namespace, env: dict[str, str]) -> int:
+    data_dir, _found = _locate(args, env)
+    path = db_path(data_dir)
+    if not path.exists() and not args.follow:
+        raise CliError(f"no store at {path}: has the gateway run with this data directory?",
+                       Exit.FAILURE)
+    if args.after is not None and args.after < 0:
+        raise CliError("--after takes a message id (0 or more)")
+    try:
+        inbox = SqliteInbox(path)
+    except StoreError as exc:
+        raise CliError(str(exc), Exit.FAILURE) from None
+    out = sys.stdout
+    after = args.after if args.after is not None else 0
+    if args.last is not None:
+        after = max(0, inbox.last_id() - args.last)
+    try:
+        while True:
+            batch = inbox.read(after, limit=500)
+            for message_id, message in batch:
+                out.write(inbox_json_line(message, message_id) + "\n")
+                after = message_id
+            if batch:
+                out.flush()
+                continue
+            if not args.follow:
+                return Exit.OK
+            time.sleep(INBOX_FOLLOW_INTERVAL_S)  # a reader's poll; the gateway never polls
+    except KeyboardInterrupt:
+        return Exit.OK
+    except StoreError as exc:
+        raise CliError(str(exc), Exit.FAILURE) from None
+    finally:
+        inbox.close()
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _ago(iso: Any) -> str:
+    from datetime import datetime
+
+    try:
+        then = datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return ""
+    return _duration(max(0.0, time.time() - then))
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def format_status(status: Mapping[str, Any], alive: bool) -> str:
+    """`airfsm status` without --json: a dozen lines for a human."""
+    lines: list[str] = []
+    pid = status.get("pid")
+    exit_info = status.get("exit") or {}
+    if alive and status.get("running"):
+        lines.append(f"gateway    running, pid {pid}, up {_ago(status.get('started_at'))}")
+    elif status.get("running"):
+        lines.append(f"gateway    NOT RUNNING (pid {pid} is gone; it did not stop cleanly)")
+    else:
+        lines.append(f"gateway    stopped (exit {exit_info.get('code')}: "
+                     f"{exit_info.get('reason')}), pid {pid}")
+    state = status.get("state")
+    trigger = status.get("last_trigger")
+    lines.append(f"state      {state} for {_ago(status.get('since'))}, attempt "
+                 f"{status.get('attempt')}, last trigger {trigger}"
+                 + (f", step {status['step']}" if status.get("step") else ""))
+    if status.get("notice"):
+        lines.append(f"notice     {status['notice']}")
+    if status.get("fail_reason"):
+        lines.append(f"failed     {status.get('fail_reason')}: {status.get('fail_detail')}")
+    device = status.get("device") or {}
+    rssi = status.get("rssi")
+    lines.append(f"device     /{device.get('product_key')}/{device.get('device_name')} on "
+                 f"{device.get('port')}, firmware {status.get('firmware') or '?'}, "
+                 f"signal {rssi if rssi not in (None, 99) else '?'}/31, "
+                 f"ip {status.get('ip') or '-'}")
+    outbox = status.get("outbox") or {}
+    inbox = status.get("inbox") or {}
+    lines.append(f"outbox     {outbox.get('queued')} queued (capacity {outbox.get('capacity')})")
+    lines.append(f"inbox      {inbox.get('stored')} stored")
+    c = status.get("counters") or {}
+    lines.append(f"publishes  sent {c.get('publish_sent', 0)}, acked {c.get('publish_acked', 0)}"
+                 f", retried {c.get('publish_retried', 0)}, dropped {c.get('publish_dropped', 0)}")
+    reconnects = c.get("reconnects") or {}
+    text = ", ".join(f"{k} {v}" for k, v in sorted(reconnects.items())) or "none"
+    lines.append(f"reconnects {text}")
+    at = c.get("at") or {}
+    gw = c.get("gateway") or {}
+    lines.append(f"link       inbound {c.get('inbound', 0)}, timeouts {c.get('timeouts', 0)}, "
+                 f"probes {c.get('probes', 0)}, AT lines dropped {at.get('lines_dropped', 0)}, "
+                 f"port reopens {gw.get('port_reopens', 0)}, module restarts "
+                 f"{gw.get('module_restarts', 0)}")
+    lines.append(f"updated    {status.get('updated_at')} ({_ago(status.get('updated_at'))} ago)")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace, env: dict[str, str]) -> int:
+    data_dir, _found = _locate(args, env)
+    try:
+        status = StatusFile.read(data_dir)
+    except StoreError as exc:
+        raise CliError(str(exc), Exit.FAILURE) from None
+    alive = bool(status.get("running")) and _pid_alive(status.get("pid"))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=False))
+    else:
+        print(format_status(status, alive))
+    return Exit.OK if alive else Exit.FAILURE
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def _add_locating_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="the gateway's data directory (default: AIRFSM_DATA_DIR, the config "
+                        "file's data_dir, else a per-user state directory)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="read data_dir (and product_key/device_name) from this TOML file "
+                        "(default: $AIRFSM_CONFIG)")
+
+
+def _qos(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid qos {text!r} (0 or 1)") from None
+    if value not in QOS_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid qos {value} (0 or 1)")
+    return value
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run", help="the gateway: hold the link, send the outbox, store the inbox",
+        description="Run the gateway until SIGTERM/SIGINT. Settings: --config FILE (TOML, "
+                    "one key per flag), then AIRFSM_* environment variables, then flags.")
+    add_connection_options(p, required=False)
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
+    helps = {
+        "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
+        "inbox": "'stdout': also print each inbound message as a JSON line",
+        "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
+        "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
+        "keepalive_s": "MQTT keepalive, 30-1200 s (default 300)",
+        "watchdog_s": "not ONLINE this long: reset the module (default 600)",
+        "liveness_s": "ONLINE: probe the link this often (default 60)",
+        "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
+    }
+    for key in _RUN_KEYS:
+        p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=helps[key])
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "publish", help="queue a message for the gateway (durable; works while it is down)",
+        description="Queue TOPIC/PAYLOAD in the gateway's outbox and print the message id. "
+                    "A TOPIC without a leading '/' is relative to /{ProductKey}/{DeviceName}/.")
+    _add_locating_options(p)
+    p.add_argument("--qos", type=_qos, default=1, help="0 or 1 (default 1: at least once)")
+    p.add_argument("--product-key", default=None, help="for relative topics")
+    p.add_argument("--device-name", default=None, help="for relative topics")
+    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
+    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("payload", metavar="PAYLOAD", help="the message; '-' reads it from stdin")
+    p.set_defaults(handler=cmd_publish)
+
+    p = sub.add_parser("inbox", help="print stored inbound messages as JSON lines",
+                       description="Print the inbox (oldest first) as JSON lines: id, topic, "
+                                   "payload, payload_encoding, received_at.")
+    _add_locating_options(p)
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing new messages until interrupted")
+    p.add_argument("--after", type=int, default=None, metavar="ID",
+                   help="only messages with an id greater than ID")
+    p.add_argument("--last", type=int, default=None, metavar="N",
+                   help="start with the last N messages")
+    p.set_defaults(handler=cmd_inbox)
+
+    p = sub.add_parser("status", help="print the running gateway's status",
+                       description="Print the gateway's status file. Exit 0 when the gateway "
+                                   "is running, 1 when it is not (or never ran here).")
+    _add_locating_options(p)
+    p.add_argument("--json", action="store_true", help="the raw status JSON")
+    p.set_defaults(handler=cmd_status)
+
+
+__all__ = ["Gateway", "GatewayOutbox", "enqueue", "poke", "register", "settings_from_config"]
