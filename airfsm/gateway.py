@@ -322,6 +322,9 @@ class Gateway:
         try:
             self._start()
             code = self._main()
+        except CliError:
+            self._release()
+            raise
         except BaseException:
             self._finish_status(Exit.INTERNAL, "crashed")
             self._release()
@@ -817,7 +820,15 @@ def cmd_run(args: argparse.Namespace, env: dict[str, str]) -> Exit:
     inbox_out = sys.stdout if config.inbox == "stdout" else None
     gateway = Gateway(config, config_path=config_path, overrides=overrides, env=env,
                       inbox_out=inbox_out)
-    code = gateway.run()
+    try:
+        code = gateway.run()
+    except CliError:
+        raise
+    except Exception as exc:  # a bug outside the tick: one line, exit 70, systemd restarts
+        reason = log.redact(f"{type(exc).__name__}: {exc}")
+        gateway.log.exception("gateway_crashed", error=reason)
+        print(f"airfsm: internal error: {reason}", file=sys.stderr)
+        return Exit.INTERNAL
     if code != Exit.OK:
         print(f"airfsm: {log.redact(gateway.exit_reason)}", file=sys.stderr)
     return code
