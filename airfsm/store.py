@@ -19,7 +19,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -122,16 +122,25 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     if version > SCHEMA_VERSION:
         raise StoreError(f"store {path} has schema version {version}; this airfsm knows "
                          f"{SCHEMA_VERSION}: upgrade airfsm")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         version = _user_version(conn)  # another process may have created it meanwhile
         if version == 0:
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction taken at once (BEGIN IMMEDIATE): read-check-write inside it is
+    atomic against other processes. COMMIT returns once the WAL is synced (synchronous=FULL)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -217,10 +226,8 @@ class SqliteOutbox(_Store):
         if why is not None:
             raise ValueError(why)
         assert kind in ("text", "hex")
-        db = self._db()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(self._db()) as db:
                 held = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
                 if held >= self.capacity:
                     raise OutboxFull(f"outbox full: {held} messages waiting (capacity "
@@ -229,11 +236,6 @@ class SqliteOutbox(_Store):
                     "INSERT INTO outbox (topic, payload, qos, enqueued_at) VALUES (?, ?, ?, ?)",
                     (topic, payload, qos, time.time()))
                 message_id = cur.lastrowid
-                db.execute("COMMIT")  # returns only once the WAL is synced (synchronous=FULL)
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
         assert message_id is not None
@@ -296,21 +298,14 @@ class SqliteInbox(_Store):
 
     def add(self, topic: str, payload: bytes, received_at: float) -> int:
         """Store an inbound message; return its id. Prunes the oldest beyond `capacity`."""
-        db = self._db()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(self._db()) as db:
                 cur = db.execute(
                     "INSERT INTO inbox (topic, payload, received_at) VALUES (?, ?, ?)",
                     (topic, bytes(payload), float(received_at)))
                 message_id = int(cur.lastrowid or 0)
                 # ids are consecutive apart from pruning, so "the newest `capacity`" is an id range.
                 db.execute("DELETE FROM inbox WHERE id <= ?", (message_id - self.capacity,))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
         return message_id

@@ -103,3 +103,14 @@ def make_rig(config: SimConfig | None = None, settings: Settings | None = None,
     )
     rig = Rig(controller, module, far, start_ms, inbound, states, timeline)
     return rig
+
+
+def first_occurrences(payloads: list[bytes]) -> list[bytes]:
+    """Each payload once, where it first appeared: the order at-least-once delivery promises."""
+    seen: set[bytes] = set()
+    out = []
+    for p in payloads:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out

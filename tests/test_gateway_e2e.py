@@ -27,7 +27,7 @@ import pytest
 from airfsm.sim import SimConfig, SimServer, parse_fault
 from airfsm.store import SqliteInbox, SqliteOutbox, db_path
 from tests.conftest import BrokerProbe, Mosquitto
-from tests.harness import SEED_DN, SEED_DS, SEED_PK
+from tests.harness import SEED_DN, SEED_DS, SEED_PK, first_occurrences
 from tests.test_gateway import GatewayProcess, clean_env, wait_until
 
 UPDATE = f"/{SEED_PK}/{SEED_DN}/update"
@@ -73,16 +73,6 @@ def start_gateway(port: str, data_dir: Path, n: int, *extra: str) -> GatewayProc
         proc = subprocess.Popen(args, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL,
                                 env=clean_env(AIRFSM_DEVICE_SECRET=SEED_DS))
     return GatewayProcess(proc, data_dir, out, err)
-
-
-def first_occurrences(payloads: list[bytes]) -> list[bytes]:
-    seen: set[bytes] = set()
-    out = []
-    for p in payloads:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from airfsm.machine import MACHINE, State
 from airfsm.port import memory_pair
 from airfsm.sim import SimConfig, parse_fault
 from airfsm.store import SqliteOutbox, StoreError, db_path
-from tests.harness import SEED_DN, SEED_PK, Rig, make_rig, seed_settings
+from tests.harness import SEED_DN, SEED_PK, Rig, first_occurrences, make_rig, seed_settings
 
 UPDATE = f"/{SEED_PK}/{SEED_DN}/update"
 
@@ -50,16 +50,6 @@ def path(transitions: list[tuple[str, str, str]]) -> list[str]:
 
 def published(rig: Rig) -> list[bytes]:
     return [p for _t, p, _q in rig.module.published]
-
-
-def first_occurrences(payloads: list[bytes]) -> list[bytes]:
-    seen: set[bytes] = set()
-    out = []
-    for p in payloads:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out
 
 
 def enqueue(rig: Rig, *payloads: bytes, qos: int = 1) -> None:
