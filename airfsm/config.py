@@ -75,6 +75,8 @@ _KINDS: dict[str, str] = {
     "keepalive_s": "int",
     "watchdog_s": "int",
     "liveness_s": "int",
+    "puback_timeout_s": "int",
+    "silence_limit": "int",
     "shutdown_grace_s": "float",
     "timeout_s": "optfloat",
 }
@@ -101,6 +103,8 @@ class GatewayConfig:
     keepalive_s: int = 300  # MQTT keepalive, 30..1200
     watchdog_s: int = 600  # not ONLINE for this long: reset the module
     liveness_s: int = 60  # ONLINE: probe the link this often
+    puback_timeout_s: int = 10  # QoS1: resend when PUBACK has not come this long after OK
+    silence_limit: int = 3  # ONLINE: this many unanswered commands in a row -> reconnect MQTT
     shutdown_grace_s: float = 5.0  # on SIGTERM: time to finish the publish in flight
     timeout_s: float | None = None  # `airfsm connect`: give up after this; None waits forever
 
@@ -146,6 +150,9 @@ class GatewayConfig:
         _require(60 <= self.watchdog_s <= 7 * 86400, "watchdog_s",
                  "expected 60..604800 seconds")
         _require(5 <= self.liveness_s <= 86400, "liveness_s", "expected 5..86400 seconds")
+        _require(1 <= self.puback_timeout_s <= 600, "puback_timeout_s",
+                 "expected 1..600 seconds")
+        _require(1 <= self.silence_limit <= 100, "silence_limit", "expected 1..100")
         _require(0 <= self.shutdown_grace_s <= 300, "shutdown_grace_s",
                  "expected 0..300 seconds")
         if self.timeout_s is not None:

@@ -82,7 +82,8 @@ INBOX_FOLLOW_INTERVAL_S = 0.25
 
 # Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
-             "watchdog_s", "liveness_s", "shutdown_grace_s")
+             "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit",
+             "shutdown_grace_s")
 _CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
                     "baud", "client_id", "sign_method", "log_level")
 
@@ -224,6 +225,7 @@ def settings_from_config(config: GatewayConfig) -> Settings:
     settings = Settings(
         identity=identity, apn=config.apn, sign_method=config.sign_method,
         keepalive_s=config.keepalive_s, liveness_ms=config.liveness_s * 1000,
+        puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
         watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS)
     try:
         settings.validate()
@@ -1059,6 +1061,8 @@ def register(sub: Any) -> None:
         "keepalive_s": "MQTT keepalive, 30-1200 s (default 300)",
         "watchdog_s": "not ONLINE this long: reset the module (default 600)",
         "liveness_s": "ONLINE: probe the link this often (default 60)",
+        "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
+        "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
         "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
     }
     for key in _RUN_KEYS:

@@ -400,6 +400,20 @@ def test_run_environment_overrides_the_file_and_flags_override_both(
     assert code == Exit.PORT and "env-port" in err
 
 
+def test_online_timing_keys_reach_the_controller_and_are_range_checked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = GatewayConfig(port="/dev/null", product_key=SEED_PK, device_name=SEED_DN,
+                           device_secret=SEED_DS, puback_timeout_s=3, silence_limit=5,
+                           liveness_s=7)
+    settings = gw_module.settings_from_config(config)
+    assert (settings.puback_timeout_ms, settings.silence_limit, settings.liveness_ms) == (
+        3_000, 5, 7_000)
+    code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--product-key", SEED_PK,
+                           "--device-name", SEED_DN, "--device-secret", SEED_DS,
+                           "--data-dir", str(tmp_path), "--puback-timeout-s", "0")
+    assert code == Exit.USAGE and "puback_timeout_s" in err
+
+
 def test_run_missing_settings_are_named(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--data-dir", str(tmp_path))
