@@ -68,7 +68,7 @@ def start_gateway(port: str, data_dir: Path, n: int, *extra: str) -> GatewayProc
     err = data_dir.parent / f"gateway-{n}.err"
     args = [sys.executable, "-m", "airfsm", "run", "--port", port, "--data-dir", str(data_dir),
             "--product-key", SEED_PK, "--device-name", SEED_DN, "--liveness-s", "5",
-            "--log-level", "info", *extra]
+            "--log-level", "info", "--puback-timeout-s", "3", *extra]
     with open(out, "wb") as fo, open(err, "wb") as fe:
         proc = subprocess.Popen(args, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL,
                                 env=clean_env(AIRFSM_DEVICE_SECRET=SEED_DS))
