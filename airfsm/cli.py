@@ -147,7 +147,8 @@ def exit_for(controller: Controller, reached: bool) -> tuple[Exit, str]:
         return Exit.PORT, "the serial port vanished"
     step = controller.status().get("step")
     where = f"{controller.state.name}" + (f" ({step})" if step else "")
-    return Exit.TIMEOUT, f"timed out in {where} after attempt {controller.attempt}"
+    last = f"; last error: {controller.last_error}" if controller.last_error else ""
+    return Exit.TIMEOUT, f"timed out in {where} after attempt {controller.attempt}{last}"
 
 
 # ---------------------------------------------------------------------- commands

@@ -271,6 +271,7 @@ class Controller:
         self.fail_reason = FailReason.NONE
         self.fail_detail = ""
         self.last_trigger = "start"
+        self.last_error = ""  # the latest step failure, for operators: "ATTACH cpin: no SIM"
         self.counters = Counters()
         self._pending_trigger: Trigger | None = None  # set by _fire for the transition log
         self._pending_edge: Edge | None = None
@@ -424,6 +425,7 @@ class Controller:
             "attempt": self.attempt,
             "step": self._step_name(),
             "last_trigger": self.last_trigger,
+            "last_error": self.last_error or None,
             "fail_reason": self.fail_reason.name if self.fail_reason else None,
             "fail_detail": self.fail_detail or None,
             "firmware": self.firmware or None,
@@ -645,6 +647,7 @@ class Controller:
         self._outcome = outcome
         self.phase = Phase.IDLE
         if outcome != Outcome.PASS and why:
+            self.last_error = f"{self.state.name} {self._step_name()}: {why}"
             self.log.info("step", state=self.state.name, step=self._step_name(),
                           outcome=outcome.name.lower(), why=why)
 
@@ -830,7 +833,7 @@ class Controller:
             return Outcome.PASS, ""
         if not ok:
             if check == Check.SIM_READY and resp.result == AtResult.CME_ERROR:
-                return Outcome.NOT_YET, f"SIM not ready (+CME ERROR: {resp.cme_error})"
+                return Outcome.NOT_YET, f"SIM not ready ({_describe(resp)})"
             return Outcome.FAIL, f"{step.name}: {_describe(resp)}"
         if check == Check.OK:
             return Outcome.PASS, ""
@@ -1100,7 +1103,14 @@ def _firmware_version(line: bytes) -> int | None:
     return None
 
 
+# The +CME ERROR codes this dialect uses (PROTOCOL.md), for messages an operator can act on.
+CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
+              14: "SIM busy", 30: "no network service", 50: "execution failed",
+              53: "invalid parameters", 767: "operation failed"}
+
+
 def _describe(resp: AtResponse) -> str:
     if resp.result == AtResult.CME_ERROR:
-        return f"+CME ERROR: {resp.cme_error}"
+        meaning = CME_ERRORS.get(resp.cme_error)
+        return f"+CME ERROR: {resp.cme_error}" + (f" ({meaning})" if meaning else "")
     return resp.result.name

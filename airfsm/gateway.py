@@ -708,6 +708,7 @@ class Gateway:
             "attempt": snapshot.get("attempt"),
             "step": snapshot.get("step"),
             "last_trigger": snapshot.get("last_trigger"),
+            "last_error": snapshot.get("last_error"),
             "port_lost": snapshot.get("port_lost"),
             "notice": self._notice or None,
             "fail_reason": snapshot.get("fail_reason"),
@@ -983,6 +984,8 @@ def format_status(status: Mapping[str, Any], alive: bool) -> str:
         lines.append(f"notice     {status['notice']}")
     if status.get("fail_reason"):
         lines.append(f"failed     {status.get('fail_reason')}: {status.get('fail_detail')}")
+    if status.get("last_error") and state != "ONLINE":
+        lines.append(f"last error {status['last_error']}")
     device = status.get("device") or {}
     rssi = status.get("rssi")
     lines.append(f"device     /{device.get('product_key')}/{device.get('device_name')} on "

@@ -95,6 +95,7 @@ def test_timeout_exits_6_naming_the_stage() -> None:
     assert result.returncode == 6
     assert_one_line_error(result)
     assert "ATTACH" in result.stderr
+    assert "not attached yet" in result.stderr  # the last step failure says why
 
 
 def test_unopenable_port_exits_3_with_one_line() -> None:

@@ -207,6 +207,16 @@ def test_sim_busy_is_polled_a_bounded_number_of_times() -> None:
     assert rig.commands.count("AT+CPIN?") == 4
 
 
+def test_missing_sim_is_not_polled_forever_and_says_why() -> None:
+    rig = make_rig(SimConfig(faults=faults("cme=10:AT+CPIN?@*")))
+    step = MACHINE[State.ATTACH].steps[0]
+    assert rig.run_until(lambda: ("ATTACH", "AUTOBAUD", "exhausted") in rig.states,
+                         max_ms=1_000_000)
+    assert rig.commands.count("AT+CPIN?") == 2 * (step.poll_limit + 1)  # bounded, then reset
+    assert "SIM not inserted" in rig.controller.last_error
+    assert rig.controller.status()["last_error"] == rig.controller.last_error
+
+
 def test_auth_rejected_never_sends_mconfig_and_fails_after_configured_attempts() -> None:
     rig = make_rig(SimConfig(faults=faults("auth=401@*")))
     assert rig.run_until(lambda: rig.controller.failed, max_ms=3_600_000)

@@ -701,3 +701,11 @@ def test_mute_module_is_not_fatal_the_gateway_starts_over(
         gateway.request_stop()
         thread.join(timeout=DEADLINE_S)
     assert result == [Exit.OK]
+
+
+def test_status_text_shows_the_last_error_while_not_online() -> None:
+    status = {"running": True, "pid": 1, "state": "ATTACH", "attempt": 2,
+              "last_error": "ATTACH cpin: SIM not ready (+CME ERROR: 10 (SIM not inserted))"}
+    text = gw_module.format_status(status, alive=True)
+    assert "last error ATTACH cpin: SIM not ready" in text
+    assert "last error" not in gw_module.format_status({**status, "state": "ONLINE"}, True)
