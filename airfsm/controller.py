@@ -504,6 +504,8 @@ class Controller:
             self.step_index += 1
             self._polls = 0
             self.phase = Phase.IDLE
+            if step.settle_ms:
+                self._wait(step.settle_ms)
         elif outcome == Outcome.NOT_YET:
             self._polls += 1
             if self._polls > step.poll_limit:
@@ -685,7 +687,7 @@ class Controller:
         row = self.table[self.state]
         while self.step_index < len(row.steps):
             step = row.steps[self.step_index]
-            if step.when == Cond.RESET_REQUESTED and not self._reset_requested:
+            if not self._step_applies(step.when):
                 self.step_index += 1
                 continue
             if step.when == Cond.RESET_REQUESTED:
@@ -694,6 +696,13 @@ class Controller:
             return
         if self._fire(Trigger.DONE):
             self._advance()  # start the new state's first step in this same tick
+
+    def _step_applies(self, when: Cond) -> bool:
+        if when == Cond.RESET_REQUESTED:
+            return self._reset_requested
+        if when == Cond.RETRYING:
+            return self.attempt > 1
+        return True
 
     def _send_step(self, step: Step) -> None:
         command = step.command.format_map(self._template_values())

@@ -61,7 +61,7 @@ def _step_initializer(step: Step, ok_name: str, fail_name: str) -> str:
         f"{step.timeout_ms}u", ok_name if step.urc_ok else "NULL",
         fail_name if step.urc_fail else "NULL", f"{step.urc_timeout_ms}u",
         "1" if step.prompt else "0", f"{step.poll_ms}u", f"{step.poll_limit}u", on_fail,
-        f"AIRFSM_COND_{step.when.name}",
+        f"AIRFSM_COND_{step.when.name}", f"{step.settle_ms}u",
     ]
     return "    { " + ", ".join(fields) + " },"
 
@@ -99,6 +99,7 @@ def render_header(table: Sequence[StateSpec] = MACHINE) -> str:
         "    uint16_t poll_limit;          /* ... at most this many times */",
         "    int8_t on_fail;               /* airfsm_trigger_t fired at once on failure, or -1 */",
         "    airfsm_cond_t when;",
+        "    uint32_t settle_ms;           /* after it passes, wait this long */",
         "} airfsm_step_t;",
         "",
         "typedef struct {",

@@ -53,6 +53,7 @@ from transitions.extensions.diagrams_graphviz import Graph
 from . import aliyun, payload
 from .controller import CONTENT_TYPE, FailReason, Settings
 from .machine import (
+    COND_DESCRIPTIONS,
     ESCALATION_BACKOFF_MS,
     LIVENESS_PROBE,
     MACHINE,
@@ -342,8 +343,10 @@ def step_detail(step: Step) -> str:
         parts.append("DOWNLOAD, body")
     if step.poll_limit:
         parts.append(f"poll {secs(step.poll_ms)} ×{step.poll_limit}")
-    if step.when == Cond.RESET_REQUESTED:
-        parts.append("only after an edge that resets the module")
+    if step.settle_ms:
+        parts.append(f"then wait {secs(step.settle_ms)}")
+    if step.when != Cond.ALWAYS:
+        parts.append(COND_DESCRIPTIONS[step.when])
     return ", ".join(parts)
 
 
@@ -498,9 +501,9 @@ def _sequence_step(seq: _Seq, row: StateSpec, index: int, step: Step,
     if step.urc_ok:
         timing += f", then {' or '.join(step.urc_ok)} within {secs(step.urc_timeout_ms)}"
     seq.note("MCU,Module", f"step {index + 1}/{count} {step.name}: {timing}")
-    conditional = step.when == Cond.RESET_REQUESTED
+    conditional = step.when != Cond.ALWAYS
     if conditional:
-        seq.block("opt", "only when the edge into this state asked for a module reset")
+        seq.block("opt", COND_DESCRIPTIONS[step.when])
     seq.msg("MCU", "Module", step.command)
     if step.command in NETWORK_NOTES:
         over, text = NETWORK_NOTES[step.command]

@@ -83,6 +83,13 @@ class Cond(IntEnum):
 
     ALWAYS = 0
     RESET_REQUESTED = 1  # only when the edge into the state asked for a module reset
+    RETRYING = 2  # only when the state runs again after a failure (attempt 2 and later)
+
+
+COND_DESCRIPTIONS = {
+    Cond.RESET_REQUESTED: "only after an edge that resets the module",
+    Cond.RETRYING: "only when the state runs again after a failure",
+}
 
 
 MIN_FIRMWARE = 409  # "AirM2M_Air72xUy_V409_LTE_AT": older builds cannot do Alibaba Cloud
@@ -102,6 +109,7 @@ class Step:
     poll_limit: int = 0  # ... at most this many times, then FAIL
     on_fail: Trigger | None = None  # a failure of this step fires this at once instead of RETRY
     when: Cond = Cond.ALWAYS
+    settle_ms: int = 0  # after it passes, wait this long before the next step
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,11 @@ MACHINE: tuple[StateSpec, ...] = (
     StateSpec(
         State.ATTACH,
         steps=(
+            # Not attached on the first try: cycle the radio (the vendor's advice) before
+            # polling again; the module re-registers from scratch.
+            Step("radio_off", "AT+CFUN=4", Check.ANY, timeout_ms=10_000, settle_ms=5_000,
+                 when=Cond.RETRYING),
+            Step("radio_on", "AT+CFUN=1", Check.ANY, timeout_ms=10_000, when=Cond.RETRYING),
             # SIM busy or absent is polled a bounded number of times, never forever.
             Step("cpin", "AT+CPIN?", Check.SIM_READY, timeout_ms=5_000, poll_ms=1_000,
                  poll_limit=20),

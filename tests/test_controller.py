@@ -176,7 +176,7 @@ def test_backoff_is_deterministic_per_seed() -> None:
 
 def test_attach_polls_then_resets_module_and_starts_over() -> None:
     rig = make_rig(SimConfig(attach_after_ms=10**9))  # never attaches
-    step = MACHINE[State.ATTACH].steps[2]
+    step = next(s for s in MACHINE[State.ATTACH].steps if s.name == "cgatt")
     rig.run_until(lambda: ("ATTACH", "AUTOBAUD", "exhausted") in rig.states, max_ms=1_000_000)
     assert ("ATTACH", "AUTOBAUD", "exhausted") in rig.states
     # (poll_limit + 1) polls per attempt, two attempts (one retry)
@@ -184,6 +184,17 @@ def test_attach_polls_then_resets_module_and_starts_over() -> None:
     rig.run_for(5_000)
     assert "AT+RESET" in rig.commands  # escalation resets the module
     assert rig.commands.index("AT+RESET") > rig.commands.index("AT+CGATT?")
+    # the retry cycled the radio first, with the settle time between off and on
+    assert rig.commands.count("AT+CFUN=4") == rig.commands.count("AT+CFUN=1") == 1
+    off, on = rig.sent_at("AT+CFUN=4")[0], rig.sent_at("AT+CFUN=1")[0]
+    assert ms_diff(on, off) >= MACHINE[State.ATTACH].steps[0].settle_ms
+    first_poll_of_retry = rig.commands.index("AT+CGATT?", rig.commands.index("AT+CFUN=1"))
+    assert first_poll_of_retry > rig.commands.index("AT+CFUN=1")
+
+
+def test_attach_on_the_first_try_never_touches_the_radio() -> None:
+    rig = online_rig()
+    assert not any(c.startswith("AT+CFUN") for c in rig.commands)
 
 
 def test_sapbr_error_when_bearer_already_open_is_not_a_failure() -> None:
@@ -209,7 +220,7 @@ def test_sim_busy_is_polled_a_bounded_number_of_times() -> None:
 
 def test_missing_sim_is_not_polled_forever_and_says_why() -> None:
     rig = make_rig(SimConfig(faults=faults("cme=10:AT+CPIN?@*")))
-    step = MACHINE[State.ATTACH].steps[0]
+    step = next(s for s in MACHINE[State.ATTACH].steps if s.name == "cpin")
     assert rig.run_until(lambda: ("ATTACH", "AUTOBAUD", "exhausted") in rig.states,
                          max_ms=1_000_000)
     assert rig.commands.count("AT+CPIN?") == 2 * (step.poll_limit + 1)  # bounded, then reset

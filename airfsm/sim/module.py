@@ -256,6 +256,7 @@ class SimModule:
     _subscriptions: dict[str, int]
     _mqtt_config: tuple[str, str, str] | None
     _hex_mode: bool
+    _coverage_at: int  # no network before this (attach_after_ms / the cgatt0 fault)
 
     def __init__(
         self, config: SimConfig, now_ms: int = 0, session: MqttSession | None = None
@@ -500,6 +501,7 @@ class SimModule:
         self._http = _Http()
         self._mqtt_config = None
         self._hex_mode = False
+        self._coverage_at = self._clock
         self._schedule(ms_add(self._clock, self.profile.boot_ms), self._booted)
 
     def _booted(self) -> None:
@@ -507,18 +509,22 @@ class SimModule:
         if self.config.boot_urcs:
             self._emit(_frame("RDY", "+CFUN: 1", "+CPIN: READY", "SMS Ready"))
         cgatt0 = self._active_fault(FaultKind.CGATT0)
-        delay = max(self.config.attach_after_ms, self.profile.attach_ms,
-                    cgatt0.value if cgatt0 else 0)
-        self._schedule_attach(delay)
+        no_coverage_ms = max(self.config.attach_after_ms, cgatt0.value if cgatt0 else 0)
+        # No network before then, whatever the MCU does: cycling the radio does not help.
+        self._coverage_at = ms_add(self._clock, no_coverage_ms)
+        self._schedule_attach(max(no_coverage_ms, self.profile.attach_ms))
 
     def _schedule_attach(self, delay_ms: int) -> None:
         epoch = self._radio_epoch
+        due = ms_add(self._clock, delay_ms)
+        if ms_diff(self._coverage_at, due) > 0:
+            due = self._coverage_at
 
         def attach() -> None:
             if epoch == self._radio_epoch and self._cfun == 1:
                 self._attached = True
 
-        self._schedule(ms_add(self._clock, delay_ms), attach)
+        self._schedule(due, attach)
 
     def _train(self, byte: int) -> None:
         """Autobaud: only an uppercase "AT" trains the UART; it starts the first command line."""
