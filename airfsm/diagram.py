@@ -500,6 +500,8 @@ def _sequence_step(seq: _Seq, row: StateSpec, index: int, step: Step,
     timing = f"answer within {secs(step.timeout_ms)}"
     if step.urc_ok:
         timing += f", then {' or '.join(step.urc_ok)} within {secs(step.urc_timeout_ms)}"
+    if step.settle_ms:
+        timing += f", then wait {secs(step.settle_ms)} before the next step"
     seq.note("MCU,Module", f"step {index + 1}/{count} {step.name}: {timing}")
     conditional = step.when != Cond.ALWAYS
     if conditional:
