@@ -197,6 +197,10 @@ class MemoryOutbox:
         self._next_id = 1
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
+        """ValueError for a message that could never be sent; OutboxFullError when full."""
+        reason = payload.check_message(topic, data, qos)
+        if reason is not None:
+            raise ValueError(reason)
         if len(self._queue) >= self.capacity:
             raise OutboxFullError(f"outbox full ({self.capacity} messages)")
         message = OutboundMessage(self._next_id, topic, data, qos)
@@ -310,7 +314,6 @@ class Controller:
         # ONLINE
         self.pub_phase = PubPhase.NONE
         self._pub_message: OutboundMessage | None = None
-        self._pub_hex = False
         self._pub_deadline = self._now
         self._pub_sends = 0  # OK'd QoS1 sends of the head message not yet matched to a PUBACK
         self._pub_errors = 0
@@ -376,14 +379,9 @@ class Controller:
     # ------------------------------------------------------------------ public API
 
     def publish(self, topic: str, data: bytes, qos: int = 1) -> int:
-        """Queue a message for ONLINE (in-memory outbox). ValueError if it can never be sent."""
+        """Queue a message for ONLINE. The outbox refuses (ValueError) what can never be sent."""
         ident = self.settings.identity
         topic = aliyun.resolve_topic(ident.product_key, ident.device_name, topic)
-        reason = payload.check_topic(topic) or payload.check_qos(qos)
-        if reason is None:
-            kind, reason = payload.classify_payload(data)
-        if reason is not None:
-            raise ValueError(reason)
         enqueue = getattr(self.outbox, "enqueue", None)
         if enqueue is None:
             raise TypeError("this controller's outbox is not writable from here")

@@ -162,6 +162,23 @@ def check_qos(qos: object) -> str | None:
     return None
 
 
+def check_message(topic: object, payload: object, qos: object, *,
+                  hex_allowed: bool = True) -> str | None:
+    """None when (topic, payload, qos) can be published, else a one-line reason.
+
+    What every outbox checks at enqueue time: a message refused here never reaches the head of
+    a queue, where it would block everything behind it.
+    """
+    if not isinstance(topic, str):
+        return f"topic must be a string, got {type(topic).__name__}"
+    reason = check_topic(topic) or check_qos(qos)
+    if reason is not None:
+        return reason
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        return f"payload must be bytes, got {type(payload).__name__}"
+    return classify_payload(bytes(payload), hex_allowed=hex_allowed)[1]
+
+
 def encode_mpub_command(topic: str, payload: bytes, qos: int, hex_mode: bool) -> bytes:
     """The whole `AT+MPUB="<topic>",<qos>,0,"<msg>"` line, without the terminating CR.
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from airfsm.log import redact
 from airfsm.messages import InboundMessage, OutboundMessage
-from airfsm.payload import check_qos, check_topic, classify_payload
+from airfsm.payload import check_message
 
 DB_FILENAME = "airfsm.db"
 STATUS_FILENAME = "status.json"
@@ -214,18 +214,10 @@ class SqliteOutbox(_Store):
         OutboxFull when the outbox already holds `capacity` messages; the check and the insert
         are one IMMEDIATE transaction, so concurrent publishers cannot overshoot.
         """
-        if not isinstance(topic, str):
-            raise ValueError(f"topic must be a string, got {type(topic).__name__}")
-        reason = check_topic(topic) or check_qos(qos)
+        reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
         if reason is not None:
             raise ValueError(reason)
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise ValueError(f"payload must be bytes, got {type(payload).__name__}")
         payload = bytes(payload)
-        kind, why = classify_payload(payload, hex_allowed=self.allow_hex)
-        if why is not None:
-            raise ValueError(why)
-        assert kind in ("text", "hex")
         try:
             with _immediate(self._db()) as db:
                 held = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -11,6 +11,7 @@ from airfsm.payload import (
     MAX_PAYLOAD_HEX_RAW,
     MAX_PAYLOAD_TEXT,
     MAX_TOPIC,
+    check_message,
     check_qos,
     check_topic,
     classify_payload,
@@ -271,3 +272,14 @@ def test_decode_rejects_non_mpub_lines() -> None:
     for line in (b"AT+MSUB=\"/t\",0", b'AT+MPUB="/t",1,0,"a"b"', b"AT+MPUB=/t,1,0,x"):
         with pytest.raises(ValueError):
             decode_mpub_command(line, hex_mode=False)
+
+
+def test_check_message_is_the_one_enqueue_rule() -> None:
+    assert check_message("/pk/dn/update", b"ok", 1) is None
+    assert check_message("/pk/dn/update", b"\x00bin", 0) is None  # hex mode carries it
+    assert check_message("/pk/dn/update", b"\x00bin", 0, hex_allowed=False) is not None
+    assert "qos" in (check_message("/pk/dn/update", b"x", 2) or "")
+    assert check_message('/pk/"dn', b"x", 1) is not None
+    assert "string" in (check_message(b"/pk", b"x", 1) or "")
+    assert "bytes" in (check_message("/pk", "text", 1) or "")
+    assert "too large" in (check_message("/pk", b"x" * (MAX_PAYLOAD_TEXT + 1), 1) or "")
