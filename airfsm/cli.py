@@ -136,7 +136,7 @@ class StageDisplay:
         self.out.flush()
 
 
-def exit_for(controller: Controller, reached: bool) -> tuple[Exit, str]:
+def exit_for(controller: Controller) -> tuple[Exit, str]:
     """The exit code and one-line reason for a `connect`-style run."""
     if controller.online:
         return Exit.OK, "online"
@@ -166,11 +166,11 @@ def cmd_connect(args: argparse.Namespace, env: dict[str, str]) -> Exit:
     display.controller = controller
     deadline = ms_add(start, int(args.timeout * 1000)) if args.timeout else None
     try:
-        reached = run(controller, until=lambda: controller.online or controller.failed
-                      or controller.port_lost, deadline_ms=deadline)
+        run(controller, until=lambda: controller.online or controller.failed
+            or controller.port_lost, deadline_ms=deadline)
     finally:
         port.close()
-    code, reason = exit_for(controller, reached)
+    code, reason = exit_for(controller)
     elapsed = ms_diff(monotonic_ms(), start) / 1000
     if code == Exit.OK:
         print(f"online in {elapsed:.1f} s: {settings.identity.product_key}/"

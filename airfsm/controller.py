@@ -294,7 +294,6 @@ class Controller:
         self._body_due = False
         self._outcome: Outcome | None = None  # recorded by callbacks, applied by _process
         self._link_event: Trigger | None = None
-        self._last_rejected = False
 
         # what the steps learned
         self.firmware = ""
@@ -524,7 +523,6 @@ class Controller:
         policy = row.policy
         if policy is None:
             return
-        self._last_rejected = rejected
         retries = policy.retries
         if rejected and self.settings.auth_attempts is not None:
             retries = self.settings.auth_attempts - 1
