@@ -571,12 +571,14 @@ class Controller:
     def _enter(self, source: State, dest: State, trigger: Trigger, edge: Edge | None) -> None:
         now = self._now
         attempt = self.attempt + 1 if trigger == Trigger.RETRY else 1
-        self.log.info(
-            "state", **{"from": source.name}, to=dest.name, trigger=trigger.name.lower(),
-            attempt=attempt, elapsed_ms=ms_diff(now, self.entered_at),
-            step=self._step_name() if trigger != Trigger.DONE else None,
-            reason=self.fail_detail if dest == State.FAILED else None,
-        )
+        details: dict[str, Any] = {}
+        if trigger != Trigger.DONE and self._step_name():
+            details["step"] = self._step_name()  # where the state was when it was left
+        if dest == State.FAILED:
+            details["reason"] = self.fail_detail
+        self.log.info("state", **{"from": source.name}, to=dest.name,
+                      trigger=trigger.name.lower(), attempt=attempt,
+                      elapsed_ms=ms_diff(now, self.entered_at), **details)
         self.counters.transitions += 1
         if trigger not in (Trigger.DONE, Trigger.RETRY):
             name = trigger.name.lower()
