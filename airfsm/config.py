@@ -344,42 +344,33 @@ def load_config(path: Path | None, env: Mapping[str, str],
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
-    if path is not None:
-        path = Path(path)
-        for key, value in _read_toml(path).items():
-            if key not in _KINDS:
-                raise _unknown(key, str(path))
-            where = f"in {path}"
-            try:
-                values[key] = _convert(key, value)
-            except ConfigError as exc:
-                raise ConfigError(f"{exc} ({where})", key) from None
-            sources[key] = where
-
-    for key in _FIELD_NAMES:
-        name = env_var(key)
-        raw = env.get(name)
-        if raw is None or raw == "":
-            continue
-        where = f"from {name}"
+    def take(key: str, raw: Any, where: str) -> None:
+        """A later source wins; a bad value names its key and where it came from."""
         try:
             values[key] = _convert(key, raw)
         except ConfigError as exc:
             raise ConfigError(f"{exc} ({where})", key) from None
         sources[key] = where
 
+    if path is not None:
+        path = Path(path)
+        for key, value in _read_toml(path).items():
+            if key not in _KINDS:
+                raise _unknown(key, str(path))
+            take(key, value, f"in {path}")
+
+    for key in _FIELD_NAMES:
+        name = env_var(key)
+        raw = env.get(name)
+        if raw is not None and raw != "":
+            take(key, raw, f"from {name}")
+
     for given, value in overrides.items():
         key = given.replace("-", "_")
         if key not in _KINDS:
             raise _unknown(given, "the command-line options")
-        if value is None:
-            continue
-        where = f"from {flag(key)}"
-        try:
-            values[key] = _convert(key, value)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc} ({where})", key) from None
-        sources[key] = where
+        if value is not None:
+            take(key, value, f"from {flag(key)}")
 
     missing = [key for key in REQUIRED if key not in values]
     if missing:
