@@ -166,7 +166,8 @@ def _demo_session(args: argparse.Namespace, server: SimServer, controller: Contr
     out.write(f"  cloud received  {len(seen)} message(s): "
               + ", ".join(repr(m[1].decode('utf-8', 'replace')) for m in seen) + "\n")
     out.write(f"  device received {len(inbound)} downlink(s)\n")
-    out.write(f"  AT timeouts     {counters.timeouts}, state changes {counters.transitions}\n")
+    out.write(f"  AT timeouts     {counters.timeouts} (AUTOBAUD's unanswered ATs while the module "
+              f"boots count here), state changes {counters.transitions}\n")
     out.write("next: `airfsm sim` serves this simulator for your own tests; "
               "`airfsm connect --port /dev/ttyUSB0 ...` talks to a real module.\n")
     return Exit.OK
