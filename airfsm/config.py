@@ -79,6 +79,7 @@ _KINDS: dict[str, str] = {
     "silence_limit": "int",
     "shutdown_grace_s": "float",
     "timeout_s": "optfloat",
+    "reset_command": "optstr",
 }
 
 
@@ -107,6 +108,9 @@ class GatewayConfig:
     silence_limit: int = 3  # ONLINE: this many unanswered commands in a row -> reconnect MQTT
     shutdown_grace_s: float = 5.0  # on SIGTERM: time to finish the publish in flight
     timeout_s: float | None = None  # `airfsm connect`: give up after this; None waits forever
+    # Pulses the module's RESET pin when it stops answering AT (e.g. `gpioset -m time -u 200000
+    # gpiochip0 17=0`); run without a shell, at most RESET_COMMAND_TIMEOUT_S. None: no pin.
+    reset_command: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):

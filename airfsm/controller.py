@@ -243,6 +243,7 @@ class Controller:
         outbox: Any = None,
         on_message: InboundCallback | None = None,
         on_state: StateCallback | None = None,
+        hardware_reset: Callable[[], None] | None = None,
         table: tuple[StateSpec, ...] = MACHINE,
     ) -> None:
         settings.validate()
@@ -251,6 +252,9 @@ class Controller:
         self.outbox = outbox if outbox is not None else MemoryOutbox()
         self.on_message = on_message
         self.on_state = on_state
+        # Pulses the module's RESET pin (hold low >= 150 ms); None: the board has no reset pin.
+        # Called from tick(): it must be quick (an MCU toggles a GPIO; a host runs a command).
+        self.hardware_reset = hardware_reset
         self.table = table
         self.log = log.get_logger("airfsm.controller")
         log.register_secret(settings.identity.device_secret)
@@ -280,6 +284,7 @@ class Controller:
         self._pending_trigger: Trigger | None = None  # set by _fire for the transition log
         self._pending_edge: Edge | None = None
         self._escalations = 0  # link losses and escalations since ONLINE was last stable
+        self._hardware_resets = 0  # RESET-pin pulses since the module last answered
         self._reset_requested = False
         self._offline_since = self._now
 
@@ -498,6 +503,8 @@ class Controller:
         if step is None:
             return
         if outcome == Outcome.PASS:
+            if self.state == State.AUTOBAUD:
+                self._hardware_resets = 0  # the module answers again
             self.step_index += 1
             self._polls = 0
             self.phase = Phase.IDLE
@@ -535,10 +542,21 @@ class Controller:
             self._fail(FailReason.CREDENTIALS,
                        f"auth server rejected the device: code {self.auth_code} "
                        f"({aliyun.describe_auth_code(self.auth_code)})")
+        elif self.hardware_reset is not None and self._hardware_resets < policy.hardware_resets:
+            self._hardware_resets += 1
+            self.log.warning("hardware_reset", state=self.state.name,
+                             reset=self._hardware_resets, of=policy.hardware_resets)
+            try:
+                self.hardware_reset()
+            except Exception as exc:
+                self.log.error("hardware_reset_failed", error=f"{type(exc).__name__}: {exc}")
+            self._fire(Trigger.HARDWARE_RESET)
         else:
             if policy.on_exhausted == State.FAILED and self.state == State.AUTOBAUD:
                 self.fail_reason = FailReason.NO_RESPONSE
-                self.fail_detail = "the module does not answer AT"
+                self.fail_detail = "the module does not answer AT" + (
+                    f" (not even after {self._hardware_resets} RESET-pin pulses)"
+                    if self._hardware_resets else "")
             self._fire(Trigger.EXHAUSTED)
 
     def _fail(self, reason: FailReason, detail: str) -> None:

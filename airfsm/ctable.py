@@ -108,6 +108,7 @@ def render_header(table: Sequence[StateSpec] = MACHINE) -> str:
         "    uint32_t backoff_cap_ms;",
         "    airfsm_state_t on_exhausted;",
         "    uint8_t reset_on_exhausted;",
+        "    uint8_t hardware_resets;       /* RESET-pin restarts before escalating */",
         "} airfsm_policy_t;",
         "",
         "typedef struct {",
@@ -149,7 +150,7 @@ def render_header(table: Sequence[StateSpec] = MACHINE) -> str:
             out.append(
                 f"static const airfsm_policy_t {prefix}_policy = {{ {p.retries}u, "
                 f"{p.backoff_base_ms}u, {p.backoff_cap_ms}u, AIRFSM_STATE_{p.on_exhausted.name}, "
-                f"{1 if p.reset_on_exhausted else 0} }};")
+                f"{1 if p.reset_on_exhausted else 0}, {p.hardware_resets}u }};")
         nxt = f"AIRFSM_STATE_{row.next.name}" if row.next is not None else "-1"
         specs.append(f"    {{ AIRFSM_STATE_{row.state.name}, {steps_name}, {len(steps)}u, "
                      f"{policy_name}, {nxt}, {_c_string(row.summary)} }},")

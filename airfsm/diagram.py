@@ -108,6 +108,9 @@ TRIGGER_CAUSES: dict[Trigger, Cause] = {
                                   "MCONNECT refused, or the token missing or stale"),
     Trigger.WATCHDOG: Cause("offline too long", "not ONLINE for watchdog_ms"),
     Trigger.PORT_LOST: Cause("port reopened", "the serial port vanished and was reopened"),
+    Trigger.HARDWARE_RESET: Cause("RESET pin pulsed",
+                                  "retries used up and the board has a reset pin: pulse it, "
+                                  "start over"),
 }
 
 
@@ -323,8 +326,9 @@ def edge_label(edge: Edge, table: Sequence[StateSpec] = MACHINE) -> str:
         return ", ".join(p for p in (retry_policy(row), step_timeouts(row)) if p)
     parts = [name]
     if edge.trigger == Trigger.EXHAUSTED:
-        retries = row.policy.retries if row.policy is not None else 0
-        parts = [f"{name} after {retries} {'retry' if retries == 1 else 'retries'}"]
+        parts = [f"{name} {_exhausted_after(row)}"]
+    elif edge.trigger == Trigger.HARDWARE_RESET:
+        parts = [f"{name} ×{_hardware_resets(row)} ({TRIGGER_CAUSES[edge.trigger].short})"]
     elif edge.trigger == Trigger.FATAL:
         parts = [f"{name} ({fatal_causes(row)})"]
     else:
@@ -332,6 +336,19 @@ def edge_label(edge: Edge, table: Sequence[StateSpec] = MACHINE) -> str:
     if edge.reset_module:
         parts.append("AT+RESET")
     return ", ".join(parts)
+
+
+def _hardware_resets(row: StateSpec) -> int:
+    return row.policy.hardware_resets if row.policy is not None else 0
+
+
+def _exhausted_after(row: StateSpec) -> str:
+    """`after 3 retries` (and the RESET-pin restarts that come before giving up)."""
+    retries = row.policy.retries if row.policy is not None else 0
+    text = f"after {retries} {'retry' if retries == 1 else 'retries'}"
+    if _hardware_resets(row):
+        text += f" and {_hardware_resets(row)} hardware resets"
+    return text
 
 
 def step_detail(step: Step) -> str:
@@ -569,10 +586,13 @@ def _sequence_outcomes(seq: _Seq, row: StateSpec, all_edges: Sequence[Edge]) -> 
     exhausted = _edge_from(all_edges, state, Trigger.EXHAUSTED)
     if row.policy is not None and exhausted is not None:
         reset = ", AT+RESET" if exhausted.reset_module else ""
-        seq.note(over, f"a failed step: {retry_policy(row)}, then exhausted → "
+        pin = (f", then (with a reset pin) pulse RESET and start over ×{_hardware_resets(row)}"
+               if _hardware_resets(row) else "")
+        seq.note(over, f"a failed step: {retry_policy(row)}{pin}, then exhausted → "
                        f"{exhausted.dest.name}{reset}")
     interrupts = [e for e in all_edges if e.source == state and e.trigger not in
-                  (Trigger.DONE, Trigger.RETRY, Trigger.EXHAUSTED, Trigger.FATAL)
+                  (Trigger.DONE, Trigger.RETRY, Trigger.EXHAUSTED, Trigger.FATAL,
+                   Trigger.HARDWARE_RESET)
                   and not any(s.on_fail == e.trigger for s in row.steps)]
     if interrupts:
         seq.note(over, "at any moment:", *(
@@ -660,7 +680,7 @@ def edge_kind(trigger: Trigger) -> EdgeKind:
         return EdgeKind.DONE
     if trigger == Trigger.RETRY:
         return EdgeKind.RETRY
-    if trigger in (Trigger.EXHAUSTED, Trigger.TOKEN_REJECTED):
+    if trigger in (Trigger.EXHAUSTED, Trigger.TOKEN_REJECTED, Trigger.HARDWARE_RESET):
         return EdgeKind.ESCALATE
     if trigger == Trigger.FATAL:
         return EdgeKind.FATAL
@@ -684,8 +704,9 @@ def dot_edge_line(edge: Edge, table: Sequence[StateSpec]) -> str:
     if edge.trigger == Trigger.RETRY:  # the state box lists each step's timeout
         return retry_policy(row).replace(", ", "\\n")
     if edge.trigger == Trigger.EXHAUSTED:
-        retries = row.policy.retries if row.policy is not None else 0
-        text = f"exhausted after {retries} {'retry' if retries == 1 else 'retries'}"
+        text = f"exhausted {_exhausted_after(row)}"
+    elif edge.trigger == Trigger.HARDWARE_RESET:
+        text = f"hardware_reset ×{_hardware_resets(row)} (RESET pin)"
     elif edge.trigger == Trigger.FATAL:
         text = f"fatal: {fatal_causes(row)}"
     else:

@@ -33,8 +33,10 @@ import fcntl
 import json
 import os
 import select
+import shlex
 import signal
 import socket
+import subprocess
 import sys
 import time
 import tomllib
@@ -79,11 +81,12 @@ STORE_ERROR_LOG_S = 60.0  # a broken store is logged at most this often per oper
 STOP_MDISCONNECT_WAIT_MS = 500  # grace expired with a publish in flight: still say goodbye
 EXIT_OUTBOX_FULL = 75  # EX_TEMPFAIL: `airfsm publish` refused, nothing dropped, retry later
 INBOX_FOLLOW_INTERVAL_S = 0.25
+RESET_COMMAND_TIMEOUT_S = 10  # a reset command that hangs must not stop the gateway for good
 
 # Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
              "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit",
-             "shutdown_grace_s")
+             "shutdown_grace_s", "reset_command")
 _CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
                     "baud", "client_id", "sign_method", "log_level")
 
@@ -461,12 +464,28 @@ class Gateway:
                                                 self._controller_counters(self.controller))
         view = GatewayOutbox(self.outbox, self.config.product_key, self.config.device_name,
                              self._store_error)
-        self.controller = Controller(self._port, self.settings, now_ms=self.clock(),
-                                     outbox=view, on_message=self._on_inbound,
-                                     on_state=self._on_state, table=self.table)
+        self.controller = Controller(
+            self._port, self.settings, now_ms=self.clock(), outbox=view,
+            on_message=self._on_inbound, on_state=self._on_state, table=self.table,
+            hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
         self._since = time.time()
         self._status_dirty = True
         return self.controller
+
+    def _pulse_reset_pin(self) -> None:
+        """Run `reset_command` (the board's way of pulsing RESET). Bounded; never raises."""
+        command = self.config.reset_command or ""
+        try:
+            done = subprocess.run(shlex.split(command), capture_output=True,
+                                  timeout=RESET_COMMAND_TIMEOUT_S, check=False)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            self.log.error("reset_command_failed", command=command, error=str(exc))
+            return
+        if done.returncode != 0:
+            self.log.error("reset_command_failed", command=command, exit_code=done.returncode,
+                           stderr=done.stderr.decode("utf-8", "replace").strip()[-200:])
+        else:
+            self.log.warning("reset_pin_pulsed", command=command)
 
     def _main(self) -> Exit:
         while True:
@@ -1067,6 +1086,8 @@ def register(sub: Any) -> None:
         "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
         "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
         "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
+        "reset_command": "command that pulses the module's RESET pin when it stops answering "
+                         "AT (run without a shell; default: none)",
     }
     for key in _RUN_KEYS:
         p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=helps[key])

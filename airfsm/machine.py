@@ -52,6 +52,7 @@ class Trigger(IntEnum):
     TOKEN_REJECTED = 7  # MCONNECT refused (or the token is too old): fetch a fresh one
     WATCHDOG = 8  # not ONLINE for too long: reset the module
     PORT_LOST = 9  # the serial port vanished (USB unplugged) and was reopened
+    HARDWARE_RESET = 10  # retries used up, the RESET pin was pulsed: start the state over
 
 
 class Outcome(IntEnum):
@@ -119,6 +120,9 @@ class Policy:
     backoff_cap_ms: int  # ... doubling up to this (equal jitter; base == cap: fixed)
     on_exhausted: State
     reset_on_exhausted: bool = False  # send AT+RESET on the way (the module itself is suspect)
+    # Before escalating: pulse the module's RESET pin (where the board has one) and run the
+    # state again, this many times. An AT command cannot reset a module that does not answer.
+    hardware_resets: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,10 @@ MACHINE: tuple[StateSpec, ...] = (
             # Uppercase "AT" trains the module's autobaud; no answer until it has locked on.
             Step("at", "AT", Check.OK, timeout_ms=300),
         ),
-        # About one "AT" every 500 ms for 90 s: the vendor's "nothing after ~90 s" limit.
+        # About one "AT" every 500 ms for 90 s: the vendor's "nothing after ~90 s" limit, then
+        # "hold RESET low >= 150 ms and start over" (needs a reset pin), then give up.
         policy=Policy(retries=180, backoff_base_ms=200, backoff_cap_ms=200,
-                      on_exhausted=State.FAILED),
+                      on_exhausted=State.FAILED, hardware_resets=3),
         next=State.VERSION_CHECK,
         summary="train the UART: AT until OK",
     ),
@@ -291,6 +296,8 @@ def edges(table: Sequence[StateSpec] = MACHINE) -> list[Edge]:
         if row.policy is not None:
             pol = row.policy
             out.append(Edge(Trigger.RETRY, row.state, row.state))
+            if pol.hardware_resets:
+                out.append(Edge(Trigger.HARDWARE_RESET, row.state, row.state))
             out.append(Edge(Trigger.EXHAUSTED, row.state, pol.on_exhausted,
                             pol.reset_on_exhausted))
             if _can_be_fatal(row) and pol.on_exhausted != State.FAILED:
@@ -330,14 +337,15 @@ def build_machine(
 ) -> Machine:
     """A `transitions` machine with one state per row and one transition per edge.
 
-    RETRY is reflexive (`dest="="`): leaving and re-entering the state re-runs its script.
+    Self-loops (RETRY, HARDWARE_RESET) are reflexive (`dest="="`): leaving and re-entering the
+    state re-runs its script.
     `on_change` is called after every change with transitions' EventData.
     """
     transitions = [
         {
             "trigger": e.trigger_name,
             "source": e.source.name,
-            "dest": "=" if e.trigger == Trigger.RETRY else e.dest.name,
+            "dest": "=" if e.source == e.dest else e.dest.name,
         }
         for e in edges(table)
     ]

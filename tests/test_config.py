@@ -92,7 +92,7 @@ def test_every_setting_from_the_environment() -> None:
         "client_id": "c1", "sign_method": "hmacsha1", "data_dir": "/srv/airfsm",
         "log_level": "warning", "inbox": "stdout", "outbox_capacity": "7",
         "inbox_capacity": "8", "keepalive_s": "60", "watchdog_s": "120", "liveness_s": "10",
-        "puback_timeout_s": "4", "silence_limit": "6",
+        "puback_timeout_s": "4", "silence_limit": "6", "reset_command": "gpioset x 17=0",
         "shutdown_grace_s": "1.5", "timeout_s": "12.5"}.items()}
     assert set(env) == {env_var(f.name) for f in fields(GatewayConfig)}  # every key covered
     cfg = load_config(None, env, {})
@@ -101,6 +101,7 @@ def test_every_setting_from_the_environment() -> None:
     assert (cfg.outbox_capacity, cfg.inbox_capacity, cfg.keepalive_s) == (7, 8, 60)
     assert cfg.shutdown_grace_s == 1.5 and cfg.timeout_s == 12.5 and cfg.inbox == "stdout"
     assert (cfg.puback_timeout_s, cfg.silence_limit) == (4, 6)
+    assert cfg.reset_command == "gpioset x 17=0"
 
 
 def test_precedence_file_env_flags(tmp_path: Path) -> None:

@@ -282,6 +282,38 @@ def test_mute_module_fails_with_no_response_after_autobaud_budget() -> None:
     assert 80_000 <= failed_at <= 100_000  # about 90 s: the vendor's limit
 
 
+def test_a_hung_module_is_cured_by_the_reset_pin() -> None:
+    pulses: list[int] = []
+
+    def pulse_reset_pin() -> None:  # the board's GPIO: the module restarts, healed
+        pulses.append(rig.now)
+        rig.module.clear_faults()
+        rig.module.reboot(rig.now)
+
+    rig = make_rig(SimConfig(faults=faults("silence:AT@*")), hardware_reset=pulse_reset_pin)
+    assert rig.run_until(lambda: rig.controller.online or rig.controller.failed,
+                         max_ms=3_600_000)
+    assert rig.controller.online
+    assert len(pulses) == 1
+    assert ("AUTOBAUD", "AUTOBAUD", "hardware_reset") in rig.states
+    policy = MACHINE[State.AUTOBAUD].policy
+    assert policy is not None
+    before = rig.states.index(("AUTOBAUD", "AUTOBAUD", "hardware_reset"))
+    assert rig.states[:before].count(("AUTOBAUD", "AUTOBAUD", "retry")) == policy.retries
+
+
+def test_reset_pin_pulses_are_bounded_then_no_response() -> None:
+    pulses: list[int] = []
+    rig = make_rig(SimConfig(faults=faults("silence:AT@*")),
+                   hardware_reset=lambda: pulses.append(rig.now))
+    assert rig.run_until(lambda: rig.controller.failed, max_ms=36_000_000)
+    policy = MACHINE[State.AUTOBAUD].policy
+    assert policy is not None
+    assert len(pulses) == policy.hardware_resets
+    assert rig.controller.fail_reason == FailReason.NO_RESPONSE
+    assert f"{policy.hardware_resets} RESET-pin pulses" in rig.controller.fail_detail
+
+
 def test_mconnect_refused_goes_back_to_http_auth_for_a_fresh_token() -> None:
     rig = online_rig()
     before = rig.module.auth_requests

@@ -703,6 +703,30 @@ def test_mute_module_is_not_fatal_the_gateway_starts_over(
     assert result == [Exit.OK]
 
 
+def test_reset_command_pulses_the_pin_when_the_module_stops_answering(
+        tmp_path: Path, sims: Callable[..., SimServer]) -> None:
+    """The module hangs: AUTOBAUD runs out, the gateway runs reset_command, AUTOBAUD again."""
+    autobaud = MACHINE[State.AUTOBAUD]
+    assert autobaud.policy is not None
+    table = (replace(autobaud, policy=replace(autobaud.policy, retries=3, hardware_resets=2)),
+             *MACHINE[1:])
+    server = sims("silence:AT@4")  # one AUTOBAUD's worth of silent "AT"s
+    marker = tmp_path / "pulses"
+    command = f"{sys.executable} -c \"open({str(marker)!r}, 'a').write('x')\""
+    gateway = Gateway(_config(server.endpoint, tmp_path / "data", reset_command=command),
+                      install_signals=False, table=table)
+    thread, result = _run_in_thread(gateway)
+    try:
+        wait_until(lambda: _state(gateway) == State.ONLINE, what="ONLINE after the reset")
+        assert marker.read_text() == "x"  # pulsed exactly once: the module answered again
+        assert gateway.gateway_counters["module_restarts"] == 0  # no controller restart needed
+        assert gateway.status()["counters"]["reconnects"]["hardware_reset"] == 1
+    finally:
+        gateway.request_stop()
+        thread.join(timeout=DEADLINE_S)
+    assert result == [Exit.OK]
+
+
 def test_status_text_shows_the_last_error_while_not_online() -> None:
     status = {"running": True, "pid": 1, "state": "ATTACH", "attempt": 2,
               "last_error": "ATTACH cpin: SIM not ready (+CME ERROR: 10 (SIM not inserted))"}

@@ -373,6 +373,10 @@ class SimModule:
     def add_fault(self, fault: Fault) -> None:
         self._faults.append(_ArmedFault(fault, fault.count))
 
+    def clear_faults(self) -> None:
+        """Heal the module: no fault applies any more (e.g. a RESET pulse cured a hang)."""
+        self._faults.clear()
+
     def send_downlink(self, topic: str, payload: bytes, now_ms: int) -> bool:
         """The cloud publishes to the device: `+MSUB: "<topic>",<n> byte,<payload>`.
 
