@@ -34,7 +34,7 @@ class Exit(IntEnum):
     INTERNAL = 70  # a bug (EX_SOFTWARE)
 
 
-_FAIL_EXIT = {
+FAIL_EXIT = {  # why the machine ended in FAILED -> the exit code
     FailReason.FIRMWARE: Exit.FIRMWARE,
     FailReason.CREDENTIALS: Exit.CREDENTIALS,
     FailReason.NO_RESPONSE: Exit.NO_RESPONSE,
@@ -141,7 +141,7 @@ def exit_for(controller: Controller) -> tuple[Exit, str]:
     if controller.online:
         return Exit.OK, "online"
     if controller.failed:
-        code = _FAIL_EXIT.get(controller.fail_reason, Exit.FAILURE)
+        code = FAIL_EXIT.get(controller.fail_reason, Exit.FAILURE)
         return code, controller.fail_detail or "failed"
     if controller.port_lost:
         return Exit.PORT, "the serial port vanished"

@@ -42,7 +42,15 @@ from .machine import (
 )
 from .messages import OutboundMessage
 from .port import Port, PortLost
-from .timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_earliest, ms_reached
+from .timebase import (
+    Xorshift32,
+    backoff_ms,
+    ms_add,
+    ms_diff,
+    ms_earliest,
+    ms_reached,
+    seed_from_text,
+)
 
 READ_CHUNK = 512
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
@@ -266,9 +274,7 @@ class Controller:
 
         ident = settings.identity
         seed = settings.jitter_seed
-        if seed is None:
-            seed = sum(ord(c) * 31**i for i, c in enumerate(ident.device_name)) & 0xFFFFFFFF
-        self._rng = Xorshift32(seed)
+        self._rng = Xorshift32(seed if seed is not None else seed_from_text(ident.device_name))
         self._now = now_ms & 0xFFFFFFFF
         self.started_at = self._now
 

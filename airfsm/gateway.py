@@ -47,7 +47,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from . import aliyun, log
-from .cli import CliError, Exit, add_connection_options
+from .cli import FAIL_EXIT, CliError, Exit, add_connection_options
 from .config import ConfigError, GatewayConfig, env_var, flag, load_config
 from .controller import Controller, FailReason, Settings
 from .loop import monotonic_ms
@@ -68,7 +68,7 @@ from .store import (
     inbox_json_line,
     iso_utc,
 )
-from .timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached
+from .timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
 
 WAKE_SOCKET = "wake.sock"
 LOCK_FILE = "gateway.lock"
@@ -90,8 +90,6 @@ _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepaliv
 _CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
                     "baud", "client_id", "sign_method", "log_level")
 
-_FAIL_EXIT = {FailReason.FIRMWARE: Exit.FIRMWARE, FailReason.CREDENTIALS: Exit.CREDENTIALS,
-              FailReason.INTERNAL: Exit.INTERNAL}
 
 MessageCallback = Callable[[InboundMessage, int | None], None]
 
@@ -283,7 +281,7 @@ class Gateway:
         self.exit_reason = ""
 
         # Jitter differs per device (fleets spread out) but is reproducible for one device.
-        self._rng = Xorshift32((sum(map(ord, config.device_name)) * 2654435761) & 0xFFFFFFFF)
+        self._rng = Xorshift32(seed_from_text(config.device_name))
         self._port: Port | None = None
         self._lock_fd: int | None = None
         self._wake_sock: socket.socket | None = None
@@ -580,7 +578,9 @@ class Gateway:
     def _on_failed(self, controller: Controller) -> Exit | None:
         reason = controller.fail_reason
         detail = log.redact(controller.fail_detail or reason.name.lower())
-        code = _FAIL_EXIT.get(reason)
+        # FIRMWARE and CREDENTIALS are permanent: exit with connect's code. NO_RESPONSE is not,
+        # for a gateway: start over below.
+        code = None if reason == FailReason.NO_RESPONSE else FAIL_EXIT.get(reason)
         if code is not None:
             self.log.error("gateway_failed", reason=reason.name, detail=detail,
                            exit_code=int(code))

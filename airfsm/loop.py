@@ -12,14 +12,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from .controller import Controller
-from .timebase import MS_MASK, ms_diff
+from .timebase import monotonic_ms, ms_diff
+
+__all__ = ["MAX_SLEEP_MS", "monotonic_ms", "run"]
 
 MAX_SLEEP_MS = 1_000  # also bounds how late a stop request or a signal flag is noticed
-
-
-def monotonic_ms() -> int:
-    """The host's 32-bit millisecond clock, wrapping like an MCU's."""
-    return (time.monotonic_ns() // 1_000_000) & MS_MASK
 
 
 def run(

@@ -19,7 +19,6 @@ import os
 import select
 import socket
 import threading
-import time
 import tty
 from collections.abc import Callable
 from types import TracebackType
@@ -28,15 +27,10 @@ from typing import TypeVar
 from airfsm.sim.faults import Fault
 from airfsm.sim.module import SimConfig, SimModule
 from airfsm.sim.session import MqttSession
-from airfsm.timebase import MS_MASK, ms_diff, ms_reached
+from airfsm.timebase import monotonic_ms, ms_diff, ms_reached
 
 T = TypeVar("T")
 _READ_SIZE = 4096
-
-
-def wall_clock_ms() -> int:
-    """Monotonic milliseconds on the 32-bit clock the module (and an MCU) uses."""
-    return (time.monotonic_ns() // 1_000_000) & MS_MASK
 
 
 class SimServer:
@@ -88,7 +82,7 @@ class SimServer:
             bound_host, bound_port = self._listener.getsockname()[:2]
             self.port_url = f"socket://{bound_host}:{bound_port}"
 
-        self.module = SimModule(config or SimConfig(), wall_clock_ms(), session)
+        self.module = SimModule(config or SimConfig(), monotonic_ms(), session)
 
     @property
     def endpoint(self) -> str:
@@ -175,7 +169,7 @@ class SimServer:
             if data:
                 with self.lock:
                     self.rx_bytes += len(data)
-                    self.module.receive(data, wall_clock_ms())
+                    self.module.receive(data, monotonic_ms())
 
     def _session_wait(self) -> tuple[int, float | None]:
         """What a networked session (the `--broker` bridge) needs from select(): its socket's fd
@@ -193,7 +187,7 @@ class SimServer:
         """Write everything the module has due, one write per `output()` result (so split
         pieces are separate writes); return how long select() may sleep."""
         with self.lock:
-            now = wall_clock_ms()
+            now = monotonic_ms()
             for topic, payload in self.module.session.poll():
                 self.module.send_downlink(topic, payload, now)
             while True:
@@ -207,7 +201,7 @@ class SimServer:
             deadline = self.module.next_deadline()
         if deadline is None:
             return None
-        return max(0, ms_diff(deadline, wall_clock_ms())) / 1000.0
+        return max(0, ms_diff(deadline, monotonic_ms())) / 1000.0
 
     # --- transport ------------------------------------------------------------------------------
 
@@ -275,7 +269,7 @@ class SimServer:
     def call(self, action: Callable[[SimModule, int], T]) -> T:
         """Run `action(module, now_ms)` under the loop's lock, then let the loop act on it."""
         with self.lock:
-            result = action(self.module, wall_clock_ms())
+            result = action(self.module, monotonic_ms())
         self._wake()
         return result
 

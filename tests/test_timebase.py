@@ -1,0 +1,42 @@
+"""The time base: wrap-safe 32-bit arithmetic, the host clock, seeds and backoff."""
+
+from __future__ import annotations
+
+from airfsm.timebase import (
+    MS_MASK,
+    Xorshift32,
+    backoff_ms,
+    monotonic_ms,
+    ms_add,
+    ms_diff,
+    ms_reached,
+    seed_from_text,
+)
+
+
+def test_differences_across_the_wrap() -> None:
+    before = MS_MASK - 10
+    after = ms_add(before, 30)
+    assert after == 19
+    assert ms_diff(after, before) == 30 and ms_diff(before, after) == -30
+    assert ms_reached(after, before) and not ms_reached(before, after)
+
+
+def test_host_clock_is_32_bit_and_monotonic() -> None:
+    a = monotonic_ms()
+    b = monotonic_ms()
+    assert 0 <= a <= MS_MASK and ms_diff(b, a) >= 0
+
+
+def test_seed_is_per_device_and_reproducible() -> None:
+    assert seed_from_text("862991419835241") == seed_from_text("862991419835241")
+    assert seed_from_text("862991419835241") != seed_from_text("862991419835242")
+    assert 0 <= seed_from_text("x" * 1000) <= MS_MASK
+
+
+def test_backoff_stays_within_half_and_full_nominal() -> None:
+    rng = Xorshift32(seed_from_text("dev"))
+    for attempt in range(1, 12):
+        nominal = min(60_000, 2_000 << (attempt - 1))
+        assert nominal // 2 <= backoff_ms(attempt, 2_000, 60_000, rng) <= nominal
+    assert backoff_ms(5, 500, 500, rng) == 500  # base == cap: fixed, no jitter
