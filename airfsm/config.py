@@ -264,7 +264,7 @@ def _check_type(key: str, value: Any) -> None:
         raise _bad(key, "a finite number", value)
 
 
-def _convert(key: str, value: Any) -> Any:
+def convert(key: str, value: Any) -> Any:
     """A TOML, environment (always str) or flag value converted to the field's type."""
     kind = _KINDS[key]
     if kind == "str":
@@ -320,7 +320,8 @@ def _unknown(key: str, where: str) -> ConfigError:
     return ConfigError(message, key)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's table; ConfigError with one line (file, line, column) if unreadable."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -351,14 +352,14 @@ def load_config(path: Path | None, env: Mapping[str, str],
     def take(key: str, raw: Any, where: str) -> None:
         """A later source wins; a bad value names its key and where it came from."""
         try:
-            values[key] = _convert(key, raw)
+            values[key] = convert(key, raw)
         except ConfigError as exc:
             raise ConfigError(f"{exc} ({where})", key) from None
         sources[key] = where
 
     if path is not None:
         path = Path(path)
-        for key, value in _read_toml(path).items():
+        for key, value in read_toml(path).items():
             if key not in _KINDS:
                 raise _unknown(key, str(path))
             take(key, value, f"in {path}")

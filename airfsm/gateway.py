@@ -39,7 +39,6 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -48,7 +47,15 @@ from typing import Any, TextIO
 
 from . import aliyun, log
 from .cli import FAIL_EXIT, CliError, Exit, add_connection_options
-from .config import ConfigError, GatewayConfig, env_var, flag, load_config
+from .config import (
+    ConfigError,
+    GatewayConfig,
+    convert,
+    env_var,
+    flag,
+    load_config,
+    read_toml,
+)
 from .controller import Controller, FailReason, Settings
 from .loop import monotonic_ms
 from .loop import run as run_loop
@@ -783,25 +790,14 @@ class Gateway:
 def _read_toml_subset(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     """`keys` from a config file, for the helper commands (the full check is `run`'s job)."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise CliError(f"config file {path} not found") from None
-    except OSError as exc:
-        raise CliError(f"cannot read config file {path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: TOML syntax error: {' '.join(str(exc).split())}") from None
-    out: dict[str, Any] = {}
-    for key in keys:
-        if key not in data:
-            continue
-        value = data[key]
-        if key.endswith("capacity"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CliError(f"bad value for '{key}' in {path}: expected a positive integer")
-        elif not isinstance(value, str):
-            raise CliError(f"bad value for '{key}' in {path}: expected a string")
-        out[key] = value
+        data = read_toml(path)
+        out = {key: convert(key, data[key]) for key in keys if key in data}
+    except ConfigError as exc:
+        where = "" if str(path) in str(exc) else f" (in {path})"
+        raise CliError(f"{exc}{where}") from None
+    for key, value in out.items():
+        if key.endswith("capacity") and value < 1:
+            raise CliError(f"bad value for '{key}' in {path}: expected a positive integer")
     return out
 
 

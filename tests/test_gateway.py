@@ -733,3 +733,16 @@ def test_status_text_shows_the_last_error_while_not_online() -> None:
     text = gw_module.format_status(status, alive=True)
     assert "last error ATTACH cpin: SIM not ready" in text
     assert "last error" not in gw_module.format_status({**status, "state": "ONLINE"}, True)
+
+
+def test_helper_commands_reject_a_bad_config_file_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "airfsm.toml"
+    for text, words in (("product_key = 12\n", "'product_key'"),
+                        ("outbox_capacity = 0\n", "'outbox_capacity'"),
+                        ("port = \n", "TOML syntax error")):
+        config.write_text(f'data_dir = "{tmp_path}/data"\n' + text)
+        code, _, err = run_cli(capsys, "publish", "--config", str(config), "update", "x")
+        assert code == Exit.USAGE, err
+        assert words in err and str(config) in err
+        assert len(err.strip().splitlines()) == 1
