@@ -66,9 +66,24 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR}
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured: a
+    process (or a test runner) may replace or close the stream it had at configure time."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(level: str = "info", *, json: bool | None = None, stream: Any = None) -> None:
-    """Configure structlog for a process. `json=None` picks JSON unless `stream` is a TTY."""
-    out = stream if stream is not None else sys.stderr
+    """Configure structlog for a process. `json=None` picks JSON unless `stream` is a TTY.
+    Without `stream`, lines go to the current `sys.stderr`."""
+    out: Any = stream if stream is not None else _CurrentStderr()  # TextIO enough for print()
     if json is None:
         json = not (hasattr(out, "isatty") and out.isatty())
     renderer: Any = (

@@ -492,3 +492,15 @@ def test_memory_outbox_is_bounded() -> None:
     with pytest.raises(Exception, match="full"):
         box.enqueue("/a", b"3", 1)
     assert [box.peek().payload] == [b"1"]  # type: ignore[union-attr]
+
+
+def test_default_log_stream_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream replaced (or closed) after configure() never breaks logging."""
+    log.configure("info", json=True)
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    log.get_logger("t").info("one")
+    first.close()
+    monkeypatch.setattr("sys.stderr", second)
+    log.get_logger("t").info("two")
+    assert '"event": "two"' in second.getvalue()
