@@ -90,7 +90,8 @@ def run_harness(program: str, requests: list[str]) -> list[str]:
     The harness runs under ASan+UBSan: any memory error or undefined behaviour makes it exit
     non-zero with a report, which fails the test here.
     """
-    result = subprocess.run([str(BUILD / "asan" / program)], input="".join(r + "\n" for r in requests),
+    result = subprocess.run([str(BUILD / "asan" / program)],
+                            input="".join(r + "\n" for r in requests),
                             capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     assert result.returncode == 0, f"{program} exited {result.returncode}:\n{result.stderr[-4000:]}"
     answers = result.stdout.splitlines()

@@ -13,7 +13,7 @@
 #ifndef AIRFSM_CONFIG_H
 #define AIRFSM_CONFIG_H
 
-/* --- fixed by the protocol (twins: the constants of airfsm/aliyun.py) -------------------------- */
+/* --- fixed by the protocol (twins: the constants of airfsm/aliyun.py) ------------------------- */
 
 /* aliyun.MAX_CREDENTIAL_LEN: iotId and iotToken go inside AT+MCONFIG="…", ≤ 256 bytes each. */
 #define AIRFSM_MAX_CREDENTIAL_LEN 256
@@ -33,7 +33,7 @@
      3 * AIRFSM_MAX_DEVICE_NAME_LEN + sizeof "&timestamp=" - 1 + 20 +                          \
      sizeof "&signmethod=hmacsha256" - 1)
 
-/* --- tunable ------------------------------------------------------------------------------------ */
+/* --- tunable ---------------------------------------------------------------------------------- */
 
 /* How deeply the auth reply's JSON may nest before the scan calls it unparseable. The reply the
  * server sends nests 3 deep (data.resources.mqtt); each level costs one byte of stack during the

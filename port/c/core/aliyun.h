@@ -1,4 +1,5 @@
-/* aliyun.h: Alibaba Cloud IoT "one device, one secret" HTTPS pre-auth. Python twin: airfsm/aliyun.py.
+/* aliyun.h: Alibaba Cloud IoT "one device, one secret" HTTPS pre-auth.
+ * Python twin: airfsm/aliyun.py.
  *
  * The device POSTs a form to https://iot-auth.<region>.aliyuncs.com/auth/devicename, signed with
  * its DeviceSecret, and gets back an iotId (the MQTT username) and an iotToken (the password).

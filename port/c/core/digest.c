@@ -39,7 +39,7 @@ static void store_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* --- MD5 (RFC 1321 section 3.4) ----------------------------------------------------------------- */
+/* --- MD5 (RFC 1321 section 3.4) --------------------------------------------------------------- */
 
 static const uint32_t md5_sine[64] = {
     0xd76aa478u, 0xe8c7b756u, 0x242070dbu, 0xc1bdceeeu, 0xf57c0fafu, 0x4787c62au, 0xa8304613u,
@@ -95,7 +95,7 @@ static void md5_compress(uint32_t state[8], const uint8_t block[DIGEST_BLOCK_SIZ
     state[3] += d;
 }
 
-/* --- SHA-1 (FIPS 180-4 section 6.1.2), with the 16-word rolling schedule of its section 6.1.3 -- */
+/* --- SHA-1 (FIPS 180-4 section 6.1.2), with the 16-word rolling schedule of its section 6.1.3 - */
 
 static void sha1_compress(uint32_t state[8], const uint8_t block[DIGEST_BLOCK_SIZE])
 {
@@ -138,7 +138,7 @@ static void sha1_compress(uint32_t state[8], const uint8_t block[DIGEST_BLOCK_SI
     state[4] += e;
 }
 
-/* --- SHA-256 (FIPS 180-4 section 6.2.2) ----------------------------------------------------------- */
+/* --- SHA-256 (FIPS 180-4 section 6.2.2) ------------------------------------------------------- */
 
 static const uint32_t sha256_k[64] = {
     0x428a2f98u, 0x71374491u, 0xb5c0fbcfu, 0xe9b5dba5u, 0x3956c25bu, 0x59f111f1u, 0x923f82a4u,
@@ -293,9 +293,9 @@ void digest_final(digest_ctx_t *ctx, uint8_t out[DIGEST_MAX_SIZE])
     }
 }
 
-/* --- HMAC (RFC 2104) ---------------------------------------------------------------------------- */
+/* --- HMAC (RFC 2104) -------------------------------------------------------------------------- */
 
-/* memset through a volatile pointer: a plain memset of a buffer about to die may be optimised away. */
+/* memset through a volatile pointer: a plain memset of a dying buffer may be optimised away. */
 static void wipe(void *p, size_t n)
 {
     volatile uint8_t *v = p;

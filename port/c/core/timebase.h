@@ -18,6 +18,9 @@ static inline uint32_t ms_add(uint32_t t, uint32_t delta_ms) { return t + delta_
 static inline int32_t ms_diff(uint32_t a, uint32_t b) { return (int32_t)(a - b); }
 
 /* Twin: timebase.ms_reached: true once `now` is at or past `deadline`. */
-static inline bool ms_reached(uint32_t now, uint32_t deadline) { return ms_diff(now, deadline) >= 0; }
+static inline bool ms_reached(uint32_t now, uint32_t deadline)
+{
+    return ms_diff(now, deadline) >= 0;
+}
 
 #endif /* AIRFSM_TIMEBASE_H */

@@ -1,4 +1,4 @@
-/* aliyun_harness.c: the C aliyun functions on piped inputs, for the comparison with airfsm/aliyun.py.
+/* aliyun_harness.c: the C aliyun functions on piped inputs, to compare with airfsm/aliyun.py.
  *
  * Requests (byte strings as harness_io.h says: "x<hex>", or "-" for NULL):
  *   body <method> <timestamp|-> <cap> <product_key> <device_name> <secret> <region> <client_id>
@@ -131,13 +131,17 @@ int main(void)
     while (getline(&line, &cap, stdin) > 0) {
         char *tokens[MAX_TOKENS];
         field_t fields[MAX_TOKENS];
-        size_t n = split(line, tokens, MAX_TOKENS), first, i;
-        bool ok = true;
+        size_t n = split(line, tokens, MAX_TOKENS), first = 1, i;
+        bool ok = n > 0 && n <= MAX_TOKENS;
 
         memset(fields, 0, sizeof fields);
-        first = n > 0 && strcmp(tokens[0], "body") == 0 ? 4 : n > 0 && strcmp(tokens[0], "sign") == 0 ? 2 : 1;
-        for (i = first; i < n; i++) {
-            ok = ok && field_decode(tokens[i], &fields[i - first]) == 0;
+        if (ok && strcmp(tokens[0], "body") == 0) {
+            first = 4; /* body <method> <timestamp> <cap> then byte strings */
+        } else if (ok && strcmp(tokens[0], "sign") == 0) {
+            first = 2; /* sign <method> then byte strings */
+        }
+        for (i = first; ok && i < n; i++) {
+            ok = field_decode(tokens[i], &fields[i - first]) == 0;
         }
         if (!ok || n == 0) {
             printf("error malformed request\n");

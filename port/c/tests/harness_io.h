@@ -69,25 +69,31 @@ static inline void field_print(const void *bytes, size_t len)
     }
 }
 
-/* Split `line` in place at spaces into at most `max` tokens; returns the count. */
+/* Split `line` in place at spaces into at most `max` tokens; returns the count (max + 1 when
+ * there were more, so a caller can refuse them). */
 static inline size_t split(char *line, char **tokens, size_t max)
 {
     size_t n = 0;
     char *p = line;
 
-    while (*p != '\0' && n < max) {
+    for (;;) {
         while (*p == ' ' || *p == '\n') {
-            *p++ = '\0';
+            p++;
         }
         if (*p == '\0') {
-            break;
+            return n;
+        }
+        if (n == max) {
+            return max + 1;
         }
         tokens[n++] = p;
         while (*p != '\0' && *p != ' ' && *p != '\n') {
             p++;
         }
+        if (*p != '\0') {
+            *p++ = '\0';
+        }
     }
-    return n;
 }
 
 #endif /* HARNESS_IO_H */
