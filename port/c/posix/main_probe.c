@@ -3,8 +3,8 @@
  *   at-probe --port PATH [--timeout SECONDS] [--verbose]
  *
  * Prints the firmware version and exits 0. Exit codes follow `airfsm connect`: 2 bad arguments,
- * 3 the port cannot be opened or vanished, 6 no version line in time, 7 the module never
- * answered AT.
+ * 3 the port cannot be opened or vanished, 4 firmware older than V409, 6 no version line in
+ * time, 7 the module never answered AT.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +14,8 @@
 #include "probe.h"
 #include "timebase.h"
 
-enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_PORT = 3, EXIT_TIMEOUT = 6, EXIT_NO_RESPONSE = 7 };
+enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_PORT = 3, EXIT_FIRMWARE = 4, EXIT_TIMEOUT = 6,
+       EXIT_NO_RESPONSE = 7 };
 
 static int usage(const char *why)
 {
@@ -71,6 +72,10 @@ int main(int argc, char **argv)
     case PROBE_NO_FAILURE:
         printf("module answered AT after %lu tries; firmware %s (V%lu)\n",
                (unsigned long)probe.at_sent, probe.version, (unsigned long)probe.version_number);
+        if (probe.version_number < PROBE_MIN_VERSION) {
+            fprintf(stderr, "at-probe: firmware older than V%u\n", PROBE_MIN_VERSION);
+            return EXIT_FIRMWARE;
+        }
         return EXIT_OK;
     case PROBE_PORT_LOST:
         fprintf(stderr, "at-probe: %s: the port vanished\n", path);

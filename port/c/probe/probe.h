@@ -32,6 +32,7 @@ typedef enum {
 
 #define PROBE_LINE_MAX 128u
 #define PROBE_VERSION_MAX 64u
+#define PROBE_MIN_VERSION 409u       /* PROTOCOL.md: V409 or newer speaks this dialect */
 #define PROBE_AT_INTERVAL_MS 500u    /* DESIGN.md: AUTOBAUD sends AT every 500 ms */
 #define PROBE_CGMR_INTERVAL_MS 2000u /* AT+CGMR again when unanswered for 2 s */
 

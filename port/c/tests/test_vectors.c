@@ -18,11 +18,13 @@
 
 #ifdef VECTORS_ON_MPS2
 #include "board.h"
+#define setup() board_init()
 #define report(line) board_log(line)
 #define finish(failures) board_exit(failures)
 #else
 #include <stdio.h>
 #include <stdlib.h>
+static void setup(void) {}
 static void report(const char *line) { printf("%s\n", line); }
 static void finish(int failures) { exit(failures > 0 ? 1 : 0); }
 #endif
@@ -244,6 +246,7 @@ int main(void)
 {
     size_t i;
 
+    setup();
     for (i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
         run_vector(&vectors[i]);
     }
