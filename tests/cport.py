@@ -58,8 +58,8 @@ def require_qemu() -> str:
 
 @functools.cache
 def _make(target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-C", str(PORT_C), target], capture_output=True, text=True,
-                          timeout=BUILD_TIMEOUT_S)
+    return subprocess.run(["make", "--no-print-directory", "-C", str(PORT_C), target],
+                          capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
 
 
 def make(target: str) -> str:
