@@ -28,7 +28,7 @@ void systick_handler(void)
 
 void board_init(void)
 {
-    cmsdk_uart_init(&log_uart, CMSDK_UART1, BOARD_SYSCLK_HZ, BOARD_UART_BAUD, 0);
+    cmsdk_uart_init(&log_uart, CMSDK_UART1, NULL, BOARD_SYSCLK_HZ, BOARD_UART_BAUD);
     SYST_RVR = BOARD_SYSCLK_HZ / 1000u - 1u;
     SYST_CVR = 0;
     SYST_CSR = SYST_CSR_ENABLE | SYST_CSR_TICKINT | SYST_CSR_CLKSOURCE;

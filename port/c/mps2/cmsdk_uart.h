@@ -21,21 +21,27 @@ typedef struct {
 #define CMSDK_UART0 ((cmsdk_uart_regs_t *)0x40004000u)
 #define CMSDK_UART1 ((cmsdk_uart_regs_t *)0x40005000u)
 
-/* Receive ring: a power of two, written by the interrupt, read by the main loop. */
+/* Receive ring: a power of two, written by the interrupt, read by the main loop. The indices run
+ * free and wrap at 2^32 (a multiple of the size); head - tail is the fill. One writer each, so
+ * no lock is needed. */
 #define CMSDK_UART_RING_SIZE 512u
 
 typedef struct {
-    cmsdk_uart_regs_t *regs;
-    volatile uint8_t ring[CMSDK_UART_RING_SIZE];
+    volatile uint8_t bytes[CMSDK_UART_RING_SIZE];
     volatile uint32_t head;    /* written by the ISR only */
     volatile uint32_t tail;    /* written by the main loop only */
     volatile uint32_t dropped; /* bytes lost because the ring was full */
+} cmsdk_uart_ring_t;
+
+typedef struct {
+    cmsdk_uart_regs_t *regs;
+    cmsdk_uart_ring_t *rx; /* NULL: transmit only (the log UART) */
 } cmsdk_uart_t;
 
-/* Enable TX and RX at `baud` from a `clock_hz` clock; `rx_interrupt` also enables the RX
- * interrupt (the caller enables its line in the NVIC). */
-void cmsdk_uart_init(cmsdk_uart_t *uart, cmsdk_uart_regs_t *regs, uint32_t clock_hz,
-                     uint32_t baud, int rx_interrupt);
+/* Enable TX at `baud` from a `clock_hz` clock; with a ring, also RX and its interrupt (the
+ * caller enables the interrupt's line in the NVIC). */
+void cmsdk_uart_init(cmsdk_uart_t *uart, cmsdk_uart_regs_t *regs, cmsdk_uart_ring_t *rx,
+                     uint32_t clock_hz, uint32_t baud);
 
 /* Send one byte, waiting while the holding register is full. */
 void cmsdk_uart_put(cmsdk_uart_t *uart, uint8_t byte);
@@ -43,7 +49,7 @@ void cmsdk_uart_put(cmsdk_uart_t *uart, uint8_t byte);
 /* The RX interrupt: clear it, move every received byte into the ring. */
 void cmsdk_uart_rx_isr(cmsdk_uart_t *uart);
 
-/* Up to n bytes from the ring; how many. */
+/* Up to n bytes from the ring (the UART must have one); how many. */
 size_t cmsdk_uart_read(cmsdk_uart_t *uart, uint8_t *buf, size_t n);
 
 #endif /* MPS2_CMSDK_UART_H */

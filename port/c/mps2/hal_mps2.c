@@ -7,6 +7,7 @@
 #define NVIC_ISER0 (*(volatile uint32_t *)0xe000e100u)
 #define IRQ_UART0_RX 0u
 
+static cmsdk_uart_ring_t module_rx;
 static cmsdk_uart_t module_uart;
 
 void uart0_rx_handler(void)
@@ -48,7 +49,7 @@ hal_t hal_mps2(void)
 {
     hal_t hal;
 
-    cmsdk_uart_init(&module_uart, CMSDK_UART0, BOARD_SYSCLK_HZ, BOARD_UART_BAUD, 1);
+    cmsdk_uart_init(&module_uart, CMSDK_UART0, &module_rx, BOARD_SYSCLK_HZ, BOARD_UART_BAUD);
     NVIC_ISER0 = 1u << IRQ_UART0_RX;
     hal.ctx = &module_uart;
     hal.uart_read = mps2_read;
@@ -62,10 +63,10 @@ hal_t hal_mps2(void)
 
 bool hal_mps2_rx_pending(void)
 {
-    return module_uart.head != module_uart.tail;
+    return module_rx.head != module_rx.tail;
 }
 
 uint32_t hal_mps2_rx_dropped(void)
 {
-    return module_uart.dropped;
+    return module_rx.dropped;
 }
