@@ -975,10 +975,17 @@ static bool judge(aliyun_auth_reply_t *reply, int32_t code, aliyun_reply_reason_
 /* Twin: aliyun.parse_auth_reply (and _as_int, _credential, _mqtt_resource). */
 bool aliyun_parse_auth_reply(const uint8_t *body, size_t len, aliyun_auth_reply_t *reply)
 {
-    const uint8_t *start = body, *end = body + len, *p;
+    static const uint8_t nothing = 0;
+    const uint8_t *start, *end, *p;
     scan_t s;
     uint32_t cp;
 
+    if (body == NULL) { /* an empty reply; NULL + 0 would be undefined */
+        body = &nothing;
+        len = 0;
+    }
+    start = body;
+    end = body + len;
     clear_strings(reply);
     for (p = start; p < end;) {
         size_t n = utf8_decode(p, end, &cp);

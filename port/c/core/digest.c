@@ -240,6 +240,9 @@ void digest_update(digest_ctx_t *ctx, const void *data, size_t len)
     const uint8_t *p = data;
     size_t used = (size_t)(ctx->length % DIGEST_BLOCK_SIZE);
 
+    if (len == 0) {
+        return; /* and `data` may then be NULL */
+    }
     ctx->length += len;
     if (used > 0) {
         size_t take = DIGEST_BLOCK_SIZE - used;
