@@ -15,15 +15,23 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/airfsm demo
 
-# mosquitto (end-to-end broker tests) and graphviz (`dot`, SVG diagrams) come from Debian.
-# As root (CI, fresh machines) they are installed here; otherwise the tests that need them say so.
+# mosquitto (end-to-end broker tests), graphviz (`dot`, SVG diagrams) and, for the C port's
+# firmware tests, the Cortex-M cross toolchain with newlib and QEMU come from Debian.
+# As root (CI, fresh machines) what is missing is installed here; otherwise the tests that need
+# it say so.
 system-deps:
-	@if [ ! -x /usr/sbin/mosquitto ] || ! command -v dot >/dev/null 2>&1; then \
+	@missing=""; \
+	[ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing="$$missing gcc-arm-none-eabi"; \
+	[ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || missing="$$missing libnewlib-arm-none-eabi"; \
+	command -v qemu-system-arm >/dev/null 2>&1 || missing="$$missing qemu-system-arm"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages: mosquitto graphviz"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto graphviz >/dev/null; \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "note: mosquitto/graphviz missing and not root: broker and SVG tests will skip"; \
+	    echo "note: not root, missing Debian packages:$$missing (their tests will skip)"; \
 	  fi; \
 	fi
 

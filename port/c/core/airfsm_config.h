@@ -1,0 +1,46 @@
+/* airfsm_config.h: every buffer size of the C port, in one place.
+ *
+ * Two kinds of numbers live here:
+ *   - limits the protocol fixes (AT+MCONFIG takes at most 256 bytes a field, a DNS name is at most
+ *     253 characters, ...). They are the same numbers as the Python reference's and changing them
+ *     breaks the lockstep with it: they are not guarded by #ifndef.
+ *   - sizes a port may tune (-DAIRFSM_JSON_MAX_DEPTH=16 on the compiler's command line, or a
+ *     header of its own included before this one). Each says what it costs and what it must hold.
+ *
+ * The channel's buffers (the AT line, the +HTTPREAD body, the MPUB line, the +MSUB payload) join
+ * this file with the channel itself.
+ */
+#ifndef AIRFSM_CONFIG_H
+#define AIRFSM_CONFIG_H
+
+/* --- fixed by the protocol (twins: the constants of airfsm/aliyun.py) ------------------------- */
+
+/* aliyun.MAX_CREDENTIAL_LEN: iotId and iotToken go inside AT+MCONFIG="…", ≤ 256 bytes each. */
+#define AIRFSM_MAX_CREDENTIAL_LEN 256
+/* aliyun.MAX_HOST_LEN: a DNS name (the MQTT host an auth reply may name). */
+#define AIRFSM_MAX_HOST_LEN 253
+/* The identity's field limits (aliyun._PRODUCT_KEY, _DEVICE_NAME, _CLIENT_ID, _REGION). */
+#define AIRFSM_MAX_PRODUCT_KEY_LEN 64
+#define AIRFSM_MIN_DEVICE_NAME_LEN 4
+#define AIRFSM_MAX_DEVICE_NAME_LEN 32
+#define AIRFSM_MAX_CLIENT_ID_LEN 64
+#define AIRFSM_MAX_REGION_LEN 64
+/* The longest auth body: productKey=<64>&sign=<64 hex>&clientId=<64, each char up to %XX>
+ * &deviceName=<32, up to %XX each>&timestamp=<20 digits>&signmethod=hmacsha256 = 508 bytes. */
+#define AIRFSM_AUTH_BODY_MAX                                                                   \
+    (sizeof "productKey=" - 1 + AIRFSM_MAX_PRODUCT_KEY_LEN + sizeof "&sign=" - 1 + 64 +        \
+     sizeof "&clientId=" - 1 + 3 * AIRFSM_MAX_CLIENT_ID_LEN + sizeof "&deviceName=" - 1 +       \
+     3 * AIRFSM_MAX_DEVICE_NAME_LEN + sizeof "&timestamp=" - 1 + 20 +                          \
+     sizeof "&signmethod=hmacsha256" - 1)
+
+/* --- tunable ---------------------------------------------------------------------------------- */
+
+/* How deeply the auth reply's JSON may nest before the scan calls it unparseable. The reply the
+ * server sends nests 3 deep (data.resources.mqtt); each level costs one byte of stack during the
+ * scan. Python's json module stops near 1000 levels (its recursion limit): replies nested between
+ * the two are the one place where the twins knowingly differ. */
+#ifndef AIRFSM_JSON_MAX_DEPTH
+#define AIRFSM_JSON_MAX_DEPTH 32
+#endif
+
+#endif /* AIRFSM_CONFIG_H */
