@@ -471,7 +471,7 @@ def test_gateway_delivers_publishes_and_downlinks_and_writes_status(
     status = g.wait_status(lambda s: s["counters"]["publish_acked"] == 2
                            and s["counters"]["gateway"]["inbox_stored"] == 1,
                            what="counters in the status file")
-    assert status["outbox"] == {"queued": 0, "capacity": 10_000}
+    assert status["outbox"] == {"queued": 0, "dead_letters": 0, "capacity": 10_000}
     assert status["device"]["product_key"] == SEED_PK
     for key in ("state", "since", "attempt", "counters"):
         assert key in status
