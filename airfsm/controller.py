@@ -1069,8 +1069,10 @@ class Controller:
         if self._stopping:
             self._send(b"AT+MDISCONNECT", 5_000, Purpose.STOP)
             return
-        if self._pub_hold_until is not None or not self._settle_outbox():
-            return  # backing off after a failure, or the store still owes a write
+        if self._pub_hold_until is not None or self._store_hold_until is not None:
+            return  # backing off: after a failed attempt, or from a store that refused
+        if not self._settle_outbox():
+            return  # a write is still owed to the store
         self._publish_head()
 
     def _publish_head(self) -> None:
