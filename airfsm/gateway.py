@@ -99,7 +99,7 @@ STORE_FAULT_ENV = "AIRFSM_FAULT_STORE"  # a test aid: store errors injected into
 
 # Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
-             "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit",
+             "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
              "shutdown_grace_s", "reset_command")
 _CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
                     "baud", "client_id", "sign_method", "log_level")
@@ -317,6 +317,7 @@ def settings_from_config(config: GatewayConfig) -> Settings:
         identity=identity, apn=config.apn, sign_method=config.sign_method,
         keepalive_s=config.keepalive_s, liveness_ms=config.liveness_s * 1000,
         puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
+        publish_attempts=config.publish_attempts,
         watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS)
     try:
         settings.validate()
@@ -1230,7 +1231,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "run", help="the gateway: hold the link, send the outbox, store the inbox",
         description="Run the gateway until SIGTERM/SIGINT. Settings: --config FILE (TOML, "
-                    "one key per flag), then AIRFSM_* environment variables, then flags.")
+                    "one key per flag), then AIRFSM_* environment variables, then flags.",
+        epilog=f"Test aid: store errors can be injected with {STORE_FAULT_HELP}, e.g. "
+               f"{STORE_FAULT_ENV}=ack@3 (the next three DELETEs after a PUBACK fail) or "
+               f"{STORE_FAULT_ENV}=write=full@* (a full disk).")
     add_connection_options(p, required=False)
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML configuration file (default: $AIRFSM_CONFIG)")
@@ -1244,6 +1248,8 @@ def register(sub: Any) -> None:
         "liveness_s": "ONLINE: probe the link this often (default 60)",
         "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
         "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
+        "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
+                            "(default 5)",
         "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
         "reset_command": "command that pulses the module's RESET pin when it stops answering "
                          "AT (run without a shell; default: none)",

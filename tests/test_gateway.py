@@ -404,14 +404,18 @@ def test_online_timing_keys_reach_the_controller_and_are_range_checked(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = GatewayConfig(port="/dev/null", product_key=SEED_PK, device_name=SEED_DN,
                            device_secret=SEED_DS, puback_timeout_s=3, silence_limit=5,
-                           liveness_s=7)
+                           liveness_s=7, publish_attempts=2)
     settings = gw_module.settings_from_config(config)
-    assert (settings.puback_timeout_ms, settings.silence_limit, settings.liveness_ms) == (
-        3_000, 5, 7_000)
+    assert (settings.puback_timeout_ms, settings.silence_limit, settings.liveness_ms,
+            settings.publish_attempts) == (3_000, 5, 7_000, 2)
     code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--product-key", SEED_PK,
                            "--device-name", SEED_DN, "--device-secret", SEED_DS,
                            "--data-dir", str(tmp_path), "--puback-timeout-s", "0")
     assert code == Exit.USAGE and "puback_timeout_s" in err
+    code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--product-key", SEED_PK,
+                           "--device-name", SEED_DN, "--device-secret", SEED_DS,
+                           "--data-dir", str(tmp_path), "--publish-attempts", "0")
+    assert code == Exit.USAGE and "publish_attempts" in err
 
 
 def test_run_missing_settings_are_named(
