@@ -1203,7 +1203,8 @@ class Controller:
                          attempts=message.attempts, reason=why)
         self.counters.publish_dead += 1
         self._dead_owed = (message.id, why)
-        if self._pub_message is not None and self._pub_sends:
+        if self._pub_message is not None and self._pub_message.id == message.id and (
+                self._pub_sends):
             # Its OK'd sends may still be acknowledged late: keep that PUBACK from the next one.
             self._stale_pubacks = self._pub_sends
             self._stale_until = ms_add(self._now, self.settings.puback_timeout_ms)

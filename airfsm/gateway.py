@@ -733,6 +733,13 @@ class Gateway:
     def _stopped(self, code: Exit, reason: str) -> Exit:
         self.exit_code = code
         self.exit_reason = reason
+        self._store_inbound()
+        while self._inbox_pending:  # the store still refuses: hand them on, say so
+            message = self._inbox_pending.popleft()
+            self.gateway_counters["inbox_errors"] += 1
+            self.log.error("inbox_store_failed", topic=message.topic, error="store unavailable "
+                           "at shutdown")
+            self._hand_on(message, None)
         self.log.info("gateway_stop", exit_code=int(code), reason=reason,
                       outbox=self._outbox_count())
         return code

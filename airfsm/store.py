@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from airfsm.log import redact
-from airfsm.messages import DeadLetter, InboundMessage, OutboundMessage
+from airfsm.messages import DeadLetter, InboundMessage, OutboundMessage, OutboxUnavailable
 from airfsm.payload import check_message
 
 DB_FILENAME = "airfsm.db"
@@ -71,8 +71,10 @@ _SCHEMA = (
 _MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,)}
 
 
-class StoreError(Exception):
-    """The store cannot do what was asked (cannot open, corrupt, locked too long): one line."""
+class StoreError(OutboxUnavailable):
+    """The store cannot do what was asked (cannot open, corrupt, locked, full): one line.
+    A call that raises it changed nothing, so for the controller it is `OutboxUnavailable`
+    (a `SqliteOutbox` can serve a controller directly)."""
 
 
 class OutboxFull(Exception):

@@ -77,6 +77,10 @@ def mpub_times(rig: Rig, payload: bytes) -> list[int]:
             if c.startswith("AT+MPUB=") and c.endswith(f',"{payload.decode()}"')]
 
 
+def in_flight(rig: Rig) -> Callable[[], bool]:
+    return lambda: rig.controller.pub_phase == PubPhase.WAIT_PUBACK
+
+
 def gaps(times: list[int]) -> list[int]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
 
@@ -180,9 +184,8 @@ def test_the_budget_survives_a_restart_of_the_gateway(tmp_path: Path) -> None:
     rig = online(SimConfig(faults=[parse_fault("puback=lost@*")]), gateway_outbox(tmp_path))
     queue(rig, b"doomed")
     for _ in range(3):  # sent, killed before the PUBACK deadline, started afresh
-        c = rig.controller
-        assert rig.run_until(lambda c=c: c.pub_phase == PubPhase.WAIT_PUBACK)  # type: ignore[misc]
-        c.outbox.store.close()  # type: ignore[attr-defined]
+        assert rig.run_until(in_flight(rig))
+        rig.controller.outbox.store.close()  # type: ignore[attr-defined]
         rig = online(SimConfig(faults=[parse_fault("puback=lost@*")]),
                      gateway_outbox(tmp_path))
     assert rig.run_until(lambda: len(rig.controller.outbox) == 0)
@@ -312,7 +315,7 @@ def test_a_really_full_disk_during_the_ack_costs_no_resend_and_loses_nothing(
     rig = online(outbox=gateway_outbox(tmp_path, errors))
     queue(rig, b"in flight", b"waiting")
     with capture_logs():
-        assert rig.run_until(lambda: rig.controller.pub_phase == PubPhase.WAIT_PUBACK)
+        assert rig.run_until(in_flight(rig))
         disk_full(True)
         try:
             rig.run_for(30_000)  # the PUBACK comes; its DELETE fails, again and again
@@ -375,6 +378,22 @@ def test_the_tick_never_waits_for_a_store_another_process_has_locked(tmp_path: P
         release()  # the other process commits
         assert rig.run_until(lambda: len(rig.controller.outbox) == 0)
     assert published(rig) == [b"in flight", b"queued"]
+
+
+def test_a_sqlite_outbox_serves_a_controller_directly_through_a_locked_spell(
+        tmp_path: Path) -> None:
+    """Library use without the gateway: its StoreError is the controller's OutboxUnavailable,
+    so a lock is a backoff, not an internal error."""
+    store = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
+    store.enqueue(UPDATE, b"direct", 1)
+    with write_lock_held_by_another_process(db_path(tmp_path)) as release:
+        rig = online(outbox=store)
+        rig.run_for(30_000)
+        assert rig.controller.online and rig.controller.counters.store_unavailable > 0
+        assert rig.controller.counters.internal_errors == 0
+        release()
+        assert rig.run_until(lambda: store.count() == 0)
+    assert published(rig) == [b"direct"]
 
 
 def test_the_gateway_opens_its_stores_without_a_busy_wait(tmp_path: Path) -> None:
