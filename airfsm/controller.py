@@ -279,6 +279,14 @@ class MemoryOutbox:
                 return new_id
         raise ValueError(f"no dead letter with id {dead_id}")
 
+    def discard(self, dead_id: int) -> None:
+        """Forget a dead letter for good."""
+        for index, dead in enumerate(self._dead):
+            if dead.id == dead_id:
+                del self._dead[index]
+                return
+        raise ValueError(f"no dead letter with id {dead_id}")
+
     def count(self) -> int:
         return len(self._queue)
 

@@ -1079,6 +1079,9 @@ def cmd_outbox(args: argparse.Namespace, env: dict[str, str]) -> int:
                 poke(data_dir)
                 print(new_id)
                 return Exit.OK
+            if args.discard is not None:
+                outbox.discard(args.discard)
+                return Exit.OK
             after = 0
             while True:
                 if args.dead:
@@ -1291,17 +1294,19 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_inbox)
 
     p = sub.add_parser(
-        "outbox", help="list queued messages or dead letters; re-queue a dead letter",
+        "outbox", help="list queued messages or dead letters; re-queue or discard one",
         description="Print the outbox (oldest first) as JSON lines: id, topic, payload, "
                     "payload_encoding, qos, attempts. A message whose attempts ran out without "
                     "a PUBACK is moved to the dead letters (--dead, with reason and died_at); "
                     "--retry ID puts one back at the tail of the queue with a new id and a "
-                    "fresh attempt budget, and prints the new id.")
+                    "fresh attempt budget, and prints the new id; --discard ID deletes one.")
     _add_locating_options(p)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--dead", action="store_true", help="list the dead letters instead")
     what.add_argument("--retry", type=_message_id, default=None, metavar="ID",
                       help="move dead letter ID back to the queue")
+    what.add_argument("--discard", type=_message_id, default=None, metavar="ID",
+                      help="delete dead letter ID for good")
     p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_outbox)
 

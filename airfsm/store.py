@@ -354,6 +354,15 @@ class SqliteOutbox(_Store):
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
 
+    def discard(self, dead_id: int) -> None:
+        """Delete a dead letter for good (an operator's decision). ValueError when unknown."""
+        try:
+            cur = self._db().execute("DELETE FROM dead_letter WHERE id = ?", (dead_id,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        if cur.rowcount == 0:
+            raise ValueError(f"no dead letter with id {dead_id}")
+
 
 class SqliteInbox(_Store):
     """Every inbound (`+MSUB:`) message, in arrival order.

@@ -782,8 +782,13 @@ def test_outbox_lists_queued_and_dead_messages_and_requeues_one(
     assert [(m["id"], m["payload"], m["attempts"]) for m in map(json.loads, out.splitlines())] \
         == [(2, "still queued", 0), (3, "gave up on", 0)]
     assert run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--dead")[1] == ""
+    with SqliteOutbox(db_path(tmp_path)) as box:
+        box.dead_letter(2, "an operator gave up on it")
+    assert run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--discard", "2")[0] == 0
+    assert run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--dead")[1] == ""
 
     for args, words in ((["--retry", "1"], "no dead letter with id 1"),
+                        (["--discard", "2"], "no dead letter with id 2"),
                         (["--retry", "x"], "expected a whole number"),
                         (["--dead", "--retry", "3"], "not allowed with")):
         code, _, err = run_cli(capsys, "outbox", "--data-dir", str(tmp_path), *args)

@@ -244,6 +244,11 @@ def test_requeue_puts_a_dead_letter_at_the_tail_with_a_new_id_and_a_fresh_budget
     assert box.dead_letters() == []
     with pytest.raises(ValueError, match="no dead letter with id"):
         box.requeue(dead_id)
+    box.dead_letter(other, "given up")
+    box.discard(other)
+    assert box.dead_letters() == [] and box.dead_count() == 0
+    with pytest.raises(ValueError, match="no dead letter with id"):
+        box.discard(other)
 
 
 def test_requeue_into_a_full_outbox_keeps_the_dead_letter(any_outbox: object) -> None:
