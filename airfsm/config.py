@@ -77,6 +77,7 @@ _KINDS: dict[str, str] = {
     "liveness_s": "int",
     "puback_timeout_s": "int",
     "silence_limit": "int",
+    "publish_attempts": "int",
     "shutdown_grace_s": "float",
     "timeout_s": "optfloat",
     "reset_command": "optstr",
@@ -106,6 +107,7 @@ class GatewayConfig:
     liveness_s: int = 60  # ONLINE: probe the link this often
     puback_timeout_s: int = 10  # QoS1: resend when PUBACK has not come this long after OK
     silence_limit: int = 3  # ONLINE: this many unanswered commands in a row -> reconnect MQTT
+    publish_attempts: int = 5  # sends of a message without PUBACK before it is a dead letter
     shutdown_grace_s: float = 5.0  # on SIGTERM: time to finish the publish in flight
     timeout_s: float | None = None  # `airfsm connect`: give up after this; None waits forever
     # Pulses the module's RESET pin when it stops answering AT (e.g. `gpioset -m time -u 200000
@@ -157,6 +159,7 @@ class GatewayConfig:
         _require(1 <= self.puback_timeout_s <= 600, "puback_timeout_s",
                  "expected 1..600 seconds")
         _require(1 <= self.silence_limit <= 100, "silence_limit", "expected 1..100")
+        _require(1 <= self.publish_attempts <= 100, "publish_attempts", "expected 1..100")
         _require(0 <= self.shutdown_grace_s <= 300, "shutdown_grace_s",
                  "expected 0..300 seconds")
         if self.timeout_s is not None:

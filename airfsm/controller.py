@@ -16,9 +16,10 @@ controller's fields as one struct.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
@@ -40,7 +41,7 @@ from .machine import (
     build_machine,
     edge_table,
 )
-from .messages import OutboundMessage
+from .messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
 from .port import Port, PortLost
 from .timebase import (
     Xorshift32,
@@ -56,6 +57,8 @@ READ_CHUNK = 512
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
 CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
+# The outbox refused a call (locked, disk full, read-only): touch it again after this backoff.
+STORE_BACKOFF_MS = (250, 30_000)
 
 
 class FailReason(IntEnum):
@@ -126,7 +129,11 @@ class Settings:
     silence_limit: int = 3  # consecutive unanswered commands in ONLINE -> MQTT_LOST
     publish_timeout_ms: int = 10_000  # AT+MPUB final code
     puback_timeout_ms: int = 10_000  # QoS1 PUBACK after OK
-    publish_error_limit: int = 3  # module refuses the same message this often: drop it, loudly
+    # Attempts a message gets (each refused, unanswered, without PUBACK or ended by a session
+    # drop) before it moves to the dead letters; between them the publisher backs off.
+    publish_attempts: int = 5
+    publish_backoff_base_ms: int = 2_000  # after failure n: base*2**(n-1), capped, equal jitter
+    publish_backoff_cap_ms: int = 60_000
     auth_attempts: int | None = None  # rejected auths before FAILED (None: the table's retries+1)
     token_refresh_ms: int = 6 * 24 * 3600 * 1000  # tokens live 7 days: refresh a day early
     watchdog_ms: int = 0  # not ONLINE this long -> AT+RESET and AUTOBAUD (0: off)
@@ -157,6 +164,10 @@ class Settings:
                 raise ValueError(f"{name} must be between 1000 and 2**31-1 ms")
         if self.auth_attempts is not None and not 1 <= self.auth_attempts <= 100:
             raise ValueError("auth attempts must be 1-100")
+        if not 1 <= self.publish_attempts <= 100:
+            raise ValueError("publish_attempts must be 1-100")
+        if not 100 <= self.publish_backoff_base_ms <= self.publish_backoff_cap_ms < 2**31:
+            raise ValueError("publish backoff must be 100 ms <= base <= cap < 2**31 ms")
         if not 0 <= self.watchdog_ms < 2**31 or not 0 <= self.outbox_poll_ms < 2**31:
             raise ValueError("watchdog_ms and outbox_poll_ms must be 0 to 2**31-1 ms")
 
@@ -181,8 +192,9 @@ class Counters:
     timeouts: int = 0
     publish_sent: int = 0
     publish_acked: int = 0
-    publish_retried: int = 0
-    publish_dropped: int = 0
+    publish_retried: int = 0  # sends of a message that had been attempted before
+    publish_dead: int = 0  # messages moved to the dead letters
+    store_unavailable: int = 0  # outbox calls refused (locked, disk full): retried later
     pubacks_ignored: int = 0
     inbound: int = 0
     probes: int = 0
@@ -197,11 +209,13 @@ class OutboxFullError(Exception):
 
 
 class MemoryOutbox:
-    """The in-memory outbox for library use and tests (the gateway uses `store.SqliteOutbox`)."""
+    """The in-memory outbox for library use and tests (the gateway uses `store.SqliteOutbox`,
+    whose methods of the same names behave the same way)."""
 
     def __init__(self, capacity: int = 1000) -> None:
         self.capacity = capacity
         self._queue: deque[OutboundMessage] = deque()
+        self._dead: list[DeadLetter] = []
         self._next_id = 1
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
@@ -211,7 +225,7 @@ class MemoryOutbox:
             raise ValueError(reason)
         if len(self._queue) >= self.capacity:
             raise OutboxFullError(f"outbox full ({self.capacity} messages)")
-        message = OutboundMessage(self._next_id, topic, data, qos)
+        message = OutboundMessage(self._next_id, topic, bytes(data), qos)
         self._next_id += 1
         self._queue.append(message)
         return message.id
@@ -219,9 +233,62 @@ class MemoryOutbox:
     def peek(self) -> OutboundMessage | None:
         return self._queue[0] if self._queue else None
 
+    def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
+        return [m for m in self._queue if m.id > after_id][:limit]
+
+    def _index(self, message_id: int) -> int | None:
+        for index, message in enumerate(self._queue):
+            if message.id == message_id:
+                return index
+        return None
+
+    def mark_attempt(self, message_id: int) -> int:
+        index = self._index(message_id)
+        if index is None:
+            return 0
+        message = replace(self._queue[index], attempts=self._queue[index].attempts + 1)
+        self._queue[index] = message
+        return message.attempts
+
     def ack(self, message_id: int) -> None:
-        if self._queue and self._queue[0].id == message_id:
-            self._queue.popleft()
+        index = self._index(message_id)
+        if index is not None:
+            del self._queue[index]
+
+    def dead_letter(self, message_id: int, reason: str) -> None:
+        index = self._index(message_id)
+        if index is None:
+            return
+        m = self._queue[index]
+        del self._queue[index]
+        self._dead.append(DeadLetter(m.id, m.topic, m.payload, m.qos, m.attempts, reason,
+                                     time.time()))
+
+    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
+        return [d for d in self._dead if d.id > after_id][:limit]
+
+    def dead_count(self) -> int:
+        return len(self._dead)
+
+    def requeue(self, dead_id: int) -> int:
+        """A dead letter back at the tail with a new id and a fresh budget."""
+        for index, dead in enumerate(self._dead):
+            if dead.id == dead_id:
+                new_id = self.enqueue(dead.topic, dead.payload, dead.qos)
+                del self._dead[index]
+                return new_id
+        raise ValueError(f"no dead letter with id {dead_id}")
+
+    def discard(self, dead_id: int) -> None:
+        """Forget a dead letter for good."""
+        for index, dead in enumerate(self._dead):
+            if dead.id == dead_id:
+                del self._dead[index]
+                return
+        raise ValueError(f"no dead letter with id {dead_id}")
+
+    def count(self) -> int:
+        return len(self._queue)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -248,7 +315,7 @@ class Controller:
         settings: Settings,
         *,
         now_ms: int = 0,
-        outbox: Any = None,
+        outbox: Outbox | None = None,
         on_message: InboundCallback | None = None,
         on_state: StateCallback | None = None,
         hardware_reset: Callable[[], None] | None = None,
@@ -257,7 +324,7 @@ class Controller:
         settings.validate()
         self.settings = settings
         self.port = port
-        self.outbox = outbox if outbox is not None else MemoryOutbox()
+        self.outbox: Outbox = outbox if outbox is not None else MemoryOutbox()
         self.on_message = on_message
         self.on_state = on_state
         # Pulses the module's RESET pin (hold low >= 150 ms); None: the board has no reset pin.
@@ -321,18 +388,31 @@ class Controller:
         self._reply_host: str | None = None
         self._reply_port: int | None = None
 
-        # ONLINE
+        # ONLINE: publishing the outbox head. An attempt is one try to get it out: the mode
+        # switch it may need, then AT+MPUB, then (QoS1) its PUBACK.
         self.pub_phase = PubPhase.NONE
         self._pub_message: OutboundMessage | None = None
         self._pub_deadline = self._now
         self._pub_sends = 0  # OK'd QoS1 sends of the head message not yet matched to a PUBACK
-        self._pub_errors = 0
+        self._attempt_of: int | None = None  # the message whose attempt is under way
+        self._attempt_no = 0  # ... and which attempt of it this is (1 = the first)
+        self._pub_failures = 0  # failed attempts and mode switches in a row: the backoff exponent
+        self._pub_hold_until: int | None = None  # publish backoff: start nothing before this
+        self._last_failure = ""  # why the latest attempt failed (kept with a dead letter)
         self._stale_pubacks = 0  # PUBACKs still owed to messages already acknowledged
         self._stale_until = self._now  # ... expected no later than this; then they are lost
         self._module_hex = False  # AT+MQTTMODE of the module
         self._next_probe_at = self._now
         self._probe_due = False
         self._silence = 0
+
+        # The outbox's store. A write it refused is owed, retried after a backoff, and blocks
+        # the queue meanwhile: an acknowledged message is never sent again because its DELETE
+        # failed, and a store that keeps failing costs neither a send storm nor a busy loop.
+        self._ack_owed: int | None = None  # acknowledged, not yet deleted
+        self._dead_owed: tuple[int, str] | None = None  # given up on, not yet moved
+        self._store_failures = 0  # refused calls in a row: the backoff exponent
+        self._store_hold_until: int | None = None  # store backoff: no call before this
 
         self.port_lost = False
         self._stopping = False
@@ -348,6 +428,7 @@ class Controller:
             self.channel.check_timeout(self._now)
             self._check_deadlines()
             self._process()
+            self._settle_outbox()
             self._advance()
             self._process()  # a refused command answers at once: apply that too
             self._advance()
@@ -367,8 +448,13 @@ class Controller:
         if self.port_lost:
             return ms_add(now, 1_000)
         deadline: int | None = self.channel.deadline
+        if self._ack_owed is not None or self._dead_owed is not None:
+            hold = self._store_hold_until
+            deadline = ms_earliest(deadline, now if hold is None else hold)
         if self.state == State.ONLINE:
             deadline = ms_earliest(deadline, self._next_probe_at)
+            deadline = ms_earliest(deadline, self._pub_hold_until)
+            deadline = ms_earliest(deadline, self._store_hold_until)
             if self.pub_phase == PubPhase.WAIT_PUBACK:
                 deadline = ms_earliest(deadline, self._pub_deadline)
             if self._stale_pubacks:
@@ -489,6 +575,11 @@ class Controller:
         # Latch token age every tick so a months-long ONLINE never wraps the 32-bit difference.
         if not self._token_stale and ms_diff(now, self._token_at) >= self.settings.token_refresh_ms:
             self._token_stale = True
+        # Backoffs end here, every tick, for the same reason.
+        if self._pub_hold_until is not None and ms_reached(now, self._pub_hold_until):
+            self._pub_hold_until = None
+        if self._store_hold_until is not None and ms_reached(now, self._store_hold_until):
+            self._store_hold_until = None
 
     def _process(self) -> None:
         """Apply what the callbacks recorded: a link event beats the step's own outcome."""
@@ -655,6 +746,10 @@ class Controller:
 
     def _reset_online(self) -> None:
         """The MQTT session started or ended: PUBACKs of the old one will never come."""
+        if self._attempt_of is not None:
+            # Counted against the message's budget like any failed attempt, so a message that
+            # makes the broker drop the session cannot cause endless reconnects.
+            self._publish_failed("the MQTT session ended before its PUBACK")
         self.pub_phase = PubPhase.NONE
         self._pub_message = None
         self._pub_sends = 0
@@ -789,10 +884,7 @@ class Controller:
         elif purpose == Purpose.STOP:
             self.stopped = True
         elif purpose == Purpose.MODE:
-            if resp.result == AtResult.OK:
-                self._module_hex = not self._module_hex
-            else:
-                self._on_online_timeout_or_error(resp)
+            self._on_mode_response(resp)
 
     def _on_step_response(self, resp: AtResponse) -> None:
         step = self._step()
@@ -962,10 +1054,10 @@ class Controller:
         if self._escalations and ms_diff(now, self.entered_at) >= self.settings.liveness_ms:
             self._escalations = 0  # ONLINE has held for a while: the link is good again
         if self.pub_phase == PubPhase.WAIT_PUBACK and ms_reached(now, self._pub_deadline):
-            # Resend. The first PUBACK may still come late; _on_puback copes with that.
+            # The PUBACK may still come late; _on_puback copes with that.
             self.counters.timeouts += 1
-            self.counters.publish_retried += 1
             self.pub_phase = PubPhase.NONE
+            self._publish_failed(f"no PUBACK within {self.settings.puback_timeout_ms} ms")
             self._probe_due = True
         if self._probe_due or ms_reached(now, self._next_probe_at):
             self._probe_due = False
@@ -985,7 +1077,22 @@ class Controller:
         if self._stopping:
             self._send(b"AT+MDISCONNECT", 5_000, Purpose.STOP)
             return
-        message = self.outbox.peek()
+        if self._pub_hold_until is not None or self._store_hold_until is not None:
+            return  # backing off: after a failed attempt, or from a store that refused
+        if not self._settle_outbox():
+            return  # a write is still owed to the store
+        self._publish_head()
+
+    def _publish_head(self) -> None:
+        """Start or continue an attempt at the outbox head: the mode switch, then AT+MPUB."""
+        try:
+            message = self.outbox.peek()
+        except OutboxUnavailable as exc:
+            self._store_unavailable("peek", exc)
+            return
+        if message is not None and self._attempt_of != message.id and (
+                not self._start_attempt(message)):
+            return
         want_hex = message is not None and (
             payload.classify_payload(message.payload)[0] == payload.HEX)
         if want_hex != self._module_hex:
@@ -996,31 +1103,46 @@ class Controller:
         try:
             command = payload.encode_mpub_command(message.topic, message.payload, message.qos,
                                                   self._module_hex)
-        except ValueError as exc:  # refused at enqueue time normally; never block the queue
-            self._drop(message, str(exc))
+        except ValueError as exc:  # refused at enqueue time normally: keep it, let others pass
+            self._dead_letter(message, str(exc))
             return
         if self._pub_message is None or self._pub_message.id != message.id:
             self._pub_message = message
             self._pub_sends = 0
-            self._pub_errors = 0
-        mark = getattr(self.outbox, "mark_attempt", None)
-        if mark is not None:
-            mark(message.id)
+        if self._attempt_no > 1:
+            self.counters.publish_retried += 1
         self.pub_phase = PubPhase.WAIT_OK
         self.counters.publish_sent += 1
         self._send(command, self.settings.publish_timeout_ms, Purpose.PUBLISH)
+
+    def _start_attempt(self, message: OutboundMessage) -> bool:
+        """Count a new attempt of `message` in the store before anything is sent for it, so a
+        crash cannot hide a send from its budget; False when it must not be sent now."""
+        if message.attempts >= self.settings.publish_attempts:
+            last = f" (last: {self._last_failure})" if self._last_failure else ""
+            self._dead_letter(message, f"{message.attempts} attempts without PUBACK{last}")
+            return False
+        try:
+            attempts = self.outbox.mark_attempt(message.id)
+        except OutboxUnavailable as exc:
+            self._store_unavailable("mark_attempt", exc)
+            return False
+        self._store_worked()
+        if attempts == 0:
+            return False  # gone meanwhile (an operator's doing): look at the new head next time
+        self._attempt_of = message.id
+        self._attempt_no = attempts
+        return True
 
     def _on_publish_response(self, resp: AtResponse) -> None:
         message = self._pub_message
         if self.state != State.ONLINE or message is None:
             return
         if resp.result != AtResult.OK:
+            # Almost always the link, not the message: back off and probe; never delete it.
             self.pub_phase = PubPhase.NONE
-            self._pub_errors += 1
-            if resp.result != AtResult.TIMEOUT and self._pub_errors >= (
-                    self.settings.publish_error_limit):
-                self._drop(message, f"module refused it {self._pub_errors} times")
-                return
+            answer = "unanswered" if resp.result == AtResult.TIMEOUT else _describe(resp)
+            self._publish_failed(f"AT+MPUB {answer}")
             self._on_online_timeout_or_error(resp)
             return
         if message.qos == 0:
@@ -1029,6 +1151,17 @@ class Controller:
         self._pub_sends += 1
         self.pub_phase = PubPhase.WAIT_PUBACK
         self._pub_deadline = ms_add(self._now, self.settings.puback_timeout_ms)
+
+    def _on_mode_response(self, resp: AtResponse) -> None:
+        if resp.result == AtResult.OK:
+            self._module_hex = not self._module_hex
+            return
+        command = "AT+MQTTMODE=0" if self._module_hex else "AT+MQTTMODE=1"
+        answer = "unanswered" if resp.result == AtResult.TIMEOUT else _describe(resp)
+        self.log.warning("mqtt_mode_refused", command=command, answer=answer,
+                         id=self._attempt_of, failures=self._pub_failures + 1)
+        self._publish_failed(f"{command} {answer}")
+        self._on_online_timeout_or_error(resp)
 
     def _on_puback(self) -> None:
         """Match a PUBACK to a send. AT+MPUB carries no packet id, so be conservative."""
@@ -1047,20 +1180,98 @@ class Controller:
         self._stale_until = ms_add(self._now, self.settings.puback_timeout_ms)
         self._acked(message)
 
+    def _publish_failed(self, why: str) -> None:
+        """What was sent for the head failed (refused, unanswered, no PUBACK, session gone):
+        the attempt ends, and nothing is started for a backoff that grows with each failure.
+        Once the budget is spent there is no wait: the next look dead-letters the message."""
+        self._pub_failures += 1
+        budget_left = True
+        if self._attempt_of is not None:
+            self.log.info("publish_failed", id=self._attempt_of, attempt=self._attempt_no,
+                          of=self.settings.publish_attempts, reason=why)
+            budget_left = self._attempt_no < self.settings.publish_attempts
+            self._attempt_of = None
+            self._last_failure = why
+        if budget_left:
+            s = self.settings
+            delay = backoff_ms(self._pub_failures, s.publish_backoff_base_ms,
+                               s.publish_backoff_cap_ms, self._rng)
+            self._pub_hold_until = ms_add(self._now, delay)
+
     def _acked(self, message: OutboundMessage) -> None:
-        self.outbox.ack(message.id)
+        """Delivered. The store deletes it in `_settle_outbox`; until then nothing is sent."""
         self.counters.publish_acked += 1
+        self._ack_owed = message.id
+        self._finish_head()
+
+    def _dead_letter(self, message: OutboundMessage, why: str) -> None:
+        """Give up on `message`: it moves to the dead letters (kept for an operator, who can
+        re-queue it) and the rest of the queue flows on. Never a deletion."""
+        self.log.warning("publish_dead", id=message.id, topic=message.topic,
+                         attempts=message.attempts, reason=why)
+        self.counters.publish_dead += 1
+        self._dead_owed = (message.id, why)
+        if self._pub_message is not None and self._pub_message.id == message.id and (
+                self._pub_sends):
+            # Its OK'd sends may still be acknowledged late: keep that PUBACK from the next one.
+            self._stale_pubacks = self._pub_sends
+            self._stale_until = ms_add(self._now, self.settings.puback_timeout_ms)
+        self._finish_head()
+        self._settle_outbox()
+
+    def _finish_head(self) -> None:
+        """The head is done with (acknowledged or dead): the next message starts afresh."""
         self.pub_phase = PubPhase.NONE
         self._pub_message = None
         self._pub_sends = 0
-        self._pub_errors = 0
+        self._attempt_of = None
+        self._pub_failures = 0
+        self._pub_hold_until = None
+        self._last_failure = ""
 
-    def _drop(self, message: OutboundMessage, why: str) -> None:
-        self.log.error("publish_dropped", topic=message.topic, id=message.id, reason=why)
-        self.counters.publish_dropped += 1
-        self.outbox.ack(message.id)
-        self.pub_phase = PubPhase.NONE
-        self._pub_message = None
+    def _settle_outbox(self) -> bool:
+        """Do the store writes owed (a delete after PUBACK, a move to the dead letters), unless
+        the store is backing off. True when nothing is owed any more."""
+        if self._ack_owed is None and self._dead_owed is None:
+            return True
+        if self._store_hold_until is not None:
+            return False
+        if self._ack_owed is not None:
+            try:
+                self.outbox.ack(self._ack_owed)
+            except OutboxUnavailable as exc:
+                self._store_unavailable("ack", exc)
+                return False
+            self._ack_owed = None
+            self._store_worked()
+        if self._dead_owed is not None:
+            try:
+                self.outbox.dead_letter(*self._dead_owed)
+            except OutboxUnavailable as exc:
+                self._store_unavailable("dead_letter", exc)
+                return False
+            self._dead_owed = None
+            self._store_worked()
+        return True
+
+    def _store_unavailable(self, operation: str, exc: Exception) -> None:
+        """The outbox refused a call (locked by another process, disk full, read-only): leave
+        it alone for a backoff that grows while it keeps refusing. Nothing was changed."""
+        self._store_failures += 1
+        self.counters.store_unavailable += 1
+        delay = backoff_ms(self._store_failures, STORE_BACKOFF_MS[0], STORE_BACKOFF_MS[1],
+                           self._rng)
+        self._store_hold_until = ms_add(self._now, delay)
+        report = self.log.warning if self._store_failures == 1 else self.log.debug
+        report("outbox_unavailable", operation=operation, error=str(exc),
+               failures=self._store_failures, retry_in_ms=delay)
+
+    def _store_worked(self) -> None:
+        """A store write went through: its backoff starts from the beginning again. (A read
+        does not count: with the disk full, reads work and writes do not.)"""
+        if self._store_failures:
+            self.log.info("outbox_available", after_failures=self._store_failures)
+            self._store_failures = 0
 
     def _on_probe_response(self, resp: AtResponse) -> None:
         if self.state != State.ONLINE:

@@ -624,8 +624,11 @@ def _sequence_online(seq: _Seq, row: StateSpec) -> None:
             seq.msg("Module", "MCU", f"PUBACK (URC, within {puback_timeout}, else probe "
                                      f"and send again)", reply=True)
     seq.end()
-    limit = _setting_default("publish_error_limit")
-    seq.note("MCU,Module", f"AT+MPUB refused {limit} times: the message is dropped, loudly")
+    attempts = _setting_default("publish_attempts")
+    backoff = span(_setting_default("publish_backoff_base_ms"),
+                   _setting_default("publish_backoff_cap_ms"))
+    seq.note("MCU,Module", f"refused, unanswered or no PUBACK: probe, back off {backoff}, "
+                           f"after {attempts} attempts a dead letter (kept, never deleted)")
     seq.msg("Cloud", "Module", "MQTT PUBLISH on {sub_topic}")
     seq.msg("Module", "MCU", "+MSUB: \"{topic}\",{n} byte,{payload} (URC)", reply=True)
     seq.note("MCU", "inbound message → on_message(topic, payload)")

@@ -39,11 +39,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from . import aliyun, log
 from .cli import FAIL_EXIT, CliError, Exit, add_connection_options
@@ -60,7 +61,7 @@ from .controller import Controller, FailReason, Settings
 from .loop import monotonic_ms
 from .loop import run as run_loop
 from .machine import MACHINE, State, StateSpec
-from .messages import InboundMessage, OutboundMessage
+from .messages import InboundMessage, OutboundMessage, OutboxUnavailable
 from .payload import QOS_LEVELS, resolve_topic
 from .port import Port, PortError, open_port
 from .store import (
@@ -71,9 +72,11 @@ from .store import (
     StatusFile,
     StoreError,
     db_path,
+    dead_letter_json_line,
     default_data_dir,
     inbox_json_line,
     iso_utc,
+    outbox_json_line,
 )
 from .timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
 
@@ -89,10 +92,14 @@ STOP_MDISCONNECT_WAIT_MS = 500  # grace expired with a publish in flight: still 
 EXIT_OUTBOX_FULL = 75  # EX_TEMPFAIL: `airfsm publish` refused, nothing dropped, retry later
 INBOX_FOLLOW_INTERVAL_S = 0.25
 RESET_COMMAND_TIMEOUT_S = 10  # a reset command that hangs must not stop the gateway for good
+TICK_BUSY_TIMEOUT_MS = 0  # the gateway's own store calls never wait for another process's lock
+INBOX_PENDING_MAX = 1_000  # inbound messages held in memory while the store refuses them
+MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
+STORE_FAULT_ENV = "AIRFSM_FAULT_STORE"  # a test aid: store errors injected into `airfsm run`
 
 # Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
-             "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit",
+             "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
              "shutdown_grace_s", "reset_command")
 _CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
                     "baud", "client_id", "sign_method", "log_level")
@@ -170,45 +177,121 @@ class _RateLimitedLog:
         return True
 
 
-class GatewayOutbox:
-    """The controller's view of the SQLite outbox.
+# ---------------------------------------------------------------------- store faults (test aid)
 
-    Resolves relative topics (a library user may have enqueued one directly) and turns store
-    trouble (a locked or full disk) into a logged, retried condition instead of an exception in
-    the tick: a failed `peek` sends nothing this time, a failed `ack` leaves the message to be
-    sent again (a duplicate, never a loss).
+# Which calls an injected store fault hits, and the SQLite error text it imitates.
+_FAULT_OPERATIONS: dict[str, frozenset[str]] = {
+    "peek": frozenset({"peek"}),
+    "mark_attempt": frozenset({"mark_attempt"}),
+    "ack": frozenset({"ack"}),
+    "dead_letter": frozenset({"dead_letter"}),
+    "inbox": frozenset({"inbox"}),
+    "write": frozenset({"mark_attempt", "ack", "dead_letter", "inbox"}),
+    "any": frozenset({"peek", "mark_attempt", "ack", "dead_letter", "inbox"}),
+}
+_FAULT_ERRORS = {"io": "disk I/O error", "full": "database or disk is full",
+                 "readonly": "attempt to write a readonly database",
+                 "locked": "database is locked"}
+STORE_FAULT_HELP = (f"{STORE_FAULT_ENV}=OPERATION[=ERROR][@COUNT][,...]: OPERATION one of "
+                    f"{', '.join(_FAULT_OPERATIONS)}; ERROR one of {', '.join(_FAULT_ERRORS)} "
+                    "(default io); COUNT a number (default 1) or * (always)")
+
+
+@dataclass
+class _StoreFault:
+    operations: frozenset[str]
+    error: str
+    remaining: int | None  # None: every time
+
+
+class StoreFaults:
+    """Store errors injected into a running gateway, so a user can reproduce what a full disk,
+    a read-only filesystem or a database locked by another process do to it (a test aid, set
+    with `AIRFSM_FAULT_STORE`, e.g. `ack@3` or `write=full@*`). Each fault fires on the next
+    COUNT calls of its operations, in the order given."""
+
+    def __init__(self, spec: str) -> None:
+        """ValueError (one line) for a malformed spec."""
+        self._faults: list[_StoreFault] = []
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                continue
+            head, at, count_text = item.partition("@")
+            operation, _eq, error = head.partition("=")
+            operation, error = operation.strip().lower(), (error.strip().lower() or "io")
+            if operation not in _FAULT_OPERATIONS or error not in _FAULT_ERRORS or (
+                    at and not (count_text == "*" or count_text.isdigit() and int(count_text))):
+                raise ValueError(f"bad store fault {item!r}: {STORE_FAULT_HELP}")
+            remaining = None if count_text == "*" else int(count_text or 1)
+            self._faults.append(_StoreFault(_FAULT_OPERATIONS[operation], error, remaining))
+
+    def check(self, operation: str, path: Path) -> None:
+        """StoreError if a fault is armed for `operation` (consuming one of its uses)."""
+        for fault in self._faults:
+            if operation in fault.operations and fault.remaining != 0:
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                raise StoreError(f"{path}: {_FAULT_ERRORS[fault.error]} (injected by "
+                                 f"{STORE_FAULT_ENV})")
+
+
+def store_faults_from(env: Mapping[str, str]) -> StoreFaults | None:
+    """The faults `AIRFSM_FAULT_STORE` asks for, None when unset. CliError when malformed."""
+    spec = env.get(STORE_FAULT_ENV, "")
+    if not spec:
+        return None
+    try:
+        return StoreFaults(spec)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+_T = TypeVar("_T")
+
+
+class GatewayOutbox:
+    """The controller's view of the SQLite outbox (`airfsm.messages.Outbox`).
+
+    Resolves relative topics (a library user may have enqueued one directly), applies injected
+    store faults, and turns store trouble (locked by another process, disk full, read-only)
+    into a logged `OutboxUnavailable`: the controller then backs off and asks again, never
+    sending a message twice or losing one because of it. The store should be opened with
+    `busy_timeout_ms=0`, so that no call waits for a lock inside the tick.
     """
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
-                 on_error: Callable[[str, StoreError], None]) -> None:
+                 on_error: Callable[[str, StoreError], None],
+                 faults: StoreFaults | None = None) -> None:
         self.store = store
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
+        self._faults = faults
+
+    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
+        try:
+            if self._faults is not None:
+                self._faults.check(operation, self.store.path)
+            return call()
+        except StoreError as exc:
+            self._on_error(operation, exc)
+            raise OutboxUnavailable(str(exc)) from None
 
     def peek(self) -> OutboundMessage | None:
-        try:
-            message = self.store.peek()
-        except StoreError as exc:
-            self._on_error("peek", exc)
-            return None
+        message = self._call("peek", self.store.peek)
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(message.topic, self.product_key,
                                                            self.device_name))
         return message
 
     def ack(self, message_id: int) -> None:
-        try:
-            self.store.ack(message_id)
-        except StoreError as exc:
-            self._on_error("ack", exc)
+        self._call("ack", lambda: self.store.ack(message_id))
 
     def mark_attempt(self, message_id: int) -> int:
-        try:
-            return self.store.mark_attempt(message_id)
-        except StoreError as exc:
-            self._on_error("mark_attempt", exc)
-            return 0
+        return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
+
+    def dead_letter(self, message_id: int, reason: str) -> None:
+        self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(topic, self.product_key, self.device_name)
@@ -234,6 +317,7 @@ def settings_from_config(config: GatewayConfig) -> Settings:
         identity=identity, apn=config.apn, sign_method=config.sign_method,
         keepalive_s=config.keepalive_s, liveness_ms=config.liveness_s * 1000,
         puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
+        publish_attempts=config.publish_attempts,
         watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS)
     try:
         settings.validate()
@@ -279,6 +363,7 @@ class Gateway:
         self.install_signals = install_signals
         self.data_dir = config.data_dir_or_default()
         self.log = log.get_logger("airfsm.gateway")
+        self.store_faults = store_faults_from(self.env)
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -300,6 +385,7 @@ class Gateway:
         self._hard_stop = False
         self._reload_requested = False
         self._store_errors = _RateLimitedLog(STORE_ERROR_LOG_S)
+        self._inbox_pending: deque[InboundMessage] = deque()  # received, not yet stored
 
         self.started_at = time.time()
         self._since = self.started_at
@@ -353,8 +439,11 @@ class Gateway:
                            Exit.FAILURE) from None
         self._lock()
         try:
-            self.outbox = SqliteOutbox(db_path(self.data_dir), self.config.outbox_capacity)
-            self.inbox = SqliteInbox(db_path(self.data_dir), self.config.inbox_capacity)
+            # Opening may wait for other processes; afterwards no call of ours ever does.
+            self.outbox = SqliteOutbox(db_path(self.data_dir), self.config.outbox_capacity,
+                                       busy_timeout_ms=TICK_BUSY_TIMEOUT_MS)
+            self.inbox = SqliteInbox(db_path(self.data_dir), self.config.inbox_capacity,
+                                     busy_timeout_ms=TICK_BUSY_TIMEOUT_MS)
         except StoreError as exc:
             self._release()
             raise CliError(str(exc), Exit.FAILURE) from None
@@ -372,6 +461,8 @@ class Gateway:
         self.log.info("gateway_start", pid=os.getpid(), port=self.config.port,
                       data_dir=str(self.data_dir), product_key=self.config.product_key,
                       device_name=self.config.device_name, outbox=self._outbox_count())
+        if self.store_faults is not None:
+            self.log.warning("store_faults_injected", spec=self.env.get(STORE_FAULT_ENV))
         self._new_controller()
 
     def _lock(self) -> None:
@@ -468,7 +559,7 @@ class Gateway:
             self._base_counters = _merge_counts(self._base_counters,
                                                 self._controller_counters(self.controller))
         view = GatewayOutbox(self.outbox, self.config.product_key, self.config.device_name,
-                             self._store_error)
+                             self._store_error, self.store_faults)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
@@ -542,6 +633,8 @@ class Gateway:
 
     def _on_wake(self, _now: int) -> None:
         self._drain()
+        if self._inbox_pending:
+            self._store_inbound()
         if self._reload_requested:
             self._reload_requested = False
             self._reload_log_level()
@@ -640,6 +733,13 @@ class Gateway:
     def _stopped(self, code: Exit, reason: str) -> Exit:
         self.exit_code = code
         self.exit_reason = reason
+        self._store_inbound()
+        while self._inbox_pending:  # the store still refuses: hand them on, say so
+            message = self._inbox_pending.popleft()
+            self.gateway_counters["inbox_errors"] += 1
+            self.log.error("inbox_store_failed", topic=message.topic, error="store unavailable "
+                           "at shutdown")
+            self._hand_on(message, None)
         self.log.info("gateway_stop", exit_code=int(code), reason=reason,
                       outbox=self._outbox_count())
         return code
@@ -653,16 +753,35 @@ class Gateway:
             self._restart_streak = 0
 
     def _on_inbound(self, topic: str, payload: bytes) -> None:
-        received = time.time()
-        message = InboundMessage(topic=topic, payload=payload, received_at=received)
-        message_id: int | None = None
-        if self.inbox is not None:
+        self._inbox_pending.append(InboundMessage(topic=topic, payload=payload,
+                                                  received_at=time.time()))
+        self._store_inbound()
+
+    def _store_inbound(self) -> None:
+        """Store the inbound messages waiting, in arrival order, and hand each on (stdout,
+        `on_message`) once stored. This runs inside the tick, so the store never waits: while
+        it refuses (locked, full) they wait in memory and are tried again at each wake-up;
+        beyond INBOX_PENDING_MAX the oldest is handed on unstored, counted and logged."""
+        while self._inbox_pending:
+            message = self._inbox_pending[0]
+            message_id: int | None = None
             try:
-                message_id = self.inbox.add(topic, payload, received)
+                if self.inbox is None:
+                    raise StoreError("inbox is closed")
+                if self.store_faults is not None:
+                    self.store_faults.check("inbox", self.inbox.path)
+                message_id = self.inbox.add(message.topic, message.payload, message.received_at)
                 self.gateway_counters["inbox_stored"] += 1
             except StoreError as exc:
+                self._store_error("inbox", exc)
+                if len(self._inbox_pending) <= INBOX_PENDING_MAX:
+                    return
                 self.gateway_counters["inbox_errors"] += 1
-                self.log.error("inbox_store_failed", topic=topic, error=str(exc))
+                self.log.error("inbox_store_failed", topic=message.topic, error=str(exc))
+            self._inbox_pending.popleft()
+            self._hand_on(message, message_id)
+
+    def _hand_on(self, message: InboundMessage, message_id: int | None) -> None:
         if self.inbox_out is not None:
             try:
                 self.inbox_out.write(inbox_json_line(message, message_id) + "\n")
@@ -679,7 +798,7 @@ class Gateway:
     def _store_error(self, operation: str, exc: StoreError) -> None:
         self.gateway_counters["store_errors"] += 1
         if self._store_errors.due(operation):
-            self.log.error("outbox_store_error", operation=operation, error=str(exc))
+            self.log.error("store_error", operation=operation, error=str(exc))
 
     def _reload_log_level(self) -> None:
         """SIGHUP: the config file's (and environment's) log_level, flags still winning."""
@@ -696,11 +815,12 @@ class Gateway:
 
     # ------------------------------------------------------------------ status
 
-    def _outbox_count(self) -> int | None:
+    def _outbox_count(self, dead: bool = False) -> int | None:
+        """Messages queued (or dead letters); None when the store cannot say."""
         if self.outbox is None:
             return None
         try:
-            return self.outbox.count()
+            return self.outbox.dead_count() if dead else self.outbox.count()
         except StoreError:
             return None
 
@@ -743,6 +863,7 @@ class Gateway:
             "rssi": snapshot.get("rssi"),
             "ip": snapshot.get("ip"),
             "outbox": {"queued": self._outbox_count(),
+                       "dead_letters": self._outbox_count(dead=True),
                        "capacity": self.config.outbox_capacity},
             "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
             "counters": counters,
@@ -915,8 +1036,6 @@ def cmd_inbox(args: argparse.Namespace, env: dict[str, str]) -> int:
     if not path.exists() and not args.follow:
         raise CliError(f"no store at {path}: has the gateway run with this data directory?",
                        Exit.FAILURE)
-    if args.after is not None and args.after < 0:
-        raise CliError("--after takes a message id (0 or more)")
     try:
         inbox = SqliteInbox(path)
     except StoreError as exc:
@@ -943,6 +1062,47 @@ def cmd_inbox(args: argparse.Namespace, env: dict[str, str]) -> int:
         raise CliError(str(exc), Exit.FAILURE) from None
     finally:
         inbox.close()
+
+
+def cmd_outbox(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """List the queued messages, or the dead letters, or put a dead letter back in the queue."""
+    data_dir, found = _locate(args, env, ("outbox_capacity",))
+    path = db_path(data_dir)
+    if not path.exists():
+        raise CliError(f"no store at {path}: has the gateway run with this data directory?",
+                       Exit.FAILURE)
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    try:
+        with SqliteOutbox(path, capacity) as outbox:
+            if args.retry is not None:
+                new_id = outbox.requeue(args.retry)
+                poke(data_dir)
+                print(new_id)
+                return Exit.OK
+            if args.discard is not None:
+                outbox.discard(args.discard)
+                return Exit.OK
+            after = 0
+            while True:
+                if args.dead:
+                    dead = outbox.dead_letters(after, limit=500)
+                    lines = [dead_letter_json_line(d) for d in dead]
+                    after = dead[-1].id if dead else after
+                else:
+                    queued = outbox.queued(after, limit=500)
+                    lines = [outbox_json_line(m) for m in queued]
+                    after = queued[-1].id if queued else after
+                if not lines:
+                    return Exit.OK
+                sys.stdout.write("".join(line + "\n" for line in lines))
+                sys.stdout.flush()
+    except ValueError as exc:  # no dead letter with that id
+        raise CliError(str(exc), Exit.USAGE) from None
+    except OutboxFull as exc:
+        print(f"airfsm: {exc}", file=sys.stderr)
+        return EXIT_OUTBOX_FULL
+    except StoreError as exc:
+        raise CliError(str(exc), Exit.FAILURE) from None
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -1009,11 +1169,12 @@ def format_status(status: Mapping[str, Any], alive: bool) -> str:
                  f"ip {status.get('ip') or '-'}")
     outbox = status.get("outbox") or {}
     inbox = status.get("inbox") or {}
-    lines.append(f"outbox     {outbox.get('queued')} queued (capacity {outbox.get('capacity')})")
+    lines.append(f"outbox     {outbox.get('queued')} queued, {outbox.get('dead_letters', 0)} dead "
+                 f"letters (capacity {outbox.get('capacity')})")
     lines.append(f"inbox      {inbox.get('stored')} stored")
     c = status.get("counters") or {}
     lines.append(f"publishes  sent {c.get('publish_sent', 0)}, acked {c.get('publish_acked', 0)}"
-                 f", retried {c.get('publish_retried', 0)}, dropped {c.get('publish_dropped', 0)}")
+                 f", retried {c.get('publish_retried', 0)}, dead {c.get('publish_dead', 0)}")
     reconnects = c.get("reconnects") or {}
     text = ", ".join(f"{k} {v}" for k, v in sorted(reconnects.items())) or "none"
     lines.append(f"reconnects {text}")
@@ -1023,6 +1184,8 @@ def format_status(status: Mapping[str, Any], alive: bool) -> str:
                  f"probes {c.get('probes', 0)}, AT lines dropped {at.get('lines_dropped', 0)}, "
                  f"port reopens {gw.get('port_reopens', 0)}, module restarts "
                  f"{gw.get('module_restarts', 0)}")
+    lines.append(f"store      unavailable {c.get('store_unavailable', 0)}, errors "
+                 f"{gw.get('store_errors', 0)}, inbox errors {gw.get('inbox_errors', 0)}")
     lines.append(f"updated    {status.get('updated_at')} ({_ago(status.get('updated_at'))} ago)")
     return "\n".join(lines)
 
@@ -1053,6 +1216,17 @@ def _add_locating_options(p: argparse.ArgumentParser) -> None:
                         "(default: $AIRFSM_CONFIG)")
 
 
+def _message_id(text: str) -> int:
+    """An id for --after / --retry, or a count for --last: 0 .. 2**63-1 (SQLite's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_MESSAGE_ID:
+        raise argparse.ArgumentTypeError(f"expected 0 .. {MAX_MESSAGE_ID}, got {text}")
+    return value
+
+
 def _qos(text: str) -> int:
     try:
         value = int(text)
@@ -1067,7 +1241,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "run", help="the gateway: hold the link, send the outbox, store the inbox",
         description="Run the gateway until SIGTERM/SIGINT. Settings: --config FILE (TOML, "
-                    "one key per flag), then AIRFSM_* environment variables, then flags.")
+                    "one key per flag), then AIRFSM_* environment variables, then flags.",
+        epilog=f"Test aid: store errors can be injected with {STORE_FAULT_HELP}, e.g. "
+               f"{STORE_FAULT_ENV}=ack@3 (the next three DELETEs after a PUBACK fail) or "
+               f"{STORE_FAULT_ENV}=write=full@* (a full disk).")
     add_connection_options(p, required=False)
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML configuration file (default: $AIRFSM_CONFIG)")
@@ -1081,6 +1258,8 @@ def register(sub: Any) -> None:
         "liveness_s": "ONLINE: probe the link this often (default 60)",
         "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
         "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
+        "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
+                            "(default 5)",
         "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
         "reset_command": "command that pulses the module's RESET pin when it stops answering "
                          "AT (run without a shell; default: none)",
@@ -1108,11 +1287,28 @@ def register(sub: Any) -> None:
     _add_locating_options(p)
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing new messages until interrupted")
-    p.add_argument("--after", type=int, default=None, metavar="ID",
+    p.add_argument("--after", type=_message_id, default=None, metavar="ID",
                    help="only messages with an id greater than ID")
-    p.add_argument("--last", type=int, default=None, metavar="N",
+    p.add_argument("--last", type=_message_id, default=None, metavar="N",
                    help="start with the last N messages")
     p.set_defaults(handler=cmd_inbox)
+
+    p = sub.add_parser(
+        "outbox", help="list queued messages or dead letters; re-queue or discard one",
+        description="Print the outbox (oldest first) as JSON lines: id, topic, payload, "
+                    "payload_encoding, qos, attempts. A message whose attempts ran out without "
+                    "a PUBACK is moved to the dead letters (--dead, with reason and died_at); "
+                    "--retry ID puts one back at the tail of the queue with a new id and a "
+                    "fresh attempt budget, and prints the new id; --discard ID deletes one.")
+    _add_locating_options(p)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--dead", action="store_true", help="list the dead letters instead")
+    what.add_argument("--retry", type=_message_id, default=None, metavar="ID",
+                      help="move dead letter ID back to the queue")
+    what.add_argument("--discard", type=_message_id, default=None, metavar="ID",
+                      help="delete dead letter ID for good")
+    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_outbox)
 
     p = sub.add_parser("status", help="print the running gateway's status",
                        description="Print the gateway's status file. Exit 0 when the gateway "
@@ -1122,4 +1318,5 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_status)
 
 
-__all__ = ["Gateway", "GatewayOutbox", "enqueue", "poke", "register", "settings_from_config"]
+__all__ = ["Gateway", "GatewayOutbox", "StoreFaults", "enqueue", "poke", "register",
+           "settings_from_config"]

@@ -89,11 +89,15 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
+    # `log.exception(...)` carries its traceback: as one (redacted) string in a JSON line; the
+    # console renderer formats it itself.
+    tracebacks: list[Any] = [structlog.processors.format_exc_info] if json else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *tracebacks,
             redact_processor,
             renderer,
         ],

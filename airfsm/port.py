@@ -12,13 +12,23 @@ distinct on purpose:
 `SerialPort` wraps pyserial's `serial_for_url`, so a `/dev/tty…` device, a pty slave path,
 `socket://host:port`, `rfc2217://…` and `loop://` all work. It never touches modem lines: on a
 pty they raise ENOTTY, and the AT dialect does not need them.
+
+A port is opened exclusively: two programs writing AT commands to one module interleave them
+and both fail. A device or pty is `flock`ed (pyserial's `exclusive=True`); a network URL has no
+device to lock, so a lock file per URL in the temporary directory stands in for it (that covers
+programs on this host; the server on the other end decides about the rest).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import hashlib
 import os
 import re
+import tempfile
+from pathlib import Path
 from typing import Protocol
 
 import serial
@@ -34,6 +44,7 @@ __all__ = [
 ]
 
 WRITE_TIMEOUT_S = 2.0  # a UART that cannot take a few hundred bytes in 2 s is gone
+_NETWORK_SCHEMES = ("socket://", "rfc2217://")  # no device to flock: a lock file per URL
 
 
 class PortError(Exception):
@@ -91,9 +102,10 @@ def _reason(exc: BaseException) -> str:
 class SerialPort:
     """A pyserial port (device, pty, socket://, rfc2217://, loop://) behind the `Port` calls."""
 
-    def __init__(self, ser: serial.SerialBase, url: str) -> None:
+    def __init__(self, ser: serial.SerialBase, url: str, lock_fd: int | None = None) -> None:
         self._serial: serial.SerialBase | None = ser
         self.url = url
+        self._lock_fd = lock_fd  # held for a network URL while it is open
 
     def __repr__(self) -> str:
         state = "open" if self._serial is not None else "closed"
@@ -157,19 +169,55 @@ class SerialPort:
         # A vanished device may fail to close: it is released either way.
         with contextlib.suppress(serial.SerialException, OSError):
             ser.close()
+        _unlock(self._lock_fd)
+        self._lock_fd = None
+
+
+_IN_USE = "in use by another program (it holds the port's exclusive lock)"
 
 
 def open_port(url: str, baud: int = 115200) -> SerialPort:
-    """Open a device path or pyserial URL for non-blocking use. Raises PortError (one line)."""
+    """Open a device path or pyserial URL, exclusively, for non-blocking use. Raises PortError
+    (one line), also when another program has the port open exclusively."""
     if not url:
         raise PortError("cannot open port: no path or URL given")
+    lock_fd = _lock_url(url)
     try:
         ser = serial.serial_for_url(
-            url, baudrate=baud, timeout=0, write_timeout=WRITE_TIMEOUT_S
+            url, baudrate=baud, timeout=0, write_timeout=WRITE_TIMEOUT_S, exclusive=True
         )
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise PortError(_one_line(f"cannot open {url}: {_reason(exc)}")) from None
-    return SerialPort(ser, url)
+        _unlock(lock_fd)
+        locked = getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK) and (
+            "lock" in str(exc))
+        raise PortError(_one_line(f"cannot open {url}: "
+                                  f"{_IN_USE if locked else _reason(exc)}")) from None
+    return SerialPort(ser, url, lock_fd)
+
+
+def _lock_url(url: str) -> int | None:
+    """For a network URL, the fd of its lock file, held (`flock`); None for anything else."""
+    if not url.lower().startswith(_NETWORK_SCHEMES):
+        return None
+    digest = hashlib.sha256(url.encode("utf-8", "replace")).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"airfsm-port-{digest}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+    except OSError as exc:
+        raise PortError(_one_line(f"cannot open {url}: cannot create its lock file {path}: "
+                                  f"{exc.strerror}")) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise PortError(f"cannot open {url}: {_IN_USE}, lock file {path}") from None
+    return fd
+
+
+def _unlock(lock_fd: int | None) -> None:
+    if lock_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(lock_fd)  # releases the flock
 
 
 class MemoryPort:

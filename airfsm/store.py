@@ -6,7 +6,9 @@ One database file, `<data_dir>/airfsm.db`, holds both tables; any number of proc
 it at once (`airfsm publish` enqueues while `airfsm run` reads). It runs in WAL mode so readers
 never block the writer, with `synchronous=FULL` so that a message `enqueue` has returned an id
 for survives kill -9 and power loss, and with a busy timeout so that writers queue up instead of
-failing. The schema carries its version in `PRAGMA user_version`.
+failing. The gateway's own connection is the exception: its tick must never wait, so it opens
+the outbox with `busy_timeout_ms=0` and treats "locked" as "try again later". The schema carries
+its version in `PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters).
 """
 
 from __future__ import annotations
@@ -27,16 +29,27 @@ from types import TracebackType
 from typing import Any
 
 from airfsm.log import redact
-from airfsm.messages import InboundMessage, OutboundMessage
+from airfsm.messages import DeadLetter, InboundMessage, OutboundMessage, OutboxUnavailable
 from airfsm.payload import check_message
 
 DB_FILENAME = "airfsm.db"
 STATUS_FILENAME = "status.json"
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 10_000
+SCHEMA_VERSION = 2
+BUSY_TIMEOUT_MS = 10_000  # what a CLI waits for another process's write; the gateway waits 0
 DEFAULT_OUTBOX_CAPACITY = 10_000
 DEFAULT_INBOX_CAPACITY = 10_000
 
+# Schema 2: messages the gateway gave up on after their attempt budget, kept for an operator.
+_DEAD_LETTER_TABLE = """CREATE TABLE IF NOT EXISTS dead_letter (
+        id          INTEGER PRIMARY KEY,                -- the id it had in the outbox
+        topic       TEXT    NOT NULL,
+        payload     BLOB    NOT NULL,
+        qos         INTEGER NOT NULL,
+        enqueued_at REAL    NOT NULL,
+        attempts    INTEGER NOT NULL,
+        reason      TEXT    NOT NULL,
+        died_at     REAL    NOT NULL
+    )"""
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS outbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK can't
@@ -52,11 +65,16 @@ _SCHEMA = (
         payload     BLOB    NOT NULL,
         received_at REAL    NOT NULL
     )""",
+    _DEAD_LETTER_TABLE,
 )
+# What turns version N into N+1; a fresh store runs _SCHEMA instead. Rows are never touched.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,)}
 
 
-class StoreError(Exception):
-    """The store cannot do what was asked (cannot open, corrupt, locked too long): one line."""
+class StoreError(OutboxUnavailable):
+    """The store cannot do what was asked (cannot open, corrupt, locked, full): one line.
+    A call that raises it changed nothing, so for the controller it is `OutboxUnavailable`
+    (a `SqliteOutbox` can serve a controller directly)."""
 
 
 class OutboxFull(Exception):
@@ -72,8 +90,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database at `path`, in WAL mode, at the current schema."""
+def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    """Open (creating if needed) the database at `path`, in WAL mode, at the current schema.
+
+    Opening and migrating may wait up to BUSY_TIMEOUT_MS for other processes; afterwards the
+    connection waits at most `busy_timeout_ms` for a lock (0: "locked" comes back at once)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -84,7 +105,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     delay = 0.005
     while True:
         try:
-            return _connect_once(path)
+            return _connect_once(path, busy_timeout_ms)
         except sqlite3.OperationalError as exc:
             busy = "locked" in str(exc) or "busy" in str(exc)
             if not busy or time.monotonic() >= deadline:
@@ -95,7 +116,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         delay = min(delay * 2, 0.1)
 
 
-def _connect_once(path: Path) -> sqlite3.Connection:
+def _connect_once(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; every write below says BEGIN itself.
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
@@ -105,6 +126,7 @@ def _connect_once(path: Path) -> sqlite3.Connection:
             raise StoreError(f"cannot open store {path}: journal mode is {mode!r}, not WAL")
         conn.execute("PRAGMA synchronous=FULL")
         _migrate(conn, path)
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         return conn
     except BaseException:
         conn.close()
@@ -116,18 +138,20 @@ def _user_version(conn: sqlite3.Connection) -> int:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    version = _user_version(conn)
-    if version == SCHEMA_VERSION:
+    if _user_version(conn) == SCHEMA_VERSION:
         return
-    if version > SCHEMA_VERSION:
-        raise StoreError(f"store {path} has schema version {version}; this airfsm knows "
-                         f"{SCHEMA_VERSION}: upgrade airfsm")
     with _immediate(conn):
-        version = _user_version(conn)  # another process may have created it meanwhile
-        if version == 0:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        version = _user_version(conn)  # again, under the lock: another process may have won
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store {path} has schema version {version}; this airfsm knows "
+                             f"{SCHEMA_VERSION}: upgrade airfsm")
+        statements: tuple[str, ...] = _SCHEMA  # a fresh store: everything at once
+        if version != 0:  # an older one: each migration from its version on, rows kept
+            statements = tuple(statement for step in range(version, SCHEMA_VERSION)
+                               for statement in _MIGRATIONS[step])
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 @contextlib.contextmanager
@@ -149,12 +173,13 @@ class _Store:
 
     _what = "store"
 
-    def __init__(self, path: str | Path, capacity: int) -> None:
+    def __init__(self, path: str | Path, capacity: int,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.path = Path(path)
         self.capacity = capacity
-        self._conn: sqlite3.Connection | None = _connect(self.path)
+        self._conn: sqlite3.Connection | None = _connect(self.path, busy_timeout_ms)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -188,18 +213,20 @@ class _Store:
 class SqliteOutbox(_Store):
     """Messages waiting to be published, oldest first; satisfies the controller's `Outbox`.
 
-    A row is deleted only by `ack`: the gateway acks a QoS1 message on PUBACK and a QoS0 message
-    on OK, so a crash, a kill -9 or a power cut at any moment loses nothing it was given
-    (at-least-once). The outbox is bounded: `enqueue` refuses with OutboxFull rather than drop
-    older data.
+    A row leaves the outbox only by `ack` (the gateway acks a QoS1 message on PUBACK and a QoS0
+    message on OK) or by `dead_letter` (its attempt budget is spent: the row moves, whole, to
+    the dead letters). So a crash, a kill -9 or a power cut at any moment loses nothing it was
+    given (at-least-once). The outbox is bounded: `enqueue` refuses with OutboxFull rather than
+    drop older data. `busy_timeout_ms=0` (the gateway's tick) makes every call answer "database
+    is locked" at once instead of waiting for another process's write.
     """
 
     _what = "outbox"
 
     def __init__(self, path: str | Path, capacity: int = DEFAULT_OUTBOX_CAPACITY, *,
-                 allow_hex: bool = True) -> None:
+                 allow_hex: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         """`allow_hex=False` refuses payloads that only hex mode (AT+MQTTMODE=1) can carry."""
-        super().__init__(path, capacity)
+        super().__init__(path, capacity, busy_timeout_ms)
         self.allow_hex = allow_hex
 
     def __enter__(self) -> SqliteOutbox:
@@ -217,36 +244,43 @@ class SqliteOutbox(_Store):
         reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
         if reason is not None:
             raise ValueError(reason)
-        payload = bytes(payload)
         try:
             with _immediate(self._db()) as db:
-                held = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-                if held >= self.capacity:
-                    raise OutboxFull(f"outbox full: {held} messages waiting (capacity "
-                                     f"{self.capacity}); nothing was dropped, retry later")
-                cur = db.execute(
-                    "INSERT INTO outbox (topic, payload, qos, enqueued_at) VALUES (?, ?, ?, ?)",
-                    (topic, payload, qos, time.time()))
-                message_id = cur.lastrowid
+                return self._insert(db, topic, bytes(payload), qos, time.time())
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
-        assert message_id is not None
-        return int(message_id)
+
+    def _insert(self, db: sqlite3.Connection, topic: str, payload: bytes, qos: int,
+                enqueued_at: float) -> int:
+        """INSERT at the tail, inside the caller's IMMEDIATE transaction; OutboxFull first."""
+        held = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        if held >= self.capacity:
+            raise OutboxFull(f"outbox full: {held} messages waiting (capacity "
+                             f"{self.capacity}); nothing was dropped, retry later")
+        cur = db.execute(
+            "INSERT INTO outbox (topic, payload, qos, enqueued_at) VALUES (?, ?, ?, ?)",
+            (topic, payload, qos, enqueued_at))
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
 
     def peek(self) -> OutboundMessage | None:
         """The oldest message not yet acknowledged, or None when the outbox is empty."""
+        queued = self.queued(limit=1)
+        return queued[0] if queued else None
+
+    def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
+        """Up to `limit` queued messages with id > `after_id`, oldest first."""
         try:
-            row = self._db().execute(
-                "SELECT id, topic, payload, qos FROM outbox ORDER BY id LIMIT 1").fetchone()
+            rows = self._db().execute(
+                "SELECT id, topic, payload, qos, attempts FROM outbox WHERE id > ? "
+                "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
-        if row is None:
-            return None
-        return OutboundMessage(id=int(row[0]), topic=str(row[1]), payload=bytes(row[2]),
-                               qos=int(row[3]))
+        return [OutboundMessage(id=int(r[0]), topic=str(r[1]), payload=bytes(r[2]),
+                                qos=int(r[3]), attempts=int(r[4])) for r in rows]
 
     def ack(self, message_id: int) -> None:
-        """Delivered (or given up on): delete the message for good. Unknown ids are ignored."""
+        """Delivered: delete the message for good. Unknown ids are ignored."""
         try:
             self._db().execute("DELETE FROM outbox WHERE id = ?", (message_id,))
         except sqlite3.Error as exc:
@@ -255,9 +289,9 @@ class SqliteOutbox(_Store):
     def mark_attempt(self, message_id: int) -> int:
         """Count one more send attempt; return the new count (0 if the message is gone)."""
         try:
-            db = self._db()
-            db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (message_id,))
-            row = db.execute("SELECT attempts FROM outbox WHERE id = ?", (message_id,)).fetchone()
+            row = self._db().execute(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
+                (message_id,)).fetchone()
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
         return 0 if row is None else int(row[0])
@@ -271,6 +305,64 @@ class SqliteOutbox(_Store):
             raise self._fail(exc) from None
         return 0 if row is None else int(row[0])
 
+    # ------------------------------------------------------------------ dead letters
+
+    def dead_letter(self, message_id: int, reason: str) -> None:
+        """Move a queued message, whole, to the dead letters (one transaction: it is in exactly
+        one of the two tables at any moment). Unknown ids are ignored."""
+        try:
+            with _immediate(self._db()) as db:
+                db.execute(
+                    "INSERT INTO dead_letter (id, topic, payload, qos, enqueued_at, attempts, "
+                    "reason, died_at) SELECT id, topic, payload, qos, enqueued_at, attempts, ?, ? "
+                    "FROM outbox WHERE id = ?", (reason, time.time(), message_id))
+                db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """Up to `limit` dead letters with id > `after_id`, by id (the order they were queued)."""
+        try:
+            rows = self._db().execute(
+                "SELECT id, topic, payload, qos, attempts, reason, died_at FROM dead_letter "
+                "WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return [DeadLetter(id=int(r[0]), topic=str(r[1]), payload=bytes(r[2]), qos=int(r[3]),
+                           attempts=int(r[4]), reason=str(r[5]), died_at=float(r[6]))
+                for r in rows]
+
+    def dead_count(self) -> int:
+        try:
+            return int(self._db().execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def requeue(self, dead_id: int) -> int:
+        """Put a dead letter back at the tail of the outbox with a fresh attempt budget; return
+        its new outbox id (ids are never reused, so it cannot take a late PUBACK meant for its
+        old self). ValueError when no dead letter has that id; OutboxFull when full."""
+        try:
+            with _immediate(self._db()) as db:
+                row = db.execute("SELECT topic, payload, qos FROM dead_letter WHERE id = ?",
+                                 (dead_id,)).fetchone()
+                if row is None:
+                    raise ValueError(f"no dead letter with id {dead_id}")
+                new_id = self._insert(db, str(row[0]), bytes(row[1]), int(row[2]), time.time())
+                db.execute("DELETE FROM dead_letter WHERE id = ?", (dead_id,))
+                return new_id
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def discard(self, dead_id: int) -> None:
+        """Delete a dead letter for good (an operator's decision). ValueError when unknown."""
+        try:
+            cur = self._db().execute("DELETE FROM dead_letter WHERE id = ?", (dead_id,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        if cur.rowcount == 0:
+            raise ValueError(f"no dead letter with id {dead_id}")
+
 
 class SqliteInbox(_Store):
     """Every inbound (`+MSUB:`) message, in arrival order.
@@ -282,8 +374,9 @@ class SqliteInbox(_Store):
 
     _what = "inbox"
 
-    def __init__(self, path: str | Path, capacity: int = DEFAULT_INBOX_CAPACITY) -> None:
-        super().__init__(path, capacity)
+    def __init__(self, path: str | Path, capacity: int = DEFAULT_INBOX_CAPACITY, *,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        super().__init__(path, capacity, busy_timeout_ms)
 
     def __enter__(self) -> SqliteInbox:
         return self
@@ -328,21 +421,39 @@ def iso_utc(timestamp: float) -> str:
     return text.replace("+00:00", "Z")
 
 
+def _json_line(message_id: int | None, topic: str, payload: bytes, **more: Any) -> str:
+    """`{"id", "topic", "payload", "payload_encoding", **more}` as one pure-ASCII JSON line.
+
+    The payload is text when it is valid UTF-8, else base64; non-ASCII text is `\\u` escaped,
+    so a line can never break a terminal or a pipe.
+    """
+    try:
+        text, encoding = payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
+    record: dict[str, Any] = {} if message_id is None else {"id": message_id}
+    record.update(topic=topic, payload=text, payload_encoding=encoding, **more)
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+
+
 def inbox_json_line(msg: InboundMessage, message_id: int | None = None) -> str:
     """One JSON line (no trailing newline) for an inbound message.
 
     `{"topic", "payload", "payload_encoding": "utf-8" | "base64", "received_at"}`, plus `"id"`
-    first when given. The payload is text when it is valid UTF-8, else base64. The line is
-    pure ASCII (non-ASCII text is `\\u` escaped), so it can never break a terminal or a pipe.
+    first when given.
     """
-    try:
-        payload, encoding = msg.payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        payload, encoding = base64.b64encode(msg.payload).decode("ascii"), "base64"
-    record: dict[str, Any] = {} if message_id is None else {"id": message_id}
-    record.update(topic=msg.topic, payload=payload, payload_encoding=encoding,
-                  received_at=iso_utc(msg.received_at))
-    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+    return _json_line(message_id, msg.topic, msg.payload, received_at=iso_utc(msg.received_at))
+
+
+def outbox_json_line(msg: OutboundMessage) -> str:
+    """One JSON line for a queued message: id, topic, payload, payload_encoding, qos, attempts."""
+    return _json_line(msg.id, msg.topic, msg.payload, qos=msg.qos, attempts=msg.attempts)
+
+
+def dead_letter_json_line(dead: DeadLetter) -> str:
+    """One JSON line for a dead letter: the queued fields plus reason and died_at."""
+    return _json_line(dead.id, dead.topic, dead.payload, qos=dead.qos, attempts=dead.attempts,
+                      reason=dead.reason, died_at=iso_utc(dead.died_at))
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -387,6 +498,11 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v) for v in value]
     return redact(str(value))
+
+
+# The parts of a status file that are JSON objects (`a.b`: b inside a), when present.
+_STATUS_OBJECTS = ("device", "outbox", "inbox", "counters", "exit", "counters.reconnects",
+                   "counters.at", "counters.gateway")
 
 
 class StatusFile:
@@ -446,4 +562,10 @@ class StatusFile:
             raise StoreError(f"status file {p} is corrupt: {_one_line(exc)}") from None
         if not isinstance(data, dict):
             raise StoreError(f"status file {p} is corrupt: not a JSON object")
+        for key in _STATUS_OBJECTS:  # what readers index into must be what they expect
+            outer, _dot, inner = key.rpartition(".")
+            holder = data.get(outer) if outer else data
+            value = holder.get(inner) if isinstance(holder, dict) else None
+            if value is not None and not isinstance(value, dict):
+                raise StoreError(f"status file {p} is corrupt: '{key}' is not a JSON object")
         return data

@@ -93,14 +93,14 @@ def test_every_setting_from_the_environment() -> None:
         "log_level": "warning", "inbox": "stdout", "outbox_capacity": "7",
         "inbox_capacity": "8", "keepalive_s": "60", "watchdog_s": "120", "liveness_s": "10",
         "puback_timeout_s": "4", "silence_limit": "6", "reset_command": "gpioset x 17=0",
-        "shutdown_grace_s": "1.5", "timeout_s": "12.5"}.items()}
+        "shutdown_grace_s": "1.5", "timeout_s": "12.5", "publish_attempts": "9"}.items()}
     assert set(env) == {env_var(f.name) for f in fields(GatewayConfig)}  # every key covered
     cfg = load_config(None, env, {})
     assert cfg.port == "socket://localhost:7000" and cfg.device_secret == SECRET
     assert cfg.baud == 9600 and cfg.data_dir == Path("/srv/airfsm")
     assert (cfg.outbox_capacity, cfg.inbox_capacity, cfg.keepalive_s) == (7, 8, 60)
     assert cfg.shutdown_grace_s == 1.5 and cfg.timeout_s == 12.5 and cfg.inbox == "stdout"
-    assert (cfg.puback_timeout_s, cfg.silence_limit) == (4, 6)
+    assert (cfg.puback_timeout_s, cfg.silence_limit, cfg.publish_attempts) == (4, 6, 9)
     assert cfg.reset_command == "gpioset x 17=0"
 
 

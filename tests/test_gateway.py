@@ -404,14 +404,18 @@ def test_online_timing_keys_reach_the_controller_and_are_range_checked(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = GatewayConfig(port="/dev/null", product_key=SEED_PK, device_name=SEED_DN,
                            device_secret=SEED_DS, puback_timeout_s=3, silence_limit=5,
-                           liveness_s=7)
+                           liveness_s=7, publish_attempts=2)
     settings = gw_module.settings_from_config(config)
-    assert (settings.puback_timeout_ms, settings.silence_limit, settings.liveness_ms) == (
-        3_000, 5, 7_000)
+    assert (settings.puback_timeout_ms, settings.silence_limit, settings.liveness_ms,
+            settings.publish_attempts) == (3_000, 5, 7_000, 2)
     code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--product-key", SEED_PK,
                            "--device-name", SEED_DN, "--device-secret", SEED_DS,
                            "--data-dir", str(tmp_path), "--puback-timeout-s", "0")
     assert code == Exit.USAGE and "puback_timeout_s" in err
+    code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--product-key", SEED_PK,
+                           "--device-name", SEED_DN, "--device-secret", SEED_DS,
+                           "--data-dir", str(tmp_path), "--publish-attempts", "0")
+    assert code == Exit.USAGE and "publish_attempts" in err
 
 
 def test_run_missing_settings_are_named(
@@ -471,7 +475,7 @@ def test_gateway_delivers_publishes_and_downlinks_and_writes_status(
     status = g.wait_status(lambda s: s["counters"]["publish_acked"] == 2
                            and s["counters"]["gateway"]["inbox_stored"] == 1,
                            what="counters in the status file")
-    assert status["outbox"] == {"queued": 0, "capacity": 10_000}
+    assert status["outbox"] == {"queued": 0, "dead_letters": 0, "capacity": 10_000}
     assert status["device"]["product_key"] == SEED_PK
     for key in ("state", "since", "attempt", "counters"):
         assert key in status
@@ -746,3 +750,165 @@ def test_helper_commands_reject_a_bad_config_file_in_one_line(
         assert code == Exit.USAGE, err
         assert words in err and str(config) in err
         assert len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- delivery: the outbox CLI
+
+
+def test_outbox_lists_queued_and_dead_messages_and_requeues_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "outbox", "--data-dir", str(tmp_path))
+    assert code == Exit.FAILURE and "no store" in err and len(err.strip().splitlines()) == 1
+    for payload in ("gave up on", "still queued"):
+        assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, payload)[0] == 0
+    with SqliteOutbox(db_path(tmp_path)) as box:
+        for _ in range(5):
+            box.mark_attempt(1)
+        box.dead_letter(1, "5 attempts without PUBACK (last: no PUBACK within 10000 ms)")
+
+    code, out, _ = run_cli(capsys, "outbox", "--data-dir", str(tmp_path))
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == [
+        {"id": 2, "topic": UPDATE, "payload": "still queued", "payload_encoding": "utf-8",
+         "qos": 1, "attempts": 0}]
+    code, out, _ = run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--dead")
+    [dead] = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and dead["id"] == 1 and dead["payload"] == "gave up on"
+    assert dead["attempts"] == 5 and dead["reason"].startswith("5 attempts without PUBACK")
+    assert dead["died_at"].endswith("Z")
+
+    code, out, _ = run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--retry", "1")
+    assert code == 0 and out.strip() == "3"  # a new id, at the tail, with a fresh budget
+    _, out, _ = run_cli(capsys, "outbox", "--data-dir", str(tmp_path))
+    assert [(m["id"], m["payload"], m["attempts"]) for m in map(json.loads, out.splitlines())] \
+        == [(2, "still queued", 0), (3, "gave up on", 0)]
+    assert run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--dead")[1] == ""
+    with SqliteOutbox(db_path(tmp_path)) as box:
+        box.dead_letter(2, "an operator gave up on it")
+    assert run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--discard", "2")[0] == 0
+    assert run_cli(capsys, "outbox", "--data-dir", str(tmp_path), "--dead")[1] == ""
+
+    for args, words in ((["--retry", "1"], "no dead letter with id 1"),
+                        (["--discard", "2"], "no dead letter with id 2"),
+                        (["--retry", "x"], "expected a whole number"),
+                        (["--dead", "--retry", "3"], "not allowed with")):
+        code, _, err = run_cli(capsys, "outbox", "--data-dir", str(tmp_path), *args)
+        assert code == Exit.USAGE and words in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------- bad input: one line
+
+
+@pytest.mark.parametrize("args", [["--after", "99999999999999999999999"], ["--after", "-1"],
+                                  ["--last", "-5"], ["--last", "1e3"]])
+def test_inbox_bad_numbers_are_one_line_and_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    with SqliteInbox(db_path(tmp_path)) as inbox:
+        inbox.add(GET, b"x", 1.0)
+    code, out, err = run_cli(capsys, "inbox", "--data-dir", str(tmp_path), *args)
+    assert code == Exit.USAGE and out == ""
+    assert len(err.strip().splitlines()) == 1 and args[0] in err
+
+
+@pytest.mark.parametrize("status", [
+    {"pid": 1, "running": True, "counters": 5},
+    {"pid": 1, "running": True, "device": "ttyUSB0"},
+    {"pid": 1, "running": False, "exit": [0, "stopped"]},
+    {"pid": 1, "running": True, "counters": {"reconnects": ["mqtt_lost"]}},
+    {"pid": 1, "running": True, "counters": {"gateway": 3}},
+])
+def test_status_of_a_malformed_status_file_is_one_line_and_nonzero(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], status: dict[str, Any]) -> None:
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    for extra in ([], ["--json"]):
+        code, out, err = run_cli(capsys, "status", "--data-dir", str(tmp_path), *extra)
+        assert code == Exit.FAILURE and out == ""
+        assert len(err.strip().splitlines()) == 1 and "corrupt" in err, err
+    # `publish` only wanted the device from it: it says what it is missing, nothing worse
+    code, _, err = run_cli(capsys, "publish", "--data-dir", str(tmp_path), "update", "x")
+    assert code == Exit.USAGE and "needs the ProductKey" in err
+
+
+def test_a_crashed_gateway_logs_the_traceback_and_says_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(self: Gateway) -> Exit:
+        raise RuntimeError("a bug in the gateway")
+
+    monkeypatch.setattr(Gateway, "run", crash)
+    monkeypatch.setenv("AIRFSM_DEVICE_SECRET", SEED_DS)
+    code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--product-key", SEED_PK,
+                           "--device-name", SEED_DN, "--data-dir", str(tmp_path))
+    assert code == Exit.INTERNAL
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    [crashed] = [e for e in logged if e["event"] == "gateway_crashed"]
+    assert "Traceback (most recent call last)" in crashed["exception"]
+    assert "RuntimeError: a bug in the gateway" in crashed["exception"]
+    said = [line for line in err.splitlines() if not line.startswith("{")]
+    assert said == ["airfsm: internal error: RuntimeError: a bug in the gateway"]
+
+
+def test_status_text_counts_dead_letters_and_store_trouble() -> None:
+    status = {"running": True, "pid": 1, "state": "ONLINE",
+              "outbox": {"queued": 4, "dead_letters": 2, "capacity": 10},
+              "counters": {"publish_dead": 2, "store_unavailable": 7,
+                           "gateway": {"store_errors": 7}}}
+    text = gw_module.format_status(status, alive=True)
+    assert "4 queued, 2 dead letters (capacity 10)" in text
+    assert "dead 2" in text and "unavailable 7, errors 7" in text
+
+
+# ---------------------------------------------------------------------- delivery: processes
+
+
+def test_a_second_gateway_on_the_same_serial_port_refuses_in_one_line(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess]) -> None:
+    server = sims()
+    first = gateways(server.endpoint, tmp_path / "one")
+    first.wait_online()
+    second = gateways(server.endpoint, tmp_path / "two")
+    assert second.proc.wait(timeout=DEADLINE_S) == Exit.PORT
+    said = [line for line in second.stderr().splitlines() if not line.startswith("{")]
+    assert len(said) == 1 and "in use by another program" in said[0], second.stderr()
+    assert server.endpoint in said[0] and "Traceback" not in second.stderr()
+    assert first.status()["state"] == "ONLINE"  # type: ignore[index]
+    assert first.stop() == 0
+
+
+def test_store_errors_injected_into_a_running_gateway_cost_no_resend(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    """AIRFSM_FAULT_STORE, the documented way to reproduce a failing disk: the first three
+    DELETEs after a PUBACK and the first inbox write fail."""
+    server = sims()
+    data = tmp_path / "data"
+    for payload in ("one", "two"):
+        assert run_cli(capsys, "publish", "--data-dir", str(data), UPDATE, payload)[0] == 0
+    g = gateways(server.endpoint, data, "--inbox", "stdout",
+                 env=clean_env(AIRFSM_DEVICE_SECRET=SEED_DS,
+                               AIRFSM_FAULT_STORE="ack=full@3,inbox=locked@1"))
+    g.wait_online()
+    wait_until(lambda: outbox_count(data) == 0, what="the outbox to drain")
+    assert [p for _t, p, _q in module_record(server)[1]] == [b"one", b"two"]  # once each
+    assert server.send_downlink(GET, b"kept while the store was locked")
+    wait_until(lambda: g.stdout().strip(), what="the downlink, stored late")
+    assert json.loads(g.stdout().splitlines()[0])["id"] == 1
+    status = g.wait_status(lambda s: s["counters"]["gateway"]["inbox_stored"] == 1,
+                           what="the inbox counter")
+    assert status["counters"]["store_unavailable"] == 3
+    assert status["counters"]["gateway"]["store_errors"] == 4
+    events = [e["event"] for e in g.log_events()]
+    assert "store_faults_injected" in events and "outbox_unavailable" in events
+    assert g.stop() == 0
+
+
+def test_a_malformed_store_fault_spec_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFSM_DEVICE_SECRET", SEED_DS)
+    monkeypatch.setenv("AIRFSM_FAULT_STORE", "ack@0")
+    code, _, err = run_cli(capsys, "run", "--port", "/dev/null", "--product-key", SEED_PK,
+                           "--device-name", SEED_DN, "--data-dir", str(tmp_path))
+    assert code == Exit.USAGE and "bad store fault 'ack@0'" in err
+    assert len(err.strip().splitlines()) == 1

@@ -287,6 +287,24 @@ def test_open_empty_url_is_port_error() -> None:
         open_port("")
 
 
+def test_a_port_in_use_by_another_program_is_refused_in_one_line() -> None:
+    """Two programs on one module interleave their AT commands: the second open must fail."""
+    from airfsm.sim import SimConfig, SimServer
+
+    with SimServer(SimConfig(profile="fast")) as server:
+        server.start()
+        first = open_port(server.endpoint)
+        try:
+            with pytest.raises(PortError) as refused:
+                open_port(server.endpoint)
+            message = str(refused.value)
+            assert "in use by another program" in message and server.endpoint in message
+            assert "\n" not in message
+        finally:
+            first.close()
+        open_port(server.endpoint).close()  # free again once the first let go
+
+
 # --- TCP --------------------------------------------------------------------------------------
 
 
@@ -318,6 +336,21 @@ def test_socket_url_round_trip_and_peer_close() -> None:
             assert "\n" not in str(exc)
         finally:
             port.close()
+
+
+def test_a_network_url_in_use_on_this_host_is_refused() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(2)  # a server that would take both: the lock is ours to keep
+        host, tcp_port = listener.getsockname()
+        url = f"socket://{host}:{tcp_port}"
+        first = open_port(url)
+        try:
+            with pytest.raises(PortError, match="in use by another program"):
+                open_port(url)
+        finally:
+            first.close()
+        open_port(url).close()
 
 
 def test_loop_url_has_no_fileno_but_works() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from airfsm import log
+from airfsm.controller import MemoryOutbox, OutboxFullError
 from airfsm.messages import InboundMessage, OutboundMessage
 from airfsm.payload import MAX_PAYLOAD_HEX_RAW
 from airfsm.store import (
@@ -163,6 +164,102 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     raw.close()
     with pytest.raises(StoreError, match="schema version"):
         SqliteOutbox(path)
+
+
+SCHEMA_1 = (  # what airfsm wrote before the dead letters existed
+    """CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+       payload BLOB NOT NULL, qos INTEGER NOT NULL CHECK (qos IN (0, 1)),
+       enqueued_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+       payload BLOB NOT NULL, received_at REAL NOT NULL)""",
+)
+
+
+def test_a_schema_1_store_is_migrated_to_2_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = db_path(tmp_path)
+    raw = sqlite3.connect(path)
+    for statement in SCHEMA_1:
+        raw.execute(statement)
+    raw.execute("INSERT INTO outbox (topic, payload, qos, enqueued_at, attempts) "
+                "VALUES (?, ?, 1, 1.0, 2)", (TOPIC, b"queued under schema 1"))
+    raw.execute("INSERT INTO inbox (topic, payload, received_at) VALUES ('/pk/dn/get', ?, 2.0)",
+                (b"received under schema 1",))
+    raw.execute("PRAGMA user_version=1")
+    raw.commit()
+    raw.close()
+    with SqliteOutbox(path) as box:
+        assert box.peek() == OutboundMessage(1, TOPIC, b"queued under schema 1", 1, attempts=2)
+        box.dead_letter(1, "moved after the migration")
+        assert [d.payload for d in box.dead_letters()] == [b"queued under schema 1"]
+        assert box.enqueue(TOPIC, b"new", 1) == 2  # ids go on where schema 1 left them
+    with SqliteInbox(path) as inbox:
+        assert [m.payload for _id, m in inbox.read()] == [b"received under schema 1"]
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    finally:
+        raw.close()
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def any_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """Both outboxes: the dead-letter operations are one interface."""
+    if request.param == "memory":
+        yield MemoryOutbox(capacity=3)
+        return
+    box = SqliteOutbox(db_path(tmp_path), capacity=3)
+    yield box
+    box.close()
+
+
+def test_dead_letter_moves_the_whole_message_and_the_queue_goes_on(any_outbox: object) -> None:
+    box: SqliteOutbox = any_outbox  # type: ignore[assignment]
+    first = box.enqueue(TOPIC, b"\x00poison", 1)
+    second = box.enqueue(TOPIC, b"next", 0)
+    box.mark_attempt(first)
+    box.mark_attempt(first)
+    before = time.time()
+    box.dead_letter(first, "2 attempts without PUBACK")
+    box.dead_letter(999, "unknown ids are ignored")
+    assert box.peek() == OutboundMessage(second, TOPIC, b"next", 0)
+    [dead] = box.dead_letters()
+    assert (dead.id, dead.topic, dead.payload, dead.qos, dead.attempts, dead.reason) == (
+        first, TOPIC, b"\x00poison", 1, 2, "2 attempts without PUBACK")
+    assert before - 1 <= dead.died_at <= time.time() + 1
+    assert box.count() == 1 and box.dead_count() == 1
+    assert box.queued() == [OutboundMessage(second, TOPIC, b"next", 0)]
+
+
+def test_requeue_puts_a_dead_letter_at_the_tail_with_a_new_id_and_a_fresh_budget(
+        any_outbox: object) -> None:
+    box: SqliteOutbox = any_outbox  # type: ignore[assignment]
+    dead_id = box.enqueue(TOPIC, b"again", 1)
+    box.mark_attempt(dead_id)
+    box.dead_letter(dead_id, "gave up")
+    other = box.enqueue(TOPIC, b"other", 1)
+    new_id = box.requeue(dead_id)
+    assert new_id > other > dead_id
+    assert box.queued() == [OutboundMessage(other, TOPIC, b"other", 1),
+                            OutboundMessage(new_id, TOPIC, b"again", 1, attempts=0)]
+    assert box.dead_letters() == []
+    with pytest.raises(ValueError, match="no dead letter with id"):
+        box.requeue(dead_id)
+    box.dead_letter(other, "given up")
+    box.discard(other)
+    assert box.dead_letters() == [] and box.dead_count() == 0
+    with pytest.raises(ValueError, match="no dead letter with id"):
+        box.discard(other)
+
+
+def test_requeue_into_a_full_outbox_keeps_the_dead_letter(any_outbox: object) -> None:
+    box: SqliteOutbox = any_outbox  # type: ignore[assignment]
+    dead_id = box.enqueue(TOPIC, b"dead", 1)
+    box.dead_letter(dead_id, "gave up")
+    for i in range(3):
+        box.enqueue(TOPIC, f"fill {i}".encode(), 1)
+    with pytest.raises((OutboxFull, OutboxFullError)):
+        box.requeue(dead_id)
+    assert [d.id for d in box.dead_letters()] == [dead_id]
 
 
 def test_unopenable_path_is_a_one_line_store_error(tmp_path: Path) -> None:
