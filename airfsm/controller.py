@@ -909,7 +909,7 @@ class Controller:
     def _on_truncated(self, header: bytes, declared: int, received: int) -> None:
         """The channel dropped a length-counted payload that came short (bytes lost on the UART;
         the vendor's changelog (V401857) names fast downlinks)."""
-        what = "downlink" if header.startswith(b"+MSUB") else "payload"
+        what = "downlink" if header.startswith(b"+MSUB") else "http body"
         if what == "downlink":
             self.counters.downlinks_truncated += 1
         self.log.warning("payload_truncated", what=what,

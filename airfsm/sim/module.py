@@ -456,6 +456,15 @@ class SimModule:
         self._advance(now_ms)
         self._close_link(announce=True)
 
+    def drop_mqtt_silently(self, now_ms: int) -> None:
+        """The server closes the session and the module does not notice (firmware before V838:
+        no CLOSED, MQTTSTATU still 1, nothing travels until AT+MIPCLOSE)."""
+        self._advance(now_ms)
+        if self._link == _LINK_MQTT_UP and not self._server_gone:
+            self._server_gone = True
+            self.server_closed_silently += 1
+            self.session.disconnect()
+
     def detach(self, now_ms: int) -> None:
         """The network detaches: +CGATT: 0, bearer gone, MQTT closed; re-attach later."""
         self._advance(now_ms)
