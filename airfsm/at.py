@@ -194,7 +194,7 @@ FINAL_CODES: tuple[tuple[bytes, AtResult, bool], ...] = (
 )
 
 # Whole-line prompts. The `>` prompt is not here: it is taken at its first byte, because the
-# module sends `> ` and then wait, with no line end (see the module docstring).
+# module sends `> ` and then waits, with no line end (see the module docstring).
 PROMPT_LINES: tuple[bytes, ...] = (b"DOWNLOAD",)
 
 MSUB_HEADER = b"+MSUB:"
