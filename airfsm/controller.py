@@ -1196,7 +1196,10 @@ class Controller:
         """When ONLINE upkeep next needs a tick (None: nothing to wait for)."""
         if self.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
             return self._keepalive_deadline
-        if self._keepalive_needed() and self.keepalive_phase == KeepalivePhase.NONE:
+        # A keepalive due while the channel is busy goes out when its answer wakes the tick:
+        # asking for a tick now would only spin until then.
+        if (self._keepalive_needed() and self.keepalive_phase == KeepalivePhase.NONE
+                and not self.channel.busy and not self._stopping):
             return ms_add(self._session_proof_at, self._keepalive_interval_ms())
         return None
 

@@ -260,3 +260,17 @@ def test_topic_containing_a_header_lookalike_arrives_whole() -> None:
     assert rig.module.send_downlink(topic, b"payload, with commas", rig.now)
     rig.run_for(100)
     assert rig.inbound == [(topic, b"payload, with commas")]
+
+
+def test_a_keepalive_due_while_the_channel_is_busy_asks_for_no_tick_until_it_can_go() -> None:
+    rig = online_rig("silence:AT+MQTTSTATU", settings=seed_settings(keepalive_s=30,
+                                                                    liveness_ms=20_000))
+    c = rig.controller
+    online_at = rig.timeline[-1][0]
+    assert rig.run_until(lambda: rig.commands[-1] == LIVENESS_PROBE.command)  # unanswered
+    due = online_at + 30_000 * 3 // 4
+    assert c.channel.busy and ms_diff(due, rig.now) > 0
+    later = due + 100  # the keepalive is due, the probe still in flight
+    assert ms_diff(c.channel.deadline or 0, later) > 0
+    assert c.tick(later) == c.channel.deadline  # not `later`: the loop would spin
+    assert rig.run_until(lambda: c.counters.keepalives == 1)  # it goes once the probe ends
