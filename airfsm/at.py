@@ -95,7 +95,9 @@ the controller may read it after feed() returns. Its `lines` and `data` are fres
 command (C: arrays inside the struct).
 
 A deadline is enforced only by check_timeout(): a final code fed before check_timeout() sees
-the deadline still completes the command normally.
+the deadline still completes the command normally. The caller calls check_timeout() by
+`deadline` (the command's) and `receive_deadline` (the payload being read: its stall window,
+its overrun budget, or the wait for the byte after it).
 """
 
 from __future__ import annotations
@@ -342,6 +344,11 @@ def msub_topic(line: bytes) -> bytes:
     if length < 0:
         return b""
     return bytes(line[start:end])
+
+
+def is_msub_message(line: bytes) -> bool:
+    """Is `line` a `+MSUB: <topic>,<n> byte,` header (a message, possibly with an empty topic)?"""
+    return _msub_split(line, len(line))[2] >= 0
 
 
 def msub_cache_slot(line: bytes) -> int:

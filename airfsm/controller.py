@@ -23,7 +23,15 @@ from enum import IntEnum
 from typing import Any
 
 from . import aliyun, log, payload
-from .at import AtChannel, AtResponse, AtResult, is_final_code, msub_cache_slot, msub_topic
+from .at import (
+    AtChannel,
+    AtResponse,
+    AtResult,
+    is_final_code,
+    is_msub_message,
+    msub_cache_slot,
+    msub_topic,
+)
 from .machine import (
     CACHE_READ,
     ESCALATION_BACKOFF_MS,
@@ -878,6 +886,12 @@ class Controller:
                 self.counters.downlinks_cached += 1
                 self.log.info("downlink_cached", slot=slot, state=self.state.name)
                 self._cache_pending = True
+                return
+            if not is_msub_message(line):
+                # Neither a message nor a cache notice (the manual's table abbreviates the
+                # header as `<topic>,<len>,<message>`; every example shows ` byte,`): never a
+                # message with an empty topic.
+                self.log.warning("msub_unparsed", urc=log.redact(line.decode("latin-1")))
                 return
             self._deliver(line, data)
             return

@@ -274,3 +274,13 @@ def test_a_keepalive_due_while_the_channel_is_busy_asks_for_no_tick_until_it_can
     assert ms_diff(c.channel.deadline or 0, later) > 0
     assert c.tick(later) == c.channel.deadline  # not `later`: the loop would spin
     assert rig.run_until(lambda: c.counters.keepalives == 1)  # it goes once the probe ends
+
+
+def test_msub_line_of_no_known_shape_is_never_a_message_with_an_empty_topic() -> None:
+    rig = online_rig()
+    rig.module_port.write(b'\r\n+MSUB: "/t",5,hello\r\n\r\n+MSUB: \r\n')
+    rig.run_for(100)
+    assert rig.inbound == [] and rig.controller.counters.inbound == 0
+    rig.module_port.write(b'\r\n+MSUB: "",2 byte,hi\r\n')  # an empty topic, but a message
+    rig.run_for(100)
+    assert rig.inbound == [("", b"hi")]

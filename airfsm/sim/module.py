@@ -70,7 +70,6 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_LINE = 4096  # the module's command buffer; longer lines are answered ERROR
 MAX_CREDENTIAL = 256  # AT+MCONFIG fields
 CME_NOT_ALLOWED = 3
-CME_NOT_SUPPORTED = 4
 CME_OPERATION_FAILED = 767
 
 # AT+MQTTSTATU values
