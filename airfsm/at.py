@@ -852,6 +852,7 @@ class AtChannel:
         self._line[header_len:header_len + size] = self._data[:size]
         self._line_len = header_len + size
         self._pending = size
+        self._data_len = 0  # the data buffer is free; _hex_payload still says how to decode
 
     def _deliver_pending(self) -> None:
         start = self._header_len

@@ -1035,7 +1035,8 @@ TOKENS = [
 COMMANDS = [(b"AT+CGATT?", False), (b"AT+HTTPREAD", False), (b"AT+HTTPDATA=4,100", True)]
 
 
-def fuzz(seed: int) -> Harness:
+def fuzz(seed: int, tokens: list[bytes] = TOKENS,
+         commands: list[tuple[bytes, bool]] = COMMANDS, max_step_ms: int = 50) -> Harness:
     """Random streams against random commands; checks the invariants, returns the harness."""
     rng = Xorshift32(seed)
     h = Harness()
@@ -1044,7 +1045,7 @@ def fuzz(seed: int) -> Harness:
     prompts_answered = 0
     for _ in range(6000):
         if not h.ch.busy and rng.next() % 3 == 0:
-            command, prompt = COMMANDS[rng.next() % len(COMMANDS)]
+            command, prompt = commands[rng.next() % len(commands)]
             h.ch.send(command, now, 50 + rng.next() % 2000, expect_prompt=prompt)
             sends += 1
         prompts = sum(1 for e in h.events if e[0] == "rsp" and e[2] == AtResult.PROMPT)
@@ -1059,9 +1060,9 @@ def fuzz(seed: int) -> Harness:
             elif r % 5 == 1:
                 chunk.append((r >> 8) & 0xFF)
             else:
-                chunk += TOKENS[(r >> 8) % len(TOKENS)]
+                chunk += tokens[(r >> 8) % len(tokens)]
         h.ch.feed(bytes(chunk), now)
-        now = ms_add(now, rng.next() % 50)
+        now = ms_add(now, rng.next() % max_step_ms)
         h.ch.check_timeout(now)
     rsps = [e for e in h.events if e[0] == "rsp"]
     urcs = [e for e in h.events if e[0] == "urc"]
@@ -1071,6 +1072,7 @@ def fuzz(seed: int) -> Harness:
     assert h.ch.urcs == len(urcs)
     assert all(len(e[4]) <= MAX_INFO_LINES for e in rsps)  # type: ignore[arg-type]
     assert all(len(e[2]) <= DATA_CAPACITY for e in urcs)  # type: ignore[arg-type]
+    assert h.ch.payloads_truncated == len(h.truncations)
     h.ch.reset()
     h.ch.send(b"AT", now, TIMEOUT)
     h.feed(frame(b"OK"), now=now)
@@ -1315,3 +1317,18 @@ def test_topic_containing_a_header_lookalike_does_not_split_early(head: bytes,
         assert h.events == [urc(head, b"hello"), urc(b"PUBACK")], f"split at {k}"
         assert h.ch.msub_resplits >= 1 and h.ch.stray_lines == 0
     assert msub_topic(head) == topic
+
+
+# The resync paths: hex mode, header lookalikes inside topics, truncation by stall and overrun.
+RESYNC_TOKENS = [*TOKENS, b'\r\n+MSUB: "/a",1 byte,', b'",5 byte,', b"3132", b"ff", b"\xff\x00RDY",
+                 b"\r\nERROR: 3\r\n", b"\r\n+MSUB: 2\r\n"]
+RESYNC_COMMANDS = [*COMMANDS, (b"AT+MQTTMODE=1", False), (b"AT+MQTTMODE=0", False)]
+
+
+def test_fuzz_the_resync_paths_keep_the_one_answer_per_command_invariant() -> None:
+    # steps up to 150 ms: two quiet ones in a row stall a payload (the window is 200 ms)
+    runs = [fuzz(seed, RESYNC_TOKENS, RESYNC_COMMANDS, 150) for seed in (0xBEEF, 31337, 4242)]
+    assert all(h.ch.payloads_truncated > 0 for h in runs)
+    assert any(h.ch.msub_resplits > 0 for h in runs)
+    hex_seen = [e for h in runs for e in h.events if e[0] == "urc" and e[1].startswith(b"+MSUB")]
+    assert hex_seen, "no +MSUB payload delivered"
