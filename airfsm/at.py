@@ -11,21 +11,36 @@ Receive states (`_Rx`)
 LINE          assemble a line; CR or LF ends it; empty lines are skipped.
 SKIP_LINE     the line overflowed LINE_CAPACITY: discard bytes up to the next CR/LF.
 SKIP_LF       a `+HTTPREAD: <n>` line ended at CR: swallow one LF, then read the data.
-DATA          read exactly n raw bytes (they may hold CR, LF, commas, quotes, "OK" ...).
+DATA          read exactly n raw bytes (they may hold CR, LF, commas, quotes, "OK" ...); they
+              are kept in the data buffer (its first DATA_CAPACITY bytes) whatever their sink.
+HEX_TAIL      a `+MSUB:` payload of n hex digits while the module may be in hex mode
+              (AT+MQTTMODE=1 sent, AT+MQTTMODE=0 not yet answered OK) went on with another hex
+              digit: it is the hex form, 2n digits for n bytes; read the other n.
+MSUB_END      a `+MSUB:` payload is complete; the next byte decides whether it really was one
+              (see "A topic that looks like a header" below).
 PROMPT_SPACE  a `>` prompt was just taken: swallow the one space a module sends after it.
 
 The digest (what a complete line is), decided in `_digest`, in this fixed order
 -------------------------------------------------------------------------------
+Leading noise bytes (control bytes and bytes >= 0x7F: what a UART prints while the module
+boots, e.g. `\\xff\\x00RDY`) are skipped for every decision below and dropped from the lines
+it recognises; a line that ends up as a plain info line keeps its bytes as received.
 With a command in flight:
   1. echo       a line equal to the command is its echo: dropped (echo on or off both work).
-  2. final      `OK`, `ERROR`, `+CME ERROR: n`, `+CMS ERROR: n` (FINAL_CODES) complete the
-                response: the channel goes idle, then on_response(response) fires.
+  2. final      `OK`, `ERROR`, `ERROR: n` (how the HTTP commands refuse), `+CME ERROR: n`,
+                `+CMS ERROR: n` (FINAL_CODES) complete the response: the channel goes idle, then
+                on_response(response) fires.
   3. prompt     `DOWNLOAD` (PROMPT_LINES) when the command was sent with expect_prompt:
                 on_response(PROMPT); the command stays in flight for send_data().
   4. own line   a line `<prefix>:` or `<prefix> :` where <prefix> comes from the command
                 (`AT+CGATT?` -> `+CGATT`) is an info line of the response, even though
                 `+CGATT:` is also in the URC table. Exception: URC_ONLY_PREFIXES (`+HTTPACTION:`,
                 `+MSUB:`) are never answers, only URCs, whatever command is in flight.
+With no command in flight:
+  2'. final     a final code is a late answer of a command that timed out (counted stray) -
+                except when the last command was sent with final_urc and answered OK: then
+                the first final code after it is that command's outcome, reported as a URC
+                (AT+MCONNECT answers OK, then `CONNACK OK` or, refused, a bare `ERROR`).
 With or without a command in flight:
   5. URC        a line starting with a URC_PREFIXES entry: on_urc(line, b""), without touching
                 the response being assembled (URCs do arrive between a command and its OK).
@@ -36,13 +51,41 @@ the response's `data` when the line was step 4 (an answer to AT+HTTPREAD); other
 read and discarded so the stream stays in sync (a late body after a timeout must not be parsed
 as lines: it could hold `OK` or `CLOSED`).
 
-Two decisions cannot wait for a line end, because the module does not send one:
+Decisions that cannot wait for a line end, because the module does not send one
+--------------------------------------------------------------------------------
   * `>` as the first byte of a line while a prompt is awaited is the prompt (step 3; modules
     send `> ` and then wait for the body).
   * `+MSUB: <topic>,<n> byte,<payload>`: the payload follows in the same line. When a `,`
     completes `byte,` on a `+MSUB:` line, the line so far is the header; the next n bytes are
     read raw and delivered as on_urc(header, payload). The header stays in the line buffer
-    meanwhile (no copy in C). Decided by shape alone: it is always a URC (step 5).
+    meanwhile (no copy in C). Decided by shape alone: it is always a URC (step 5). In hex mode
+    the module sends 2n hex digits for n bytes (`+MSUB: "/t",3 byte,313233`): delivered
+    decoded.
+
+A topic that looks like a header
+--------------------------------
+A topic may itself contain `",1 byte,`: the first `byte,` is then not the end of the header.
+So a payload is delivered only when the byte after it is a line end (as the module sends
+it), or when nothing follows for a stall window. Any other byte means the payload may have
+been part of the topic: the payload is appended to the header in the line buffer and the line
+goes on; a later `byte,` that makes a valid header wins, and if the line ends without one the
+first reading stands (the payload is delivered and the rest of the line is a line of its own,
+so a payload without its CR LF still works).
+
+A payload shorter than its header says (bytes lost on the UART)
+---------------------------------------------------------------
+A length-counted payload that stalls (no byte for `stall_ms`: PAYLOAD_STALL_CHARS character
+times at the line rate, at least PAYLOAD_STALL_FLOOR_MS for a host that sees bytes in bursts)
+or that runs longer than its size allows (twice its line time plus
+PAYLOAD_OVERRUN_SLACK_MS) is closed as truncated in check_timeout(): counted in
+`payloads_truncated`, reported through on_truncated(header, declared, received), and dropped:
+a `+MSUB:` message is never delivered, an `+HTTPREAD:` response gets no data and
+`truncated = True`. A truncated payload cannot be trusted, and a half JSON command acted upon
+is worse than a lost one. The bytes it swallowed after its first CR or LF (the next command's
+`OK`, a `RDY` of a module that rebooted mid-body) are then fed through the receiver again, so
+the channel resyncs at the next line and nothing after the damage is lost. Time is taken only
+in check_timeout(), after the caller read what the port had: a late tick never looks like a
+stall.
 
 Callbacks fire synchronously, in arrival order, after the channel state is updated, so the
 channel is consistent even if a callback raises. Callbacks must not send (contract): they
@@ -52,7 +95,9 @@ the controller may read it after feed() returns. Its `lines` and `data` are fres
 command (C: arrays inside the struct).
 
 A deadline is enforced only by check_timeout(): a final code fed before check_timeout() sees
-the deadline still completes the command normally.
+the deadline still completes the command normally. The caller calls check_timeout() by
+`deadline` (the command's) and `receive_deadline` (the payload being read: its stall window,
+its overrun budget, or the wait for the byte after it).
 """
 
 from __future__ import annotations
@@ -60,7 +105,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
-from airfsm.timebase import ms_add, ms_reached
+from airfsm.timebase import ms_add, ms_diff, ms_earliest, ms_reached
 
 LINE_CAPACITY = 2048
 DATA_CAPACITY = 4096
@@ -69,6 +114,19 @@ MAX_INFO_LINES = 8
 MAX_TIMEOUT_MS = 0x7FFFFFFF
 # A length field of more digits is not a length (and would not fit a uint32_t in C).
 MAX_LENGTH_DIGITS = 9
+
+# The line rate decides how long a payload may pause or last (8N1: 10 bits a character).
+DEFAULT_BAUD = 115200
+UART_BITS_PER_CHAR = 10
+# A module writes a payload from its buffer in one go: a pause of this many character times
+# inside one means bytes were lost ...
+PAYLOAD_STALL_CHARS = 32
+# ... but a host sees the UART in bursts (USB-serial latency timers, ptys, TCP bridges), so
+# never call a payload stalled sooner than this.
+PAYLOAD_STALL_FLOOR_MS = 200
+# A payload may take twice its line time plus this before it is called overrun (the stream
+# kept flowing, so no stall, but the bytes are not all the payload's).
+PAYLOAD_OVERRUN_SLACK_MS = 1_000
 
 _CR = 0x0D
 _LF = 0x0A
@@ -81,6 +139,7 @@ _GT = 0x3E
 _PLUS = 0x2B
 _DIGIT_0 = 0x30
 _DIGIT_9 = 0x39
+_TILDE = 0x7E
 
 
 class AtResult(IntEnum):
@@ -126,9 +185,12 @@ URC_PREFIXES: tuple[bytes, ...] = (
 URC_ONLY_PREFIXES: tuple[bytes, ...] = (b"+HTTPACTION:", b"+MSUB:")
 
 # Final result codes: (text, result, followed by a numeric code). Exact lines when no code.
+# `ERROR: <n>` is how the HTTP commands refuse (a final answer, not an info line); `ERROR`
+# itself is matched exactly first, so `ERRORS` stays an info line.
 FINAL_CODES: tuple[tuple[bytes, AtResult, bool], ...] = (
     (b"OK", AtResult.OK, False),
     (b"ERROR", AtResult.ERROR, False),
+    (b"ERROR:", AtResult.ERROR, True),
     (b"+CME ERROR:", AtResult.CME_ERROR, True),
     (b"+CMS ERROR:", AtResult.CME_ERROR, True),
 )
@@ -140,6 +202,9 @@ PROMPT_LINES: tuple[bytes, ...] = (b"DOWNLOAD",)
 MSUB_HEADER = b"+MSUB:"
 MSUB_LENGTH_UNIT = b"byte,"
 HTTPREAD_HEADER = b"+HTTPREAD:"
+# The payload form of +MSUB follows the module's AT+MQTTMODE, which the channel sees go by.
+HEX_MODE_ON = b"AT+MQTTMODE=1"
+HEX_MODE_OFF = b"AT+MQTTMODE=0"
 
 
 class _Rx(IntEnum):
@@ -147,7 +212,9 @@ class _Rx(IntEnum):
     SKIP_LINE = 1
     SKIP_LF = 2
     DATA = 3
-    PROMPT_SPACE = 4
+    HEX_TAIL = 4
+    MSUB_END = 5
+    PROMPT_SPACE = 6
 
 
 class _Sink(IntEnum):
@@ -166,9 +233,14 @@ class _Prompt(IntEnum):
 
 
 class AtResponse:
-    """The answer to one command. One object per channel, reused (C: a struct)."""
+    """The answer to one command. One object per channel, reused (C: a struct).
 
-    __slots__ = ("result", "cme_error", "lines", "data", "command")
+    `cme_error` is the number of `+CME ERROR: n`, `+CMS ERROR: n` or `ERROR: n` (-1: none).
+    `truncated` is set when the command's length-counted data came short (the data is then
+    dropped: `data` stays empty).
+    """
+
+    __slots__ = ("result", "cme_error", "lines", "data", "command", "truncated")
 
     def __init__(self) -> None:
         self.result: AtResult = AtResult.OK
@@ -176,16 +248,34 @@ class AtResponse:
         self.lines: list[bytes] = []
         self.data: bytes = b""
         self.command: bytes = b""
+        self.truncated: bool = False
 
     def __repr__(self) -> str:
         return (
             f"AtResponse(result={self.result.name}, cme_error={self.cme_error}, "
-            f"lines={self.lines!r}, data={self.data!r}, command={self.command!r})"
+            f"lines={self.lines!r}, data={self.data!r}, command={self.command!r}, "
+            f"truncated={self.truncated})"
         )
 
 
 def _is_digit(b: int) -> bool:
     return _DIGIT_0 <= b <= _DIGIT_9
+
+
+def _hex_value(b: int) -> int:
+    """0-15 for an ASCII hex digit (either case), -1 for anything else."""
+    if _is_digit(b):
+        return b - _DIGIT_0
+    if 0x41 <= b <= 0x46:
+        return b - 0x41 + 10
+    if 0x61 <= b <= 0x66:
+        return b - 0x61 + 10
+    return -1
+
+
+def _is_noise(b: int) -> bool:
+    """A byte no module line starts with: control bytes and 8-bit bytes (boot line noise)."""
+    return b < _SP or b > _TILDE
 
 
 def _parse_uint(buf: bytes | bytearray, start: int, end: int) -> int:
@@ -256,6 +346,41 @@ def msub_topic(line: bytes) -> bytes:
     return bytes(line[start:end])
 
 
+def is_msub_message(line: bytes) -> bool:
+    """Is `line` a `+MSUB: <topic>,<n> byte,` header (a message, possibly with an empty topic)?"""
+    return _msub_split(line, len(line))[2] >= 0
+
+
+def msub_cache_slot(line: bytes) -> int:
+    """The slot of a cache-mode notice `+MSUB: <0-3>` (AT+MQTTMSGSET=1), else -1.
+
+    In cache mode the module keeps an inbound message and only says where; AT+MQTTMSGGET prints
+    it (vendor AT manual, MQTTMSGSET / MQTTMSGGET). It is never a message with an empty topic.
+    """
+    if not line.startswith(MSUB_HEADER):
+        return -1
+    slot = _parse_uint(line, len(MSUB_HEADER), len(line))
+    return slot if 0 <= slot <= 9 else -1
+
+
+def is_final_code(line: bytes) -> bool:
+    """Is `line` one of FINAL_CODES (`OK`, `ERROR`, `ERROR: 3`, `+CME ERROR: 3`, ...)?"""
+    return _final_code(line, 0, len(line))[0] is not None
+
+
+def _final_code(buf: bytes | bytearray, start: int, end: int) -> tuple[AtResult | None, int]:
+    """(result, numeric code or -1) when buf[start:end] is a final result code, else None."""
+    n = end - start
+    for text, result, has_code in FINAL_CODES:
+        t = len(text)
+        if has_code:
+            if n >= t and buf.startswith(text, start, end):
+                return result, _parse_uint(buf, start + t, end)
+        elif n == t and buf.startswith(text, start, end):
+            return result, -1
+    return None, -1
+
+
 def response_prefix(command: bytes) -> bytes:
     """The prefix the module's answer lines carry: `AT+CGATT?` -> `+CGATT`; b"" if none.
 
@@ -274,6 +399,16 @@ def response_prefix(command: bytes) -> bytes:
     return b"" if end == 3 else bytes(command[2:end])
 
 
+def payload_stall_ms(baud: int) -> int:
+    """How long a payload may pause at this line rate before it is called truncated."""
+    baud = max(baud, 1)
+    chars_ms = (PAYLOAD_STALL_CHARS * UART_BITS_PER_CHAR * 1000 + baud - 1) // baud
+    return max(PAYLOAD_STALL_FLOOR_MS, chars_ms)
+
+
+TruncatedCallback = Callable[[bytes, int, int], None]
+
+
 class AtChannel:
     """Exactly one AT command in flight, its response assembled from the received bytes."""
 
@@ -283,12 +418,20 @@ class AtChannel:
         on_response: Callable[[AtResponse], None],
         on_urc: Callable[[bytes, bytes], None],
         urc_prefixes: Sequence[bytes] = URC_PREFIXES,
+        *,
+        on_truncated: TruncatedCallback | None = None,
+        baud: int = DEFAULT_BAUD,
     ) -> None:
         self._write = write
         self._on_response = on_response
         self._on_urc = on_urc
+        # on_truncated(header line, declared length, bytes received) for a payload that came
+        # short; the payload itself is dropped (module docstring).
+        self._on_truncated = on_truncated
         # an empty prefix would match every line
         self._urc_prefixes: tuple[bytes, ...] = tuple(bytes(p) for p in urc_prefixes if p)
+        self._baud = max(baud, 1)
+        self.stall_ms = payload_stall_ms(self._baud)
 
         # the command in flight
         self._active = False
@@ -296,22 +439,37 @@ class AtChannel:
         self._prefix = b""
         self._deadline = 0
         self._prompt = _Prompt.NONE
+        self._final_urc = False  # the command in flight reports its outcome as a final URC
+        self._final_urc_awaited = False  # ... it answered OK: the next final code is that
         self._response = AtResponse()
 
         # the receiver
+        self._now = 0  # the now_ms of the feed() or check_timeout() running
         self._rx = _Rx.LINE
         self._line = bytearray(LINE_CAPACITY)
         self._line_len = 0
+        self._header_len = 0  # the header line of the payload being read, in _line[:n]
         self._data = bytearray(DATA_CAPACITY)
-        self._data_len = 0
-        self._data_left = 0
+        self._data_len = 0  # bytes kept in _data (at most DATA_CAPACITY)
+        self._data_left = 0  # bytes still to read in DATA
+        self._data_declared = 0  # the length the header announced
+        self._data_read = 0  # bytes read as payload so far (kept or not)
+        self._data_started_at = 0
+        self._data_last_at = 0
+        self._data_budget_ms = 0
         self._sink = _Sink.NONE
+        self._hex_possible = False  # AT+MQTTMODE=1 sent, AT+MQTTMODE=0 not answered OK since
+        self._hex_candidate = False  # MSUB_END: the n payload bytes were all hex digits
+        self._hex_payload = False  # the payload kept is 2n hex digits: deliver it decoded
+        self._pending = -1  # a payload appended to its header in _line, delivered at line end
 
         # counters
         self.lines_dropped = 0  # lines longer than LINE_CAPACITY
         self.stray_lines = 0  # no command in flight, not a URC (e.g. a late OK)
         self.urcs = 0  # URCs delivered
         self.data_dropped = 0  # length-counted items read and discarded
+        self.payloads_truncated = 0  # length-counted items that came short (dropped)
+        self.msub_resplits = 0  # a `byte,` inside a topic first taken for the header's end
         self.info_lines_dropped = 0  # info lines beyond MAX_INFO_LINES
         self.commands_refused = 0  # send()/send_data() refused
 
@@ -327,12 +485,34 @@ class AtChannel:
         """Deadline (32-bit ms) of the command in flight; None when idle."""
         return self._deadline if self._active else None
 
+    @property
+    def receive_deadline(self) -> int | None:
+        """When check_timeout() must look at the payload being read (stall, overrun, end)."""
+        rx = self._rx
+        if rx == _Rx.MSUB_END:
+            return ms_add(self._data_last_at, self.stall_ms)
+        if rx in (_Rx.DATA, _Rx.HEX_TAIL):
+            return ms_earliest(ms_add(self._data_last_at, self.stall_ms),
+                               ms_add(self._data_started_at, self._data_budget_ms))
+        return None
+
+    @property
+    def hex_payloads_possible(self) -> bool:
+        """The module may send +MSUB payloads in hex form (AT+MQTTMODE=1 went out)."""
+        return self._hex_possible
+
     # -- transmit ----------------------------------------------------------------------------
 
     def send(
-        self, command: bytes, now_ms: int, timeout_ms: int, *, expect_prompt: bool = False
+        self, command: bytes, now_ms: int, timeout_ms: int, *, expect_prompt: bool = False,
+        final_urc: bool = False,
     ) -> None:
-        """Write `command` + CR and wait for its final code until now_ms + timeout_ms."""
+        """Write `command` + CR and wait for its final code until now_ms + timeout_ms.
+
+        final_urc: the command reports its outcome after its OK as a bare final code
+        (AT+MCONNECT: OK, then `CONNACK OK` or `ERROR`): the first final code that arrives
+        with no command in flight after that OK goes to on_urc instead of being stray.
+        """
         if self._active:
             # Precondition broken by the caller: keep the command in flight intact.
             self.commands_refused += 1
@@ -344,6 +524,8 @@ class AtChannel:
         response.lines = []
         response.data = b""
         response.command = command
+        response.truncated = False
+        self._final_urc_awaited = False
         if _NUL in command or _CR in command or _LF in command:
             # A CR/LF would end the command early and start a second one chosen by whoever
             # built this string (a NUL would cut it short in the C twin's string handling);
@@ -352,12 +534,15 @@ class AtChannel:
             response.result = AtResult.ERROR
             self._on_response(response)
             return
+        if command.upper().startswith(HEX_MODE_ON):
+            self._hex_possible = True  # the module may switch as soon as it reads this
         # State first, then write: should the write raise, the deadline still ends the wait.
         self._active = True
         self._command = command
         self._prefix = response_prefix(command)
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
         self._prompt = _Prompt.AWAITED if expect_prompt else _Prompt.NONE
+        self._final_urc = final_urc
         self._write(command + b"\r")
 
     def send_data(self, data: bytes, now_ms: int, timeout_ms: int) -> None:
@@ -373,30 +558,47 @@ class AtChannel:
     # -- time --------------------------------------------------------------------------------
 
     def check_timeout(self, now_ms: int) -> None:
-        """Report TIMEOUT once if the command in flight has reached its deadline."""
+        """Close a stalled or overrun payload, then report TIMEOUT once if the command in
+        flight has reached its deadline (bytes a truncated payload swallowed come first: they
+        may hold the command's final code)."""
+        self._now = now_ms
+        rx = self._rx
+        if rx == _Rx.MSUB_END:
+            if ms_diff(now_ms, self._data_last_at) >= self.stall_ms:
+                self._deliver_msub(self._data, 0, self._data_len)  # nothing followed it
+                self._end_payload()
+        elif rx in (_Rx.DATA, _Rx.HEX_TAIL):
+            stalled = ms_diff(now_ms, self._data_last_at) >= self.stall_ms
+            overrun = ms_diff(now_ms, self._data_started_at) >= self._data_budget_ms
+            if stalled or overrun:
+                self._truncate()
         if self._active and ms_reached(now_ms, self._deadline):
             self._complete(AtResult.TIMEOUT, -1)
 
     def reset(self) -> None:
-        """Forget the command in flight and any partial line or data (no callback)."""
+        """Forget the command in flight and any partial line or data (no callback).
+
+        The module restarted (or is about to): it is back in text mode, too.
+        """
         self._active = False
         self._command = b""
         self._prefix = b""
         self._prompt = _Prompt.NONE
-        self._rx = _Rx.LINE
+        self._final_urc = False
+        self._final_urc_awaited = False
+        self._hex_possible = False
         self._line_len = 0
-        self._data_len = 0
-        self._data_left = 0
-        self._sink = _Sink.NONE
+        self._end_payload()
 
     # -- receive -----------------------------------------------------------------------------
 
     def feed(self, data: bytes, now_ms: int) -> None:
         """Process received bytes; callbacks fire synchronously, in arrival order.
 
-        now_ms is part of the interface for symmetry with check_timeout(); the receiver does
-        not need it (deadlines are enforced only by check_timeout()).
+        now_ms stamps the bytes of a length-counted payload, so check_timeout() can tell a
+        payload that stalls or overruns.
         """
+        self._now = now_ms
         i = 0
         end = len(data)
         while i < end:
@@ -404,15 +606,28 @@ class AtChannel:
             if rx == _Rx.DATA:
                 # C: memcpy of the run; in Python a slice keeps big payloads cheap.
                 take = min(self._data_left, end - i)
-                if self._sink != _Sink.DISCARD:
-                    self._data[self._data_len : self._data_len + take] = data[i : i + take]
-                    self._data_len += take
+                self._keep(data, i, take)
                 self._data_left -= take
+                self._data_last_at = now_ms
                 i += take
                 if self._data_left == 0:
-                    self._end_data()
+                    self._data_complete()
                 continue
             b = data[i]
+            if rx == _Rx.HEX_TAIL:
+                if _hex_value(b) < 0:
+                    self._truncate()  # fewer than 2n hex digits: digits were lost
+                    continue  # this byte starts the next line
+                self._keep(data, i, 1)
+                self._data_last_at = now_ms
+                i += 1
+                if self._data_read == 2 * self._data_declared:
+                    self._hex_payload = True
+                    self._rx = _Rx.MSUB_END
+                continue
+            if rx == _Rx.MSUB_END:
+                self._after_msub_payload(b)
+                continue  # this byte is looked at again in the state just chosen
             if rx == _Rx.SKIP_LF:
                 # The CR LF after `+HTTPREAD: n` ends the header, it is not the body.
                 self._rx = _Rx.DATA
@@ -434,11 +649,15 @@ class AtChannel:
             if rx == _Rx.SKIP_LINE:
                 continue
             # rx == LINE
-            if b == _GT and self._line_len == 0 and self._prompt == _Prompt.AWAITED:
+            if (b == _GT and self._prompt == _Prompt.AWAITED
+                    and self._content_start(self._line_len) == self._line_len):
+                self._line_len = 0  # only noise before it
                 self._give_prompt()
                 self._rx = _Rx.PROMPT_SPACE
                 continue
             if self._line_len == LINE_CAPACITY:
+                if self._pending >= 0:
+                    self._deliver_pending()  # the message was whole; the rest is too long
                 self.lines_dropped += 1
                 self._line_len = 0
                 self._rx = _Rx.SKIP_LINE
@@ -448,9 +667,23 @@ class AtChannel:
             if b == _COMMA:
                 self._check_msub_header()
 
+    def _content_start(self, n: int) -> int:
+        """Index of the first byte of _line[:n] that is not leading noise."""
+        start = 0
+        while start < n and _is_noise(self._line[start]):
+            start += 1
+        return start
+
     def _end_line(self, terminator: int) -> None:
         n = self._line_len
         self._line_len = 0
+        if self._pending >= 0:
+            # The payload held after its header was a whole message after all: deliver it; what
+            # followed it on the line is a line of its own (C: memmove to the front).
+            rest_start = self._header_len + self._pending
+            self._deliver_pending()
+            self._line[0:n - rest_start] = self._line[rest_start:n]
+            n -= rest_start
         if n == 0:
             return  # the CR LF pairs around every module line
         self._digest(n)
@@ -460,102 +693,212 @@ class AtChannel:
     def _digest(self, n: int) -> None:
         """Decide what the complete line self._line[:n] is. The order is the module docstring's."""
         line = self._line
+        s = self._content_start(n)
         own = False
         if self._active:
             command = self._command
             # 1. echo
-            if n == len(command) and line.startswith(command, 0, n):
+            if n - s == len(command) and line.startswith(command, s, n):
                 return
             # 2. final result code
-            for text, result, has_code in FINAL_CODES:
-                t = len(text)
-                if has_code:
-                    if n >= t and line.startswith(text, 0, n):
-                        self._complete(result, _parse_uint(line, t, n))
-                        return
-                elif n == t and line.startswith(text, 0, n):
-                    self._complete(result, -1)
-                    return
+            result, code = _final_code(line, s, n)
+            if result is not None:
+                self._complete(result, code)
+                return
             # 3. prompt
             if self._prompt == _Prompt.AWAITED:
                 for text in PROMPT_LINES:
-                    if n == len(text) and line.startswith(text, 0, n):
+                    if n - s == len(text) and line.startswith(text, s, n):
                         self._give_prompt()
                         return
             # 4. the command's own answer line
-            own = self._is_own_line(n)
+            own = self._is_own_line(s, n)
             if own:
-                self._add_info_line(n)
+                self._add_info_line(s, n)
+        elif _final_code(line, s, n)[0] is not None:
+            # 2'. a final code with no command in flight
+            if self._final_urc_awaited:
+                self._final_urc_awaited = False
+                self.urcs += 1
+                self._on_urc(bytes(line[s:n]), b"")
+            else:
+                self.stray_lines += 1
+            return
         if not own:
             # 5. URC
-            if self._is_urc(n):
+            if self._is_urc(s, n):
                 self.urcs += 1
-                self._on_urc(bytes(line[:n]), b"")
-            # 6. info line or stray
+                self._on_urc(bytes(line[s:n]), b"")
+            # 6. info line (as received) or stray
             elif self._active:
-                self._add_info_line(n)
+                self._add_info_line(0, n)
             else:
                 self.stray_lines += 1
         # length-counted data after the line, whatever the line was
-        if n > len(HTTPREAD_HEADER) and line.startswith(HTTPREAD_HEADER, 0, n):
-            length = _parse_uint(line, len(HTTPREAD_HEADER), n)
+        if n - s > len(HTTPREAD_HEADER) and line.startswith(HTTPREAD_HEADER, s, n):
+            length = _parse_uint(line, s + len(HTTPREAD_HEADER), n)
             if length > 0:
-                self._start_data(length, _Sink.RESPONSE if own else _Sink.DISCARD)
+                if s:
+                    line[0:n - s] = line[s:n]  # keep the header at the front (C: memmove)
+                self._start_data(n - s, length, _Sink.RESPONSE if own else _Sink.DISCARD)
 
-    def _is_own_line(self, n: int) -> bool:
+    def _is_own_line(self, s: int, n: int) -> bool:
         prefix = self._prefix
         p = len(prefix)
-        if p == 0 or n <= p or not self._line.startswith(prefix, 0, n):
-            return False
         line = self._line
-        if not (line[p] == _COLON or (line[p] == _SP and n > p + 1 and line[p + 1] == _COLON)):
+        if p == 0 or n - s <= p or not line.startswith(prefix, s, n):
             return False
-        return not any(line.startswith(urc, 0, n) for urc in URC_ONLY_PREFIXES)
+        after = s + p
+        if not (line[after] == _COLON
+                or (line[after] == _SP and n > after + 1 and line[after + 1] == _COLON)):
+            return False
+        return not any(line.startswith(urc, s, n) for urc in URC_ONLY_PREFIXES)
 
-    def _is_urc(self, n: int) -> bool:
-        return any(self._line.startswith(prefix, 0, n) for prefix in self._urc_prefixes)
+    def _is_urc(self, s: int, n: int) -> bool:
+        return any(self._line.startswith(prefix, s, n) for prefix in self._urc_prefixes)
 
-    def _add_info_line(self, n: int) -> None:
+    def _add_info_line(self, s: int, n: int) -> None:
         lines = self._response.lines
         if len(lines) < MAX_INFO_LINES:
-            lines.append(bytes(self._line[:n]))
+            lines.append(bytes(self._line[s:n]))
         else:
             self.info_lines_dropped += 1
+
+    # -- length-counted payloads -------------------------------------------------------------
 
     def _check_msub_header(self) -> None:
         """On a `,`: is the line so far a `+MSUB: <topic>,<n> byte,` header?"""
         n = self._line_len
+        s = self._content_start(n)
+        if s:
+            if not self._line.startswith(MSUB_HEADER, s, n):
+                return
+            self._line[0:n - s] = self._line[s:n]  # drop the boot noise before it (C: memmove)
+            n -= s
+            self._line_len = n
         _, _, length = _msub_split(self._line, n)
         if length < 0:
             return
+        if self._pending >= 0:
+            # The payload taken after an earlier `byte,` was part of this longer topic.
+            self._pending = -1
+            self.msub_resplits += 1
+        self._line_len = 0
         # The header stays in self._line[:n] until the payload is complete.
-        if length == 0:
-            self._line_len = 0
-            self.urcs += 1
-            self._on_urc(bytes(self._line[:n]), b"")
-            return
-        self._start_data(length, _Sink.URC)
+        self._start_data(n, length, _Sink.URC)
 
-    def _start_data(self, length: int, sink: _Sink) -> None:
+    def _start_data(self, header_len: int, length: int, sink: _Sink) -> None:
         if length > DATA_CAPACITY or sink == _Sink.DISCARD:
             self.data_dropped += 1
             sink = _Sink.DISCARD
         self._sink = sink
+        self._header_len = header_len
         self._data_len = 0
+        self._data_read = 0
         self._data_left = length
+        self._data_declared = length
+        self._hex_candidate = False
+        self._hex_payload = False
+        self._data_started_at = self._now
+        self._data_last_at = self._now
+        chars = 2 * length if sink == _Sink.URC and self._hex_possible else length
+        line_ms = (2 * chars * UART_BITS_PER_CHAR * 1000 + self._baud - 1) // self._baud
+        self._data_budget_ms = min(line_ms + PAYLOAD_OVERRUN_SLACK_MS + self.stall_ms,
+                                   MAX_TIMEOUT_MS)
         self._rx = _Rx.DATA
+        if length == 0:  # `+MSUB: "/t",0 byte,`: nothing to read, but the line end decides
+            self._data_complete()
 
-    def _end_data(self) -> None:
+    def _keep(self, data: bytes, start: int, count: int) -> None:
+        """Count `count` payload bytes and keep what fits in the data buffer."""
+        room = min(count, DATA_CAPACITY - self._data_len)
+        if room > 0:
+            self._data[self._data_len:self._data_len + room] = data[start:start + room]
+            self._data_len += room
+        self._data_read += count
+
+    def _data_complete(self) -> None:
         sink = self._sink
-        header_len = self._line_len
+        if sink == _Sink.URC:
+            n = self._data_len
+            self._hex_candidate = (self._hex_possible and n > 0 and 2 * n <= DATA_CAPACITY
+                                   and all(_hex_value(self._data[i]) >= 0 for i in range(n)))
+            self._rx = _Rx.MSUB_END
+            return
+        if sink == _Sink.RESPONSE:
+            self._response.data = bytes(self._data[:self._data_len])
+        self._end_payload()
+
+    def _after_msub_payload(self, b: int) -> None:
+        """MSUB_END: the byte after a +MSUB payload decides what the payload was."""
+        if self._hex_candidate and _hex_value(b) >= 0:
+            self._hex_candidate = False
+            self._rx = _Rx.HEX_TAIL  # n hex digits and more coming: the 2n-digit hex form
+            return
+        if b in (_CR, _LF):
+            self._deliver_msub(self._data, 0, self._data_len)  # the usual case
+            self._end_payload()
+            return
+        # Not a line end: the `byte,` may have been inside the topic. Go on with the line, the
+        # payload appended to the header (C: memcpy); _end_line or a later header decides.
+        header_len = self._header_len
+        size = self._data_len
         self._sink = _Sink.NONE
         self._rx = _Rx.LINE
+        if header_len + size > LINE_CAPACITY:
+            self._deliver_msub(self._data, 0, size)  # too long to be part of any header
+            self._end_payload()
+            return
+        self._line[header_len:header_len + size] = self._data[:size]
+        self._line_len = header_len + size
+        self._pending = size
+        self._data_len = 0  # the data buffer is free; _hex_payload still says how to decode
+
+    def _deliver_pending(self) -> None:
+        start = self._header_len
+        end = start + self._pending
+        self._pending = -1
+        self._deliver_msub(self._line, start, end)
+        self._hex_payload = False
+
+    def _deliver_msub(self, buf: bytearray, start: int, end: int) -> None:
+        """on_urc(header, payload) for the payload in buf[start:end] (decoded if hex)."""
+        payload = bytes(buf[start:end])
+        if self._hex_payload:
+            payload = bytes(_hex_value(payload[i]) << 4 | _hex_value(payload[i + 1])
+                            for i in range(0, len(payload) - 1, 2))
+        self.urcs += 1
+        self._on_urc(bytes(self._line[:self._header_len]), payload)
+
+    def _end_payload(self) -> None:
+        """Back to assembling lines; the data buffer is free again."""
+        self._rx = _Rx.LINE
+        self._sink = _Sink.NONE
+        self._data_len = 0
+        self._data_left = 0
+        self._data_read = 0
+        self._hex_candidate = False
+        self._hex_payload = False
+        self._pending = -1
+
+    def _truncate(self) -> None:
+        """The payload came short: drop it, report it, and feed what it swallowed again."""
+        kept = self._data_len
+        cut = 0
+        while cut < kept and self._data[cut] not in (_CR, _LF):
+            cut += 1
+        header = bytes(self._line[:self._header_len])
+        declared, received = self._data_declared, self._data_read
+        swallowed = bytes(self._data[cut:kept])  # C: memmove to the front, fed from there
+        if self._sink == _Sink.RESPONSE:
+            self._response.truncated = True
+        self.payloads_truncated += 1
         self._line_len = 0
-        if sink == _Sink.RESPONSE:
-            self._response.data = bytes(self._data[: self._data_len])
-        elif sink == _Sink.URC:
-            self.urcs += 1
-            self._on_urc(bytes(self._line[:header_len]), bytes(self._data[: self._data_len]))
+        self._end_payload()
+        if self._on_truncated is not None:
+            self._on_truncated(header, declared, received)
+        if swallowed:
+            self.feed(swallowed, self._now)
 
     # -- completion --------------------------------------------------------------------------
 
@@ -568,6 +911,10 @@ class AtChannel:
         # Idle first: the controller may send the next command as soon as it learns of this.
         self._active = False
         self._prompt = _Prompt.NONE
+        ok = result == AtResult.OK
+        self._final_urc_awaited = ok and self._final_urc
+        if ok and self._command.upper().startswith(HEX_MODE_OFF):
+            self._hex_possible = False
         if self._sink == _Sink.RESPONSE:
             # Timed out in the middle of the body: keep reading it, but it belongs to no one.
             self._sink = _Sink.DISCARD

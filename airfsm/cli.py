@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ from enum import IntEnum
 from typing import Any, NoReturn, TextIO
 
 from . import aliyun, log
+from .at import MAX_TIMEOUT_MS
+from .config import STANDARD_BAUDS
 from .controller import Controller, FailReason, Settings
 from .loop import monotonic_ms, run
 from .machine import State
@@ -57,6 +60,36 @@ class _Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------------- shared options
 
+DEFAULT_BAUD = 115200
+# A deadline is compared by the sign of its 32-bit ms difference: one further off would wrap
+# into the past (2200000 s exited at once). 2147483 s is about 24.8 days.
+MAX_TIMEOUT_S = MAX_TIMEOUT_MS // 1000
+
+
+def timeout_seconds(text: str) -> float:
+    """argparse type of --timeout: a finite number of seconds the wrap-safe clock can hold."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected more than 0 and at most {MAX_TIMEOUT_S} seconds (~24 days)")
+    return value
+
+
+def baud_rate(text: str) -> int:
+    """argparse type of --baud: one of the standard UART rates."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value not in STANDARD_BAUDS:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a standard rate: one of {', '.join(map(str, STANDARD_BAUDS))}")
+    return value
+
+
 
 def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The flags `connect` and `run` share (the gateway's config file has a key for each)."""
@@ -68,8 +101,10 @@ def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True)
                    help="DeviceSecret (better: the AIRFSM_DEVICE_SECRET environment variable, "
                         "which other users cannot read from the process list)")
     p.add_argument("--region", default=None, help="cn-shanghai (default), ap-southeast-1, ...")
-    p.add_argument("--apn", default=None, help="APN of the SIM (default CMIOT)")
-    p.add_argument("--baud", type=int, default=None, help="UART speed (default 115200)")
+    p.add_argument("--apn", default=None,
+                   help='APN of the SIM (default CMIOT; "" for the network\'s default APN)')
+    p.add_argument("--baud", type=baud_rate, default=None,
+                   help=f"UART speed (default {DEFAULT_BAUD})")
     p.add_argument("--client-id", default=None, help="MQTT clientId (default: the DeviceName)")
     p.add_argument("--sign-method", default=None, choices=aliyun.SIGN_METHODS,
                    help="auth sign method (default hmacmd5)")
@@ -87,8 +122,10 @@ def build_settings(args: argparse.Namespace, secret: str, **extra: Any) -> Setti
     identity = aliyun.DeviceIdentity(
         product_key=args.product_key, device_name=args.device_name, device_secret=secret,
         region=args.region or aliyun.DEFAULT_REGION, client_id=args.client_id)
-    settings = Settings(identity=identity, apn=args.apn or "CMIOT",
-                        sign_method=args.sign_method or aliyun.DEFAULT_SIGN_METHOD, **extra)
+    # `--apn ""` is a choice (the network's default APN), not an omission
+    settings = Settings(identity=identity, apn="CMIOT" if args.apn is None else args.apn,
+                        sign_method=args.sign_method or aliyun.DEFAULT_SIGN_METHOD,
+                        baud=args.baud or DEFAULT_BAUD, **extra)
     try:
         settings.validate()
     except ValueError as exc:
@@ -157,9 +194,7 @@ def exit_for(controller: Controller) -> tuple[Exit, str]:
 def cmd_connect(args: argparse.Namespace, env: dict[str, str]) -> Exit:
     secret = secret_from(args, env)
     settings = build_settings(args, secret, auth_attempts=args.auth_attempts)
-    if args.timeout is not None and args.timeout <= 0:
-        raise CliError("--timeout must be positive")
-    port = open_module_port(args.port, args.baud or 115200)
+    port = open_module_port(args.port, settings.baud)
     start = monotonic_ms()
     display = StageDisplay(sys.stdout, start, enabled=sys.stdout.isatty() or args.progress)
     controller = Controller(port, settings, now_ms=start, on_state=display)
@@ -204,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("connect", help="bring the module ONLINE once and exit 0")
     add_connection_options(p)
-    p.add_argument("--timeout", type=float, default=None,
-                   help="give up (exit 6) if not ONLINE after this many seconds")
+    p.add_argument("--timeout", type=timeout_seconds, default=None,
+                   help=f"give up (exit 6) if not ONLINE after this many seconds "
+                        f"(at most {MAX_TIMEOUT_S})")
     p.add_argument("--auth-attempts", type=int, default=None, metavar="N",
                    help="give up (exit 5) after N rejected auth replies (default 6, with backoff)")
     p.add_argument("--progress", action="store_true",

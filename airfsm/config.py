@@ -102,7 +102,7 @@ class GatewayConfig:
     inbox: str | None = None  # None or "stdout": print each inbound message as a JSON line
     outbox_capacity: int = 10_000
     inbox_capacity: int = 10_000  # inbound messages kept (a log: the oldest are pruned)
-    keepalive_s: int = 300  # MQTT keepalive, 30..1200
+    keepalive_s: int = 120  # MQTT keepalive, 30..240 (the vendor advises 120, at most 240)
     watchdog_s: int = 600  # not ONLINE for this long: reset the module
     liveness_s: int = 60  # ONLINE: probe the link this often
     puback_timeout_s: int = 10  # QoS1: resend when PUBACK has not come this long after OK
@@ -152,7 +152,9 @@ class GatewayConfig:
                  f"expected 1..{MAX_CAPACITY}")
         _require(1 <= self.inbox_capacity <= MAX_CAPACITY, "inbox_capacity",
                  f"expected 1..{MAX_CAPACITY}")
-        _require(30 <= self.keepalive_s <= 1200, "keepalive_s", "expected 30..1200 seconds")
+        _require(30 <= self.keepalive_s <= 240, "keepalive_s",
+                 "expected 30..240 seconds: the vendor advises 120 s and at most 240 s, as "
+                 "carrier NATs drop links idle longer")
         _require(60 <= self.watchdog_s <= 7 * 86400, "watchdog_s",
                  "expected 60..604800 seconds")
         _require(5 <= self.liveness_s <= 86400, "liveness_s", "expected 5..86400 seconds")

@@ -24,12 +24,24 @@ from enum import IntEnum
 from typing import Any
 
 from . import aliyun, log, payload
-from .at import AtChannel, AtResponse, AtResult, msub_topic
+from .at import (
+    AtChannel,
+    AtResponse,
+    AtResult,
+    is_final_code,
+    is_msub_message,
+    msub_cache_slot,
+    msub_topic,
+)
 from .machine import (
+    CACHE_READ,
     ESCALATION_BACKOFF_MS,
+    FIRMWARE_HEARTBEAT,
+    KEEPALIVE_FRACTION,
     LIVENESS_PROBE,
     MACHINE,
     MIN_FIRMWARE,
+    SESSION_KEEPALIVE,
     Check,
     Cond,
     Edge,
@@ -53,6 +65,12 @@ from .timebase import (
     seed_from_text,
 )
 
+# MQTT keepalive: the vendor advises 2 minutes and at most 4 (carrier NATs and base stations
+# drop links idle longer; openLuat FAQ "socket问题" #4); 30 s is the lower bound kept from before.
+MIN_KEEPALIVE_S = 30
+DEFAULT_KEEPALIVE_S = 120
+MAX_KEEPALIVE_S = 240
+BODY_WINDOW_MS = (1_000, 120_000)  # AT+HTTPDATA=<size>,<time>: time 1000-120000 ms
 READ_CHUNK = 512
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
@@ -79,6 +97,8 @@ class Purpose(IntEnum):
     MODE = 4  # AT+MQTTMODE switch for hex payloads
     STOP = 6  # AT+MDISCONNECT on shutdown
     DISCARD = 5  # sent in a state we have since left: ignore its answer
+    KEEPALIVE = 7  # AT+MSUB re-sent to keep an old firmware's MQTT session alive
+    CACHE_READ = 8  # AT+MQTTMSGGET after a cache-mode notice
 
 
 class Phase(IntEnum):
@@ -96,6 +116,12 @@ class PubPhase(IntEnum):
     WAIT_PUBACK = 2  # QoS1: OK received, PUBACK due by puback_deadline
 
 
+class KeepalivePhase(IntEnum):
+    NONE = 0  # nothing in flight
+    WAIT_OK = 1  # AT+MSUB (SESSION_KEEPALIVE) sent
+    WAIT_SUBACK = 2  # OK received, SUBACK due by keepalive_deadline
+
+
 # Link-loss URCs: prefix -> the trigger it raises. Priority: a reboot beats a lost bearer beats
 # a lost MQTT session, because the bigger loss implies the smaller ones.
 _LINK_URCS: tuple[tuple[bytes, Trigger], ...] = (
@@ -106,6 +132,9 @@ _LINK_URCS: tuple[tuple[bytes, Trigger], ...] = (
     (b"+SAPBR 1: DEACT", Trigger.BEARER_LOST),
     (b"+CGEV: NW PDN DEACT", Trigger.BEARER_LOST),
     (b"+CGEV: ME PDN DEACT", Trigger.BEARER_LOST),
+    # 3GPP TS 27.007 +CGEV: the packet domain detached, by the module or by the network
+    (b"+CGEV: ME DETACH", Trigger.BEARER_LOST),
+    (b"+CGEV: NW DETACH", Trigger.BEARER_LOST),
     (b"CLOSED", Trigger.MQTT_LOST),
 )
 _PRIORITY = {Trigger.PORT_LOST: 4, Trigger.REBOOTED: 3, Trigger.BEARER_LOST: 2,
@@ -117,14 +146,15 @@ class Settings:
     """Everything the controller needs to know; validated once, before the first tick."""
 
     identity: aliyun.DeviceIdentity
-    apn: str = "CMIOT"
+    apn: str = "CMIOT"  # "" is legal: the network's default APN
     sign_method: str = aliyun.DEFAULT_SIGN_METHOD
-    keepalive_s: int = 300
+    keepalive_s: int = DEFAULT_KEEPALIVE_S
+    baud: int = 115200  # the UART's rate: how long a length-counted payload may pause
     sub_topic: str | None = None  # default /{pk}/{dn}/get
     sub_qos: int = 0
     mqtt_host: str | None = None  # default: the reply's resources, else <pk>.iot-as-mqtt.<region>
     mqtt_port: int | None = None
-    body_window_ms: int = 20_000  # the HTTPDATA window the module waits for the body
+    body_window_ms: int = 20_000  # the HTTPDATA window the module waits for the body (1-120 s)
     liveness_ms: int = 60_000  # probe AT+MQTTSTATU this often in ONLINE
     silence_limit: int = 3  # consecutive unanswered commands in ONLINE -> MQTT_LOST
     publish_timeout_ms: int = 10_000  # AT+MPUB final code
@@ -145,10 +175,14 @@ class Settings:
         self.identity.validate()
         if self.sign_method not in aliyun.SIGN_METHODS:
             raise ValueError(f"sign method must be one of {', '.join(aliyun.SIGN_METHODS)}")
-        if not self.apn or not _quotable(self.apn) or len(self.apn) > 64:
-            raise ValueError("apn must be 1-64 printable ASCII characters without quotes")
-        if not 30 <= self.keepalive_s <= 1200:
-            raise ValueError("keepalive must be 30-1200 seconds")
+        if not _quotable(self.apn) or len(self.apn) > 64:
+            raise ValueError("apn must be 0-64 printable ASCII characters without quotes")
+        if not MIN_KEEPALIVE_S <= self.keepalive_s <= MAX_KEEPALIVE_S:
+            raise ValueError(f"keepalive must be {MIN_KEEPALIVE_S}-{MAX_KEEPALIVE_S} seconds: "
+                             f"the vendor advises {DEFAULT_KEEPALIVE_S} s and at most "
+                             f"{MAX_KEEPALIVE_S} s, as carrier NATs drop links idle longer")
+        if self.baud <= 0:
+            raise ValueError("baud must be a positive line rate")
         if self.sub_qos not in (0, 1):
             raise ValueError("subscribe qos must be 0 or 1")
         if self.sub_topic is not None and (reason := _topic_problem(self.sub_topic)):
@@ -158,10 +192,13 @@ class Settings:
         if self.mqtt_port is not None and not 1 <= self.mqtt_port <= 65535:
             raise ValueError("mqtt port must be 1-65535")
         for name in ("liveness_ms", "publish_timeout_ms", "puback_timeout_ms",
-                     "token_refresh_ms", "body_window_ms"):
+                     "token_refresh_ms"):
             value = getattr(self, name)
             if not 1_000 <= value < 2**31:
                 raise ValueError(f"{name} must be between 1000 and 2**31-1 ms")
+        if not BODY_WINDOW_MS[0] <= self.body_window_ms <= BODY_WINDOW_MS[1]:
+            raise ValueError(f"body_window_ms must be {BODY_WINDOW_MS[0]}-{BODY_WINDOW_MS[1]} ms "
+                             "(what AT+HTTPDATA accepts)")
         if self.auth_attempts is not None and not 1 <= self.auth_attempts <= 100:
             raise ValueError("auth attempts must be 1-100")
         if not 1 <= self.publish_attempts <= 100:
@@ -197,6 +234,9 @@ class Counters:
     store_unavailable: int = 0  # outbox calls refused (locked, disk full): retried later
     pubacks_ignored: int = 0
     inbound: int = 0
+    downlinks_truncated: int = 0  # +MSUB payloads that came short: dropped
+    downlinks_cached: int = 0  # cache-mode notices (`+MSUB: <slot>`), read with AT+MQTTMSGGET
+    keepalives: int = 0  # AT+MSUB sent to keep an old firmware's session alive
     probes: int = 0
     internal_errors: int = 0
 
@@ -334,7 +374,8 @@ class Controller:
         self.log = log.get_logger("airfsm.controller")
         log.register_secret(settings.identity.device_secret)
 
-        self.channel = AtChannel(self._write, self._on_response, self._on_urc)
+        self.channel = AtChannel(self._write, self._on_response, self._on_urc,
+                                 on_truncated=self._on_truncated, baud=settings.baud)
         self._edges = edge_table(table)
         self._model = _Model()
         self.machine = build_machine(self._model, self._on_transition, table)
@@ -402,6 +443,11 @@ class Controller:
         self._stale_pubacks = 0  # PUBACKs still owed to messages already acknowledged
         self._stale_until = self._now  # ... expected no later than this; then they are lost
         self._module_hex = False  # AT+MQTTMODE of the module
+        self._cache_pending = False  # a `+MSUB: <slot>` notice came: AT+MQTTMSGGET is due
+        self._session_proof_at = self._now  # the server last acknowledged a packet of ours
+        self.keepalive_phase = KeepalivePhase.NONE
+        self._keepalive_deadline = self._now
+        self._keepalive_acked = False  # the SUBACK overtook the OK
         self._next_probe_at = self._now
         self._probe_due = False
         self._silence = 0
@@ -447,12 +493,13 @@ class Controller:
             return ms_add(now, IDLE_RECHECK_MS)
         if self.port_lost:
             return ms_add(now, 1_000)
-        deadline: int | None = self.channel.deadline
+        deadline: int | None = ms_earliest(self.channel.deadline, self.channel.receive_deadline)
         if self._ack_owed is not None or self._dead_owed is not None:
             hold = self._store_hold_until
             deadline = ms_earliest(deadline, now if hold is None else hold)
         if self.state == State.ONLINE:
             deadline = ms_earliest(deadline, self._next_probe_at)
+            deadline = ms_earliest(deadline, self._session_deadline())
             deadline = ms_earliest(deadline, self._pub_hold_until)
             deadline = ms_earliest(deadline, self._store_hold_until)
             if self.pub_phase == PubPhase.WAIT_PUBACK:
@@ -529,7 +576,8 @@ class Controller:
             "counters": self.counters.as_dict(),
             "at": {"lines_dropped": self.channel.lines_dropped,
                    "stray_lines": self.channel.stray_lines, "urcs": self.channel.urcs,
-                   "data_dropped": self.channel.data_dropped},
+                   "data_dropped": self.channel.data_dropped,
+                   "payloads_truncated": self.channel.payloads_truncated},
         }
 
     # ------------------------------------------------------------------ port I/O
@@ -568,6 +616,8 @@ class Controller:
         if self.phase == Phase.WAIT_URC and ms_reached(now, self._urc_deadline):
             self.counters.timeouts += 1
             self._record(Outcome.FAIL, "wanted URC did not come")
+        if self.state == State.ONLINE:
+            self._check_keepalive()
         if (self.settings.watchdog_ms and self.state not in (State.ONLINE, State.FAILED)
                 and ms_reached(now, ms_add(self._offline_since, self.settings.watchdog_ms))):
             self._offline_since = now
@@ -738,6 +788,7 @@ class Controller:
                 self._offline_since = now
         if dest in (State.AUTOBAUD, State.VERSION_CHECK):
             self._module_hex = False  # a module that restarted is back in text mode
+            self._cache_pending = False  # ... and its message cache is empty
         if self.on_state is not None:
             try:
                 self.on_state(source, dest, trigger.name.lower())
@@ -756,6 +807,7 @@ class Controller:
         self._stale_pubacks = 0
         self._probe_due = False
         self._silence = 0
+        self._reset_session()
 
     def _wait(self, delay_ms: int) -> None:
         self.phase = Phase.WAIT_UNTIL
@@ -825,14 +877,19 @@ class Controller:
         command = step.command.format_map(self._template_values())
         self._urc_seen = b""
         self.phase = Phase.WAIT_FINAL
-        self._send(command.encode("ascii"), step.timeout_ms, Purpose.STEP, prompt=step.prompt)
+        # A step that waits for a bare final code as its URC (AT+MCONNECT: OK, then ERROR when
+        # refused) asks the channel to pass that code on rather than count it stray.
+        final_urc = any(is_final_code(u.encode("ascii")) for u in step.urc_ok + step.urc_fail)
+        self._send(command.encode("ascii"), step.timeout_ms, Purpose.STEP, prompt=step.prompt,
+                   final_urc=final_urc)
 
     def _send(self, command: bytes, timeout_ms: int, purpose: Purpose, *,
-              prompt: bool = False) -> None:
+              prompt: bool = False, final_urc: bool = False) -> None:
         self._purpose = purpose
         self.log.debug("at_tx", command=log.redact(command.decode("latin-1")),
                        state=self.state.name)
-        self.channel.send(command, self._now, timeout_ms, expect_prompt=prompt)
+        self.channel.send(command, self._now, timeout_ms, expect_prompt=prompt,
+                          final_urc=final_urc)
 
     def _template_values(self) -> dict[str, object]:
         s = self.settings
@@ -883,6 +940,10 @@ class Controller:
             self._on_probe_response(resp)
         elif purpose == Purpose.STOP:
             self.stopped = True
+        elif purpose == Purpose.KEEPALIVE:
+            self._on_keepalive_response(resp)
+        elif purpose == Purpose.CACHE_READ:
+            self._on_cache_read_response(resp)
         elif purpose == Purpose.MODE:
             self._on_mode_response(resp)
 
@@ -911,6 +972,19 @@ class Controller:
 
     def _on_urc(self, line: bytes, data: bytes) -> None:
         if line.startswith(b"+MSUB"):
+            slot = msub_cache_slot(line)
+            if slot >= 0:
+                # AT+MQTTMSGSET=1 after all: the module keeps the message; fetch it.
+                self.counters.downlinks_cached += 1
+                self.log.info("downlink_cached", slot=slot, state=self.state.name)
+                self._cache_pending = True
+                return
+            if not is_msub_message(line):
+                # Neither a message nor a cache notice (the manual's table abbreviates the
+                # header as `<topic>,<len>,<message>`; every example shows ` byte,`): never a
+                # message with an empty topic.
+                self.log.warning("msub_unparsed", urc=log.redact(line.decode("latin-1")))
+                return
             self._deliver(line, data)
             return
         step = self._step()
@@ -922,7 +996,11 @@ class Controller:
                 self._urc_seen = bytes(line)
             return
         if line.startswith(b"PUBACK"):
+            self._session_proof_at = self._now
             self._on_puback()
+            return
+        if line.startswith(b"SUBACK") and self.keepalive_phase != KeepalivePhase.NONE:
+            self._on_keepalive_suback()
             return
         for prefix, trigger in _LINK_URCS:
             if line.startswith(prefix):
@@ -933,6 +1011,16 @@ class Controller:
                 self._raise_link(trigger)
                 return
         self.log.debug("urc", urc=log.redact(line.decode("latin-1")), state=self.state.name)
+
+    def _on_truncated(self, header: bytes, declared: int, received: int) -> None:
+        """The channel dropped a length-counted payload that came short (bytes lost on the UART;
+        the vendor's changelog (V401857) names fast downlinks)."""
+        what = "downlink" if header.startswith(b"+MSUB") else "http body"
+        if what == "downlink":
+            self.counters.downlinks_truncated += 1
+        self.log.warning("payload_truncated", what=what,
+                         topic=msub_topic(header).decode("utf-8", "replace") or None,
+                         declared=declared, received=received, state=self.state.name)
 
     def _deliver(self, line: bytes, data: bytes) -> None:
         topic = msub_topic(line).decode("utf-8", "replace")
@@ -981,6 +1069,8 @@ class Controller:
         if check == Check.HTTP_STATUS:
             return Outcome.PASS, ""  # the status comes in the +HTTPACTION URC
         if check == Check.AUTH_REPLY:
+            if resp.truncated:
+                return Outcome.FAIL, "auth reply truncated (bytes lost on the UART)"
             return self._judge_auth(resp)
         if check == Check.MQTT_STATUS:
             status = _field_int(_find(resp, b"+MQTTSTATU"), 0)
@@ -1065,6 +1155,8 @@ class Controller:
             self.counters.probes += 1
             self._send(LIVENESS_PROBE.command.encode("ascii"), LIVENESS_PROBE.timeout_ms,
                        Purpose.PROBE)
+            return
+        if self._advance_session():
             return
         if self.pub_phase != PubPhase.NONE:
             return
@@ -1294,6 +1386,95 @@ class Controller:
                 return
         self._probe_due = True
 
+    # ------------------------------------------------------------------ ONLINE: session upkeep
+
+    def _advance_session(self) -> bool:
+        """What the module does not do by itself in ONLINE: read a message it cached, and keep
+        an old firmware's MQTT session alive. True when a command went out."""
+        if self._stopping:
+            return False
+        if self._cache_pending:
+            self._cache_pending = False
+            self._send(CACHE_READ.command.encode("ascii"), CACHE_READ.timeout_ms,
+                       Purpose.CACHE_READ)
+            return True
+        if not self._keepalive_needed() or self.keepalive_phase != KeepalivePhase.NONE:
+            return False
+        if ms_diff(self._now, self._session_proof_at) < self._keepalive_interval_ms():
+            return False
+        self.counters.keepalives += 1
+        self.keepalive_phase = KeepalivePhase.WAIT_OK
+        self._keepalive_acked = False
+        command = SESSION_KEEPALIVE.command.format_map(self._template_values())
+        self._send(command.encode("ascii"), SESSION_KEEPALIVE.timeout_ms, Purpose.KEEPALIVE)
+        return True
+
+    def _keepalive_needed(self) -> bool:
+        """Firmware before V838 sends no PINGREQ and reports no CLOSED (docs/FIRMWARE.md)."""
+        return self.firmware_version < FIRMWARE_HEARTBEAT
+
+    def _keepalive_interval_ms(self) -> int:
+        num, den = KEEPALIVE_FRACTION
+        return self.settings.keepalive_s * 1000 * num // den
+
+    def _session_deadline(self) -> int | None:
+        """When ONLINE upkeep next needs a tick (None: nothing to wait for)."""
+        if self.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
+            return self._keepalive_deadline
+        # A keepalive due while the channel is busy goes out when its answer wakes the tick:
+        # asking for a tick now would only spin until then.
+        if (self._keepalive_needed() and self.keepalive_phase == KeepalivePhase.NONE
+                and not self.channel.busy and not self._stopping):
+            return ms_add(self._session_proof_at, self._keepalive_interval_ms())
+        return None
+
+    def _on_keepalive_response(self, resp: AtResponse) -> None:
+        if self.state != State.ONLINE or self.keepalive_phase != KeepalivePhase.WAIT_OK:
+            return
+        if resp.result == AtResult.OK:
+            if self._keepalive_acked:
+                self._on_keepalive_suback()
+                return
+            self.keepalive_phase = KeepalivePhase.WAIT_SUBACK
+            self._keepalive_deadline = ms_add(self._now, SESSION_KEEPALIVE.urc_timeout_ms)
+            return
+        self.keepalive_phase = KeepalivePhase.NONE
+        if resp.result == AtResult.TIMEOUT:
+            self._on_online_timeout_or_error(resp)
+            return
+        # The module will not even send SUBSCRIBE: there is no session to keep.
+        self.log.warning("keepalive_refused", answer=_describe(resp))
+        self._raise_link(Trigger.MQTT_LOST)
+
+    def _on_keepalive_suback(self) -> None:
+        if self.keepalive_phase == KeepalivePhase.WAIT_OK:
+            self._keepalive_acked = True  # the SUBACK overtook the OK
+            return
+        self.keepalive_phase = KeepalivePhase.NONE
+        self._session_proof_at = self._now
+
+    def _check_keepalive(self) -> None:
+        if (self.keepalive_phase == KeepalivePhase.WAIT_SUBACK
+                and ms_reached(self._now, self._keepalive_deadline)):
+            # The firmware would not tell us (no CLOSED before V838): the server has gone.
+            self.counters.timeouts += 1
+            self.keepalive_phase = KeepalivePhase.NONE
+            self.log.warning("keepalive_unanswered", firmware=self.firmware or None,
+                             after_ms=SESSION_KEEPALIVE.urc_timeout_ms)
+            self._raise_link(Trigger.MQTT_LOST)
+
+    def _reset_session(self) -> None:
+        """A session starts (its CONNACK is the server's latest answer) or ends."""
+        self._session_proof_at = self._now
+        self.keepalive_phase = KeepalivePhase.NONE
+        self._keepalive_acked = False
+
+    def _on_cache_read_response(self, resp: AtResponse) -> None:
+        # The cached messages came as +MSUB lines (delivered as URCs) before this final code.
+        if self.state == State.ONLINE and resp.result != AtResult.OK:
+            self.log.warning("cache_read_failed", answer=_describe(resp))
+            self._on_online_timeout_or_error(resp)
+
     # ------------------------------------------------------------------ helpers
 
     def _step(self) -> Step | None:
@@ -1355,4 +1536,6 @@ def _describe(resp: AtResponse) -> str:
     if resp.result == AtResult.CME_ERROR:
         meaning = CME_ERRORS.get(resp.cme_error)
         return f"+CME ERROR: {resp.cme_error}" + (f" ({meaning})" if meaning else "")
+    if resp.result == AtResult.ERROR and resp.cme_error >= 0:
+        return f"ERROR: {resp.cme_error}"  # how the HTTP commands refuse
     return resp.result.name

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from .machine import (
+    CACHE_READ,
     ESCALATION_BACKOFF_MS,
+    FIRMWARE_HEARTBEAT,
+    KEEPALIVE_FRACTION,
     LIVENESS_PROBE,
     MACHINE,
     MIN_FIRMWARE,
+    SESSION_KEEPALIVE,
     Check,
     Cond,
     State,
@@ -77,6 +81,9 @@ def render_header(table: Sequence[StateSpec] = MACHINE) -> str:
         "#include <stdint.h>",
         "",
         f"#define AIRFSM_MIN_FIRMWARE {MIN_FIRMWARE}u",
+        f"#define AIRFSM_FIRMWARE_HEARTBEAT {FIRMWARE_HEARTBEAT}u  /* sends PINGREQ itself */",
+        f"#define AIRFSM_KEEPALIVE_FRACTION_NUM {KEEPALIVE_FRACTION[0]}u",
+        f"#define AIRFSM_KEEPALIVE_FRACTION_DEN {KEEPALIVE_FRACTION[1]}u",
         f"#define AIRFSM_ESCALATION_BACKOFF_BASE_MS {ESCALATION_BACKOFF_MS[0]}u",
         f"#define AIRFSM_ESCALATION_BACKOFF_CAP_MS {ESCALATION_BACKOFF_MS[1]}u",
         "",
@@ -155,10 +162,17 @@ def render_header(table: Sequence[StateSpec] = MACHINE) -> str:
         specs.append(f"    {{ AIRFSM_STATE_{row.state.name}, {steps_name}, {len(steps)}u, "
                      f"{policy_name}, {nxt}, {_c_string(row.summary)} }},")
         out.append("")
-    probe = LIVENESS_PROBE
+    # ONLINE's own commands, in the steps' form (none has urc_fail; the keepalive waits for
+    # SUBACK).
+    for c_name, step in (("airfsm_liveness_probe", LIVENESS_PROBE),
+                         ("airfsm_session_keepalive", SESSION_KEEPALIVE),
+                         ("airfsm_cache_read", CACHE_READ)):
+        ok_name = f"{c_name}_urc_ok"
+        if step.urc_ok:
+            out.append(_strings(ok_name, step.urc_ok))
+        out.append(f"static const airfsm_step_t {c_name} = "
+                   f"{_step_initializer(step, ok_name, 'NULL').strip().rstrip(',')};")
     out += [
-        f"static const airfsm_step_t airfsm_liveness_probe = "
-        f"{_step_initializer(probe, 'NULL', 'NULL').strip().rstrip(',')};",
         "",
         "static const airfsm_state_spec_t airfsm_machine[AIRFSM_STATE_COUNT] = {",
         *specs,

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from . import aliyun
-from .cli import CliError, Exit, StageDisplay, open_module_port
+from .cli import CliError, Exit, StageDisplay, open_module_port, timeout_seconds
 from .controller import Controller, Settings
 from .loop import monotonic_ms, run
 from .sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
@@ -188,7 +188,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("demo", help="simulator + connect + publish + downlink, no hardware")
     add_sim_options(p)
-    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    p.add_argument("--timeout", type=timeout_seconds, default=120.0,
+                   help="give up after this many seconds")
     p.set_defaults(handler=cmd_demo)
 
 

@@ -53,11 +53,15 @@ from transitions.extensions.diagrams_graphviz import Graph
 from . import aliyun, payload
 from .controller import CONTENT_TYPE, FailReason, Settings
 from .machine import (
+    CACHE_READ,
     COND_DESCRIPTIONS,
     ESCALATION_BACKOFF_MS,
+    FIRMWARE_HEARTBEAT,
+    KEEPALIVE_FRACTION,
     LIVENESS_PROBE,
     MACHINE,
     MIN_FIRMWARE,
+    SESSION_KEEPALIVE,
     Check,
     Cond,
     Edge,
@@ -100,9 +104,11 @@ TRIGGER_CAUSES: dict[Trigger, Cause] = {
     Trigger.EXHAUSTED: Cause("retries used up", "a step failed and no attempts are left"),
     Trigger.FATAL: Cause("hopeless", "no retry can help"),
     Trigger.MQTT_LOST: Cause("CLOSED, status 0",
-                             "CLOSED, +MQTTSTATU not 1, or the module silent"),
-    Trigger.BEARER_LOST: Cause("+CGATT: 0, DEACT",
-                               "+CGATT: 0, +PDP DEACT, +SAPBR 1: DEACT or +CGEV: NW/ME PDN DEACT"),
+                             "CLOSED, +MQTTSTATU not 1, the module silent, or (firmware before "
+                             "V838) no SUBACK to the keepalive"),
+    Trigger.BEARER_LOST: Cause("+CGATT: 0, DEACT, DETACH",
+                               "+CGATT: 0, +PDP DEACT, +SAPBR 1: DEACT, +CGEV: NW/ME PDN DEACT or "
+                               "+CGEV: ME/NW DETACH"),
     Trigger.REBOOTED: Cause("RDY", "RDY (the module restarted)"),
     Trigger.TOKEN_REJECTED: Cause("MCONNECT refused",
                                   "MCONNECT refused, or the token missing or stale"),
@@ -208,7 +214,7 @@ def _placeholders() -> dict[str, str]:
     """What each `{name}` of a command template stands for (the controller's _template_values)."""
     region = "{region}"
     return {
-        "apn": f"APN of the SIM (default {_setting_default('apn')})",
+        "apn": f"APN of the SIM (default {_setting_default('apn')}; empty: the network's default)",
         "auth_url": aliyun.auth_url(region),
         "content_type": CONTENT_TYPE,
         "body_len": "length of the auth body in bytes, computed (never counted by hand)",
@@ -644,6 +650,29 @@ def _sequence_online(seq: _Seq, row: StateSpec) -> None:
     seq.other(f"no answer within {secs(probe.timeout_ms)}")
     seq.note("MCU", f"{_setting_default('silence_limit')} unanswered in a row → mqtt_lost")
     seq.end()
+    seq.end()
+    _sequence_session_upkeep(seq)
+
+
+def _sequence_session_upkeep(seq: _Seq) -> None:
+    """What ONLINE does that the module does not: keep an old firmware's session, read a cache."""
+    keepalive = SESSION_KEEPALIVE
+    num, den = KEEPALIVE_FRACTION
+    every = secs(_setting_default("keepalive_s") * 1000 * num // den)
+    seq.block("opt", f"firmware before V{FIRMWARE_HEARTBEAT} (no PINGREQ of its own, no CLOSED): "
+                     f"the server acknowledged nothing for {every} ({num}/{den} keepalive)")
+    seq.msg("MCU", "Module", keepalive.command)
+    seq.msg("Module", "MCU", f"OK (within {secs(keepalive.timeout_ms)})", reply=True)
+    seq.msg("Module", "Cloud", "MQTT SUBSCRIBE (the same subscription again)")
+    seq.msg("Cloud", "Module", "SUBACK", reply=True)
+    seq.msg("Module", "MCU", f"SUBACK (URC, within {secs(keepalive.urc_timeout_ms)}, else the "
+                             f"session is dead → mqtt_lost)", reply=True)
+    seq.end()
+    seq.block("opt", "the module cached a message after all (AT+MQTTMSGSET=1)")
+    seq.msg("Module", "MCU", "+MSUB: {slot} (URC: where it keeps the message)", reply=True)
+    seq.msg("MCU", "Module", CACHE_READ.command)
+    seq.msg("Module", "MCU", "+MSUB: \"{topic}\",{n} byte,{payload} (each cached) / OK",
+            reply=True)
     seq.end()
 
 

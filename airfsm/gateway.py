@@ -314,7 +314,7 @@ def settings_from_config(config: GatewayConfig) -> Settings:
         product_key=config.product_key, device_name=config.device_name,
         device_secret=config.device_secret, region=config.region, client_id=config.client_id)
     settings = Settings(
-        identity=identity, apn=config.apn, sign_method=config.sign_method,
+        identity=identity, apn=config.apn, sign_method=config.sign_method, baud=config.baud,
         keepalive_s=config.keepalive_s, liveness_ms=config.liveness_s * 1000,
         puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
         publish_attempts=config.publish_attempts,
@@ -1253,7 +1253,7 @@ def register(sub: Any) -> None:
         "inbox": "'stdout': also print each inbound message as a JSON line",
         "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
         "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
-        "keepalive_s": "MQTT keepalive, 30-1200 s (default 300)",
+        "keepalive_s": "MQTT keepalive, 30-240 s (default 120, the vendor's advice)",
         "watchdog_s": "not ONLINE this long: reset the module (default 600)",
         "liveness_s": "ONLINE: probe the link this often (default 60)",
         "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",

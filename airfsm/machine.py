@@ -94,6 +94,9 @@ COND_DESCRIPTIONS = {
 
 
 MIN_FIRMWARE = 409  # "AirM2M_Air72xUy_V409_LTE_AT": older builds cannot do Alibaba Cloud
+# From V838 the module sends MQTT PINGREQ itself and reports CLOSED when the server closes;
+# before it, the controller keeps the session alive (docs/FIRMWARE.md).
+FIRMWARE_HEARTBEAT = 838
 
 
 @dataclass(frozen=True)
@@ -221,16 +224,21 @@ MACHINE: tuple[StateSpec, ...] = (
             Step("close_stale", "AT+MIPCLOSE", Check.ANY, timeout_ms=5_000),
             Step("config", 'AT+MCONFIG="{client_id}","{iot_id}","{iot_token}"', Check.OK,
                  timeout_ms=5_000),
+            # Inbound messages as +MSUB URCs, not kept in the module's 4-slot cache (where a
+            # message arriving right after CONNACK would wait, announced as `+MSUB: <slot>`).
+            # Before the link: nothing may come between CONNECT OK and MCONNECT. A firmware that
+            # refuses it keeps its default; a cache notice is still read in ONLINE.
+            Step("msgset", "AT+MQTTMSGSET=0", Check.ANY, timeout_ms=5_000),
             Step("tcp", 'AT+SSLMIPSTART="{mqtt_host}",{mqtt_port}', Check.OK, timeout_ms=10_000,
                  urc_ok=("CONNECT OK", "ALREADY CONNECT"), urc_fail=("CONNECT FAIL", "CLOSED"),
                  urc_timeout_ms=15_000),
             # Sent the moment CONNECT OK arrives: the server drops an idle TLS link quickly.
+            # A refused CONNECT answers OK, then a bare ERROR (vendor manual, AT+MCONNECT).
             Step("connect", "AT+MCONNECT=1,{keepalive_s}", Check.OK, timeout_ms=10_000,
-                 urc_ok=("CONNACK OK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000,
+                 urc_ok=("CONNACK OK",), urc_fail=("ERROR", "CLOSED"), urc_timeout_ms=10_000,
                  on_fail=Trigger.TOKEN_REJECTED),
             Step("subscribe", 'AT+MSUB="{sub_topic}",{sub_qos}', Check.OK, timeout_ms=5_000,
                  urc_ok=("SUBACK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000),
-            Step("msgset", "AT+MQTTMSGSET=0", Check.OK, timeout_ms=5_000),
         ),
         policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
                       on_exhausted=State.HTTP_AUTH),
@@ -254,6 +262,19 @@ ESCALATION_BACKOFF_MS = (1_000, 120_000)
 
 # The liveness probe of ONLINE, in the same form as the steps so it is drawn and ported alike.
 LIVENESS_PROBE = Step("probe", "AT+MQTTSTATU", Check.MQTT_STATUS, timeout_ms=5_000)
+# Firmware before V838 sends no PINGREQ: the controller sends an MQTT packet itself when the
+# server has acknowledged nothing for 3/4 of the keepalive. Re-sending the subscription is that
+# packet: SUBSCRIBE is answered (SUBACK), so it also proves the session alive - which AT+MQTTSTATU
+# cannot on such firmware, as it reports no CLOSED - and it publishes nothing into the cloud's
+# topics or rules (a QoS0 publish would, and has no answer). Re-subscribing is idempotent
+# (MQTT 3.1.1 3.8.4). No SUBACK within urc_timeout_ms: the session is dead (mqtt_lost).
+SESSION_KEEPALIVE = Step("keepalive", 'AT+MSUB="{sub_topic}",{sub_qos}', Check.OK,
+                         timeout_ms=5_000, urc_ok=("SUBACK",), urc_timeout_ms=10_000)
+KEEPALIVE_FRACTION = (3, 4)  # of the keepalive: leaves a quarter for a busy channel
+# `+MSUB: <slot>` (the module cached a message after all): read the cache. It answers each
+# message as a `+MSUB: "<topic>",<n> byte,<payload>` line, then OK (vendor AT manual
+# MQTTMSGGET, and its MQTT guide's example).
+CACHE_READ = Step("msgget", "AT+MQTTMSGGET", Check.OK, timeout_ms=5_000)
 
 # Events that interrupt whatever a state is doing. (trigger, sources, destination, reset module)
 _AFTER_AUTOBAUD = (State.VERSION_CHECK, State.ATTACH, State.BEARER, State.HTTP_AUTH,

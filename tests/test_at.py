@@ -10,11 +10,15 @@ from airfsm.at import (
     DATA_CAPACITY,
     LINE_CAPACITY,
     MAX_INFO_LINES,
+    PAYLOAD_STALL_FLOOR_MS,
     URC_PREFIXES,
     AtChannel,
     AtResponse,
     AtResult,
+    is_final_code,
+    msub_cache_slot,
     msub_topic,
+    payload_stall_ms,
     response_prefix,
 )
 from airfsm.timebase import Xorshift32, ms_add
@@ -50,10 +54,14 @@ class Harness:
         self.written: list[bytes] = []
         self.events: list[Event] = []
         self.busy_in_callback: list[bool] = []
+        self.truncated_flags: list[bool] = []  # AtResponse.truncated of every response
+        self.truncations: list[tuple[bytes, int, int]] = []  # on_truncated calls
+        kwargs.setdefault("on_truncated", lambda *t: self.truncations.append(t))
         self.ch = AtChannel(self.written.append, self._on_response, self._on_urc, **kwargs)  # type: ignore[arg-type]
 
     def _on_response(self, r: AtResponse) -> None:
         self.busy_in_callback.append(self.ch.busy)
+        self.truncated_flags.append(r.truncated)
         self.events.append(("rsp", r.command, r.result, r.cme_error, tuple(r.lines), r.data))
 
     def _on_urc(self, line: bytes, data: bytes) -> None:
@@ -1027,7 +1035,8 @@ TOKENS = [
 COMMANDS = [(b"AT+CGATT?", False), (b"AT+HTTPREAD", False), (b"AT+HTTPDATA=4,100", True)]
 
 
-def fuzz(seed: int) -> Harness:
+def fuzz(seed: int, tokens: list[bytes] = TOKENS,
+         commands: list[tuple[bytes, bool]] = COMMANDS, max_step_ms: int = 50) -> Harness:
     """Random streams against random commands; checks the invariants, returns the harness."""
     rng = Xorshift32(seed)
     h = Harness()
@@ -1036,7 +1045,7 @@ def fuzz(seed: int) -> Harness:
     prompts_answered = 0
     for _ in range(6000):
         if not h.ch.busy and rng.next() % 3 == 0:
-            command, prompt = COMMANDS[rng.next() % len(COMMANDS)]
+            command, prompt = commands[rng.next() % len(commands)]
             h.ch.send(command, now, 50 + rng.next() % 2000, expect_prompt=prompt)
             sends += 1
         prompts = sum(1 for e in h.events if e[0] == "rsp" and e[2] == AtResult.PROMPT)
@@ -1051,9 +1060,9 @@ def fuzz(seed: int) -> Harness:
             elif r % 5 == 1:
                 chunk.append((r >> 8) & 0xFF)
             else:
-                chunk += TOKENS[(r >> 8) % len(TOKENS)]
+                chunk += tokens[(r >> 8) % len(tokens)]
         h.ch.feed(bytes(chunk), now)
-        now = ms_add(now, rng.next() % 50)
+        now = ms_add(now, rng.next() % max_step_ms)
         h.ch.check_timeout(now)
     rsps = [e for e in h.events if e[0] == "rsp"]
     urcs = [e for e in h.events if e[0] == "urc"]
@@ -1063,6 +1072,7 @@ def fuzz(seed: int) -> Harness:
     assert h.ch.urcs == len(urcs)
     assert all(len(e[4]) <= MAX_INFO_LINES for e in rsps)  # type: ignore[arg-type]
     assert all(len(e[2]) <= DATA_CAPACITY for e in urcs)  # type: ignore[arg-type]
+    assert h.ch.payloads_truncated == len(h.truncations)
     h.ch.reset()
     h.ch.send(b"AT", now, TIMEOUT)
     h.feed(frame(b"OK"), now=now)
@@ -1078,3 +1088,247 @@ def test_fuzz_random_token_streams_keep_the_one_answer_per_command_invariant() -
     assert any(e[0] == "urc" and e[2] for e in events), "no +MSUB payload delivered"
     assert any(e[0] == "rsp" and e[5] for e in events), "no +HTTPREAD body delivered"
     assert all(h.ch.data_dropped > 0 and h.ch.stray_lines > 0 for h in runs)
+
+
+# --------------------------------------------------------------------------------------------
+# Resynchronisation: a length-counted payload that came short (bytes lost on the UART)
+
+STALL = PAYLOAD_STALL_FLOOR_MS  # payload_stall_ms(115200): the floor decides at this rate
+
+
+def test_stall_window_follows_the_line_rate_with_a_floor() -> None:
+    assert payload_stall_ms(115200) == PAYLOAD_STALL_FLOOR_MS
+    assert payload_stall_ms(300) > PAYLOAD_STALL_FLOOR_MS  # 32 characters at 300 baud: ~1.1 s
+    assert Harness(baud=300).ch.stall_ms == payload_stall_ms(300)
+
+
+def test_truncated_msub_does_not_swallow_the_next_commands_ok() -> None:
+    h = Harness()
+    h.ch.send(b"AT+MQTTSTATU", NOW, TIMEOUT)
+    header = b'+MSUB: "/t",100 byte,'
+    # 40 of 100 payload bytes arrive, then the answer of the command in flight
+    h.feed(b"\r\n" + header + b"x" * 40 + b"\r\n" + frame(b"+MQTTSTATU :1", b"OK"))
+    assert h.events == []  # swallowed as payload bytes, for now
+    assert h.ch.receive_deadline == NOW + STALL
+    h.ch.check_timeout(NOW + STALL - 1)
+    assert h.events == []
+    h.ch.check_timeout(NOW + STALL)
+    assert h.events == [rsp(b"AT+MQTTSTATU", lines=(b"+MQTTSTATU :1",))]  # not a timeout
+    assert h.truncations == [(header, 100, 40 + 2 + len(frame(b"+MQTTSTATU :1", b"OK")))]
+    assert h.ch.payloads_truncated == 1 and h.ch.urcs == 0  # the message is dropped
+    assert h.ch.receive_deadline is None
+    h.ch.send(b"AT", NOW + STALL, TIMEOUT)
+    h.feed(frame(b"OK"))
+    assert h.events[-1] == rsp(b"AT")  # in sync again
+
+
+def test_truncated_payload_in_a_busy_stream_is_closed_when_it_overruns() -> None:
+    # The stream never pauses long enough to look stalled: the payload's own length is the
+    # limit (twice its line time plus a slack), then what it swallowed is read as lines.
+    h = Harness()
+    header = b"+MSUB: /t,4000 byte,"
+    h.feed(b"\r\n" + header + b"lost-bytes")
+    now = NOW
+    fed = 0
+    while h.ch.payloads_truncated == 0:
+        assert fed < 100, "never closed"
+        now += STALL - 1
+        h.feed(frame(b"PUBACK"), now=now)
+        fed += 1
+        h.ch.check_timeout(now)
+    assert h.events == [urc(b"PUBACK")] * fed
+    assert h.truncations == [(header, 4000, 10 + fed * len(frame(b"PUBACK")))]
+
+
+def test_truncated_httpread_body_is_flagged_and_its_ok_still_completes_the_command() -> None:
+    h = Harness()
+    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.feed(b"\r\n+HTTPREAD: 120\r\n" + AUTH_REPLY[:80] + frame(b"OK"))
+    h.ch.check_timeout(NOW + STALL)
+    assert h.events == [rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 120",))]  # no data
+    assert h.truncated_flags == [True]
+    assert h.truncations == [(b"+HTTPREAD: 120", 120, 86)]
+    h.ch.send(b"AT+HTTPREAD", NOW + STALL, TIMEOUT)  # the flag belongs to one command
+    h.feed(httpread_stream(b"abc", b"\r\nOK\r\n"))
+    assert h.events[-1] == rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 3",), data=b"abc")
+    assert h.truncated_flags == [True, False]
+
+
+@pytest.mark.parametrize("boot", [frame(b"RDY", b"+CFUN: 1"), b"\r\n\xff\x00RDY\r\n+CFUN: 1\r\n"])
+def test_module_reboot_in_the_middle_of_an_httpread_body_is_recognised(boot: bytes) -> None:
+    h = Harness()
+    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.feed(b"\r\n+HTTPREAD: 300\r\n" + AUTH_REPLY[:50])
+    h.feed(boot, now=NOW + 5)  # a fast boot: no pause long enough between the two
+    h.ch.check_timeout(NOW + 5 + STALL)
+    assert h.events == [urc(b"RDY"), urc(b"+CFUN: 1")]  # long before the command's deadline
+    assert h.ch.busy and h.ch.payloads_truncated == 1
+
+
+def test_whole_payload_with_its_line_end_late_is_delivered_when_nothing_follows() -> None:
+    h = Harness()
+    h.feed(b"\r\n+MSUB: /t,3 byte,abc")
+    assert h.events == [] and h.ch.receive_deadline == NOW + STALL
+    h.ch.check_timeout(NOW + STALL)
+    assert h.events == [urc(b"+MSUB: /t,3 byte,", b"abc")]
+    assert h.ch.payloads_truncated == 0
+
+
+def test_a_payload_that_pauses_shorter_than_the_stall_window_is_whole() -> None:
+    h = Harness()
+    h.feed(b"\r\n+MSUB: /t,6 byte,ab")
+    now = NOW
+    for piece in (b"cd", b"ef\r\n"):  # in all longer than the window, each gap shorter
+        now += STALL - 1
+        h.ch.check_timeout(now)
+        h.feed(piece, now=now)
+    assert h.events == [urc(b"+MSUB: /t,6 byte,", b"abcdef")]
+
+
+# --------------------------------------------------------------------------------------------
+# Line noise before a line (a UART while the module boots)
+
+
+@pytest.mark.parametrize("noise", [b"\xff\x00", b"\xf8", b"\x00\x00\xe0\xfe", b"\x1b"])
+def test_rdy_after_line_noise_is_recognised(noise: bytes) -> None:
+    h = Harness()
+    h.feed(noise + b"RDY\r\n" + noise + b"+CFUN: 1\r\n")
+    assert h.events == [urc(b"RDY"), urc(b"+CFUN: 1")]
+    h.ch.send(b"AT+MSUB=\"/t\",0", NOW, TIMEOUT)
+    h.feed(noise + b"OK\r\n" + noise + b'+MSUB: "/t",2 byte,hi\r\n')
+    assert h.events[2:] == [rsp(b'AT+MSUB="/t",0'), urc(b'+MSUB: "/t",2 byte,', b"hi")]
+
+
+# --------------------------------------------------------------------------------------------
+# Final codes with no command in flight, `ERROR: <n>`
+
+
+def test_refused_mconnect_error_after_ok_is_its_outcome_as_a_urc() -> None:
+    h = Harness()
+    h.ch.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
+    h.feed(frame(b"OK"))
+    h.feed(frame(b"ERROR"))
+    assert h.events == [rsp(b"AT+MCONNECT=1,120"), urc(b"ERROR")]
+    h.feed(frame(b"ERROR"))  # only the first one after the OK is the command's
+    assert h.ch.stray_lines == 1
+    h.ch.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
+    h.feed(frame(b"OK", b"CONNACK OK"))
+    h.ch.send(b"AT+MSUB=\"/t\",0", NOW, TIMEOUT)  # a new command closes the window ...
+    h.ch.check_timeout(NOW + TIMEOUT)
+    h.feed(frame(b"ERROR"))  # ... so a late ERROR after its timeout is stray again
+    assert h.events[-2:] == [urc(b"CONNACK OK"), rsp(b'AT+MSUB="/t",0', AtResult.TIMEOUT)]
+    assert h.ch.stray_lines == 2
+
+
+def test_without_final_urc_an_unsolicited_error_stays_stray() -> None:
+    h = Harness()
+    h.ch.send(b"AT+MIPCLOSE", NOW, TIMEOUT)
+    h.feed(frame(b"OK", b"ERROR"))
+    assert h.events == [rsp(b"AT+MIPCLOSE")]
+    assert h.ch.stray_lines == 1
+    h.ch.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
+    h.feed(frame(b"ERROR", b"ERROR"))  # refused at once: the final answer, no window
+    assert h.events[1:] == [rsp(b"AT+MCONNECT=1,120", AtResult.ERROR)]
+    assert h.ch.stray_lines == 2
+
+
+@pytest.mark.parametrize(("line", "code"), [(b"ERROR: 3", 3), (b"ERROR:601", 601),
+                                            (b"ERROR: x", -1)])
+def test_http_error_with_a_number_is_a_final_answer(line: bytes, code: int) -> None:
+    h = Harness()
+    h.ch.send(b"AT+HTTPACTION=1", NOW, TIMEOUT)
+    h.feed(frame(line))
+    assert h.events == [rsp(b"AT+HTTPACTION=1", AtResult.ERROR, cme=code)]
+    assert is_final_code(line) and not is_final_code(b"ERRORS") and not is_final_code(b"OKAY")
+
+
+# --------------------------------------------------------------------------------------------
+# +MSUB: cache notices, hex payloads, topics that look like headers
+
+
+def test_cache_mode_notice_is_not_a_message() -> None:
+    assert [msub_cache_slot(x) for x in (b"+MSUB: 0", b"+MSUB:3", b"+MSUB: 2 ")] == [0, 3, 2]
+    for line in (b'+MSUB: "/t",3 byte,', b"+MSUB: ", b"+MSUB: x", b"+CGATT: 1", b"+MSUB: 12"):
+        assert msub_cache_slot(line) == -1
+    assert msub_topic(b"+MSUB: 0") == b""
+
+
+def hex_mode(h: Harness) -> None:
+    h.ch.send(b"AT+MQTTMODE=1", NOW, TIMEOUT)
+    h.feed(frame(b"OK"))
+
+
+@pytest.mark.parametrize("digits", [b"313233", b"0aFf00"])
+def test_hex_mode_downlink_of_2n_digits_is_decoded(digits: bytes) -> None:
+    stream = b'\r\n+MSUB: "/t",3 byte,' + digits + b"\r\n" + frame(b"PUBACK")
+    expected = [urc(b'+MSUB: "/t",3 byte,', bytes.fromhex(digits.decode())), urc(b"PUBACK")]
+    for k in range(len(stream) + 1):
+        h = Harness()
+        hex_mode(h)
+        h.feed(stream, cuts=[k])
+        assert h.events[1:] == expected, f"split at {k}"
+        assert h.ch.hex_payloads_possible
+
+
+def test_text_payload_of_hex_digits_stays_text_in_and_after_hex_mode() -> None:
+    h = Harness()
+    hex_mode(h)
+    h.feed(b'\r\n+MSUB: "/t",6 byte,313233\r\n')  # the module had not switched yet
+    h.ch.send(b"AT+MQTTMODE=0", NOW, TIMEOUT)
+    h.feed(b'\r\n+MSUB: "/t",3 byte,616263\r\n' + frame(b"OK"))  # sent before it switched
+    h.feed(b'\r\n+MSUB: "/t",6 byte,313233\r\n')
+    assert h.events[1:] == [urc(b'+MSUB: "/t",6 byte,', b"313233"),
+                            urc(b'+MSUB: "/t",3 byte,', b"abc"),
+                            rsp(b"AT+MQTTMODE=0"),
+                            urc(b'+MSUB: "/t",6 byte,', b"313233")]
+    assert not h.ch.hex_payloads_possible
+
+
+def test_hex_payload_missing_digits_is_truncated_and_the_stream_resyncs() -> None:
+    h = Harness()
+    hex_mode(h)
+    h.feed(b'\r\n+MSUB: "/t",3 byte,3132\r\n' + frame(b"PUBACK"))
+    assert h.events[1:] == [urc(b"PUBACK")]
+    assert h.truncations == [(b'+MSUB: "/t",3 byte,', 3, 4)]
+
+
+def test_reset_forgets_hex_mode() -> None:
+    h = Harness()
+    hex_mode(h)
+    h.ch.reset()  # the module rebooted: text mode
+    assert not h.ch.hex_payloads_possible
+
+
+@pytest.mark.parametrize(
+    ("head", "topic"),
+    [
+        (b'+MSUB: "/a",1 byte,b",5 byte,', b'/a",1 byte,b'),
+        (b'+MSUB: "/a",0 byte,",5 byte,', b'/a",0 byte,'),
+        (b'+MSUB: "x",1 byte,y",2 byte,z",5 byte,', b'x",1 byte,y",2 byte,z'),
+        (b"+MSUB: /a,1 byte,b,5 byte,", b"/a,1 byte,b"),
+    ],
+)
+def test_topic_containing_a_header_lookalike_does_not_split_early(head: bytes,
+                                                                  topic: bytes) -> None:
+    stream = b"\r\n" + head + b"hello\r\n" + frame(b"PUBACK")
+    for k in range(len(stream) + 1):
+        h = Harness()
+        h.feed(stream, cuts=[k])
+        assert h.events == [urc(head, b"hello"), urc(b"PUBACK")], f"split at {k}"
+        assert h.ch.msub_resplits >= 1 and h.ch.stray_lines == 0
+    assert msub_topic(head) == topic
+
+
+# The resync paths: hex mode, header lookalikes inside topics, truncation by stall and overrun.
+RESYNC_TOKENS = [*TOKENS, b'\r\n+MSUB: "/a",1 byte,', b'",5 byte,', b"3132", b"ff", b"\xff\x00RDY",
+                 b"\r\nERROR: 3\r\n", b"\r\n+MSUB: 2\r\n"]
+RESYNC_COMMANDS = [*COMMANDS, (b"AT+MQTTMODE=1", False), (b"AT+MQTTMODE=0", False)]
+
+
+def test_fuzz_the_resync_paths_keep_the_one_answer_per_command_invariant() -> None:
+    # steps up to 150 ms: two quiet ones in a row stall a payload (the window is 200 ms)
+    runs = [fuzz(seed, RESYNC_TOKENS, RESYNC_COMMANDS, 150) for seed in (0xBEEF, 31337, 4242)]
+    assert all(h.ch.payloads_truncated > 0 for h in runs)
+    assert any(h.ch.msub_resplits > 0 for h in runs)
+    hex_seen = [e for h in runs for e in h.events if e[0] == "urc" and e[1].startswith(b"+MSUB")]
+    assert hex_seen, "no +MSUB payload delivered"

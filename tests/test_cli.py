@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,6 +99,35 @@ def test_timeout_exits_6_naming_the_stage() -> None:
     assert "not attached yet" in result.stderr  # the last step failure says why
 
 
+def test_longest_timeout_the_clock_holds_is_accepted(sim: SimServer) -> None:
+    result = airfsm(*connect_args(sim.endpoint, "--timeout", "2147483"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_empty_apn_is_the_networks_default_and_reaches_online() -> None:
+    with SimServer(SimConfig(profile="fast"), transport="pty") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "30", "--apn", ""))
+        commands = server.call(lambda m, _now: list(m.commands))
+    assert result.returncode == 0, result.stderr
+    assert 'AT+SAPBR=3,1,"APN",""' in commands
+
+
+def test_truncated_auth_reply_over_a_real_pty_is_logged_and_retried() -> None:
+    # Wall-clock stall detection on a real pty: 20 bytes of the HTTPREAD body lost on the UART.
+    config = SimConfig(profile="fast", faults=[parse_fault("lose=20:AT+HTTPREAD")])
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "60", "--log-level",
+                                      "warning"))
+        commands = server.call(lambda m, _now: list(m.commands))
+    assert result.returncode == 0, result.stderr
+    warnings = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert [(w["event"], w["what"], w["declared"]) for w in warnings] == [
+        ("payload_truncated", "http body", 128)]
+    assert commands.count("AT+HTTPREAD") == 2  # dropped, then read again on the retry
+
+
 def test_unopenable_port_exits_3_with_one_line() -> None:
     result = airfsm(*connect_args("/dev/does-not-exist-airfsm"))
     assert result.returncode == 3
@@ -115,6 +145,15 @@ def test_unopenable_port_exits_3_with_one_line() -> None:
       "--apn", 'x"\r\nAT+RESET'], SEED_DS, "apn"),
     (["connect", "--port", "/dev/null", "--product-key", SEED_PK, "--device-name", SEED_DN,
       "--baud", "fast"], SEED_DS, "--baud"),
+    # Only the standard rates: 0 used to mean 115200, silently.
+    *((["connect", "--port", "/dev/null", "--product-key", SEED_PK, "--device-name", SEED_DN,
+        "--baud", baud], SEED_DS, "--baud") for baud in ("0", "-9600", "12345")),
+    # A timeout the wrap-safe 32-bit ms clock cannot express (2200000 s used to exit at once).
+    *((["connect", "--port", "/dev/null", "--product-key", SEED_PK, "--device-name", SEED_DN,
+        "--timeout", timeout], SEED_DS, "--timeout")
+      for timeout in ("nan", "inf", "-inf", "2200000", "0", "-1", "soon")),
+    (["connect", "--port", "/dev/null", "--product-key", SEED_PK, "--device-name", SEED_DN,
+      "--keepalive-s", "300"], SEED_DS, "unrecognized"),
     (["sim", "--fault", "explode"], None, "fault"),
     (["frobnicate"], None, "invalid choice"),
 ])

@@ -51,7 +51,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert (cfg.data_dir, cfg.log_level, cfg.inbox, cfg.outbox_capacity) == \
         (None, "info", None, 10_000)
     assert (cfg.keepalive_s, cfg.watchdog_s, cfg.liveness_s, cfg.shutdown_grace_s,
-            cfg.timeout_s) == (300, 600, 60, 5.0, None)
+            cfg.timeout_s) == (120, 600, 60, 5.0, None)
     assert cfg.effective_client_id == "862991419835241"
 
 
@@ -180,7 +180,7 @@ def test_bad_value_in_environment_names_the_variable() -> None:
 
 def test_bad_flag_value_names_the_flag(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, REQUIRED_TOML), overrides={"keepalive_s": 5})
-    assert "bad value for 'keepalive_s'" in message and "30..1200" in message
+    assert "bad value for 'keepalive_s'" in message and "30..240" in message
     assert "--keepalive-s" in message
 
 
@@ -221,9 +221,17 @@ def test_identity_values_are_checked(tmp_path: Path, line: str, key: str) -> Non
 
 
 def test_range_edges_are_accepted(tmp_path: Path) -> None:
-    for keepalive in (30, 1200):
+    for keepalive in (30, 240):
         cfg = load_config(write(tmp_path, REQUIRED_TOML), {}, {"keepalive_s": keepalive})
         assert cfg.keepalive_s == keepalive
+
+
+def test_keepalive_above_the_vendors_limit_is_refused_citing_the_advice(tmp_path: Path) -> None:
+    for keepalive in (241, 300, 1200):
+        message = error_of(write(tmp_path, REQUIRED_TOML), overrides={"keepalive_s": keepalive})
+        assert "\n" not in message
+        assert "keepalive_s" in message and "vendor advises 120 s and at most 240 s" in message
+        assert "NAT" in message
 
 
 def test_missing_secret_names_key_flag_and_variable(tmp_path: Path) -> None:

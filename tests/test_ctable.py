@@ -21,7 +21,7 @@ int main(void) {
     printf("%d %u %u\n", AIRFSM_STATE_COUNT, AIRFSM_EDGE_COUNT, steps);
     const airfsm_step_t *apn = &airfsm_machine[AIRFSM_STATE_BEARER].steps[1];
     printf("%s\n", apn->command);
-    const airfsm_step_t *tcp = &airfsm_machine[AIRFSM_STATE_MQTT_CONNECT].steps[2];
+    const airfsm_step_t *tcp = &airfsm_machine[AIRFSM_STATE_MQTT_CONNECT].steps[3];
     for (const char *const *u = tcp->urc_ok; *u; u++) printf("%s|", *u);
     printf("\n%u %d\n", airfsm_machine[AIRFSM_STATE_HTTP_AUTH].policy->retries,
            (int)airfsm_machine[AIRFSM_STATE_ONLINE].next);
@@ -51,7 +51,9 @@ def test_header_compiles_and_matches_the_table(tmp_path: Path) -> None:
     n_steps = sum(len(row.steps) for row in MACHINE)
     assert lines[0] == f"{len(State)} {len(edges())} {n_steps}"
     assert lines[1] == MACHINE[State.BEARER].steps[1].command
-    assert lines[2] == "".join(u + "|" for u in MACHINE[State.MQTT_CONNECT].steps[2].urc_ok)
+    tcp = MACHINE[State.MQTT_CONNECT].steps[3]
+    assert tcp.name == "tcp"
+    assert lines[2] == "".join(u + "|" for u in tcp.urc_ok)
     policy = MACHINE[State.HTTP_AUTH].policy
     assert policy is not None
     assert lines[3] == f"{policy.retries} -1"

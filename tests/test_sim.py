@@ -623,6 +623,143 @@ def test_fault_without_match_hits_next_command() -> None:
     assert bench.command("AT") == echoed("AT", "OK")
 
 
+def test_new_fault_specs_parse_and_print_back() -> None:
+    assert parse_fault("connack=refused@2") == Fault(FaultKind.CONNACK_REFUSED, 0, None, 2)
+    assert parse_fault("lose=20:AT+HTTPREAD") == Fault(FaultKind.LOSE, 20, "AT+HTTPREAD", 1)
+    assert parse_fault("lose-downlink=5@3") == Fault(FaultKind.LOSE_DOWNLINK, 5, None, 3)
+    assert parse_fault("brownout=60:AT+HTTPREAD").value == 60
+    assert parse_fault("http-error=3:AT+HTTPACTION=1").kind is FaultKind.HTTP_ERROR
+    for spec in ("connack=refused@2", "lose=20:AT+HTTPREAD@1", "lose-downlink=5@3",
+                 "cache-notice@2", "noisy-rdy@1", "me-detach:AT+MPUB@1",
+                 "http-error=3:AT+HTTPACTION=1@1", "brownout=60:AT+HTTPREAD@1"):
+        assert str(parse_fault(spec)) == spec
+        assert spec.split("=")[0].split(":")[0].split("@")[0] in FAULT_HELP
+    for bad in ("connack", "connack=ok", "lose", "brownout=x", "noisy-rdy:AT",
+                "cache-notice=3", "lose-downlink:AT+MPUB"):
+        with pytest.raises(ValueError) as info:
+            parse_fault(bad)
+        assert "\n" not in str(info.value)
+
+
+def test_fault_http_error_with_a_number() -> None:
+    bench = faulty("http-error=3:AT+HTTPACTION=1")
+    bench.command("AT+HTTPINIT")
+    assert bench.command("AT+HTTPACTION=1") == echoed("AT+HTTPACTION=1", "ERROR: 3")
+
+
+def test_fault_lose_drops_httpread_bytes_but_not_from_the_header() -> None:
+    bench = faulty("lose=20:AT+HTTPREAD")
+    authenticate(bench)
+    said = bench.command("AT+HTTPREAD")
+    header = b"\r\n+HTTPREAD: 128\r\n"
+    assert said.startswith(b"AT+HTTPREAD\r" + header) and said.endswith(b"\r\nOK\r\n")
+    assert len(said) == len(b"AT+HTTPREAD\r" + header) + 128 - 20 + len(b"\r\nOK\r\n")
+    assert len(http_read(bench)) == 128  # once
+
+
+def test_fault_brownout_cuts_the_answer_and_reboots() -> None:
+    bench = faulty("brownout=40:AT+HTTPREAD")
+    authenticate(bench)
+    said = bench.command("AT+HTTPREAD")
+    echo, header = b"AT+HTTPREAD\r", b"\r\n+HTTPREAD: 128\r\n"
+    boot = b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS Ready\r\n"
+    assert said.startswith(echo + header) and b"OK" not in said
+    assert said[len(echo) + 40:] == boot  # 40 bytes of the answer, then the module restarted
+    assert said[len(echo) + len(header):len(echo) + 40].startswith(b'{"code":200')
+    assert bench.module.boots == 2 and not bench.module.trained
+
+
+def test_fault_noisy_rdy_prints_noise_instead_of_the_first_line_break() -> None:
+    bench = Bench(faults=[parse_fault("noisy-rdy@2")])
+    assert bench.boot().startswith(b"\xff\x00RDY\r\n\r\n+CFUN: 1\r\n")
+    bench.module.reboot(bench.now)
+    assert bench.boot().startswith(b"\xff\x00RDY\r\n")
+    bench.module.reboot(bench.now)
+    assert bench.boot().startswith(b"\r\nRDY\r\n")
+
+
+def test_fault_me_detach_says_only_cgev() -> None:
+    bench = online()
+    bench.module.add_fault(parse_fault("me-detach:AT+CSQ"))
+    assert bench.command("AT+CSQ", settle_ms=5) == echoed(
+        "AT+CSQ", "+CSQ: 24,99", "OK", "+CGEV: ME DETACH")
+    assert not bench.module.attached and not bench.module.bearer_open
+    assert bench.module.mqtt_state == 0
+
+
+def test_fault_connack_refused_is_ok_then_a_bare_error() -> None:
+    bench = online()
+    bench.module.add_fault(parse_fault("connack=refused@1"))
+    bench.module.drop_mqtt(bench.now)
+    bench.take()
+    bench.command("AT+MIPCLOSE")
+    assert bench.command(f'AT+SSLMIPSTART="{MQTT_HOST}",1883').endswith(b"CONNECT OK\r\n")
+    assert bench.command("AT+MCONNECT=1,120") == echoed("AT+MCONNECT=1,120", "OK", "ERROR")
+    assert bench.module.mqtt_state == 0
+
+
+def test_hex_mode_downlink_is_2n_hex_digits() -> None:
+    bench = online()
+    bench.command("AT+MQTTMODE=1")
+    assert bench.module.send_downlink(TOPIC_GET, b"12\xff", bench.now)
+    bench.run(SETTLE_MS)
+    assert bench.take() == f'\r\n+MSUB: "{TOPIC_GET}",3 byte,3132FF\r\n'.encode()
+
+
+def test_cache_mode_and_cache_notice_fault_keep_the_message_for_mqttmsgget() -> None:
+    bench = online(faults=[parse_fault("cache-notice@1")])
+    bench.module.send_downlink(TOPIC_GET, b"one", bench.now)
+    bench.run(SETTLE_MS)
+    assert bench.take() == b"\r\n+MSUB: 0\r\n"
+    bench.module.send_downlink(TOPIC_GET, b"two", bench.now)  # the fault fired once: pushed
+    bench.run(SETTLE_MS)
+    assert bench.take() == f'\r\n+MSUB: "{TOPIC_GET}",3 byte,two\r\n'.encode()
+    assert bench.command("AT+MQTTMSGSET=1") == echoed("AT+MQTTMSGSET=1", "OK")
+    for payload in (b"three", b"four", b"five", b"six"):  # 5 cached in 4 slots
+        bench.module.send_downlink(TOPIC_GET, payload, bench.now)
+    bench.run(SETTLE_MS)
+    assert bench.take() == b"".join(b"\r\n+MSUB: %d\r\n" % i for i in (1, 2, 3, 0))
+    assert bench.command("AT+MQTTMSGGET?") == echoed(
+        "AT+MQTTMSGGET?", *(f"+MQTTMSGGET: {i},VALID" for i in range(4)), "OK")
+    line = '+MSUB: "{}",{} byte,{}'
+    assert bench.command("AT+MQTTMSGGET") == echoed(
+        "AT+MQTTMSGGET", *(line.format(TOPIC_GET, len(p), p) for p in
+                           ("three", "four", "five", "six")), "OK")
+    assert bench.command("AT+MQTTMSGGET") == echoed("AT+MQTTMSGGET", "OK")
+
+
+def test_fault_lose_downlink_keeps_the_header_length() -> None:
+    bench = online(faults=[parse_fault("lose-downlink=4")])
+    bench.module.send_downlink(TOPIC_GET, b"0123456789", bench.now)
+    bench.run(SETTLE_MS)
+    assert bench.take() == f'\r\n+MSUB: "{TOPIC_GET}",10 byte,012789\r\n'.encode()
+
+
+@pytest.mark.parametrize(("firmware", "closes"), [("AirM2M_Air72xUy_V409_LTE_AT", True),
+                                                   ("AirM2M_Air724UG_V838_LTE_AT", False)])
+def test_old_firmware_server_closes_an_idle_session_silently(firmware: str,
+                                                             closes: bool) -> None:
+    bench = online(firmware=firmware)  # MCONNECT=1,300: the server waits 450 s
+    bench.run(449_000)
+    bench.command(f'AT+MSUB="{TOPIC_GET}",0')  # a packet: the 450 s start over
+    bench.run(449_000)
+    assert bench.module.server_closed_silently == 0
+    bench.run(2_000)
+    assert bench.module.server_closed_silently == int(closes)
+    assert bench.take() == b""  # not a word, whichever the firmware
+    assert bench.module.mqtt_state == 1  # the module believes it is connected
+    line = f'AT+MPUB="{TOPIC_UPDATE}",1,0,"x"'
+    if closes:
+        assert bench.command(line, settle_ms=1000) == echoed(line, "OK")  # no PUBACK
+        assert bench.command(f'AT+MSUB="{TOPIC_GET}",0') == echoed(
+            f'AT+MSUB="{TOPIC_GET}",0', "OK")  # no SUBACK
+        assert not bench.module.send_downlink(TOPIC_GET, b"lost", bench.now)
+        bench.command("AT+MIPCLOSE")
+        assert bench.module.mqtt_state == 0
+    else:
+        assert bench.command(line) == echoed(line, "OK", "PUBACK")
+
+
 # --- real transports --------------------------------------------------------------------------
 
 

@@ -27,11 +27,19 @@ class FaultKind(StrEnum):
     REBOOT = "reboot"
     CLOSED = "closed"
     DETACH = "detach"
+    ME_DETACH = "me-detach"
+    HTTP_ERROR = "http-error"
+    LOSE = "lose"
+    BROWNOUT = "brownout"
     # Network faults: they act on a protocol event, not on a command line.
     HTTP = "http"
     AUTH = "auth"
     PUBACK_LOST = "puback=lost"
     PUBACK_LATE = "puback=late"
+    CONNACK_REFUSED = "connack=refused"
+    LOSE_DOWNLINK = "lose-downlink"
+    CACHE_NOTICE = "cache-notice"
+    NOISY_RDY = "noisy-rdy"
     # Module properties: permanent for the simulator's life.
     OLD_FIRMWARE = "old-firmware"
     CGATT0 = "cgatt0"
@@ -39,11 +47,15 @@ class FaultKind(StrEnum):
 
 COMMAND_KINDS = frozenset({
     FaultKind.SILENCE, FaultKind.ERROR, FaultKind.CME, FaultKind.GARBAGE, FaultKind.SPLIT,
-    FaultKind.REBOOT, FaultKind.CLOSED, FaultKind.DETACH,
+    FaultKind.REBOOT, FaultKind.CLOSED, FaultKind.DETACH, FaultKind.ME_DETACH,
+    FaultKind.HTTP_ERROR, FaultKind.LOSE, FaultKind.BROWNOUT,
 })
 # Kinds that take the place of the command's answer (the others decorate it).
-REPLACING_KINDS = frozenset({FaultKind.SILENCE, FaultKind.ERROR, FaultKind.CME, FaultKind.REBOOT})
-_VALUE_KINDS = frozenset({FaultKind.CME, FaultKind.HTTP, FaultKind.AUTH, FaultKind.CGATT0})
+REPLACING_KINDS = frozenset({FaultKind.SILENCE, FaultKind.ERROR, FaultKind.CME, FaultKind.REBOOT,
+                             FaultKind.HTTP_ERROR})
+_VALUE_KINDS = frozenset({FaultKind.CME, FaultKind.HTTP, FaultKind.AUTH, FaultKind.CGATT0,
+                          FaultKind.HTTP_ERROR, FaultKind.LOSE, FaultKind.BROWNOUT,
+                          FaultKind.LOSE_DOWNLINK})
 _PERMANENT_KINDS = frozenset({FaultKind.OLD_FIRMWARE, FaultKind.CGATT0})
 
 FAULT_HELP = """\
@@ -60,14 +72,31 @@ Command faults (act on the answer to the matching command; the echo still comes 
   reboot:MATCH       the module reboots instead of answering  reboot:AT+MCONNECT
   closed:MATCH       CLOSED (MQTT link dropped) after answer  closed:AT+MPUB
   detach:MATCH       network detach after the answer          detach:AT+HTTPACTION
+  me-detach:MATCH    detach reported only as +CGEV: ME DETACH me-detach:AT+MPUB
+  http-error=<n>     ERROR: <n> instead (how HTTP refuses)    http-error=3:AT+HTTPACTION=1
+  lose=<n>:MATCH     n bytes of the answer's length-counted   lose=20:AT+HTTPREAD
+                     data lost on the UART (header unchanged)
+  brownout=<n>:MATCH the first n bytes of the answer, then    brownout=60:AT+HTTPREAD
+                     the module reboots (RDY ...)
 Network faults:
   http=<status>      next +HTTPACTION carries that status     http=601@1
   auth=<code>        the auth server answers with that code   auth=401@*
   puback=lost        the next QoS1 PUBACK never comes         puback=lost@1
   puback=late        the next PUBACK comes 5x late            puback=late@2
+  connack=refused    MCONNECT answers OK, then a bare ERROR   connack=refused@1
+                     (no CLOSED; the server drops the link)
+  lose-downlink=<n>  the next +MSUB payload loses n bytes on  lose-downlink=5@3
+                     the UART (its header still counts them)
+  cache-notice       the next downlink is kept in the cache   cache-notice@2
+                     and announced as +MSUB: <slot> only
+  noisy-rdy          the next boot prints line noise before   noisy-rdy@2
+                     RDY, with no line break (\xff\x00RDY)
 Module properties (no MATCH, no COUNT):
   old-firmware       AT+CGMR reports AirM2M_Air72xUy_V300_LTE_AT
   cgatt0=<ms>        +CGATT: 0 until <ms> after every boot    cgatt0=20000
+Firmware behaviour (choose with --firmware): before V838 the module sends no MQTT PINGREQ and
+says nothing when the server closes the session: with no packet from the device within 1.5x
+its keepalive the server closes it silently (V409, the default, does this; V838 does not).
 """
 
 _COUNT = re.compile(r"[1-9][0-9]*|\*")
@@ -124,6 +153,10 @@ def parse_fault(spec: str) -> Fault:
         if value_text not in ("lost", "late"):
             raise ValueError(f"fault {spec!r}: puback needs =lost or =late")
         kind = FaultKind.PUBACK_LOST if value_text == "lost" else FaultKind.PUBACK_LATE
+    elif name == "connack":
+        if value_text != "refused":
+            raise ValueError(f"fault {spec!r}: connack needs =refused")
+        kind = FaultKind.CONNACK_REFUSED
     else:
         try:
             kind = FaultKind(name)

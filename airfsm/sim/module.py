@@ -28,10 +28,18 @@ Module behaviour worth knowing (all from PROTOCOL.md unless noted as a simulator
 * One command at a time: an answer is never scheduled before the previous one went out.
 * Refused MQTT credentials (stale or wrong iotToken, wrong clientId): MCONNECT answers OK, then
   `ERROR` (PROTOCOL.md's "CONNACK OK or ERROR") and `CLOSED` (the server drops the link), MQTT
-  state 0. Without MCONNECT within `connect_window_ms` of CONNECT OK the server drops: `CLOSED`.
+  state 0. The `connack=refused` fault refuses with the bare `ERROR` only, as firmware before
+  V838 does. Without MCONNECT within `connect_window_ms` of CONNECT OK the server drops: `CLOSED`.
+* MQTT keepalive: from V838 (`firmware`) the module sends PINGREQ itself. Before it, the server
+  closes a session that saw no packet from the device (CONNECT, SUBSCRIBE, PUBLISH ...) for 1.5x
+  its keepalive, and the module does not notice: MQTTSTATU still says 1, MPUB and MSUB answer
+  OK but nothing travels (no PUBACK, no SUBACK, no downlink) until AT+MIPCLOSE.
 * `send_downlink` delivers only while MQTT is connected and a subscription matches (MQTT wildcards
   work); otherwise the message is dropped, as the broker does for a clean session, and it
-  returns False. Subscriptions end with the link.
+  returns False. Subscriptions end with the link. In hex mode (AT+MQTTMODE=1) the payload goes
+  out as 2n hex digits for n bytes. With AT+MQTTMSGSET=1 (or the `cache-notice` fault) it is
+  kept in one of 4 cache slots (the oldest overwritten) and announced as `+MSUB: <slot>`;
+  AT+MQTTMSGGET prints the cached messages as +MSUB lines, then OK.
 * Auth server: HTTP 200 with a JSON code: 200 (fresh iotId/iotToken each time), 401 bad sign, 460
   bad form or wrong Content-Type, 5001 unknown product/device. Only the latest issued token (with
   the clientId that was signed) is accepted by MCONNECT. A URL with a host other than
@@ -53,12 +61,15 @@ from airfsm.sim.session import MqttSession, RecordingSession
 from airfsm.timebase import MS_MASK, Xorshift32, ms_add, ms_diff, ms_reached
 
 OLD_FIRMWARE = "AirM2M_Air72xUy_V300_LTE_AT"
+FIRMWARE_HEARTBEAT = 838  # from this build the module keeps the MQTT session alive itself
+KEEPALIVE_GRACE = (3, 2)  # the server closes after 1.5x the keepalive without a packet
+CACHE_SLOTS = 4  # AT+MQTTMSGSET=1: messages kept for AT+MQTTMSGGET
+BOOT_NOISE = b"\xff\x00"  # what a UART prints while the module powers up (noisy-rdy)
 CONTENT_TYPE_HEADER = "Content-Type: application/x-www-form-urlencoded"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_LINE = 4096  # the module's command buffer; longer lines are answered ERROR
 MAX_CREDENTIAL = 256  # AT+MCONFIG fields
 CME_NOT_ALLOWED = 3
-CME_NOT_SUPPORTED = 4
 CME_OPERATION_FAILED = 767
 
 # AT+MQTTSTATU values
@@ -142,6 +153,7 @@ _STATU_OF_LINK = {
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _HEX = "0123456789abcdef"
 _COMMAND_NAME = re.compile(r"AT[+&][A-Z0-9]*")
+_FIRMWARE_VERSION = re.compile(r"_V([0-9]+)")
 _MPUB_ARGS = re.compile(r'"([^"]*)",([0-9]+),([0-9]+),"(.*)"', re.DOTALL)
 _ESCAPE = re.compile(rb"\\([0-9A-Fa-f]{2})")
 
@@ -227,6 +239,13 @@ def _frame(*lines: str) -> bytes:
     return b"".join(b"\r\n" + line.encode("latin-1") + b"\r\n" for line in lines)
 
 
+def _lose_bytes(data: bytes, count: int) -> bytes:
+    """`data` with `count` bytes from its middle gone (a UART FIFO overrun)."""
+    count = min(count, len(data))
+    start = (len(data) - count) // 2
+    return data[:start] + data[start + count:]
+
+
 def _int_arg(text: str) -> int | None:
     text = text.strip().strip('"')
     return int(text) if text.isdigit() else None
@@ -256,7 +275,12 @@ class SimModule:
     _subscriptions: dict[str, int]
     _mqtt_config: tuple[str, str, str] | None
     _hex_mode: bool
+    _msg_cache_mode: bool  # AT+MQTTMSGSET=1
+    _msg_cache: list[tuple[str, bytes] | None]
+    _msg_cache_next: int  # the slot the next cached message takes (the oldest)
     _coverage_at: int  # no network before this (attach_after_ms / the cgatt0 fault)
+    _command_line: str  # the command being executed (for faults acting on its answer)
+    _brownout_left: int | None  # brownout fault: answer bytes still sent before the reboot
 
     def __init__(
         self, config: SimConfig, now_ms: int = 0, session: MqttSession | None = None
@@ -294,6 +318,11 @@ class SimModule:
         self._link_epoch = 0
         self._link = _LINK_IDLE
         self._subscriptions = {}
+        # The server side of the MQTT session: its keepalive and whether it is still there.
+        self._keepalive_s = 0
+        self._packet_seq = 0  # bumped by every packet from the device
+        self.server_closed_silently = 0  # sessions the server timed out without a word
+        self._server_gone = False  # the server closed the session; the module does not know
         self._boot_module()
 
     # --- the three calls a driver makes ---------------------------------------------------------
@@ -389,10 +418,32 @@ class SimModule:
         ):
             self.downlinks_dropped += 1
             return False
-        header = f'+MSUB: "{topic}",{len(payload)} byte,'.encode()
+        if self._server_gone:
+            self.downlinks_dropped += 1  # the server closed the session: nothing comes
+            return False
         self._schedule_link(ms_add(self._clock, self.profile.downlink_ms),
-                            lambda: self._emit(b"\r\n" + header + payload + b"\r\n"))
+                            lambda: self._downlink(topic, payload))
         return True
+
+    def _downlink(self, topic: str, payload: bytes) -> None:
+        """A PUBLISH from the server reaches the module: push it as +MSUB, or cache it."""
+        cache_notice = self._take_fault({FaultKind.CACHE_NOTICE}) is not None
+        if self._msg_cache_mode or cache_notice:
+            slot = self._msg_cache_next
+            self._msg_cache[slot] = (topic, payload)
+            self._msg_cache_next = (slot + 1) % CACHE_SLOTS
+            self._emit(_frame(f"+MSUB: {slot}"))
+            return
+        self._emit(b"\r\n" + self._msub_line(topic, payload) + b"\r\n")
+
+    def _msub_line(self, topic: str, payload: bytes) -> bytes:
+        """`+MSUB: "<topic>",<n> byte,<payload>`; in hex mode the payload as 2n hex digits."""
+        header = f'+MSUB: "{topic}",{len(payload)} byte,'.encode()
+        text = payload.hex().upper().encode("ascii") if self._hex_mode else payload
+        lose = self._take_fault({FaultKind.LOSE_DOWNLINK})
+        if lose is not None:
+            text = _lose_bytes(text, lose.value)  # the header still counts them
+        return header + text
 
     def expire_token(self) -> None:
         """The cloud forgets the issued iotToken (expiry, revocation): the next MCONNECT with it
@@ -403,6 +454,15 @@ class SimModule:
         """The server drops the link: CLOSED, MQTT state 0."""
         self._advance(now_ms)
         self._close_link(announce=True)
+
+    def drop_mqtt_silently(self, now_ms: int) -> None:
+        """The server closes the session and the module does not notice (firmware before V838:
+        no CLOSED, MQTTSTATU still 1, nothing travels until AT+MIPCLOSE)."""
+        self._advance(now_ms)
+        if self._link == _LINK_MQTT_UP and not self._server_gone:
+            self._server_gone = True
+            self.server_closed_silently += 1
+            self.session.disconnect()
 
     def detach(self, now_ms: int) -> None:
         """The network detaches: +CGATT: 0, bearer gone, MQTT closed; re-attach later."""
@@ -505,13 +565,21 @@ class SimModule:
         self._http = _Http()
         self._mqtt_config = None
         self._hex_mode = False
+        self._msg_cache_mode = False
+        self._msg_cache = [None] * CACHE_SLOTS
+        self._msg_cache_next = 0
+        self._command_line = ""
+        self._brownout_left = None
         self._coverage_at = self._clock
         self._schedule(ms_add(self._clock, self.profile.boot_ms), self._booted)
 
     def _booted(self) -> None:
         self._booting = False
         if self.config.boot_urcs:
-            self._emit(_frame("RDY", "+CFUN: 1", "+CPIN: READY", "SMS Ready"))
+            boot = _frame("RDY", "+CFUN: 1", "+CPIN: READY", "SMS Ready")
+            if self._take_fault({FaultKind.NOISY_RDY}) is not None:
+                boot = BOOT_NOISE + boot[2:]  # noise instead of the first line break
+            self._emit(boot)
         cgatt0 = self._active_fault(FaultKind.CGATT0)
         no_coverage_ms = max(self.config.attach_after_ms, cgatt0.value if cgatt0 else 0)
         # No network before then, whatever the MCU does: cycling the radio does not help.
@@ -570,16 +638,21 @@ class SimModule:
         self._split_answer = False
 
     def _execute(self, line: str) -> None:
+        self._command_line = line
         replacing = self._take_fault(REPLACING_KINDS, line)
         if replacing is not None:
             if replacing.kind is FaultKind.ERROR:
                 self._reply("ERROR")
             elif replacing.kind is FaultKind.CME:
                 self._reply(f"+CME ERROR: {replacing.value}")
+            elif replacing.kind is FaultKind.HTTP_ERROR:
+                self._reply(f"ERROR: {replacing.value}")
             elif replacing.kind is FaultKind.REBOOT:
                 self._later(0, self._boot_module)
             return  # SILENCE: nothing at all
         self._split_answer = self._take_fault({FaultKind.SPLIT}, line, need_match=True) is not None
+        brownout = self._take_fault({FaultKind.BROWNOUT}, line)
+        self._brownout_left = brownout.value if brownout is not None else None
         if self._take_fault({FaultKind.GARBAGE}, line) is not None:
             self._reply_raw(b"\r\n" + self._garbage() + b"\r\n")
 
@@ -594,6 +667,10 @@ class SimModule:
             self._later(0, lambda: self._close_link(announce=True))
         if self._take_fault({FaultKind.DETACH}, line) is not None:
             self._later(0, lambda: self._radio_down(reattach_ms=self.profile.reattach_ms))
+        if self._take_fault({FaultKind.ME_DETACH}, line) is not None:
+            self._later(0, lambda: self._radio_down(reattach_ms=self.profile.reattach_ms,
+                                                    urcs=("+CGEV: ME DETACH",)))
+        self._brownout_left = None
 
     @staticmethod
     def _command_name(line: str) -> tuple[str, str]:
@@ -613,6 +690,17 @@ class SimModule:
 
     def _reply_raw(self, data: bytes) -> None:
         split = self._split_answer
+        left = self._brownout_left
+        if left is not None:
+            # brownout: this much of the answer gets out, then the power dips and it reboots
+            if left <= 0:
+                return
+            data = data[:left]
+            self._brownout_left = left - len(data)
+            if self._brownout_left <= 0:
+                self._schedule(self._cursor, lambda: self._emit(data, split))
+                self._schedule(self._cursor, self._boot_module)
+                return
         self._schedule(self._cursor, lambda: self._emit(data, split))
 
     def _later(self, delay_ms: int, fire: Callable[[], None]) -> None:
@@ -738,16 +826,25 @@ class SimModule:
 
     # --- network --------------------------------------------------------------------------------
 
-    def _radio_down(self, reattach_ms: int | None) -> None:
-        """Detached from the network (by it, or by CFUN/CGATT): bearer and MQTT link go too."""
+    def _radio_down(self, reattach_ms: int | None, urcs: tuple[str, ...] | None = None) -> None:
+        """Detached from the network (by it, or by CFUN/CGATT): bearer and MQTT link go too.
+
+        `urcs`: what the module says (default +PDP DEACT, +SAPBR 1: DEACT and CLOSED); given,
+        only those lines (`+CGEV: ME DETACH`) and the link goes silently.
+        """
         self._attached = False
         self._radio_epoch += 1
-        urcs = ["+PDP DEACT"]
-        if self._bearer_status == BEARER_CONNECTED:
-            urcs.append("+SAPBR 1: DEACT")
-        self._close_bearer()
-        self._emit(_frame(*urcs))
-        self._close_link(announce=True)
+        if urcs is None:
+            said = ["+PDP DEACT"]
+            if self._bearer_status == BEARER_CONNECTED:
+                said.append("+SAPBR 1: DEACT")
+            self._close_bearer()
+            self._emit(_frame(*said))
+            self._close_link(announce=True)
+        else:
+            self._close_bearer()
+            self._emit(_frame(*urcs))
+            self._close_link(announce=False)
         if reattach_ms is not None:
             self._schedule_attach(reattach_ms)
 
@@ -955,7 +1052,11 @@ class SimModule:
                 return
             body = body[start:start + size]
         # Length header, the raw bytes (may hold CR, LF, commas), then OK.
-        self._reply_raw(_frame(f"+HTTPREAD: {len(body)}") + body + b"\r\nOK\r\n")
+        header = _frame(f"+HTTPREAD: {len(body)}")
+        lose = self._take_fault({FaultKind.LOSE}, self._command_line)
+        if lose is not None:
+            body = _lose_bytes(body, lose.value)  # the UART drops them; the header still counts
+        self._reply_raw(header + body + b"\r\nOK\r\n")
 
     # --- MQTT -----------------------------------------------------------------------------------
 
@@ -963,8 +1064,9 @@ class SimModule:
         """The MQTT/TCP link is gone; pending link events are cancelled."""
         if self._link == _LINK_IDLE:
             return
-        if self._link == _LINK_MQTT_UP:
+        if self._link == _LINK_MQTT_UP and not self._server_gone:
             self.session.disconnect()
+        self._server_gone = False
         self._link = _LINK_IDLE
         self._link_epoch += 1
         self._subscriptions.clear()
@@ -1029,16 +1131,51 @@ class SimModule:
         accepted = self._credentials_accepted()
         config = self._mqtt_config
 
+        refused_anyway = self._take_fault({FaultKind.CONNACK_REFUSED}) is not None
+
         def connack() -> None:
-            if accepted and config is not None:
+            if refused_anyway:
+                self._emit(_frame("ERROR"))  # refused; this firmware says no more ...
+                self._close_link(announce=False)  # ... while the server drops the link
+            elif accepted and config is not None:
                 self._link = _LINK_MQTT_UP
+                self._server_gone = False
+                self._keepalive_s = keepalive
                 self.session.connect(config[0], config[1], config[2], clean == 1, keepalive)
                 self._emit(_frame("CONNACK OK"))
+                self._device_packet()
             else:
                 self._emit(_frame("ERROR"))  # CONNACK refused (bad username or password) ...
                 self._close_link(announce=True)  # ... and the server closes the connection
 
         self._later_link(self.profile.connack_ms, connack)
+
+    @property
+    def firmware_version(self) -> int:
+        """The number after `_V` in the firmware name AT+CGMR reports (0 if none)."""
+        match = _FIRMWARE_VERSION.search(self.config.firmware)
+        return int(match.group(1)) if match else 0
+
+    def _device_packet(self) -> None:
+        """The device sent the server an MQTT packet: the session's keepalive starts over.
+
+        From V838 the module pings by itself, so the server never times the session out.
+        Before, a session with no packet for 1.5x its keepalive is closed by the server, and the
+        module neither notices nor reports CLOSED (vendor changelog, V838)."""
+        self._packet_seq += 1
+        if self.firmware_version >= FIRMWARE_HEARTBEAT or self._server_gone:
+            return
+        seq = self._packet_seq
+        num, den = KEEPALIVE_GRACE
+        grace_ms = self._keepalive_s * 1000 * num // den
+
+        def expire() -> None:
+            if seq == self._packet_seq and self._link == _LINK_MQTT_UP:
+                self._server_gone = True
+                self.server_closed_silently += 1
+                self.session.disconnect()
+
+        self._schedule_link(ms_add(self._clock, grace_ms), expire)
 
     def _cmd_msub(self, args: str) -> None:
         parts = split_args(args[1:]) if args.startswith("=") else []
@@ -1048,6 +1185,9 @@ class SimModule:
             return
         topic = parts[0]
         self._reply("OK")
+        if self._server_gone:
+            return  # SUBSCRIBE into a closed session: no SUBACK ever
+        self._device_packet()
 
         def suback() -> None:
             self._subscriptions[topic] = qos
@@ -1063,6 +1203,9 @@ class SimModule:
             return
         topic = parts[0]
         self._reply("OK")
+        if self._server_gone:
+            return
+        self._device_packet()
 
         def unsuback() -> None:
             self._subscriptions.pop(topic, None)
@@ -1073,13 +1216,32 @@ class SimModule:
 
     def _cmd_mqttmsgset(self, args: str) -> None:
         if args == "?":
-            self._reply("+MQTTMSGSET: 0", "OK")
-        elif args == "=0":
-            self._reply("OK")  # push mode: inbound messages as +MSUB URCs (also the default here)
-        elif args.startswith("="):
-            self._reply(f"+CME ERROR: {CME_NOT_SUPPORTED}")  # buffered mode: not simulated
+            self._reply(f"+MQTTMSGSET: {int(self._msg_cache_mode)}", "OK")
+        elif args in ("=0", "=1"):
+            # 0: inbound messages pushed as +MSUB URCs (the default here); 1: cached, announced
+            # as +MSUB: <slot>, read with AT+MQTTMSGGET (vendor AT manual)
+            self._msg_cache_mode = args == "=1"
+            self._reply("OK")
         else:
             self._reply("ERROR")
+
+    def _cmd_mqttmsgget(self, args: str) -> None:
+        if args == "?":
+            self._reply(*(f"+MQTTMSGGET: {i},{'INVALID' if m is None else 'VALID'}"
+                          for i, m in enumerate(self._msg_cache)), "OK")
+            return
+        if args:
+            self._reply("ERROR")
+            return
+        # Every cached message, oldest first, as the +MSUB line push mode would have sent.
+        lines = b""
+        for k in range(CACHE_SLOTS):
+            slot = (self._msg_cache_next + k) % CACHE_SLOTS
+            message = self._msg_cache[slot]
+            if message is not None:
+                lines += b"\r\n" + self._msub_line(*message) + b"\r\n"
+                self._msg_cache[slot] = None
+        self._reply_raw(lines + _frame("OK"))
 
     def _cmd_mqttmode(self, args: str) -> None:
         if args not in ("=0", "=1"):
@@ -1104,6 +1266,9 @@ class SimModule:
             self._reply("ERROR")
             return
         self._reply("OK")
+        if self._server_gone:
+            return  # into a session the server has closed: lost, and no PUBACK
+        self._device_packet()
         self.published.append((topic, payload, qos))
         self.session.publish(topic, payload, qos, retain == 1)
         if qos == 0:
@@ -1135,7 +1300,9 @@ class SimModule:
 
     def _cmd_mdisconnect(self, args: str) -> None:
         if self._link == _LINK_MQTT_UP:
-            self.session.disconnect()
+            if not self._server_gone:
+                self.session.disconnect()
+            self._server_gone = False
             self._link = _LINK_TCP_UP  # MQTT over; the TCP link stays until AT+MIPCLOSE
             self._link_epoch += 1
             self._subscriptions.clear()
@@ -1173,6 +1340,7 @@ _COMMANDS: dict[str, Callable[[SimModule, str], None]] = {
     "AT+MSUB": SimModule._cmd_msub,
     "AT+MUNSUB": SimModule._cmd_munsub,
     "AT+MQTTMSGSET": SimModule._cmd_mqttmsgset,
+    "AT+MQTTMSGGET": SimModule._cmd_mqttmsgget,
     "AT+MQTTMODE": SimModule._cmd_mqttmode,
     "AT+MPUB": SimModule._cmd_mpub,
     "AT+MQTTSTATU": SimModule._cmd_mqttstatu,
