@@ -165,7 +165,8 @@ class GatewayConfig:
         _require(0 <= self.shutdown_grace_s <= 300, "shutdown_grace_s",
                  "expected 0..300 seconds")
         if self.timeout_s is not None:
-            _require(0 < self.timeout_s <= 1e9, "timeout_s",
+            # a deadline past 2**31 ms would wrap on the 32-bit clock
+            _require(0 < self.timeout_s <= 2_147_483, "timeout_s",
                      "expected a positive number of seconds, or '' for no timeout")
 
     @property

@@ -498,15 +498,19 @@ class Controller:
             hold = self._store_hold_until
             deadline = ms_earliest(deadline, now if hold is None else hold)
         if self.state == State.ONLINE:
+            deadline = ms_earliest(deadline, self._store_hold_until)
+        if self.state == State.ONLINE and not self.channel.busy:
+            # ONLINE starts nothing while a command is in flight: its answer or its deadline
+            # wakes the tick. Asking for a tick at a probe or PUBACK time already passed would
+            # only spin until then.
             deadline = ms_earliest(deadline, self._next_probe_at)
             deadline = ms_earliest(deadline, self._session_deadline())
             deadline = ms_earliest(deadline, self._pub_hold_until)
-            deadline = ms_earliest(deadline, self._store_hold_until)
             if self.pub_phase == PubPhase.WAIT_PUBACK:
                 deadline = ms_earliest(deadline, self._pub_deadline)
             if self._stale_pubacks:
                 deadline = ms_earliest(deadline, self._stale_until)
-            if self.settings.outbox_poll_ms and not self.channel.busy:
+            if self.settings.outbox_poll_ms:
                 deadline = ms_earliest(deadline, ms_add(now, self.settings.outbox_poll_ms))
         elif self.phase == Phase.WAIT_URC:
             deadline = ms_earliest(deadline, self._urc_deadline)

@@ -200,6 +200,7 @@ def test_bad_flag_value_names_the_flag(tmp_path: Path) -> None:
     ("liveness_s = 0", "liveness_s"),
     ("shutdown_grace_s = -1", "shutdown_grace_s"),
     ("timeout_s = 0", "timeout_s"),
+    ("timeout_s = 2200000", "timeout_s"),  # past 2**31 ms: the deadline would wrap
     ('timeout_s = "soon"', "timeout_s"),
     ('client_id = "a b"', "client_id"),
     ('client_id = "' + "c" * 65 + '"', "client_id"),

@@ -12,7 +12,7 @@ from airfsm.controller import Controller, FailReason, MemoryOutbox, PubPhase
 from airfsm.machine import MACHINE, State
 from airfsm.port import memory_pair
 from airfsm.sim import SimConfig, parse_fault
-from airfsm.timebase import backoff_ms, ms_diff
+from airfsm.timebase import backoff_ms, ms_add, ms_diff
 from tests.harness import SEED_DN, SEED_DS, SEED_PK, make_rig, seed_settings
 
 UPDATE = f"/{SEED_PK}/{SEED_DN}/update"
@@ -508,3 +508,19 @@ def test_default_log_stream_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("sys.stderr", second)
     log.get_logger("t").info("two")
     assert '"event": "two"' in second.getvalue()
+
+
+def test_a_probe_due_while_a_command_is_in_flight_asks_for_no_early_tick() -> None:
+    """Regression: a probe (or PUBACK deadline) that fell due while the channel was busy made
+    next_deadline() answer "now" until the command completed: the host loop spun."""
+    rig = online_rig()
+    c = rig.controller
+    c.settings.publish_timeout_ms = 3 * c.settings.liveness_ms  # MPUB outlives the next probe
+    rig.module.add_fault(parse_fault("silence:AT+MPUB"))
+    c.publish("update", b"x", qos=1)
+    assert rig.run_until(lambda: c.channel.busy and "AT+MPUB" in rig.commands[-1])
+    in_flight_until = c.channel.deadline
+    assert in_flight_until is not None
+    late = ms_add(c._next_probe_at, 1)  # the probe is due, the MPUB still waits
+    assert ms_diff(in_flight_until, late) > 0
+    assert ms_diff(c.tick(late), late) > 0  # not "now": nothing can start before the answer
