@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from airfsm import aliyun
-from airfsm.controller import Controller, Settings
-from airfsm.port import MemoryPort, memory_pair
+from airfsm.core import aliyun
+from airfsm.core.controller import Controller, Settings
+from airfsm.core.timebase import ms_add, ms_diff, ms_earliest
+from airfsm.host.serial import MemoryPort, memory_pair
 from airfsm.sim import SimConfig, SimModule
-from airfsm.timebase import ms_add, ms_diff, ms_earliest
 
 SEED_PK = "b0FMK1Ga5cp"
 SEED_DN = "862991419835241"

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from airfsm.aliyun import (
+from airfsm.core.aliyun import (
     AUTH_ERRORS,
     DEFAULT_REGION,
     MQTT_PORT,

@@ -1,4 +1,4 @@
-"""Tests of the AT channel (airfsm/at.py): the digest, length-counted data, splits, faults."""
+"""Tests of the AT channel (airfsm/core/at.py): the digest, length-counted data, splits, faults."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from airfsm.at import (
+from airfsm.core.at import (
     DATA_CAPACITY,
     LINE_CAPACITY,
     MAX_INFO_LINES,
@@ -21,7 +21,7 @@ from airfsm.at import (
     payload_stall_ms,
     response_prefix,
 )
-from airfsm.timebase import Xorshift32, ms_add
+from airfsm.core.timebase import Xorshift32, ms_add
 
 NOW = 1000
 TIMEOUT = 5000

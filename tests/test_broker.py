@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from airfsm import aliyun
-from airfsm.controller import Controller, Settings
-from airfsm.loop import monotonic_ms, run
-from airfsm.port import open_port
+from airfsm.core import aliyun
+from airfsm.core.controller import Controller, Settings
+from airfsm.core.timebase import ms_add
+from airfsm.host.loop import monotonic_ms, run
+from airfsm.host.serial import open_port
 from airfsm.sim import SimConfig, SimServer
-from airfsm.timebase import ms_add
 from tests.conftest import BrokerProbe, Mosquitto
 from tests.harness import SEED_DN, SEED_DS, SEED_PK
 

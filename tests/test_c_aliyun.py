@@ -1,8 +1,8 @@
 """The C auth form and reply scan (port/c/core/aliyun.c) against their Python twins in
-airfsm/aliyun.py: the seed vector, then thousands of generated identities, parameter sets and auth
-replies, hostile ones included, each run through both and compared field by field. The C side runs
-under ASan+UBSan, and every reply is handed to it in a buffer of exactly its length, so a read past
-the end fails the test.
+airfsm/core/aliyun.py: the seed vector, then thousands of generated identities, parameter sets
+and auth replies, hostile ones included, each run through both and compared field by field. The
+C side runs under ASan+UBSan, and every reply is handed to it in a buffer of exactly its length,
+so a read past the end fails the test.
 
 Where the two knowingly differ (both bounds the Python lacks, see aliyun.h): a JSON integer code
 of more than 9 digits is "no integer code" in C; nesting deeper than AIRFSM_JSON_MAX_DEPTH is
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from airfsm import aliyun
+from airfsm.core import aliyun
 from tests.cport import hexfield, make, require_host_compiler, run_harness, unhexfield
 from tests.harness import SEED_DN, SEED_DS, SEED_PK
 

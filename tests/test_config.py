@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airfsm.config import (
+from airfsm.host.config import (
     ConfigError,
     GatewayConfig,
     env_var,

@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from airfsm import aliyun, log
-from airfsm.controller import Controller, FailReason, MemoryOutbox, PubPhase
-from airfsm.machine import MACHINE, State
-from airfsm.port import memory_pair
+from airfsm.core import aliyun
+from airfsm.core.controller import Controller, FailReason, MemoryOutbox, PubPhase
+from airfsm.core.table import MACHINE, State
+from airfsm.core.timebase import backoff_ms, ms_add, ms_diff
+from airfsm.host import log
+from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
-from airfsm.timebase import backoff_ms, ms_add, ms_diff
 from tests.harness import SEED_DN, SEED_DS, SEED_PK, make_rig, seed_settings
 
 UPDATE = f"/{SEED_PK}/{SEED_DN}/update"

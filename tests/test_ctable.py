@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.ctable import render_header
-from airfsm.machine import MACHINE, State, edges
+from airfsm.core.table import MACHINE, State, edges
+from airfsm.tools.ctable import render_header
 
 PROGRAM = r"""
 #include <stdio.h>

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from airfsm.controller import MemoryOutbox, PubPhase
-from airfsm.gateway import TICK_BUSY_TIMEOUT_MS, GatewayOutbox, StoreFaults
-from airfsm.messages import DeadLetter
+from airfsm.core.controller import MemoryOutbox, PubPhase
+from airfsm.core.messages import DeadLetter
+from airfsm.host.gateway import TICK_BUSY_TIMEOUT_MS, GatewayOutbox, StoreFaults
+from airfsm.host.store import SqliteOutbox, db_path
 from airfsm.sim import SimConfig, parse_fault
-from airfsm.store import SqliteOutbox, db_path
 from tests.harness import SEED_DN, SEED_PK, Rig, first_occurrences, make_rig, seed_settings
 
 UPDATE = f"/{SEED_PK}/{SEED_DN}/update"
@@ -397,9 +397,9 @@ def test_a_sqlite_outbox_serves_a_controller_directly_through_a_locked_spell(
 
 
 def test_the_gateway_opens_its_stores_without_a_busy_wait(tmp_path: Path) -> None:
-    from airfsm.config import GatewayConfig
-    from airfsm.gateway import Gateway
-    from airfsm.port import memory_pair
+    from airfsm.host.config import GatewayConfig
+    from airfsm.host.gateway import Gateway
+    from airfsm.host.serial import memory_pair
     from tests.harness import SEED_DS
 
     config = GatewayConfig(port="mem", product_key=SEED_PK, device_name=SEED_DN,

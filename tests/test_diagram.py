@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from airfsm import diagram
-from airfsm.controller import _LINK_URCS
-from airfsm.machine import (
+from airfsm.core.controller import _LINK_URCS
+from airfsm.core.table import (
     LIVENESS_PROBE,
     MACHINE,
     Check,
@@ -25,6 +24,7 @@ from airfsm.machine import (
     Trigger,
     edges,
 )
+from airfsm.tools import diagram
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "diagrams"
@@ -309,7 +309,7 @@ def test_generation_is_deterministic_across_processes(tmp_path: Path) -> None:
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / seed
-        code = ("import sys; from pathlib import Path; from airfsm import diagram; "
+        code = ("import sys; from pathlib import Path; from airfsm.tools import diagram; "
                 "diagram.write_files(Path(sys.argv[1]), diagram.generate())")
         env = {**os.environ, "PYTHONHASHSEED": seed}
         subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, cwd=REPO)
@@ -410,7 +410,7 @@ def test_readme_embeds_every_diagram() -> None:
 
 
 def test_cli_registers_the_command() -> None:
-    pytest.importorskip("airfsm.demo", reason="the CLI's other modules are not there yet")
+    pytest.importorskip("airfsm.cli.demo", reason="the CLI's other modules are not there yet")
     from airfsm import cli
 
     args = cli.build_parser().parse_args(["diagram", "--check", "diagrams/"])

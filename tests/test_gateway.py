@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 
-from airfsm import gateway as gw_module
-from airfsm import log
 from airfsm.cli import Exit, main
-from airfsm.config import GatewayConfig
-from airfsm.gateway import EXIT_OUTBOX_FULL, Gateway
-from airfsm.machine import MACHINE, State
+from airfsm.core.table import MACHINE, State
+from airfsm.host import gateway as gw_module
+from airfsm.host import log
+from airfsm.host.config import GatewayConfig
+from airfsm.host.gateway import EXIT_OUTBOX_FULL, Gateway
+from airfsm.host.store import SqliteInbox, SqliteOutbox, db_path
 from airfsm.sim import SimConfig, SimServer, parse_fault
-from airfsm.store import SqliteInbox, SqliteOutbox, db_path
 from tests.harness import SEED_DN, SEED_DS, SEED_PK
 
 UPDATE = f"/{SEED_PK}/{SEED_DN}/update"
@@ -587,7 +587,7 @@ def test_sighup_reloads_the_log_level(
                what="the reload")
     with SqliteOutbox(db_path(data)) as box:
         box.enqueue(UPDATE, b"logged at debug", 1)
-    from airfsm.gateway import poke
+    from airfsm.host.gateway import poke
 
     poke(data)
     wait_until(lambda: any(e.get("event") == "at_tx" and "AT+MPUB" in e.get("command", "")

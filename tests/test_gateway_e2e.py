@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from airfsm.host.store import SqliteInbox, SqliteOutbox, db_path
 from airfsm.sim import SimConfig, SimServer, parse_fault
-from airfsm.store import SqliteInbox, SqliteOutbox, db_path
 from tests.conftest import BrokerProbe, Mosquitto
 from tests.harness import SEED_DN, SEED_DS, SEED_PK, first_occurrences
 from tests.test_gateway import GatewayProcess, clean_env, wait_until

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from airfsm.payload import (
+from airfsm.core.payload import (
     MAX_PAYLOAD_HEX_RAW,
     MAX_PAYLOAD_TEXT,
     MAX_TOPIC,

@@ -14,7 +14,7 @@ from typing import cast
 import pytest
 import serial
 
-from airfsm.port import (
+from airfsm.host.serial import (
     MemoryPort,
     Port,
     PortError,

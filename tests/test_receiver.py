@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from airfsm.controller import Controller, Settings
-from airfsm.machine import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE, State
-from airfsm.port import memory_pair
+from airfsm.core.controller import Controller, Settings
+from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE, State
+from airfsm.core.timebase import ms_diff
+from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
-from airfsm.timebase import ms_diff
 from tests.harness import SEED_DN, SEED_PK, Rig, make_rig, seed_settings
 
 GET = f"/{SEED_PK}/{SEED_DN}/get"

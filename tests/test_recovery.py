@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.controller import PubPhase
-from airfsm.gateway import GatewayOutbox
-from airfsm.machine import MACHINE, State
-from airfsm.port import memory_pair
+from airfsm.core.controller import PubPhase
+from airfsm.core.table import MACHINE, State
+from airfsm.host.gateway import GatewayOutbox
+from airfsm.host.serial import memory_pair
+from airfsm.host.store import SqliteOutbox, StoreError, db_path
 from airfsm.sim import SimConfig, parse_fault
-from airfsm.store import SqliteOutbox, StoreError, db_path
 from tests.harness import SEED_DN, SEED_PK, Rig, first_occurrences, make_rig, seed_settings
 
 UPDATE = f"/{SEED_PK}/{SEED_DN}/update"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import serial
 
-from airfsm import aliyun
+from airfsm.core import aliyun
+from airfsm.core.timebase import MS_MASK, ms_add, ms_diff
 from airfsm.sim import (
     FAULT_HELP,
     Fault,
@@ -22,7 +23,6 @@ from airfsm.sim import (
     SimServer,
     parse_fault,
 )
-from airfsm.timebase import MS_MASK, ms_add, ms_diff
 
 PK = "b0FMK1Ga5cp"
 DN = "862991419835241"

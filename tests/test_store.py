@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from airfsm import log
-from airfsm.controller import MemoryOutbox, OutboxFullError
-from airfsm.messages import InboundMessage, OutboundMessage
-from airfsm.payload import MAX_PAYLOAD_HEX_RAW
-from airfsm.store import (
+from airfsm.core.controller import MemoryOutbox, OutboxFullError
+from airfsm.core.messages import InboundMessage, OutboundMessage
+from airfsm.core.payload import MAX_PAYLOAD_HEX_RAW
+from airfsm.host import log
+from airfsm.host.store import (
     SCHEMA_VERSION,
     OutboxFull,
     SqliteInbox,
@@ -291,7 +291,7 @@ def test_bad_capacity() -> None:
 
 _WRITER = """
 import sys
-from airfsm.store import SqliteOutbox, OutboxFull
+from airfsm.host.store import SqliteOutbox, OutboxFull
 path, tag, n, capacity = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 box = SqliteOutbox(path, capacity=capacity)
 sys.stdin.readline()  # start together
@@ -382,7 +382,7 @@ def test_capacity_holds_under_concurrent_publishers(tmp_path: Path) -> None:
 
 _KILLED = """
 import sys
-from airfsm.store import SqliteOutbox
+from airfsm.host.store import SqliteOutbox
 box = SqliteOutbox(sys.argv[1])
 print(box.enqueue("/pk/dn/update", b"must survive kill -9", 1), flush=True)
 sys.stdin.readline()  # block until killed

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from airfsm.timebase import (
+from airfsm.core.timebase import (
     MS_MASK,
     Xorshift32,
     backoff_ms,
-    monotonic_ms,
     ms_add,
     ms_diff,
     ms_reached,
     seed_from_text,
 )
+from airfsm.host.clock import monotonic_ms
 
 
 def test_differences_across_the_wrap() -> None:

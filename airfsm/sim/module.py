@@ -55,10 +55,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from airfsm import aliyun
+from airfsm.core import aliyun
+from airfsm.core.timebase import MS_MASK, Xorshift32, ms_add, ms_diff, ms_reached
 from airfsm.sim.faults import REPLACING_KINDS, Fault, FaultKind
 from airfsm.sim.session import MqttSession, RecordingSession
-from airfsm.timebase import MS_MASK, Xorshift32, ms_add, ms_diff, ms_reached
 
 OLD_FIRMWARE = "AirM2M_Air72xUy_V300_LTE_AT"
 FIRMWARE_HEARTBEAT = 838  # from this build the module keeps the MQTT session alive itself

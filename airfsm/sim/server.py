@@ -24,10 +24,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
 
+from airfsm.core.timebase import ms_diff, ms_reached
+from airfsm.host.clock import monotonic_ms
 from airfsm.sim.faults import Fault
 from airfsm.sim.module import SimConfig, SimModule
 from airfsm.sim.session import MqttSession
-from airfsm.timebase import monotonic_ms, ms_diff, ms_reached
 
 T = TypeVar("T")
 _READ_SIZE = 4096

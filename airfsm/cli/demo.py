@@ -12,12 +12,12 @@ import signal
 import sys
 from typing import Any
 
-from . import aliyun
-from .cli import CliError, Exit, StageDisplay, open_module_port, timeout_seconds
-from .controller import Controller, Settings
-from .loop import monotonic_ms, run
-from .sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
-from .timebase import ms_add, ms_diff
+from airfsm.cli import CliError, Exit, StageDisplay, open_module_port, timeout_seconds
+from airfsm.core import aliyun
+from airfsm.core.controller import Controller, Settings
+from airfsm.core.timebase import ms_add, ms_diff
+from airfsm.host.loop import monotonic_ms, run
+from airfsm.sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
 
 DEMO_DOWNLINK = b'{"method":"thing.service.blink","params":{"times":3}}'
 
@@ -93,7 +93,7 @@ def _broker_session(args: argparse.Namespace) -> Any:
     if not url:
         return None
     try:
-        from .sim.broker import BrokerSession
+        from airfsm.sim.broker import BrokerSession
     except ImportError as exc:  # paho-mqtt is the optional `broker` extra
         raise CliError(f"--broker needs paho-mqtt (pip install 'airfsm[broker]'): {exc}") from None
     try:

@@ -29,9 +29,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Protocol
 
 import serial
+
+from airfsm.core.hal import Port, PortLost
 
 __all__ = [
     "MemoryPort",
@@ -49,28 +50,6 @@ _NETWORK_SCHEMES = ("socket://", "rfc2217://")  # no device to flock: a lock fil
 
 class PortError(Exception):
     """The port cannot be opened. `str(e)` is one line, e.g. `cannot open /dev/x: No such …`."""
-
-
-class PortLost(Exception):
-    """The port vanished while in use: an event for the machine, not a crash."""
-
-
-class Port(Protocol):
-    def read(self, max_bytes: int) -> bytes:
-        """Up to `max_bytes` bytes that are already there; `b""` at once when none. PortLost."""
-        ...
-
-    def write(self, data: bytes) -> None:
-        """Send every byte of `data`. PortLost."""
-        ...
-
-    def fileno(self) -> int | None:
-        """A file descriptor `select()` can wait on for input, or None (poll instead)."""
-        ...
-
-    def close(self) -> None:
-        """Release the port. Idempotent."""
-        ...
 
 
 def _one_line(text: str) -> str:

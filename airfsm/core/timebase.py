@@ -7,8 +7,6 @@ the sign of their 32-bit difference, exactly as the C port does with `(int32_t)(
 
 from __future__ import annotations
 
-import time
-
 MS_MASK = 0xFFFFFFFF
 _HALF = 0x80000000
 
@@ -37,10 +35,6 @@ def ms_earliest(a: int | None, b: int | None) -> int | None:
         return a
     return a if ms_diff(a, b) <= 0 else b
 
-
-def monotonic_ms() -> int:
-    """The host's monotonic clock as 32-bit milliseconds, wrapping like an MCU's counter."""
-    return (time.monotonic_ns() // 1_000_000) & MS_MASK
 
 
 def seed_from_text(text: str) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from airfsm.store import default_data_dir
+from airfsm.host.store import default_data_dir
 
 SIGN_METHODS = ("hmacmd5", "hmacsha1", "hmacsha256")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -37,7 +37,7 @@ STANDARD_BAUDS = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 23
 REQUIRED = ("port", "product_key", "device_name", "device_secret")
 ENV_PREFIX = "AIRFSM_"
 SECRET_FIELDS = frozenset({"device_secret"})
-MIN_SECRET_LEN = 4  # what airfsm.log can redact; real DeviceSecrets are 32 characters
+MIN_SECRET_LEN = 4  # what airfsm.host.log can redact; real DeviceSecrets are 32 characters
 MAX_CAPACITY = 10_000_000
 
 _PRODUCT_KEY_RE = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -175,7 +175,7 @@ class GatewayConfig:
         return self.client_id if self.client_id is not None else self.device_name
 
     def data_dir_or_default(self) -> Path:
-        """`data_dir`, or the per-user default (`airfsm.store.default_data_dir`)."""
+        """`data_dir`, or the per-user default (`airfsm.host.store.default_data_dir`)."""
         return self.data_dir if self.data_dir is not None else default_data_dir()
 
     def public_dict(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ The device POSTs a form to `https://iot-auth.<region>.aliyuncs.com/auth/devicena
 its DeviceSecret, and gets back an iotId (MQTT username) and an iotToken (MQTT password, valid 7
 days). This module builds that form, parses the reply, names endpoints and topics, and (for the
 simulator) verifies a form. It is pure: no I/O, no logging, no clock. The controller registers
-secrets with `airfsm.log` and decides what to do with a refusal.
+secrets with `airfsm.host.log` and decides what to do with a refusal.
 
 Everything here that ends up inside an AT command (`AT+MCONFIG="…"`, `AT+SSLMIPSTART="…"`,
 `AT+MSUB="…"`) is checked to be free of quotes and line breaks, so a hostile or broken reply can

@@ -1,4 +1,4 @@
-"""The controller: one `tick(now_ms)` that runs the machine of `airfsm.machine`.
+"""The controller: one `tick(now_ms)` that runs the machine of `airfsm.core.table`.
 
 A tick reads what the port has, feeds the AT channel, lets the channel's callbacks record what
 happened (a step's answer, a wanted URC, a link-loss URC), turns that into at most one machine
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
-from . import aliyun, log, payload
-from .at import (
+from airfsm.core import aliyun, payload
+from airfsm.core.at import (
     AtChannel,
     AtResponse,
     AtResult,
@@ -33,7 +33,9 @@ from .at import (
     msub_cache_slot,
     msub_topic,
 )
-from .machine import (
+from airfsm.core.hal import Port, PortLost
+from airfsm.core.messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
+from airfsm.core.table import (
     CACHE_READ,
     ESCALATION_BACKOFF_MS,
     FIRMWARE_HEARTBEAT,
@@ -53,9 +55,7 @@ from .machine import (
     build_machine,
     edge_table,
 )
-from .messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
-from .port import Port, PortLost
-from .timebase import (
+from airfsm.core.timebase import (
     Xorshift32,
     backoff_ms,
     ms_add,
@@ -64,6 +64,7 @@ from .timebase import (
     ms_reached,
     seed_from_text,
 )
+from airfsm.host import log
 
 # MQTT keepalive: the vendor advises 2 minutes and at most 4 (carrier NATs and base stations
 # drop links idle longer; openLuat FAQ "socket问题" #4); 30 s is the lower bound kept from before.
@@ -371,7 +372,7 @@ class Controller:
         # Called from tick(): it must be quick (an MCU toggles a GPIO; a host runs a command).
         self.hardware_reset = hardware_reset
         self.table = table
-        self.log = log.get_logger("airfsm.controller")
+        self.log = log.get_logger("airfsm.core.controller")
         log.register_secret(settings.identity.device_secret)
 
         self.channel = AtChannel(self._write, self._on_response, self._on_urc,

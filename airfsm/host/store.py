@@ -28,9 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from airfsm.log import redact
-from airfsm.messages import DeadLetter, InboundMessage, OutboundMessage, OutboxUnavailable
-from airfsm.payload import check_message
+from airfsm.core.messages import DeadLetter, InboundMessage, OutboundMessage, OutboxUnavailable
+from airfsm.core.payload import check_message
+from airfsm.host.log import redact
 
 DB_FILENAME = "airfsm.db"
 STATUS_FILENAME = "status.json"
@@ -237,7 +237,7 @@ class SqliteOutbox(_Store):
 
         ValueError for a topic, QoS or payload that could never be published: refusing it here,
         at publish time, keeps a poison message from blocking the head of the queue. A topic
-        without a leading `/` is stored as given (see `airfsm.payload.resolve_topic`).
+        without a leading `/` is stored as given (see `airfsm.core.payload.resolve_topic`).
         OutboxFull when the outbox already holds `capacity` messages; the check and the insert
         are one IMMEDIATE transaction, so concurrent publishers cannot overshoot.
         """
@@ -510,7 +510,7 @@ class StatusFile:
 
     Written atomically (a temporary file in the same directory, then `os.replace`), so a reader
     sees the old or the new file, never a torn one. Every string is passed through
-    `airfsm.log.redact` first: defence in depth, no secret can reach the file.
+    `airfsm.host.log.redact` first: defence in depth, no secret can reach the file.
     `fsync=True` also survives power loss, at the cost of a flash write per update.
     """
 

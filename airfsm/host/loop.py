@@ -11,8 +11,9 @@ import select
 import time
 from collections.abc import Callable, Sequence
 
-from .controller import Controller
-from .timebase import monotonic_ms, ms_diff
+from airfsm.core.controller import Controller
+from airfsm.core.timebase import ms_diff
+from airfsm.host.clock import monotonic_ms
 
 __all__ = ["MAX_SLEEP_MS", "monotonic_ms", "run"]
 

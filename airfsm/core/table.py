@@ -5,7 +5,7 @@ each state's retry policy and escalation target, and the link-loss edges that ca
 state. From these tables come
 
 - the `transitions.Machine` the controller runs (`build_machine`),
-- the state and sequence diagrams (`airfsm.diagram`),
+- the state and sequence diagrams (`airfsm.tools.diagram`),
 - the edge list a C port compiles into a `const` array (`edges()`).
 
 Nobody writes the list of states or edges twice. A C port turns `State`, `Trigger`, `Check` into

@@ -3,16 +3,16 @@
 Host-only code (the MCU port has its own super-loop). One process owns the serial port and one
 data directory:
 
-    <data_dir>/airfsm.db      outbox + inbox (SQLite, WAL; `airfsm.store`)
+    <data_dir>/airfsm.db      outbox + inbox (SQLite, WAL; `airfsm.host.store`)
     <data_dir>/status.json    what the gateway is doing (`airfsm status` prints it)
     <data_dir>/wake.sock      unix datagram socket: `airfsm publish` pokes it after enqueuing
     <data_dir>/gateway.lock   flock()ed while a gateway runs: one gateway per data directory
 
-The loop is `airfsm.loop.run`: the process sleeps in `select()` on the port, the wake socket and
-a self-pipe that signal handlers write to (`signal.set_wakeup_fd`), until data arrives or the
-controller's next deadline is due. Nothing polls faster than once a second when idle.
+The loop is `airfsm.host.loop.run`: the process sleeps in `select()` on the port, the wake
+socket and a self-pipe that signal handlers write to (`signal.set_wakeup_fd`), until data
+arrives or the controller's next deadline is due. Nothing polls faster than once a second when idle.
 
-What the gateway adds to the controller's own recovery (`airfsm.machine`):
+What the gateway adds to the controller's own recovery (`airfsm.core.table`):
 
 * the serial port vanishing (USB unplugged): close it, reopen with backoff 1 s .. 30 s, then
   `Controller.replace_port` (-> AUTOBAUD);
@@ -46,9 +46,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
 
-from . import aliyun, log
-from .cli import FAIL_EXIT, CliError, Exit, add_connection_options
-from .config import (
+from airfsm.cli import FAIL_EXIT, CliError, Exit, add_connection_options
+from airfsm.core import aliyun
+from airfsm.core.controller import Controller, FailReason, Settings
+from airfsm.core.messages import InboundMessage, OutboundMessage, OutboxUnavailable
+from airfsm.core.payload import QOS_LEVELS, resolve_topic
+from airfsm.core.table import MACHINE, State, StateSpec
+from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
+from airfsm.host import log
+from airfsm.host.config import (
     ConfigError,
     GatewayConfig,
     convert,
@@ -57,14 +63,10 @@ from .config import (
     load_config,
     read_toml,
 )
-from .controller import Controller, FailReason, Settings
-from .loop import monotonic_ms
-from .loop import run as run_loop
-from .machine import MACHINE, State, StateSpec
-from .messages import InboundMessage, OutboundMessage, OutboxUnavailable
-from .payload import QOS_LEVELS, resolve_topic
-from .port import Port, PortError, open_port
-from .store import (
+from airfsm.host.loop import monotonic_ms
+from airfsm.host.loop import run as run_loop
+from airfsm.host.serial import Port, PortError, open_port
+from airfsm.host.store import (
     DEFAULT_OUTBOX_CAPACITY,
     OutboxFull,
     SqliteInbox,
@@ -78,7 +80,6 @@ from .store import (
     iso_utc,
     outbox_json_line,
 )
-from .timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
 
 WAKE_SOCKET = "wake.sock"
 LOCK_FILE = "gateway.lock"
@@ -250,7 +251,7 @@ _T = TypeVar("_T")
 
 
 class GatewayOutbox:
-    """The controller's view of the SQLite outbox (`airfsm.messages.Outbox`).
+    """The controller's view of the SQLite outbox (`airfsm.core.messages.Outbox`).
 
     Resolves relative topics (a library user may have enqueued one directly), applies injected
     store faults, and turns store trouble (locked by another process, disk full, read-only)
@@ -362,7 +363,7 @@ class Gateway:
         self.clock = clock
         self.install_signals = install_signals
         self.data_dir = config.data_dir_or_default()
-        self.log = log.get_logger("airfsm.gateway")
+        self.log = log.get_logger("airfsm.host.gateway")
         self.store_faults = store_faults_from(self.env)
 
         self.controller: Controller | None = None

@@ -15,14 +15,15 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any, NoReturn, TextIO
 
-from . import aliyun, log
-from .at import MAX_TIMEOUT_MS
-from .config import STANDARD_BAUDS
-from .controller import Controller, FailReason, Settings
-from .loop import monotonic_ms, run
-from .machine import State
-from .port import PortError, open_port
-from .timebase import ms_add, ms_diff
+from airfsm.core import aliyun
+from airfsm.core.at import MAX_TIMEOUT_MS
+from airfsm.core.controller import Controller, FailReason, Settings
+from airfsm.core.table import State
+from airfsm.core.timebase import ms_add, ms_diff
+from airfsm.host import log
+from airfsm.host.config import STANDARD_BAUDS
+from airfsm.host.loop import monotonic_ms, run
+from airfsm.host.serial import PortError, open_port
 
 
 class Exit(IntEnum):
@@ -258,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_sign)
 
     # The other subcommands live beside what they drive (each module has `register(sub)`).
-    from . import ctable, demo, diagram, gateway
+    from airfsm.cli import demo
+    from airfsm.host import gateway
+    from airfsm.tools import ctable, diagram
 
     for module in (demo, ctable, gateway, diagram):
         module.register(sub)

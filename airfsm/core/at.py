@@ -105,7 +105,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
-from airfsm.timebase import ms_add, ms_diff, ms_earliest, ms_reached
+from airfsm.core.timebase import ms_add, ms_diff, ms_earliest, ms_reached
 
 LINE_CAPACITY = 2048
 DATA_CAPACITY = 4096

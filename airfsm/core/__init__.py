@@ -1,0 +1,1 @@
+"""The portable tick path: every module here has a C twin in port/c/."""

@@ -1,0 +1,1 @@
+"""Linux-only: serial ports, the select loop, logging, storage, configuration, the gateway."""

@@ -1,0 +1,1 @@
+"""Generators that read the machine table: diagrams, the C table."""
