@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airfsm import log
 from airfsm.aliyun import DeviceIdentity
 from airfsm.controller import Controller, MemoryOutbox, Settings
 from airfsm.gateway import GatewayOutbox
@@ -28,8 +29,9 @@ from airfsm.sim import SimConfig
 from airfsm.store import SqliteOutbox, StoreError, db_path
 from tests.harness import SEED_DN, SEED_DS, SEED_PK, Rig, make_rig
 
-__all__ = ["SEED_DN", "SEED_DS", "SEED_PK", "ScriptedLink", "device_identity", "memory_outbox",
-           "online_link", "online_rig", "sqlite_outbox"]
+__all__ = ["SEED_DN", "SEED_DS", "SEED_PK", "Rig", "ScriptedLink", "SimConfig", "device_identity",
+           "make_rig", "memory_outbox", "online_link", "online_rig", "redact_cost_ns",
+           "registered_secrets", "sqlite_outbox"]
 
 IDLE_LINE = b"\r\n+CEREG: 1\r\n"  # a URC that changes nothing in ONLINE: pure digest work
 OK = b"\r\nOK\r\n"
@@ -139,3 +141,18 @@ def one_line_tick_ns(link: ScriptedLink, ticks: int, line: bytes = IDLE_LINE) ->
         write(line)
         tick(now)
     return (time.perf_counter_ns() - start) / ticks
+
+
+def registered_secrets() -> int | None:
+    """How many values the logger redacts now (None if the logger does not say)."""
+    secrets = getattr(log, "_secrets", None)
+    return len(secrets) if secrets is not None else None
+
+
+def redact_cost_ns(repeat: int = 2_000) -> float:
+    """What one `log.redact` of an ordinary AT command line costs now (ns)."""
+    line = 'AT+MPUB="/b0FMK1Ga5cp/862991419835241/update",1,0,"{\\22seq\\22:1}"'
+    start = time.perf_counter_ns()
+    for _ in range(repeat):
+        log.redact(line)
+    return (time.perf_counter_ns() - start) / repeat
