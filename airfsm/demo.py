@@ -79,6 +79,9 @@ def cmd_sim(args: argparse.Namespace, env: dict[str, str]) -> Exit:
     print(f"simulated Air72x ({config.firmware}) on {server.endpoint}", flush=True)
     print(f"try: airfsm connect --port {server.endpoint} --product-key {config.product_key} "
           f"--device-name {config.device_name} --device-secret ...", flush=True)
+    if args.baud:
+        print(f"the line is paced at {args.baud} baud (10 bits a byte, both directions)",
+              flush=True)
 
     def stop(_signum: int, _frame: Any) -> None:
         server.stop()

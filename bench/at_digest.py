@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from airfsm.at import AtChannel, AtResponse, AtResult
-from bench.figure import Figure, from_runs, main, runs_for
+from bench.figure import QUICK_RUNS, Figure, from_runs, main, runs_for
 
 CHUNK = 512
 TARGET_MB_S = 9.2  # issue 12, target 1: 100 x the 921600-baud line rate
@@ -203,7 +203,7 @@ def throughput_runs(p: Plan, runs: int) -> list[float]:
 
 def measure(smoke: bool) -> list[Figure]:
     cycles = 20 if smoke else 500  # one cycle is ~2 kB
-    runs = runs_for(smoke)
+    runs = runs_for(smoke, QUICK_RUNS)
     mixed, lines = plan(cycles), plan(cycles, lines_only=True)
     mb_s = throughput_runs(mixed, runs)
     lines_mb_s = throughput_runs(lines, runs)
@@ -222,11 +222,14 @@ def measure(smoke: bool) -> list[Figure]:
                       "receiver steps its Python state machine once per byte (at.py feed loop) "
                       "instead of finding the line end with bytes.find and copying the run; "
                       "length-counted data is already copied as slices")
+    multiple = from_runs("at_digest.x921600", "AT digest / 921600-baud line rate",
+                         [v * 1e6 / LINE_RATE_921600 for v in mb_s], "x", ">= 100",
+                         "92,160 bytes/s at 10 bits a byte")
+    if multiple.passed is False:
+        multiple.notes += "; missed: the same runs as the MB/s row (see its reason)"
     return [
         fig,
-        from_runs("at_digest.x921600", "AT digest / 921600-baud line rate",
-                  [v * 1e6 / LINE_RATE_921600 for v in mb_s], "x", ">= 100",
-                  "92,160 bytes/s at 10 bits a byte"),
+        multiple,
         from_runs("at_digest.x115200", "AT digest / 115200-baud line rate",
                   [v * 1e6 / LINE_RATE_115200 for v in mb_s], "x", None,
                   "11,520 bytes/s at 10 bits a byte"),

@@ -6,7 +6,8 @@
 Run as a plain script, not as part of the `bench` package, because the peers' clients run under
 the bench-only venv's interpreter, which has pyserial and python-gsmmodem-new but not airfsm:
 each client imports what it needs inside its own function. A client prints one JSON object,
-`{"us": <mean µs per round trip>}`, after a warm-up of WARMUP round trips.
+`{"us": <mean wall µs per round trip>, "cpu_us": <mean CPU µs of the client per round trip>}`,
+after a warm-up of WARMUP round trips.
 """
 
 from __future__ import annotations
@@ -135,14 +136,16 @@ CLIENTS: dict[str, Callable[[str], Callable[[], None]]] = {
 }
 
 
-def run_client(kind: str, path: str, count: int) -> float:
+def run_client(kind: str, path: str, count: int) -> tuple[float, float]:
+    """Mean wall time and mean CPU time of this process (all threads) per round trip, µs."""
     round_trip = CLIENTS[kind](path)
     for _ in range(WARMUP):
         round_trip()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
         round_trip()
-    return (time.perf_counter() - start) / count * 1e6
+    return ((time.perf_counter() - start) / count * 1e6,
+            (time.process_time() - cpu) / count * 1e6)
 
 
 def main(argv: list[str]) -> int:
@@ -150,8 +153,8 @@ def main(argv: list[str]) -> int:
         responder(int(argv[1]))
         return 0
     if len(argv) == 3 and argv[0] in CLIENTS:
-        us = run_client(argv[0], argv[1], int(argv[2]))
-        print(json.dumps({"us": us}), flush=True)
+        us, cpu_us = run_client(argv[0], argv[1], int(argv[2]))
+        print(json.dumps({"us": us, "cpu_us": cpu_us}), flush=True)
         os._exit(0)  # the peers' reader threads may not stop on their own
     print(__doc__, file=sys.stderr)
     return 2

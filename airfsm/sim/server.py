@@ -331,7 +331,8 @@ class SimServer:
 
     def _pump_output(self) -> float | None:
         """Write everything the module has due, one write per `output()` result (so split
-        pieces are separate writes); return how long select() may sleep."""
+        pieces are separate writes), or when paced, queue it on the line and write what has
+        crossed; return how long select() may sleep."""
         with self.lock:
             now = monotonic_ms()
             for topic, payload in self.module.session.poll():
