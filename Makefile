@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest system-deps diagrams check-diagrams bench clean
+.PHONY: run test lint typecheck pytest system-deps bench-deps diagrams check-diagrams bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,38 @@ diagrams: $(STAMP) system-deps
 check-diagrams: $(STAMP)
 	$(BIN)/airfsm diagram --check diagrams/
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+# `make bench`: every figure of docs/performance.md, side by side (bench/run.py). It adds the
+# `bench` extra (matplotlib, for the plot) to .venv, the peers the round trip is measured
+# against to a bench-only venv, and strace (fsync counts) when run as root.
+BENCH_STAMP := $(VENV)/.bench-installed
+PEERS       := bench/.venv-peers
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+# A peer that cannot be installed is not a failure of the bench: its row says why (install.log).
+$(PEERS)/.installed: bench/peers.txt
+	@rm -rf $(PEERS) && mkdir -p $(PEERS)
+	@if $(PYTHON) -m venv $(PEERS) > $(PEERS)/install.log 2>&1 \
+	  && $(PEERS)/bin/python -m pip install -r bench/peers.txt >> $(PEERS)/install.log 2>&1; then \
+	  touch $@; \
+	else \
+	  echo "note: bench peers not installed (see $(PEERS)/install.log); their rows will say so"; \
+	fi
+
+bench-deps:
+	@if ! command -v strace >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian package: strace"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; \
+	  else \
+	    echo "note: strace missing and not root: the fsync count will say so"; \
+	  fi; \
+	fi
+
+bench: $(BENCH_STAMP) $(PEERS)/.installed bench-deps
+	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PEERS) .mypy_cache .ruff_cache .pytest_cache

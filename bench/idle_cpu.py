@@ -1,13 +1,15 @@
-"""Idle CPU of `airfsm run`: the gateway ONLINE against the simulator over a pty, nothing to send.
+"""Idle CPU of `airfsm run` in ONLINE, beside a naive 1 ms polling loop.
 
-    python bench/idle_cpu.py [--seconds 30] [--profile fast|real] [--keep]
+    python -m bench.idle_cpu [--seconds 30] [--profile fast|real] [--keep]   (a report by hand)
 
 Starts `airfsm sim` on a pty and `airfsm run` on it (both as subprocesses, a temporary data
-directory), waits until the gateway's status file says ONLINE, then samples the gateway's
-utime+stime from /proc/<pid>/stat and its voluntary context switches (≈ wake-ups) from
-/proc/<pid>/status over the measuring window, and prints both. The simulator's own CPU is
-printed separately: it is not part of the gateway's cost. Nothing is asserted: this is a
-measurement, run by hand or by `make bench`.
+directory), waits until the gateway's status file says ONLINE, then measures the gateway's CPU
+time over measuring windows (the sum over its threads of /proc/<pid>/task/*/schedstat, which
+counts nanoseconds; /proc/<pid>/stat counts 10 ms ticks, too coarse for 0.1 %) and its
+voluntary context switches (~ wake-ups). Beside it, in the same windows, runs a naive loop the
+way many serial scripts poll: a non-blocking `read()` of a pty and `sleep(0.001)`, forever.
+The simulator's own CPU is not the gateway's and is not counted. `make bench` takes three
+10-second windows and reports the median.
 """
 
 from __future__ import annotations
@@ -15,24 +17,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
-SEED_PK = "b0FMK1Ga5cp"
-SEED_DN = "862991419835241"
-SEED_DS = "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.figure import Figure, from_runs
+from bench.rigs import SEED_DN, SEED_DS, SEED_PK
+
+TARGET_PERCENT = 0.1
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU time of every thread of `pid` so far, from schedstat (ns resolution)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total / 1e9
 
 
 def wakeups(pid: int) -> int:
@@ -42,30 +52,64 @@ def wakeups(pid: int) -> int:
     return 0
 
 
-def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise SystemExit(f"idle_cpu: timed out waiting for {what}")
+            raise RuntimeError(f"idle_cpu: timed out waiting for {what}")
         time.sleep(0.05)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=30.0, help="measuring window")
-    ap.add_argument("--profile", choices=("fast", "real"), default="fast",
-                    help="simulator latencies (only the time to ONLINE differs)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary data directory")
-    args = ap.parse_args()
+def naive_loop() -> None:
+    """What the gateway is compared with: poll a port every millisecond."""
+    _master, slave = os.openpty()
+    os.set_blocking(slave, False)
+    while True:
+        with suppress(BlockingIOError):
+            os.read(slave, 512)
+        time.sleep(0.001)
 
+
+@dataclass
+class Window:
+    seconds: float
+    gateway_cpu: float
+    gateway_wakes: int
+    naive_cpu: float
+    sim_cpu: float
+
+
+@dataclass
+class Processes:
+    gateway: subprocess.Popen[bytes]
+    sim: subprocess.Popen[bytes]
+    naive: subprocess.Popen[bytes]
+    work: Path
+
+    def sample(self) -> tuple[float, float, int, float, float]:
+        return (time.monotonic(), cpu_seconds(self.gateway.pid), wakeups(self.gateway.pid),
+                cpu_seconds(self.naive.pid), cpu_seconds(self.sim.pid))
+
+    def window(self, seconds: float) -> Window:
+        t0, g0, w0, n0, s0 = self.sample()
+        time.sleep(seconds)
+        t1, g1, w1, n1, s1 = self.sample()
+        return Window(t1 - t0, g1 - g0, w1 - w0, n1 - n0, s1 - s0)
+
+
+@contextmanager
+def idle_gateway(profile: str = "fast", keep: bool = False) -> Iterator[Processes]:
+    """The simulator, `airfsm run` ONLINE on it, and the naive loop beside them."""
     python = sys.executable
     work = Path(tempfile.mkdtemp(prefix="airfsm-idle-"))
     data_dir = work / "data"
+    procs: list[subprocess.Popen[bytes]] = []
     sim_out = open(work / "sim.out", "w+b")  # noqa: SIM115 - lives as long as the process
-    sim = subprocess.Popen([python, "-m", "airfsm", "sim", "--profile", args.profile],
-                           stdout=sim_out, stderr=subprocess.STDOUT)
-    gateway: subprocess.Popen[bytes] | None = None
     try:
+        sim = subprocess.Popen([python, "-m", "airfsm", "sim", "--profile", profile],
+                               stdout=sim_out, stderr=subprocess.STDOUT)
+        procs.append(sim)
+
         def pty_path() -> str | None:
             sim_out.seek(0)
             first = sim_out.readline().decode(errors="replace").strip()
@@ -80,6 +124,10 @@ def main() -> int:
                 [python, "-m", "airfsm", "run", "--port", port, "--product-key", SEED_PK,
                  "--device-name", SEED_DN, "--data-dir", str(data_dir), "--log-level", "info"],
                 env=env, stdout=subprocess.DEVNULL, stderr=log)
+        procs.append(gateway)
+        naive = subprocess.Popen([python, "-m", "bench.idle_cpu", "--naive-loop"],
+                                 cwd=Path(__file__).resolve().parent.parent)
+        procs.append(naive)
 
         def online() -> bool:
             try:
@@ -90,33 +138,74 @@ def main() -> int:
 
         wait_for(online, 60, "the gateway to get ONLINE")
         time.sleep(1.0)  # let the last status write and the first probe schedule settle
-        g0, s0, w0, t0 = cpu_seconds(gateway.pid), cpu_seconds(sim.pid), wakeups(gateway.pid), \
-            time.monotonic()
-        time.sleep(args.seconds)
-        g1, s1, w1, t1 = cpu_seconds(gateway.pid), cpu_seconds(sim.pid), wakeups(gateway.pid), \
-            time.monotonic()
-        window = t1 - t0
-        print(f"airfsm run idle for {window:.1f} s (ONLINE, empty outbox, {args.profile} sim):")
-        print(f"  gateway CPU   {g1 - g0:.3f} s = {100 * (g1 - g0) / window:.3f} % of one core")
-        print(f"  gateway wakes {w1 - w0} voluntary context switches = "
-              f"{(w1 - w0) / window:.1f} per second")
-        print(f"  simulator CPU {s1 - s0:.3f} s (not the gateway's)")
-        print(f"  (CPU resolution: 1/{CLK_TCK} s; use --seconds 120 for a finer figure)")
+        yield Processes(gateway, sim, naive, work)
     finally:
-        for proc in (gateway, sim):
-            if proc is not None and proc.poll() is None:
+        for proc in reversed(procs):
+            if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
         sim_out.close()
-        if not args.keep:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
-        else:
+        if keep:
             print(f"  data in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(smoke: bool, window_s: float | None = None, windows: int = 3) -> list[Figure]:
+    seconds = window_s if window_s is not None else (0.5 if smoke else 10.0)
+    with idle_gateway() as procs:
+        taken = [procs.window(seconds) for _ in range(windows)]
+    gateway = [100 * w.gateway_cpu / w.seconds for w in taken]
+    naive = [100 * w.naive_cpu / w.seconds for w in taken]
+    wakes = [w.gateway_wakes / w.seconds for w in taken]
+    fig = from_runs("idle_cpu.gateway_percent", "idle CPU of airfsm run, ONLINE", gateway,
+                    "% core", f"< {TARGET_PERCENT}",
+                    f"{len(taken)} windows of {seconds:g} s, empty outbox, fast simulator")
+    if fig.passed is False:
+        fig.notes += f"; missed: {sorted(wakes)[len(wakes) // 2]:.1f} wake-ups a second"
+    return [
+        fig,
+        from_runs("idle_cpu.gateway_wakeups", "wake-ups of airfsm run, ONLINE", wakes, "/s",
+                  notes="voluntary context switches"),
+        from_runs("idle_cpu.naive_percent", "idle CPU of a naive 1 ms polling loop", naive,
+                  "% core", notes="non-blocking read + sleep(0.001)"),
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0, help="measuring window")
+    ap.add_argument("--profile", choices=("fast", "real"), default="fast",
+                    help="simulator latencies (only the time to ONLINE differs)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    ap.add_argument("--smoke", action="store_true", help="three half-second windows")
+    ap.add_argument("--json", action="store_true", help="the figures as JSON (bench.run)")
+    ap.add_argument("--naive-loop", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.naive_loop:
+        naive_loop()
+        return 0
+    if args.smoke or args.json:
+        figures = measure(args.smoke)
+        if args.json:
+            print(json.dumps([f.as_dict() for f in figures]))
+        else:
+            for f in figures:
+                print(f"{f.title}: {f.value:.3f} {f.unit} ({f.notes})")
+        return 0
+    with idle_gateway(args.profile, args.keep) as procs:
+        w = procs.window(args.seconds)
+    print(f"airfsm run idle for {w.seconds:.1f} s (ONLINE, empty outbox, {args.profile} sim):")
+    print(f"  gateway CPU   {w.gateway_cpu:.4f} s = {100 * w.gateway_cpu / w.seconds:.4f} % "
+          "of one core")
+    print(f"  gateway wakes {w.gateway_wakes} voluntary context switches = "
+          f"{w.gateway_wakes / w.seconds:.1f} per second")
+    print(f"  naive 1 ms loop CPU {w.naive_cpu:.3f} s = {100 * w.naive_cpu / w.seconds:.2f} %")
+    print(f"  simulator CPU {w.sim_cpu:.3f} s (not the gateway's)")
     return 0
 
 

@@ -20,6 +20,7 @@ from airfsm.host.loop import monotonic_ms, run
 from airfsm.sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
 
 DEMO_DOWNLINK = b'{"method":"thing.service.blink","params":{"times":3}}'
+MIN_BAUD, MAX_BAUD = 300, 4_000_000  # what a UART of this class can be set to
 
 
 def add_sim_options(p: argparse.ArgumentParser) -> None:
@@ -35,7 +36,8 @@ def add_sim_options(p: argparse.ArgumentParser) -> None:
                    help='answer AT+CGMR as +CGMR: "..." instead of the bare line')
     p.add_argument("--no-echo", action="store_true", help="start with echo off (as after ATE0)")
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                   help="latencies: real (PROTOCOL.md's measurements) or fast")
+                   help="latencies: real (PROTOCOL.md's measurements), fast (tests) or line "
+                        "(fast with no answer delay: with --baud only the line is slow)")
     p.add_argument("--attach-after", type=float, default=0.0, metavar="SECONDS",
                    help="answer +CGATT: 0 until this long after boot (slow attach)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -65,15 +67,21 @@ def cmd_sim(args: argparse.Namespace, env: dict[str, str]) -> Exit:
     config = sim_config_from(args, "real")
     if args.tcp is not None and not 0 <= args.tcp <= 65535:
         raise CliError("--tcp takes a port number 0-65535 (0: any free port)")
+    if args.baud is not None and not MIN_BAUD <= args.baud <= MAX_BAUD:
+        raise CliError(f"--baud takes a line rate of {MIN_BAUD}-{MAX_BAUD} bits per second")
     transport = "tcp" if args.tcp is not None else "pty"
     session = _broker_session(args)
     try:
-        server = SimServer(config, transport=transport, port=args.tcp or 0, session=session)
+        server = SimServer(config, transport=transport, port=args.tcp or 0, session=session,
+                           baud=args.baud)
     except OSError as exc:
         raise CliError(f"cannot start the simulator: {exc.strerror or exc}", Exit.PORT) from None
     print(f"simulated Air72x ({config.firmware}) on {server.endpoint}", flush=True)
     print(f"try: airfsm connect --port {server.endpoint} --product-key {config.product_key} "
           f"--device-name {config.device_name} --device-secret ...", flush=True)
+    if args.baud:
+        print(f"the line is paced at {args.baud} baud (10 bits a byte, both directions)",
+              flush=True)
 
     def stop(_signum: int, _frame: Any) -> None:
         server.stop()
@@ -183,6 +191,9 @@ def register(sub: Any) -> None:
                        help="serve on TCP 127.0.0.1:PORT (0: pick a free port)")
     p.add_argument("--broker", default=None, metavar="mqtt://HOST:PORT",
                    help="make the simulated MQTT session a real client of this broker")
+    p.add_argument("--baud", type=int, default=None, metavar="N",
+                   help="pace the line: bytes cross no faster than N baud (10 bits a byte) in "
+                        "both directions, as on a real UART (default: as fast as the pty goes)")
     add_sim_options(p)
     p.set_defaults(handler=cmd_sim)
 

@@ -115,6 +115,13 @@ PROFILES: dict[str, Profile] = {
         http_action_ms=1600, connect_ms=1400, connack_ms=250, suback_ms=300, puback_ms=300,
         downlink_ms=50, split_gap_ms=2,
     ),
+    # "fast" with no think time for an answer: with `--baud` the line is the only delay of a
+    # command, so a throughput benchmark measures the UART and the controller, not the module.
+    "line": Profile(
+        answer_ms=0, boot_ms=5, attach_ms=0, reattach_ms=20, bearer_open_ms=5,
+        http_action_ms=20, connect_ms=15, connack_ms=5, suback_ms=5, puback_ms=5,
+        downlink_ms=0, split_gap_ms=1,
+    ),
 }
 PUBACK_LATE_FACTOR = 5
 

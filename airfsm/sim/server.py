@@ -10,6 +10,14 @@ A pty behaves like a UART with nobody listening when no client has it open: what
 then is buffered by the kernel up to its limit and dropped beyond (`tx_dropped`). TCP serves one
 client at a time; a second connection is closed at once. The module keeps running between
 clients, as a real module does when the cable is unplugged.
+
+Pacing (`baud=N`, `airfsm sim --baud N`; off by default so tests run at pty speed): a pty moves
+bytes as fast as the kernel copies them, a UART at N baud moves N/10 bytes a second (8N1: start
+bit, 8 data bits, stop bit). With pacing on, both directions go through a `LinePacer`: what the
+module says reaches the pty no sooner than its last bit would have crossed the wire, and what
+the MCU writes reaches the module the same way, so throughput measured against the simulator is
+what the real line allows. The schedule is the pacer's, computed from integer nanoseconds; the
+loop only wakes when it says (at a line end, at most every `PACE_BATCH_NS` otherwise).
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ import os
 import select
 import socket
 import threading
+import time
 import tty
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
@@ -32,6 +42,121 @@ from airfsm.sim.session import MqttSession
 
 T = TypeVar("T")
 _READ_SIZE = 4096
+BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
+PACE_BATCH_NS = 1_000_000  # paced bytes between line ends are handed over at least this often
+_NS_PER_S = 1_000_000_000
+
+
+class LinePacer:
+    """The schedule of a UART line at `baud`: when each byte handed to it has crossed.
+
+    `push(n, now_ns)` hands n bytes to the line. They start when the line is free (at `now_ns`,
+    or when the bytes before them have crossed: an idle line banks no time) and the k-th of them
+    has crossed `k * 10 / baud` seconds after their start (rounded up to the nanosecond, so never
+    early). `due(now_ns)` is how many handed-over bytes have crossed by `now_ns` and not been
+    taken; `take(n)` takes them; `ready_at(k)` is when k more will have crossed.
+    """
+
+    def __init__(self, baud: int) -> None:
+        if baud <= 0:
+            raise ValueError(f"baud must be positive, got {baud}")
+        self.baud = baud
+        # Bursts handed over: [start_ns, bytes, bytes taken]; back to back while the line is busy.
+        self._bursts: deque[list[int]] = deque()
+
+    def _crossed(self, burst: list[int], now_ns: int) -> int:
+        """Bytes of `burst` (taken ones included) that have crossed by `now_ns`."""
+        start, size, _ = burst
+        if now_ns <= start:
+            return 0
+        return min(size, (now_ns - start) * self.baud // (BITS_PER_BYTE * _NS_PER_S))
+
+    def _crossing_time(self, burst: list[int], count: int) -> int:
+        """When the first `count` bytes of `burst` have crossed (ns, rounded up)."""
+        bits = count * BITS_PER_BYTE * _NS_PER_S
+        return burst[0] + -(-bits // self.baud)
+
+    @property
+    def pending(self) -> int:
+        """Bytes handed over and not yet taken."""
+        return sum(size - taken for _, size, taken in self._bursts)
+
+    def busy_until(self) -> int | None:
+        """When the last handed-over byte will have crossed; None when nothing is pending."""
+        if not self._bursts:
+            return None
+        last = self._bursts[-1]
+        return self._crossing_time(last, last[1])
+
+    def push(self, count: int, now_ns: int) -> None:
+        if count <= 0:
+            return
+        free_at = self.busy_until()
+        start = now_ns if free_at is None or free_at < now_ns else free_at
+        self._bursts.append([start, count, 0])
+
+    def due(self, now_ns: int) -> int:
+        total = 0
+        for burst in self._bursts:
+            crossed = self._crossed(burst, now_ns)
+            total += crossed - burst[2]
+            if crossed < burst[1]:
+                break  # later bursts start after this one has crossed
+        return total
+
+    def take(self, count: int) -> None:
+        while count > 0 and self._bursts:
+            burst = self._bursts[0]
+            step = min(count, burst[1] - burst[2])
+            burst[2] += step
+            count -= step
+            if burst[2] == burst[1]:
+                self._bursts.popleft()
+
+    def ready_at(self, count: int) -> int | None:
+        """When `count` more bytes (counting from the first not taken) will have crossed; None
+        if fewer than that are pending."""
+        for burst in self._bursts:
+            left = burst[1] - burst[2]
+            if count <= left:
+                return self._crossing_time(burst, burst[2] + count)
+            count -= left
+        return None
+
+
+class _PacedDirection:
+    """One direction of a paced line: the bytes on the wire and their schedule."""
+
+    def __init__(self, baud: int, line_end: int) -> None:
+        self.pacer = LinePacer(baud)
+        self.backlog = bytearray()
+        self._line_end = line_end  # the byte the far end acts on: worth waking for exactly
+
+    def push(self, data: bytes, now_ns: int) -> None:
+        self.backlog += data
+        self.pacer.push(len(data), now_ns)
+
+    def pop_due(self, now_ns: int) -> bytes:
+        count = self.pacer.due(now_ns)
+        if count == 0:
+            return b""
+        data = bytes(self.backlog[:count])
+        del self.backlog[:count]
+        self.pacer.take(count)
+        return data
+
+    def wake_at(self, now_ns: int) -> int | None:
+        """When the loop should next hand bytes over: when the next line end has crossed (the
+        far end acts on it), but no later than PACE_BATCH_NS from now, and never before the
+        next byte has crossed."""
+        if not self.backlog:
+            return None
+        end = self.backlog.find(self._line_end)
+        count = end + 1 if end >= 0 else len(self.backlog)
+        line_done = self.pacer.ready_at(count)
+        next_byte = self.pacer.ready_at(1)
+        assert line_done is not None and next_byte is not None
+        return max(next_byte, min(line_done, now_ns + PACE_BATCH_NS))
 
 
 class SimServer:
@@ -45,10 +170,18 @@ class SimServer:
         host: str = "127.0.0.1",
         port: int = 0,
         session: MqttSession | None = None,
+        baud: int | None = None,
     ) -> None:
+        """`baud`: pace both directions at this line rate (None: as fast as the pty goes)."""
         if transport not in ("pty", "tcp"):
             raise ValueError(f"unknown transport {transport!r}: expected 'pty' or 'tcp'")
+        if baud is not None and baud <= 0:
+            raise ValueError(f"baud must be positive, got {baud}")
         self.transport = transport
+        self.baud = baud
+        # Module -> MCU (the MCU acts on LF) and MCU -> module (the module acts on CR).
+        self._tx_line = _PacedDirection(baud, 0x0A) if baud else None
+        self._rx_line = _PacedDirection(baud, 0x0D) if baud else None
         self.lock = threading.RLock()
         self.port_path: str | None = None
         self.port_url: str | None = None
@@ -140,6 +273,7 @@ class SimServer:
     def serve_forever(self) -> None:
         """The select() loop; returns after `stop()`."""
         while not self._stopping:
+            self._pump_input()
             timeout_s = self._pump_output()
             readers = [self._wake_r]
             if self._master is not None:
@@ -170,7 +304,19 @@ class SimServer:
             if data:
                 with self.lock:
                     self.rx_bytes += len(data)
-                    self.module.receive(data, monotonic_ms())
+                    if self._rx_line is None:
+                        self.module.receive(data, monotonic_ms())
+                    else:
+                        self._rx_line.push(data, time.monotonic_ns())
+
+    def _pump_input(self) -> None:
+        """Paced: hand the module the bytes from the MCU that have crossed the line by now."""
+        if self._rx_line is None:
+            return
+        with self.lock:
+            data = self._rx_line.pop_due(time.monotonic_ns())
+            if data:
+                self.module.receive(data, monotonic_ms())
 
     def _session_wait(self) -> tuple[int, float | None]:
         """What a networked session (the `--broker` bridge) needs from select(): its socket's fd
@@ -186,7 +332,8 @@ class SimServer:
 
     def _pump_output(self) -> float | None:
         """Write everything the module has due, one write per `output()` result (so split
-        pieces are separate writes); return how long select() may sleep."""
+        pieces are separate writes), or when paced, queue it on the line and write what has
+        crossed; return how long select() may sleep."""
         with self.lock:
             now = monotonic_ms()
             for topic, payload in self.module.session.poll():
@@ -195,14 +342,35 @@ class SimServer:
                 data = self.module.output(now)
                 if not data:
                     break
-                self._write(data)
+                if self._tx_line is None:
+                    self._write(data)
+                else:
+                    self._tx_line.push(data, time.monotonic_ns())
                 deadline = self.module.next_deadline()
                 if deadline is None or not ms_reached(now, deadline):
                     break
             deadline = self.module.next_deadline()
-        if deadline is None:
-            return None
-        return max(0, ms_diff(deadline, monotonic_ms())) / 1000.0
+            pace_wake = self._pace_wake()
+        sleep_s = None if deadline is None else max(0, ms_diff(deadline, monotonic_ms())) / 1000.0
+        if pace_wake is not None:
+            pace_s = max(0, pace_wake - time.monotonic_ns()) / _NS_PER_S
+            sleep_s = pace_s if sleep_s is None else min(sleep_s, pace_s)
+        return sleep_s
+
+    def _pace_wake(self) -> int | None:
+        """Paced: write what has crossed the line by now; return when to wake next (ns)."""
+        wake: int | None = None
+        now_ns = time.monotonic_ns()
+        if self._tx_line is not None:
+            data = self._tx_line.pop_due(now_ns)
+            if data:
+                self._write(data)
+            wake = self._tx_line.wake_at(now_ns)
+        if self._rx_line is not None:
+            rx_wake = self._rx_line.wake_at(now_ns)
+            if rx_wake is not None:
+                wake = rx_wake if wake is None else min(wake, rx_wake)
+        return wake
 
     # --- transport ------------------------------------------------------------------------------
 

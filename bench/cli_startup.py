@@ -1,0 +1,90 @@
+"""CLI start-up: the wall time of `airfsm --help` and `airfsm publish --help`.
+
+Each command is run as a user runs it (the `airfsm` console script of the venv, a fresh process
+each time, output to a pipe) 15 times, alternating the two commands; the figure is the median
+wall time from spawn to exit. Where the target is missed, the notes name the imports that cost
+the most, from one `python -X importtime` run of the same command (cumulative time of the
+heaviest other packages and of airfsm's own modules).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.figure import Figure, from_runs, main
+
+TARGET_MS = 150
+COMMANDS = {"help": ["--help"], "publish_help": ["publish", "--help"]}
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def airfsm_command() -> list[str]:
+    """The console script beside this interpreter (what `make` installs), else `-m airfsm`."""
+    script = Path(sys.executable).with_name("airfsm")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "airfsm"]
+
+
+def wall_ms(argv: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, timeout=60)
+    elapsed = (time.perf_counter() - start) * 1e3
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}")
+    return elapsed
+
+
+def heaviest_imports(args: list[str], top: int = 3) -> str:
+    """The imports that cost the most, from `-X importtime`: other packages (by top-level
+    package) and airfsm's own modules, each by cumulative time."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "airfsm", *args],
+                          capture_output=True, text=True, timeout=60)
+    packages: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        match = _IMPORT_LINE.match(line)
+        if not match:
+            continue
+        name, cumulative = match.group(4), int(match.group(2))
+        package = name.split(".", 1)[0]
+        if package == "airfsm":
+            if name != "airfsm.cli":  # the parser module: it holds everything
+                own[name] = max(own.get(name, 0), cumulative)
+        else:
+            packages[package] = max(packages.get(package, 0), cumulative)
+
+    def ranked(found: dict[str, int]) -> str:
+        best = sorted(found.items(), key=lambda kv: kv[1], reverse=True)[:top]
+        return ", ".join(f"{name} {us / 1e3:.0f} ms" for name, us in best)
+
+    return f"{ranked(packages)}; {ranked(own)} (cumulative: nested imports count in both)"
+
+
+def measure(smoke: bool) -> list[Figure]:
+    repeats = 3 if smoke else 15
+    base = airfsm_command()
+    times: dict[str, list[float]] = {key: [] for key in COMMANDS}
+    for args in COMMANDS.values():
+        wall_ms(base + args)  # warm the page cache and the .pyc files
+    for _ in range(repeats):
+        for key, args in COMMANDS.items():
+            times[key].append(wall_ms(base + args))
+    figures = []
+    for key, args in COMMANDS.items():
+        fig = from_runs(f"cli.{key}_ms", f"airfsm {' '.join(args)}", times[key], "ms",
+                        f"<= {TARGET_MS}", f"median of {repeats} runs")
+        if fig.passed is False:
+            fig.notes += f"; missed: heaviest imports {heaviest_imports(args)}"
+        figures.append(fig)
+    baseline = from_runs("cli.python_ms", "python -c pass (the floor)",
+                         [wall_ms([sys.executable, "-c", "pass"]) for _ in range(repeats)],
+                         "ms", notes="interpreter start alone, same venv")
+    figures.append(baseline)
+    return figures
+
+
+if __name__ == "__main__":
+    sys.exit(main(measure, __doc__))
