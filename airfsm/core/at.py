@@ -105,6 +105,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
+from airfsm.core.textparse import MAX_UINT_DIGITS, hex_value, is_digit, parse_uint
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest, ms_reached
 
 LINE_CAPACITY = 2048
@@ -112,8 +113,6 @@ DATA_CAPACITY = 4096
 MAX_INFO_LINES = 8
 # Deadlines are compared by the sign of a 32-bit difference: a longer timeout would wrap.
 MAX_TIMEOUT_MS = 0x7FFFFFFF
-# A length field of more digits is not a length (and would not fit a uint32_t in C).
-MAX_LENGTH_DIGITS = 9
 
 # The line rate decides how long a payload may pause or last (8N1: 10 bits a character).
 DEFAULT_BAUD = 115200
@@ -137,8 +136,6 @@ _COMMA = 0x2C
 _COLON = 0x3A
 _GT = 0x3E
 _PLUS = 0x2B
-_DIGIT_0 = 0x30
-_DIGIT_9 = 0x39
 _TILDE = 0x7E
 
 
@@ -258,41 +255,12 @@ class AtResponse:
         )
 
 
-def _is_digit(b: int) -> bool:
-    return _DIGIT_0 <= b <= _DIGIT_9
-
-
-def _hex_value(b: int) -> int:
-    """0-15 for an ASCII hex digit (either case), -1 for anything else."""
-    if _is_digit(b):
-        return b - _DIGIT_0
-    if 0x41 <= b <= 0x46:
-        return b - 0x41 + 10
-    if 0x61 <= b <= 0x66:
-        return b - 0x61 + 10
-    return -1
 
 
 def _is_noise(b: int) -> bool:
     """A byte no module line starts with: control bytes and 8-bit bytes (boot line noise)."""
     return b < _SP or b > _TILDE
 
-
-def _parse_uint(buf: bytes | bytearray, start: int, end: int) -> int:
-    """Decimal in buf[start:end], spaces allowed around it; -1 if not exactly that."""
-    while start < end and buf[start] == _SP:
-        start += 1
-    while end > start and buf[end - 1] == _SP:
-        end -= 1
-    if start == end or end - start > MAX_LENGTH_DIGITS:
-        return -1
-    value = 0
-    for i in range(start, end):
-        b = buf[i]
-        if not _is_digit(b):
-            return -1
-        value = value * 10 + (b - _DIGIT_0)
-    return value
 
 
 def _msub_split(buf: bytes | bytearray, n: int) -> tuple[int, int, int]:
@@ -312,10 +280,10 @@ def _msub_split(buf: bytes | bytearray, n: int) -> tuple[int, int, int]:
     while digits_end > head and buf[digits_end - 1] == _SP:
         digits_end -= 1
     digits_start = digits_end
-    while digits_start > head and _is_digit(buf[digits_start - 1]):
+    while digits_start > head and is_digit(buf[digits_start - 1]):
         digits_start -= 1
     ndigits = digits_end - digits_start
-    if ndigits == 0 or ndigits > MAX_LENGTH_DIGITS:
+    if ndigits == 0 or ndigits > MAX_UINT_DIGITS:
         return 0, 0, -1
     comma = digits_start - 1
     while comma > head and buf[comma] == _SP:
@@ -332,7 +300,7 @@ def _msub_split(buf: bytes | bytearray, n: int) -> tuple[int, int, int]:
             return 0, 0, -1
         topic_start += 1
         topic_end = comma - 1
-    return topic_start, topic_end, _parse_uint(buf, digits_start, digits_end)
+    return topic_start, topic_end, parse_uint(buf, digits_start, digits_end)
 
 
 def msub_topic(line: bytes) -> bytes:
@@ -359,7 +327,7 @@ def msub_cache_slot(line: bytes) -> int:
     """
     if not line.startswith(MSUB_HEADER):
         return -1
-    slot = _parse_uint(line, len(MSUB_HEADER), len(line))
+    slot = parse_uint(line, len(MSUB_HEADER), len(line))
     return slot if 0 <= slot <= 9 else -1
 
 
@@ -375,7 +343,7 @@ def _final_code(buf: bytes | bytearray, start: int, end: int) -> tuple[AtResult 
         t = len(text)
         if has_code:
             if n >= t and buf.startswith(text, start, end):
-                return result, _parse_uint(buf, start + t, end)
+                return result, parse_uint(buf, start + t, end)
         elif n == t and buf.startswith(text, start, end):
             return result, -1
     return None, -1
@@ -393,7 +361,7 @@ def response_prefix(command: bytes) -> bytes:
     end = 3
     while end < n:
         b = command[end]
-        if not (0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or _is_digit(b) or b == 0x5F):
+        if not (0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or is_digit(b) or b == 0x5F):
             break
         end += 1
     return b"" if end == 3 else bytes(command[2:end])
@@ -615,7 +583,7 @@ class AtChannel:
                 continue
             b = data[i]
             if rx == _Rx.HEX_TAIL:
-                if _hex_value(b) < 0:
+                if hex_value(b) < 0:
                     self._truncate()  # fewer than 2n hex digits: digits were lost
                     continue  # this byte starts the next line
                 self._keep(data, i, 1)
@@ -736,7 +704,7 @@ class AtChannel:
                 self.stray_lines += 1
         # length-counted data after the line, whatever the line was
         if n - s > len(HTTPREAD_HEADER) and line.startswith(HTTPREAD_HEADER, s, n):
-            length = _parse_uint(line, s + len(HTTPREAD_HEADER), n)
+            length = parse_uint(line, s + len(HTTPREAD_HEADER), n)
             if length > 0:
                 if s:
                     line[0:n - s] = line[s:n]  # keep the header at the front (C: memmove)
@@ -822,7 +790,7 @@ class AtChannel:
         if sink == _Sink.URC:
             n = self._data_len
             self._hex_candidate = (self._hex_possible and n > 0 and 2 * n <= DATA_CAPACITY
-                                   and all(_hex_value(self._data[i]) >= 0 for i in range(n)))
+                                   and all(hex_value(self._data[i]) >= 0 for i in range(n)))
             self._rx = _Rx.MSUB_END
             return
         if sink == _Sink.RESPONSE:
@@ -831,7 +799,7 @@ class AtChannel:
 
     def _after_msub_payload(self, b: int) -> None:
         """MSUB_END: the byte after a +MSUB payload decides what the payload was."""
-        if self._hex_candidate and _hex_value(b) >= 0:
+        if self._hex_candidate and hex_value(b) >= 0:
             self._hex_candidate = False
             self._rx = _Rx.HEX_TAIL  # n hex digits and more coming: the 2n-digit hex form
             return
@@ -865,7 +833,7 @@ class AtChannel:
         """on_urc(header, payload) for the payload in buf[start:end] (decoded if hex)."""
         payload = bytes(buf[start:end])
         if self._hex_payload:
-            payload = bytes(_hex_value(payload[i]) << 4 | _hex_value(payload[i + 1])
+            payload = bytes(hex_value(payload[i]) << 4 | hex_value(payload[i + 1])
                             for i in range(0, len(payload) - 1, 2))
         self.urcs += 1
         self._on_urc(bytes(self._line[:self._header_len]), payload)

@@ -55,6 +55,7 @@ from airfsm.core.table import (
     build_machine,
     edge_table,
 )
+from airfsm.core.textparse import field_span, field_uint
 from airfsm.core.timebase import (
     Xorshift32,
     backoff_ms,
@@ -1061,11 +1062,11 @@ class Controller:
                 return Outcome.PASS, ""
             return Outcome.NOT_YET, "SIM not ready"
         if check == Check.SIGNAL:
-            value = _field_int(_find(resp, b"+CSQ:"), 0)
-            self.rssi = value if value is not None else 99
+            value = field_uint(_find(resp, b"+CSQ:"), 0)
+            self.rssi = value if value >= 0 else 99
             return Outcome.PASS, ""
         if check == Check.ATTACHED:
-            value = _field_int(_find(resp, b"+CGATT"), 0)
+            value = field_uint(_find(resp, b"+CGATT"), 0)
             if value == 1:
                 return Outcome.PASS, ""
             return Outcome.NOT_YET, "not attached yet (+CGATT: 0)"
@@ -1078,7 +1079,7 @@ class Controller:
                 return Outcome.FAIL, "auth reply truncated (bytes lost on the UART)"
             return self._judge_auth(resp)
         if check == Check.MQTT_STATUS:
-            status = _field_int(_find(resp, b"+MQTTSTATU"), 0)
+            status = _mqtt_status(resp)
             return (Outcome.PASS, "") if status == 1 else (Outcome.FAIL, f"mqtt status {status}")
         return Outcome.FAIL, "unknown check"
 
@@ -1088,7 +1089,7 @@ class Controller:
             return
         if step.check == Check.HTTP_STATUS:
             # +HTTPACTION: 1,<status>,<len>   (also without the space)
-            self.http_status = _field_int(line, 1) or 0
+            self.http_status = max(field_uint(line, 1), 0)
             if self.http_status == 200:
                 self._record(Outcome.PASS)
             else:
@@ -1115,9 +1116,10 @@ class Controller:
 
     def _judge_bearer(self, resp: AtResponse) -> tuple[Outcome, str]:
         line = _find(resp, b"+SAPBR")
-        status = _field_int(line, 1)
+        status = field_uint(line, 1)
         if status == 1 and line is not None:
-            self.ip = _field(line, 2).strip(b'"').decode("latin-1")
+            start, end = field_span(line, 2)
+            self.ip = line[start:end].strip(b'"').decode("latin-1")
             return Outcome.PASS, ""
         if status == 0:
             return Outcome.NOT_YET, "bearer connecting"
@@ -1376,7 +1378,7 @@ class Controller:
         if resp.result == AtResult.TIMEOUT:
             self._on_online_timeout_or_error(resp)
             return
-        status = _field_int(_find(resp, b"+MQTTSTATU"), 0)
+        status = _mqtt_status(resp)
         if status != 1:
             self.log.info("probe", mqtt_status=status)
             self._raise_link(Trigger.MQTT_LOST)
@@ -1504,18 +1506,10 @@ def _find(resp: AtResponse, prefix: bytes) -> bytes | None:
     return None
 
 
-def _field(line: bytes, index: int) -> bytes:
-    """Field `index` of `+NAME: a,b,c` (the part after the first colon, split at commas)."""
-    colon = line.find(b":")
-    parts = line[colon + 1:].split(b",")
-    return parts[index].strip() if index < len(parts) else b""
-
-
-def _field_int(line: bytes | None, index: int) -> int | None:
-    if line is None:
-        return None
-    text = _field(line, index)
-    return int(text) if text.isdigit() and len(text) <= 9 else None
+def _mqtt_status(resp: AtResponse) -> int:
+    """`+MQTTSTATU :<s>` of an AT+MQTTSTATU answer (the step and the probe): 1 is connected;
+    -1 when the answer holds no status."""
+    return field_uint(_find(resp, b"+MQTTSTATU"), 0)
 
 
 def _firmware_version(line: bytes) -> int | None:

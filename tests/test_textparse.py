@@ -1,0 +1,42 @@
+"""The one number/field reader of the tick path."""
+
+from __future__ import annotations
+
+import pytest
+
+from airfsm.core.textparse import field_span, field_uint, hex_value, parse_uint
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    (b"0", 0), (b" 42 ", 42), (b"999999999", 999_999_999), (b"1000000000", -1), (b"", -1),
+    (b"  ", -1), (b"-1", -1), (b"1 2", -1), (b"+5", -1), (b"\xd9\xa3", -1),
+])
+def test_parse_uint(text: bytes, value: int) -> None:
+    assert parse_uint(text, 0, len(text)) == value
+
+
+def test_parse_uint_respects_its_bounds() -> None:
+    buf = b"x12y"
+    assert parse_uint(buf, 1, 3) == 12
+    assert parse_uint(buf, 0, 3) == -1
+
+
+@pytest.mark.parametrize(("line", "index", "value"), [
+    (b"+CGATT: 1", 0, 1), (b"+CGATT:0", 0, 0), (b"+MQTTSTATU :1", 0, 1),
+    (b'+SAPBR: 1,1,"10.0.0.2"', 1, 1), (b"+HTTPACTION: 1,200,112", 1, 200),
+    (b"+HTTPACTION:1,601,0", 2, 0), (b"+CSQ: 99,99", 1, 99), (b"+CSQ: 18", 1, -1),
+    (b"+CGATT: ", 0, -1), (b"12,34", 1, 34), (None, 0, -1),
+])
+def test_field_uint(line: bytes | None, index: int, value: int) -> None:
+    assert field_uint(line, index) == value
+
+
+def test_field_span_trims_spaces_and_keeps_quotes() -> None:
+    line = b'+SAPBR: 1, 1 , "10.0.0.2"'
+    start, end = field_span(line, 2)
+    assert line[start:end] == b'"10.0.0.2"'
+    assert field_span(line, 3) == (0, 0)
+
+
+def test_hex_value() -> None:
+    assert [hex_value(b) for b in b"09afAFgG"] == [0, 9, 10, 15, 10, 15, -1, -1]
