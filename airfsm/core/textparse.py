@@ -1,8 +1,9 @@
 """The one place the tick path reads numbers and fields out of module text. C twin: textparse.c.
 
 Every answer the module gives is ASCII: `+CGATT: 1`, `+SAPBR: 1,1,"10.0.0.2"`,
-`+MSUB: "/t",12 byte,`. These functions work on a buffer and explicit bounds, never allocate, and report "not a number"
-as -1 rather than raising, so the C twin is the same loops over `const uint8_t *`.
+`+MSUB: "/t",12 byte,`. These functions work on a buffer and explicit bounds, never allocate,
+and report "not a number" as -1 rather than raising, so the C twin is the same loops over
+`const uint8_t *`.
 """
 
 from __future__ import annotations
