@@ -143,6 +143,10 @@ ONLINE_STEPS: tuple[tuple[str, Step], ...] = (
     ("disconnect", DISCONNECT),  # on shutdown, once nothing is in flight
 )
 
+# Every command template the port expands (SLOT: each step's pieces, once the table has them).
+TEMPLATES = (*(s.command for row in MACHINE for s in row.steps),
+             *(s.command for _name, s in ONLINE_STEPS), MPUB_TEMPLATE)
+
 
 def _digits(n: int) -> int:
     return len(str(n))
@@ -774,11 +778,11 @@ def longest_command(templates: Sequence[tuple[Piece, ...]], maxima: dict[Placeho
                for pieces in templates)
 
 
-def render_placeholders(maxima: dict[Placeholder, int]) -> Section:
-    """Each placeholder's longest value: the one bounded expander refuses longer values."""
-    templates = [step_pieces(s) for row in MACHINE for s in row.steps]
-    templates += [step_pieces(s) for _name, s in ONLINE_STEPS]
-    templates.append(split_template(MPUB_TEMPLATE))
+def render_placeholders(limits: tuple[dict[Placeholder, int], tuple[str, ...]]) -> Section:
+    """Each placeholder's longest value (the one bounded expander refuses longer ones), and the
+    longest command the templates can make of them."""
+    maxima, commands = limits
+    templates = [split_template(command) for command in commands]
     return Section(
         [heading("placeholders: the longest value of each"),
          "extern const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT];",
@@ -936,7 +940,7 @@ EXPORTS: tuple[Export, ...] = (
     Table("link urcs", render_link_urcs, {"urcs": LINK_URCS, "priority": LINK_PRIORITY}),  # SLOT
     Table("check answers", render_check_answers, CHECK_ANSWERS),  # SLOT: judge.py
     Table("settings", render_settings, SETTING_RANGES),  # SLOT: settings.py
-    Table("placeholders", render_placeholders, PLACEHOLDER_MAX),  # SLOT: codes.py
+    Table("placeholders", render_placeholders, (PLACEHOLDER_MAX, TEMPLATES)),  # SLOT: codes.py
     Table("online", render_online, (ONLINE_STEPS, MPUB_TEMPLATE)),  # SLOT: table.py
 )
 

@@ -17,8 +17,8 @@ typedef struct {
 /* --- the table's identity --------------------------------------------------------------------- */
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from. */
-#define AIRFSM_TABLE_HASH UINT64_C(0x524057bcad0e6aaa)
-#define AIRFSM_TABLE_HASH_HEX "524057bcad0e6aaa"
+#define AIRFSM_TABLE_HASH UINT64_C(0xd7c312083dc043c6)
+#define AIRFSM_TABLE_HASH_HEX "d7c312083dc043c6"
 /* The same number from airfsm_table.c: differs from AIRFSM_TABLE_HASH when a stale object
  * was linked. */
 extern const uint64_t airfsm_table_hash;
