@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import random
 import re
@@ -533,8 +534,6 @@ def identity_refused(**fields: str) -> bool:
 
 
 def reply_with(**data: object) -> bytes:
-    import json
-
     return json.dumps({"code": 200, "data": {"iotId": "id", "iotToken": "tok", **data}}).encode()
 
 

@@ -352,13 +352,12 @@ def render_hash(digest: bytes) -> Section:
     return Section(
         [heading("the table's identity"),
          "/* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the",
-         " * data, not its C spelling): firmware reports it to tell which table it was built"
-         " from. */",
+         " * data, not its C spelling): firmware reports it to tell which table it was built from.",
+         " */",
          f"#define AIRFSM_TABLE_HASH UINT64_C(0x{value})",
          f'#define AIRFSM_TABLE_HASH_HEX "{value}"',
-         "/* The same number from airfsm_table.c: differs from AIRFSM_TABLE_HASH when a stale"
-         " object",
-         " * was linked. */",
+         "/* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was",
+         " * linked. */",
          "extern const uint64_t airfsm_table_hash;"],
         ["const uint64_t airfsm_table_hash = AIRFSM_TABLE_HASH;"])
 
@@ -604,12 +603,11 @@ def render_escalation(rule: tuple[tuple[int, int], int, tuple[Trigger, ...]]) ->
     (base_ms, cap_ms), free, escalating = rule
     return Section(
         [heading("escalation backoff (table.ESCALATION_BACKOFF_MS, Controller._enter)"),
-         "/* Entering a state other than FAILED by a trigger marked in airfsm_trigger_escalates"
-         " counts",
-         " * one escalation. The first AIRFSM_ESCALATIONS_WITHOUT_BACKOFF since ONLINE last held"
-         " for",
-         " * liveness_ms are immediate; escalation n after them waits backoff_ms(n - free, base,"
-         " cap). */",
+         *"""\
+/* Entering a state other than FAILED by a trigger marked in airfsm_trigger_escalates counts one
+ * escalation. The first AIRFSM_ESCALATIONS_WITHOUT_BACKOFF of them since ONLINE last held for
+ * liveness_ms are immediate; escalation n after those waits backoff_ms(n - free, base, cap). */\
+""".splitlines(),
          f"#define AIRFSM_ESCALATION_BACKOFF_BASE_MS {c_uint(base_ms)}",
          f"#define AIRFSM_ESCALATION_BACKOFF_CAP_MS {c_uint(cap_ms)}",
          f"#define AIRFSM_ESCALATIONS_WITHOUT_BACKOFF {c_uint(free)}",

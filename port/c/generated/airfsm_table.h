@@ -16,11 +16,12 @@ typedef struct {
 
 /* --- the table's identity --------------------------------------------------------------------- */
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
- * data, not its C spelling): firmware reports it to tell which table it was built from. */
+ * data, not its C spelling): firmware reports it to tell which table it was built from.
+ */
 #define AIRFSM_TABLE_HASH UINT64_C(0xd7c312083dc043c6)
 #define AIRFSM_TABLE_HASH_HEX "d7c312083dc043c6"
-/* The same number from airfsm_table.c: differs from AIRFSM_TABLE_HASH when a stale object
- * was linked. */
+/* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
+ * linked. */
 extern const uint64_t airfsm_table_hash;
 
 /* the machine's states (Python: airfsm.core.table.State) */
@@ -267,9 +268,9 @@ typedef struct {
 extern const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT];
 
 /* --- escalation backoff (table.ESCALATION_BACKOFF_MS, Controller._enter) ---------------------- */
-/* Entering a state other than FAILED by a trigger marked in airfsm_trigger_escalates counts
- * one escalation. The first AIRFSM_ESCALATIONS_WITHOUT_BACKOFF since ONLINE last held for
- * liveness_ms are immediate; escalation n after them waits backoff_ms(n - free, base, cap). */
+/* Entering a state other than FAILED by a trigger marked in airfsm_trigger_escalates counts one
+ * escalation. The first AIRFSM_ESCALATIONS_WITHOUT_BACKOFF of them since ONLINE last held for
+ * liveness_ms are immediate; escalation n after those waits backoff_ms(n - free, base, cap). */
 #define AIRFSM_ESCALATION_BACKOFF_BASE_MS 1000u
 #define AIRFSM_ESCALATION_BACKOFF_CAP_MS 120000u
 #define AIRFSM_ESCALATIONS_WITHOUT_BACKOFF 1u
