@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest system-deps bench-deps diagrams check-diagrams bench clean
+.PHONY: run test lint typecheck pytest system-deps bench-deps diagrams check-diagrams ctable \
+        check-ctable bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +45,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
-test: lint typecheck check-diagrams pytest
+test: lint typecheck check-diagrams check-ctable pytest
 
 diagrams: $(STAMP) system-deps
 	$(BIN)/airfsm diagram --out diagrams/
@@ -52,6 +53,13 @@ diagrams: $(STAMP) system-deps
 # The committed .mmd/.dot/.md must be what the table gives (the SVG is a rendering of the .dot).
 check-diagrams: $(STAMP)
 	$(BIN)/airfsm diagram --check diagrams/
+
+# The C port's table (port/c/generated/airfsm_table.h and .c), generated and checked alike.
+ctable: $(STAMP)
+	$(BIN)/airfsm ctable --out port/c/generated
+
+check-ctable: $(STAMP)
+	$(BIN)/airfsm ctable --check port/c/generated
 
 # `make bench`: every figure of docs/performance.md, side by side (bench/run.py). It adds the
 # `bench` extra (matplotlib, for the plot) to .venv, the peers the round trip is measured
