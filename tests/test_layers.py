@@ -53,3 +53,19 @@ def test_the_walk_sees_function_local_imports(tmp_path: Path) -> None:
     module.write_text("import enum\n\ndef f():\n    import json\n    from os import path\n")
     assert imported_modules(module) == {"enum", "json", "os"}
     assert not allowed("json") and allowed("collections.abc") and not allowed("collections")
+
+
+def test_no_import_cycles() -> None:
+    """No module imports, directly or not, a module that imports it (the CLI and the gateway,
+    the config and the store used to)."""
+    import grimp  # import-linter's graph builder (a dev dependency)
+
+    graph = grimp.build_graph("airfsm")
+    cycles = sorted({
+        tuple(sorted((importer, imported)))
+        for importer in graph.modules
+        for imported in graph.find_modules_directly_imported_by(importer)
+        if imported.startswith("airfsm")
+        and graph.chain_exists(importer=imported, imported=importer)
+    })
+    assert cycles == []
