@@ -263,7 +263,7 @@ def test_help_and_publish_import_no_heavy_module(tmp_path: Path) -> None:
 
 
 def test_help_lists_every_subcommand_and_each_has_its_own_help() -> None:
-    from airfsm.cli.common import COMMANDS
+    from airfsm.cli.commands import COMMANDS
 
     listed = airfsm("--help").stdout
     for command in COMMANDS:
@@ -275,7 +275,7 @@ def test_help_lists_every_subcommand_and_each_has_its_own_help() -> None:
 
 def test_the_command_table_agrees_with_what_the_modules_register() -> None:
     from airfsm.cli import build_parser
-    from airfsm.cli.common import COMMANDS
+    from airfsm.cli.commands import COMMANDS
 
     parser = build_parser()  # every module registered
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

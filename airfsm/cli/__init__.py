@@ -5,7 +5,7 @@ module that will not come up) ends in one line on stderr and a distinct exit cod
 traceback: the code below raises `HostError(message, exit)`, and `main` prints it.
 
 Start-up is kept short by importing only what the command being run needs: the parser lists
-every subcommand from the light table `common.COMMANDS` (name, module, help), and only the
+every subcommand from the light table `commands.COMMANDS` (name, module, help), and only the
 module of the command on the command line is imported to add its options and run it. So
 `airfsm --help` and `airfsm publish ...` never load the controller, structlog or the simulator.
 """
@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from airfsm.cli.common import COMMANDS, Parser
+from airfsm.cli.commands import COMMANDS, Parser
 from airfsm.host.errors import Exit, HostError
 from airfsm.host.redact import redact
 

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from airfsm.cli.commands import add_command
 from airfsm.cli.common import (
     DEFAULT_BAUD,
     MAX_TIMEOUT_S,
-    add_command,
     add_connection_options,
     log_level,
     secret_from,

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from airfsm.cli.common import add_command, log_level, timeout_seconds
+from airfsm.cli.commands import add_command
+from airfsm.cli.common import log_level, timeout_seconds
 from airfsm.cli.connect import StageDisplay, open_module_port
 from airfsm.core import aliyun
 from airfsm.core.controller import Controller, Settings

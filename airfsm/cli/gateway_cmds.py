@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from airfsm.cli.common import add_command, add_connection_options
+from airfsm.cli.commands import add_command
+from airfsm.cli.common import add_connection_options
 from airfsm.core.payload import QOS_LEVELS
 from airfsm.host.config import ConfigError, convert, env_var, flag, load_config, read_toml
 from airfsm.host.errors import Exit, HostError

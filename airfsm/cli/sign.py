@@ -10,7 +10,8 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from airfsm.cli.common import add_command, secret_from
+from airfsm.cli.commands import add_command
+from airfsm.cli.common import secret_from
 from airfsm.core import aliyun
 from airfsm.host.errors import Exit, HostError
 
