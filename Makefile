@@ -36,8 +36,10 @@ system-deps:
 	  fi; \
 	fi
 
+# ruff, then the layer contracts of pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check airfsm tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict airfsm

@@ -145,8 +145,8 @@ def one_line_tick_ns(link: ScriptedLink, ticks: int, line: bytes = IDLE_LINE) ->
 
 def registered_secrets() -> int | None:
     """How many values the logger redacts now (None if the logger does not say)."""
-    secrets = getattr(log, "_secrets", None)
-    return len(secrets) if secrets is not None else None
+    count = getattr(log, "secret_count", None)
+    return count() if count is not None else None
 
 
 def redact_cost_ns(repeat: int = 2_000) -> float:

@@ -1,29 +1,35 @@
-"""Alibaba Cloud IoT pre-auth: sign, body, reply parsing, verification, endpoints, topics."""
+"""Alibaba Cloud IoT pre-auth: sign, body, reply scan, endpoints, topics; the simulated cloud's
+form parsing and sign verification (`airfsm.sim.cloud`)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import replace
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from airfsm.core import aliyun as aliyun_module
 from airfsm.core.aliyun import (
+    AUTH_BODY_MAX,
     AUTH_ERRORS,
     DEFAULT_REGION,
     MQTT_PORT,
     SIGN_METHODS,
     AuthReply,
     DeviceIdentity,
+    ReplyReason,
     auth_body,
+    auth_form,
     auth_host,
     auth_params,
     auth_url,
     describe_auth_code,
+    form_encode,
     mqtt_endpoint,
     mqtt_host,
-    parse_auth_form,
     parse_auth_reply,
     resolve_topic,
     sign,
@@ -31,7 +37,14 @@ from airfsm.core.aliyun import (
     topic_update,
     topic_update_error,
     topic_user,
-    verify_auth_body,
+)
+from airfsm.sim.cloud import parse_auth_form, verify_auth_body
+from tests.auth_replies import (
+    JSON_MAX_DEPTH,
+    RAW_HOSTILE,
+    generated_bodies,
+    reference_line,
+    reply_line,
 )
 
 PK = "b0FMK1Ga5cp"
@@ -274,7 +287,7 @@ def test_endpoints() -> None:
 def test_mqtt_endpoint_prefers_the_reply_resources() -> None:
     assert mqtt_endpoint(SEED) == ("b0FMK1Ga5cp.iot-as-mqtt.cn-shanghai.aliyuncs.com", 1883)
     assert mqtt_endpoint(SEED, parse_auth_reply(SEED_REPLY)) == mqtt_endpoint(SEED)
-    reply = AuthReply(200, "id", "tok", "success", "mqtt.example.com", 8883)
+    reply = AuthReply(200, "id", "tok", ReplyReason.OK, "mqtt.example.com", 8883)
     assert mqtt_endpoint(SEED, reply) == ("mqtt.example.com", 8883)
 
 
@@ -354,13 +367,14 @@ def test_unusable_resources_are_ignored(mqtt: bytes) -> None:
     ],
 )
 def test_parse_error_replies(code: int, message: str) -> None:
+    # The server's own message is not kept (the scan keeps fixed fields only, as the C twin):
+    # the code says it all, in our words.
     body = f'{{"code":{code},"message":"{message}"}}'.encode()
     reply = parse_auth_reply(body)
     assert not reply.ok
-    assert reply.code == code
+    assert reply.code == code and reply.reason == ReplyReason.REFUSED
     assert reply.iot_id == "" and reply.iot_token == ""
-    assert reply.message == message
-    assert describe_auth_code(code) == AUTH_ERRORS[code]
+    assert reply.message == describe_auth_code(code) == AUTH_ERRORS[code]
 
 
 def test_error_reply_without_message_gets_a_description() -> None:
@@ -448,10 +462,11 @@ def test_missing_data_object() -> None:
 
 
 def test_ok_requires_all_three() -> None:
-    assert AuthReply(200, "id", "tok", "").ok
-    assert not AuthReply(200, "id", "", "").ok
-    assert not AuthReply(200, "", "tok", "").ok
-    assert not AuthReply(401, "id", "tok", "").ok
+    assert AuthReply(200, "id", "tok").ok
+    assert not AuthReply(200, "id", "").ok
+    assert not AuthReply(200, "", "tok").ok
+    assert not AuthReply(401, "id", "tok").ok
+    assert not AuthReply(200, "id", "tok", ReplyReason.BAD_IOT_TOKEN).ok
 
 
 def test_describe_auth_code() -> None:
@@ -553,3 +568,113 @@ def test_resolve_topic() -> None:
 def test_resolve_topic_rejects_unusable(bad: str) -> None:
     with pytest.raises(ValueError):
         resolve_topic(PK, DN, bad)
+
+
+# --- the scan against its specification ---------------------------------------------------------
+
+
+def test_scan_matches_its_json_specification_on_generated_replies() -> None:
+    bodies = generated_bodies(93, 4000) + RAW_HOSTILE
+    seen: dict[str, int] = {}
+    for body in bodies:
+        expected = reference_line(body)
+        assert reply_line(parse_auth_reply(body)) == expected, body
+        reason = expected.split()[1]
+        seen[reason] = seen.get(reason, 0) + 1
+    for reason in ReplyReason:  # every verdict is reached, so every rule is compared
+        least = 5 if reason == ReplyReason.EMPTY else 10  # few ways to be empty
+        assert seen.get(f"reason={reason.name}", 0) >= least, (reason, seen)
+
+
+@pytest.mark.parametrize("field_name", ["iotId", "iotToken"])
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "a\\ud83d", "\\ude00b"])
+def test_lone_surrogate_credential_is_unusable_not_an_exception(field_name: str,
+                                                                escape: str) -> None:
+    data = {"iotId": '"id"', "iotToken": '"tok"'}
+    data[field_name] = f'"{escape}"'
+    body = ('{"code":200,"data":{' + ",".join(f'"{k}":{v}' for k, v in data.items())
+            + "}}").encode()
+    reply = parse_auth_reply(body)
+    assert not reply.ok and reply.code == 200
+    assert reply.reason == (ReplyReason.BAD_IOT_ID if field_name == "iotId"
+                            else ReplyReason.BAD_IOT_TOKEN)
+    assert reply.iot_id == "" and reply.iot_token == ""
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (b"999999999", 999_999_999),
+    (b"-999999999", -999_999_999),
+    (b'" 5001 "', 5001),
+    (b"1000000000", -1),
+    (b"-1000000000", -1),
+    (b'"1234567890"', -1),
+    (b"1" * 4300, -1),
+    (b"2e2", -1),
+])
+def test_the_code_is_a_small_integer_or_unparseable(code: bytes, expected: int) -> None:
+    reply = parse_auth_reply(b'{"code":' + code + b"}")
+    assert reply.code == expected
+    assert reply.reason == (ReplyReason.NO_CODE if expected == -1 else ReplyReason.REFUSED)
+
+
+def test_nesting_is_bounded() -> None:
+    def nested(depth: int) -> bytes:  # the top object counts as one level
+        return (b'{"code":401,"x":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}")
+
+    assert parse_auth_reply(nested(JSON_MAX_DEPTH)).reason == ReplyReason.REFUSED
+    assert parse_auth_reply(nested(JSON_MAX_DEPTH + 1)).reason == ReplyReason.NOT_JSON
+
+
+def test_form_encoder_is_bounded() -> None:
+    params = {"a": "b c", "d": "é"}
+    out = bytearray(64)
+    n = form_encode(params, out)
+    assert bytes(out[:n]) == b"a=b%20c&d=%C3%A9"
+    for cap in range(n):  # every buffer too small is refused, none overrun
+        small = bytearray(cap)
+        assert form_encode(params, small) == -1
+        assert len(small) == cap
+    assert form_encode(params, bytearray(n)) == n
+
+
+def test_the_longest_identity_fits_the_body_bound() -> None:
+    longest = DeviceIdentity("k" * 64, "@" * 32, DS, client_id=":" * 64)
+    body = auth_body(longest, "hmacsha256", timestamp_ms=2**64 - 1)
+    assert len(body) == AUTH_BODY_MAX
+    with pytest.raises(ValueError, match="timestamp"):
+        auth_body(longest, timestamp_ms=2**64)
+
+
+def test_auth_form_signs_once_and_matches_params_and_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = hmac.new
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aliyun_module.hmac, "new", counting)
+    form = auth_form(SEED)
+    assert len(calls) == 1
+    assert form.body == SEED_BODY and form.sign == SEED_SIGN
+    assert SEED_SIGN not in repr(form)
+
+
+def test_one_hmac_per_auth_in_the_controller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entering HTTP_AUTH signs the form once (it used to sign twice: params, then body)."""
+    from tests.harness import make_rig
+
+    signs: list[str] = []
+    real = aliyun_module.sign
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        signs.append(real(*args, **kwargs))
+        return signs[-1]
+
+    # The controller's signing goes through aliyun.sign; the simulated cloud verifies with its
+    # own import of it, which this does not count.
+    monkeypatch.setattr(aliyun_module, "sign", counting)
+    rig = make_rig()
+    assert rig.run_until(lambda: rig.controller.online)
+    auths = sum(1 for c in rig.commands if c.startswith("AT+HTTPACTION"))
+    assert auths == 1 and signs == [SEED_SIGN]

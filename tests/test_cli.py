@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +224,60 @@ def test_sim_command_serves_a_pty_and_prints_it() -> None:
         proc.terminate()
         proc.wait(timeout=DEADLINE_S)
     assert proc.returncode == 0
+
+
+# --- lazy subcommands -------------------------------------------------------------------------
+
+HEAVY = ("structlog", "transitions", "serial", "airfsm.sim", "airfsm.core.controller",
+         "airfsm.host.gateway", "airfsm.host.log")
+_LOADED = """
+import sys
+from airfsm.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print("LOADED", code, *sorted(sys.modules), file=sys.stderr)
+"""
+
+
+def loaded_heavy(*args: str) -> tuple[int, list[str]]:
+    """Run the CLI in a fresh interpreter; (exit code, heavy modules it imported)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+    result = subprocess.run([sys.executable, "-c", _LOADED, *args], capture_output=True,
+                            text=True, env=env, timeout=DEADLINE_S)
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("LOADED")]
+    _, code, *modules = line.split(" ")
+    heavy = [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    return int(code), heavy
+
+
+def test_help_and_publish_import_no_heavy_module(tmp_path: Path) -> None:
+    assert loaded_heavy("--help") == (0, [])
+    assert loaded_heavy("publish", "--help") == (0, [])
+    code, heavy = loaded_heavy("publish", "--data-dir", str(tmp_path), "/pk/dn/update", "x")
+    assert (code, heavy) == (0, [])
+    assert (tmp_path / "airfsm.db").exists()  # it did publish
+    # The check can fail: a command that needs them does load them.
+    assert "airfsm.core.controller" in loaded_heavy("connect", "--help")[1]
+
+
+def test_help_lists_every_subcommand_and_each_has_its_own_help() -> None:
+    from airfsm.cli.commands import COMMANDS
+
+    listed = airfsm("--help").stdout
+    for command in COMMANDS:
+        assert f"    {command.name} " in listed and command.help.split()[0] in listed
+        result = airfsm(command.name, "--help")
+        assert result.returncode == 0, (command.name, result.stderr)
+        assert result.stdout.startswith(f"usage: airfsm {command.name}")
+
+
+def test_the_command_table_agrees_with_what_the_modules_register() -> None:
+    from airfsm.cli import build_parser
+    from airfsm.cli.commands import COMMANDS
+
+    parser = build_parser()  # every module registered
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    registered = {action.dest: action.help for action in sub._choices_actions}
+    assert registered == {command.name: command.help for command in COMMANDS}

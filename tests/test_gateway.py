@@ -23,12 +23,14 @@ from typing import Any
 
 import pytest
 
-from airfsm.cli import Exit, main
+from airfsm.cli import main
 from airfsm.core.table import MACHINE, State
 from airfsm.host import gateway as gw_module
 from airfsm.host import log
 from airfsm.host.config import GatewayConfig
-from airfsm.host.gateway import EXIT_OUTBOX_FULL, Gateway
+from airfsm.host.errors import Exit
+from airfsm.host.gateway import Gateway
+from airfsm.host.status import format_status
 from airfsm.host.store import SqliteInbox, SqliteOutbox, db_path
 from airfsm.sim import SimConfig, SimServer, parse_fault
 from tests.harness import SEED_DN, SEED_DS, SEED_PK
@@ -281,7 +283,7 @@ def test_full_outbox_refuses_and_drops_nothing(
     for i in range(3):
         assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, f"m{i}")[0] == 0
     code, out, err = run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "m3")
-    assert code == EXIT_OUTBOX_FULL
+    assert code == Exit.OUTBOX_FULL
     assert out == "" and "outbox full" in err and "nothing was dropped" in err
     assert [p for _t, p, _q in outbox_rows(tmp_path)] == [b"m0", b"m1", b"m2"]
 
@@ -291,7 +293,7 @@ def test_publish_uses_the_running_gateways_capacity(
     (tmp_path / "status.json").write_text(json.dumps({"outbox": {"capacity": 1}}))
     assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "a")[0] == 0
     assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "b")[0] == (
-        EXIT_OUTBOX_FULL)
+        Exit.OUTBOX_FULL)
 
 
 # ---------------------------------------------------------------------- airfsm inbox / status
@@ -587,7 +589,7 @@ def test_sighup_reloads_the_log_level(
                what="the reload")
     with SqliteOutbox(db_path(data)) as box:
         box.enqueue(UPDATE, b"logged at debug", 1)
-    from airfsm.host.gateway import poke
+    from airfsm.host.publish import poke
 
     poke(data)
     wait_until(lambda: any(e.get("event") == "at_tx" and "AT+MPUB" in e.get("command", "")
@@ -734,9 +736,9 @@ def test_reset_command_pulses_the_pin_when_the_module_stops_answering(
 def test_status_text_shows_the_last_error_while_not_online() -> None:
     status = {"running": True, "pid": 1, "state": "ATTACH", "attempt": 2,
               "last_error": "ATTACH cpin: SIM not ready (+CME ERROR: 10 (SIM not inserted))"}
-    text = gw_module.format_status(status, alive=True)
+    text = format_status(status, alive=True)
     assert "last error ATTACH cpin: SIM not ready" in text
-    assert "last error" not in gw_module.format_status({**status, "state": "ONLINE"}, True)
+    assert "last error" not in format_status({**status, "state": "ONLINE"}, True)
 
 
 def test_helper_commands_reject_a_bad_config_file_in_one_line(
@@ -853,7 +855,7 @@ def test_status_text_counts_dead_letters_and_store_trouble() -> None:
               "outbox": {"queued": 4, "dead_letters": 2, "capacity": 10},
               "counters": {"publish_dead": 2, "store_unavailable": 7,
                            "gateway": {"store_errors": 7}}}
-    text = gw_module.format_status(status, alive=True)
+    text = format_status(status, alive=True)
     assert "4 queued, 2 dead letters (capacity 10)" in text
     assert "dead 2" in text and "unavailable 7, errors 7" in text
 

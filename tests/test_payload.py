@@ -1,4 +1,5 @@
-"""What may travel inside AT+MPUB: escaping, classification, topic checks, injection safety."""
+"""What may travel inside AT+MPUB: escaping, classification, topic checks, injection safety; and
+the simulator's reading of it back (`airfsm.sim.mpub`)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,11 @@ from airfsm.core.payload import (
     check_qos,
     check_topic,
     classify_payload,
-    decode_mpub_command,
     encode_mpub_command,
     escape_mpub,
     escaped_length,
-    resolve_topic,
-    unescape_mpub,
 )
+from airfsm.sim.mpub import decode_mpub_command, unescape_mpub
 
 TOPIC = "/b0FMK1Ga5cp/862991419835241/update"
 _COMMAND_RE = re.compile(rb'^AT\+MPUB="([^"]*)",([01]),0,"([^"]*)"$')
@@ -163,12 +162,6 @@ def test_bad_topics_are_refused_with_a_reason(topic: str, word: str) -> None:
     assert "\n" not in reason and "\r" not in reason
     with pytest.raises(ValueError, match="bad topic"):
         encode_mpub_command(topic, b"x", 0, hex_mode=False)
-
-
-def test_resolve_topic() -> None:
-    assert resolve_topic("user/update", "pk", "dn") == "/pk/dn/user/update"
-    assert resolve_topic("/sys/pk/dn/x", "pk", "dn") == "/sys/pk/dn/x"
-    assert resolve_topic("", "pk", "dn") == ""
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from airfsm.core.controller import MemoryOutbox, OutboxFullError
 from airfsm.core.messages import InboundMessage, OutboundMessage
 from airfsm.core.payload import MAX_PAYLOAD_HEX_RAW
 from airfsm.host import log
+from airfsm.host.paths import default_data_dir
 from airfsm.host.store import (
     SCHEMA_VERSION,
     OutboxFull,
@@ -30,7 +31,6 @@ from airfsm.host.store import (
     StatusFile,
     StoreError,
     db_path,
-    default_data_dir,
     inbox_json_line,
 )
 

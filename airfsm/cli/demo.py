@@ -10,12 +10,17 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from airfsm.cli import CliError, Exit, StageDisplay, open_module_port, timeout_seconds
+from airfsm.cli.commands import add_command
+from airfsm.cli.common import log_level, timeout_seconds
+from airfsm.cli.connect import StageDisplay, open_module_port
 from airfsm.core import aliyun
 from airfsm.core.controller import Controller, Settings
 from airfsm.core.timebase import ms_add, ms_diff
+from airfsm.host import log
+from airfsm.host.errors import Exit, HostError
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
 
@@ -49,9 +54,9 @@ def sim_config_from(args: argparse.Namespace, default_profile: str) -> SimConfig
     try:
         faults = [parse_fault(spec) for spec in args.fault]
     except ValueError as exc:
-        raise CliError(f"bad --fault: {exc}") from None
+        raise HostError(f"bad --fault: {exc}") from None
     if args.attach_after < 0:
-        raise CliError("--attach-after must not be negative")
+        raise HostError("--attach-after must not be negative")
     config = SimConfig(
         product_key=args.product_key, device_name=args.device_name, region=args.region,
         firmware=args.firmware, cgmr_quoted=args.cgmr_quoted, echo=not args.no_echo,
@@ -63,19 +68,20 @@ def sim_config_from(args: argparse.Namespace, default_profile: str) -> SimConfig
     return config
 
 
-def cmd_sim(args: argparse.Namespace, env: dict[str, str]) -> Exit:
+def cmd_sim(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
+    log.configure(log_level(args, env))
     config = sim_config_from(args, "real")
     if args.tcp is not None and not 0 <= args.tcp <= 65535:
-        raise CliError("--tcp takes a port number 0-65535 (0: any free port)")
+        raise HostError("--tcp takes a port number 0-65535 (0: any free port)")
     if args.baud is not None and not MIN_BAUD <= args.baud <= MAX_BAUD:
-        raise CliError(f"--baud takes a line rate of {MIN_BAUD}-{MAX_BAUD} bits per second")
+        raise HostError(f"--baud takes a line rate of {MIN_BAUD}-{MAX_BAUD} bits per second")
     transport = "tcp" if args.tcp is not None else "pty"
     session = _broker_session(args)
     try:
         server = SimServer(config, transport=transport, port=args.tcp or 0, session=session,
                            baud=args.baud)
     except OSError as exc:
-        raise CliError(f"cannot start the simulator: {exc.strerror or exc}", Exit.PORT) from None
+        raise HostError(f"cannot start the simulator: {exc.strerror or exc}", Exit.PORT) from None
     print(f"simulated Air72x ({config.firmware}) on {server.endpoint}", flush=True)
     print(f"try: airfsm connect --port {server.endpoint} --product-key {config.product_key} "
           f"--device-name {config.device_name} --device-secret ...", flush=True)
@@ -103,15 +109,17 @@ def _broker_session(args: argparse.Namespace) -> Any:
     try:
         from airfsm.sim.broker import BrokerSession
     except ImportError as exc:  # paho-mqtt is the optional `broker` extra
-        raise CliError(f"--broker needs paho-mqtt (pip install 'airfsm[broker]'): {exc}") from None
+        raise HostError(
+            f"--broker needs paho-mqtt (pip install 'airfsm[broker]'): {exc}") from None
     try:
         return BrokerSession.from_url(url, product_key=args.product_key,
                                       device_name=args.device_name)
     except (ValueError, OSError) as exc:
-        raise CliError(f"--broker {url}: {exc}", Exit.PORT) from None
+        raise HostError(f"--broker {url}: {exc}", Exit.PORT) from None
 
 
-def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> Exit:
+def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
+    log.configure(log_level(args, env))
     config = sim_config_from(args, "real")
     out = sys.stdout
     with SimServer(config, transport="pty") as server:
@@ -182,9 +190,8 @@ def _demo_session(args: argparse.Namespace, server: SimServer, controller: Contr
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("sim", help="run the Air72x simulator on a pty or TCP port",
-                       description="Run a simulated Air72x module.\n\n" + FAULT_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "sim", description="Run a simulated Air72x module.\n\n" + FAULT_HELP,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--pty", action="store_true", help="serve on a pseudo-terminal (default)")
     where.add_argument("--tcp", type=int, metavar="PORT", default=None,
@@ -197,7 +204,7 @@ def register(sub: Any) -> None:
     add_sim_options(p)
     p.set_defaults(handler=cmd_sim)
 
-    p = sub.add_parser("demo", help="simulator + connect + publish + downlink, no hardware")
+    p = add_command(sub, "demo")
     add_sim_options(p)
     p.add_argument("--timeout", type=timeout_seconds, default=120.0,
                    help="give up after this many seconds")

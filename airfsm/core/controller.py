@@ -920,9 +920,9 @@ class Controller:
     def _prepare_auth(self) -> None:
         """A fresh auth body per HTTP_AUTH entry; its sign is a secret."""
         s = self.settings
-        params = aliyun.auth_params(s.identity, s.sign_method)
-        log.register_secret(params["sign"])
-        self._auth_body = aliyun.auth_body(s.identity, s.sign_method)
+        form = aliyun.auth_form(s.identity, s.sign_method)  # one HMAC per auth
+        log.register_session_secret(s.identity.device_name, form.sign)
+        self._auth_body = form.body
         self._iot_id = ""
         self._iot_token = ""
 
@@ -1129,7 +1129,7 @@ class Controller:
         reply = aliyun.parse_auth_reply(resp.data)
         self.auth_code = reply.code
         if reply.iot_token:
-            log.register_secret(reply.iot_token)
+            log.register_session_secret(self.settings.identity.device_name, reply.iot_token)
         if not reply.ok:
             # A reply we could not parse is a transport problem, a code is the server's verdict.
             if reply.code in (aliyun.AUTH_UNPARSEABLE, 200):

@@ -1,5 +1,7 @@
 """What may travel inside the quoted strings of `AT+MPUB="<topic>",<qos>,<retain>,"<msg>"`.
 
+C twin: port/c/core/payload.c.
+
 The whole command is one line ended by CR, and the module splits its arguments at the quotes, so
 a CR, LF or `"` that reached the wire unescaped would end the command early or start a new one:
 an AT-command injection. This module is the one place that decides what is sent, and it is
@@ -21,12 +23,12 @@ deliberately strict:
   be safe: printable ASCII without `"`, `\\`, or the MQTT wildcards `+` and `#` (a publish topic
   names exactly one topic), at most `MAX_TOPIC` characters.
 
-Every encoder result is checked once more for CR, LF and NUL before it is returned.
+Every encoder result is checked once more for CR, LF and NUL before it is returned. Reading an
+MPUB line back is the simulator's side (`airfsm.sim.mpub`); a relative topic is resolved by
+`aliyun.resolve_topic`.
 """
 
 from __future__ import annotations
-
-import re
 
 MAX_PAYLOAD_TEXT = 1024  # bytes between the quotes, escapes included: safe for V409
 MAX_PAYLOAD_HEX_RAW = MAX_PAYLOAD_TEXT // 2  # hex doubles the size
@@ -40,44 +42,28 @@ REFUSE = "refuse"
 _ESCAPES: dict[int, bytes] = {0x22: b"\\22", 0x0D: b"\\0D", 0x0A: b"\\0A", 0x5C: b"\\5C"}
 _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x0D, 0x0A}
 _NAMED = {0x00: "NUL", 0x09: "TAB", 0x0A: "LF", 0x0D: "CR", 0x7F: "DEL"}
-_ESCAPE_RE = re.compile(rb'["\r\n\\]')
-_MPUB_RE = re.compile(rb'^AT\+MPUB="([^"]*)",(\d+),(\d+),"([^"]*)"\r?$')
 
 
 def escape_mpub(payload: bytes) -> bytes:
     """`payload` with `"`, CR, LF and `\\` written as the module's `\\HH` escapes.
 
     Only those four bytes are touched; whether the rest may go in text mode at all is
-    `classify_payload`'s decision.
+    `classify_payload`'s decision. C: payload_escape().
     """
-    return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group()[0]], payload)
+    out = bytearray()
+    for b in payload:
+        escape = _ESCAPES.get(b)
+        if escape is None:
+            out.append(b)
+        else:
+            out += escape
+    return bytes(out)
 
 
 def escaped_length(payload: bytes) -> int:
     """len(escape_mpub(payload)) without building it."""
     extra = sum(payload.count(bytes((b,))) for b in _ESCAPES) * 2
     return len(payload) + extra
-
-
-def unescape_mpub(msg: bytes) -> bytes:
-    """Inverse of `escape_mpub` (any `\\HH` becomes that byte). ValueError on a broken escape.
-
-    For the simulator, which must read what the controller sent as the module would.
-    """
-    out = bytearray()
-    i = 0
-    while i < len(msg):
-        b = msg[i]
-        if b != 0x5C:
-            out.append(b)
-            i += 1
-            continue
-        digits = msg[i + 1 : i + 3]
-        if len(digits) != 2 or not all(chr(d) in "0123456789abcdefABCDEF" for d in digits):
-            raise ValueError(f"broken escape at offset {i} of the MPUB message")
-        out.append(int(digits, 16))
-        i += 3
-    return bytes(out)
 
 
 def _describe_char(ch: str) -> str:
@@ -107,13 +93,6 @@ def check_topic(topic: str) -> str | None:
     if len(topic) > MAX_TOPIC:
         return f"topic is {len(topic)} characters long (limit {MAX_TOPIC})"
     return None
-
-
-def resolve_topic(topic: str, product_key: str, device_name: str) -> str:
-    """A topic without a leading `/` is relative to `/{ProductKey}/{DeviceName}/`."""
-    if not topic or topic.startswith("/"):
-        return topic
-    return f"/{product_key}/{device_name}/{topic}"
 
 
 def _first_non_text(payload: bytes) -> tuple[int, int] | None:
@@ -209,16 +188,3 @@ def encode_mpub_command(topic: str, payload: bytes, qos: int, hex_mode: bool) ->
     if b"\r" in command or b"\n" in command or b"\0" in command or command.count(b'"') != 4:
         raise ValueError("internal error: unsafe MPUB command refused")
     return command
-
-
-def decode_mpub_command(command: bytes, hex_mode: bool) -> tuple[str, int, int, bytes]:
-    """Parse an `AT+MPUB=...` line (as `encode_mpub_command` builds it; a trailing CR is allowed)
-    into (topic, qos, retain, payload). ValueError when it is not one. For the simulator.
-    """
-    m = _MPUB_RE.match(command)
-    if m is None:
-        raise ValueError("not an AT+MPUB=\"<topic>\",<qos>,<retain>,\"<msg>\" command")
-    topic = m.group(1).decode("latin-1")
-    msg = m.group(4)
-    payload = bytes.fromhex(msg.decode("ascii")) if hex_mode else unescape_mpub(msg)
-    return topic, int(m.group(2)), int(m.group(3)), payload

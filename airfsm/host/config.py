@@ -27,9 +27,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from airfsm.host.store import default_data_dir
+from airfsm.core.aliyun import SIGN_METHODS
+from airfsm.host.paths import default_data_dir
 
-SIGN_METHODS = ("hmacmd5", "hmacsha1", "hmacsha256")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 INBOX_MODES = ("stdout",)
 STANDARD_BAUDS = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800,
@@ -175,7 +175,7 @@ class GatewayConfig:
         return self.client_id if self.client_id is not None else self.device_name
 
     def data_dir_or_default(self) -> Path:
-        """`data_dir`, or the per-user default (`airfsm.host.store.default_data_dir`)."""
+        """`data_dir`, or the per-user default (`airfsm.host.paths.default_data_dir`)."""
         return self.data_dir if self.data_dir is not None else default_data_dir()
 
     def public_dict(self) -> dict[str, Any]:

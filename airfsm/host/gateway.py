@@ -26,7 +26,6 @@ What the gateway adds to the controller's own recovery (`airfsm.core.table`):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import fcntl
@@ -37,51 +36,38 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
 
-from airfsm.cli import FAIL_EXIT, CliError, Exit, add_connection_options
 from airfsm.core import aliyun
+from airfsm.core.aliyun import resolve_topic
 from airfsm.core.controller import Controller, FailReason, Settings
 from airfsm.core.messages import InboundMessage, OutboundMessage, OutboxUnavailable
-from airfsm.core.payload import QOS_LEVELS, resolve_topic
 from airfsm.core.table import MACHINE, State, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
 from airfsm.host import log
-from airfsm.host.config import (
-    ConfigError,
-    GatewayConfig,
-    convert,
-    env_var,
-    flag,
-    load_config,
-    read_toml,
-)
+from airfsm.host.config import ConfigError, GatewayConfig, load_config
+from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
 from airfsm.host.loop import run as run_loop
+from airfsm.host.publish import wake_socket_path
 from airfsm.host.serial import Port, PortError, open_port
 from airfsm.host.store import (
-    DEFAULT_OUTBOX_CAPACITY,
-    OutboxFull,
     SqliteInbox,
     SqliteOutbox,
     StatusFile,
     StoreError,
     db_path,
-    dead_letter_json_line,
-    default_data_dir,
     inbox_json_line,
     iso_utc,
-    outbox_json_line,
 )
+from airfsm.host.store_faults import STORE_FAULT_ENV, StoreFaults, store_faults_from
 
-WAKE_SOCKET = "wake.sock"
 LOCK_FILE = "gateway.lock"
 OUTBOX_POLL_MS = 1_000  # fallback when the wake socket is unusable; the loop wakes 1/s anyway
 STATUS_MIN_INTERVAL_S = 2.0  # counters change: rewrite the status file at most this often
@@ -90,64 +76,15 @@ REOPEN_BACKOFF_MS = (1_000, 30_000)  # the serial port vanished: reopen attempts
 RESTART_BACKOFF_MS = (10_000, 300_000)  # the module does not answer AT: fresh controller
 STORE_ERROR_LOG_S = 60.0  # a broken store is logged at most this often per operation
 STOP_MDISCONNECT_WAIT_MS = 500  # grace expired with a publish in flight: still say goodbye
-EXIT_OUTBOX_FULL = 75  # EX_TEMPFAIL: `airfsm publish` refused, nothing dropped, retry later
-INBOX_FOLLOW_INTERVAL_S = 0.25
 RESET_COMMAND_TIMEOUT_S = 10  # a reset command that hangs must not stop the gateway for good
 TICK_BUSY_TIMEOUT_MS = 0  # the gateway's own store calls never wait for another process's lock
 INBOX_PENDING_MAX = 1_000  # inbound messages held in memory while the store refuses them
-MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
-STORE_FAULT_ENV = "AIRFSM_FAULT_STORE"  # a test aid: store errors injected into `airfsm run`
-
-# Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
-_RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
-             "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
-             "shutdown_grace_s", "reset_command")
-_CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
-                    "baud", "client_id", "sign_method", "log_level")
 
 
 MessageCallback = Callable[[InboundMessage, int | None], None]
 
 
-# ---------------------------------------------------------------------- helpers shared by CLIs
-
-
-def wake_socket_path(data_dir: str | Path) -> Path:
-    return Path(data_dir) / WAKE_SOCKET
-
-
-def poke(data_dir: str | Path) -> bool:
-    """Wake a gateway running on `data_dir` (best effort; False when none is listening)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        try:
-            sock.sendto(b"!", str(wake_socket_path(data_dir)))
-        except OSError:
-            return False  # no gateway, a stale socket file, or its queue is full: all fine
-    return True
-
-
-def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
-            product_key: str | None = None, device_name: str | None = None,
-            capacity: int = DEFAULT_OUTBOX_CAPACITY) -> int:
-    """Durably queue a message for the gateway of `data_dir`; return its id. The library's
-    `airfsm publish`.
-
-    A topic without a leading `/` is relative to `/{product_key}/{device_name}/` (ValueError
-    when those are not given). ValueError for anything that could never be published (bad topic,
-    QoS, payload); `store.OutboxFull` when the outbox holds `capacity` messages (nothing is
-    dropped); `store.StoreError` when the store cannot be opened or written.
-    """
-    if not topic:
-        raise ValueError("topic is empty")
-    if not topic.startswith("/"):
-        if not product_key or not device_name:
-            raise ValueError(f"relative topic {topic!r} needs the ProductKey and DeviceName")
-        topic = resolve_topic(topic, product_key, device_name)
-    with SqliteOutbox(db_path(data_dir), capacity) as outbox:
-        message_id = outbox.enqueue(topic, payload, qos)
-    poke(data_dir)
-    return message_id
+# ---------------------------------------------------------------------- helpers
 
 
 def _merge_counts(base: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,75 +113,6 @@ class _RateLimitedLog:
             return False
         self._last[key] = now
         return True
-
-
-# ---------------------------------------------------------------------- store faults (test aid)
-
-# Which calls an injected store fault hits, and the SQLite error text it imitates.
-_FAULT_OPERATIONS: dict[str, frozenset[str]] = {
-    "peek": frozenset({"peek"}),
-    "mark_attempt": frozenset({"mark_attempt"}),
-    "ack": frozenset({"ack"}),
-    "dead_letter": frozenset({"dead_letter"}),
-    "inbox": frozenset({"inbox"}),
-    "write": frozenset({"mark_attempt", "ack", "dead_letter", "inbox"}),
-    "any": frozenset({"peek", "mark_attempt", "ack", "dead_letter", "inbox"}),
-}
-_FAULT_ERRORS = {"io": "disk I/O error", "full": "database or disk is full",
-                 "readonly": "attempt to write a readonly database",
-                 "locked": "database is locked"}
-STORE_FAULT_HELP = (f"{STORE_FAULT_ENV}=OPERATION[=ERROR][@COUNT][,...]: OPERATION one of "
-                    f"{', '.join(_FAULT_OPERATIONS)}; ERROR one of {', '.join(_FAULT_ERRORS)} "
-                    "(default io); COUNT a number (default 1) or * (always)")
-
-
-@dataclass
-class _StoreFault:
-    operations: frozenset[str]
-    error: str
-    remaining: int | None  # None: every time
-
-
-class StoreFaults:
-    """Store errors injected into a running gateway, so a user can reproduce what a full disk,
-    a read-only filesystem or a database locked by another process do to it (a test aid, set
-    with `AIRFSM_FAULT_STORE`, e.g. `ack@3` or `write=full@*`). Each fault fires on the next
-    COUNT calls of its operations, in the order given."""
-
-    def __init__(self, spec: str) -> None:
-        """ValueError (one line) for a malformed spec."""
-        self._faults: list[_StoreFault] = []
-        for item in (part.strip() for part in spec.split(",")):
-            if not item:
-                continue
-            head, at, count_text = item.partition("@")
-            operation, _eq, error = head.partition("=")
-            operation, error = operation.strip().lower(), (error.strip().lower() or "io")
-            if operation not in _FAULT_OPERATIONS or error not in _FAULT_ERRORS or (
-                    at and not (count_text == "*" or count_text.isdigit() and int(count_text))):
-                raise ValueError(f"bad store fault {item!r}: {STORE_FAULT_HELP}")
-            remaining = None if count_text == "*" else int(count_text or 1)
-            self._faults.append(_StoreFault(_FAULT_OPERATIONS[operation], error, remaining))
-
-    def check(self, operation: str, path: Path) -> None:
-        """StoreError if a fault is armed for `operation` (consuming one of its uses)."""
-        for fault in self._faults:
-            if operation in fault.operations and fault.remaining != 0:
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                raise StoreError(f"{path}: {_FAULT_ERRORS[fault.error]} (injected by "
-                                 f"{STORE_FAULT_ENV})")
-
-
-def store_faults_from(env: Mapping[str, str]) -> StoreFaults | None:
-    """The faults `AIRFSM_FAULT_STORE` asks for, None when unset. CliError when malformed."""
-    spec = env.get(STORE_FAULT_ENV, "")
-    if not spec:
-        return None
-    try:
-        return StoreFaults(spec)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
 
 
 _T = TypeVar("_T")
@@ -281,8 +149,8 @@ class GatewayOutbox:
     def peek(self) -> OutboundMessage | None:
         message = self._call("peek", self.store.peek)
         if message is not None and not message.topic.startswith("/"):
-            message = replace(message, topic=resolve_topic(message.topic, self.product_key,
-                                                           self.device_name))
+            message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
+                                                           message.topic))
         return message
 
     def ack(self, message_id: int) -> None:
@@ -295,7 +163,7 @@ class GatewayOutbox:
         self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
-        topic = resolve_topic(topic, self.product_key, self.device_name)
+        topic = resolve_topic(self.product_key, self.device_name, topic)
         return self.store.enqueue(topic, data, qos)
 
     def __len__(self) -> int:
@@ -310,7 +178,7 @@ class GatewayOutbox:
 
 
 def settings_from_config(config: GatewayConfig) -> Settings:
-    """The controller's Settings for a gateway configuration. CliError (exit 2) if unusable."""
+    """The controller's Settings for a gateway configuration. HostError (exit 2) if unusable."""
     identity = aliyun.DeviceIdentity(
         product_key=config.product_key, device_name=config.device_name,
         device_secret=config.device_secret, region=config.region, client_id=config.client_id)
@@ -323,7 +191,7 @@ def settings_from_config(config: GatewayConfig) -> Settings:
     try:
         settings.validate()
     except ValueError as exc:
-        raise CliError(f"bad configuration: {log.redact(str(exc))}") from None
+        raise HostError(f"bad configuration: {log.redact(str(exc))}", Exit.USAGE) from None
     return settings
 
 
@@ -415,11 +283,11 @@ class Gateway:
 
     def run(self) -> Exit:
         """Run until stopped or a permanent failure; return the exit code (reason in
-        `exit_reason`). CliError for what prevents starting at all."""
+        `exit_reason`). HostError for what prevents starting at all."""
         try:
             self._start()
             code = self._main()
-        except CliError:
+        except HostError:
             self._release()
             raise
         except BaseException:
@@ -436,8 +304,8 @@ class Gateway:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CliError(f"cannot create data directory {self.data_dir}: {exc.strerror}",
-                           Exit.FAILURE) from None
+            raise HostError(f"cannot create data directory {self.data_dir}: {exc.strerror}",
+                            Exit.FAILURE) from None
         self._lock()
         try:
             # Opening may wait for other processes; afterwards no call of ours ever does.
@@ -447,7 +315,7 @@ class Gateway:
                                      busy_timeout_ms=TICK_BUSY_TIMEOUT_MS)
         except StoreError as exc:
             self._release()
-            raise CliError(str(exc), Exit.FAILURE) from None
+            raise HostError(str(exc), Exit.FAILURE) from None
         self._pipe_r, self._pipe_w = os.pipe()
         for fd in (self._pipe_r, self._pipe_w):
             os.set_blocking(fd, False)
@@ -456,7 +324,7 @@ class Gateway:
             self._port = self.port_opener(self.config.port, self.config.baud)
         except PortError as exc:
             self._release()
-            raise CliError(str(exc), Exit.PORT) from None
+            raise HostError(str(exc), Exit.PORT) from None
         if self.install_signals:
             self._install_signals()
         self.log.info("gateway_start", pid=os.getpid(), port=self.config.port,
@@ -471,7 +339,7 @@ class Gateway:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise CliError(f"cannot open {path}: {exc.strerror}", Exit.FAILURE) from None
+            raise HostError(f"cannot open {path}: {exc.strerror}", Exit.FAILURE) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -481,9 +349,9 @@ class Gateway:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 who = f" (pid {other})" if other else ""
-                raise CliError(f"another gateway{who} is already running with data directory "
-                               f"{self.data_dir}", Exit.FAILURE) from None
-            raise CliError(f"cannot lock {path}: {exc.strerror}", Exit.FAILURE) from None
+                raise HostError(f"another gateway{who} is already running with data directory "
+                                f"{self.data_dir}", Exit.FAILURE) from None
+            raise HostError(f"cannot lock {path}: {exc.strerror}", Exit.FAILURE) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._lock_fd = fd
@@ -681,7 +549,7 @@ class Gateway:
         detail = log.redact(controller.fail_detail or reason.name.lower())
         # FIRMWARE and CREDENTIALS are permanent: exit with connect's code. NO_RESPONSE is not,
         # for a gateway: start over below.
-        code = None if reason == FailReason.NO_RESPONSE else FAIL_EXIT.get(reason)
+        code = None if reason == FailReason.NO_RESPONSE else fail_exit(reason)
         if code is not None:
             self.log.error("gateway_failed", reason=reason.name, detail=detail,
                            exit_code=int(code))
@@ -806,7 +674,7 @@ class Gateway:
         try:
             fresh = load_config(self.config_path, self.env, self.overrides)
         except ConfigError as exc:
-            self.log.error("reload_failed", error=log.redact(str(exc)),
+            self.log.error("reload_failed", error=str(exc),
                            kept_log_level=self.config.log_level)
             return
         self.config.log_level = fresh.log_level
@@ -906,418 +774,4 @@ class Gateway:
             self._write_status(self.status())
 
 
-# ---------------------------------------------------------------------- locating things
-
-
-def _read_toml_subset(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
-    """`keys` from a config file, for the helper commands (the full check is `run`'s job)."""
-    try:
-        data = read_toml(path)
-        out = {key: convert(key, data[key]) for key in keys if key in data}
-    except ConfigError as exc:
-        where = "" if str(path) in str(exc) else f" (in {path})"
-        raise CliError(f"{exc}{where}") from None
-    for key, value in out.items():
-        if key.endswith("capacity") and value < 1:
-            raise CliError(f"bad value for '{key}' in {path}: expected a positive integer")
-    return out
-
-
-def _config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
-    given = getattr(args, "config", None) or env.get("AIRFSM_CONFIG") or None
-    return Path(given).expanduser() if given else None
-
-
-def _locate(args: argparse.Namespace, env: Mapping[str, str],
-            keys: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
-    """The data directory (flag > AIRFSM_DATA_DIR > config file > per-user default) and the
-    other `keys` found with the same precedence (missing ones are absent)."""
-    path = _config_path(args, env)
-    found = _read_toml_subset(path, ("data_dir", *keys)) if path is not None else {}
-    for key in ("data_dir", *keys):
-        raw = env.get(env_var(key))
-        if raw:
-            found[key] = raw
-        value = getattr(args, key, None)
-        if value is not None:
-            found[key] = value
-    data_dir = found.pop("data_dir", "") or ""
-    directory = Path(data_dir).expanduser() if data_dir else default_data_dir(env)
-    return directory, found
-
-
-# ---------------------------------------------------------------------- commands
-
-
-def cmd_run(args: argparse.Namespace, env: dict[str, str]) -> Exit:
-    config_path = _config_path(args, env)
-    overrides = {key: getattr(args, key, None) for key in (*_CONNECTION_KEYS, *_RUN_KEYS)}
-    try:
-        config = load_config(config_path, env, overrides)
-    except ConfigError as exc:
-        raise CliError(f"configuration: {log.redact(str(exc))}") from None
-    log.configure(config.log_level)
-    inbox_out = sys.stdout if config.inbox == "stdout" else None
-    gateway = Gateway(config, config_path=config_path, overrides=overrides, env=env,
-                      inbox_out=inbox_out)
-    try:
-        code = gateway.run()
-    except CliError:
-        raise
-    except Exception as exc:  # a bug outside the tick: one line, exit 70, systemd restarts
-        reason = log.redact(f"{type(exc).__name__}: {exc}")
-        gateway.log.exception("gateway_crashed", error=reason)
-        print(f"airfsm: internal error: {reason}", file=sys.stderr)
-        return Exit.INTERNAL
-    if code != Exit.OK:
-        print(f"airfsm: {log.redact(gateway.exit_reason)}", file=sys.stderr)
-    return code
-
-
-def _payload_from(args: argparse.Namespace) -> bytes:
-    if args.payload == "-":
-        return sys.stdin.buffer.read()
-    # The bytes the user typed, even if they are not valid in the locale's encoding.
-    return os.fsencode(args.payload)
-
-
-def cmd_publish(args: argparse.Namespace, env: dict[str, str]) -> int:
-    data_dir, found = _locate(args, env, ("product_key", "device_name", "outbox_capacity"))
-    topic: str = args.topic
-    if not topic:
-        raise CliError("refused: topic is empty")
-    pk, dn = found.get("product_key"), found.get("device_name")
-    if not topic.startswith("/") and not (pk and dn):
-        with contextlib.suppress(StoreError):
-            device = StatusFile.read(data_dir).get("device") or {}
-            pk = pk or device.get("product_key")
-            dn = dn or device.get("device_name")
-    if not topic.startswith("/") and not (pk and dn):
-        raise CliError(
-            f"relative topic {topic!r} needs the ProductKey and DeviceName: pass "
-            "--product-key and --device-name, set AIRFSM_PRODUCT_KEY and AIRFSM_DEVICE_NAME, "
-            "use --config, or give an absolute topic (/pk/dn/...)")
-    capacity = _capacity(found.get("outbox_capacity"), data_dir)
-    payload = _payload_from(args)
-    try:
-        message_id = enqueue(data_dir, topic, payload, args.qos, product_key=pk,
-                             device_name=dn, capacity=capacity)
-    except ValueError as exc:
-        raise CliError(f"refused: {exc}", Exit.USAGE) from None
-    except OutboxFull as exc:
-        print(f"airfsm: {exc}", file=sys.stderr)
-        return EXIT_OUTBOX_FULL
-    except StoreError as exc:
-        raise CliError(str(exc), Exit.FAILURE) from None
-    print(message_id)
-    return Exit.OK
-
-
-def _capacity(given: Any, data_dir: Path) -> int:
-    """The outbox bound: the configured one, else what the running gateway uses, else the
-    default."""
-    if given is not None:
-        try:
-            value = int(given)
-        except (TypeError, ValueError):
-            raise CliError(f"bad value for 'outbox_capacity': {given!r}") from None
-        if value < 1:
-            raise CliError("bad value for 'outbox_capacity': must be positive")
-        return value
-    with contextlib.suppress(StoreError, TypeError, ValueError, AttributeError):
-        capacity = StatusFile.read(data_dir).get("outbox", {}).get("capacity")
-        if isinstance(capacity, int) and capacity > 0:
-            return capacity
-    return DEFAULT_OUTBOX_CAPACITY
-
-
-def cmd_inbox(args: argparse.Namespace, env: dict[str, str]) -> int:
-    data_dir, _found = _locate(args, env)
-    path = db_path(data_dir)
-    if not path.exists() and not args.follow:
-        raise CliError(f"no store at {path}: has the gateway run with this data directory?",
-                       Exit.FAILURE)
-    try:
-        inbox = SqliteInbox(path)
-    except StoreError as exc:
-        raise CliError(str(exc), Exit.FAILURE) from None
-    out = sys.stdout
-    after = args.after if args.after is not None else 0
-    if args.last is not None:
-        after = max(0, inbox.last_id() - args.last)
-    try:
-        while True:
-            batch = inbox.read(after, limit=500)
-            for message_id, message in batch:
-                out.write(inbox_json_line(message, message_id) + "\n")
-                after = message_id
-            if batch:
-                out.flush()
-                continue
-            if not args.follow:
-                return Exit.OK
-            time.sleep(INBOX_FOLLOW_INTERVAL_S)  # a reader's poll; the gateway never polls
-    except KeyboardInterrupt:
-        return Exit.OK
-    except StoreError as exc:
-        raise CliError(str(exc), Exit.FAILURE) from None
-    finally:
-        inbox.close()
-
-
-def cmd_outbox(args: argparse.Namespace, env: dict[str, str]) -> int:
-    """List the queued messages, or the dead letters, or put a dead letter back in the queue."""
-    data_dir, found = _locate(args, env, ("outbox_capacity",))
-    path = db_path(data_dir)
-    if not path.exists():
-        raise CliError(f"no store at {path}: has the gateway run with this data directory?",
-                       Exit.FAILURE)
-    capacity = _capacity(found.get("outbox_capacity"), data_dir)
-    try:
-        with SqliteOutbox(path, capacity) as outbox:
-            if args.retry is not None:
-                new_id = outbox.requeue(args.retry)
-                poke(data_dir)
-                print(new_id)
-                return Exit.OK
-            if args.discard is not None:
-                outbox.discard(args.discard)
-                return Exit.OK
-            after = 0
-            while True:
-                if args.dead:
-                    dead = outbox.dead_letters(after, limit=500)
-                    lines = [dead_letter_json_line(d) for d in dead]
-                    after = dead[-1].id if dead else after
-                else:
-                    queued = outbox.queued(after, limit=500)
-                    lines = [outbox_json_line(m) for m in queued]
-                    after = queued[-1].id if queued else after
-                if not lines:
-                    return Exit.OK
-                sys.stdout.write("".join(line + "\n" for line in lines))
-                sys.stdout.flush()
-    except ValueError as exc:  # no dead letter with that id
-        raise CliError(str(exc), Exit.USAGE) from None
-    except OutboxFull as exc:
-        print(f"airfsm: {exc}", file=sys.stderr)
-        return EXIT_OUTBOX_FULL
-    except StoreError as exc:
-        raise CliError(str(exc), Exit.FAILURE) from None
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
-
-
-def _ago(iso: Any) -> str:
-    from datetime import datetime
-
-    try:
-        then = datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return ""
-    return _duration(max(0.0, time.time() - then))
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def format_status(status: Mapping[str, Any], alive: bool) -> str:
-    """`airfsm status` without --json: a dozen lines for a human."""
-    lines: list[str] = []
-    pid = status.get("pid")
-    exit_info = status.get("exit") or {}
-    if alive and status.get("running"):
-        lines.append(f"gateway    running, pid {pid}, up {_ago(status.get('started_at'))}")
-    elif status.get("running"):
-        lines.append(f"gateway    NOT RUNNING (pid {pid} is gone; it did not stop cleanly)")
-    else:
-        lines.append(f"gateway    stopped (exit {exit_info.get('code')}: "
-                     f"{exit_info.get('reason')}), pid {pid}")
-    state = status.get("state")
-    trigger = status.get("last_trigger")
-    lines.append(f"state      {state} for {_ago(status.get('since'))}, attempt "
-                 f"{status.get('attempt')}, last trigger {trigger}"
-                 + (f", step {status['step']}" if status.get("step") else ""))
-    if status.get("notice"):
-        lines.append(f"notice     {status['notice']}")
-    if status.get("fail_reason"):
-        lines.append(f"failed     {status.get('fail_reason')}: {status.get('fail_detail')}")
-    if status.get("last_error") and state != "ONLINE":
-        lines.append(f"last error {status['last_error']}")
-    device = status.get("device") or {}
-    rssi = status.get("rssi")
-    lines.append(f"device     /{device.get('product_key')}/{device.get('device_name')} on "
-                 f"{device.get('port')}, firmware {status.get('firmware') or '?'}, "
-                 f"signal {rssi if rssi not in (None, 99) else '?'}/31, "
-                 f"ip {status.get('ip') or '-'}")
-    outbox = status.get("outbox") or {}
-    inbox = status.get("inbox") or {}
-    lines.append(f"outbox     {outbox.get('queued')} queued, {outbox.get('dead_letters', 0)} dead "
-                 f"letters (capacity {outbox.get('capacity')})")
-    lines.append(f"inbox      {inbox.get('stored')} stored")
-    c = status.get("counters") or {}
-    lines.append(f"publishes  sent {c.get('publish_sent', 0)}, acked {c.get('publish_acked', 0)}"
-                 f", retried {c.get('publish_retried', 0)}, dead {c.get('publish_dead', 0)}")
-    reconnects = c.get("reconnects") or {}
-    text = ", ".join(f"{k} {v}" for k, v in sorted(reconnects.items())) or "none"
-    lines.append(f"reconnects {text}")
-    at = c.get("at") or {}
-    gw = c.get("gateway") or {}
-    lines.append(f"link       inbound {c.get('inbound', 0)}, timeouts {c.get('timeouts', 0)}, "
-                 f"probes {c.get('probes', 0)}, AT lines dropped {at.get('lines_dropped', 0)}, "
-                 f"port reopens {gw.get('port_reopens', 0)}, module restarts "
-                 f"{gw.get('module_restarts', 0)}")
-    lines.append(f"store      unavailable {c.get('store_unavailable', 0)}, errors "
-                 f"{gw.get('store_errors', 0)}, inbox errors {gw.get('inbox_errors', 0)}")
-    lines.append(f"updated    {status.get('updated_at')} ({_ago(status.get('updated_at'))} ago)")
-    return "\n".join(lines)
-
-
-def cmd_status(args: argparse.Namespace, env: dict[str, str]) -> int:
-    data_dir, _found = _locate(args, env)
-    try:
-        status = StatusFile.read(data_dir)
-    except StoreError as exc:
-        raise CliError(str(exc), Exit.FAILURE) from None
-    alive = bool(status.get("running")) and _pid_alive(status.get("pid"))
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=False))
-    else:
-        print(format_status(status, alive))
-    return Exit.OK if alive else Exit.FAILURE
-
-
-# ---------------------------------------------------------------------- registration
-
-
-def _add_locating_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=None, metavar="DIR",
-                   help="the gateway's data directory (default: AIRFSM_DATA_DIR, the config "
-                        "file's data_dir, else a per-user state directory)")
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="read data_dir (and product_key/device_name) from this TOML file "
-                        "(default: $AIRFSM_CONFIG)")
-
-
-def _message_id(text: str) -> int:
-    """An id for --after / --retry, or a count for --last: 0 .. 2**63-1 (SQLite's range)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_MESSAGE_ID:
-        raise argparse.ArgumentTypeError(f"expected 0 .. {MAX_MESSAGE_ID}, got {text}")
-    return value
-
-
-def _qos(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid qos {text!r} (0 or 1)") from None
-    if value not in QOS_LEVELS:
-        raise argparse.ArgumentTypeError(f"invalid qos {value} (0 or 1)")
-    return value
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "run", help="the gateway: hold the link, send the outbox, store the inbox",
-        description="Run the gateway until SIGTERM/SIGINT. Settings: --config FILE (TOML, "
-                    "one key per flag), then AIRFSM_* environment variables, then flags.",
-        epilog=f"Test aid: store errors can be injected with {STORE_FAULT_HELP}, e.g. "
-               f"{STORE_FAULT_ENV}=ack@3 (the next three DELETEs after a PUBACK fail) or "
-               f"{STORE_FAULT_ENV}=write=full@* (a full disk).")
-    add_connection_options(p, required=False)
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
-    helps = {
-        "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
-        "inbox": "'stdout': also print each inbound message as a JSON line",
-        "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
-        "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
-        "keepalive_s": "MQTT keepalive, 30-240 s (default 120, the vendor's advice)",
-        "watchdog_s": "not ONLINE this long: reset the module (default 600)",
-        "liveness_s": "ONLINE: probe the link this often (default 60)",
-        "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
-        "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
-        "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
-                            "(default 5)",
-        "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
-        "reset_command": "command that pulses the module's RESET pin when it stops answering "
-                         "AT (run without a shell; default: none)",
-    }
-    for key in _RUN_KEYS:
-        p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=helps[key])
-    p.set_defaults(handler=cmd_run)
-
-    p = sub.add_parser(
-        "publish", help="queue a message for the gateway (durable; works while it is down)",
-        description="Queue TOPIC/PAYLOAD in the gateway's outbox and print the message id. "
-                    "A TOPIC without a leading '/' is relative to /{ProductKey}/{DeviceName}/.")
-    _add_locating_options(p)
-    p.add_argument("--qos", type=_qos, default=1, help="0 or 1 (default 1: at least once)")
-    p.add_argument("--product-key", default=None, help="for relative topics")
-    p.add_argument("--device-name", default=None, help="for relative topics")
-    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
-    p.add_argument("topic", metavar="TOPIC")
-    p.add_argument("payload", metavar="PAYLOAD", help="the message; '-' reads it from stdin")
-    p.set_defaults(handler=cmd_publish)
-
-    p = sub.add_parser("inbox", help="print stored inbound messages as JSON lines",
-                       description="Print the inbox (oldest first) as JSON lines: id, topic, "
-                                   "payload, payload_encoding, received_at.")
-    _add_locating_options(p)
-    p.add_argument("--follow", "-f", action="store_true",
-                   help="keep printing new messages until interrupted")
-    p.add_argument("--after", type=_message_id, default=None, metavar="ID",
-                   help="only messages with an id greater than ID")
-    p.add_argument("--last", type=_message_id, default=None, metavar="N",
-                   help="start with the last N messages")
-    p.set_defaults(handler=cmd_inbox)
-
-    p = sub.add_parser(
-        "outbox", help="list queued messages or dead letters; re-queue or discard one",
-        description="Print the outbox (oldest first) as JSON lines: id, topic, payload, "
-                    "payload_encoding, qos, attempts. A message whose attempts ran out without "
-                    "a PUBACK is moved to the dead letters (--dead, with reason and died_at); "
-                    "--retry ID puts one back at the tail of the queue with a new id and a "
-                    "fresh attempt budget, and prints the new id; --discard ID deletes one.")
-    _add_locating_options(p)
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--dead", action="store_true", help="list the dead letters instead")
-    what.add_argument("--retry", type=_message_id, default=None, metavar="ID",
-                      help="move dead letter ID back to the queue")
-    what.add_argument("--discard", type=_message_id, default=None, metavar="ID",
-                      help="delete dead letter ID for good")
-    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
-    p.set_defaults(handler=cmd_outbox)
-
-    p = sub.add_parser("status", help="print the running gateway's status",
-                       description="Print the gateway's status file. Exit 0 when the gateway "
-                                   "is running, 1 when it is not (or never ran here).")
-    _add_locating_options(p)
-    p.add_argument("--json", action="store_true", help="the raw status JSON")
-    p.set_defaults(handler=cmd_status)
-
-
-__all__ = ["Gateway", "GatewayOutbox", "StoreFaults", "enqueue", "poke", "register",
-           "settings_from_config"]
+__all__ = ["Gateway", "GatewayOutbox", "settings_from_config"]

@@ -1,8 +1,11 @@
 """Logging: structlog, JSON lines off a terminal, a console renderer on one, secrets redacted.
 
-Secrets (DeviceSecret, sign, iotToken) are registered by value as soon as they are known; one
-processor, placed before the renderer, replaces every occurrence in every string of every event.
-Registering by value rather than by key catches the token inside an echoed `AT+MCONFIG` line too.
+Redaction happens once per line that is actually written: `make_filtering_bound_logger` drops
+an event below the level before any processor runs, and `redact_processor`, the last processor
+before the renderer, scrubs every string of what is left (tracebacks included, formatted to text
+first). Call sites pass raw values; they never redact themselves. The secret set itself (bounded:
+DeviceSecrets, and per device only the newest signs and iotTokens) is `airfsm.host.redact`; its
+functions are re-exported here for the code that registers secrets.
 """
 
 from __future__ import annotations
@@ -14,38 +17,24 @@ from typing import Any
 
 import structlog
 
-REDACTED = "***"
-_MIN_SECRET_LEN = 4  # shorter values would redact ordinary words; no real secret is that short
-_secrets: set[str] = set()
+from airfsm.host.redact import (
+    REDACTED,
+    forget_secrets,
+    redact,
+    register_secret,
+    register_session_secret,
+    secret_count,
+)
 
-
-def register_secret(value: str | bytes | None) -> None:
-    """Never let `value` reach a log line, an error message or a status file."""
-    if value is None:
-        return
-    text = value.decode("latin-1") if isinstance(value, bytes) else value
-    if len(text) >= _MIN_SECRET_LEN:
-        _secrets.add(text)
-
-
-def forget_secrets() -> None:
-    """Tests only: start from an empty secret set."""
-    _secrets.clear()
-
-
-def redact(text: str) -> str:
-    """`text` with every registered secret replaced by `***`."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+__all__ = ["LEVELS", "REDACTED", "configure", "forget_secrets", "get_logger", "redact",
+           "redact_processor", "register_secret", "register_session_secret", "secret_count"]
 
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
-    if isinstance(value, bytes):
-        return redact(value.decode("latin-1"))
+    if isinstance(value, bytes | bytearray):
+        return redact(bytes(value).decode("latin-1"))
     if isinstance(value, dict):
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -56,7 +45,7 @@ def _redact_value(value: Any) -> Any:
 def redact_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: scrub secrets from every value of the event."""
+    """structlog processor: scrub secrets from every value of an event that will be written."""
     for key in list(event_dict):
         event_dict[key] = _redact_value(event_dict[key])
     return event_dict
@@ -89,15 +78,14 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
-    # `log.exception(...)` carries its traceback: as one (redacted) string in a JSON line; the
-    # console renderer formats it itself.
-    tracebacks: list[Any] = [structlog.processors.format_exc_info] if json else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            *tracebacks,
+            # `log.exception(...)` carries its traceback: made text here, so that it is
+            # redacted like every other value before either renderer writes it.
+            structlog.processors.format_exc_info,
             redact_processor,
             renderer,
         ],
@@ -113,3 +101,8 @@ def get_logger(name: str) -> Any:
     if not structlog.is_configured():
         configure("warning")
     return structlog.get_logger(name)
+
+
+# --- the core's log hook ----------------------------------------------------------------------
+# The controller reports LogEvent codes with small integer arguments; the function that turns
+# them into the structlog events above (names, fields, redaction) belongs here.

@@ -1,4 +1,4 @@
-"""The gateway's durable state: outbox and inbox in SQLite, the status file, the data directory.
+"""The gateway's durable state: outbox and inbox in SQLite, and the status file.
 
 Host-only code (the MCU port keeps its queue in RAM or flash its own way).
 
@@ -30,7 +30,7 @@ from typing import Any
 
 from airfsm.core.messages import DeadLetter, InboundMessage, OutboundMessage, OutboxUnavailable
 from airfsm.core.payload import check_message
-from airfsm.host.log import redact
+from airfsm.host.redact import redact
 
 DB_FILENAME = "airfsm.db"
 STATUS_FILENAME = "status.json"
@@ -456,29 +456,6 @@ def dead_letter_json_line(dead: DeadLetter) -> str:
                       reason=dead.reason, died_at=iso_utc(dead.died_at))
 
 
-def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the gateway keeps its state when `--data-dir` is not given.
-
-    `$AIRFSM_DATA_DIR`; else `$XDG_STATE_HOME/airfsm` (if absolute, as the XDG spec asks); else
-    `~/.local/state/airfsm`; but for root without a usable home (HOME unset or `/`, typical of a
-    system service) `/var/lib/airfsm`. Empty variables count as unset.
-    """
-    env = os.environ if env is None else env
-    explicit = env.get("AIRFSM_DATA_DIR", "")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = env.get("XDG_STATE_HOME", "")
-    if xdg and Path(xdg).is_absolute():
-        return Path(xdg) / "airfsm"
-    home = env.get("HOME", "")
-    geteuid = getattr(os, "geteuid", None)
-    if home in ("", "/") and geteuid is not None and geteuid() == 0:
-        return Path("/var/lib/airfsm")
-    if home:
-        return Path(home) / ".local" / "state" / "airfsm"
-    return Path.home() / ".local" / "state" / "airfsm"
-
-
 def _scrub(value: Any) -> Any:
     """A JSON-ready copy of `value` with every registered secret redacted from every string."""
     if isinstance(value, str):
@@ -510,7 +487,7 @@ class StatusFile:
 
     Written atomically (a temporary file in the same directory, then `os.replace`), so a reader
     sees the old or the new file, never a torn one. Every string is passed through
-    `airfsm.host.log.redact` first: defence in depth, no secret can reach the file.
+    `airfsm.host.redact.redact` first: defence in depth, no secret can reach the file.
     `fsync=True` also survives power loss, at the cost of a flash write per update.
     """
 

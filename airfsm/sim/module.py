@@ -4,8 +4,9 @@
 clock. Bytes from the MCU go in with `receive(data, now_ms)`; what the module has to say by
 `now_ms` comes out of `output(now_ms)`; `next_deadline()` says when to ask again. Tests drive it
 with a virtual clock; `SimServer` drives it with the wall clock over a pty or TCP. It is an
-independent implementation of the module side of `PROTOCOL.md` (it imports only `timebase` and
-`aliyun`), so it can also test a C port.
+independent implementation of the module side of `PROTOCOL.md` (of the core it imports only
+`timebase` and `aliyun`'s endpoints and sign; the cloud's side of the auth is `sim.cloud`), so it
+can also test a C port.
 
 How time works: every answer and URC is an event scheduled at an absolute 32-bit ms time. Events
 fire in time order when the clock passes them (on `receive` or `output`), change state, and queue
@@ -57,6 +58,7 @@ from urllib.parse import urlsplit
 
 from airfsm.core import aliyun
 from airfsm.core.timebase import MS_MASK, Xorshift32, ms_add, ms_diff, ms_reached
+from airfsm.sim import cloud
 from airfsm.sim.faults import REPLACING_KINDS, Fault, FaultKind
 from airfsm.sim.session import MqttSession, RecordingSession
 
@@ -1005,17 +1007,17 @@ class SimModule:
         if not content_type_ok or not http.body:
             return 460  # without the form Content-Type the server sees no parameters
         try:
-            params = aliyun.parse_auth_form(http.body)
+            params = cloud.parse_auth_form(http.body)
         except ValueError:
             return 460
-        if any(not params.get(name) for name in aliyun.REQUIRED_AUTH_PARAMS):
+        if any(not params.get(name) for name in cloud.REQUIRED_AUTH_PARAMS):
             return 460
         if len(params["clientId"]) > 64:
             return 460
         if (params["productKey"] != self.config.product_key
                 or params["deviceName"] != self.config.device_name):
             return 5001
-        ok, reason = aliyun.verify_auth_body(http.body, self.config.device_secret)
+        ok, reason = cloud.verify_auth_body(http.body, self.config.device_secret)
         if not ok:
             return 460 if reason.startswith("unknown signmethod") else 401
         return 200
@@ -1026,7 +1028,7 @@ class SimModule:
             reply: dict[str, object] = {"code": code, "data": {}, "message": message}
         else:
             try:
-                params = aliyun.parse_auth_form(body)
+                params = cloud.parse_auth_form(body)
             except ValueError:  # only when auth=200 was forced on a broken form
                 params = {}
             grant = _Grant(

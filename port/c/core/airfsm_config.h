@@ -13,7 +13,7 @@
 #ifndef AIRFSM_CONFIG_H
 #define AIRFSM_CONFIG_H
 
-/* --- fixed by the protocol (twins: the constants of airfsm/aliyun.py) ------------------------- */
+/* --- fixed by the protocol (twins: the constants of airfsm/core/aliyun.py) -------------------- */
 
 /* aliyun.MAX_CREDENTIAL_LEN: iotId and iotToken go inside AT+MCONFIG="…", ≤ 256 bytes each. */
 #define AIRFSM_MAX_CREDENTIAL_LEN 256
@@ -37,8 +37,7 @@
 
 /* How deeply the auth reply's JSON may nest before the scan calls it unparseable. The reply the
  * server sends nests 3 deep (data.resources.mqtt); each level costs one byte of stack during the
- * scan. Python's json module stops near 1000 levels (its recursion limit): replies nested between
- * the two are the one place where the twins knowingly differ. */
+ * scan. The Python twin has the same bound (aliyun.JSON_MAX_DEPTH): change both together. */
 #ifndef AIRFSM_JSON_MAX_DEPTH
 #define AIRFSM_JSON_MAX_DEPTH 32
 #endif

@@ -1,4 +1,5 @@
-/* aliyun.c: the auth form and the auth reply scan. See aliyun.h; Python twin: airfsm/aliyun.py. */
+/* aliyun.c: the auth form and the auth reply scan. See aliyun.h.
+ * Python twin: airfsm/core/aliyun.py. */
 #include "aliyun.h"
 
 #include <string.h>

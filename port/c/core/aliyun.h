@@ -1,5 +1,5 @@
 /* aliyun.h: Alibaba Cloud IoT "one device, one secret" HTTPS pre-auth.
- * Python twin: airfsm/aliyun.py.
+ * Python twin: airfsm/core/aliyun.py.
  *
  * The device POSTs a form to https://iot-auth.<region>.aliyuncs.com/auth/devicename, signed with
  * its DeviceSecret, and gets back an iotId (the MQTT username) and an iotToken (the password).
@@ -138,10 +138,10 @@ aliyun_status_t aliyun_auth_body(const aliyun_identity_t *identity, aliyun_sign_
  * not NUL-terminated) for code, data.iotId, data.iotToken and data.resources.mqtt.host/port.
  * Returns AuthReply.ok: true when reason is ALIYUN_REPLY_OK. Never reads past body + len.
  *
- * It accepts exactly what the Python accepts (the body must be UTF-8 and, once stripped of
+ * It accepts exactly what the Python twin accepts (the body must be UTF-8 and, once stripped of
  * whitespace and NULs, one JSON object as Python's json module reads it; a later duplicate key
- * wins), with two bounds the Python lacks: the JSON may nest at most AIRFSM_JSON_MAX_DEPTH
- * levels, and a code with more than 9 digits is no integer code. */
+ * wins), with the same two bounds: the JSON may nest at most AIRFSM_JSON_MAX_DEPTH levels, and a
+ * code with more than 9 digits is no integer code. */
 bool aliyun_parse_auth_reply(const uint8_t *body, size_t len, aliyun_auth_reply_t *reply);
 
 #endif /* AIRFSM_ALIYUN_H */

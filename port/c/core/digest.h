@@ -1,9 +1,9 @@
 /* digest.h: MD5 (RFC 1321), SHA-1 and SHA-256 (FIPS 180-4) and HMAC over each (RFC 2104).
  *
- * Python twins: hashlib.md5 / hashlib.sha1 / hashlib.sha256 and hmac.new(key, msg, digest), which
- * airfsm/aliyun.py uses to sign the auth form. Written for a small MCU: no allocation, no library
- * call beyond memcpy/memset, one context type for the three hashes (they share the 64-byte block
- * and the padding; only the compression function and the byte order differ).
+ * Python twins: hashlib.md5 / hashlib.sha1 / hashlib.sha256 and hmac.new(key, msg, digest),
+ * which airfsm/core/aliyun.py uses to sign the auth form. Written for a small MCU: no allocation,
+ * no library call beyond memcpy/memset, one context type for the three hashes (they share the
+ * 64-byte block and the padding; only the compression function and the byte order differ).
  *
  * Use: digest_init → digest_update (any number of times) → digest_final. The same for hmac_*.
  */

@@ -1,0 +1,385 @@
+"""`airfsm run`, `publish`, `inbox`, `outbox`, `status`: the gateway's commands.
+
+`run` is `airfsm.host.gateway.Gateway` (imported only for `run`); the others talk to a gateway
+through its data directory: the SQLite store, the status file and the wake socket. Each finds
+that directory the same way (`--data-dir` > `AIRFSM_DATA_DIR` > the config file's `data_dir` >
+the per-user default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from airfsm.cli.commands import add_command
+from airfsm.cli.common import add_connection_options
+from airfsm.core.payload import QOS_LEVELS
+from airfsm.host.config import ConfigError, convert, env_var, flag, load_config, read_toml
+from airfsm.host.errors import Exit, HostError
+from airfsm.host.paths import default_data_dir
+from airfsm.host.publish import enqueue, poke
+from airfsm.host.redact import redact
+from airfsm.host.status import format_status, pid_alive
+from airfsm.host.store import (
+    DEFAULT_OUTBOX_CAPACITY,
+    OutboxFull,
+    SqliteInbox,
+    SqliteOutbox,
+    StatusFile,
+    StoreError,
+    db_path,
+    dead_letter_json_line,
+    inbox_json_line,
+    outbox_json_line,
+)
+from airfsm.host.store_faults import STORE_FAULT_ENV, STORE_FAULT_HELP
+
+INBOX_FOLLOW_INTERVAL_S = 0.25
+MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
+
+# Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
+_RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
+             "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
+             "shutdown_grace_s", "reset_command")
+_CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
+                    "baud", "client_id", "sign_method", "log_level")
+
+
+# ---------------------------------------------------------------------- locating things
+
+
+def _read_toml_subset(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """`keys` from a config file, for the helper commands (the full check is `run`'s job)."""
+    try:
+        data = read_toml(path)
+        out = {key: convert(key, data[key]) for key in keys if key in data}
+    except ConfigError as exc:
+        where = "" if str(path) in str(exc) else f" (in {path})"
+        raise HostError(f"{exc}{where}") from None
+    for key, value in out.items():
+        if key.endswith("capacity") and value < 1:
+            raise HostError(f"bad value for '{key}' in {path}: expected a positive integer")
+    return out
+
+
+def _config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
+    given = getattr(args, "config", None) or env.get("AIRFSM_CONFIG") or None
+    return Path(given).expanduser() if given else None
+
+
+def _locate(args: argparse.Namespace, env: Mapping[str, str],
+            keys: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """The data directory (flag > AIRFSM_DATA_DIR > config file > per-user default) and the
+    other `keys` found with the same precedence (missing ones are absent)."""
+    path = _config_path(args, env)
+    found = _read_toml_subset(path, ("data_dir", *keys)) if path is not None else {}
+    for key in ("data_dir", *keys):
+        raw = env.get(env_var(key))
+        if raw:
+            found[key] = raw
+        value = getattr(args, key, None)
+        if value is not None:
+            found[key] = value
+    data_dir = found.pop("data_dir", "") or ""
+    directory = Path(data_dir).expanduser() if data_dir else default_data_dir(env)
+    return directory, found
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
+    # Here, not at the top: the gateway brings the controller and the logging stack, which
+    # `publish`, `inbox`, `outbox` and `status` do without.
+    from airfsm.host import log
+    from airfsm.host.gateway import Gateway
+
+    config_path = _config_path(args, env)
+    overrides = {key: getattr(args, key, None) for key in (*_CONNECTION_KEYS, *_RUN_KEYS)}
+    try:
+        config = load_config(config_path, env, overrides)
+    except ConfigError as exc:
+        raise HostError(f"configuration: {redact(str(exc))}") from None
+    log.configure(config.log_level)
+    inbox_out = sys.stdout if config.inbox == "stdout" else None
+    gateway = Gateway(config, config_path=config_path, overrides=overrides, env=env,
+                      inbox_out=inbox_out)
+    try:
+        code = gateway.run()
+    except HostError:
+        raise
+    except Exception as exc:  # a bug outside the tick: one line, exit 70, systemd restarts
+        reason = redact(f"{type(exc).__name__}: {exc}")
+        gateway.log.exception("gateway_crashed", error=reason)
+        print(f"airfsm: internal error: {reason}", file=sys.stderr)
+        return Exit.INTERNAL
+    if code != Exit.OK:
+        print(f"airfsm: {redact(gateway.exit_reason)}", file=sys.stderr)
+    return code
+
+
+def _payload_from(args: argparse.Namespace) -> bytes:
+    if args.payload == "-":
+        return sys.stdin.buffer.read()
+    # The bytes the user typed, even if they are not valid in the locale's encoding.
+    return os.fsencode(args.payload)
+
+
+def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    data_dir, found = _locate(args, env, ("product_key", "device_name", "outbox_capacity"))
+    topic: str = args.topic
+    if not topic:
+        raise HostError("refused: topic is empty")
+    pk, dn = found.get("product_key"), found.get("device_name")
+    if not topic.startswith("/") and not (pk and dn):
+        with contextlib.suppress(StoreError):
+            device = StatusFile.read(data_dir).get("device") or {}
+            pk = pk or device.get("product_key")
+            dn = dn or device.get("device_name")
+    if not topic.startswith("/") and not (pk and dn):
+        raise HostError(
+            f"relative topic {topic!r} needs the ProductKey and DeviceName: pass "
+            "--product-key and --device-name, set AIRFSM_PRODUCT_KEY and AIRFSM_DEVICE_NAME, "
+            "use --config, or give an absolute topic (/pk/dn/...)")
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    payload = _payload_from(args)
+    try:
+        message_id = enqueue(data_dir, topic, payload, args.qos, product_key=pk,
+                             device_name=dn, capacity=capacity)
+    except ValueError as exc:
+        raise HostError(f"refused: {exc}", Exit.USAGE) from None
+    except OutboxFull as exc:
+        print(f"airfsm: {exc}", file=sys.stderr)
+        return Exit.OUTBOX_FULL
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+    print(message_id)
+    return Exit.OK
+
+
+def _capacity(given: Any, data_dir: Path) -> int:
+    """The outbox bound: the configured one, else what the running gateway uses, else the
+    default."""
+    if given is not None:
+        try:
+            value = int(given)
+        except (TypeError, ValueError):
+            raise HostError(f"bad value for 'outbox_capacity': {given!r}") from None
+        if value < 1:
+            raise HostError("bad value for 'outbox_capacity': must be positive")
+        return value
+    with contextlib.suppress(StoreError, TypeError, ValueError, AttributeError):
+        capacity = StatusFile.read(data_dir).get("outbox", {}).get("capacity")
+        if isinstance(capacity, int) and capacity > 0:
+            return capacity
+    return DEFAULT_OUTBOX_CAPACITY
+
+
+def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    data_dir, _found = _locate(args, env)
+    path = db_path(data_dir)
+    if not path.exists() and not args.follow:
+        raise HostError(f"no store at {path}: has the gateway run with this data directory?",
+                       Exit.FAILURE)
+    try:
+        inbox = SqliteInbox(path)
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+    out = sys.stdout
+    after = args.after if args.after is not None else 0
+    if args.last is not None:
+        after = max(0, inbox.last_id() - args.last)
+    try:
+        while True:
+            batch = inbox.read(after, limit=500)
+            for message_id, message in batch:
+                out.write(inbox_json_line(message, message_id) + "\n")
+                after = message_id
+            if batch:
+                out.flush()
+                continue
+            if not args.follow:
+                return Exit.OK
+            time.sleep(INBOX_FOLLOW_INTERVAL_S)  # a reader's poll; the gateway never polls
+    except KeyboardInterrupt:
+        return Exit.OK
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+    finally:
+        inbox.close()
+
+
+def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """List the queued messages, or the dead letters, or put a dead letter back in the queue."""
+    data_dir, found = _locate(args, env, ("outbox_capacity",))
+    path = db_path(data_dir)
+    if not path.exists():
+        raise HostError(f"no store at {path}: has the gateway run with this data directory?",
+                       Exit.FAILURE)
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    try:
+        with SqliteOutbox(path, capacity) as outbox:
+            if args.retry is not None:
+                new_id = outbox.requeue(args.retry)
+                poke(data_dir)
+                print(new_id)
+                return Exit.OK
+            if args.discard is not None:
+                outbox.discard(args.discard)
+                return Exit.OK
+            after = 0
+            while True:
+                if args.dead:
+                    dead = outbox.dead_letters(after, limit=500)
+                    lines = [dead_letter_json_line(d) for d in dead]
+                    after = dead[-1].id if dead else after
+                else:
+                    queued = outbox.queued(after, limit=500)
+                    lines = [outbox_json_line(m) for m in queued]
+                    after = queued[-1].id if queued else after
+                if not lines:
+                    return Exit.OK
+                sys.stdout.write("".join(line + "\n" for line in lines))
+                sys.stdout.flush()
+    except ValueError as exc:  # no dead letter with that id
+        raise HostError(str(exc), Exit.USAGE) from None
+    except OutboxFull as exc:
+        print(f"airfsm: {exc}", file=sys.stderr)
+        return Exit.OUTBOX_FULL
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+
+
+def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    data_dir, _found = _locate(args, env)
+    try:
+        status = StatusFile.read(data_dir)
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+    alive = bool(status.get("running")) and pid_alive(status.get("pid"))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=False))
+    else:
+        print(format_status(status, alive))
+    return Exit.OK if alive else Exit.FAILURE
+
+
+# ---------------------------------------------------------------------- registration
+
+
+def _add_locating_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="the gateway's data directory (default: AIRFSM_DATA_DIR, the config "
+                        "file's data_dir, else a per-user state directory)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="read data_dir (and product_key/device_name) from this TOML file "
+                        "(default: $AIRFSM_CONFIG)")
+
+
+def _message_id(text: str) -> int:
+    """An id for --after / --retry, or a count for --last: 0 .. 2**63-1 (SQLite's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_MESSAGE_ID:
+        raise argparse.ArgumentTypeError(f"expected 0 .. {MAX_MESSAGE_ID}, got {text}")
+    return value
+
+
+def _qos(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid qos {text!r} (0 or 1)") from None
+    if value not in QOS_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid qos {value} (0 or 1)")
+    return value
+
+
+def register(sub: Any) -> None:
+    p = add_command(
+        sub, "run",
+        description="Run the gateway until SIGTERM/SIGINT. Settings: --config FILE (TOML, "
+                    "one key per flag), then AIRFSM_* environment variables, then flags.",
+        epilog=f"Test aid: store errors can be injected with {STORE_FAULT_HELP}, e.g. "
+               f"{STORE_FAULT_ENV}=ack@3 (the next three DELETEs after a PUBACK fail) or "
+               f"{STORE_FAULT_ENV}=write=full@* (a full disk).")
+    add_connection_options(p, required=False)
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
+    helps = {
+        "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
+        "inbox": "'stdout': also print each inbound message as a JSON line",
+        "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
+        "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
+        "keepalive_s": "MQTT keepalive, 30-240 s (default 120, the vendor's advice)",
+        "watchdog_s": "not ONLINE this long: reset the module (default 600)",
+        "liveness_s": "ONLINE: probe the link this often (default 60)",
+        "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
+        "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
+        "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
+                            "(default 5)",
+        "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
+        "reset_command": "command that pulses the module's RESET pin when it stops answering "
+                         "AT (run without a shell; default: none)",
+    }
+    for key in _RUN_KEYS:
+        p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=helps[key])
+    p.set_defaults(handler=cmd_run)
+
+    p = add_command(
+        sub, "publish",
+        description="Queue TOPIC/PAYLOAD in the gateway's outbox and print the message id. "
+                    "A TOPIC without a leading '/' is relative to /{ProductKey}/{DeviceName}/.")
+    _add_locating_options(p)
+    p.add_argument("--qos", type=_qos, default=1, help="0 or 1 (default 1: at least once)")
+    p.add_argument("--product-key", default=None, help="for relative topics")
+    p.add_argument("--device-name", default=None, help="for relative topics")
+    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
+    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("payload", metavar="PAYLOAD", help="the message; '-' reads it from stdin")
+    p.set_defaults(handler=cmd_publish)
+
+    p = add_command(sub, "inbox",
+                    description="Print the inbox (oldest first) as JSON lines: id, topic, "
+                                "payload, payload_encoding, received_at.")
+    _add_locating_options(p)
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing new messages until interrupted")
+    p.add_argument("--after", type=_message_id, default=None, metavar="ID",
+                   help="only messages with an id greater than ID")
+    p.add_argument("--last", type=_message_id, default=None, metavar="N",
+                   help="start with the last N messages")
+    p.set_defaults(handler=cmd_inbox)
+
+    p = add_command(
+        sub, "outbox",
+        description="Print the outbox (oldest first) as JSON lines: id, topic, payload, "
+                    "payload_encoding, qos, attempts. A message whose attempts ran out without "
+                    "a PUBACK is moved to the dead letters (--dead, with reason and died_at); "
+                    "--retry ID puts one back at the tail of the queue with a new id and a "
+                    "fresh attempt budget, and prints the new id; --discard ID deletes one.")
+    _add_locating_options(p)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--dead", action="store_true", help="list the dead letters instead")
+    what.add_argument("--retry", type=_message_id, default=None, metavar="ID",
+                      help="move dead letter ID back to the queue")
+    what.add_argument("--discard", type=_message_id, default=None, metavar="ID",
+                      help="delete dead letter ID for good")
+    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_outbox)
+
+    p = add_command(sub, "status",
+                    description="Print the gateway's status file. Exit 0 when the gateway "
+                                "is running, 1 when it is not (or never ran here).")
+    _add_locating_options(p)
+    p.add_argument("--json", action="store_true", help="the raw status JSON")
+    p.set_defaults(handler=cmd_status)

@@ -1,0 +1,54 @@
+"""Handing a message to the gateway from any process: the library's `airfsm publish`.
+
+A message is written to the gateway's SQLite outbox (durable at once, whether or not a gateway
+runs), then the gateway is poked through its wake socket so it sends the message now rather than
+at its next look at the outbox. Light on purpose: no controller, no logging stack.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from airfsm.core.aliyun import resolve_topic
+from airfsm.host.store import DEFAULT_OUTBOX_CAPACITY, SqliteOutbox, db_path
+
+WAKE_SOCKET = "wake.sock"
+
+
+def wake_socket_path(data_dir: str | Path) -> Path:
+    """`<data_dir>/wake.sock`: the gateway's unix datagram socket."""
+    return Path(data_dir) / WAKE_SOCKET
+
+
+def poke(data_dir: str | Path) -> bool:
+    """Wake a gateway running on `data_dir` (best effort; False when none is listening)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            sock.sendto(b"!", str(wake_socket_path(data_dir)))
+        except OSError:
+            return False  # no gateway, a stale socket file, or its queue is full: all fine
+    return True
+
+
+def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
+            product_key: str | None = None, device_name: str | None = None,
+            capacity: int = DEFAULT_OUTBOX_CAPACITY) -> int:
+    """Durably queue a message for the gateway of `data_dir`; return its id.
+
+    A topic without a leading `/` is relative to `/{product_key}/{device_name}/` (ValueError
+    when those are not given). ValueError for anything that could never be published (bad topic,
+    QoS, payload); `store.OutboxFull` when the outbox holds `capacity` messages (nothing is
+    dropped); `store.StoreError` when the store cannot be opened or written.
+    """
+    if not topic:
+        raise ValueError("topic is empty")
+    if not topic.startswith("/"):
+        if not product_key or not device_name:
+            raise ValueError(f"relative topic {topic!r} needs the ProductKey and DeviceName")
+        topic = resolve_topic(product_key, device_name, topic)
+    with SqliteOutbox(db_path(data_dir), capacity) as outbox:
+        message_id = outbox.enqueue(topic, payload, qos)
+    poke(data_dir)
+    return message_id
