@@ -28,7 +28,7 @@ COMMANDS = (
     Command("sim", "airfsm.cli.demo", "run the Air72x simulator on a pty or TCP port"),
     Command("demo", "airfsm.cli.demo", "simulator + connect + publish + downlink, no hardware"),
     Command("ctable", "airfsm.tools.ctable",
-            "write the machine table as a C header for an MCU port"),
+            "write the machine table as C for an MCU port (airfsm_table.h, airfsm_table.c)"),
     Command("run", "airfsm.cli.gateway_cmds",
             "the gateway: hold the link, send the outbox, store the inbox"),
     Command("publish", "airfsm.cli.gateway_cmds",

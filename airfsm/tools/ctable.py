@@ -157,7 +157,7 @@ def longest_auth_body() -> int:
     encoding triples, the longest sign (SHA-256) and method name, a 20-digit timestamp."""
     identity = aliyun.DeviceIdentity(product_key="P" * 64, device_name="@" * 32,
                                      device_secret="s", client_id="@" * 64)
-    return len(aliyun.auth_body(identity, "hmacsha256", 10**20 - 1))
+    return len(aliyun.auth_body(identity, "hmacsha256", aliyun.MAX_TIMESTAMP_MS))
 
 
 # SLOT(core/codes.py PLACEHOLDER_MAX): the longest value of each placeholder, and who bounds it.
