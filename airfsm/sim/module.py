@@ -188,8 +188,8 @@ class SimEvent:
     """One thing the module did, as its observer sees it (see the module docstring).
 
     kind: "command" (text: the line), "answered" (text: the command whose final result code
-    has just left the UART), "boot", "fault" (text: the fault spec that fired), "grant" (text:
-    clientId, iotId, iotToken joined by tabs), "published" (text: topic, data: payload, number:
+    has just left the UART, up to its CR), "boot", "fault" (text: the fault spec that fired),
+    "grant" (text: clientId, iotId, iotToken joined by tabs), "published" (text: topic, data: payload, number:
     QoS), "puback" (data: the payload it acknowledges), "connack", "link_down", "downlink"
     (text: topic, data: payload as sent).
     """
@@ -439,6 +439,8 @@ class SimModule:
             out += chunk.data[:size]
             if len(chunk.data) > size:
                 chunk.data = chunk.data[size:]
+                if chunk.data == b"\n":
+                    self._sent(chunk)  # the final code and its CR are out: it is answered
             else:
                 self._tx.popleft()
                 self._sent(chunk)
@@ -447,9 +449,10 @@ class SimModule:
         return bytes(out)
 
     def _sent(self, chunk: _TxChunk) -> None:
-        """The last byte of `chunk` is on the wire."""
+        """`chunk` is on the wire (but perhaps the LF that ends its last line)."""
         if chunk.answer_to is not None:
             self._observe("answered", chunk.answer_to)
+            chunk.answer_to = None
 
     def next_deadline(self) -> int | None:
         """When `output()` next has something (absolute ms), None if idle."""
@@ -783,9 +786,10 @@ class SimModule:
             self._urc_inside_for = None
             cut = len(data) - len(final) - 4  # the final line's CR LF ... CR LF
             data = data[:cut] + _frame(INSIDE_URC) + data[cut:]
+        duplicate = b""
         if final is not None and self._dup_final_for == self._command_line:
             self._dup_final_for = None
-            data += b"\r\n" + final + b"\r\n"
+            duplicate = b"\r\n" + final + b"\r\n"  # right behind, but the answer is complete
         left = self._brownout_left
         if left is not None:
             # brownout: this much of the answer gets out, then the power dips and it reboots
@@ -799,6 +803,8 @@ class SimModule:
                 self._schedule(self._cursor, self._boot_module)
                 return
         self._schedule(self._cursor, lambda: self._emit(data, piece, answer_to))
+        if duplicate:
+            self._schedule(self._cursor, lambda: self._emit(duplicate, piece))
 
     def _later(self, delay_ms: int, fire: Callable[[], None]) -> None:
         self._schedule(ms_add(self._cursor, delay_ms), fire)
