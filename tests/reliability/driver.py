@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 
 from airfsm.core import aliyun
 from airfsm.core.controller import Settings
-from airfsm.core.timebase import ms_add, ms_diff, ms_earliest
+from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log
 from airfsm.sim import SimConfig, SimEvent, SimModule, parse_fault
 from tests.reliability.bounds import REOPEN_MS
+from tests.reliability.known_bugs import RunFacts
 from tests.reliability.monitor import LogWatch, Monitor
 from tests.reliability.subject import PythonSubject, Subject, SubjectFactory
 
@@ -92,18 +93,21 @@ class Run:
     before_command: Callable[[Run, list[tuple[str, bytes]]], None] | None = None
 
     def __post_init__(self) -> None:
-        self.now = self.start_ms & 0xFFFFFFFF
+        self.now = self.start_ms & 0xFFFFFFFF  # the 32-bit clock both sides see
+        self.elapsed = 0  # ms since the start, unbounded: what the schedule's times count
         self.module = SimModule(self.config, now_ms=self.now)
         self.subject: Subject = self.subject_factory(self.settings, self.now)
         self.monitor = Monitor(self.settings, self.logs)
         self.module.observer = self._on_sim_event
-        self.events: list[tuple[int, Event]] = []  # (absolute time, event), in time order
-        self.quiet_at: int | None = None
+        self.events: list[tuple[int, Event]] = []  # (elapsed ms, event), in time order
+        self.quiet_at: int | None = None  # elapsed ms
         self.quiet = False  # faults have stopped
-        self._horizon: int | None = None  # run_until's end: time never jumps past it
+        self._horizon: int | None = None  # run_until's end (elapsed): time never jumps past it
         self.spins = 0  # rounds the controller asked to run again at once with nothing to do
         self._idle_rounds = 0
+        # What happened when, in elapsed ms.
         self.fault_times: list[int] = []  # every fault that fired, simulator's or the driver's
+        self.fired_faults: list[str] = []  # the simulator's, by spec
         self.online_entries: list[int] = []
         self.departures: list[tuple[int, str]] = []  # left ONLINE: (when, for which state)
         self.acks: list[int] = []  # when the outbox deleted a message as delivered
@@ -112,7 +116,7 @@ class Run:
         self.published: list[bytes] = []  # every AT+MPUB payload the module accepted
         self.inbound: list[tuple[str, bytes]] = []
         self.rounds = 0
-        self._replug_at: int | None = None
+        self._replug_at: int | None = None  # elapsed ms
         self._state = self.subject.state
         self._sub_topic = self.settings.sub_topic or aliyun.topic_get(
             self.settings.identity.product_key, self.settings.identity.device_name)
@@ -122,15 +126,15 @@ class Run:
     def load(self, schedule: Schedule) -> None:
         """Events relative to now."""
         for event in schedule.events:
-            self.events.append((ms_add(self.now, event.at_ms), event))
-        self.events.sort(key=lambda item: ms_diff(item[0], self.now))
-        self.quiet_at = ms_add(self.now, schedule.quiet_at_ms)
+            self.events.append((self.elapsed + event.at_ms, event))
+        self.events.sort(key=lambda item: item[0])
+        self.quiet_at = self.elapsed + schedule.quiet_at_ms
 
     def apply(self, event: Event) -> None:
         """Do what `event` says, now."""
         now, action = self.now, event.action
         if action in FAULT_ACTIONS and action != "fault":
-            self.fault_times.append(now)
+            self.fault_times.append(self.elapsed)
         if action == "fault":
             self.module.add_fault(parse_fault(event.arg))
         elif action == "drop":
@@ -146,7 +150,7 @@ class Run:
         elif action == "unplug":
             if self._replug_at is None:
                 self.subject.unplug()
-                self._replug_at = ms_add(now, REOPEN_MS)
+                self._replug_at = self.elapsed + REOPEN_MS
         elif action == "store":
             self.subject.fail_store(event.arg, event.count)
         elif action == "publish":
@@ -166,17 +170,16 @@ class Run:
         return True
 
     def _due(self) -> None:
-        while self.events and ms_diff(self.now, self.events[0][0]) >= 0:
+        while self.events and self.elapsed >= self.events[0][0]:
             _at, event = self.events.pop(0)
             if self.quiet and event.action in FAULT_ACTIONS:
                 continue
             self.apply(event)
-        if not self.quiet and self.quiet_at is not None and ms_diff(self.now,
-                                                                     self.quiet_at) >= 0:
+        if not self.quiet and self.quiet_at is not None and self.elapsed >= self.quiet_at:
             self.quiet = True
             self.module.clear_faults()
             self.subject.heal_store()
-        if self._replug_at is not None and ms_diff(self.now, self._replug_at) >= 0:
+        if self._replug_at is not None and self.elapsed >= self._replug_at:
             self._replug_at = None
             self.subject.replug(self.now)
             self.monitor.port_replaced()
@@ -208,15 +211,16 @@ class Run:
             self._idle_rounds = 0
         else:
             next_tick = self._spun(next_tick)
-        nxt = ms_earliest(next_tick, self.module.next_deadline())
-        if self.events:
-            nxt = ms_earliest(nxt, self.events[0][0])
-        nxt = ms_earliest(nxt, self._replug_at)
-        nxt = ms_earliest(nxt, self._horizon)
-        if not self.quiet and self.quiet_at is not None:
-            nxt = ms_earliest(nxt, self.quiet_at)
-        if nxt is not None and ms_diff(nxt, self.now) > 0:
-            self.now = nxt
+        # Deadlines on the 32-bit clock are near (< 2**31 ms); the schedule's are elapsed ms.
+        waits = [ms_diff(t, self.now) for t in (next_tick, self.module.next_deadline())
+                 if t is not None]
+        marks = [self._replug_at, self._horizon, None if self.quiet else self.quiet_at,
+                 self.events[0][0] if self.events else None]
+        waits += [t - self.elapsed for t in marks if t is not None]
+        wait = min(waits, default=0)
+        if wait > 0:
+            self.now = ms_add(self.now, wait)
+            self.elapsed += wait
 
     def _spun(self, next_tick: int) -> int | None:
         """The controller read nothing, wrote nothing and asks to run again at once. Once is
@@ -236,7 +240,7 @@ class Run:
         deleted = self.subject.delivered()
         if deleted:
             self.monitor.delivered(self.now, deleted)
-            self.acks.extend(self.now for _ in deleted)
+            self.acks.extend(self.elapsed for _ in deleted)
         self.monitor.buffers(self.now, self.subject.buffer_levels())
         self.inbound.extend(self.subject.inbound())
 
@@ -245,28 +249,29 @@ class Run:
         if state == self._state:
             return
         if state == "ONLINE":
-            self.online_entries.append(self.now)
+            self.online_entries.append(self.elapsed)
         elif self._state == "ONLINE":
-            self.departures.append((self.now, state))
+            self.departures.append((self.elapsed, state))
         self._state = state
 
     def _on_sim_event(self, event: SimEvent) -> None:
         self.monitor.on_event(event)
         if event.kind == "fault":
-            self.fault_times.append(event.at_ms)
+            self.fault_times.append(self.elapsed + ms_diff(event.at_ms, self.now))
+            self.fired_faults.append(event.text)
         elif event.kind == "published":
             self.published.append(event.data)
 
     def run_until(self, done: Callable[[], bool], max_ms: int,
                   max_rounds: int = 5_000_000) -> bool:
         """Step until `done()`; False when `max_ms` passed first."""
-        end = ms_add(self.now, max_ms)
+        end = self.elapsed + max_ms
         self._horizon = end
         try:
             for _ in range(max_rounds):
                 if done():
                     return True
-                if ms_diff(self.now, end) >= 0:
+                if self.elapsed >= end:
                     return bool(done())
                 self.step()
         finally:
@@ -294,6 +299,10 @@ class Run:
 
     def duplicates(self) -> int:
         return len(self.published) - len(set(self.published))
+
+    def facts(self) -> RunFacts:
+        status = self.subject.status()
+        return RunFacts(tuple(self.fired_faults), status["state"], status["fail_reason"])
 
     def violations(self) -> list[str]:
         problems = list(self.monitor.violations) + list(self.logs.leaks)

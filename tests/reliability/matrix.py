@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 from airfsm.core.controller import Settings
 from airfsm.core.table import MACHINE, State
-from airfsm.core.timebase import ms_diff
 from airfsm.sim import SimConfig, parse_fault
 from tests.harness import seed_settings
 from tests.reliability.bounds import STATES, Bound, fault_bound, online_ms
 from tests.reliability.driver import Event, Run, logs_into
+from tests.reliability.known_bugs import RunFacts, explaining, unexplained
 from tests.reliability.monitor import LogWatch
 from tests.reliability.subject import PythonSubject, SubjectFactory
 
@@ -183,6 +183,27 @@ class Trial:
     duplicates: int = 0
     violations: list[str] = field(default_factory=list)
     commands: int = 0
+    facts: RunFacts | None = None
+
+    def problems(self, bound_ms: int) -> list[str]:
+        """Every broken property of this trial, one line each."""
+        if not self.fired:
+            return []
+        out = list(self.violations)
+        if self.recovery_ms is None:
+            out.append("not ONLINE with the outbox drained at the end")
+        elif self.recovery_ms > bound_ms:
+            out.append(f"recovered in {self.recovery_ms} ms, over the bound of {bound_ms}")
+        if self.lost:
+            out.append(f"{self.lost} message(s) lost")
+        return out
+
+    def known_bugs(self, bound_ms: int) -> list[str]:
+        assert self.facts is not None or not self.fired
+        return explaining(self.facts, self.problems(bound_ms)) if self.facts else []
+
+    def unexplained(self, bound_ms: int) -> list[str]:
+        return unexplained(self.facts, self.problems(bound_ms)) if self.facts else []
 
 
 @dataclass
@@ -203,8 +224,17 @@ class Cell:
 
     @property
     def recovered(self) -> int:
+        """Trials that recovered within the bound, losing nothing (a known bug's symptom,
+        e.g. a busy loop on the way, still counts as a recovery: it is flagged apart)."""
         return sum(1 for t in self.fired if t.recovery_ms is not None
-                   and t.recovery_ms <= self.bound.total_ms and not t.violations and not t.lost)
+                   and t.recovery_ms <= self.bound.total_ms and not t.lost)
+
+    def known_bugs(self) -> list[str]:
+        return sorted({k for t in self.trials for k in t.known_bugs(self.bound.total_ms)})
+
+    def unexplained(self) -> list[str]:
+        return [f"{t.target.step}{' ' + t.variant if t.variant else ''}: {p}"
+                for t in self.trials for p in t.unexplained(self.bound.total_ms)]
 
 
 def run_trial(fault: Fault, target: Target, variant: str, settings: Settings,
@@ -223,7 +253,7 @@ def run_trial(fault: Fault, target: Target, variant: str, settings: Settings,
                 return
             if target.state != State.ONLINE and r.subject.step() != target.step:
                 return
-            armed_at.append(r.now)
+            armed_at.append(r.elapsed)
             fault.inject(r, variant, data.split(b"\r")[0].decode("latin-1"))
 
         run.before_command = before_command
@@ -233,7 +263,7 @@ def run_trial(fault: Fault, target: Target, variant: str, settings: Settings,
             return trial  # never written: the target is not reached in this run
 
         def fired() -> list[int]:
-            return [t for t in run.fault_times if ms_diff(t, armed_at[0]) >= 0]
+            return [t for t in run.fault_times if t >= armed_at[0]]
 
         bound = fault_bound(target.state, settings)
         run.run_until(lambda: online_traffic() or bool(fired()) and run.settled(),
@@ -244,10 +274,10 @@ def run_trial(fault: Fault, target: Target, variant: str, settings: Settings,
         trial.lost = len(run.lost())
         trial.duplicates = run.duplicates()
         trial.commands = run.monitor.commands
+        trial.facts = run.facts()
         if trial.fired and run.settled():
             first = fired()[0]
-            trial.recovery_ms = max(ms_diff(t, first) for t in [first, *run.online_entries,
-                                                                 *run.acks])
+            trial.recovery_ms = max(t - first for t in [first, *run.online_entries, *run.acks])
     return trial
 
 
