@@ -207,6 +207,9 @@ class Run:
             return  # the module may answer at once: run again without moving time
         self.monitor.deadline_now(self.subject.command_deadline())
         self._after_round()
+        if self.subject.input_pending():
+            self._idle_rounds = 0
+            return  # a tick reads a bounded amount: the host's select() wakes again at once
         if out or ms_diff(next_tick, self.now) > 0:
             self._idle_rounds = 0
         else:

@@ -120,6 +120,7 @@ class Monitor:
         self.pubacked: set[bytes] = set()
         self.published: set[bytes] = set()
         self.commands = 0
+        self.connacks = 0
         self._in_flight: _InFlight | None = None
         # commands written, not yet seen by the module: (line, state, timeouts the table gives)
         self._sent: deque[tuple[str, set[int | None], bool]] = deque()
@@ -203,6 +204,7 @@ class Monitor:
             self._awaiting = None
         elif kind in ("link_down", "connack"):
             self._awaiting = None  # that session's PUBACK will never come
+            self.connacks += kind == "connack"
         elif kind == "grant":
             client_id, iot_id, token = event.text.split("\t")
             self.grants.add((client_id, iot_id, token))

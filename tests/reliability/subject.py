@@ -32,6 +32,10 @@ class Subject(Protocol):
     def transmitted(self) -> list[tuple[str, bytes]]:
         """What it wrote to its UART since the last call: (its state at the write, bytes)."""
 
+    def input_pending(self) -> bool:
+        """Bytes wait in its UART that a tick has not read yet (a host's select() would wake
+        at once)."""
+
     def command_deadline(self) -> int | None:
         """When the command in flight times out, None when none is."""
 
@@ -184,6 +188,9 @@ class PythonSubject:
         if not self._far.closed:
             self._far.read(1 << 20)  # what reached the module end: the writes say it all
         return writes
+
+    def input_pending(self) -> bool:
+        return self._tap.port.pending > 0
 
     def command_deadline(self) -> int | None:
         return observe.command_deadline(self.controller)
