@@ -17,7 +17,6 @@ from tests.reliability.campaign import CAMPAIGN_SEEDS, Campaign, run_campaign
 from tests.reliability.known_bugs import KNOWN_BUGS
 from tests.reliability.matrix import FAULTS, Cell, run_matrix
 from tests.reliability.soak import (
-    DAYS,
     DROP_EVERY_MS,
     HOUR_MS,
     PUBLISH_EVERY_MS,
@@ -93,7 +92,7 @@ def render(fig: Figures) -> str:
         f"messages, {campaign.total('lost')} lost, {campaign.total('duplicates')} "
         f"duplicates, {campaign.total('dead')} dead letters, worst recovery after the faults "
         f"stopped {_s(campaign.worst_recovery_ms)} |",
-        f"| property-based examples per `make test` (hypothesis) | " + ", ".join(
+        "| property-based examples per `make test` (hypothesis) | " + ", ".join(
             f"{n} {what}" for what, n in PROPERTY_EXAMPLES.items()) + " |",
         f"| soak | {soak.days} days: {soak.messages} messages, {soak.delivered} delivered, "
         f"{soak.lost} lost, {soak.duplicates} duplicates, {soak.drops} link losses, "
@@ -185,13 +184,13 @@ def render(fig: Figures) -> str:
                          f"{sample.footprint} | {sample.queued} | {sample.secrets} |")
     lines += [
         "",
-        f"Reconnects by cause: " + ", ".join(f"{k} {v}" for k, v in
+        "Reconnects by cause: " + ", ".join(f"{k} {v}" for k, v in
                                              sorted(soak.reconnects.items())) + ". "
-        f"The secret set grows by one iotToken per auth (a known bug, reproducer "
-        f"`tests/test_reliability_bugs.py::"
-        f"test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth`); so does "
-        f"`status()['since_ms']` turn negative after 24.8 days in one state "
-        f"(`test_status_since_ms_stays_sane_after_25_days_online`).",
+        "The secret set grows by one iotToken per auth (a known bug, reproducer "
+        "`tests/test_reliability_bugs.py::"
+        "test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth`); so does "
+        "`status()['since_ms']` turn negative after 24.8 days in one state "
+        "(`test_status_since_ms_stays_sane_after_25_days_online`).",
         "",
         "## Not in these figures",
         "",
