@@ -67,7 +67,8 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_only_across_a_kill
             gateways.append(gateway)
             if kill % 2:  # in the middle of the traffic
                 before = published()
-                wait_until(lambda b=before, g=gateway: published() > b or g.proc.poll() is not None,
+                running = gateway.proc
+                wait_until(lambda b=before, p=running: published() > b or p.poll() is not None,
                            DEADLINE_S, "a publish")
                 time.sleep(rng.uniform(0, 0.15))  # a random point of what follows
             else:  # while it starts, opens its stores, connects
