@@ -189,9 +189,9 @@ class SimEvent:
 
     kind: "command" (text: the line), "answered" (text: the command whose final result code
     has just left the UART, up to its CR), "boot", "fault" (text: the fault spec that fired),
-    "grant" (text: clientId, iotId, iotToken joined by tabs), "published" (text: topic, data: payload, number:
-    QoS), "puback" (data: the payload it acknowledges), "connack", "link_down", "downlink"
-    (text: topic, data: payload as sent).
+    "grant" (text: clientId, iotId, iotToken joined by tabs), "published" (text: topic,
+    data: payload, number: QoS), "puback" (data: the payload it acknowledges), "connack",
+    "link_down", "downlink" (text: topic, data: payload as sent).
     """
 
     at_ms: int
