@@ -138,7 +138,7 @@ class WatchedOutbox:
         return self.box.count()
 
 
-class _TapPort:
+class TapPort:
     """The controller's end of the line, noting its state at every write."""
 
     def __init__(self, port: MemoryPort, state: Callable[[], str]) -> None:
@@ -172,9 +172,9 @@ class PythonSubject:
         self.controller = Controller(self._tap, settings, now_ms=now_ms, outbox=self.outbox,
                                      on_message=lambda t, p: self._inbound.append((t, p)))
 
-    def _new_line(self) -> tuple[_TapPort, MemoryPort]:
+    def _new_line(self) -> tuple[TapPort, MemoryPort]:
         near, far = memory_pair(("controller", "module"))
-        return _TapPort(near, lambda: self.state), far
+        return TapPort(near, lambda: self.state), far
 
     def receive(self, data: bytes) -> None:
         if not self._far.closed:
