@@ -97,6 +97,7 @@ def _one_input(data: bytes) -> None:
 def main() -> None:
     import atheris  # the `fuzz` extra: pip install -e '.[fuzz]'
 
+    atheris.instrument_all()  # coverage feedback from every loaded module (airfsm's too)
     atheris.Setup(sys.argv, _one_input)
     atheris.Fuzz()
 
