@@ -100,7 +100,8 @@ def test_status_since_ms_stays_sane_after_25_days_online() -> None:
     "month, thousands on a flapping link), and every log line pays for scanning them all. "
     "Expired tokens (7 days) need not be hidden any more: keep the current and the previous."))
 def test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth() -> None:
-    run = Run(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT"), seed_settings())
+    # a simulator seed of its own: tokens no other test was issued
+    run = Run(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT", seed=0x5EC2E7), seed_settings())
     assert run.run_until(lambda: run.online, 600_000)
     run.run_for(1000)
     before = len(observe.registered_secrets())

@@ -175,13 +175,13 @@ def render(fig: Figures) -> str:
         f"iotToken (accepted for {TOKEN_LIFETIME_MS // (24 * HOUR_MS)} days) lives on the "
         f"controller's own refresh; a message every {PUBLISH_EVERY_MS // 60_000} minutes.",
         "",
-        "| day | state | since (s) | controller memory (bytes) | queued | secrets held |",
+        "| day | state | since (s) | controller memory (bytes) | queued | secrets added |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for sample in soak.samples:
         if sample.day in (1, 2, 7, 14, 15, 21, 28, soak.days):
             lines.append(f"| {sample.day} | {sample.state} | {sample.since_ms // 1000} | "
-                         f"{sample.footprint} | {sample.queued} | {sample.secrets} |")
+                         f"{sample.footprint} | {sample.queued} | {sample.secrets_added} |")
     lines += [
         "",
         "Reconnects by cause: " + ", ".join(f"{k} {v}" for k, v in

@@ -61,7 +61,7 @@ class DaySample:
     since_ms: int
     footprint: int
     queued: int
-    secrets: int
+    secrets_added: int  # to the process-wide secret set since the soak began
     reconnect_kinds: int
 
 
@@ -93,8 +93,11 @@ def run_soak(days: int = DAYS, settings: Settings | None = None,
     soak = Soak(days)
     logs = LogWatch()
     with logs_into(logs):
-        run = Run(SimConfig(token_lifetime_ms=TOKEN_LIFETIME_MS), settings, subject_factory,
-                  start_ms=START_MS, logs=logs)
+        # A seed of its own: the tokens it is issued are new to the secret set whatever ran
+        # before in this process, so what the set gains is the soak's doing.
+        run = Run(SimConfig(token_lifetime_ms=TOKEN_LIFETIME_MS, seed=SEED), settings,
+                  subject_factory, start_ms=START_MS, logs=logs)
+        secrets_before = len(observe.registered_secrets())
         run.load(schedule)
         for day in range(1, days + 1):
             run.run_until(lambda d=day: run.elapsed >= d * DAY_MS, DAY_MS)
@@ -104,7 +107,7 @@ def run_soak(days: int = DAYS, settings: Settings | None = None,
             soak.samples.append(DaySample(
                 day, status["state"], status["since_ms"],
                 observe.footprint(controller) if controller is not None else 0,
-                len(run.subject.queued()), len(observe.registered_secrets()),
+                len(run.subject.queued()), len(observe.registered_secrets()) - secrets_before,
                 len(status["counters"]["reconnects"])))
         run.run_until(run.settled, 30 * 60_000)  # the last message of the month goes out
         status = run.subject.status()
