@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest system-deps bench-deps diagrams check-diagrams ctable \
-        check-ctable bench clean
+        check-ctable bench reliability soak fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,28 @@ bench-deps:
 
 bench: $(BENCH_STAMP) $(PEERS)/.installed bench-deps
 	$(BIN)/python -m bench.run
+
+# docs/reliability.md (tests/test_reliability.py checks it fresh in `make test`).
+reliability: $(STAMP)
+	$(BIN)/python -m bench.reliability --out docs/reliability.md
+
+# Longer runs than `make test` affords: many more random schedules (hypothesis, random seeds),
+# then the soak and the crash loops again.
+soak: $(STAMP) system-deps
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q tests/test_reliability_properties.py \
+	  tests/test_fuzz.py tests/test_reliability.py tests/test_crash_loops.py
+
+# Coverage-guided fuzzing of the AT channel through a controller (atheris, the `fuzz` extra);
+# FUZZ_ARGS go to libFuzzer, e.g. FUZZ_ARGS=-max_total_time=3600.
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+FUZZ_ARGS ?= -max_total_time=300
+
+$(FUZZ_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,fuzz]'
+	touch $@
+
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python -m tests.fuzz.at_channel $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .mypy_cache .ruff_cache .pytest_cache

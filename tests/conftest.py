@@ -24,6 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles. "ci" (the default, what `make test` runs): a fixed number of examples,
+# derandomized, so a run is reproducible and fits the CI budget. "long" (`make soak`): many
+# more, random, for finding what the short run cannot. Pick one with HYPOTHESIS_PROFILE.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None,
+                          print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("long", deadline=None, max_examples=2_000, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 _MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 _READY_TIMEOUT_S = 10.0
@@ -292,3 +303,9 @@ def broker_probe(mosquitto: Mosquitto) -> Iterator[BrokerProbe]:
         yield probe
     finally:
         probe.close()
+
+
+def hypothesis_examples(ci: int) -> int:
+    """How many examples a property test runs: `ci` in `make test`, the profile's (many more)
+    under HYPOTHESIS_PROFILE=long."""
+    return ci if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings().max_examples

@@ -819,3 +819,99 @@ def test_over_tcp() -> None:
             assert server.call(lambda m, now: m.boots) == 2
         finally:
             port.close()
+
+
+# --- faults and observation added for the reliability proofs ----------------------------------
+
+
+def test_fault_split_with_a_piece_size_writes_that_many_bytes_at_a_time() -> None:
+    bench = faulty("split=1:AT+CGMR")
+    bench.outputs.clear()
+    said = bench.command("AT+CGMR")
+    assert said == echoed("AT+CGMR", "AirM2M_Air72xUy_V409_LTE_AT", "OK")
+    answer = said[len(b"AT+CGMR\r"):]
+    assert bench.outputs[1:] == [bytes((b,)) for b in answer]  # every boundary is a write
+    assert str(parse_fault("split=1:AT+CGMR")) == "split=1:AT+CGMR@1"
+    assert str(parse_fault("split=2")) == "split=2"
+    for bad in ("split=0", "split=x"):
+        with pytest.raises(ValueError):
+            parse_fault(bad)
+
+
+def test_fault_dup_final_sends_the_final_code_twice() -> None:
+    bench = faulty("dup-final:AT+CSQ")
+    assert bench.command("AT+CSQ") == echoed("AT+CSQ", "+CSQ: 24,99", "OK", "OK")
+    assert bench.command("AT+CSQ") == echoed("AT+CSQ", "+CSQ: 24,99", "OK")  # once
+
+
+def test_fault_dup_final_of_httpdata_doubles_the_ok_after_the_body() -> None:
+    bench = faulty("dup-final:AT+HTTPDATA")
+    bench.command("AT+HTTPINIT")
+    assert bench.command("AT+HTTPDATA=4,20000") == echoed("AT+HTTPDATA=4,20000", "DOWNLOAD")
+    bench.send(b"abcd")
+    bench.run(SETTLE_MS)
+    assert bench.take() == b"\r\nOK\r\n\r\nOK\r\n"
+
+
+def test_fault_urc_inside_puts_a_urc_before_the_final_code() -> None:
+    bench = faulty("urc-inside:AT+CGATT?")
+    assert bench.command("AT+CGATT?") == echoed("AT+CGATT?", "+CGATT: 1", "+CEREG: 1", "OK")
+
+
+def test_fault_overlong_sends_a_line_longer_than_any_buffer() -> None:
+    bench = faulty("overlong:AT+CGMR")
+    said = bench.command("AT+CGMR")
+    lines = said.split(b"\r\n")
+    assert max(len(line) for line in lines) == 4200
+    assert said.endswith(b"\r\nAirM2M_Air72xUy_V409_LTE_AT\r\n\r\nOK\r\n")
+
+
+def test_fault_cgatt_detach_says_only_cgatt_0() -> None:
+    bench = online()
+    bench.module.add_fault(parse_fault("cgatt-detach:AT+CSQ"))
+    assert bench.command("AT+CSQ", settle_ms=5) == echoed(
+        "AT+CSQ", "+CSQ: 24,99", "OK", "+CGATT: 0")
+    assert not bench.module.attached and bench.module.mqtt_state == 0
+
+
+def test_fault_connect_fail_refuses_the_next_tls_link() -> None:
+    bench = online()
+    bench.module.add_fault(parse_fault("connect-fail@1"))
+    bench.command("AT+MIPCLOSE")
+    line = f'AT+SSLMIPSTART="{MQTT_HOST}",1883'
+    assert bench.command(line) == echoed(line, "OK", "CONNECT FAIL")
+    assert bench.command(line).endswith(b"CONNECT OK\r\n")
+
+
+def test_a_token_older_than_its_lifetime_is_refused_at_connect() -> None:
+    bench = online(token_lifetime_ms=60_000)
+    iot_id, token = bench.module.issued_tokens[-1]
+    bench.run(60_000)
+    assert bench.module.mqtt_state == 1  # the session that is up stays up
+    bench.command("AT+MIPCLOSE")
+    bench.command(f'AT+MCONFIG="{DN}","{iot_id}","{token}"')
+    bench.command(f'AT+SSLMIPSTART="{MQTT_HOST}",1883')
+    assert bench.command("AT+MCONNECT=1,120") == echoed("AT+MCONNECT=1,120", "OK", "ERROR",
+                                                        "CLOSED")
+
+
+def test_the_observer_sees_commands_answers_on_the_wire_boots_faults_and_pubacks() -> None:
+    bench = online()
+    events: list[Any] = []
+    bench.module.observer = events.append
+    bench.module.add_fault(parse_fault("split:AT+CSQ"))
+    bench.send(b"AT+CSQ\r")
+    sent_at = bench.now
+    bench.run(SETTLE_MS)
+    kinds = [(e.kind, e.text) for e in events]
+    assert kinds[:3] == [("command", "AT+CSQ"), ("fault", "split:AT+CSQ@1"),
+                         ("answered", "AT+CSQ")]
+    assert events[2].at_ms > sent_at  # split: the last byte leaves some ms later
+    events.clear()
+    line = f'AT+MPUB="{TOPIC_UPDATE}",1,0,"x"'
+    bench.command(line)
+    assert [(e.kind, e.data) for e in events] == [
+        ("command", b""), ("published", b"x"), ("answered", b""), ("puback", b"x")]
+    events.clear()
+    bench.module.reboot(bench.now)
+    assert [e.kind for e in events] == ["link_down", "boot"]

@@ -5,7 +5,7 @@ Faults are written `KIND[=VALUE][:MATCH][@COUNT]` (see `airfsm.sim.faults` and `
 """
 
 from airfsm.sim.faults import FAULT_HELP, Fault, FaultKind, parse_fault
-from airfsm.sim.module import PROFILES, SimConfig, SimModule
+from airfsm.sim.module import PROFILES, SimConfig, SimEvent, SimModule
 from airfsm.sim.server import SimServer
 from airfsm.sim.session import MqttSession, RecordingSession
 
@@ -17,6 +17,7 @@ __all__ = [
     "MqttSession",
     "RecordingSession",
     "SimConfig",
+    "SimEvent",
     "SimModule",
     "SimServer",
     "parse_fault",

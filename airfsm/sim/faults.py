@@ -31,6 +31,10 @@ class FaultKind(StrEnum):
     HTTP_ERROR = "http-error"
     LOSE = "lose"
     BROWNOUT = "brownout"
+    DUP_FINAL = "dup-final"
+    URC_INSIDE = "urc-inside"
+    OVERLONG = "overlong"
+    CGATT_DETACH = "cgatt-detach"
     # Network faults: they act on a protocol event, not on a command line.
     HTTP = "http"
     AUTH = "auth"
@@ -40,6 +44,7 @@ class FaultKind(StrEnum):
     LOSE_DOWNLINK = "lose-downlink"
     CACHE_NOTICE = "cache-notice"
     NOISY_RDY = "noisy-rdy"
+    CONNECT_FAIL = "connect-fail"
     # Module properties: permanent for the simulator's life.
     OLD_FIRMWARE = "old-firmware"
     CGATT0 = "cgatt0"
@@ -48,7 +53,8 @@ class FaultKind(StrEnum):
 COMMAND_KINDS = frozenset({
     FaultKind.SILENCE, FaultKind.ERROR, FaultKind.CME, FaultKind.GARBAGE, FaultKind.SPLIT,
     FaultKind.REBOOT, FaultKind.CLOSED, FaultKind.DETACH, FaultKind.ME_DETACH,
-    FaultKind.HTTP_ERROR, FaultKind.LOSE, FaultKind.BROWNOUT,
+    FaultKind.HTTP_ERROR, FaultKind.LOSE, FaultKind.BROWNOUT, FaultKind.DUP_FINAL,
+    FaultKind.URC_INSIDE, FaultKind.OVERLONG, FaultKind.CGATT_DETACH,
 })
 # Kinds that take the place of the command's answer (the others decorate it).
 REPLACING_KINDS = frozenset({FaultKind.SILENCE, FaultKind.ERROR, FaultKind.CME, FaultKind.REBOOT,
@@ -56,6 +62,8 @@ REPLACING_KINDS = frozenset({FaultKind.SILENCE, FaultKind.ERROR, FaultKind.CME, 
 _VALUE_KINDS = frozenset({FaultKind.CME, FaultKind.HTTP, FaultKind.AUTH, FaultKind.CGATT0,
                           FaultKind.HTTP_ERROR, FaultKind.LOSE, FaultKind.BROWNOUT,
                           FaultKind.LOSE_DOWNLINK})
+# Kinds whose =VALUE may be left out (split: the piece size, default 1..3 bytes at random).
+_OPTIONAL_VALUE_KINDS = frozenset({FaultKind.SPLIT})
 _PERMANENT_KINDS = frozenset({FaultKind.OLD_FIRMWARE, FaultKind.CGATT0})
 
 FAULT_HELP = """\
@@ -67,8 +75,10 @@ Command faults (act on the answer to the matching command; the echo still comes 
   error              ERROR instead of the answer              error:AT+SAPBR=1,1
   cme=<n>            +CME ERROR: <n> instead                  cme=14:AT+CPIN?@2
   garbage            a line of random bytes before the answer garbage:AT+CSQ
-  split              the answer written 1-3 bytes at a time   split:AT+HTTPREAD
-                     (no MATCH: ALL output, for good)         split
+  split[=<n>]        the answer written 1-3 bytes at a time   split:AT+HTTPREAD
+                     (=n: n bytes at a time, so =1 splits it  split=1:AT+CGMR
+                     at every boundary; no MATCH: ALL output, split
+                     for good)
   reboot:MATCH       the module reboots instead of answering  reboot:AT+MCONNECT
   closed:MATCH       CLOSED (MQTT link dropped) after answer  closed:AT+MPUB
   detach:MATCH       network detach after the answer          detach:AT+HTTPACTION
@@ -78,6 +88,12 @@ Command faults (act on the answer to the matching command; the echo still comes 
                      data lost on the UART (header unchanged)
   brownout=<n>:MATCH the first n bytes of the answer, then    brownout=60:AT+HTTPREAD
                      the module reboots (RDY ...)
+  dup-final          the answer's final code comes twice      dup-final:AT+CSQ
+  urc-inside         a URC (+CEREG: 1) between the answer's   urc-inside:AT+CGATT?
+                     lines and its final code
+  overlong           a 4200-byte line of noise before the     overlong:AT+CGMR
+                     answer (longer than any line buffer)
+  cgatt-detach:MATCH detach reported only as +CGATT: 0        cgatt-detach:AT+MPUB
 Network faults:
   http=<status>      next +HTTPACTION carries that status     http=601@1
   auth=<code>        the auth server answers with that code   auth=401@*
@@ -91,6 +107,9 @@ Network faults:
                      and announced as +MSUB: <slot> only
   noisy-rdy          the next boot prints line noise before   noisy-rdy@2
                      RDY, with no line break (\xff\x00RDY)
+  connect-fail       the next AT+SSLMIPSTART answers OK, then  connect-fail@1
+                     CONNECT FAIL (the server cannot be
+                     reached)
 Module properties (no MATCH, no COUNT):
   old-firmware       AT+CGMR reports AirM2M_Air72xUy_V300_LTE_AT
   cgatt0=<ms>        +CGATT: 0 until <ms> after every boot    cgatt0=20000
@@ -117,7 +136,7 @@ class Fault:
 
     def __str__(self) -> str:
         text = self.kind.value
-        if self.kind in _VALUE_KINDS:
+        if self.kind in _VALUE_KINDS or (self.kind in _OPTIONAL_VALUE_KINDS and self.value):
             text += f"={self.value}"
         if self.match is not None:
             text += f":{self.match}"
@@ -166,6 +185,10 @@ def parse_fault(spec: str) -> Fault:
         if kind in _VALUE_KINDS:
             if not eq or not value_text.isdigit():
                 raise ValueError(f"fault {spec!r}: {name} needs a number, e.g. {name}=14")
+            value = int(value_text)
+        elif kind in _OPTIONAL_VALUE_KINDS and eq:
+            if not value_text.isdigit() or not int(value_text):
+                raise ValueError(f"fault {spec!r}: {name}= needs a positive number of bytes")
             value = int(value_text)
         elif eq:
             raise ValueError(f"fault {spec!r}: {name} takes no =VALUE")

@@ -12,8 +12,13 @@ How time works: every answer and URC is an event scheduled at an absolute 32-bit
 fire in time order when the clock passes them (on `receive` or `output`), change state, and queue
 bytes on the transmit FIFO (the module's UART). An event fires at its own due time even when the
 caller polls late, so results never depend on how often the caller looks. The FIFO is drained by
-`output()`; a split fault throttles it to 1..3 bytes per call with a tiny gap, and a line being
-split is never interleaved with another.
+`output()`; a split fault throttles it to 1..3 bytes (or a fixed piece size) per call with a tiny
+gap, and a line being split is never interleaved with another.
+
+Observation: `observer`, when set, is called with a `SimEvent` for everything a test may want to
+check from the module's side of the line (a command received, its answer fully on the wire, a
+boot, a fault firing, a token issued, a publish accepted, a PUBACK, a session up or down), each
+stamped with the module's clock. It never changes what the module does.
 
 Module behaviour worth knowing (all from PROTOCOL.md unless noted as a simulator choice):
 
@@ -71,6 +76,9 @@ CONTENT_TYPE_HEADER = "Content-Type: application/x-www-form-urlencoded"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_LINE = 4096  # the module's command buffer; longer lines are answered ERROR
 MAX_CREDENTIAL = 256  # AT+MCONFIG fields
+OVERLONG_LINE = 4200  # the overlong fault's line: longer than any buffer a driver should have
+INSIDE_URC = "+CEREG: 1"  # the urc-inside fault's URC: registration news, harmless anywhere
+SPLIT_RANDOM = -1  # a split piece size: 1..3 bytes at random
 CME_NOT_ALLOWED = 3
 CME_OPERATION_FAILED = 767
 
@@ -146,6 +154,9 @@ class SimConfig:
     rssi: int = 24  # +CSQ: <rssi>,99
     connect_window_ms: int = 5000  # CONNECT OK to MCONNECT before the server drops the link
     max_publish_text: int = 1024  # bytes between the MPUB quotes (V409); 0 = no limit
+    # How long an issued iotToken lets MCONNECT in (Alibaba Cloud: 7 days); 0 = for ever.
+    # A session already up is not dropped when its token ages.
+    token_lifetime_ms: int = 0
 
 
 # Where the MQTT link is. AT+MQTTSTATU folds these into 0/1/2.
@@ -174,10 +185,29 @@ class _Event:
     fire: Callable[[], None]
 
 
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    """One thing the module did, as its observer sees it (see the module docstring).
+
+    kind: "command" (text: the line), "answered" (text: the command whose final result code
+    has just left the UART, up to its CR), "boot", "fault" (text: the fault spec that fired),
+    "grant" (text: clientId, iotId, iotToken joined by tabs), "published" (text: topic,
+    data: payload, number: QoS), "puback" (data: the payload it acknowledges), "connack",
+    "link_down", "downlink" (text: topic, data: payload as sent).
+    """
+
+    at_ms: int
+    kind: str
+    text: str = ""
+    data: bytes = b""
+    number: int = 0
+
+
 @dataclass(slots=True)
 class _TxChunk:
     data: bytes
-    split: bool
+    piece: int  # 0: written whole; n > 0: n bytes a write; SPLIT_RANDOM: 1..3 at random
+    answer_to: str | None = None  # the command whose final result code this chunk ends
 
 
 @dataclass
@@ -206,6 +236,7 @@ class _Grant:
     client_id: str
     iot_id: str
     iot_token: str
+    issued_at: int  # module clock, for token_lifetime_ms
 
 
 @dataclass
@@ -248,6 +279,24 @@ def _frame(*lines: str) -> bytes:
     return b"".join(b"\r\n" + line.encode("latin-1") + b"\r\n" for line in lines)
 
 
+_FINAL_LINES = (b"OK", b"ERROR")
+_FINAL_PREFIXES = (b"ERROR: ", b"+CME ERROR: ")
+
+
+def _final_line(data: bytes) -> bytes | None:
+    """The final result code `data` ends with (`\r\nOK\r\n` -> b"OK"), None if it ends with
+    something else (DOWNLOAD, a URC, a cut answer)."""
+    if not data.endswith(b"\r\n"):
+        return None
+    start = data.rfind(b"\r\n", 0, len(data) - 2)
+    if start < 0:
+        return None
+    line = data[start + 2:-2]
+    if line in _FINAL_LINES or line.startswith(_FINAL_PREFIXES):
+        return line
+    return None
+
+
 def _lose_bytes(data: bytes, count: int) -> bytes:
     """`data` with `count` bytes from its middle gone (a UART FIFO overrun)."""
     count = min(count, len(data))
@@ -274,7 +323,9 @@ class SimModule:
     _download: _Download | None
     _busy_until: int
     _cursor: int  # when the answer of the command being executed goes out
-    _split_answer: bool
+    _split_piece: int  # the split fault on the answer being built (a _TxChunk.piece)
+    _dup_final_for: str | None  # dup-final armed for this command line's final code
+    _urc_inside_for: str | None  # urc-inside armed likewise
     _cfun: int
     _attached: bool
     _bearer_status: int
@@ -300,6 +351,7 @@ class SimModule:
         self.config = config
         self.profile = PROFILES[config.profile]
         self.session: MqttSession = session if session is not None else RecordingSession()
+        self.observer: Callable[[SimEvent], None] | None = None
         self._rng = Xorshift32(config.seed)
         self._faults = [_ArmedFault(f, f.count) for f in config.faults]
 
@@ -378,21 +430,31 @@ class SimModule:
                     break
                 self._hold_until = None
             chunk = self._tx[0]
-            if not chunk.split:
+            if not chunk.piece:
                 out += chunk.data
                 self._tx.popleft()
+                self._sent(chunk)
                 continue
             if out:
                 break  # a split piece is a write of its own: hand it over on the next call
-            size = 1 + self._rng.next() % 3
+            size = 1 + self._rng.next() % 3 if chunk.piece == SPLIT_RANDOM else chunk.piece
             out += chunk.data[:size]
             if len(chunk.data) > size:
                 chunk.data = chunk.data[size:]
+                if chunk.data == b"\n":
+                    self._sent(chunk)  # the final code and its CR are out: it is answered
             else:
                 self._tx.popleft()
+                self._sent(chunk)
             self._hold_until = ms_add(now_ms, self.profile.split_gap_ms)
             break
         return bytes(out)
+
+    def _sent(self, chunk: _TxChunk) -> None:
+        """`chunk` is on the wire (but perhaps the LF that ends its last line)."""
+        if chunk.answer_to is not None:
+            self._observe("answered", chunk.answer_to)
+            chunk.answer_to = None
 
     def next_deadline(self) -> int | None:
         """When `output()` next has something (absolute ms), None if idle."""
@@ -436,6 +498,7 @@ class SimModule:
 
     def _downlink(self, topic: str, payload: bytes) -> None:
         """A PUBLISH from the server reaches the module: push it as +MSUB, or cache it."""
+        self._observe("downlink", topic, payload)
         cache_notice = self._take_fault({FaultKind.CACHE_NOTICE}) is not None
         if self._msg_cache_mode or cache_notice:
             slot = self._msg_cache_next
@@ -472,6 +535,7 @@ class SimModule:
             self._server_gone = True
             self.server_closed_silently += 1
             self.session.disconnect()
+            self._observe("link_down", "server closed the session silently")
 
     def detach(self, now_ms: int) -> None:
         """The network detaches: +CGATT: 0, bearer gone, MQTT closed; re-attach later."""
@@ -541,10 +605,14 @@ class SimModule:
             event.fire()
         self._clock = now
 
-    def _emit(self, data: bytes, split: bool = False) -> None:
-        """Queue bytes on the UART."""
+    def _emit(self, data: bytes, piece: int = 0, answer_to: str | None = None) -> None:
+        """Queue bytes on the UART (`piece`: how a split fault cuts them, see _TxChunk)."""
         if data:
-            self._tx.append(_TxChunk(data, split or self._split_everything()))
+            self._tx.append(_TxChunk(data, piece or self._split_everything(), answer_to))
+
+    def _observe(self, kind: str, text: str = "", data: bytes = b"", number: int = 0) -> None:
+        if self.observer is not None:
+            self.observer(SimEvent(self._clock, kind, text, data, number))
 
     # --- boot and autobaud ----------------------------------------------------------------------
 
@@ -554,6 +622,7 @@ class SimModule:
         self._events.clear()  # answers and URCs of the previous life never come
         self._hold_until = None
         self.boots += 1
+        self._observe("boot")
         self._booting = True
         self._trained = not self.config.autobaud
         self._prev_byte = 0
@@ -563,7 +632,9 @@ class SimModule:
         self._download = None
         self._busy_until = self._clock
         self._cursor = self._clock
-        self._split_answer = False
+        self._split_piece = 0
+        self._dup_final_for = None
+        self._urc_inside_for = None
         self.echo = self.config.echo
         self._cfun = 1
         self._attached = False
@@ -627,6 +698,7 @@ class SimModule:
         if not text.strip():
             return  # a bare CR: real modules say nothing
         self.commands.append(text)
+        self._observe("command", text)
         if self.echo:
             self._emit(raw + b"\r")
         self._start_answer()
@@ -644,7 +716,7 @@ class SimModule:
 
     def _finish_answer(self) -> None:
         self._busy_until = self._cursor
-        self._split_answer = False
+        self._split_piece = 0
 
     def _execute(self, line: str) -> None:
         self._command_line = line
@@ -659,11 +731,19 @@ class SimModule:
             elif replacing.kind is FaultKind.REBOOT:
                 self._later(0, self._boot_module)
             return  # SILENCE: nothing at all
-        self._split_answer = self._take_fault({FaultKind.SPLIT}, line, need_match=True) is not None
+        split = self._take_fault({FaultKind.SPLIT}, line, need_match=True)
+        self._split_piece = 0 if split is None else split.value or SPLIT_RANDOM
         brownout = self._take_fault({FaultKind.BROWNOUT}, line)
         self._brownout_left = brownout.value if brownout is not None else None
         if self._take_fault({FaultKind.GARBAGE}, line) is not None:
             self._reply_raw(b"\r\n" + self._garbage() + b"\r\n")
+        if self._take_fault({FaultKind.OVERLONG}, line) is not None:
+            self._reply_raw(b"\r\n" + self._random_text(_ALNUM, OVERLONG_LINE).encode() + b"\r\n")
+        # Armed until this command's final code goes out (for AT+HTTPDATA: after the body).
+        if self._take_fault({FaultKind.DUP_FINAL}, line) is not None:
+            self._dup_final_for = line
+        if self._take_fault({FaultKind.URC_INSIDE}, line) is not None:
+            self._urc_inside_for = line
 
         name, args = self._command_name(line)
         handler = _COMMANDS.get(name)
@@ -679,6 +759,9 @@ class SimModule:
         if self._take_fault({FaultKind.ME_DETACH}, line) is not None:
             self._later(0, lambda: self._radio_down(reattach_ms=self.profile.reattach_ms,
                                                     urcs=("+CGEV: ME DETACH",)))
+        if self._take_fault({FaultKind.CGATT_DETACH}, line) is not None:
+            self._later(0, lambda: self._radio_down(reattach_ms=self.profile.reattach_ms,
+                                                    urcs=("+CGATT: 0",)))
         self._brownout_left = None
 
     @staticmethod
@@ -698,19 +781,32 @@ class SimModule:
         self._reply_raw(_frame(*lines))
 
     def _reply_raw(self, data: bytes) -> None:
-        split = self._split_answer
+        piece = self._split_piece
+        final = _final_line(data)
+        answer_to = self._command_line if final is not None else None
+        if final is not None and self._urc_inside_for == self._command_line:
+            self._urc_inside_for = None
+            cut = len(data) - len(final) - 4  # the final line's CR LF ... CR LF
+            data = data[:cut] + _frame(INSIDE_URC) + data[cut:]
+        duplicate = b""
+        if final is not None and self._dup_final_for == self._command_line:
+            self._dup_final_for = None
+            duplicate = b"\r\n" + final + b"\r\n"  # right behind, but the answer is complete
         left = self._brownout_left
         if left is not None:
             # brownout: this much of the answer gets out, then the power dips and it reboots
             if left <= 0:
                 return
-            data = data[:left]
+            if len(data) > left:
+                data, answer_to = data[:left], None  # cut short: no final code gets out
             self._brownout_left = left - len(data)
             if self._brownout_left <= 0:
-                self._schedule(self._cursor, lambda: self._emit(data, split))
+                self._schedule(self._cursor, lambda: self._emit(data, piece, answer_to))
                 self._schedule(self._cursor, self._boot_module)
                 return
-        self._schedule(self._cursor, lambda: self._emit(data, split))
+        self._schedule(self._cursor, lambda: self._emit(data, piece, answer_to))
+        if duplicate:
+            self._schedule(self._cursor, lambda: self._emit(duplicate, piece))
 
     def _later(self, delay_ms: int, fire: Callable[[], None]) -> None:
         self._schedule(ms_add(self._cursor, delay_ms), fire)
@@ -739,6 +835,7 @@ class SimModule:
                 continue
             if armed.remaining is not None:
                 armed.remaining -= 1
+            self._observe("fault", str(fault))
             return fault
         return None
 
@@ -749,8 +846,12 @@ class SimModule:
                 return armed.fault
         return None
 
-    def _split_everything(self) -> bool:
-        return any(a.fault.kind is FaultKind.SPLIT and a.fault.match is None for a in self._faults)
+    def _split_everything(self) -> int:
+        """The piece size a split fault without MATCH imposes on all output (0: none)."""
+        for armed in self._faults:
+            if armed.fault.kind is FaultKind.SPLIT and armed.fault.match is None:
+                return armed.fault.value or SPLIT_RANDOM
+        return 0
 
     def _garbage(self) -> bytes:
         """Line noise: 4..12 random bytes, never CR or LF (so it stays one line)."""
@@ -1035,9 +1136,11 @@ class SimModule:
                 client_id=params.get("clientId", self.config.device_name),
                 iot_id=self._random_text(_ALNUM, 20) + "00" + self._random_text(_HEX, 6) + "00",
                 iot_token=self._random_text(_HEX, 32),
+                issued_at=self._clock,
             )
             self._grant = grant
             self.issued_tokens.append((grant.iot_id, grant.iot_token))
+            self._observe("grant", "\t".join((grant.client_id, grant.iot_id, grant.iot_token)))
             data: dict[str, object] = {"iotId": grant.iot_id, "iotToken": grant.iot_token}
             if params.get("resources") == "mqtt":
                 data["resources"] = {"mqtt": {
@@ -1077,6 +1180,7 @@ class SimModule:
             self.session.disconnect()
         self._server_gone = False
         self._link = _LINK_IDLE
+        self._observe("link_down")
         self._link_epoch += 1
         self._subscriptions.clear()
         if announce:
@@ -1101,7 +1205,8 @@ class SimModule:
             return
         right_place = (parts[0] == aliyun.mqtt_host(self.config.product_key, self.config.region)
                        and _int_arg(parts[1]) == aliyun.MQTT_PORT)
-        if not right_place or self._bearer_status != BEARER_CONNECTED:
+        unreachable = self._take_fault({FaultKind.CONNECT_FAIL}) is not None
+        if not right_place or self._bearer_status != BEARER_CONNECTED or unreachable:
             self._later(self.profile.connect_ms, self._urc("CONNECT FAIL"))
             return
         self._link = _LINK_TCP_OPENING
@@ -1119,8 +1224,10 @@ class SimModule:
 
     def _credentials_accepted(self) -> bool:
         grant = self._grant
-        return grant is not None and self._mqtt_config == (
-            grant.client_id, grant.iot_id, grant.iot_token)
+        if grant is None or self._mqtt_config != (grant.client_id, grant.iot_id, grant.iot_token):
+            return False
+        lifetime = self.config.token_lifetime_ms
+        return not lifetime or ms_diff(self._clock, grant.issued_at) < lifetime
 
     def _cmd_mconnect(self, args: str) -> None:
         parts = split_args(args[1:]) if args.startswith("=") else []
@@ -1152,6 +1259,7 @@ class SimModule:
                 self._keepalive_s = keepalive
                 self.session.connect(config[0], config[1], config[2], clean == 1, keepalive)
                 self._emit(_frame("CONNACK OK"))
+                self._observe("connack")
                 self._device_packet()
             else:
                 self._emit(_frame("ERROR"))  # CONNACK refused (bad username or password) ...
@@ -1183,6 +1291,7 @@ class SimModule:
                 self._server_gone = True
                 self.server_closed_silently += 1
                 self.session.disconnect()
+                self._observe("link_down", "server closed the session silently")
 
         self._schedule_link(ms_add(self._clock, grace_ms), expire)
 
@@ -1279,6 +1388,7 @@ class SimModule:
             return  # into a session the server has closed: lost, and no PUBACK
         self._device_packet()
         self.published.append((topic, payload, qos))
+        self._observe("published", topic, payload, qos)
         self.session.publish(topic, payload, qos, retain == 1)
         if qos == 0:
             return
@@ -1287,7 +1397,12 @@ class SimModule:
         delay = self.profile.puback_ms
         if self._take_fault({FaultKind.PUBACK_LATE}) is not None:
             delay *= PUBACK_LATE_FACTOR
-        self._later_link(delay, self._urc("PUBACK"))
+
+        def puback() -> None:
+            self._emit(_frame("PUBACK"))
+            self._observe("puback", data=payload)
+
+        self._later_link(delay, puback)
 
     def _decode_message(self, text: str) -> bytes | None:
         """The MPUB message: `\\XX` hex escapes in text mode, hex digits in AT+MQTTMODE=1."""

@@ -1,0 +1,117 @@
+"""Minimal reproducers of the bugs the reliability proofs found in the core, not fixed yet.
+
+Each is `xfail(strict=True)`: it fails today; once the bug is fixed it passes, the strict mark
+turns that into a failure, and the mark is flipped (and the bug's entry in
+tests/reliability/known_bugs.py, which the property tests tolerate meanwhile, deleted).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from airfsm.core.timebase import ms_diff
+from airfsm.sim import SimConfig, parse_fault
+from tests import observe
+from tests.harness import make_rig, seed_settings
+from tests.reliability.driver import Run, Schedule, logs_into
+from tests.reliability.known_bugs import KNOWN_BUGS
+from tests.reliability.monitor import LogWatch
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def _bug(key: str) -> str:
+    return next(b.summary for b in KNOWN_BUGS if b.key == key)
+
+
+@pytest.mark.xfail(strict=True, reason=_bug("busy-loop"))
+def test_a_state_entered_while_a_command_is_in_flight_asks_for_no_tick_until_it_can_send(
+        ) -> None:
+    # The network detaches right after AT+HTTPDATA answered DOWNLOAD: ATTACH is entered (no
+    # backoff: the first escalation) while AT+HTTPDATA is still in flight for 5 s.
+    rig = make_rig(SimConfig(faults=[parse_fault("cgatt-detach:AT+HTTPDATA@1")]))
+    assert rig.run_until(lambda: ("HTTP_AUTH", "ATTACH", "bearer_lost") in rig.states)
+    rig.controller.tick(rig.now)  # whatever was due at this time is done
+    # Nothing arrived, nothing can be sent: the next tick is needed later, not now.
+    assert ms_diff(rig.controller.tick(rig.now), rig.now) > 0
+
+
+@pytest.mark.xfail(strict=True, reason=_bug("duplicated-final"))
+def test_a_duplicated_final_code_is_never_taken_for_the_next_commands_answer() -> None:
+    # Shrunk from a random schedule: every byte a write of its own (a UART) and one OK twice.
+    logs = LogWatch()
+    with logs_into(logs):
+        run = Run(SimConfig(faults=[parse_fault("split=1"),
+                                    parse_fault('dup-final:AT+SAPBR=3,1,"CONTYPE"@1')]),
+                  seed_settings(), logs=logs)
+        assert run.run_until(lambda: run.online, 600_000)
+    assert run.violations() == []
+
+
+@pytest.mark.xfail(strict=True, reason=_bug("auth-rejection-after-transient-failures"))
+def test_one_rejected_auth_after_transient_failures_is_not_fatal() -> None:
+    # Five network errors on the auth request, then one 401: not "rejected for good".
+    rig = make_rig(SimConfig(faults=[parse_fault("http=601@5"), parse_fault("auth=401@1")]))
+    assert rig.run_until(lambda: rig.controller.online or rig.controller.failed, 3_600_000)
+    assert rig.module.auth_requests == 1  # the network errors never reached the server
+    assert not rig.controller.failed, rig.controller.fail_detail
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "A link loss while AT+HTTPDATA waits for its body leaves the module in data mode: the "
+    "controller never sends the body, so the module takes the commands that follow "
+    "(AT+CPIN?, AT+CSQ, ...) for body bytes until its 20 s window ends, and ATTACH's first "
+    "attempt times out on them. The body (or as many bytes) should go out before anything "
+    "else, whatever state the controller is in by then."))
+def test_commands_after_an_abandoned_httpdata_prompt_reach_the_module_as_commands() -> None:
+    logs = LogWatch()
+    with logs_into(logs):
+        run = Run(SimConfig(faults=[parse_fault("cgatt-detach:AT+HTTPDATA@1")]),
+                  seed_settings(), logs=logs)
+        assert run.run_until(lambda: run.departures or run.subject.state == "ATTACH"
+                             and bool(run.fired_faults), 60_000)
+        written: list[str] = []
+        run.before_command = lambda r, writes: written.extend(
+            d.decode("latin-1").rstrip("\r") for _s, d in writes if d.endswith(b"\r"))
+        received_from = len(run.module.commands)
+        assert run.run_until(lambda: run.online, 600_000)
+    received = run.module.commands[received_from:]
+    assert written[:3] == received[:3], "commands were eaten as body bytes"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "status()['since_ms'] is the signed 32-bit difference between now and the state's entry: "
+    "after 24.8 days in one state (ONLINE, on a good link) it turns negative "
+    "(-2147483648 and on); the state log's elapsed_ms likewise. It needs a latch like the "
+    "token age's, or a saturating count."))
+def test_status_since_ms_stays_sane_after_25_days_online() -> None:
+    run = Run(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT"), seed_settings(),
+              start_ms=(1 << 32) - 60_000)
+    assert run.run_until(lambda: run.online, 600_000)
+    entered = run.online_entries[-1]
+    run.run_for(25 * DAY_MS)
+    assert run.online and run.online_entries[-1] == entered  # one long stay
+    assert run.subject.status()["since_ms"] >= 24 * DAY_MS
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Every auth registers its iotToken with the log redaction, and nothing ever removes one: "
+    "a gateway that re-authenticates daily holds every token it was ever given (30 after a "
+    "month, thousands on a flapping link), and every log line pays for scanning them all. "
+    "Expired tokens (7 days) need not be hidden any more: keep the current and the previous."))
+def test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth() -> None:
+    # a simulator seed of its own: tokens no other test was issued
+    run = Run(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT", seed=0x5EC2E7), seed_settings())
+    assert run.run_until(lambda: run.online, 600_000)
+    run.run_for(1000)
+    before = len(observe.registered_secrets())
+    run.load(Schedule(tuple(_daily_reboots(10)), quiet_at_ms=11 * DAY_MS))
+    run.run_for(11 * DAY_MS)
+    assert run.online and len(run.module.issued_tokens) >= 10
+    assert len(observe.registered_secrets()) <= before + 2
+
+
+def _daily_reboots(days: int) -> list[object]:
+    from tests.reliability.driver import Event
+
+    return [Event(d * DAY_MS, "reboot") for d in range(1, days + 1)]
