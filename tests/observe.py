@@ -16,7 +16,7 @@ from typing import Any
 
 from airfsm.core import at
 from airfsm.core.controller import Controller
-from airfsm.host import log
+from airfsm.host import redact
 
 
 def channel(controller: Controller) -> Any:
@@ -52,7 +52,7 @@ def buffer_levels(controller: Controller) -> list[tuple[str, int, int]]:
 
 def registered_secrets() -> frozenset[str]:
     """Every value the log redaction currently hides (process-wide)."""
-    return frozenset(log._secrets)
+    return redact.held_secrets()
 
 
 # Objects shared by every controller (the machine table, transitions' classes, loggers) are not

@@ -94,11 +94,6 @@ def test_status_since_ms_stays_sane_after_25_days_online() -> None:
     assert run.subject.status()["since_ms"] >= 24 * DAY_MS
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Every auth registers its iotToken with the log redaction, and nothing ever removes one: "
-    "a gateway that re-authenticates daily holds every token it was ever given (30 after a "
-    "month, thousands on a flapping link), and every log line pays for scanning them all. "
-    "Expired tokens (7 days) need not be hidden any more: keep the current and the previous."))
 def test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth() -> None:
     # a simulator seed of its own: tokens no other test was issued
     run = Run(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT", seed=0x5EC2E7), seed_settings())

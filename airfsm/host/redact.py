@@ -73,6 +73,11 @@ class SecretSet:
         with self._lock:
             return len(self._held())
 
+    def snapshot(self) -> frozenset[str]:
+        """Every secret held now (tests check the set stays bounded)."""
+        with self._lock:
+            return frozenset(self._held())
+
     def _compiled(self) -> re.Pattern[str] | None:
         if self._stale:
             with self._lock:  # a value registered meanwhile must not miss the new pattern
@@ -118,6 +123,11 @@ def forget_secrets() -> None:
 def secret_count() -> int:
     """How many secrets redaction holds now (bounded; see the module docstring)."""
     return len(_secrets)
+
+
+def held_secrets() -> frozenset[str]:
+    """Every secret redaction holds now (tests: the set must stay bounded)."""
+    return _secrets.snapshot()
 
 
 def redact(text: str) -> str:

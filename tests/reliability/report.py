@@ -186,11 +186,11 @@ def render(fig: Figures) -> str:
         "",
         "Reconnects by cause: " + ", ".join(f"{k} {v}" for k, v in
                                              sorted(soak.reconnects.items())) + ". "
-        "The secret set grows by one iotToken per auth (a known bug, reproducer "
-        "`tests/test_reliability_bugs.py::"
-        "test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth`); so does "
-        "`status()['since_ms']` turn negative after 24.8 days in one state "
-        "(`test_status_since_ms_stays_sane_after_25_days_online`).",
+        "The secret set stays bounded (the device secret, and the newest signs and iotTokens "
+        "of each device: `tests/test_reliability_bugs.py::"
+        "test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth`). "
+        "`status()['since_ms']` turns negative after 24.8 days in one state (a known bug, "
+        "reproducer `test_status_since_ms_stays_sane_after_25_days_online`).",
         "",
         "## Not in these figures",
         "",
