@@ -53,6 +53,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """`text` with every control character written as an escape: a message may quote what the
+    user typed (`unrecognized arguments: ...`), and a CR or LF in it would break the one line
+    (or let a terminal overwrite it)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     words = list(sys.argv[1:] if argv is None else argv)
@@ -61,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return int(handler(args, env))
     except HostError as exc:
-        message = redact(str(exc))
+        message = one_line(redact(str(exc)))
         print(message if message.startswith("airfsm") else f"airfsm: {message}", file=sys.stderr)
         return int(exc.exit)
     except KeyboardInterrupt:
