@@ -26,7 +26,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from airfsm.core.at import AtChannel, AtResponse, AtResult
+from airfsm.core.at import AtChannel, AtResponse
+from airfsm.core.codes import AtResult
 from bench.figure import QUICK_RUNS, Figure, from_runs, main, runs_for
 
 CHUNK = 512

@@ -14,13 +14,13 @@ from airfsm.core.at import (
     URC_PREFIXES,
     AtChannel,
     AtResponse,
-    AtResult,
     is_final_code,
     msub_cache_slot,
     msub_topic,
     payload_stall_ms,
     response_prefix,
 )
+from airfsm.core.codes import AtResult
 from airfsm.core.timebase import Xorshift32, ms_add
 
 NOW = 1000

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, FailReason, MemoryOutbox, PubPhase
-from airfsm.core.table import MACHINE, State
+from airfsm.core.codes import FailReason, PubPhase, State
+from airfsm.core.controller import Controller, MemoryOutbox
+from airfsm.core.table import MACHINE
 from airfsm.core.timebase import backoff_ms, ms_add, ms_diff
 from airfsm.host import log
 from airfsm.host.serial import memory_pair

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.table import MACHINE, State, edges
+from airfsm.core.codes import State
+from airfsm.core.table import MACHINE, edges
 from airfsm.tools.ctable import render_header
 
 PROGRAM = r"""

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from airfsm.core.controller import MemoryOutbox, PubPhase
+from airfsm.core.codes import PubPhase
+from airfsm.core.controller import MemoryOutbox
 from airfsm.core.messages import DeadLetter
 from airfsm.host.gateway import TICK_BUSY_TIMEOUT_MS, GatewayOutbox, StoreFaults
 from airfsm.host.store import SqliteOutbox, db_path

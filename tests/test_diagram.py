@@ -13,17 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from airfsm.core.codes import Check, State, Trigger
 from airfsm.core.controller import _LINK_URCS
-from airfsm.core.table import (
-    LIVENESS_PROBE,
-    MACHINE,
-    Check,
-    State,
-    StateSpec,
-    Step,
-    Trigger,
-    edges,
-)
+from airfsm.core.table import LIVENESS_PROBE, MACHINE, StateSpec, Step, edges
 from airfsm.tools import diagram
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
+from airfsm.core.codes import State
 from airfsm.core.controller import Controller, Settings
-from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE, State
+from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE
 from airfsm.core.timebase import ms_diff
 from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault

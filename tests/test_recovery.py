@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.controller import PubPhase
-from airfsm.core.table import MACHINE, State
+from airfsm.core.codes import PubPhase, State
+from airfsm.core.table import MACHINE
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import memory_pair
 from airfsm.host.store import SqliteOutbox, StoreError, db_path

@@ -17,8 +17,8 @@ from typing import Any, NoReturn, TextIO
 
 from airfsm.core import aliyun
 from airfsm.core.at import MAX_TIMEOUT_MS
-from airfsm.core.controller import Controller, FailReason, Settings
-from airfsm.core.table import State
+from airfsm.core.codes import FailReason, State
+from airfsm.core.controller import Controller, Settings
 from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log
 from airfsm.host.config import STANDARD_BAUDS

@@ -105,6 +105,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
+from airfsm.core.codes import AtResult
 from airfsm.core.textparse import MAX_UINT_DIGITS, hex_value, is_digit, parse_uint
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest, ms_reached
 
@@ -137,14 +138,6 @@ _COLON = 0x3A
 _GT = 0x3E
 _PLUS = 0x2B
 _TILDE = 0x7E
-
-
-class AtResult(IntEnum):
-    OK = 0
-    ERROR = 1
-    CME_ERROR = 2
-    TIMEOUT = 3
-    PROMPT = 4
 
 
 # Unsolicited lines, matched as prefixes at the start of a line (PROTOCOL.md "URCs").

@@ -20,18 +20,29 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 from typing import Any
 
 from airfsm.core import aliyun, payload
 from airfsm.core.at import (
     AtChannel,
     AtResponse,
-    AtResult,
     is_final_code,
     is_msub_message,
     msub_cache_slot,
     msub_topic,
+)
+from airfsm.core.codes import (
+    AtResult,
+    Check,
+    Cond,
+    FailReason,
+    KeepalivePhase,
+    Outcome,
+    Phase,
+    PubPhase,
+    Purpose,
+    State,
+    Trigger,
 )
 from airfsm.core.hal import Port, PortLost
 from airfsm.core.messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
@@ -44,14 +55,9 @@ from airfsm.core.table import (
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
-    Check,
-    Cond,
     Edge,
-    Outcome,
-    State,
     StateSpec,
     Step,
-    Trigger,
     build_machine,
     edge_table,
 )
@@ -79,49 +85,6 @@ IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, w
 CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
 # The outbox refused a call (locked, disk full, read-only): touch it again after this backoff.
 STORE_BACKOFF_MS = (250, 30_000)
-
-
-class FailReason(IntEnum):
-    NONE = 0
-    FIRMWARE = 1  # older than V409: cannot talk to Alibaba Cloud
-    CREDENTIALS = 2  # the auth server keeps rejecting the triple
-    NO_RESPONSE = 3  # the module never answered AT
-    INTERNAL = 4  # a bug: an exception inside tick()
-
-
-class Purpose(IntEnum):
-    """What the command in flight is for, so its answer goes to the right handler."""
-
-    NONE = 0
-    STEP = 1  # a step of the current state's script
-    PUBLISH = 2  # AT+MPUB of the outbox head
-    PROBE = 3  # AT+MQTTSTATU liveness probe
-    MODE = 4  # AT+MQTTMODE switch for hex payloads
-    STOP = 6  # AT+MDISCONNECT on shutdown
-    DISCARD = 5  # sent in a state we have since left: ignore its answer
-    KEEPALIVE = 7  # AT+MSUB re-sent to keep an old firmware's MQTT session alive
-    CACHE_READ = 8  # AT+MQTTMSGGET after a cache-mode notice
-
-
-class Phase(IntEnum):
-    """Where the current step is."""
-
-    IDLE = 0  # ready to send the step at step_index
-    WAIT_FINAL = 1  # command in flight
-    WAIT_URC = 2  # OK received, waiting for the wanted URC until urc_deadline
-    WAIT_UNTIL = 3  # backoff or poll interval: nothing to do until resume_at
-
-
-class PubPhase(IntEnum):
-    NONE = 0  # nothing in flight
-    WAIT_OK = 1  # AT+MPUB sent
-    WAIT_PUBACK = 2  # QoS1: OK received, PUBACK due by puback_deadline
-
-
-class KeepalivePhase(IntEnum):
-    NONE = 0  # nothing in flight
-    WAIT_OK = 1  # AT+MSUB (SESSION_KEEPALIVE) sent
-    WAIT_SUBACK = 2  # OK received, SUBACK due by keepalive_deadline
 
 
 # Link-loss URCs: prefix -> the trigger it raises. Priority: a reboot beats a lost bearer beats

@@ -24,68 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from transitions import Machine
 
-
-class State(IntEnum):
-    AUTOBAUD = 0
-    VERSION_CHECK = 1
-    ATTACH = 2
-    BEARER = 3
-    HTTP_AUTH = 4
-    MQTT_CONNECT = 5
-    ONLINE = 6
-    FAILED = 7
-
-
-class Trigger(IntEnum):
-    DONE = 0  # every step of the state passed: go to the next state
-    RETRY = 1  # a step failed and attempts are left: run the state again after backoff
-    EXHAUSTED = 2  # attempts used up: escalate
-    FATAL = 3  # nothing can help (old firmware, credentials rejected for good, module mute)
-    MQTT_LOST = 4  # CLOSED, MQTT status 0/2, a silent module in ONLINE
-    BEARER_LOST = 5  # +CGATT: 0, PDP deactivated, bearer closed
-    REBOOTED = 6  # RDY: the module restarted and lost all its state
-    TOKEN_REJECTED = 7  # MCONNECT refused (or the token is too old): fetch a fresh one
-    WATCHDOG = 8  # not ONLINE for too long: reset the module
-    PORT_LOST = 9  # the serial port vanished (USB unplugged) and was reopened
-    HARDWARE_RESET = 10  # retries used up, the RESET pin was pulsed: start the state over
-
-
-class Outcome(IntEnum):
-    PASS = 0
-    NOT_YET = 1
-    FAIL = 2
-    REJECTED = 3
-    FATAL = 4
-
-
-class Check(IntEnum):
-    """How a step's answer is judged (the controller's `switch`)."""
-
-    OK = 0  # final OK passes, anything else fails
-    ANY = 1  # clean-up: any final code, even a timeout, passes
-    VERSION = 2  # firmware version >= MIN_FIRMWARE, read from either AT+CGMR form
-    SIM_READY = 3  # +CPIN: READY; SIM busy / not inserted: not yet
-    SIGNAL = 4  # +CSQ: informational, always passes once answered
-    ATTACHED = 5  # +CGATT: 1; +CGATT: 0: not yet
-    BEARER_OPEN = 6  # OK, or ERROR because the bearer is already open: the query decides
-    BEARER_QUERY = 7  # +SAPBR: 1,1,"ip"; status 0 (connecting): not yet
-    HTTP_STATUS = 8  # +HTTPACTION: 1,200,<len>
-    AUTH_REPLY = 9  # +HTTPREAD body: code 200 with iotId and iotToken
-    MQTT_STATUS = 10  # +MQTTSTATU :1
-
-
-class Cond(IntEnum):
-    """When a step runs at all."""
-
-    ALWAYS = 0
-    RESET_REQUESTED = 1  # only when the edge into the state asked for a module reset
-    RETRYING = 2  # only when the state runs again after a failure (attempt 2 and later)
-
+from airfsm.core.codes import Check, Cond, State, Trigger
 
 COND_DESCRIPTIONS = {
     Cond.RESET_REQUESTED: "only after an edge that resets the module",

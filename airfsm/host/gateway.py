@@ -48,10 +48,11 @@ from typing import Any, TextIO, TypeVar
 
 from airfsm.cli import FAIL_EXIT, CliError, Exit, add_connection_options
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, FailReason, Settings
+from airfsm.core.codes import FailReason, State
+from airfsm.core.controller import Controller, Settings
 from airfsm.core.messages import InboundMessage, OutboundMessage, OutboxUnavailable
 from airfsm.core.payload import QOS_LEVELS, resolve_topic
-from airfsm.core.table import MACHINE, State, StateSpec
+from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
 from airfsm.host import log
 from airfsm.host.config import (

@@ -18,6 +18,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from airfsm.core.codes import Check, Cond, State, Trigger
 from airfsm.core.table import (
     CACHE_READ,
     ESCALATION_BACKOFF_MS,
@@ -27,12 +28,8 @@ from airfsm.core.table import (
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
-    Check,
-    Cond,
-    State,
     StateSpec,
     Step,
-    Trigger,
     edges,
 )
 

@@ -51,7 +51,8 @@ from transitions.extensions.diagrams_base import BaseGraph
 from transitions.extensions.diagrams_graphviz import Graph
 
 from airfsm.core import aliyun, payload
-from airfsm.core.controller import CONTENT_TYPE, FailReason, Settings
+from airfsm.core.codes import Check, Cond, FailReason, State, Trigger
+from airfsm.core.controller import CONTENT_TYPE, Settings
 from airfsm.core.table import (
     CACHE_READ,
     COND_DESCRIPTIONS,
@@ -62,13 +63,9 @@ from airfsm.core.table import (
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
-    Check,
-    Cond,
     Edge,
-    State,
     StateSpec,
     Step,
-    Trigger,
     build_machine,
     edges,
 )
