@@ -163,7 +163,7 @@ class _Record:
         if resp.data:
             self.bodies.append(resp.data)
 
-    def on_urc(self, line: bytes, data: bytes) -> None:
+    def on_urc(self, _urc: int, line: bytes, data: bytes) -> None:
         self.urcs += 1
         if data:
             self.payloads.append(data)

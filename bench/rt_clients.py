@@ -68,7 +68,7 @@ def client_airfsm(path: str) -> Callable[[], None]:
     def on_response(_resp: AtResponse) -> None:
         done[0] = True
 
-    channel = AtChannel(port.write, on_response, lambda _line, _data: None)
+    channel = AtChannel(port.write, on_response, lambda _urc, _line, _data: None)
 
     def round_trip() -> None:
         done[0] = False

@@ -11,7 +11,6 @@ from airfsm.core.at import (
     LINE_CAPACITY,
     MAX_INFO_LINES,
     PAYLOAD_STALL_FLOOR_MS,
-    URC_PREFIXES,
     AtChannel,
     AtResponse,
     is_final_code,
@@ -20,7 +19,8 @@ from airfsm.core.at import (
     payload_stall_ms,
     response_prefix,
 )
-from airfsm.core.codes import AtResult
+from airfsm.core.codes import AtResult, UrcKind
+from airfsm.core.table import URC_NONE, Urc, urc_id
 from airfsm.core.timebase import Xorshift32, ms_add
 
 NOW = 1000
@@ -56,6 +56,7 @@ class Harness:
         self.busy_in_callback: list[bool] = []
         self.truncated_flags: list[bool] = []  # AtResponse.truncated of every response
         self.truncations: list[tuple[bytes, int, int]] = []  # on_truncated calls
+        self.urc_ids: list[int] = []  # the URC table rows of the on_urc calls
         kwargs.setdefault("on_truncated", lambda *t: self.truncations.append(t))
         self.ch = AtChannel(self.written.append, self._on_response, self._on_urc, **kwargs)  # type: ignore[arg-type]
 
@@ -64,7 +65,13 @@ class Harness:
         self.truncated_flags.append(r.truncated)
         self.events.append(("rsp", r.command, r.result, r.cme_error, tuple(r.lines), r.data))
 
-    def _on_urc(self, line: bytes, data: bytes) -> None:
+    def _on_urc(self, urc: int, line: bytes, data: bytes) -> None:
+        # The row of the URC table the channel says the line is: the one its prefix names.
+        if urc == URC_NONE:
+            assert self.ch._final_urc, line  # only a final code passed on after an OK
+        else:
+            assert line.startswith(self.ch._urcs[urc].prefix), (urc, line)
+        self.urc_ids.append(urc)
         self.events.append(("urc", line, data))
 
     def feed(self, stream: bytes, cuts: list[int] | None = None, now: int = NOW) -> None:
@@ -521,13 +528,14 @@ REQUIRED_URCS = [
 
 @pytest.mark.parametrize("prefix", REQUIRED_URCS)
 def test_required_urc_is_delivered_idle_and_during_a_command(prefix: bytes) -> None:
-    assert prefix in URC_PREFIXES
+    assert urc_id(prefix) != URC_NONE
     line = prefix + (b" 1" if prefix.endswith(b":") else b"")
     h = Harness()
     h.feed(frame(line))
     h.ch.send(b"AT", NOW, TIMEOUT)
     h.feed(frame(line, b"OK"))
     assert h.events == [urc(line), urc(line), rsp(b"AT")]
+    assert h.urc_ids == [urc_id(prefix)] * 2  # the row the prefix names, idle or not
     assert h.ch.urcs == 2
     assert h.ch.stray_lines == 0
 
@@ -541,9 +549,10 @@ def test_stray_lines_are_counted_and_not_delivered() -> None:
 
 
 def test_custom_urc_table() -> None:
-    h = Harness(urc_prefixes=(b"+FOO:", b""))  # an empty prefix must not match everything
+    # an empty prefix must not match everything
+    h = Harness(urcs=(Urc(b"+FOO:", UrcKind.NOTICE), Urc(b"", UrcKind.NOTICE)))
     h.feed(frame(b"+FOO: 1", b"CLOSED"))
-    assert h.events == [urc(b"+FOO: 1")]
+    assert h.events == [urc(b"+FOO: 1")] and h.urc_ids == [0]
     assert h.ch.stray_lines == 1
 
 

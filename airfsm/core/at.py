@@ -34,15 +34,16 @@ With a command in flight:
                 on_response(PROMPT); the command stays in flight for send_data().
   4. own line   a line `<prefix>:` or `<prefix> :` where <prefix> comes from the command
                 (`AT+CGATT?` -> `+CGATT`) is an info line of the response, even though
-                `+CGATT:` is also in the URC table. Exception: URC_ONLY_PREFIXES (`+HTTPACTION:`,
-                `+MSUB:`) are never answers, only URCs, whatever command is in flight.
+                `+CGATT:` is also in the URC table. Exception: the table's urc_only rows
+                (`+HTTPACTION:`, `+MSUB:`) are never answers, whatever command is in flight.
 With no command in flight:
   2'. final     a final code is a late answer of a command that timed out (counted stray) -
                 except when the last command was sent with final_urc and answered OK: then
                 the first final code after it is that command's outcome, reported as a URC
                 (AT+MCONNECT answers OK, then `CONNACK OK` or, refused, a bare `ERROR`).
 With or without a command in flight:
-  5. URC        a line starting with a URC_PREFIXES entry: on_urc(line, b""), without touching
+  5. URC        a line starting with a prefix of the URC table (`airfsm.core.table.URCS`, the
+                one table the controller reads too): on_urc(row, line, b""), without touching
                 the response being assembled (URCs do arrive between a command and its OK).
   6. the rest   with a command in flight: an info line of its response (at most
                 MAX_INFO_LINES kept); with none: a stray line, only counted.
@@ -57,7 +58,7 @@ Decisions that cannot wait for a line end, because the module does not send one
     send `> ` and then wait for the body).
   * `+MSUB: <topic>,<n> byte,<payload>`: the payload follows in the same line. When a `,`
     completes `byte,` on a `+MSUB:` line, the line so far is the header; the next n bytes are
-    read raw and delivered as on_urc(header, payload). The header stays in the line buffer
+    read raw and delivered as on_urc(MSUB row, header, payload). The header stays in the line buffer
     meanwhile (no copy in C). Decided by shape alone: it is always a URC (step 5). In hex mode
     the module sends 2n hex digits for n bytes (`+MSUB: "/t",3 byte,313233`): delivered
     decoded.
@@ -105,7 +106,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
-from airfsm.core.codes import AtResult
+from airfsm.core.codes import AtResult, UrcKind
+from airfsm.core.table import URC_NONE, URCS, Urc
 from airfsm.core.textparse import MAX_UINT_DIGITS, hex_value, is_digit, parse_uint
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest, ms_reached
 
@@ -139,40 +141,6 @@ _GT = 0x3E
 _PLUS = 0x2B
 _TILDE = 0x7E
 
-
-# Unsolicited lines, matched as prefixes at the start of a line (PROTOCOL.md "URCs").
-URC_PREFIXES: tuple[bytes, ...] = (
-    # boot: any of these means the module (re)started
-    b"RDY",
-    b"+CFUN:",
-    b"+CPIN:",
-    b"SMS Ready",
-    # registration, attach and bearer
-    b"+CGATT:",
-    b"+CGREG:",
-    b"+CEREG:",
-    b"+PDP DEACT",
-    b"+CGEV:",
-    b"+SAPBR 1: DEACT",
-    # HTTP
-    b"+HTTPACTION:",
-    # TLS/TCP link and MQTT session
-    b"CONNECT OK",
-    b"CONNECT FAIL",
-    b"ALREADY CONNECT",
-    b"STATE:",
-    b"CLOSED",
-    b"CONNACK OK",
-    b"SUBACK",
-    b"UNSUBACK",
-    b"PUBACK",
-    b"+MSUB:",
-)
-
-# Lines that are never the answer of a command, so step 4 (own prefix) must not claim them:
-# AT+HTTPACTION=1 answers OK and then reports +HTTPACTION as a URC; if that URC raced ahead of
-# the OK it would otherwise vanish into the response while the controller waits for the URC.
-URC_ONLY_PREFIXES: tuple[bytes, ...] = (b"+HTTPACTION:", b"+MSUB:")
 
 # Final result codes: (text, result, followed by a numeric code). Exact lines when no code.
 # `ERROR: <n>` is how the HTTP commands refuse (a final answer, not an info line); `ERROR`
@@ -368,6 +336,9 @@ def payload_stall_ms(baud: int) -> int:
 
 
 TruncatedCallback = Callable[[bytes, int, int], None]
+# on_urc(urc, line, payload): `urc` is the row of the URC table the line matched (URC_NONE for a
+# final code that no FINAL row names), `payload` the bytes of a length-counted +MSUB message.
+UrcCallback = Callable[[int, bytes, bytes], None]
 
 
 class AtChannel:
@@ -377,8 +348,8 @@ class AtChannel:
         self,
         write: Callable[[bytes], None],
         on_response: Callable[[AtResponse], None],
-        on_urc: Callable[[bytes, bytes], None],
-        urc_prefixes: Sequence[bytes] = URC_PREFIXES,
+        on_urc: UrcCallback,
+        urcs: Sequence[Urc] = URCS,
         *,
         on_truncated: TruncatedCallback | None = None,
         baud: int = DEFAULT_BAUD,
@@ -389,8 +360,12 @@ class AtChannel:
         # on_truncated(header line, declared length, bytes received) for a payload that came
         # short; the payload itself is dropped (module docstring).
         self._on_truncated = on_truncated
-        # an empty prefix would match every line
-        self._urc_prefixes: tuple[bytes, ...] = tuple(bytes(p) for p in urc_prefixes if p)
+        # The URC table: matched by prefix in order (its FINAL rows only name final codes that
+        # are passed on after an OK); URC_ONLY rows are never a command's own answer line.
+        self._urcs = tuple(urcs)
+        self._urc_only = tuple(u.prefix for u in self._urcs if u.urc_only)
+        self._msub_urc = next((i for i, u in enumerate(self._urcs) if u.kind == UrcKind.MSUB),
+                              URC_NONE)
         self._baud = max(baud, 1)
         self.stall_ms = payload_stall_ms(self._baud)
 
@@ -681,15 +656,16 @@ class AtChannel:
             if self._final_urc_awaited:
                 self._final_urc_awaited = False
                 self.urcs += 1
-                self._on_urc(bytes(line[s:n]), b"")
+                self._on_urc(self._match_urc(s, n, UrcKind.FINAL), bytes(line[s:n]), b"")
             else:
                 self.stray_lines += 1
             return
         if not own:
             # 5. URC
-            if self._is_urc(s, n):
+            urc = self._match_urc(s, n)
+            if urc != URC_NONE:
                 self.urcs += 1
-                self._on_urc(bytes(line[s:n]), b"")
+                self._on_urc(urc, bytes(line[s:n]), b"")
             # 6. info line (as received) or stray
             elif self._active:
                 self._add_info_line(0, n)
@@ -713,10 +689,17 @@ class AtChannel:
         if not (line[after] == _COLON
                 or (line[after] == _SP and n > after + 1 and line[after + 1] == _COLON)):
             return False
-        return not any(line.startswith(urc, s, n) for urc in URC_ONLY_PREFIXES)
+        return not any(line.startswith(urc, s, n) for urc in self._urc_only)
 
-    def _is_urc(self, s: int, n: int) -> bool:
-        return any(self._line.startswith(prefix, s, n) for prefix in self._urc_prefixes)
+    def _match_urc(self, s: int, n: int, kind: UrcKind | None = None) -> int:
+        """The first row of the URC table that _line[s:n] starts with: of the FINAL rows when
+        `kind` is FINAL, else of the others. URC_NONE when none."""
+        line = self._line
+        for index, row in enumerate(self._urcs):
+            if (row.prefix and (row.kind == UrcKind.FINAL) == (kind == UrcKind.FINAL)
+                    and line.startswith(row.prefix, s, n)):
+                return index
+        return URC_NONE
 
     def _add_info_line(self, s: int, n: int) -> None:
         lines = self._response.lines
@@ -829,7 +812,7 @@ class AtChannel:
             payload = bytes(hex_value(payload[i]) << 4 | hex_value(payload[i + 1])
                             for i in range(0, len(payload) - 1, 2))
         self.urcs += 1
-        self._on_urc(bytes(self._line[:self._header_len]), payload)
+        self._on_urc(self._msub_urc, bytes(self._line[:self._header_len]), payload)
 
     def _end_payload(self) -> None:
         """Back to assembling lines; the data buffer is free again."""

@@ -26,7 +26,6 @@ from airfsm.core import aliyun, payload
 from airfsm.core.at import (
     AtChannel,
     AtResponse,
-    is_final_code,
     is_msub_message,
     msub_cache_slot,
     msub_topic,
@@ -43,6 +42,7 @@ from airfsm.core.codes import (
     Purpose,
     State,
     Trigger,
+    UrcKind,
 )
 from airfsm.core.hal import Port, PortLost
 from airfsm.core.messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
@@ -55,11 +55,14 @@ from airfsm.core.table import (
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
+    URC_NONE,
+    URCS,
     Edge,
     StateSpec,
     Step,
     build_machine,
     edge_table,
+    link_priority,
 )
 from airfsm.core.textparse import field_span, field_uint
 from airfsm.core.timebase import (
@@ -85,25 +88,6 @@ IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, w
 CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
 # The outbox refused a call (locked, disk full, read-only): touch it again after this backoff.
 STORE_BACKOFF_MS = (250, 30_000)
-
-
-# Link-loss URCs: prefix -> the trigger it raises. Priority: a reboot beats a lost bearer beats
-# a lost MQTT session, because the bigger loss implies the smaller ones.
-_LINK_URCS: tuple[tuple[bytes, Trigger], ...] = (
-    (b"RDY", Trigger.REBOOTED),
-    (b"+CGATT: 0", Trigger.BEARER_LOST),
-    (b"+CGATT:0", Trigger.BEARER_LOST),
-    (b"+PDP DEACT", Trigger.BEARER_LOST),
-    (b"+SAPBR 1: DEACT", Trigger.BEARER_LOST),
-    (b"+CGEV: NW PDN DEACT", Trigger.BEARER_LOST),
-    (b"+CGEV: ME PDN DEACT", Trigger.BEARER_LOST),
-    # 3GPP TS 27.007 +CGEV: the packet domain detached, by the module or by the network
-    (b"+CGEV: ME DETACH", Trigger.BEARER_LOST),
-    (b"+CGEV: NW DETACH", Trigger.BEARER_LOST),
-    (b"CLOSED", Trigger.MQTT_LOST),
-)
-_PRIORITY = {Trigger.PORT_LOST: 4, Trigger.REBOOTED: 3, Trigger.BEARER_LOST: 2,
-             Trigger.MQTT_LOST: 1}
 
 
 @dataclass
@@ -374,7 +358,8 @@ class Controller:
         self._resume_at = self._now
         self._urc_deadline = self._now
         self._polls = 0
-        self._urc_seen: bytes = b""  # a wanted/failing URC that came before the final code
+        self._urc_seen = URC_NONE  # a wanted/failing URC that came before the final code ...
+        self._urc_seen_line = b""  # ... and its line (the +HTTPACTION status is in it)
         self._body_due = False
         self._outcome: Outcome | None = None  # recorded by callbacks, applied by _process
         self._link_event: Trigger | None = None
@@ -723,7 +708,7 @@ class Controller:
         self.entered_at = now
         self.step_index = 0
         self._polls = 0
-        self._urc_seen = b""
+        self._urc_seen = URC_NONE
         self._body_due = False
         self._outcome = None
         if edge is not None and edge.reset_module:
@@ -795,7 +780,7 @@ class Controller:
         if (self.state, trigger) not in self._edges:
             return
         current = self._link_event
-        if current is None or _PRIORITY.get(trigger, 0) > _PRIORITY.get(current, 0):
+        if current is None or link_priority(trigger) > link_priority(current):
             self._link_event = trigger
 
     # ------------------------------------------------------------------ sending
@@ -844,13 +829,12 @@ class Controller:
 
     def _send_step(self, step: Step) -> None:
         command = step.command.format_map(self._template_values())
-        self._urc_seen = b""
+        self._urc_seen = URC_NONE
         self.phase = Phase.WAIT_FINAL
         # A step that waits for a bare final code as its URC (AT+MCONNECT: OK, then ERROR when
         # refused) asks the channel to pass that code on rather than count it stray.
-        final_urc = any(is_final_code(u.encode("ascii")) for u in step.urc_ok + step.urc_fail)
         self._send(command.encode("ascii"), step.timeout_ms, Purpose.STEP, prompt=step.prompt,
-                   final_urc=final_urc)
+                   final_urc=step.final_urc)
 
     def _send(self, command: bytes, timeout_ms: int, purpose: Purpose, *,
               prompt: bool = False, final_urc: bool = False) -> None:
@@ -933,14 +917,17 @@ class Controller:
         if outcome != Outcome.PASS or not (step.urc_ok or step.urc_fail):
             self._record(outcome, why)
             return
-        if self._urc_seen:  # the URC overtook the final code
-            self._judge_urc(step, self._urc_seen)
+        if self._urc_seen != URC_NONE:  # the URC overtook the final code
+            self._judge_urc(step, self._urc_seen, self._urc_seen_line)
             return
         self.phase = Phase.WAIT_URC
         self._urc_deadline = ms_add(self._now, step.urc_timeout_ms)
 
-    def _on_urc(self, line: bytes, data: bytes) -> None:
-        if line.startswith(b"+MSUB"):
+    def _on_urc(self, urc: int, line: bytes, data: bytes) -> None:
+        """What a URC means, by its row of the URC table: a message, a step's awaited URC, a
+        PUBACK, a keepalive's SUBACK, a link loss - in that order."""
+        row = URCS[urc] if urc != URC_NONE else None
+        if row is not None and row.kind == UrcKind.MSUB:
             slot = msub_cache_slot(line)
             if slot >= 0:
                 # AT+MQTTMSGSET=1 after all: the module keeps the message; fetch it.
@@ -958,27 +945,30 @@ class Controller:
             return
         step = self._step()
         if (step is not None and self.phase in (Phase.WAIT_FINAL, Phase.WAIT_URC)
-                and _matches(line, step.urc_ok + step.urc_fail)):
+                and (urc in step.urc_ok_ids or urc in step.urc_fail_ids)):
             if self.phase == Phase.WAIT_URC:
-                self._judge_urc(step, line)
+                self._judge_urc(step, urc, line)
             else:
-                self._urc_seen = bytes(line)
+                self._urc_seen = urc
+                self._urc_seen_line = bytes(line)
             return
-        if line.startswith(b"PUBACK"):
+        if row is None:
+            self.log.debug("urc", urc=log.redact(line.decode("latin-1")), state=self.state.name)
+            return
+        if row.kind == UrcKind.PUBACK:
             self._session_proof_at = self._now
             self._on_puback()
             return
-        if line.startswith(b"SUBACK") and self.keepalive_phase != KeepalivePhase.NONE:
+        if urc in SESSION_KEEPALIVE.urc_ok_ids and self.keepalive_phase != KeepalivePhase.NONE:
             self._on_keepalive_suback()
             return
-        for prefix, trigger in _LINK_URCS:
-            if line.startswith(prefix):
-                if trigger == Trigger.REBOOTED and self.state == State.AUTOBAUD:
-                    return  # boot URCs are what AUTOBAUD expects
-                self.log.info("link_urc", urc=log.redact(line.decode("latin-1")),
-                              state=self.state.name)
-                self._raise_link(trigger)
-                return
+        if row.trigger is not None:
+            if row.trigger == Trigger.REBOOTED and self.state == State.AUTOBAUD:
+                return  # boot URCs are what AUTOBAUD expects
+            self.log.info("link_urc", urc=log.redact(line.decode("latin-1")),
+                          state=self.state.name)
+            self._raise_link(row.trigger)
+            return
         self.log.debug("urc", urc=log.redact(line.decode("latin-1")), state=self.state.name)
 
     def _on_truncated(self, header: bytes, declared: int, received: int) -> None:
@@ -1046,8 +1036,8 @@ class Controller:
             return (Outcome.PASS, "") if status == 1 else (Outcome.FAIL, f"mqtt status {status}")
         return Outcome.FAIL, "unknown check"
 
-    def _judge_urc(self, step: Step, line: bytes) -> None:
-        if _matches(line, step.urc_fail):
+    def _judge_urc(self, step: Step, urc: int, line: bytes) -> None:
+        if urc in step.urc_fail_ids:
             self._record(Outcome.FAIL, line.decode("latin-1"))
             return
         if step.check == Check.HTTP_STATUS:
@@ -1456,10 +1446,6 @@ class Controller:
     def _step_name(self) -> str | None:
         step = self._step()
         return step.name if step is not None else None
-
-
-def _matches(line: bytes, prefixes: tuple[str, ...]) -> bool:
-    return any(line.startswith(p.encode("ascii")) for p in prefixes)
 
 
 def _find(resp: AtResponse, prefix: bytes) -> bytes | None:

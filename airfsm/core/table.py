@@ -23,12 +23,12 @@ FATAL (FAILED at once: no retry can help).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from transitions import Machine
 
-from airfsm.core.codes import Check, Cond, State, Trigger
+from airfsm.core.codes import Check, Cond, State, Trigger, UrcKind
 
 COND_DESCRIPTIONS = {
     Cond.RESET_REQUESTED: "only after an edge that resets the module",
@@ -40,6 +40,87 @@ MIN_FIRMWARE = 409  # "AirM2M_Air72xUy_V409_LTE_AT": older builds cannot do Alib
 # From V838 the module sends MQTT PINGREQ itself and reports CLOSED when the server closes;
 # before it, the controller keeps the session alive (docs/FIRMWARE.md).
 FIRMWARE_HEARTBEAT = 838
+
+
+# The one URC table: every unsolicited line the module sends, matched as a prefix at the start
+# of a line, first match wins (so a specific prefix comes before the general one it extends). The
+# AT channel reads it to tell URCs from answers (`airfsm.core.at`), the controller to act on them
+# (by the row's kind and trigger), the steps to name the URCs they wait for (PROTOCOL.md "URCs").
+@dataclass(frozen=True)
+class Urc:
+    prefix: bytes
+    kind: UrcKind
+    trigger: Trigger | None = None  # LINK: the link event the line raises
+    # Never the answer line of a command, whatever command is in flight: AT+HTTPACTION=1 answers
+    # OK and then reports +HTTPACTION as a URC; had that URC raced ahead of the OK it would
+    # otherwise vanish into the response while the controller waits for it.
+    urc_only: bool = False
+
+
+# fmt: off
+URCS: tuple[Urc, ...] = (
+    # boot: the module (re)started - RDY means it lost every state it had
+    Urc(b"RDY", UrcKind.LINK, Trigger.REBOOTED),
+    Urc(b"+CFUN:", UrcKind.BOOT),
+    Urc(b"+CPIN:", UrcKind.BOOT),
+    Urc(b"SMS Ready", UrcKind.BOOT),
+    # registration, attach and bearer
+    Urc(b"+CGATT: 0", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGATT:0", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGATT:", UrcKind.NOTICE),
+    Urc(b"+CGREG:", UrcKind.NOTICE),
+    Urc(b"+CEREG:", UrcKind.NOTICE),
+    Urc(b"+PDP DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV: NW PDN DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV: ME PDN DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    # 3GPP TS 27.007 +CGEV: the packet domain detached, by the module or by the network
+    Urc(b"+CGEV: ME DETACH", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV: NW DETACH", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV:", UrcKind.NOTICE),
+    Urc(b"+SAPBR 1: DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    # HTTP
+    Urc(b"+HTTPACTION:", UrcKind.STEP, urc_only=True),
+    # TLS/TCP link and MQTT session
+    Urc(b"CONNECT OK", UrcKind.STEP),
+    Urc(b"CONNECT FAIL", UrcKind.STEP),
+    Urc(b"ALREADY CONNECT", UrcKind.STEP),
+    Urc(b"STATE:", UrcKind.NOTICE),
+    Urc(b"CLOSED", UrcKind.LINK, Trigger.MQTT_LOST),
+    Urc(b"CONNACK OK", UrcKind.STEP),
+    Urc(b"SUBACK", UrcKind.STEP),
+    Urc(b"UNSUBACK", UrcKind.NOTICE),
+    Urc(b"PUBACK", UrcKind.PUBACK),
+    Urc(b"+MSUB:", UrcKind.MSUB, urc_only=True),
+    # A final code is never taken for a URC by its prefix; the channel reports it as this row
+    # only after the OK of a command that asked for it (AT+MCONNECT: OK, then ERROR if refused).
+    Urc(b"ERROR", UrcKind.FINAL),
+)
+# fmt: on
+URC_NONE = -1  # "no row of URCS": a line no row matches
+
+
+def urc_id(prefix: bytes | str, urcs: Sequence[Urc] = URCS) -> int:
+    """The index in `urcs` of the row whose prefix is exactly `prefix`; URC_NONE if none."""
+    key = prefix.encode("ascii") if isinstance(prefix, str) else prefix
+    for index, row in enumerate(urcs):
+        if row.prefix == key:
+            return index
+    return URC_NONE
+
+
+def _check_urcs(urcs: Sequence[Urc]) -> None:
+    for index, row in enumerate(urcs):
+        if not row.prefix:
+            raise ValueError("a URC row with an empty prefix would match every line")
+        if (row.kind == UrcKind.LINK) != (row.trigger is not None):
+            raise ValueError(f"URC {row.prefix!r}: a LINK row raises a trigger, no other does")
+        for earlier in urcs[:index]:
+            if row.prefix.startswith(earlier.prefix) and earlier.kind != UrcKind.FINAL:
+                raise ValueError(f"URC {row.prefix!r} can never match: {earlier.prefix!r} "
+                                 "comes first")
+
+
+_check_urcs(URCS)
 
 
 @dataclass(frozen=True)
@@ -57,6 +138,28 @@ class Step:
     on_fail: Trigger | None = None  # a failure of this step fires this at once instead of RETRY
     when: Cond = Cond.ALWAYS
     settle_ms: int = 0  # after it passes, wait this long before the next step
+    # Derived when the step is made (C: what the generated table holds): the rows of URCS that
+    # urc_ok and urc_fail name, and whether one of them is a bare final code the channel must
+    # pass on after the OK rather than count as stray.
+    urc_ok_ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    urc_fail_ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    final_urc: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ok = _urc_ids(self.name, self.urc_ok)
+        fail = _urc_ids(self.name, self.urc_fail)
+        object.__setattr__(self, "urc_ok_ids", ok)
+        object.__setattr__(self, "urc_fail_ids", fail)
+        object.__setattr__(self, "final_urc",
+                           any(URCS[i].kind == UrcKind.FINAL for i in (*ok, *fail)))
+
+
+def _urc_ids(step: str, names: tuple[str, ...]) -> tuple[int, ...]:
+    """The URCS rows a step names; a name that is no row would never be reported to it."""
+    ids = tuple(urc_id(name) for name in names)
+    if URC_NONE in ids:
+        raise ValueError(f"step {step}: {names[ids.index(URC_NONE)]!r} is not in URCS")
+    return ids
 
 
 @dataclass(frozen=True)
@@ -219,22 +322,45 @@ KEEPALIVE_FRACTION = (3, 4)  # of the keepalive: leaves a quarter for a busy cha
 # MQTTMSGGET, and its MQTT guide's example).
 CACHE_READ = Step("msgget", "AT+MQTTMSGGET", Check.OK, timeout_ms=5_000)
 
-# Events that interrupt whatever a state is doing. (trigger, sources, destination, reset module)
+@dataclass(frozen=True)
+class LinkEvent:
+    """An event that interrupts whatever a state is doing (a URC of URCS, the port, a timer)."""
+
+    trigger: Trigger
+    sources: tuple[State, ...]
+    dest: State
+    reset_module: bool  # AT+RESET on entering dest
+    # Several in one tick: the highest wins, as the bigger loss implies the smaller ones (a
+    # reboot loses the bearer, a lost bearer loses the MQTT session).
+    priority: int
+
+
 _AFTER_AUTOBAUD = (State.VERSION_CHECK, State.ATTACH, State.BEARER, State.HTTP_AUTH,
                    State.MQTT_CONNECT, State.ONLINE)
 _NETWORK_STATES = (State.HTTP_AUTH, State.MQTT_CONNECT, State.ONLINE)
-LINK_EVENTS: tuple[tuple[Trigger, tuple[State, ...], State, bool], ...] = (
-    (Trigger.MQTT_LOST, (State.ONLINE,), State.MQTT_CONNECT, False),
-    (Trigger.BEARER_LOST, (State.BEARER, *_NETWORK_STATES), State.ATTACH, False),
-    (Trigger.REBOOTED, _AFTER_AUTOBAUD, State.AUTOBAUD, False),
-    (Trigger.PORT_LOST, (State.AUTOBAUD, *_AFTER_AUTOBAUD), State.AUTOBAUD, False),
-    (Trigger.WATCHDOG, (State.AUTOBAUD, *_AFTER_AUTOBAUD[:-1]), State.AUTOBAUD, True),
+LINK_EVENTS: tuple[LinkEvent, ...] = (
+    LinkEvent(Trigger.MQTT_LOST, (State.ONLINE,), State.MQTT_CONNECT, False, priority=1),
+    LinkEvent(Trigger.BEARER_LOST, (State.BEARER, *_NETWORK_STATES), State.ATTACH, False,
+              priority=2),
+    LinkEvent(Trigger.REBOOTED, _AFTER_AUTOBAUD, State.AUTOBAUD, False, priority=3),
+    LinkEvent(Trigger.PORT_LOST, (State.AUTOBAUD, *_AFTER_AUTOBAUD), State.AUTOBAUD, False,
+              priority=4),
+    LinkEvent(Trigger.WATCHDOG, (State.AUTOBAUD, *_AFTER_AUTOBAUD[:-1]), State.AUTOBAUD, True,
+              priority=0),
 )
 # fmt: on
 
 
 def spec(state: State) -> StateSpec:
     return MACHINE[state]
+
+
+def link_priority(trigger: Trigger) -> int:
+    """How much a link event outranks others raised in the same tick (0: not a link event)."""
+    for event in LINK_EVENTS:
+        if event.trigger == trigger:
+            return event.priority
+    return 0
 
 
 @dataclass(frozen=True)
@@ -272,10 +398,10 @@ def edges(table: Sequence[StateSpec] = MACHINE) -> list[Edge]:
                 edge = Edge(step.on_fail, row.state, dest)
                 if edge not in out:
                     out.append(edge)
-    for trigger, sources, dest, reset in LINK_EVENTS:
-        for source in sources:
+    for event in LINK_EVENTS:
+        for source in event.sources:
             if any(s.state == source for s in table):
-                out.append(Edge(trigger, source, dest, reset))
+                out.append(Edge(event.trigger, source, event.dest, event.reset_module))
     return out
 
 
