@@ -70,9 +70,11 @@ def client_airfsm(path: str) -> Callable[[], None]:
 
     channel = AtChannel(port.write, on_response, lambda _urc, _line, _data: None)
 
+    command = bytearray(b"AT\r")  # with room for the CR the channel puts there
+
     def round_trip() -> None:
         done[0] = False
-        channel.send(b"AT", monotonic_ms(), 1_000)
+        channel.send(command, 2, monotonic_ms(), 1_000)
         while not done[0]:
             select.select([fd], [], [], 1.0)
             now = monotonic_ms()

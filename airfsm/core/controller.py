@@ -46,6 +46,13 @@ from airfsm.core.codes import (
 )
 from airfsm.core.hal import Port, PortLost
 from airfsm.core.messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
+from airfsm.core.settings import (
+    CMD_CAPACITY,
+    DATA_CAPACITY,
+    INFO_ARENA,
+    LINE_CAPACITY,
+    READ_CHUNK,
+)
 from airfsm.core.table import (
     CACHE_READ,
     ESCALATION_BACKOFF_MS,
@@ -82,7 +89,6 @@ MIN_KEEPALIVE_S = 30
 DEFAULT_KEEPALIVE_S = 120
 MAX_KEEPALIVE_S = 240
 BODY_WINDOW_MS = (1_000, 120_000)  # AT+HTTPDATA=<size>,<time>: time 1000-120000 ms
-READ_CHUNK = 512
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
 CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
@@ -323,8 +329,16 @@ class Controller:
         self.log = log.get_logger("airfsm.core.controller")
         log.register_secret(settings.identity.device_secret)
 
+        # The buffers of the tick, allocated once (C: arrays in the controller struct).
+        self._line_buf = bytearray(LINE_CAPACITY)
+        self._data_buf = bytearray(DATA_CAPACITY)
+        self._info_arena = bytearray(INFO_ARENA)
+        self._read_buf = bytearray(READ_CHUNK)
+        self._cmd_buf = bytearray(CMD_CAPACITY)
         self.channel = AtChannel(self._write, self._on_response, self._on_urc,
-                                 on_truncated=self._on_truncated, baud=settings.baud)
+                                 on_truncated=self._on_truncated, baud=settings.baud,
+                                 line_buf=self._line_buf, data_buf=self._data_buf,
+                                 info_arena=self._info_arena)
         self._edges = edge_table(table)
         self._model = _Model()
         self.machine = build_machine(self._model, self._on_transition, table)
@@ -551,7 +565,7 @@ class Controller:
             total += len(data)
             self.channel.feed(data, self._now)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: memoryview) -> None:
         if self.port_lost:
             return
         try:
@@ -596,7 +610,8 @@ class Controller:
             self._body_due = False
             step = self._step()
             if step is not None:
-                self.channel.send_data(self._auth_body, self._now, step.timeout_ms)
+                self.channel.send_data(self._auth_body, len(self._auth_body), self._now,
+                                       step.timeout_ms)
         if self._outcome is None:
             return
         outcome, self._outcome = self._outcome, None
@@ -841,7 +856,11 @@ class Controller:
         self._purpose = purpose
         self.log.debug("at_tx", command=log.redact(command.decode("latin-1")),
                        state=self.state.name)
-        self.channel.send(command, self._now, timeout_ms, expect_prompt=prompt,
+        n = len(command)
+        if n >= CMD_CAPACITY:
+            n = CMD_CAPACITY  # refused by the channel: no room for its CR
+        self._cmd_buf[:n] = command[:n]
+        self.channel.send(self._cmd_buf, n, self._now, timeout_ms, expect_prompt=prompt,
                           final_urc=final_urc)
 
     def _template_values(self) -> dict[str, object]:
@@ -881,7 +900,7 @@ class Controller:
             self._purpose = Purpose.NONE
         if resp.result == AtResult.TIMEOUT:
             self.counters.timeouts += 1
-            self.log.info("at_timeout", command=resp.command.decode("latin-1"),
+            self.log.info("at_timeout", command=bytes(resp.command).decode("latin-1"),
                           state=self.state.name)
         elif self.state == State.ONLINE:
             self._silence = 0

@@ -18,7 +18,7 @@ class Port(Protocol):
         """Up to `max_bytes` bytes that are already there; `b""` at once when none. PortLost."""
         ...
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send every byte of `data`. PortLost."""
         ...
 

@@ -108,7 +108,7 @@ class SerialPort:
             raise PortLost(f"{self.url}: read failed: {_reason(exc)}") from exc
         return bytes(data)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         ser = self._require_open()
         view = memoryview(data)
         while view:
@@ -240,7 +240,7 @@ class MemoryPort:
             raise PortLost(f"{self.name}: other end closed")
         return b""
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise PortLost(f"{self.name}: port is closed")
         peer = self._peer
