@@ -526,3 +526,21 @@ def test_a_probe_due_while_a_command_is_in_flight_asks_for_no_early_tick() -> No
     late = ms_add(c._next_probe_at, 1)  # the probe is due, the MPUB still waits
     assert ms_diff(in_flight_until, late) > 0
     assert ms_diff(c.tick(late), late) > 0  # not "now": nothing can start before the answer
+
+
+def test_an_auth_computes_its_sign_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the body and the secret to redact were signed separately (two HMACs)."""
+    near, _far = memory_pair()
+    c = Controller(near, seed_settings())
+    signs: list[str] = []
+    real_sign = aliyun.sign
+
+    def counting_sign(*args: object, **kwargs: object) -> str:
+        signs.append(real_sign(*args, **kwargs))  # type: ignore[arg-type]
+        return signs[-1]
+
+    monkeypatch.setattr(aliyun, "sign", counting_sign)
+    c._prepare_auth()
+    assert len(signs) == 1
+    assert f"sign={signs[0]}".encode() in c._auth_body
+    assert log.redact(f"x{signs[0]}y") == "x***y"  # the one sign is the secret registered

@@ -3,23 +3,36 @@ AT channel and the controller both read, the steps that name its rows, the link 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from airfsm.core.codes import Trigger, UrcKind
+from airfsm.core.codes import Placeholder, Trigger, UrcKind
+from airfsm.core.settings import CMD_CAPACITY
 from airfsm.core.table import (
     CACHE_READ,
+    EXPAND_FAILED,
     LINK_EVENTS,
     LIVENESS_PROBE,
     MACHINE,
+    ONLINE_STEPS,
+    PLACEHOLDER_MAX,
     SESSION_KEEPALIVE,
     URC_NONE,
     URCS,
     Step,
     Urc,
+    _check_command_room,
     _check_urcs,
+    expand,
+    expanded_max,
     link_priority,
+    split_template,
     urc_id,
 )
+
+NUMBERS = {Placeholder.BODY_LEN, Placeholder.BODY_WINDOW_MS, Placeholder.MQTT_PORT,
+           Placeholder.KEEPALIVE_S, Placeholder.SUB_QOS}
 
 # What the channel (at.py URC_PREFIXES) and the controller (_LINK_URCS) each listed before the
 # two became one table: the same lines are URCs, the same ones raise the same link events.
@@ -86,3 +99,63 @@ def test_a_urc_table_that_could_not_work_is_refused() -> None:
         _check_urcs((Urc(b"CLOSED", UrcKind.NOTICE, Trigger.MQTT_LOST),))
     assert urc_id("CLOSED") == urc_id(b"CLOSED") != URC_NONE
     assert urc_id(b"CLOSE") == URC_NONE
+
+
+# ---------------------------------------------------------------------- command templates
+
+# One value per placeholder at its bound, as text and as the value the controller holds.
+AT_BOUND: dict[Placeholder, bytes | int] = {
+    p: (10 ** PLACEHOLDER_MAX[p] - 1 if p in NUMBERS else b"v" * PLACEHOLDER_MAX[p])
+    for p in Placeholder}
+
+
+def as_text(values: dict[Placeholder, bytes | int]) -> dict[str, str]:
+    return {p.name.lower(): (str(v) if isinstance(v, int) else v.decode()) for p, v in
+            values.items()}
+
+
+def test_every_template_splits_into_pieces_and_expands_as_format_map_did() -> None:
+    values: dict[Placeholder, bytes | int] = {
+        p: (7 if p in NUMBERS else p.name.lower().encode() + b"-x") for p in Placeholder}
+    steps = [s for row in MACHINE for s in row.steps] + list(ONLINE_STEPS)
+    assert any(isinstance(p, Placeholder) for s in steps for p in s.pieces)
+    for step in steps:
+        out = bytearray(CMD_CAPACITY)
+        n = expand(step.pieces, [values[p] for p in Placeholder], out)
+        assert n >= 0 and out[:n] == step.command.format_map(as_text(values)).encode(), step.name
+        # At every bound at once it still fits the command buffer, with room for the CR.
+        n = expand(step.pieces, [AT_BOUND[p] for p in Placeholder], out)
+        assert 0 <= n == expanded_max(step.pieces) < CMD_CAPACITY, step.name
+
+
+def test_expand_refuses_a_value_over_its_bound_and_a_command_without_room() -> None:
+    pieces = split_template('AT+SAPBR=3,1,"APN","{apn}"')
+    assert pieces == (b'AT+SAPBR=3,1,"APN","', Placeholder.APN, b'"')
+    values: list[bytes | int] = [AT_BOUND[p] for p in Placeholder]
+    out = bytearray(CMD_CAPACITY)
+    assert expand(pieces, values, out) == 20 + 64 + 1
+    values[Placeholder.APN] = b"a" * 65
+    assert expand(pieces, values, out) == EXPAND_FAILED
+    values[Placeholder.APN] = b"cmnet"
+    assert expand(pieces, values, bytearray(26)) == EXPAND_FAILED  # 26 bytes, no room for CR
+    small = bytearray(27)
+    assert expand(pieces, values, small) == 26 and small[:26] == b'AT+SAPBR=3,1,"APN","cmnet"'
+    data = split_template("AT+HTTPDATA={body_len},{body_window_ms}")
+    values[Placeholder.BODY_LEN] = 10 ** PLACEHOLDER_MAX[Placeholder.BODY_LEN]  # one digit more
+    assert expand(data, values, out) == EXPAND_FAILED
+
+
+@pytest.mark.parametrize("template", ["AT+X={nope}", "AT+X={APN}", "AT+X={apn", "AT+X=apn}",
+                                      "AT+X=}{apn"])
+def test_a_template_that_cannot_be_expanded_is_refused_when_the_step_is_made(
+        template: str) -> None:
+    with pytest.raises(ValueError, match="template"):
+        Step("x", template)
+
+
+def test_a_table_whose_command_may_not_fit_the_command_buffer_is_refused() -> None:
+    long = Step("long", "AT+X=" + "x" * (CMD_CAPACITY - 5))
+    row = MACHINE[0]
+    with pytest.raises(ValueError, match="CMD_CAPACITY"):
+        _check_command_room((dataclasses.replace(row, steps=(long,)),))
+    _check_command_room(MACHINE)

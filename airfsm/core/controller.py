@@ -38,6 +38,7 @@ from airfsm.core.codes import (
     KeepalivePhase,
     Outcome,
     Phase,
+    Placeholder,
     PubPhase,
     Purpose,
     State,
@@ -55,13 +56,18 @@ from airfsm.core.settings import (
 )
 from airfsm.core.table import (
     CACHE_READ,
+    CONTENT_TYPE,
+    DISCONNECT,
     ESCALATION_BACKOFF_MS,
+    EXPAND_FAILED,
     FIRMWARE_HEARTBEAT,
+    HEX_MODE,
     KEEPALIVE_FRACTION,
     LIVENESS_PROBE,
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
+    TEXT_MODE,
     URC_NONE,
     URCS,
     Edge,
@@ -69,6 +75,7 @@ from airfsm.core.table import (
     Step,
     build_machine,
     edge_table,
+    expand,
     link_priority,
 )
 from airfsm.core.textparse import field_span, field_uint
@@ -91,7 +98,6 @@ MAX_KEEPALIVE_S = 240
 BODY_WINDOW_MS = (1_000, 120_000)  # AT+HTTPDATA=<size>,<time>: time 1000-120000 ms
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
-CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
 # The outbox refused a call (locked, disk full, read-only): touch it again after this backoff.
 STORE_BACKOFF_MS = (250, 30_000)
 
@@ -392,6 +398,9 @@ class Controller:
         self._token_stale = True  # no token yet
         self._reply_host: str | None = None
         self._reply_port: int | None = None
+        # The value of each template placeholder (C: a table of pointers and lengths).
+        self._values: list[bytes | int] = [b""] * len(Placeholder)
+        self._init_values()
 
         # ONLINE: publishing the outbox head. An attempt is one try to get it out: the mode
         # switch it may need, then AT+MPUB, then (QoS1) its PUBACK.
@@ -842,55 +851,80 @@ class Controller:
             return self.attempt > 1
         return True
 
-    def _send_step(self, step: Step) -> None:
-        command = step.command.format_map(self._template_values())
-        self._urc_seen = URC_NONE
-        self.phase = Phase.WAIT_FINAL
+    def _send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None:
+        """Expand the step's command into the command buffer and send it."""
+        if purpose == Purpose.STEP:
+            self._urc_seen = URC_NONE
+            self.phase = Phase.WAIT_FINAL
         # A step that waits for a bare final code as its URC (AT+MCONNECT: OK, then ERROR when
         # refused) asks the channel to pass that code on rather than count it stray.
-        self._send(command.encode("ascii"), step.timeout_ms, Purpose.STEP, prompt=step.prompt,
-                   final_urc=step.final_urc)
+        self._send(expand(step.pieces, self._values, self._cmd_buf), step.timeout_ms, purpose,
+                   prompt=step.prompt, final_urc=step.final_urc)
 
-    def _send(self, command: bytes, timeout_ms: int, purpose: Purpose, *,
+    def _send(self, length: int, timeout_ms: int, purpose: Purpose, *,
               prompt: bool = False, final_urc: bool = False) -> None:
+        """Send the command in cmd_buf[:length]. A command that did not fit (EXPAND_FAILED) is
+        handed over at the buffer's full length: the channel refuses it whole, answering ERROR
+        as a module answers a bad command."""
+        if length < 0:
+            length = len(self._cmd_buf)
         self._purpose = purpose
-        self.log.debug("at_tx", command=log.redact(command.decode("latin-1")),
+        self.log.debug("at_tx", command=log.redact(self._cmd_buf[:length].decode("latin-1")),
                        state=self.state.name)
-        n = len(command)
-        if n >= CMD_CAPACITY:
-            n = CMD_CAPACITY  # refused by the channel: no room for its CR
-        self._cmd_buf[:n] = command[:n]
-        self.channel.send(self._cmd_buf, n, self._now, timeout_ms, expect_prompt=prompt,
+        self.channel.send(self._cmd_buf, length, self._now, timeout_ms, expect_prompt=prompt,
                           final_urc=final_urc)
 
-    def _template_values(self) -> dict[str, object]:
+    def _send_literal(self, command: bytes, timeout_ms: int, purpose: Purpose) -> None:
+        """Send a command built elsewhere (AT+MPUB): copied into the command buffer."""
+        n = len(command)
+        if n >= len(self._cmd_buf):
+            self._send(EXPAND_FAILED, timeout_ms, purpose)
+            return
+        self._cmd_buf[:n] = command  # C: memcpy
+        self._send(n, timeout_ms, purpose)
+
+    def _init_values(self) -> None:
+        """The values of the template placeholders that come from the settings (the rest are
+        set as the steps learn them: the body length, the credentials, the reply's host)."""
         s = self.settings
         ident = s.identity
-        host, port = aliyun.mqtt_endpoint(ident)
-        return {
-            "apn": s.apn,
-            "auth_url": aliyun.auth_url(ident.region),
-            "content_type": CONTENT_TYPE,
-            "body_len": len(self._auth_body),
-            "body_window_ms": s.body_window_ms,
-            "client_id": ident.effective_client_id,
-            "iot_id": self._iot_id,
-            "iot_token": self._iot_token,
-            "mqtt_host": s.mqtt_host or self._reply_host or host,
-            "mqtt_port": s.mqtt_port or self._reply_port or port,
-            "keepalive_s": s.keepalive_s,
-            "sub_topic": s.sub_topic or aliyun.topic_get(ident.product_key, ident.device_name),
-            "sub_qos": s.sub_qos,
-        }
+        v = self._values
+        v[Placeholder.APN] = s.apn.encode("ascii")
+        v[Placeholder.AUTH_URL] = aliyun.auth_url(ident.region).encode("ascii")
+        v[Placeholder.CONTENT_TYPE] = CONTENT_TYPE.encode("ascii")
+        v[Placeholder.BODY_LEN] = 0
+        v[Placeholder.BODY_WINDOW_MS] = s.body_window_ms
+        v[Placeholder.CLIENT_ID] = ident.effective_client_id.encode("ascii")
+        v[Placeholder.IOT_ID] = b""
+        v[Placeholder.IOT_TOKEN] = b""
+        v[Placeholder.KEEPALIVE_S] = s.keepalive_s
+        sub_topic = s.sub_topic or aliyun.topic_get(ident.product_key, ident.device_name)
+        v[Placeholder.SUB_TOPIC] = sub_topic.encode("ascii")
+        v[Placeholder.SUB_QOS] = s.sub_qos
+        self._set_mqtt_endpoint()
+
+    def _set_mqtt_endpoint(self) -> None:
+        """The broker: the settings', else the auth reply's, else the region's default."""
+        s = self.settings
+        host, port = aliyun.mqtt_endpoint(s.identity)
+        self._values[Placeholder.MQTT_HOST] = (
+            s.mqtt_host or self._reply_host or host).encode("ascii")
+        self._values[Placeholder.MQTT_PORT] = s.mqtt_port or self._reply_port or port
 
     def _prepare_auth(self) -> None:
         """A fresh auth body per HTTP_AUTH entry; its sign is a secret."""
         s = self.settings
-        params = aliyun.auth_params(s.identity, s.sign_method)
-        log.register_secret(params["sign"])
-        self._auth_body = aliyun.auth_body(s.identity, s.sign_method)
+        body = aliyun.auth_body(s.identity, s.sign_method)
+        # The sign is read back out of the body: computing it again would be a second HMAC.
+        start = body.find(b"&sign=") + len(b"&sign=")
+        end = body.find(b"&", start)
+        log.register_secret(body[start:end if end >= 0 else len(body)])
+        self._auth_body = body
         self._iot_id = ""
         self._iot_token = ""
+        self._values[Placeholder.BODY_LEN] = len(body)
+        self._values[Placeholder.IOT_ID] = b""
+        self._values[Placeholder.IOT_TOKEN] = b""
 
     # ------------------------------------------------------------------ callbacks from AtChannel
 
@@ -1110,8 +1144,11 @@ class Controller:
                                       f"({aliyun.describe_auth_code(reply.code)})")
         self._iot_id = reply.iot_id
         self._iot_token = reply.iot_token
+        self._values[Placeholder.IOT_ID] = reply.iot_id.encode("ascii")
+        self._values[Placeholder.IOT_TOKEN] = reply.iot_token.encode("ascii")
         self._reply_host = reply.mqtt_host
         self._reply_port = reply.mqtt_port
+        self._set_mqtt_endpoint()
         self._token_at = self._now
         self._token_stale = False
         return Outcome.PASS, ""
@@ -1132,8 +1169,7 @@ class Controller:
             self._probe_due = False
             self._next_probe_at = ms_add(now, self.settings.liveness_ms)
             self.counters.probes += 1
-            self._send(LIVENESS_PROBE.command.encode("ascii"), LIVENESS_PROBE.timeout_ms,
-                       Purpose.PROBE)
+            self._send_step(LIVENESS_PROBE, Purpose.PROBE)
             return
         if self._advance_session():
             return
@@ -1146,7 +1182,7 @@ class Controller:
                 return
             self._stale_pubacks = 0
         if self._stopping:
-            self._send(b"AT+MDISCONNECT", 5_000, Purpose.STOP)
+            self._send_step(DISCONNECT, Purpose.STOP)
             return
         if self._pub_hold_until is not None or self._store_hold_until is not None:
             return  # backing off: after a failed attempt, or from a store that refused
@@ -1167,7 +1203,7 @@ class Controller:
         want_hex = message is not None and (
             payload.classify_payload(message.payload)[0] == payload.HEX)
         if want_hex != self._module_hex:
-            self._send(b"AT+MQTTMODE=1" if want_hex else b"AT+MQTTMODE=0", 5_000, Purpose.MODE)
+            self._send_step(HEX_MODE if want_hex else TEXT_MODE, Purpose.MODE)
             return
         if message is None:
             return
@@ -1184,7 +1220,7 @@ class Controller:
             self.counters.publish_retried += 1
         self.pub_phase = PubPhase.WAIT_OK
         self.counters.publish_sent += 1
-        self._send(command, self.settings.publish_timeout_ms, Purpose.PUBLISH)
+        self._send_literal(command, self.settings.publish_timeout_ms, Purpose.PUBLISH)
 
     def _start_attempt(self, message: OutboundMessage) -> bool:
         """Count a new attempt of `message` in the store before anything is sent for it, so a
@@ -1374,8 +1410,7 @@ class Controller:
             return False
         if self._cache_pending:
             self._cache_pending = False
-            self._send(CACHE_READ.command.encode("ascii"), CACHE_READ.timeout_ms,
-                       Purpose.CACHE_READ)
+            self._send_step(CACHE_READ, Purpose.CACHE_READ)
             return True
         if not self._keepalive_needed() or self.keepalive_phase != KeepalivePhase.NONE:
             return False
@@ -1384,8 +1419,7 @@ class Controller:
         self.counters.keepalives += 1
         self.keepalive_phase = KeepalivePhase.WAIT_OK
         self._keepalive_acked = False
-        command = SESSION_KEEPALIVE.command.format_map(self._template_values())
-        self._send(command.encode("ascii"), SESSION_KEEPALIVE.timeout_ms, Purpose.KEEPALIVE)
+        self._send_step(SESSION_KEEPALIVE, Purpose.KEEPALIVE)
         return True
 
     def _keepalive_needed(self) -> bool:

@@ -28,7 +28,10 @@ from typing import Any
 
 from transitions import Machine
 
-from airfsm.core.codes import Check, Cond, State, Trigger, UrcKind
+from airfsm.core import aliyun, payload
+from airfsm.core.codes import Check, Cond, Placeholder, State, Trigger, UrcKind
+from airfsm.core.settings import BODY_CAPACITY, CMD_CAPACITY
+from airfsm.core.textparse import put_uint
 
 COND_DESCRIPTIONS = {
     Cond.RESET_REQUESTED: "only after an edge that resets the module",
@@ -123,6 +126,94 @@ def _check_urcs(urcs: Sequence[Urc]) -> None:
 _check_urcs(URCS)
 
 
+# Command templates. A step's `command` is written with `{name}` placeholders (readable in the
+# table and the diagrams); when the step is made it is split into pieces - literal bytes and
+# Placeholder codes - and `expand` fills them into the controller's command buffer, each value
+# at most PLACEHOLDER_MAX of its placeholder (the C header exports the bounds).
+Piece = bytes | Placeholder
+CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
+PLACEHOLDER_MAX: dict[Placeholder, int] = {
+    Placeholder.APN: 64,  # Settings.validate
+    Placeholder.AUTH_URL: len(aliyun.auth_url("r" * 64)),  # a region: 1-64 characters
+    Placeholder.CONTENT_TYPE: len(CONTENT_TYPE),
+    Placeholder.BODY_LEN: len(str(BODY_CAPACITY)),
+    Placeholder.BODY_WINDOW_MS: 6,  # AT+HTTPDATA takes 1000-120000 ms
+    Placeholder.CLIENT_ID: 64,  # DeviceIdentity.validate: client id 0-64, device name 4-32
+    Placeholder.IOT_ID: aliyun.MAX_CREDENTIAL_LEN,
+    Placeholder.IOT_TOKEN: aliyun.MAX_CREDENTIAL_LEN,
+    Placeholder.MQTT_HOST: aliyun.MAX_HOST_LEN,
+    Placeholder.MQTT_PORT: 5,
+    Placeholder.KEEPALIVE_S: 3,
+    Placeholder.SUB_TOPIC: payload.MAX_TOPIC,
+    Placeholder.SUB_QOS: 1,
+}
+EXPAND_FAILED = -1  # expand(): a value over its bound, or no room in the buffer
+
+
+def split_template(template: str) -> tuple[Piece, ...]:
+    """`AT+SAPBR=3,1,"APN","{apn}"` -> (b'AT+SAPBR=3,1,"APN","', Placeholder.APN, b'"').
+
+    ValueError for an unknown `{name}` or an unpaired brace: a table that cannot be expanded
+    never gets made. C: the generated table holds the pieces.
+    """
+    pieces: list[Piece] = []
+    rest = template
+    while rest:
+        open_at = rest.find("{")
+        close_at = rest.find("}")
+        if open_at < 0:
+            if close_at >= 0:
+                raise ValueError(f"template {template!r}: '}}' without '{{'")
+            pieces.append(rest.encode("ascii"))
+            break
+        if close_at < open_at:
+            raise ValueError(f"template {template!r}: unpaired brace")
+        if open_at:
+            pieces.append(rest[:open_at].encode("ascii"))
+        name = rest[open_at + 1:close_at]
+        if name.upper() not in Placeholder.__members__ or name != name.lower():
+            raise ValueError(f"template {template!r}: unknown placeholder {{{name}}}")
+        pieces.append(Placeholder[name.upper()])
+        rest = rest[close_at + 1:]
+    return tuple(pieces)
+
+
+def expanded_max(pieces: Sequence[Piece]) -> int:
+    """The longest command the pieces can expand to (each value at its bound)."""
+    return sum(PLACEHOLDER_MAX[p] if isinstance(p, Placeholder) else len(p) for p in pieces)
+
+
+def expand(pieces: Sequence[Piece], values: Sequence[bytes | int], out: bytearray) -> int:
+    """Write the command into `out`; its length, or EXPAND_FAILED when a value is over its
+    placeholder's bound or the command would not leave one byte of `out` for its CR.
+
+    `values[p]` is the value of Placeholder p: bytes, or an int written as decimal digits.
+    C: table_expand() (a switch on the placeholder's kind).
+    """
+    room = len(out) - 1  # the CR the AT channel puts after the command
+    n = 0
+    for piece in pieces:
+        if isinstance(piece, Placeholder):
+            value = values[piece]
+            if isinstance(value, int):
+                end = put_uint(out, n, value, min(room, n + PLACEHOLDER_MAX[piece]))
+                if end < 0:
+                    return EXPAND_FAILED
+                n = end
+                continue
+            text = value
+            if len(text) > PLACEHOLDER_MAX[piece]:
+                return EXPAND_FAILED
+        else:
+            text = piece
+        end = n + len(text)
+        if end > room:
+            return EXPAND_FAILED
+        out[n:end] = text  # C: memcpy
+        n = end
+    return n
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -138,14 +229,16 @@ class Step:
     on_fail: Trigger | None = None  # a failure of this step fires this at once instead of RETRY
     when: Cond = Cond.ALWAYS
     settle_ms: int = 0  # after it passes, wait this long before the next step
-    # Derived when the step is made (C: what the generated table holds): the rows of URCS that
-    # urc_ok and urc_fail name, and whether one of them is a bare final code the channel must
-    # pass on after the OK rather than count as stray.
+    # Derived when the step is made (C: what the generated table holds): the command's pieces,
+    # the rows of URCS that urc_ok and urc_fail name, and whether one of them is a bare final
+    # code the channel must pass on after the OK rather than count as stray.
+    pieces: tuple[Piece, ...] = field(init=False, repr=False, compare=False)
     urc_ok_ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
     urc_fail_ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
     final_urc: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pieces", split_template(self.command))
         ok = _urc_ids(self.name, self.urc_ok)
         fail = _urc_ids(self.name, self.urc_fail)
         object.__setattr__(self, "urc_ok_ids", ok)
@@ -321,6 +414,12 @@ KEEPALIVE_FRACTION = (3, 4)  # of the keepalive: leaves a quarter for a busy cha
 # message as a `+MSUB: "<topic>",<n> byte,<payload>` line, then OK (vendor AT manual
 # MQTTMSGGET, and its MQTT guide's example).
 CACHE_READ = Step("msgget", "AT+MQTTMSGGET", Check.OK, timeout_ms=5_000)
+# The payload mode of AT+MPUB and +MSUB: hex for a payload a quoted AT string cannot carry.
+HEX_MODE = Step("hex_mode", "AT+MQTTMODE=1", Check.OK, timeout_ms=5_000)
+TEXT_MODE = Step("text_mode", "AT+MQTTMODE=0", Check.OK, timeout_ms=5_000)
+# Shutting down: end the MQTT session politely.
+DISCONNECT = Step("disconnect", "AT+MDISCONNECT", Check.ANY, timeout_ms=5_000)
+ONLINE_STEPS = (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ, HEX_MODE, TEXT_MODE, DISCONNECT)
 
 @dataclass(frozen=True)
 class LinkEvent:
@@ -349,6 +448,16 @@ LINK_EVENTS: tuple[LinkEvent, ...] = (
               priority=0),
 )
 # fmt: on
+
+
+def _check_command_room(table: Sequence[StateSpec]) -> None:
+    """Every command of the table fits the controller's command buffer, CR included."""
+    for step in (*(s for row in table for s in row.steps), *ONLINE_STEPS):
+        if expanded_max(step.pieces) + 1 > CMD_CAPACITY:
+            raise ValueError(f"step {step.name}: its command may exceed CMD_CAPACITY")
+
+
+_check_command_room(MACHINE)
 
 
 def spec(state: State) -> StateSpec:

@@ -89,3 +89,22 @@ def field_uint(line: bytes | bytearray | None, index: int) -> int:
         return -1
     start, end = field_span(line, index)
     return parse_uint(line, start, end) if end > start else -1
+
+
+def put_uint(out: bytearray, at: int, value: int, limit: int) -> int:
+    """Write `value` (>= 0) as decimal digits at out[at:], ending before `limit`; the index
+    after the last digit, or -1 when the digits do not fit. C: textparse_put_uint()."""
+    if value < 0:
+        return -1
+    digits = 1
+    rest = value
+    while rest >= 10:
+        rest //= 10
+        digits += 1
+    end = at + digits
+    if end > limit or end > len(out):
+        return -1
+    for i in range(end - 1, at - 1, -1):
+        out[i] = _DIGIT_0 + value % 10
+        value //= 10
+    return end

@@ -52,10 +52,11 @@ from transitions.extensions.diagrams_graphviz import Graph
 
 from airfsm.core import aliyun, payload
 from airfsm.core.codes import Check, Cond, FailReason, State, Trigger
-from airfsm.core.controller import CONTENT_TYPE, Settings
+from airfsm.core.controller import Settings
 from airfsm.core.table import (
     CACHE_READ,
     COND_DESCRIPTIONS,
+    CONTENT_TYPE,
     ESCALATION_BACKOFF_MS,
     FIRMWARE_HEARTBEAT,
     KEEPALIVE_FRACTION,
