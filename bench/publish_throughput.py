@@ -27,6 +27,7 @@ import time
 from airfsm.core.aliyun import DeviceIdentity
 from airfsm.core.controller import Controller, Settings
 from airfsm.core.timebase import ms_add
+from airfsm.host import reasons
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.serial import Port, open_port
 from airfsm.sim import PROFILES
@@ -88,7 +89,7 @@ def burst(controller: Controller, port: CountingPort, qos: int, count: int,
                deadline_ms=ms_add(monotonic_ms(), 120_000))
     elapsed = time.perf_counter() - start
     if not done:
-        raise RuntimeError(f"burst not acknowledged in time: {controller.status()}")
+        raise RuntimeError(f"burst not acknowledged in time: {reasons.status(controller)}")
     return count / elapsed, (port.sent - sent) / count, (port.received - received) / count
 
 
@@ -111,7 +112,7 @@ def measure(smoke: bool) -> list[Figure]:
         controller = Controller(port, settings, now_ms=monotonic_ms())
         if not run(controller, until=lambda: controller.online,
                    deadline_ms=ms_add(monotonic_ms(), 60_000)):
-            raise RuntimeError(f"not ONLINE over the paced pty: {controller.status()}")
+            raise RuntimeError(f"not ONLINE over the paced pty: {reasons.status(controller)}")
         results: dict[int, list[tuple[float, float, float]]] = {0: [], 1: []}
         first = 0
         burst(controller, port, 0, 5, first)  # warm up

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.core.aliyun import DeviceIdentity
-from airfsm.core.controller import Controller, MemoryOutbox, Settings
-from airfsm.host import log
+from airfsm.core.controller import Controller, Settings
+from airfsm.core.outbox import MemoryOutbox
+from airfsm.host import log, reasons
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import MemoryPort
 from airfsm.host.store import SqliteOutbox, StoreError, db_path
@@ -56,7 +57,7 @@ def online_rig(index: int | None = None, **controller_kwargs: Any) -> Rig:
         identity, config = device_identity(index)
     rig = make_rig(config, Settings(identity=identity), **controller_kwargs)
     if not rig.run_until(lambda: rig.controller.online):
-        raise RuntimeError(f"bench rig did not get ONLINE: {rig.controller.status()}")
+        raise RuntimeError(f"bench rig did not get ONLINE: {reasons.status(rig.controller)}")
     rig.run_for(50)  # let the last answers settle: nothing left in flight
     return rig
 
@@ -89,7 +90,7 @@ class ScriptedLink:
         self.far.write(PUBACK)
         c.tick(self.now)  # PUBACK: acknowledged, the outbox row is gone
         if c.counters.publish_acked != acked + 1:
-            raise RuntimeError(f"scripted QoS1 cycle did not complete: {c.status()}")
+            raise RuntimeError(f"scripted QoS1 cycle did not complete: {reasons.status(c)}")
 
 
 def online_link(outbox: Any = None) -> ScriptedLink:

@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 
+from airfsm.host import reasons
 from bench import rigs
 from bench.figure import Figure, from_runs, main, runs_for
 
@@ -38,7 +39,7 @@ def connect_ms() -> tuple[float, int]:
     rig.controller.tick = counted  # type: ignore[method-assign]
     start = time.perf_counter()
     if not rig.run_until(lambda: rig.controller.online):
-        raise RuntimeError(f"connect did not get ONLINE: {rig.controller.status()}")
+        raise RuntimeError(f"connect did not get ONLINE: {reasons.status(rig.controller)}")
     return (time.perf_counter() - start) * 1e3, calls
 
 

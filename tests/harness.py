@@ -6,12 +6,15 @@ two-minute attach takes microseconds and every run is identical.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airfsm.core import aliyun
 from airfsm.core.controller import Controller, Settings
+from airfsm.core.outbox import MemoryOutbox
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest
+from airfsm.host import reasons
 from airfsm.host.serial import MemoryPort, memory_pair
 from airfsm.sim import SimConfig, SimModule
 
@@ -95,6 +98,10 @@ def make_rig(config: SimConfig | None = None, settings: Settings | None = None,
         states.append((names[0], names[1], trig))
         timeline.append((rig.now if rig is not None else start_ms, names[0], names[1], trig))
 
+    # What a host lends the core: a clock and words for the dead letters of the RAM outbox.
+    if controller_kwargs.get("outbox") is None:
+        controller_kwargs["outbox"] = MemoryOutbox(wall_clock=time.time,
+                                                   describe=reasons.dead_letter_text)
     controller = Controller(
         near, settings or seed_settings(), now_ms=start_ms,
         on_message=lambda t, p: inbound.append((t, p)),

@@ -17,6 +17,7 @@ import pytest
 from airfsm.core import aliyun
 from airfsm.core.controller import Controller, Settings
 from airfsm.core.timebase import ms_add
+from airfsm.host import reasons
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.serial import open_port
 from airfsm.sim import SimConfig, SimServer
@@ -57,7 +58,7 @@ class Device:
     def go_online(self) -> None:
         c = self.controller
         ok = self.run_until(lambda: c.online or c.failed, ONLINE_S)
-        assert ok and c.online, f"not ONLINE: {c.state.name} {c.fail_detail}"
+        assert ok and c.online, f"not ONLINE: {c.state.name} {reasons.fail_text(c)}"
 
 
 def connect_device(endpoint: str) -> tuple[Device, Callable[[], None]]:

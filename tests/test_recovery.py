@@ -13,6 +13,7 @@ import pytest
 
 from airfsm.core.codes import PubPhase, State
 from airfsm.core.table import MACHINE
+from airfsm.host import reasons
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import memory_pair
 from airfsm.host.store import SqliteOutbox, StoreError, db_path
@@ -31,7 +32,7 @@ def _outbox(tmp_path: Path) -> GatewayOutbox:
 def online_rig(tmp_path: Path, config: SimConfig | None = None, **settings: object) -> Rig:
     rig = make_rig(config or SimConfig(), seed_settings(**settings), outbox=_outbox(tmp_path))
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
-    assert rig.controller.online, rig.controller.status()
+    assert rig.controller.online, reasons.status(rig.controller)
     return rig
 
 

@@ -54,3 +54,14 @@ def test_put_uint_writes_the_digits_or_refuses_what_does_not_fit() -> None:
         buf = bytearray(12)
         end = put_uint(buf, 1, value, 12)
         assert buf[1:end] == str(value).encode()
+
+
+def test_fields_are_read_within_the_bounds_of_a_line_in_a_bigger_buffer() -> None:
+    buf = b'OK\x00+SAPBR: 1,1,"10.0.0.2"\x00+CSQ: 9,9'
+    start = buf.index(b"+SAPBR")
+    end = buf.index(b"\x00", start)
+    assert field_uint(buf, 1, start, end) == 1
+    s, e = field_span(buf, 2, start, end)
+    assert buf[s:e] == b'"10.0.0.2"'
+    assert field_span(buf, 3, start, end) == (0, 0)  # the next line's comma is out of bounds
+    assert field_uint(buf, 0, end + 1) == 9

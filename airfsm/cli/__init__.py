@@ -20,7 +20,7 @@ from airfsm.core.at import MAX_TIMEOUT_MS
 from airfsm.core.codes import FailReason, State
 from airfsm.core.controller import Controller, Settings
 from airfsm.core.timebase import ms_add, ms_diff
-from airfsm.host import log
+from airfsm.host import log, reasons
 from airfsm.host.config import STANDARD_BAUDS
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.serial import PortError, open_port
@@ -180,12 +180,13 @@ def exit_for(controller: Controller) -> tuple[Exit, str]:
         return Exit.OK, "online"
     if controller.failed:
         code = FAIL_EXIT.get(controller.fail_reason, Exit.FAILURE)
-        return code, controller.fail_detail or "failed"
+        return code, reasons.fail_text(controller) or "failed"
     if controller.port_lost:
         return Exit.PORT, "the serial port vanished"
-    step = controller.status().get("step")
+    step = controller.step_name()
     where = f"{controller.state.name}" + (f" ({step})" if step else "")
-    last = f"; last error: {controller.last_error}" if controller.last_error else ""
+    last_error = reasons.last_error_text(controller)
+    last = f"; last error: {last_error}" if last_error else ""
     return Exit.TIMEOUT, f"timed out in {where} after attempt {controller.attempt}{last}"
 
 

@@ -16,6 +16,7 @@ from airfsm.cli import CliError, Exit, StageDisplay, open_module_port, timeout_s
 from airfsm.core import aliyun
 from airfsm.core.controller import Controller, Settings
 from airfsm.core.timebase import ms_add, ms_diff
+from airfsm.host import reasons
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
 
@@ -139,8 +140,9 @@ def _demo_session(args: argparse.Namespace, server: SimServer, controller: Contr
     limit = ms_add(start, int(args.timeout * 1000))
 
     def fail(what: str) -> Exit:
+        detail = reasons.fail_text(controller)
         out.write(f"airfsm demo: {what} ({controller.state.name}"
-                  f"{': ' + controller.fail_detail if controller.fail_detail else ''})\n")
+                  f"{': ' + detail if detail else ''})\n")
         return Exit.FAILURE
 
     if not run(controller, until=lambda: controller.online or controller.failed,

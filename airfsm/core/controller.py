@@ -6,8 +6,8 @@ event, starts the next command if the channel is idle, and returns the next dead
 here blocks, sleeps, starts a thread or lets an exception escape `tick()`.
 
 Reading order for a newcomer: `tick` -> `_process` (apply what callbacks recorded) -> `_advance`
-(send what is due) -> `_on_response` / `_on_urc` (the callbacks) -> `_judge` (the per-check
-`switch`) -> `_on_enter` (what entering a state resets) -> the ONLINE publish/probe loop.
+(send what is due) -> `_on_response` / `_on_urc` (the callbacks) -> `airfsm.core.judge` (the
+per-check `switch`) -> `_on_enter` (what entering a state resets) -> the ONLINE publish/probe loop.
 
 The C twin is `airfsm.c`: the same functions, `State`/`Trigger`/`Check` as enums and the
 controller's fields as one struct.
@@ -16,11 +16,9 @@ controller's fields as one struct.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from airfsm.core import aliyun, payload
 from airfsm.core.at import (
@@ -32,7 +30,6 @@ from airfsm.core.at import (
 )
 from airfsm.core.codes import (
     AtResult,
-    Check,
     Cond,
     FailReason,
     KeepalivePhase,
@@ -41,12 +38,15 @@ from airfsm.core.codes import (
     Placeholder,
     PubPhase,
     Purpose,
+    Reason,
     State,
     Trigger,
     UrcKind,
 )
 from airfsm.core.hal import Port, PortLost
-from airfsm.core.messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
+from airfsm.core.judge import answer_reason, judge_answer, judge_urc, mqtt_status
+from airfsm.core.messages import OutboundMessage
+from airfsm.core.outbox import MemoryOutbox, Outbox, OutboxUnavailable
 from airfsm.core.settings import (
     CMD_CAPACITY,
     DATA_CAPACITY,
@@ -65,7 +65,6 @@ from airfsm.core.table import (
     KEEPALIVE_FRACTION,
     LIVENESS_PROBE,
     MACHINE,
-    MIN_FIRMWARE,
     SESSION_KEEPALIVE,
     TEXT_MODE,
     URC_NONE,
@@ -78,7 +77,6 @@ from airfsm.core.table import (
     expand,
     link_priority,
 )
-from airfsm.core.textparse import field_span, field_uint
 from airfsm.core.timebase import (
     Xorshift32,
     backoff_ms,
@@ -88,7 +86,7 @@ from airfsm.core.timebase import (
     ms_reached,
     seed_from_text,
 )
-from airfsm.host import log
+from airfsm.host import log, reasons
 
 # MQTT keepalive: the vendor advises 2 minutes and at most 4 (carrier NATs and base stations
 # drop links idle longer; openLuat FAQ "socket问题" #4); 30 s is the lower bound kept from before.
@@ -205,94 +203,13 @@ class Counters:
         return dict(self.__dict__)
 
 
-class OutboxFullError(Exception):
-    """The in-memory outbox is at capacity: the caller keeps the message."""
+class StepError(NamedTuple):
+    """The latest step failure: codes only (C: a struct); `airfsm.host.reasons` words it."""
 
-
-class MemoryOutbox:
-    """The in-memory outbox for library use and tests (the gateway uses `store.SqliteOutbox`,
-    whose methods of the same names behave the same way)."""
-
-    def __init__(self, capacity: int = 1000) -> None:
-        self.capacity = capacity
-        self._queue: deque[OutboundMessage] = deque()
-        self._dead: list[DeadLetter] = []
-        self._next_id = 1
-
-    def enqueue(self, topic: str, data: bytes, qos: int) -> int:
-        """ValueError for a message that could never be sent; OutboxFullError when full."""
-        reason = payload.check_message(topic, data, qos)
-        if reason is not None:
-            raise ValueError(reason)
-        if len(self._queue) >= self.capacity:
-            raise OutboxFullError(f"outbox full ({self.capacity} messages)")
-        message = OutboundMessage(self._next_id, topic, bytes(data), qos)
-        self._next_id += 1
-        self._queue.append(message)
-        return message.id
-
-    def peek(self) -> OutboundMessage | None:
-        return self._queue[0] if self._queue else None
-
-    def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
-        return [m for m in self._queue if m.id > after_id][:limit]
-
-    def _index(self, message_id: int) -> int | None:
-        for index, message in enumerate(self._queue):
-            if message.id == message_id:
-                return index
-        return None
-
-    def mark_attempt(self, message_id: int) -> int:
-        index = self._index(message_id)
-        if index is None:
-            return 0
-        message = replace(self._queue[index], attempts=self._queue[index].attempts + 1)
-        self._queue[index] = message
-        return message.attempts
-
-    def ack(self, message_id: int) -> None:
-        index = self._index(message_id)
-        if index is not None:
-            del self._queue[index]
-
-    def dead_letter(self, message_id: int, reason: str) -> None:
-        index = self._index(message_id)
-        if index is None:
-            return
-        m = self._queue[index]
-        del self._queue[index]
-        self._dead.append(DeadLetter(m.id, m.topic, m.payload, m.qos, m.attempts, reason,
-                                     time.time()))
-
-    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
-        return [d for d in self._dead if d.id > after_id][:limit]
-
-    def dead_count(self) -> int:
-        return len(self._dead)
-
-    def requeue(self, dead_id: int) -> int:
-        """A dead letter back at the tail with a new id and a fresh budget."""
-        for index, dead in enumerate(self._dead):
-            if dead.id == dead_id:
-                new_id = self.enqueue(dead.topic, dead.payload, dead.qos)
-                del self._dead[index]
-                return new_id
-        raise ValueError(f"no dead letter with id {dead_id}")
-
-    def discard(self, dead_id: int) -> None:
-        """Forget a dead letter for good."""
-        for index, dead in enumerate(self._dead):
-            if dead.id == dead_id:
-                del self._dead[index]
-                return
-        raise ValueError(f"no dead letter with id {dead_id}")
-
-    def count(self) -> int:
-        return len(self._queue)
-
-    def __len__(self) -> int:
-        return len(self._queue)
+    state: State
+    step: int  # index in the state's steps
+    reason: Reason
+    detail: int
 
 
 InboundCallback = Callable[[str, bytes], None]
@@ -360,9 +277,12 @@ class Controller:
         self.entered_at = self._now
         self.attempt = 1
         self.fail_reason = FailReason.NONE
-        self.fail_detail = ""
+        self.fail_cause = Reason.NONE  # why, with a detail: rendered at the edge
+        self.fail_cause_detail = 0
         self.last_trigger = "start"
-        self.last_error = ""  # the latest step failure, for operators: "ATTACH cpin: no SIM"
+        # The latest step failure, for operators (airfsm.host.reasons renders it: "ATTACH cpin:
+        # SIM not ready").
+        self.last_error: StepError | None = None
         self.counters = Counters()
         self._pending_trigger: Trigger | None = None  # set by _fire for the transition log
         self._pending_edge: Edge | None = None
@@ -412,7 +332,9 @@ class Controller:
         self._attempt_no = 0  # ... and which attempt of it this is (1 = the first)
         self._pub_failures = 0  # failed attempts and mode switches in a row: the backoff exponent
         self._pub_hold_until: int | None = None  # publish backoff: start nothing before this
-        self._last_failure = ""  # why the latest attempt failed (kept with a dead letter)
+        # Why the latest attempt failed (kept with a dead letter).
+        self._last_failure = Reason.NONE
+        self._last_failure_detail = 0
         self._stale_pubacks = 0  # PUBACKs still owed to messages already acknowledged
         self._stale_until = self._now  # ... expected no later than this; then they are lost
         self._module_hex = False  # AT+MQTTMODE of the module
@@ -429,7 +351,9 @@ class Controller:
         # the queue meanwhile: an acknowledged message is never sent again because its DELETE
         # failed, and a store that keeps failing costs neither a send storm nor a busy loop.
         self._ack_owed: int | None = None  # acknowledged, not yet deleted
-        self._dead_owed: tuple[int, str] | None = None  # given up on, not yet moved
+        self._dead_owed: int | None = None  # given up on, not yet moved ...
+        self._dead_reason = Reason.NONE  # ... for this reason
+        self._dead_detail = 0
         self._store_failures = 0  # refused calls in a row: the backoff exponent
         self._store_hold_until: int | None = None  # store backoff: no call before this
 
@@ -457,7 +381,7 @@ class Controller:
             self.log.error("internal_error", error=f"{type(exc).__name__}: {exc}",
                            state=self.state.name)
             with contextlib.suppress(Exception):
-                self._fail(FailReason.INTERNAL, f"internal error: {type(exc).__name__}")
+                self._fail(FailReason.INTERNAL, Reason.INTERNAL_ERROR, 0)
             return ms_add(self._now, 1_000)
 
     def next_deadline(self) -> int:
@@ -535,27 +459,15 @@ class Controller:
     def failed(self) -> bool:
         return self.state == State.FAILED
 
-    def status(self) -> dict[str, Any]:
-        """A snapshot for status files and summaries (no secret is in here)."""
-        return {
-            "state": self.state.name,
-            "since_ms": ms_diff(self._now, self.entered_at),
-            "attempt": self.attempt,
-            "step": self._step_name(),
-            "last_trigger": self.last_trigger,
-            "last_error": self.last_error or None,
-            "fail_reason": self.fail_reason.name if self.fail_reason else None,
-            "fail_detail": self.fail_detail or None,
-            "firmware": self.firmware or None,
-            "rssi": self.rssi,
-            "ip": self.ip or None,
-            "port_lost": self.port_lost,
-            "counters": self.counters.as_dict(),
-            "at": {"lines_dropped": self.channel.lines_dropped,
-                   "stray_lines": self.channel.stray_lines, "urcs": self.channel.urcs,
-                   "data_dropped": self.channel.data_dropped,
-                   "payloads_truncated": self.channel.payloads_truncated},
-        }
+    @property
+    def now_ms(self) -> int:
+        """The time of the latest tick (32-bit ms)."""
+        return self._now
+
+    def step_name(self) -> str | None:
+        """The name of the current step (None in ONLINE and FAILED)."""
+        step = self._step()
+        return step.name if step is not None else None
 
     # ------------------------------------------------------------------ port I/O
 
@@ -592,7 +504,9 @@ class Controller:
         now = self._now
         if self.phase == Phase.WAIT_URC and ms_reached(now, self._urc_deadline):
             self.counters.timeouts += 1
-            self._record(Outcome.FAIL, "wanted URC did not come")
+            step = self._step()
+            self._record(Outcome.FAIL, Reason.URC_TIMEOUT,
+                         step.urc_timeout_ms if step is not None else 0)
         if self.state == State.ONLINE:
             self._check_keepalive()
         if (self.settings.watchdog_ms and self.state not in (State.ONLINE, State.FAILED)
@@ -664,9 +578,7 @@ class Controller:
             self._resume_at = ms_add(self._now, delay)
             self._fire(Trigger.RETRY)
         elif rejected and (self.state, Trigger.FATAL) in self._edges:
-            self._fail(FailReason.CREDENTIALS,
-                       f"auth server rejected the device: code {self.auth_code} "
-                       f"({aliyun.describe_auth_code(self.auth_code)})")
+            self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED, self.auth_code)
         elif self.hardware_reset is not None and self._hardware_resets < policy.hardware_resets:
             self._hardware_resets += 1
             self.log.warning("hardware_reset", state=self.state.name,
@@ -678,15 +590,18 @@ class Controller:
             self._fire(Trigger.HARDWARE_RESET)
         else:
             if policy.on_exhausted == State.FAILED and self.state == State.AUTOBAUD:
-                self.fail_reason = FailReason.NO_RESPONSE
-                self.fail_detail = "the module does not answer AT" + (
-                    f" (not even after {self._hardware_resets} RESET-pin pulses)"
-                    if self._hardware_resets else "")
+                self.set_failure(FailReason.NO_RESPONSE, Reason.MODULE_MUTE,
+                                 self._hardware_resets)
             self._fire(Trigger.EXHAUSTED)
 
-    def _fail(self, reason: FailReason, detail: str) -> None:
+    def set_failure(self, reason: FailReason, cause: Reason, detail: int) -> None:
+        """Why FAILED, should the machine get there (the judge, the retry policy)."""
         self.fail_reason = reason
-        self.fail_detail = detail
+        self.fail_cause = cause
+        self.fail_cause_detail = detail
+
+    def _fail(self, reason: FailReason, cause: Reason, detail: int) -> None:
+        self.set_failure(reason, cause, detail)
         if (self.state, Trigger.FATAL) in self._edges:
             self._fire(Trigger.FATAL)
         else:  # e.g. an internal error in a state with no FATAL edge: go there directly
@@ -715,10 +630,10 @@ class Controller:
         now = self._now
         attempt = self.attempt + 1 if trigger == Trigger.RETRY else 1
         details: dict[str, Any] = {}
-        if trigger != Trigger.DONE and self._step_name():
-            details["step"] = self._step_name()  # where the state was when it was left
+        if trigger != Trigger.DONE and self.step_name():
+            details["step"] = self.step_name()  # where the state was when it was left
         if dest == State.FAILED:
-            details["reason"] = self.fail_detail
+            details["reason"] = reasons.fail_text(self) or ""
         self.log.info("state", **{"from": source.name}, to=dest.name,
                       trigger=trigger.name.lower(), attempt=attempt,
                       elapsed_ms=ms_diff(now, self.entered_at), **details)
@@ -778,7 +693,7 @@ class Controller:
         if self._attempt_of is not None:
             # Counted against the message's budget like any failed attempt, so a message that
             # makes the broker drop the session cannot cause endless reconnects.
-            self._publish_failed("the MQTT session ended before its PUBACK")
+            self._publish_failed(Reason.SESSION_ENDED, 0)
         self.pub_phase = PubPhase.NONE
         self._pub_message = None
         self._pub_sends = 0
@@ -791,14 +706,15 @@ class Controller:
         self.phase = Phase.WAIT_UNTIL
         self._resume_at = ms_add(self._now, delay_ms)
 
-    def _record(self, outcome: Outcome, why: str = "") -> None:
+    def _record(self, outcome: Outcome, reason: Reason = Reason.NONE, detail: int = 0) -> None:
         """A step's verdict, applied by `_process` once the bytes of this tick are digested."""
         self._outcome = outcome
         self.phase = Phase.IDLE
-        if outcome != Outcome.PASS and why:
-            self.last_error = f"{self.state.name} {self._step_name()}: {why}"
-            self.log.info("step", state=self.state.name, step=self._step_name(),
-                          outcome=outcome.name.lower(), why=why)
+        if outcome != Outcome.PASS and reason != Reason.NONE:
+            self.last_error = StepError(self.state, self.step_index, reason, detail)
+            self.log.info("step", state=self.state.name, step=self.step_name(),
+                          outcome=outcome.name.lower(),
+                          why=reasons.step_why(self.last_error, self.table))
 
     def _raise_link(self, trigger: Trigger) -> None:
         if (self.state, trigger) not in self._edges:
@@ -918,7 +834,7 @@ class Controller:
         # The sign is read back out of the body: computing it again would be a second HMAC.
         start = body.find(b"&sign=") + len(b"&sign=")
         end = body.find(b"&", start)
-        log.register_secret(body[start:end if end >= 0 else len(body)])
+        self.emit_secret(body[start:end if end >= 0 else len(body)])
         self._auth_body = body
         self._iot_id = ""
         self._iot_token = ""
@@ -960,18 +876,12 @@ class Controller:
         if resp.result == AtResult.PROMPT:
             self._body_due = True
             return
-        if step.check == Check.ANY:
-            self._record(Outcome.PASS)
-            return
-        if resp.result == AtResult.TIMEOUT:
-            self._record(Outcome.FAIL, f"{step.command.split('=')[0]}: no answer")
-            return
-        outcome, why = self._judge(step, resp)
+        outcome, reason, detail = judge_answer(self, step, resp)
         if outcome != Outcome.PASS or not (step.urc_ok or step.urc_fail):
-            self._record(outcome, why)
+            self._record(outcome, reason, detail)
             return
         if self._urc_seen != URC_NONE:  # the URC overtook the final code
-            self._judge_urc(step, self._urc_seen, self._urc_seen_line)
+            self._record(*judge_urc(self, step, self._urc_seen, self._urc_seen_line))
             return
         self.phase = Phase.WAIT_URC
         self._urc_deadline = ms_add(self._now, step.urc_timeout_ms)
@@ -1000,7 +910,7 @@ class Controller:
         if (step is not None and self.phase in (Phase.WAIT_FINAL, Phase.WAIT_URC)
                 and (urc in step.urc_ok_ids or urc in step.urc_fail_ids)):
             if self.phase == Phase.WAIT_URC:
-                self._judge_urc(step, urc, line)
+                self._record(*judge_urc(self, step, urc, line))
             else:
                 self._urc_seen = urc
                 self._urc_seen_line = bytes(line)
@@ -1045,103 +955,10 @@ class Controller:
         except Exception as exc:
             self.log.error("on_message_failed", error=f"{type(exc).__name__}: {exc}")
 
-    # ------------------------------------------------------------------ judging answers
+    # ------------------------------------------------------------------ what the judge learns
 
-    def _judge(self, step: Step, resp: AtResponse) -> tuple[Outcome, str]:
-        """The `switch (step->check)` of the C twin: what this answer means for this step."""
-        ok = resp.result == AtResult.OK
-        check = step.check
-        if check == Check.BEARER_OPEN:
-            # ERROR / +CME ERROR: 3 usually means "already open": the query step decides.
-            return Outcome.PASS, ""
-        if not ok:
-            if check == Check.SIM_READY and resp.result == AtResult.CME_ERROR:
-                return Outcome.NOT_YET, f"SIM not ready ({_describe(resp)})"
-            return Outcome.FAIL, f"{step.name}: {_describe(resp)}"
-        if check == Check.OK:
-            return Outcome.PASS, ""
-        if check == Check.VERSION:
-            return self._judge_version(resp)
-        if check == Check.SIM_READY:
-            line = _find(resp, b"+CPIN:")
-            if line is not None and b"READY" in line:
-                return Outcome.PASS, ""
-            return Outcome.NOT_YET, "SIM not ready"
-        if check == Check.SIGNAL:
-            value = field_uint(_find(resp, b"+CSQ:"), 0)
-            self.rssi = value if value >= 0 else 99
-            return Outcome.PASS, ""
-        if check == Check.ATTACHED:
-            value = field_uint(_find(resp, b"+CGATT"), 0)
-            if value == 1:
-                return Outcome.PASS, ""
-            return Outcome.NOT_YET, "not attached yet (+CGATT: 0)"
-        if check == Check.BEARER_QUERY:
-            return self._judge_bearer(resp)
-        if check == Check.HTTP_STATUS:
-            return Outcome.PASS, ""  # the status comes in the +HTTPACTION URC
-        if check == Check.AUTH_REPLY:
-            if resp.truncated:
-                return Outcome.FAIL, "auth reply truncated (bytes lost on the UART)"
-            return self._judge_auth(resp)
-        if check == Check.MQTT_STATUS:
-            status = _mqtt_status(resp)
-            return (Outcome.PASS, "") if status == 1 else (Outcome.FAIL, f"mqtt status {status}")
-        return Outcome.FAIL, "unknown check"
-
-    def _judge_urc(self, step: Step, urc: int, line: bytes) -> None:
-        if urc in step.urc_fail_ids:
-            self._record(Outcome.FAIL, line.decode("latin-1"))
-            return
-        if step.check == Check.HTTP_STATUS:
-            # +HTTPACTION: 1,<status>,<len>   (also without the space)
-            self.http_status = max(field_uint(line, 1), 0)
-            if self.http_status == 200:
-                self._record(Outcome.PASS)
-            else:
-                self._record(Outcome.FAIL, f"HTTP status {self.http_status}")
-            return
-        self._record(Outcome.PASS)
-
-    def _judge_version(self, resp: AtResponse) -> tuple[Outcome, str]:
-        for line in resp.lines:
-            version = _firmware_version(line)
-            if version is not None:
-                text = line.decode("latin-1")
-                if text.startswith("+CGMR:"):
-                    text = text[6:].strip().strip('"')
-                self.firmware = text
-                self.firmware_version = version
-                if version < MIN_FIRMWARE:
-                    self.fail_reason = FailReason.FIRMWARE
-                    self.fail_detail = (f"firmware {text} is older than V{MIN_FIRMWARE}: "
-                                        "it cannot connect to Alibaba Cloud")
-                    return Outcome.FATAL, self.fail_detail
-                return Outcome.PASS, ""
-        return Outcome.FAIL, "no version in the AT+CGMR answer"
-
-    def _judge_bearer(self, resp: AtResponse) -> tuple[Outcome, str]:
-        line = _find(resp, b"+SAPBR")
-        status = field_uint(line, 1)
-        if status == 1 and line is not None:
-            start, end = field_span(line, 2)
-            self.ip = line[start:end].strip(b'"').decode("latin-1")
-            return Outcome.PASS, ""
-        if status == 0:
-            return Outcome.NOT_YET, "bearer connecting"
-        return Outcome.FAIL, f"bearer status {status}"
-
-    def _judge_auth(self, resp: AtResponse) -> tuple[Outcome, str]:
-        reply = aliyun.parse_auth_reply(resp.data)
-        self.auth_code = reply.code
-        if reply.iot_token:
-            log.register_secret(reply.iot_token)
-        if not reply.ok:
-            # A reply we could not parse is a transport problem, a code is the server's verdict.
-            if reply.code in (aliyun.AUTH_UNPARSEABLE, 200):
-                return Outcome.FAIL, f"auth reply unusable: {reply.message}"
-            return Outcome.REJECTED, (f"auth code {reply.code} "
-                                      f"({aliyun.describe_auth_code(reply.code)})")
+    def take_credentials(self, reply: aliyun.AuthReply) -> None:
+        """The auth passed: the credentials and broker for MQTT_CONNECT."""
         self._iot_id = reply.iot_id
         self._iot_token = reply.iot_token
         self._values[Placeholder.IOT_ID] = reply.iot_id.encode("ascii")
@@ -1151,7 +968,10 @@ class Controller:
         self._set_mqtt_endpoint()
         self._token_at = self._now
         self._token_stale = False
-        return Outcome.PASS, ""
+
+    def emit_secret(self, secret: bytes) -> None:
+        """A value that must never be printed (the sign, an iotToken)."""
+        log.register_secret(secret)
 
     # ------------------------------------------------------------------ ONLINE
 
@@ -1163,7 +983,7 @@ class Controller:
             # The PUBACK may still come late; _on_puback copes with that.
             self.counters.timeouts += 1
             self.pub_phase = PubPhase.NONE
-            self._publish_failed(f"no PUBACK within {self.settings.puback_timeout_ms} ms")
+            self._publish_failed(Reason.NO_PUBACK, self.settings.puback_timeout_ms)
             self._probe_due = True
         if self._probe_due or ms_reached(now, self._next_probe_at):
             self._probe_due = False
@@ -1210,8 +1030,8 @@ class Controller:
         try:
             command = payload.encode_mpub_command(message.topic, message.payload, message.qos,
                                                   self._module_hex)
-        except ValueError as exc:  # refused at enqueue time normally: keep it, let others pass
-            self._dead_letter(message, str(exc))
+        except ValueError:  # refused at enqueue time normally: keep it, let others pass
+            self._dead_letter(message, *_unsendable(message))
             return
         if self._pub_message is None or self._pub_message.id != message.id:
             self._pub_message = message
@@ -1226,8 +1046,7 @@ class Controller:
         """Count a new attempt of `message` in the store before anything is sent for it, so a
         crash cannot hide a send from its budget; False when it must not be sent now."""
         if message.attempts >= self.settings.publish_attempts:
-            last = f" (last: {self._last_failure})" if self._last_failure else ""
-            self._dead_letter(message, f"{message.attempts} attempts without PUBACK{last}")
+            self._dead_letter(message, self._last_failure, self._last_failure_detail)
             return False
         try:
             attempts = self.outbox.mark_attempt(message.id)
@@ -1248,8 +1067,8 @@ class Controller:
         if resp.result != AtResult.OK:
             # Almost always the link, not the message: back off and probe; never delete it.
             self.pub_phase = PubPhase.NONE
-            answer = "unanswered" if resp.result == AtResult.TIMEOUT else _describe(resp)
-            self._publish_failed(f"AT+MPUB {answer}")
+            self._publish_failed(*answer_reason(resp, Reason.MPUB_UNANSWERED, Reason.MPUB_ERROR,
+                                                Reason.MPUB_CME_ERROR))
             self._on_online_timeout_or_error(resp)
             return
         if message.qos == 0:
@@ -1264,10 +1083,15 @@ class Controller:
             self._module_hex = not self._module_hex
             return
         command = "AT+MQTTMODE=0" if self._module_hex else "AT+MQTTMODE=1"
-        answer = "unanswered" if resp.result == AtResult.TIMEOUT else _describe(resp)
-        self.log.warning("mqtt_mode_refused", command=command, answer=answer,
+        self.log.warning("mqtt_mode_refused", command=command,
+                         answer=reasons.answer_text(resp.result, resp.cme_error),
                          id=self._attempt_of, failures=self._pub_failures + 1)
-        self._publish_failed(f"{command} {answer}")
+        if self._module_hex:
+            self._publish_failed(*answer_reason(resp, Reason.TEXT_MODE_UNANSWERED,
+                                                Reason.TEXT_MODE_ERROR, Reason.TEXT_MODE_CME_ERROR))
+        else:
+            self._publish_failed(*answer_reason(resp, Reason.HEX_MODE_UNANSWERED,
+                                                Reason.HEX_MODE_ERROR, Reason.HEX_MODE_CME_ERROR))
         self._on_online_timeout_or_error(resp)
 
     def _on_puback(self) -> None:
@@ -1287,7 +1111,7 @@ class Controller:
         self._stale_until = ms_add(self._now, self.settings.puback_timeout_ms)
         self._acked(message)
 
-    def _publish_failed(self, why: str) -> None:
+    def _publish_failed(self, why: Reason, detail: int) -> None:
         """What was sent for the head failed (refused, unanswered, no PUBACK, session gone):
         the attempt ends, and nothing is started for a backoff that grows with each failure.
         Once the budget is spent there is no wait: the next look dead-letters the message."""
@@ -1295,10 +1119,12 @@ class Controller:
         budget_left = True
         if self._attempt_of is not None:
             self.log.info("publish_failed", id=self._attempt_of, attempt=self._attempt_no,
-                          of=self.settings.publish_attempts, reason=why)
+                          of=self.settings.publish_attempts,
+                          reason=reasons.describe(why, detail))
             budget_left = self._attempt_no < self.settings.publish_attempts
             self._attempt_of = None
             self._last_failure = why
+            self._last_failure_detail = detail
         if budget_left:
             s = self.settings
             delay = backoff_ms(self._pub_failures, s.publish_backoff_base_ms,
@@ -1311,13 +1137,16 @@ class Controller:
         self._ack_owed = message.id
         self._finish_head()
 
-    def _dead_letter(self, message: OutboundMessage, why: str) -> None:
+    def _dead_letter(self, message: OutboundMessage, why: Reason, detail: int) -> None:
         """Give up on `message`: it moves to the dead letters (kept for an operator, who can
         re-queue it) and the rest of the queue flows on. Never a deletion."""
         self.log.warning("publish_dead", id=message.id, topic=message.topic,
-                         attempts=message.attempts, reason=why)
+                         attempts=message.attempts,
+                         reason=reasons.dead_letter_text(message.attempts, why, detail))
         self.counters.publish_dead += 1
-        self._dead_owed = (message.id, why)
+        self._dead_owed = message.id
+        self._dead_reason = why
+        self._dead_detail = detail
         if self._pub_message is not None and self._pub_message.id == message.id and (
                 self._pub_sends):
             # Its OK'd sends may still be acknowledged late: keep that PUBACK from the next one.
@@ -1334,7 +1163,8 @@ class Controller:
         self._attempt_of = None
         self._pub_failures = 0
         self._pub_hold_until = None
-        self._last_failure = ""
+        self._last_failure = Reason.NONE
+        self._last_failure_detail = 0
 
     def _settle_outbox(self) -> bool:
         """Do the store writes owed (a delete after PUBACK, a move to the dead letters), unless
@@ -1353,7 +1183,7 @@ class Controller:
             self._store_worked()
         if self._dead_owed is not None:
             try:
-                self.outbox.dead_letter(*self._dead_owed)
+                self.outbox.dead_letter(self._dead_owed, self._dead_reason, self._dead_detail)
             except OutboxUnavailable as exc:
                 self._store_unavailable("dead_letter", exc)
                 return False
@@ -1386,7 +1216,7 @@ class Controller:
         if resp.result == AtResult.TIMEOUT:
             self._on_online_timeout_or_error(resp)
             return
-        status = _mqtt_status(resp)
+        status = mqtt_status(resp)
         if status != 1:
             self.log.info("probe", mqtt_status=status)
             self._raise_link(Trigger.MQTT_LOST)
@@ -1456,7 +1286,8 @@ class Controller:
             self._on_online_timeout_or_error(resp)
             return
         # The module will not even send SUBSCRIBE: there is no session to keep.
-        self.log.warning("keepalive_refused", answer=_describe(resp))
+        self.log.warning("keepalive_refused",
+                         answer=reasons.answer_text(resp.result, resp.cme_error))
         self._raise_link(Trigger.MQTT_LOST)
 
     def _on_keepalive_suback(self) -> None:
@@ -1485,7 +1316,8 @@ class Controller:
     def _on_cache_read_response(self, resp: AtResponse) -> None:
         # The cached messages came as +MSUB lines (delivered as URCs) before this final code.
         if self.state == State.ONLINE and resp.result != AtResult.OK:
-            self.log.warning("cache_read_failed", answer=_describe(resp))
+            self.log.warning("cache_read_failed",
+                             answer=reasons.answer_text(resp.result, resp.cme_error))
             self._on_online_timeout_or_error(resp)
 
     # ------------------------------------------------------------------ helpers
@@ -1501,42 +1333,10 @@ class Controller:
         return step.name if step is not None else None
 
 
-def _find(resp: AtResponse, prefix: bytes) -> bytes | None:
-    for line in resp.lines:
-        if line.startswith(prefix):
-            return line
-    return None
-
-
-def _mqtt_status(resp: AtResponse) -> int:
-    """`+MQTTSTATU :<s>` of an AT+MQTTSTATU answer (the step and the probe): 1 is connected;
-    -1 when the answer holds no status."""
-    return field_uint(_find(resp, b"+MQTTSTATU"), 0)
-
-
-def _firmware_version(line: bytes) -> int | None:
-    """The number after `_V` in `AirM2M_Air72xUy_V409_LTE_AT` (bare or `+CGMR: "..."`)."""
-    start = line.find(b"_V")
-    while start >= 0:
-        end = start + 2
-        while end < len(line) and 0x30 <= line[end] <= 0x39:
-            end += 1
-        if end > start + 2 and end - start - 2 <= 9:
-            return int(line[start + 2:end])
-        start = line.find(b"_V", start + 2)
-    return None
-
-
-# The +CME ERROR codes this dialect uses (PROTOCOL.md), for messages an operator can act on.
-CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
-              14: "SIM busy", 30: "no network service", 50: "execution failed",
-              53: "invalid parameters", 767: "operation failed"}
-
-
-def _describe(resp: AtResponse) -> str:
-    if resp.result == AtResult.CME_ERROR:
-        meaning = CME_ERRORS.get(resp.cme_error)
-        return f"+CME ERROR: {resp.cme_error}" + (f" ({meaning})" if meaning else "")
-    if resp.result == AtResult.ERROR and resp.cme_error >= 0:
-        return f"ERROR: {resp.cme_error}"  # how the HTTP commands refuse
-    return resp.result.name
+def _unsendable(message: OutboundMessage) -> tuple[Reason, int]:
+    """Why AT+MPUB cannot carry a message at all (the outbox let it in after all)."""
+    if payload.check_topic(message.topic) is not None:
+        return Reason.BAD_TOPIC, len(message.topic)
+    if payload.check_qos(message.qos) is not None:
+        return Reason.BAD_QOS, message.qos
+    return Reason.PAYLOAD_UNSENDABLE, len(message.payload)

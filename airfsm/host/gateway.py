@@ -48,13 +48,14 @@ from typing import Any, TextIO, TypeVar
 
 from airfsm.cli import FAIL_EXIT, CliError, Exit, add_connection_options
 from airfsm.core import aliyun
-from airfsm.core.codes import FailReason, State
+from airfsm.core.codes import FailReason, Reason, State
 from airfsm.core.controller import Controller, Settings
-from airfsm.core.messages import InboundMessage, OutboundMessage, OutboxUnavailable
+from airfsm.core.messages import InboundMessage, OutboundMessage
+from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.payload import QOS_LEVELS, resolve_topic
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
-from airfsm.host import log
+from airfsm.host import log, reasons
 from airfsm.host.config import (
     ConfigError,
     GatewayConfig,
@@ -292,8 +293,8 @@ class GatewayOutbox:
     def mark_attempt(self, message_id: int) -> int:
         return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
 
-    def dead_letter(self, message_id: int, reason: str) -> None:
-        self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason))
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
+        self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason, detail))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(topic, self.product_key, self.device_name)
@@ -679,7 +680,7 @@ class Gateway:
 
     def _on_failed(self, controller: Controller) -> Exit | None:
         reason = controller.fail_reason
-        detail = log.redact(controller.fail_detail or reason.name.lower())
+        detail = log.redact(reasons.fail_text(controller) or reason.name.lower())
         # FIRMWARE and CREDENTIALS are permanent: exit with connect's code. NO_RESPONSE is not,
         # for a gateway: start over below.
         code = None if reason == FailReason.NO_RESPONSE else FAIL_EXIT.get(reason)
@@ -829,13 +830,13 @@ class Gateway:
     @staticmethod
     def _controller_counters(controller: Controller) -> dict[str, Any]:
         counters = controller.counters.as_dict()
-        counters["at"] = controller.status()["at"]
+        counters["at"] = reasons.status(controller)["at"]
         return counters
 
     def status(self) -> dict[str, Any]:
         """The status file's contents (no secret in here; StatusFile redacts once more)."""
         c = self.controller
-        snapshot = c.status() if c is not None else {}
+        snapshot = reasons.status(c) if c is not None else {}
         counters = _merge_counts(self._base_counters,
                                  self._controller_counters(c) if c is not None else {})
         counters["gateway"] = dict(self.gateway_counters)
