@@ -49,14 +49,15 @@ class CountingPort:
         self.sent = 0
         self.received = 0
 
-    def read(self, max_bytes: int) -> bytes:
-        data = self.port.read(max_bytes)
-        self.received += len(data)
-        return data
+    def read(self, buf: bytearray, max_bytes: int) -> int:
+        n = self.port.read(buf, max_bytes)
+        self.received += max(n, 0)
+        return n
 
-    def write(self, data: bytes) -> None:
-        self.port.write(data)
-        self.sent += len(data)
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = self.port.write(data)
+        self.sent += max(n, 0)
+        return n
 
     def fileno(self) -> int | None:
         return self.port.fileno()

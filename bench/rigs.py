@@ -74,7 +74,7 @@ class ScriptedLink:
         return self.controller.tick(self.now)
 
     def sent(self) -> bytes:
-        return self.far.read(1 << 20)
+        return self.far.drain()
 
     def answer(self, data: bytes) -> None:
         self.far.write(data)
@@ -85,7 +85,7 @@ class ScriptedLink:
         acked = c.counters.publish_acked
         c.publish("update", payload, qos=1)
         c.tick(self.now)  # sends AT+MPUB
-        self.far.write(self.far.read(1 << 20) + OK)  # the echo (command line + CR), then OK
+        self.far.write(self.far.drain() + OK)  # the echo (command line + CR), then OK
         c.tick(self.now)  # OK: waiting for PUBACK
         self.far.write(PUBACK)
         c.tick(self.now)  # PUBACK: acknowledged, the outbox row is gone
@@ -96,7 +96,7 @@ class ScriptedLink:
 def online_link(outbox: Any = None) -> ScriptedLink:
     """A controller ONLINE (with `outbox`, default in-memory), its module now scripted."""
     rig = online_rig(outbox=outbox)
-    rig.module_port.read(1 << 20)  # whatever the controller said last is not ours to answer
+    rig.module_port.drain()  # whatever the controller said last is not ours to answer
     rig.controller.tick(rig.now)
     return ScriptedLink(rig.controller, rig.module_port, rig.now)
 

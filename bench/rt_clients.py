@@ -71,6 +71,7 @@ def client_airfsm(path: str) -> Callable[[], None]:
     channel = AtChannel(port.write, on_response, lambda _urc, _line, _data: None)
 
     command = bytearray(b"AT\r")  # with room for the CR the channel puts there
+    buf = bytearray(512)
 
     def round_trip() -> None:
         done[0] = False
@@ -79,10 +80,10 @@ def client_airfsm(path: str) -> Callable[[], None]:
             select.select([fd], [], [], 1.0)
             now = monotonic_ms()
             while True:
-                data = port.read(512)
-                if not data:
+                n = port.read(buf, len(buf))
+                if n <= 0:
                     break
-                channel.feed(data, now)
+                channel.feed(buf, now, n)
 
     return round_trip
 

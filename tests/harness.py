@@ -48,7 +48,7 @@ class Rig:
         if out:
             self.module_port.write(out)
         next_c = self.controller.tick(self.now)
-        sent = self.module_port.read(1 << 20)
+        sent = self.module_port.drain()
         if sent:
             known = len(self.module.commands)
             self.module.receive(sent, self.now)

@@ -43,7 +43,7 @@ from airfsm.core.codes import (
     Trigger,
     UrcKind,
 )
-from airfsm.core.hal import Port, PortLost
+from airfsm.core.hal import PORT_LOST, Port
 from airfsm.core.judge import answer_reason, judge_answer, judge_urc, mqtt_status
 from airfsm.core.messages import OutboundMessage
 from airfsm.core.outbox import MemoryOutbox, Outbox, OutboxUnavailable
@@ -472,31 +472,31 @@ class Controller:
     # ------------------------------------------------------------------ port I/O
 
     def _read_port(self) -> None:
+        """Feed the channel what the port has, a chunk at a time, at most MAX_READ_PER_TICK."""
         if self.port_lost:
             return
+        buf = self._read_buf
         total = 0
         while total < MAX_READ_PER_TICK:
-            try:
-                data = self.port.read(READ_CHUNK)
-            except PortLost as exc:
-                self._lose_port(str(exc))
+            n = self.port.read(buf, len(buf))
+            if n == PORT_LOST:
+                self._lose_port()
                 return
-            if not data:
+            if n == 0:
                 return
-            total += len(data)
-            self.channel.feed(data, self._now)
+            total += n
+            self.channel.feed(buf, self._now, n)
 
     def _write(self, data: memoryview) -> None:
         if self.port_lost:
             return
-        try:
-            self.port.write(data)
-        except PortLost as exc:
-            self._lose_port(str(exc))
+        if self.port.write(data) == PORT_LOST:
+            self._lose_port()
 
-    def _lose_port(self, why: str) -> None:
+    def _lose_port(self) -> None:
         self.port_lost = True
-        self.log.warning("port_lost", reason=why, state=self.state.name)
+        self.log.warning("port_lost", reason=getattr(self.port, "lost_reason", None) or None,
+                         state=self.state.name)
 
     # ------------------------------------------------------------------ applying events
 
