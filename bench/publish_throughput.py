@@ -25,7 +25,8 @@ import sys
 import time
 
 from airfsm.core.aliyun import DeviceIdentity
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add
 from airfsm.host import reasons
 from airfsm.host.loop import monotonic_ms, run

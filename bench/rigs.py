@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.core.aliyun import DeviceIdentity
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
 from airfsm.core.outbox import MemoryOutbox
+from airfsm.core.settings import Settings
 from airfsm.host import log, reasons
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import MemoryPort

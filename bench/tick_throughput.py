@@ -36,7 +36,7 @@ def connect_ms() -> tuple[float, int]:
         calls += 1
         return tick(now_ms)
 
-    rig.controller.tick = counted  # type: ignore[method-assign]
+    rig.ticker = counted
     start = time.perf_counter()
     if not rig.run_until(lambda: rig.controller.online):
         raise RuntimeError(f"connect did not get ONLINE: {reasons.status(rig.controller)}")

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
 from airfsm.core.outbox import MemoryOutbox
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest
-from airfsm.host import reasons
+from airfsm.host import log, reasons
 from airfsm.host.serial import MemoryPort, memory_pair
 from airfsm.sim import SimConfig, SimModule
 
@@ -41,13 +42,16 @@ class Rig:
     states: list[tuple[str, str, str]] = field(default_factory=list)
     timeline: list[tuple[int, str, str, str]] = field(default_factory=list)  # (now, from, to, trig)
     command_times: list[tuple[int, str]] = field(default_factory=list)  # (now, command received)
+    # What a step calls to tick the controller (None: its tick); a benchmark wraps it to time
+    # or count the ticks (the controller's fields are fixed: its methods cannot be replaced).
+    ticker: Callable[[int], int] | None = None
 
     def step(self) -> None:
         """One round: module output -> controller tick -> module input, then jump in time."""
         out = self.module.output(self.now)
         if out:
             self.module_port.write(out)
-        next_c = self.controller.tick(self.now)
+        next_c = (self.ticker or self.controller.tick)(self.now)
         sent = self.module_port.drain()
         if sent:
             known = len(self.module.commands)
@@ -99,6 +103,7 @@ def make_rig(config: SimConfig | None = None, settings: Settings | None = None,
         timeline.append((rig.now if rig is not None else start_ms, names[0], names[1], trig))
 
     # What a host lends the core: a clock and words for the dead letters of the RAM outbox.
+    controller_kwargs.setdefault("log_hook", log.CORE_LOG)  # logs, as the gateway's
     if controller_kwargs.get("outbox") is None:
         controller_kwargs["outbox"] = MemoryOutbox(wall_clock=time.time,
                                                    describe=reasons.dead_letter_text)

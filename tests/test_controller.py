@@ -525,7 +525,7 @@ def test_a_probe_due_while_a_command_is_in_flight_asks_for_no_early_tick() -> No
     assert rig.run_until(lambda: c.channel.busy and "AT+MPUB" in rig.commands[-1])
     in_flight_until = c.channel.deadline
     assert in_flight_until is not None
-    late = ms_add(c._next_probe_at, 1)  # the probe is due, the MPUB still waits
+    late = ms_add(c.session.next_probe_at, 1)  # the probe is due, the MPUB still waits
     assert ms_diff(in_flight_until, late) > 0
     assert ms_diff(c.tick(late), late) > 0  # not "now": nothing can start before the answer
 
@@ -544,5 +544,5 @@ def test_an_auth_computes_its_sign_once(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(aliyun, "sign", counting_sign)
     c._prepare_auth()
     assert len(signs) == 1
-    assert f"sign={signs[0]}".encode() in c._auth_body
+    assert f"sign={signs[0]}".encode() in c.auth.body[:c.auth.body_len]
     assert log.redact(f"x{signs[0]}y") == "x***y"  # the one sign is the secret registered

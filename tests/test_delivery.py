@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from airfsm.core.codes import PubPhase
+from airfsm.core.codes import PubPhase, Trigger
 from airfsm.core.messages import DeadLetter
 from airfsm.core.outbox import MemoryOutbox
 from airfsm.host import reasons
@@ -177,7 +177,7 @@ def test_a_message_that_makes_the_broker_drop_the_session_cannot_reconnect_forev
     assert rig.run_until(lambda: len(c.outbox) == 0, max_ms=3_600_000)
     poisoned = [p for t, p, _q in rig.module.published if t == POISON]
     assert poisoned == [b"poison"] * c.settings.publish_attempts
-    assert c.counters.reconnects["mqtt_lost"] == c.settings.publish_attempts
+    assert c.counters.reconnects[Trigger.MQTT_LOST] == c.settings.publish_attempts
     assert [p for t, p, _q in rig.module.published if t == UPDATE] == [b"fine", b"also fine"]
     [dead] = dead_letters(c.outbox)
     assert dead.topic == POISON and "session ended" in dead.reason

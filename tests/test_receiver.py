@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from airfsm.core.codes import State
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE
 from airfsm.core.timebase import ms_diff
 from airfsm.host import reasons

@@ -18,7 +18,8 @@ from typing import Any, NoReturn, TextIO
 from airfsm.core import aliyun
 from airfsm.core.at import MAX_TIMEOUT_MS
 from airfsm.core.codes import FailReason, State
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log, reasons
 from airfsm.host.config import STANDARD_BAUDS
@@ -199,7 +200,8 @@ def cmd_connect(args: argparse.Namespace, env: dict[str, str]) -> Exit:
     port = open_module_port(args.port, settings.baud)
     start = monotonic_ms()
     display = StageDisplay(sys.stdout, start, enabled=sys.stdout.isatty() or args.progress)
-    controller = Controller(port, settings, now_ms=start, on_state=display)
+    controller = Controller(port, settings, now_ms=start, on_state=display,
+                            log_hook=log.CORE_LOG)
     display.controller = controller
     deadline = ms_add(start, int(args.timeout * 1000)) if args.timeout else None
     try:

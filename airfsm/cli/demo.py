@@ -14,9 +14,10 @@ from typing import Any
 
 from airfsm.cli import CliError, Exit, StageDisplay, open_module_port, timeout_seconds
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff
-from airfsm.host import reasons
+from airfsm.host import log, reasons
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
 
@@ -126,7 +127,8 @@ def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> Exit:
         display = StageDisplay(out, start)
         inbound: list[tuple[str, bytes]] = []
         controller = Controller(port, settings, now_ms=start, on_state=display,
-                                on_message=lambda t, p: inbound.append((t, p)))
+                                on_message=lambda t, p: inbound.append((t, p)),
+                                log_hook=log.CORE_LOG)
         display.controller = controller
         try:
             return _demo_session(args, server, controller, inbound, start)

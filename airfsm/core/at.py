@@ -430,6 +430,25 @@ def payload_stall_ms(baud: int) -> int:
 
 
 Buffer = bytes | bytearray | memoryview
+# A URC table's rows by the first byte of their prefix, in table order: (row, prefix, FINAL).
+UrcIndex = dict[int, tuple[tuple[int, bytes, bool], ...]]
+_URC_INDEXES: dict[int, tuple[Sequence[Urc], UrcIndex]] = {}
+
+
+def _by_first_byte(urcs: tuple[Urc, ...]) -> UrcIndex:
+    """The rows of `urcs` by the first byte of their prefix (C: the table sorted by it, or the
+    plain loop): a line is compared with the few rows that can match it. Made once per table
+    (kept beside it, so its id stays its own) and shared by every channel of that table."""
+    cached = _URC_INDEXES.get(id(urcs))
+    if cached is not None and cached[0] is urcs:
+        return cached[1]
+    index: UrcIndex = {}
+    for i, row in enumerate(urcs):
+        if row.prefix:  # an empty prefix would match every line
+            first = row.prefix[0]
+            index[first] = (*index.get(first, ()), (i, row.prefix, row.kind == UrcKind.FINAL))
+    _URC_INDEXES[id(urcs)] = (urcs, index)
+    return index
 TruncatedCallback = Callable[[bytes, int, int], None]
 # on_urc(urc, line, payload): `urc` is the row of the URC table the line matched (URC_NONE for a
 # final code that no FINAL row names), `payload` the bytes of a length-counted +MSUB message.
@@ -479,16 +498,9 @@ class AtChannel:
         self._on_truncated = on_truncated
         # The URC table: matched by prefix in order (its FINAL rows only name final codes that
         # are passed on after an OK); urc_only rows are never a command's own answer line.
-        self._urcs = tuple(urcs)
+        self._urcs = urcs if isinstance(urcs, tuple) else tuple(urcs)
         self._urc_only = tuple(u.prefix for u in self._urcs if u.urc_only)
-        # The rows by the first byte of their prefix, in table order (C: the table sorted by
-        # it, or the plain loop): a line is compared with the few rows that can match it.
-        self._urcs_by_first: dict[int, tuple[tuple[int, bytes, bool], ...]] = {}
-        for index, row in enumerate(self._urcs):
-            if row.prefix:  # an empty prefix would match every line
-                first = row.prefix[0]
-                entry = (index, row.prefix, row.kind == UrcKind.FINAL)
-                self._urcs_by_first[first] = (*self._urcs_by_first.get(first, ()), entry)
+        self._urcs_by_first = _by_first_byte(self._urcs)
         self._msub_urc = next((i for i, u in enumerate(self._urcs) if u.kind == UrcKind.MSUB),
                               URC_NONE)
         self._baud = max(baud, 1)

@@ -529,7 +529,7 @@ def edge_table(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigge
 
 def build_machine(
     model: Any,
-    on_change: Callable[[Any], None],
+    on_change: Callable[[Any], None] | None,
     table: Sequence[StateSpec] = MACHINE,
     machine_class: type[Machine] = Machine,
     **kwargs: Any,
@@ -537,8 +537,9 @@ def build_machine(
     """A `transitions` machine with one state per row and one transition per edge.
 
     Self-loops (RETRY, HARDWARE_RESET) are reflexive (`dest="="`): leaving and re-entering the
-    state re-runs its script.
-    `on_change` is called after every change with transitions' EventData.
+    state re-runs its script. `on_change` is called after every change with transitions'
+    EventData (None: no callback; the controller acts on the change itself). `model` may be
+    None: models are then added with `add_model`.
     """
     transitions = [
         {
@@ -559,3 +560,32 @@ def build_machine(
         model_attribute="fsm_state",
         **kwargs,
     )
+
+
+# One Machine per table, shared by every controller of that table (each adds its own small
+# model): building one costs ~200 us and ~40 KiB. With model_override, transitions binds on a
+# model only what its class declares (`trigger`), not a method per trigger and per state: a
+# model then costs under 1 KiB. The edge lookup is shared alike. Keyed by the table's id, with
+# the table kept alive beside them so that the id stays its own.
+_SHARED: dict[int, tuple[Sequence[StateSpec], Machine, dict[tuple[State, Trigger], Edge]]] = {}
+
+
+def _shared(table: Sequence[StateSpec]) -> tuple[Machine, dict[tuple[State, Trigger], Edge]]:
+    entry = _SHARED.get(id(table))
+    if entry is None or entry[0] is not table:
+        machine = build_machine(None, None, table, model_override=True)
+        entry = (table, machine, edge_table(table))
+        _SHARED[id(table)] = entry
+    return entry[1], entry[2]
+
+
+def shared_machine(table: Sequence[StateSpec] = MACHINE) -> Machine:
+    """The `transitions` Machine of `table`, built the first time it is asked for, without a
+    model of its own (controllers `add_model` theirs; a model must declare `trigger`). The C
+    twin has no Machine: it steps `next[state][trigger]`, generated from the same edges."""
+    return _shared(table)[0]
+
+
+def shared_edges(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigger], Edge]:
+    """`edge_table(table)`, made once per table (read only: every controller of it reads it)."""
+    return _shared(table)[1]

@@ -49,10 +49,11 @@ from typing import Any, TextIO, TypeVar
 from airfsm.cli import FAIL_EXIT, CliError, Exit, add_connection_options
 from airfsm.core import aliyun
 from airfsm.core.codes import FailReason, Reason, State
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
 from airfsm.core.messages import InboundMessage, OutboundMessage
 from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.payload import QOS_LEVELS, resolve_topic
+from airfsm.core.settings import Settings
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
 from airfsm.host import log, reasons
@@ -561,11 +562,13 @@ class Gateway:
         if self.controller is not None:
             self._base_counters = _merge_counts(self._base_counters,
                                                 self._controller_counters(self.controller))
+            self.controller.close()  # its model leaves the shared transitions Machine
         view = GatewayOutbox(self.outbox, self.config.product_key, self.config.device_name,
                              self._store_error, self.store_faults)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
+            log_hook=log.CORE_LOG,
             hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
         self._since = time.time()
         self._status_dirty = True

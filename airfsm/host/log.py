@@ -14,6 +14,9 @@ from typing import Any
 
 import structlog
 
+from airfsm.core.codes import LogEvent, LogLevel
+from airfsm.host import reasons
+
 REDACTED = "***"
 _MIN_SECRET_LEN = 4  # shorter values would redact ordinary words; no real secret is that short
 _secrets: set[str] = set()
@@ -92,6 +95,7 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
     # `log.exception(...)` carries its traceback: as one (redacted) string in a JSON line; the
     # console renderer formats it itself.
     tracebacks: list[Any] = [structlog.processors.format_exc_info] if json else []
+    CORE_LOG.level = LEVELS.get(level, logging.INFO)  # what the controllers' hook passes on
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -113,3 +117,23 @@ def get_logger(name: str) -> Any:
     if not structlog.is_configured():
         configure("warning")
     return structlog.get_logger(name)
+
+
+class CoreLog:
+    """The controllers' log hook (`airfsm.core.hal.LogHook`): each core LogEvent becomes the
+    structlog event of the same name in lower case, with the keys `airfsm.host.reasons` gives
+    it; a SECRET joins the redaction set. Its `level` is the one `configure` set, so a debug
+    event is not even built while debug lines are filtered out."""
+
+    level = logging.WARNING  # until configure() is called: get_logger()'s default
+
+    def __call__(self, ctl: Any, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
+                 data: bytes | bytearray | memoryview) -> None:
+        if event == LogEvent.SECRET:
+            register_secret(bytes(data))
+            return
+        fields = reasons.event_fields(ctl, event, a, b, c, data)
+        get_logger("airfsm.core.controller").log(level, event.name.lower(), **fields)
+
+
+CORE_LOG = CoreLog()

@@ -9,15 +9,23 @@ no need of it: its log hook prints the codes, or the generated name tables.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airfsm.core import aliyun, payload
-from airfsm.core.codes import AtResult, FailReason, Reason, State
+from airfsm.core.at import msub_topic
+from airfsm.core.codes import (
+    AtResult,
+    FailReason,
+    LogEvent,
+    OutboxCall,
+    Outcome,
+    Reason,
+    State,
+    Trigger,
+)
+from airfsm.core.controller import Controller, StepError
 from airfsm.core.table import MIN_FIRMWARE, URCS, StateSpec
 from airfsm.core.timebase import ms_diff
-
-if TYPE_CHECKING:
-    from airfsm.core.controller import Controller, StepError
 
 # The +CME ERROR codes this dialect uses (PROTOCOL.md), for messages an operator can act on.
 CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
@@ -184,3 +192,87 @@ def status(controller: Controller) -> dict[str, Any]:
                "urcs": channel.urcs, "data_dropped": channel.data_dropped,
                "payloads_truncated": channel.payloads_truncated},
     }
+
+
+# ---------------------------------------------------------------------- log events
+
+
+def _text(data: bytes | bytearray | memoryview) -> str:
+    return bytes(data).decode("latin-1")
+
+
+def _step_left(controller: Controller, source: int) -> str | None:
+    """The step a state was in when it was left (the runner is still there)."""
+    if source == State.ONLINE:
+        return None
+    steps = controller.table[source].steps
+    index = controller.runner.index
+    return steps[index].name if index < len(steps) else None
+
+
+def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int,
+                 data: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """The keys of the structlog event a core LogEvent becomes (the words of its codes)."""
+    state = controller.state.name
+    s = controller.session
+    if event == LogEvent.STATE:
+        source, trigger = State(a), Trigger(b)
+        fields: dict[str, Any] = {"from": source.name, "to": state,
+                                  "trigger": trigger.name.lower(),
+                                  "attempt": controller.attempt, "elapsed_ms": c}
+        left = _step_left(controller, source) if trigger != Trigger.DONE else None
+        if left:
+            fields["step"] = left  # where the state was when it was left
+        if controller.state == State.FAILED:
+            fields["reason"] = fail_text(controller) or ""
+        return fields
+    if event == LogEvent.STEP:
+        error = StepError(controller.state, controller.runner.index, Reason(b), c)
+        return {"state": state, "step": controller.step_name(),
+                "outcome": Outcome(a).name.lower(), "why": step_why(error, controller.table)}
+    if event in (LogEvent.AT_TX, LogEvent.AT_TIMEOUT):
+        return {"command": _text(data), "state": state}
+    if event in (LogEvent.URC, LogEvent.LINK_URC):
+        return {"urc": _text(data), "state": state}
+    if event == LogEvent.MSUB_UNPARSED:
+        return {"urc": _text(data)}
+    if event == LogEvent.DOWNLINK_CACHED:
+        return {"slot": a, "state": state}
+    if event == LogEvent.PAYLOAD_TRUNCATED:
+        header = bytes(data)
+        downlink = header.startswith(b"+MSUB")
+        return {"what": "downlink" if downlink else "http body",
+                "topic": msub_topic(header).decode("utf-8", "replace") or None,
+                "declared": a, "received": b, "state": state}
+    if event == LogEvent.INBOUND:
+        return {"topic": bytes(data).decode("utf-8", "replace"), "bytes": a}
+    if event == LogEvent.PROBE:
+        return {"mqtt_status": a}
+    if event == LogEvent.MODULE_SILENT:
+        return {"unanswered": a}
+    if event in (LogEvent.KEEPALIVE_REFUSED, LogEvent.CACHE_READ_FAILED):
+        return {"answer": answer_text(a, b)}
+    if event == LogEvent.KEEPALIVE_UNANSWERED:
+        return {"firmware": controller.firmware or None, "after_ms": a}
+    if event == LogEvent.PUBLISH_FAILED:
+        return {"id": a, "attempt": b, "of": c,
+                "reason": describe(s.last_failure, s.last_failure_detail)}
+    if event == LogEvent.PUBLISH_DEAD:
+        return {"id": a, "topic": bytes(data).decode("utf-8", "replace"), "attempts": b,
+                "reason": dead_letter_text(b, s.dead_reason, s.dead_detail)}
+    if event == LogEvent.MQTT_MODE_REFUSED:
+        return {"command": "AT+MQTTMODE=0" if s.module_hex else "AT+MQTTMODE=1",
+                "answer": answer_text(a, b), "id": s.attempt_of or None, "failures": c}
+    if event == LogEvent.OUTBOX_UNAVAILABLE:
+        return {"operation": OutboxCall(a).name.lower(),
+                "error": bytes(data).decode("utf-8", "replace"), "failures": b, "retry_in_ms": c}
+    if event == LogEvent.OUTBOX_AVAILABLE:
+        return {"after_failures": a}
+    if event == LogEvent.PORT_LOST:
+        return {"reason": getattr(controller.port, "lost_reason", "") or None, "state": state}
+    if event == LogEvent.HARDWARE_RESET:
+        return {"state": state, "reset": a, "of": b}
+    if event == LogEvent.INTERNAL_ERROR:
+        return {"error": bytes(data).decode("utf-8", "replace"), "state": state}
+    # HARDWARE_RESET_FAILED, ON_STATE_FAILED, ON_MESSAGE_FAILED: what the callback raised
+    return {"error": bytes(data).decode("utf-8", "replace")}

@@ -52,7 +52,7 @@ from transitions.extensions.diagrams_graphviz import Graph
 
 from airfsm.core import aliyun, payload
 from airfsm.core.codes import Check, Cond, FailReason, State, Trigger
-from airfsm.core.controller import Settings
+from airfsm.core.settings import Settings
 from airfsm.core.table import (
     CACHE_READ,
     COND_DESCRIPTIONS,
