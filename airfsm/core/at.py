@@ -215,6 +215,7 @@ class AtResponse:
                  "line_count", "line_start", "line_length", "data_start", "data_length")
 
     def __init__(self, arena: bytearray) -> None:
+        """C: part of at_init()."""
         self.result: AtResult = AtResult.OK
         self.cme_error: int = -1
         self.command: bytes | bytearray | memoryview = b""
@@ -250,26 +251,29 @@ class AtResponse:
         return -1
 
     def line_end(self, index: int) -> int:
-        """Where info line `index` ends in the arena."""
+        """Where info line `index` ends in the arena. C: at_response_line_end()."""
         return self.line_start[index] + self.line_length[index]
 
     def line(self, index: int) -> bytes:
-        """A copy of info line `index` (b"" for -1 or past the end)."""
+        """A copy of info line `index` (b"" for -1 or past the end). C: at_response_line()."""
         if not 0 <= index < self.line_count:
             return b""
         return bytes(self.arena[self.line_start[index]:self.line_end(index)])
 
     @property
     def lines(self) -> list[bytes]:
-        """Copies of the info lines (for tests and logs; the tick reads the spans)."""
+        """Copies of the info lines (for tests and logs; the tick reads the spans).
+
+        Python only (no C twin)."""
         return [self.line(i) for i in range(self.line_count)]
 
     @property
     def data(self) -> bytes:
-        """A copy of the +HTTPREAD body."""
+        """A copy of the +HTTPREAD body. Python only (no C twin)."""
         return bytes(self.arena[self.data_start:self.data_start + self.data_length])
 
     def __repr__(self) -> str:
+        """Python only (no C twin)."""
         return (
             f"AtResponse(result={self.result.name}, cme_error={self.cme_error}, "
             f"lines={self.lines!r}, data={self.data!r}, command={bytes(self.command)!r}, "
@@ -278,7 +282,9 @@ class AtResponse:
 
 
 def _is_noise(b: int) -> bool:
-    """A byte no module line starts with: control bytes and 8-bit bytes (boot line noise)."""
+    """A byte no module line starts with: control bytes and 8-bit bytes (boot line noise).
+
+    C: at_is_noise()."""
     return b < _SP or b > _TILDE
 
 
@@ -376,13 +382,17 @@ def final_code(buf: bytes | bytearray, start: int, end: int) -> int:
 
 
 def final_code_number(buf: bytes | bytearray, start: int, end: int, index: int) -> int:
-    """The number after the final code FINAL_CODES[index] in buf[start:end] (-1: none)."""
+    """The number after the final code FINAL_CODES[index] in buf[start:end] (-1: none).
+
+    C: at_final_code_number()."""
     text, _result, has_code = FINAL_CODES[index]
     return parse_uint(buf, start + len(text), end) if has_code else -1
 
 
 def is_final_code(line: bytes) -> bool:
-    """Is `line` one of FINAL_CODES (`OK`, `ERROR`, `ERROR: 3`, `+CME ERROR: 3`, ...)?"""
+    """Is `line` one of FINAL_CODES (`OK`, `ERROR`, `ERROR: 3`, `+CME ERROR: 3`, ...)?
+
+    Python only (no C twin)."""
     return final_code(line, 0, len(line)) != NOT_FINAL
 
 
@@ -406,7 +416,9 @@ def response_prefix_end(command: bytes | bytearray | memoryview, length: int) ->
 
 
 def response_prefix(command: bytes) -> bytes:
-    """The prefix the module's answer lines carry: `AT+CGATT?` -> `+CGATT`; b"" if none."""
+    """The prefix the module's answer lines carry: `AT+CGATT?` -> `+CGATT`; b"" if none.
+
+    Python only (no C twin)."""
     end = response_prefix_end(command, len(command))
     return bytes(command[2:end]) if end else b""
 
@@ -423,7 +435,9 @@ def _starts_with_nocase(buf: bytes | bytearray | memoryview, length: int, text: 
 
 
 def payload_stall_ms(baud: int) -> int:
-    """How long a payload may pause at this line rate before it is called truncated."""
+    """How long a payload may pause at this line rate before it is called truncated.
+
+    C: at_payload_stall_ms()."""
     baud = max(baud, 1)
     chars_ms = (PAYLOAD_STALL_CHARS * UART_BITS_PER_CHAR * 1000 + baud - 1) // baud
     return max(PAYLOAD_STALL_FLOOR_MS, chars_ms)
@@ -554,17 +568,21 @@ class AtChannel:
 
     @property
     def busy(self) -> bool:
-        """A command is in flight (including between its PROMPT and its final code)."""
+        """A command is in flight (including between its PROMPT and its final code).
+
+        C: at_busy()."""
         return self._active
 
     @property
     def deadline(self) -> int | None:
-        """Deadline (32-bit ms) of the command in flight; None when idle."""
+        """Deadline (32-bit ms) of the command in flight; None when idle. C: at_deadline()."""
         return self._deadline if self._active else None
 
     @property
     def receive_deadline(self) -> int | None:
-        """When check_timeout() must look at the payload being read (stall, overrun, end)."""
+        """When check_timeout() must look at the payload being read (stall, overrun, end).
+
+        C: at_receive_deadline()."""
         rx = self._rx
         if rx == _Rx.MSUB_END:
             return ms_add(self._data_last_at, self.stall_ms)
@@ -575,7 +593,9 @@ class AtChannel:
 
     @property
     def hex_payloads_possible(self) -> bool:
-        """The module may send +MSUB payloads in hex form (AT+MQTTMODE=1 went out)."""
+        """The module may send +MSUB payloads in hex form (AT+MQTTMODE=1 went out).
+
+        C: at_hex_payloads_possible()."""
         return self._hex_possible
 
     # -- transmit ----------------------------------------------------------------------------
@@ -737,6 +757,7 @@ class AtChannel:
         Two things stop a run early. While a `>` prompt is awaited every byte is looked at, as
         the prompt comes without a line end. On a line that may be a `+MSUB:` header each `,`
         ends a run, since the header (and the payload right after it) may end there.
+        C: at_take_line().
         """
         if self._line_len == 0:
             self._msub_possible = True
@@ -783,7 +804,9 @@ class AtChannel:
         return stop
 
     def _overflow(self) -> None:
-        """A line longer than the line buffer: dropped, and skipped up to its end."""
+        """A line longer than the line buffer: dropped, and skipped up to its end.
+
+        C: at_overflow()."""
         if self._pending >= 0:
             self._deliver_pending()  # the message was whole; the rest is too long
         self.lines_dropped += 1
@@ -791,13 +814,14 @@ class AtChannel:
         self._rx = _Rx.SKIP_LINE
 
     def _content_start(self, n: int) -> int:
-        """Index of the first byte of _line[:n] that is not leading noise."""
+        """Index of the first byte of _line[:n] that is not leading noise. C: at_content_start()."""
         start = 0
         while start < n and _is_noise(self._line[start]):
             start += 1
         return start
 
     def _end_line(self, terminator: int) -> None:
+        """C: at_end_line()."""
         n = self._line_len
         self._line_len = 0
         if self._pending >= 0:
@@ -869,6 +893,7 @@ class AtChannel:
                 self._start_data(n - s, length, _Sink.RESPONSE if own else _Sink.DISCARD)
 
     def _is_own_line(self, s: int, n: int) -> bool:
+        """C: at_is_own_line()."""
         prefix = self._prefix
         p = len(prefix)
         line = self._line
@@ -883,7 +908,7 @@ class AtChannel:
     def _match_urc(self, s: int, n: int, kind: UrcKind | None = None) -> int:
         """The first row of the URC table that _line[s:n] starts with: of the FINAL rows when
         `kind` is FINAL, else of the others. URC_NONE when none (an empty prefix never
-        matches)."""
+        matches). C: at_match_urc()."""
         line = self._line
         if s >= n:
             return URC_NONE
@@ -910,7 +935,9 @@ class AtChannel:
     # -- length-counted payloads -------------------------------------------------------------
 
     def _check_msub_header(self) -> None:
-        """On a `,`: is the line so far a `+MSUB: <topic>,<n> byte,` header?"""
+        """On a `,`: is the line so far a `+MSUB: <topic>,<n> byte,` header?
+
+        C: at_check_msub_header()."""
         n = self._line_len
         s = self._content_start(n)
         if not self._line.startswith(MSUB_HEADER, s, n):
@@ -935,6 +962,7 @@ class AtChannel:
         self._start_data(n, length, _Sink.URC)
 
     def _start_data(self, header_len: int, length: int, sink: _Sink) -> None:
+        """C: at_start_data()."""
         if length > self._data_cap or sink == _Sink.DISCARD:
             self.data_dropped += 1
             sink = _Sink.DISCARD
@@ -965,6 +993,7 @@ class AtChannel:
         self._data_read += count
 
     def _data_complete(self) -> None:
+        """C: at_data_complete()."""
         sink = self._sink
         if sink == _Sink.URC:
             n = self._data_len
@@ -992,7 +1021,9 @@ class AtChannel:
         response.arena_used = at + n
 
     def _after_msub_payload(self, b: int) -> None:
-        """MSUB_END: the byte after a +MSUB payload decides what the payload was."""
+        """MSUB_END: the byte after a +MSUB payload decides what the payload was.
+
+        C: at_after_msub_payload()."""
         if self._hex_candidate and hex_value(b) >= 0:
             self._hex_candidate = False
             self._rx = _Rx.HEX_TAIL  # n hex digits and more coming: the 2n-digit hex form
@@ -1018,6 +1049,7 @@ class AtChannel:
         self._data_len = 0  # the data buffer is free; _hex_payload still says how to decode
 
     def _deliver_pending(self) -> None:
+        """C: at_deliver_pending()."""
         start = self._header_len
         end = start + self._pending
         self._pending = -1
@@ -1034,7 +1066,7 @@ class AtChannel:
         self._on_urc(self._msub_urc, bytes(self._line[:self._header_len]), payload)
 
     def _end_payload(self) -> None:
-        """Back to assembling lines; the data buffer is free again."""
+        """Back to assembling lines; the data buffer is free again. C: at_end_payload()."""
         self._rx = _Rx.LINE
         self._sink = _Sink.NONE
         self._data_len = 0
@@ -1045,7 +1077,9 @@ class AtChannel:
         self._pending = -1
 
     def _truncate(self) -> None:
-        """The payload came short: drop it, report it, and feed what it swallowed again."""
+        """The payload came short: drop it, report it, and feed what it swallowed again.
+
+        C: at_truncate()."""
         kept = self._data_len
         cut = _line_end(self._data, 0, kept)
         header = bytes(self._line[:self._header_len])
@@ -1064,12 +1098,14 @@ class AtChannel:
     # -- completion --------------------------------------------------------------------------
 
     def _give_prompt(self) -> None:
+        """C: at_give_prompt()."""
         self._prompt = _Prompt.GIVEN
         self._response.result = AtResult.PROMPT
         self._on_response(self._response)
 
     def _complete(self, result: AtResult, cme_error: int) -> None:
         # Idle first: the controller may send the next command as soon as it learns of this.
+        """C: at_complete()."""
         self._active = False
         self._prompt = _Prompt.NONE
         ok = result == AtResult.OK
@@ -1087,4 +1123,5 @@ class AtChannel:
 
 
 def _clamp_timeout(timeout_ms: int) -> int:
+    """C: at_clamp_timeout()."""
     return min(max(timeout_ms, 0), MAX_TIMEOUT_MS)

@@ -95,6 +95,7 @@ class Counters:
                  "internal_errors")
 
     def __init__(self) -> None:
+        """C: part of airfsm_init()."""
         self.transitions = 0
         self.reconnects = [0] * len(Trigger)  # by trigger (escalations and link losses)
         self.timeouts = 0
@@ -112,7 +113,9 @@ class Counters:
         self.internal_errors = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """For status files: the reconnects by trigger name, those that happened."""
+        """For status files: the reconnects by trigger name, those that happened.
+
+        Python only (no C twin)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
         out["reconnects"] = {Trigger(i).name.lower(): n for i, n in enumerate(self.reconnects)
                              if n}
@@ -135,6 +138,7 @@ class StepRunner:
                  "urc_seen_line", "body_due", "outcome")
 
     def __init__(self, now_ms: int) -> None:
+        """C: part of airfsm_init()."""
         self.index = 0  # the step of the state's script
         self.phase = Phase.IDLE
         self.resume_at = now_ms  # WAIT_UNTIL: a backoff or poll interval ends
@@ -153,6 +157,7 @@ class Credentials:
                  "reply_host", "reply_port")
 
     def __init__(self, now_ms: int) -> None:
+        """C: part of airfsm_init()."""
         self.body = bytearray(BODY_CAPACITY)  # the auth form of this HTTP_AUTH entry
         self.body_len = 0
         self.iot_id = ""
@@ -170,7 +175,7 @@ class _Model:
 
     def trigger(self, name: str) -> bool:
         """Replaced by transitions' when the model is added (model_override binds only what
-        the model declares: this)."""
+        the model declares: this). Python only (no C twin)."""
         raise NotImplementedError
 
 
@@ -348,7 +353,9 @@ class Controller:
     # ------------------------------------------------------------------ public API
 
     def publish(self, topic: str, data: bytes, qos: int = 1) -> int:
-        """Queue a message for ONLINE. The outbox refuses (ValueError) what can never be sent."""
+        """Queue a message for ONLINE. The outbox refuses (ValueError) what can never be sent.
+
+        C: airfsm_publish() (into the RAM ring)."""
         ident = self.settings.identity
         topic = aliyun.resolve_topic(ident.product_key, ident.device_name, topic)
         enqueue = getattr(self.outbox, "enqueue", None)
@@ -360,13 +367,15 @@ class Controller:
     def request_stop(self) -> None:
         """Shut down cleanly: take no new message, let the one in flight finish (PUBACK
         included), then AT+MDISCONNECT. `stopped` turns true when done; the caller bounds the
-        wait with its own grace period."""
+        wait with its own grace period. C: airfsm_request_stop()."""
         self.stopping = True
         if self.state != State.ONLINE and not self.channel.busy:
             self.stopped = True
 
     def replace_port(self, port: Port, now_ms: int) -> None:
-        """The gateway reopened a lost port: start over from AUTOBAUD on it."""
+        """The gateway reopened a lost port: start over from AUTOBAUD on it.
+
+        C: airfsm_replace_port()."""
         try:  # noqa: SIM105 (no contextlib in the core)
             self.port.close()
         except Exception:  # a vanished device may fail to close: it is gone anyway
@@ -379,25 +388,31 @@ class Controller:
         self._fire(Trigger.PORT_LOST)
 
     def close(self) -> None:
-        """The controller is done with: its model leaves the shared Machine. Idempotent."""
+        """The controller is done with: its model leaves the shared Machine. Idempotent.
+
+        Python only (no C twin)."""
         if self.model in self.machine.models:
             self.machine.remove_model(self.model)
 
     @property
     def online(self) -> bool:
+        """C: airfsm_online()."""
         return self.state == State.ONLINE
 
     @property
     def failed(self) -> bool:
+        """C: airfsm_failed()."""
         return self.state == State.FAILED
 
     @property
     def pub_phase(self) -> PubPhase:
-        """Where the publish of the outbox head is."""
+        """Where the publish of the outbox head is. C: airfsm_pub_phase()."""
         return self.session.pub_phase
 
     def step(self) -> Step | None:
-        """The current step (None in ONLINE and FAILED, and past the last step)."""
+        """The current step (None in ONLINE and FAILED, and past the last step).
+
+        C: airfsm_step()."""
         if self.state == State.ONLINE:
             return None
         steps = self.table[self.state].steps
@@ -405,13 +420,16 @@ class Controller:
         return steps[index] if index < len(steps) else None
 
     def step_name(self) -> str | None:
+        """C: airfsm_step_name()."""
         step = self.step()
         return step.name if step is not None else None
 
     # ------------------------------------------------------------------ logging
 
     def wants(self, level: LogLevel) -> bool:
-        """The hook would take an event of this level (build nothing for one it would not)."""
+        """The hook would take an event of this level (build nothing for one it would not).
+
+        C: airfsm_wants()."""
         return level >= self.log_level
 
     def log(self, level: LogLevel, event: LogEvent, a: int = 0, b: int = 0, c: int = 0,
@@ -422,14 +440,18 @@ class Controller:
 
     def emit_secret(self, secret: bytes) -> None:
         """A value that must never be printed (the DeviceSecret, the sign, an iotToken): the
-        host's log hook keeps it from every line it prints, whatever its level."""
+        host's log hook keeps it from every line it prints, whatever its level.
+
+        C: airfsm_emit_secret()."""
         if self.log_hook is not None:
             self.log_hook(self, LogLevel.ERROR, LogEvent.SECRET, 0, 0, 0, secret)
 
     # ------------------------------------------------------------------ port I/O
 
     def _read_port(self) -> None:
-        """Feed the channel what the port has, a chunk at a time, at most MAX_READ_PER_TICK."""
+        """Feed the channel what the port has, a chunk at a time, at most MAX_READ_PER_TICK.
+
+        C: airfsm_read_port()."""
         if self.port_lost:
             return
         buf = self.read_buf
@@ -445,18 +467,21 @@ class Controller:
             self.channel.feed(buf, self.now_ms, n)
 
     def _write(self, data: memoryview) -> None:
+        """C: airfsm_write()."""
         if self.port_lost:
             return
         if self.port.write(data) == PORT_LOST:
             self._lose_port()
 
     def _lose_port(self) -> None:
+        """C: airfsm_lose_port()."""
         self.port_lost = True
         self.log(LogLevel.WARNING, LogEvent.PORT_LOST)
 
     # ------------------------------------------------------------------ applying events
 
     def _check_deadlines(self) -> None:
+        """C: airfsm_check_deadlines()."""
         now = self.now_ms
         runner = self.runner
         if runner.phase == Phase.WAIT_URC and ms_reached(now, runner.urc_deadline):
@@ -476,7 +501,9 @@ class Controller:
             auth.token_stale = True
 
     def _process(self) -> None:
-        """Apply what the callbacks recorded: a link event beats the step's own outcome."""
+        """Apply what the callbacks recorded: a link event beats the step's own outcome.
+
+        C: airfsm_process()."""
         runner = self.runner
         if self.link_event is not None:
             trigger, self.link_event = self.link_event, None
@@ -515,7 +542,9 @@ class Controller:
             self._fail_state(step, rejected=outcome == Outcome.REJECTED)
 
     def _fail_state(self, step: Step, *, rejected: bool) -> None:
-        """A step failed for good: retry the state after backoff, or escalate."""
+        """A step failed for good: retry the state after backoff, or escalate.
+
+        C: airfsm_fail_state()."""
         if step.on_fail is not None:
             self._fire(step.on_fail)
             return
@@ -548,12 +577,15 @@ class Controller:
             self._fire(Trigger.EXHAUSTED)
 
     def set_failure(self, reason: FailReason, cause: Reason, detail: int) -> None:
-        """Why FAILED, should the machine get there (the judge, the retry policy)."""
+        """Why FAILED, should the machine get there (the judge, the retry policy).
+
+        C: airfsm_set_failure()."""
         self.fail_reason = reason
         self.fail_cause = cause
         self.fail_cause_detail = detail
 
     def _fail(self, reason: FailReason, cause: Reason, detail: int) -> None:
+        """C: airfsm_fail()."""
         self.set_failure(reason, cause, detail)
         if (self.state, Trigger.FATAL) in self.edges:
             self._fire(Trigger.FATAL)
@@ -563,7 +595,9 @@ class Controller:
 
     def _fire(self, trigger: Trigger) -> bool:
         """Take the edge (state, trigger) if the table has it: the shared Machine moves this
-        controller's model, then `_enter` does what entering the new state means."""
+        controller's model, then `_enter` does what entering the new state means.
+
+        C: airfsm_fire()."""
         edge = self.edges.get((self.state, trigger))
         if edge is None:
             return False
@@ -628,11 +662,14 @@ class Controller:
                 self._log_error(LogEvent.ON_STATE_FAILED, exc, with_type=False)
 
     def _wait(self, delay_ms: int) -> None:
+        """C: airfsm_wait()."""
         self.runner.phase = Phase.WAIT_UNTIL
         self.runner.resume_at = ms_add(self.now_ms, delay_ms)
 
     def _record(self, outcome: Outcome, reason: Reason = Reason.NONE, detail: int = 0) -> None:
-        """A step's verdict, applied by `_process` once the bytes of this tick are digested."""
+        """A step's verdict, applied by `_process` once the bytes of this tick are digested.
+
+        C: airfsm_record()."""
         self.runner.outcome = outcome
         self.runner.phase = Phase.IDLE
         if outcome != Outcome.PASS and reason != Reason.NONE:
@@ -640,7 +677,9 @@ class Controller:
             self.log(LogLevel.INFO, LogEvent.STEP, outcome, reason, detail)
 
     def raise_link(self, trigger: Trigger) -> None:
-        """A link event for _process, unless a bigger one is already raised this tick."""
+        """A link event for _process, unless a bigger one is already raised this tick.
+
+        C: airfsm_raise_link()."""
         if (self.state, trigger) not in self.edges:
             return
         current = self.link_event
@@ -648,7 +687,9 @@ class Controller:
             self.link_event = trigger
 
     def _log_error(self, event: LogEvent, exc: Exception, *, with_type: bool = True) -> None:
-        """A host or application callback raised: say what, if the hook wants errors."""
+        """A host or application callback raised: say what, if the hook wants errors.
+
+        Python only (no C twin)."""
         if self.wants(LogLevel.ERROR):
             text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
             self.log(LogLevel.ERROR, event, data=text.encode("utf-8", "replace"))
@@ -656,6 +697,7 @@ class Controller:
     # ------------------------------------------------------------------ sending
 
     def _advance(self) -> None:
+        """C: airfsm_advance()."""
         if self.state == State.FAILED or self.port_lost or self.channel.busy or self.stopped:
             return
         if self.stopping and self.state != State.ONLINE:
@@ -692,6 +734,7 @@ class Controller:
             self._advance()  # start the new state's first step in this same tick
 
     def _step_applies(self, when: Cond) -> bool:
+        """C: airfsm_step_applies()."""
         if when == Cond.RESET_REQUESTED:
             return self.reset_requested
         if when == Cond.RETRYING:
@@ -699,7 +742,7 @@ class Controller:
         return True
 
     def send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None:
-        """Expand the step's command into the command buffer and send it."""
+        """Expand the step's command into the command buffer and send it. C: airfsm_send_step()."""
         if purpose == Purpose.STEP:
             self.runner.urc_seen = URC_NONE
             self.runner.phase = Phase.WAIT_FINAL
@@ -709,7 +752,9 @@ class Controller:
                    prompt=step.prompt, final_urc=step.final_urc)
 
     def send_literal(self, command: bytes, timeout_ms: int, purpose: Purpose) -> None:
-        """Send a command built elsewhere (AT+MPUB): copied into the command buffer."""
+        """Send a command built elsewhere (AT+MPUB): copied into the command buffer.
+
+        C: airfsm_send_literal()."""
         n = len(command)
         if n >= len(self.cmd_buf):
             self._send(EXPAND_FAILED, timeout_ms, purpose)
@@ -721,7 +766,7 @@ class Controller:
               prompt: bool = False, final_urc: bool = False) -> None:
         """Send the command in cmd_buf[:length]. A command that did not fit (EXPAND_FAILED) is
         handed over at the buffer's full length: the channel refuses it whole, answering ERROR
-        as a module answers a bad command."""
+        as a module answers a bad command. C: airfsm_send()."""
         if length < 0:
             length = len(self.cmd_buf)
         self.purpose = purpose
@@ -732,7 +777,9 @@ class Controller:
 
     def _init_values(self) -> None:
         """The values of the template placeholders that come from the settings (the rest are
-        set as the steps learn them: the body length, the credentials, the reply's host)."""
+        set as the steps learn them: the body length, the credentials, the reply's host).
+
+        C: airfsm_init_values()."""
         s = self.settings
         ident = s.identity
         v = self.values
@@ -751,7 +798,9 @@ class Controller:
         self._set_mqtt_endpoint()
 
     def _set_mqtt_endpoint(self) -> None:
-        """The broker: the settings', else the auth reply's, else the region's default."""
+        """The broker: the settings', else the auth reply's, else the region's default.
+
+        C: airfsm_set_mqtt_endpoint()."""
         s = self.settings
         host, port = aliyun.mqtt_endpoint(s.identity)
         self.values[Placeholder.MQTT_HOST] = (
@@ -759,7 +808,7 @@ class Controller:
         self.values[Placeholder.MQTT_PORT] = s.mqtt_port or self.auth.reply_port or port
 
     def _prepare_auth(self) -> None:
-        """A fresh auth body per HTTP_AUTH entry; its sign is a secret."""
+        """A fresh auth body per HTTP_AUTH entry; its sign is a secret. C: airfsm_prepare_auth()."""
         s = self.settings
         auth = self.auth
         body = aliyun.auth_body(s.identity, s.sign_method)
@@ -777,7 +826,9 @@ class Controller:
         self.values[Placeholder.IOT_TOKEN] = b""
 
     def take_credentials(self, reply: aliyun.AuthReply) -> None:
-        """The auth passed (the judge says so): the credentials and broker for MQTT_CONNECT."""
+        """The auth passed (the judge says so): the credentials and broker for MQTT_CONNECT.
+
+        C: airfsm_take_credentials()."""
         auth = self.auth
         auth.iot_id = reply.iot_id
         auth.iot_token = reply.iot_token
@@ -792,6 +843,7 @@ class Controller:
     # ------------------------------------------------------------------ callbacks from AtChannel
 
     def _on_response(self, resp: AtResponse) -> None:
+        """C: airfsm_on_response()."""
         purpose = self.purpose
         if resp.result != AtResult.PROMPT:
             self.purpose = Purpose.NONE
@@ -817,6 +869,7 @@ class Controller:
             online.on_mode_response(self, resp)
 
     def _on_step_response(self, resp: AtResponse) -> None:
+        """C: airfsm_on_step_response()."""
         step = self.step()
         runner = self.runner
         if step is None or runner.phase != Phase.WAIT_FINAL:
@@ -836,7 +889,7 @@ class Controller:
 
     def _on_urc(self, urc: int, line: bytes, data: bytes) -> None:
         """What a URC means, by its row of the URC table: a message, a step's awaited URC, a
-        PUBACK, a keepalive's SUBACK, a link loss - in that order."""
+        PUBACK, a keepalive's SUBACK, a link loss - in that order. C: airfsm_on_urc()."""
         row = URCS[urc] if urc != URC_NONE else None
         if row is not None and row.kind == UrcKind.MSUB:
             slot = msub_cache_slot(line)
@@ -880,12 +933,13 @@ class Controller:
 
     def _on_truncated(self, header: bytes, declared: int, received: int) -> None:
         """The channel dropped a length-counted payload that came short (bytes lost on the UART;
-        the vendor's changelog (V401857) names fast downlinks)."""
+        the vendor's changelog (V401857) names fast downlinks). C: airfsm_on_truncated()."""
         if header.startswith(b"+MSUB"):
             self.counters.downlinks_truncated += 1
         self.log(LogLevel.WARNING, LogEvent.PAYLOAD_TRUNCATED, declared, received, data=header)
 
     def _deliver(self, line: bytes, data: bytes) -> None:
+        """C: airfsm_deliver()."""
         topic = msub_topic(line)
         self.counters.inbound += 1
         self.log(LogLevel.INFO, LogEvent.INBOUND, len(data), data=topic)

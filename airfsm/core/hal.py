@@ -35,11 +35,13 @@ class Port(Protocol):
         ...
 
     def fileno(self) -> int | None:
-        """A file descriptor `select()` can wait on for input, or None (poll instead)."""
+        """A file descriptor `select()` can wait on for input, or None (poll instead).
+
+        Python only (no C twin)."""
         ...
 
     def close(self) -> None:
-        """Release the port. Idempotent."""
+        """Release the port. Idempotent. Python only (no C twin)."""
         ...
 
 
@@ -49,11 +51,13 @@ class LogHook(Protocol):
 
     @property
     def level(self) -> int:
-        """The lowest LogLevel the hook wants (LOG_OFF: none)."""
+        """The lowest LogLevel the hook wants (LOG_OFF: none).
+
+        C: the level field beside hal_log()."""
         ...
 
     def __call__(self, ctl: Any, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
                  data: bytes | bytearray | memoryview) -> None:
         """One event; `data` is valid only during the call (a view of the controller's
-        buffers: copy what you keep). LogEvent.SECRET comes whatever the level."""
+        buffers: copy what you keep). LogEvent.SECRET comes whatever the level. C: hal_log()."""
         ...

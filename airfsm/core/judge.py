@@ -127,7 +127,9 @@ def firmware_version(buf: bytes | bytearray, start: int, end: int) -> int:
 
 
 def _field_uint(resp: AtResponse, prefix: bytes, index: int) -> int:
-    """Field `index` of the first info line starting with `prefix`, as a number (-1: none)."""
+    """Field `index` of the first info line starting with `prefix`, as a number (-1: none).
+
+    C: judge_field_uint()."""
     i = resp.find_line(prefix)
     if i < 0:
         return -1
@@ -135,6 +137,7 @@ def _field_uint(resp: AtResponse, prefix: bytes, index: int) -> int:
 
 
 def _judge_version(ctl: Controller, resp: AtResponse) -> Judgement:
+    """C: judge_judge_version()."""
     arena = resp.arena
     for i in range(resp.line_count):
         start, end = resp.line_start[i], resp.line_end(i)
@@ -158,6 +161,7 @@ def _judge_version(ctl: Controller, resp: AtResponse) -> Judgement:
 
 
 def _judge_bearer(ctl: Controller, resp: AtResponse) -> Judgement:
+    """C: judge_judge_bearer()."""
     i = resp.find_line(b"+SAPBR")
     if i < 0:
         return Outcome.FAIL, Reason.BEARER_STATUS, -1
@@ -177,6 +181,7 @@ def _judge_bearer(ctl: Controller, resp: AtResponse) -> Judgement:
 
 
 def _judge_auth(ctl: Controller, resp: AtResponse) -> Judgement:
+    """C: judge_judge_auth()."""
     arena = resp.arena
     reply = aliyun.parse_auth_reply(
         bytes(arena[resp.data_start:resp.data_start + resp.data_length]))

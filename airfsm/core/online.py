@@ -82,6 +82,7 @@ class Session:
 
     def __init__(self, now_ms: int) -> None:
         # the head of the outbox and the attempt under way
+        """C: part of airfsm_init()."""
         self.pub_phase = PubPhase.NONE
         self.pub_message: OutboundMessage | None = None  # the head whose sends are counted
         self.pub_deadline = now_ms  # WAIT_PUBACK: its PUBACK is due by then
@@ -224,7 +225,9 @@ def reset(ctl: Controller) -> None:
 
 
 def module_restarted(ctl: Controller) -> None:
-    """A module that restarted is back in text mode, and its message cache is empty."""
+    """A module that restarted is back in text mode, and its message cache is empty.
+
+    C: online_module_restarted()."""
     ctl.session.module_hex = False
     ctl.session.cache_pending = False
 
@@ -233,7 +236,9 @@ def module_restarted(ctl: Controller) -> None:
 
 
 def _publish_head(ctl: Controller) -> None:
-    """Start or continue an attempt at the outbox head: the mode switch, then AT+MPUB."""
+    """Start or continue an attempt at the outbox head: the mode switch, then AT+MPUB.
+
+    C: online_publish_head()."""
     s = ctl.session
     try:
         message = ctl.outbox.peek()
@@ -267,7 +272,7 @@ def _publish_head(ctl: Controller) -> None:
 
 def _start_attempt(ctl: Controller, message: OutboundMessage) -> bool:
     """Count a new attempt of `message` in the store before anything is sent for it; False
-    when it must not be sent now."""
+    when it must not be sent now. C: online_start_attempt()."""
     s = ctl.session
     if message.attempts >= ctl.settings.publish_attempts:
         dead_letter(ctl, message, s.last_failure, s.last_failure_detail)
@@ -368,7 +373,9 @@ def publish_failed(ctl: Controller, why: Reason, detail: int) -> None:
 
 
 def _acked(ctl: Controller, message: OutboundMessage) -> None:
-    """Delivered. The store deletes it in settle_outbox; until then nothing is sent."""
+    """Delivered. The store deletes it in settle_outbox; until then nothing is sent.
+
+    C: online_acked()."""
     ctl.counters.publish_acked += 1
     ctl.session.ack_owed = message.id
     _finish_head(ctl)
@@ -394,7 +401,9 @@ def dead_letter(ctl: Controller, message: OutboundMessage, why: Reason, detail: 
 
 
 def _finish_head(ctl: Controller) -> None:
-    """The head is done with (acknowledged or dead): the next message starts afresh."""
+    """The head is done with (acknowledged or dead): the next message starts afresh.
+
+    C: online_finish_head()."""
     s = ctl.session
     s.pub_phase = PubPhase.NONE
     s.pub_message = None
@@ -407,7 +416,9 @@ def _finish_head(ctl: Controller) -> None:
 
 
 def _unsendable(message: OutboundMessage) -> tuple[Reason, int]:
-    """Why AT+MPUB cannot carry a message at all (the outbox let it in after all)."""
+    """Why AT+MPUB cannot carry a message at all (the outbox let it in after all).
+
+    C: online_unsendable()."""
     if payload.check_topic(message.topic) is not None:
         return Reason.BAD_TOPIC, len(message.topic)
     if payload.check_qos(message.qos) is not None:
@@ -447,7 +458,9 @@ def settle_outbox(ctl: Controller) -> bool:
 
 def _store_unavailable(ctl: Controller, call: OutboxCall, exc: Exception) -> None:
     """The outbox refused a call (locked by another process, disk full, read-only): leave it
-    alone for a backoff that grows while it keeps refusing. Nothing was changed."""
+    alone for a backoff that grows while it keeps refusing. Nothing was changed.
+
+    C: online_store_unavailable()."""
     s = ctl.session
     s.store_failures += 1
     ctl.counters.store_unavailable += 1
@@ -462,7 +475,7 @@ def _store_unavailable(ctl: Controller, call: OutboxCall, exc: Exception) -> Non
 
 def _store_worked(ctl: Controller) -> None:
     """A store write went through: its backoff starts from the beginning again. (A read does
-    not count: with the disk full, reads work and writes do not.)"""
+    not count: with the disk full, reads work and writes do not.) C: online_store_worked()."""
     s = ctl.session
     if s.store_failures:
         ctl.log(LogLevel.INFO, LogEvent.OUTBOX_AVAILABLE, s.store_failures)
@@ -486,12 +499,14 @@ def on_probe_response(ctl: Controller, resp: AtResponse) -> None:
 
 
 def on_answered(ctl: Controller) -> None:
-    """Any command of ONLINE was answered: the module is not silent."""
+    """Any command of ONLINE was answered: the module is not silent. C: online_on_answered()."""
     ctl.session.silence = 0
 
 
 def _on_timeout_or_error(ctl: Controller, resp: AtResponse) -> None:
-    """An unanswered or refused command in ONLINE: probe; too much silence: reconnect."""
+    """An unanswered or refused command in ONLINE: probe; too much silence: reconnect.
+
+    C: online_on_timeout_or_error()."""
     s = ctl.session
     if resp.result == AtResult.TIMEOUT:
         s.silence += 1
@@ -503,7 +518,9 @@ def _on_timeout_or_error(ctl: Controller, resp: AtResponse) -> None:
 
 
 def cache_notice(ctl: Controller, slot: int) -> None:
-    """`+MSUB: <slot>`: the module kept a message after all (AT+MQTTMSGSET=1); fetch it."""
+    """`+MSUB: <slot>`: the module kept a message after all (AT+MQTTMSGSET=1); fetch it.
+
+    C: online_cache_notice()."""
     ctl.counters.downlinks_cached += 1
     ctl.log(LogLevel.INFO, LogEvent.DOWNLINK_CACHED, slot)
     ctl.session.cache_pending = True
@@ -511,7 +528,7 @@ def cache_notice(ctl: Controller, slot: int) -> None:
 
 def _advance_upkeep(ctl: Controller) -> bool:
     """What the module does not do by itself in ONLINE: read a message it cached, and keep an
-    old firmware's MQTT session alive. True when a command went out."""
+    old firmware's MQTT session alive. True when a command went out. C: online_advance_upkeep()."""
     s = ctl.session
     if ctl.stopping:
         return False
@@ -531,17 +548,22 @@ def _advance_upkeep(ctl: Controller) -> bool:
 
 
 def _keepalive_needed(ctl: Controller) -> bool:
-    """Firmware before V838 sends no PINGREQ and reports no CLOSED (docs/FIRMWARE.md)."""
+    """Firmware before V838 sends no PINGREQ and reports no CLOSED (docs/FIRMWARE.md).
+
+    C: online_keepalive_needed()."""
     return ctl.firmware_version < FIRMWARE_HEARTBEAT
 
 
 def _keepalive_interval_ms(ctl: Controller) -> int:
+    """C: online_keepalive_interval_ms()."""
     num, den = KEEPALIVE_FRACTION
     return ctl.settings.keepalive_s * 1000 * num // den
 
 
 def _upkeep_deadline(ctl: Controller) -> int | None:
-    """When ONLINE upkeep next needs a tick (None: nothing to wait for)."""
+    """When ONLINE upkeep next needs a tick (None: nothing to wait for).
+
+    C: online_upkeep_deadline()."""
     s = ctl.session
     if s.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
         return s.keepalive_deadline
@@ -575,7 +597,7 @@ def on_keepalive_response(ctl: Controller, resp: AtResponse) -> None:
 
 
 def suback_awaited(ctl: Controller) -> bool:
-    """A keepalive is in flight: a SUBACK is its answer."""
+    """A keepalive is in flight: a SUBACK is its answer. C: online_suback_awaited()."""
     return ctl.session.keepalive_phase != KeepalivePhase.NONE
 
 

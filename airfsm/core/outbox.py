@@ -39,21 +39,23 @@ class Outbox(Protocol):
     having done none; none of them may wait."""
 
     def peek(self) -> OutboundMessage | None:
-        """The oldest message still queued, or None."""
+        """The oldest message still queued, or None. C: outbox_peek()."""
         ...
 
     def mark_attempt(self, message_id: int) -> int:
-        """Count one more attempt for the message; the new count (0 if it is gone)."""
+        """Count one more attempt for the message; the new count (0 if it is gone).
+
+        C: outbox_mark_attempt()."""
         ...
 
     def ack(self, message_id: int) -> None:
-        """Delivered: remove the message for good. Unknown ids are ignored."""
+        """Delivered: remove the message for good. Unknown ids are ignored. C: outbox_ack()."""
         ...
 
     def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
         """Given up on: move the message to the dead letters, with why (codes: a store that
         keeps text words them with `airfsm.host.reasons.dead_letter_text`). Unknown ids are
-        ignored."""
+        ignored. C: outbox_dead_letter()."""
         ...
 
 
@@ -68,6 +70,7 @@ class _Dead:
 
     def __init__(self, message: OutboundMessage, reason: Reason, detail: int,
                  died_at: float) -> None:
+        """C: a struct, filled by outbox_dead_letter()."""
         self.message = message
         self.reason = reason
         self.detail = detail
@@ -91,6 +94,7 @@ class MemoryOutbox:
     def __init__(self, capacity: int = OUTBOX_RING, *,
                  wall_clock: Callable[[], float] | None = None,
                  describe: DescribeDeath | None = None) -> None:
+        """C: outbox_init()."""
         if capacity < 1:
             raise ValueError("outbox capacity must be at least 1")
         self.capacity = capacity
@@ -108,7 +112,7 @@ class MemoryOutbox:
     # -- the queue ---------------------------------------------------------------------------
 
     def _slot(self, k: int) -> int:
-        """The slot of the k-th oldest message."""
+        """The slot of the k-th oldest message. C: outbox_slot()."""
         return (self._head + k) % self.capacity
 
     def _find(self, message_id: int) -> int:
@@ -131,7 +135,9 @@ class MemoryOutbox:
         return message
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
-        """ValueError for a message that could never be sent; OutboxFullError when full."""
+        """ValueError for a message that could never be sent; OutboxFullError when full.
+
+        C: outbox_enqueue()."""
         reason = payload.check_message(topic, data, qos)
         if reason is not None:
             raise ValueError(reason)
@@ -148,6 +154,7 @@ class MemoryOutbox:
         return self._slots[self._head] if self._count else None
 
     def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
+        """Python only (no C twin)."""
         out: list[OutboundMessage] = []
         for k in range(self._count):
             message = self._slots[self._slot(k)]
@@ -174,9 +181,11 @@ class MemoryOutbox:
             self._remove(k)
 
     def count(self) -> int:
+        """C: outbox_count()."""
         return self._count
 
     def __len__(self) -> int:
+        """Python only (no C twin)."""
         return self._count
 
     # -- dead letters ------------------------------------------------------------------------
@@ -196,18 +205,22 @@ class MemoryOutbox:
         self._dead_count += 1
 
     def _dead_at(self, k: int) -> _Dead:
+        """C: outbox_dead_at()."""
         dead = self._dead[(self._dead_head + k) % self.capacity]
         assert dead is not None
         return dead
 
     def _find_dead(self, dead_id: int) -> int:
+        """C: outbox_find_dead()."""
         for k in range(self._dead_count):
             if self._dead_at(k).message.id == dead_id:
                 return k
         return -1
 
     def _take_dead(self, k: int) -> _Dead:
-        """Take the k-th oldest dead letter out (the younger ones move up one slot)."""
+        """Take the k-th oldest dead letter out (the younger ones move up one slot).
+
+        C: outbox_take_dead()."""
         dead = self._dead_at(k)
         cap = self.capacity
         for j in range(k, self._dead_count - 1):
@@ -217,12 +230,14 @@ class MemoryOutbox:
         return dead
 
     def _as_record(self, dead: _Dead) -> DeadLetter:
+        """Python only (no C twin)."""
         m = dead.message
         reason = (self._describe(m.attempts, dead.reason, dead.detail)
                   if self._describe is not None else dead.reason.name.lower())
         return DeadLetter(m.id, m.topic, m.payload, m.qos, m.attempts, reason, dead.died_at)
 
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """Python only (no C twin)."""
         out: list[DeadLetter] = []
         for k in range(self._dead_count):
             dead = self._dead_at(k)
@@ -231,10 +246,13 @@ class MemoryOutbox:
         return out
 
     def dead_count(self) -> int:
+        """Python only (no C twin)."""
         return self._dead_count
 
     def requeue(self, dead_id: int) -> int:
-        """A dead letter back at the tail with a new id and a fresh budget."""
+        """A dead letter back at the tail with a new id and a fresh budget.
+
+        Python only (no C twin)."""
         k = self._find_dead(dead_id)
         if k < 0:
             raise ValueError(f"no dead letter with id {dead_id}")
@@ -244,7 +262,7 @@ class MemoryOutbox:
         return new_id
 
     def discard(self, dead_id: int) -> None:
-        """Forget a dead letter for good."""
+        """Forget a dead letter for good. Python only (no C twin)."""
         k = self._find_dead(dead_id)
         if k < 0:
             raise ValueError(f"no dead letter with id {dead_id}")

@@ -114,11 +114,14 @@ class Settings:
 
 
 def _quotable(text: str) -> bool:
-    """Fits inside a quoted AT argument: printable ASCII, no quote, no backslash."""
+    """Fits inside a quoted AT argument: printable ASCII, no quote, no backslash.
+
+    C: settings_quotable()."""
     return all(0x20 <= ord(c) < 0x7F and c not in '"\\' for c in text)
 
 
 def _topic_problem(topic: str) -> str | None:
+    """C: settings_topic_problem()."""
     if not topic or len(topic) > payload.MAX_TOPIC or not _quotable(topic):
         return f"must be 1-{payload.MAX_TOPIC} printable ASCII characters without quotes"
     return None

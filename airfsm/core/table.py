@@ -4,12 +4,14 @@ Everything about the machine lives in the tables below: the states, each state's
 each state's retry policy and escalation target, and the link-loss edges that can interrupt any
 state. From these tables come
 
-- the `transitions.Machine` the controller runs (`build_machine`),
+- the `transitions.Machine` the controllers run (`shared_machine`: one per table),
 - the state and sequence diagrams (`airfsm.tools.diagram`),
 - the edge list a C port compiles into a `const` array (`edges()`).
 
-Nobody writes the list of states or edges twice. A C port turns `State`, `Trigger`, `Check` into
-enums, `Step` and `Policy` into structs and `MACHINE` into a `const StateSpec[]`.
+Nobody writes the list of states or edges twice. C twin: the generated
+`port/c/generated/airfsm_table.h` and `.c` (`airfsm ctable`) hold the data - `Step` and `Policy`
+as structs, `MACHINE` as a `const` array, the URC table, `next[state][trigger]` - and
+`port/c/core/table.c` the few functions below (`expand`, `urc_id`, `link_priority`).
 
 Reading a row: the controller runs the state's steps in order. Each step sends `command`, waits up
 to `timeout_ms` for the final result code, optionally waits `urc_timeout_ms` more for one of
@@ -103,7 +105,9 @@ URC_NONE = -1  # "no row of URCS": a line no row matches
 
 
 def urc_id(prefix: bytes | str, urcs: Sequence[Urc] = URCS) -> int:
-    """The index in `urcs` of the row whose prefix is exactly `prefix`; URC_NONE if none."""
+    """The index in `urcs` of the row whose prefix is exactly `prefix`; URC_NONE if none.
+
+    C: table_urc_id()."""
     key = prefix.encode("ascii") if isinstance(prefix, str) else prefix
     for index, row in enumerate(urcs):
         if row.prefix == key:
@@ -112,6 +116,7 @@ def urc_id(prefix: bytes | str, urcs: Sequence[Urc] = URCS) -> int:
 
 
 def _check_urcs(urcs: Sequence[Urc]) -> None:
+    """Python only (no C twin)."""
     for index, row in enumerate(urcs):
         if not row.prefix:
             raise ValueError("a URC row with an empty prefix would match every line")
@@ -179,7 +184,9 @@ def split_template(template: str) -> tuple[Piece, ...]:
 
 
 def expanded_max(pieces: Sequence[Piece]) -> int:
-    """The longest command the pieces can expand to (each value at its bound)."""
+    """The longest command the pieces can expand to (each value at its bound).
+
+    C: table_expanded_max()."""
     return sum(PLACEHOLDER_MAX[p] if isinstance(p, Placeholder) else len(p) for p in pieces)
 
 
@@ -238,6 +245,7 @@ class Step:
     final_urc: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """C: none: the generated table holds what this derives."""
         object.__setattr__(self, "pieces", split_template(self.command))
         ok = _urc_ids(self.name, self.urc_ok)
         fail = _urc_ids(self.name, self.urc_fail)
@@ -248,7 +256,9 @@ class Step:
 
 
 def _urc_ids(step: str, names: tuple[str, ...]) -> tuple[int, ...]:
-    """The URCS rows a step names; a name that is no row would never be reported to it."""
+    """The URCS rows a step names; a name that is no row would never be reported to it.
+
+    Python only (no C twin)."""
     ids = tuple(urc_id(name) for name in names)
     if URC_NONE in ids:
         raise ValueError(f"step {step}: {names[ids.index(URC_NONE)]!r} is not in URCS")
@@ -451,7 +461,9 @@ LINK_EVENTS: tuple[LinkEvent, ...] = (
 
 
 def _check_command_room(table: Sequence[StateSpec]) -> None:
-    """Every command of the table fits the controller's command buffer, CR included."""
+    """Every command of the table fits the controller's command buffer, CR included.
+
+    Python only (no C twin)."""
     for step in (*(s for row in table for s in row.steps), *ONLINE_STEPS):
         if expanded_max(step.pieces) + 1 > CMD_CAPACITY:
             raise ValueError(f"step {step.name}: its command may exceed CMD_CAPACITY")
@@ -461,11 +473,14 @@ _check_command_room(MACHINE)
 
 
 def spec(state: State) -> StateSpec:
+    """Python only (no C twin)."""
     return MACHINE[state]
 
 
 def link_priority(trigger: Trigger) -> int:
-    """How much a link event outranks others raised in the same tick (0: not a link event)."""
+    """How much a link event outranks others raised in the same tick (0: not a link event).
+
+    C: table_link_priority()."""
     for event in LINK_EVENTS:
         if event.trigger == trigger:
             return event.priority
@@ -483,11 +498,14 @@ class Edge:
 
     @property
     def trigger_name(self) -> str:
+        """C: none: the generated trigger name table."""
         return self.trigger.name.lower()
 
 
 def edges(table: Sequence[StateSpec] = MACHINE) -> list[Edge]:
-    """Every edge of the machine, in a stable order, each (source, trigger) exactly once."""
+    """Every edge of the machine, in a stable order, each (source, trigger) exactly once.
+
+    C: none: the generated edge array."""
     out: list[Edge] = []
     for row in table:
         if row.next is not None:
@@ -519,11 +537,14 @@ _ON_FAIL_DEST = {Trigger.TOKEN_REJECTED: State.HTTP_AUTH}
 
 
 def _can_be_fatal(row: StateSpec) -> bool:
+    """C: none: used to generate the table."""
     return any(s.check in (Check.VERSION, Check.AUTH_REPLY) for s in row.steps)
 
 
 def edge_table(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigger], Edge]:
-    """(source, trigger) -> edge: the lookup the controller does before firing a trigger."""
+    """(source, trigger) -> edge: the lookup the controller does before firing a trigger.
+
+    C: none: the generated next[state][trigger]."""
     return {(e.source, e.trigger): e for e in edges(table)}
 
 
@@ -540,6 +561,7 @@ def build_machine(
     state re-runs its script. `on_change` is called after every change with transitions'
     EventData (None: no callback; the controller acts on the change itself). `model` may be
     None: models are then added with `add_model`.
+    Python only (no C twin).
     """
     transitions = [
         {
@@ -571,6 +593,7 @@ _SHARED: dict[int, tuple[Sequence[StateSpec], Machine, dict[tuple[State, Trigger
 
 
 def _shared(table: Sequence[StateSpec]) -> tuple[Machine, dict[tuple[State, Trigger], Edge]]:
+    """Python only (no C twin)."""
     entry = _SHARED.get(id(table))
     if entry is None or entry[0] is not table:
         machine = build_machine(None, None, table, model_override=True)
@@ -582,10 +605,14 @@ def _shared(table: Sequence[StateSpec]) -> tuple[Machine, dict[tuple[State, Trig
 def shared_machine(table: Sequence[StateSpec] = MACHINE) -> Machine:
     """The `transitions` Machine of `table`, built the first time it is asked for, without a
     model of its own (controllers `add_model` theirs; a model must declare `trigger`). The C
-    twin has no Machine: it steps `next[state][trigger]`, generated from the same edges."""
+    twin has no Machine: it steps `next[state][trigger]`, generated from the same edges.
+
+    Python only (no C twin)."""
     return _shared(table)[0]
 
 
 def shared_edges(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigger], Edge]:
-    """`edge_table(table)`, made once per table (read only: every controller of it reads it)."""
+    """`edge_table(table)`, made once per table (read only: every controller of it reads it).
+
+    Python only (no C twin)."""
     return _shared(table)[1]

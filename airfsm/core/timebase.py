@@ -52,9 +52,11 @@ class Xorshift32:
     C: xorshift32_t, xorshift32_next()."""
 
     def __init__(self, seed: int) -> None:
+        """C: xorshift32_seed()."""
         self.state = (seed & MS_MASK) or 0x2545F491  # zero is a fixed point: never use it
 
     def next(self) -> int:
+        """C: xorshift32_next()."""
         x = self.state
         x ^= (x << 13) & MS_MASK
         x ^= x >> 17
