@@ -26,7 +26,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from airfsm.core.at import AtChannel, AtResponse, AtResult
+from airfsm.core.at import AtChannel, AtResponse
+from airfsm.core.codes import AtResult
 from bench.figure import QUICK_RUNS, Figure, from_runs, main, runs_for
 
 CHUNK = 512
@@ -162,7 +163,7 @@ class _Record:
         if resp.data:
             self.bodies.append(resp.data)
 
-    def on_urc(self, line: bytes, data: bytes) -> None:
+    def on_urc(self, _urc: int, line: bytes, data: bytes) -> None:
         self.urcs += 1
         if data:
             self.payloads.append(data)
@@ -173,12 +174,14 @@ def digest_once(p: Plan) -> float:
     record = _Record()
     channel = AtChannel(lambda _data: None, record.on_response, record.on_urc)
     send, feed = channel.send, channel.feed
+    # A command goes out of a buffer with room for its CR, as the controller's does.
+    calls = [(kind, data if kind == "feed" else bytearray(data) + b"\r") for kind, data in p.calls]
     start = time.perf_counter()
-    for kind, data in p.calls:
+    for kind, data in calls:
         if kind == "feed":
             feed(data, 0)
         else:
-            send(data, 0, 5_000)
+            send(data, len(data) - 1, 0, 5_000)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
     problems = []
     if record.responses != p.responses or record.bad:

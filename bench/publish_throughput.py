@@ -25,8 +25,10 @@ import sys
 import time
 
 from airfsm.core.aliyun import DeviceIdentity
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add
+from airfsm.host import reasons
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.serial import Port, open_port
 from airfsm.sim import PROFILES
@@ -48,14 +50,15 @@ class CountingPort:
         self.sent = 0
         self.received = 0
 
-    def read(self, max_bytes: int) -> bytes:
-        data = self.port.read(max_bytes)
-        self.received += len(data)
-        return data
+    def read(self, buf: bytearray, max_bytes: int) -> int:
+        n = self.port.read(buf, max_bytes)
+        self.received += max(n, 0)
+        return n
 
-    def write(self, data: bytes) -> None:
-        self.port.write(data)
-        self.sent += len(data)
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = self.port.write(data)
+        self.sent += max(n, 0)
+        return n
 
     def fileno(self) -> int | None:
         return self.port.fileno()
@@ -88,7 +91,7 @@ def burst(controller: Controller, port: CountingPort, qos: int, count: int,
                deadline_ms=ms_add(monotonic_ms(), 120_000))
     elapsed = time.perf_counter() - start
     if not done:
-        raise RuntimeError(f"burst not acknowledged in time: {controller.status()}")
+        raise RuntimeError(f"burst not acknowledged in time: {reasons.status(controller)}")
     return count / elapsed, (port.sent - sent) / count, (port.received - received) / count
 
 
@@ -111,7 +114,7 @@ def measure(smoke: bool) -> list[Figure]:
         controller = Controller(port, settings, now_ms=monotonic_ms())
         if not run(controller, until=lambda: controller.online,
                    deadline_ms=ms_add(monotonic_ms(), 60_000)):
-            raise RuntimeError(f"not ONLINE over the paced pty: {controller.status()}")
+            raise RuntimeError(f"not ONLINE over the paced pty: {reasons.status(controller)}")
         results: dict[int, list[tuple[float, float, float]]] = {0: [], 1: []}
         first = 0
         burst(controller, port, 0, 5, first)  # warm up

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.core.aliyun import DeviceIdentity
-from airfsm.core.controller import Controller, MemoryOutbox, Settings
-from airfsm.host import log
+from airfsm.core.controller import Controller
+from airfsm.core.outbox import MemoryOutbox
+from airfsm.core.settings import Settings
+from airfsm.host import log, reasons
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import MemoryPort
 from airfsm.host.store import SqliteOutbox, StoreError, db_path
@@ -56,7 +58,7 @@ def online_rig(index: int | None = None, **controller_kwargs: Any) -> Rig:
         identity, config = device_identity(index)
     rig = make_rig(config, Settings(identity=identity), **controller_kwargs)
     if not rig.run_until(lambda: rig.controller.online):
-        raise RuntimeError(f"bench rig did not get ONLINE: {rig.controller.status()}")
+        raise RuntimeError(f"bench rig did not get ONLINE: {reasons.status(rig.controller)}")
     rig.run_for(50)  # let the last answers settle: nothing left in flight
     return rig
 
@@ -73,7 +75,7 @@ class ScriptedLink:
         return self.controller.tick(self.now)
 
     def sent(self) -> bytes:
-        return self.far.read(1 << 20)
+        return self.far.drain()
 
     def answer(self, data: bytes) -> None:
         self.far.write(data)
@@ -84,18 +86,18 @@ class ScriptedLink:
         acked = c.counters.publish_acked
         c.publish("update", payload, qos=1)
         c.tick(self.now)  # sends AT+MPUB
-        self.far.write(self.far.read(1 << 20) + OK)  # the echo (command line + CR), then OK
+        self.far.write(self.far.drain() + OK)  # the echo (command line + CR), then OK
         c.tick(self.now)  # OK: waiting for PUBACK
         self.far.write(PUBACK)
         c.tick(self.now)  # PUBACK: acknowledged, the outbox row is gone
         if c.counters.publish_acked != acked + 1:
-            raise RuntimeError(f"scripted QoS1 cycle did not complete: {c.status()}")
+            raise RuntimeError(f"scripted QoS1 cycle did not complete: {reasons.status(c)}")
 
 
 def online_link(outbox: Any = None) -> ScriptedLink:
     """A controller ONLINE (with `outbox`, default in-memory), its module now scripted."""
     rig = online_rig(outbox=outbox)
-    rig.module_port.read(1 << 20)  # whatever the controller said last is not ours to answer
+    rig.module_port.drain()  # whatever the controller said last is not ours to answer
     rig.controller.tick(rig.now)
     return ScriptedLink(rig.controller, rig.module_port, rig.now)
 

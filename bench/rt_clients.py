@@ -68,19 +68,22 @@ def client_airfsm(path: str) -> Callable[[], None]:
     def on_response(_resp: AtResponse) -> None:
         done[0] = True
 
-    channel = AtChannel(port.write, on_response, lambda _line, _data: None)
+    channel = AtChannel(port.write, on_response, lambda _urc, _line, _data: None)
+
+    command = bytearray(b"AT\r")  # with room for the CR the channel puts there
+    buf = bytearray(512)
 
     def round_trip() -> None:
         done[0] = False
-        channel.send(b"AT", monotonic_ms(), 1_000)
+        channel.send(command, 2, monotonic_ms(), 1_000)
         while not done[0]:
             select.select([fd], [], [], 1.0)
             now = monotonic_ms()
             while True:
-                data = port.read(512)
-                if not data:
+                n = port.read(buf, len(buf))
+                if n <= 0:
                     break
-                channel.feed(data, now)
+                channel.feed(buf, now, n)
 
     return round_trip
 

@@ -6,12 +6,16 @@ two-minute attach takes microseconds and every run is identical.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.outbox import MemoryOutbox
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest
+from airfsm.host import log, reasons
 from airfsm.host.serial import MemoryPort, memory_pair
 from airfsm.sim import SimConfig, SimModule
 
@@ -38,14 +42,17 @@ class Rig:
     states: list[tuple[str, str, str]] = field(default_factory=list)
     timeline: list[tuple[int, str, str, str]] = field(default_factory=list)  # (now, from, to, trig)
     command_times: list[tuple[int, str]] = field(default_factory=list)  # (now, command received)
+    # What a step calls to tick the controller (None: its tick); a benchmark wraps it to time
+    # or count the ticks (the controller's fields are fixed: its methods cannot be replaced).
+    ticker: Callable[[int], int] | None = None
 
     def step(self) -> None:
         """One round: module output -> controller tick -> module input, then jump in time."""
         out = self.module.output(self.now)
         if out:
             self.module_port.write(out)
-        next_c = self.controller.tick(self.now)
-        sent = self.module_port.read(1 << 20)
+        next_c = (self.ticker or self.controller.tick)(self.now)
+        sent = self.module_port.drain()
         if sent:
             known = len(self.module.commands)
             self.module.receive(sent, self.now)
@@ -95,6 +102,11 @@ def make_rig(config: SimConfig | None = None, settings: Settings | None = None,
         states.append((names[0], names[1], trig))
         timeline.append((rig.now if rig is not None else start_ms, names[0], names[1], trig))
 
+    # What a host lends the core: a clock and words for the dead letters of the RAM outbox.
+    controller_kwargs.setdefault("log_hook", log.CORE_LOG)  # logs, as the gateway's
+    if controller_kwargs.get("outbox") is None:
+        controller_kwargs["outbox"] = MemoryOutbox(wall_clock=time.time,
+                                                   describe=reasons.dead_letter_text)
     controller = Controller(
         near, settings or seed_settings(), now_ms=start_ms,
         on_message=lambda t, p: inbound.append((t, p)),

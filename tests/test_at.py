@@ -7,20 +7,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from airfsm.core.at import (
-    DATA_CAPACITY,
-    LINE_CAPACITY,
-    MAX_INFO_LINES,
     PAYLOAD_STALL_FLOOR_MS,
-    URC_PREFIXES,
     AtChannel,
     AtResponse,
-    AtResult,
     is_final_code,
     msub_cache_slot,
     msub_topic,
     payload_stall_ms,
     response_prefix,
 )
+from airfsm.core.codes import AtResult, UrcKind
+from airfsm.core.settings import DATA_CAPACITY, LINE_CAPACITY, MAX_INFO_LINES
+from airfsm.core.table import URC_NONE, Urc, urc_id
 from airfsm.core.timebase import Xorshift32, ms_add
 
 NOW = 1000
@@ -56,15 +54,32 @@ class Harness:
         self.busy_in_callback: list[bool] = []
         self.truncated_flags: list[bool] = []  # AtResponse.truncated of every response
         self.truncations: list[tuple[bytes, int, int]] = []  # on_truncated calls
+        self.urc_ids: list[int] = []  # the URC table rows of the on_urc calls
         kwargs.setdefault("on_truncated", lambda *t: self.truncations.append(t))
-        self.ch = AtChannel(self.written.append, self._on_response, self._on_urc, **kwargs)  # type: ignore[arg-type]
+        self.ch = AtChannel(self._write, self._on_response, self._on_urc, **kwargs)  # type: ignore[arg-type]
+
+    def _write(self, data: memoryview) -> None:
+        self.written.append(bytes(data))  # a view of the sender's buffer: keep what it was
+
+    def send(self, command: bytes, now: int, timeout: int, **kwargs: bool) -> None:
+        """send() a command the way the controller does: from a buffer with room for its CR."""
+        buf = bytearray(len(command) + 1)
+        buf[:len(command)] = command
+        self.ch.send(buf, len(command), now, timeout, **kwargs)
 
     def _on_response(self, r: AtResponse) -> None:
         self.busy_in_callback.append(self.ch.busy)
         self.truncated_flags.append(r.truncated)
-        self.events.append(("rsp", r.command, r.result, r.cme_error, tuple(r.lines), r.data))
+        self.events.append(("rsp", bytes(r.command), r.result, r.cme_error, tuple(r.lines),
+                            r.data))
 
-    def _on_urc(self, line: bytes, data: bytes) -> None:
+    def _on_urc(self, urc: int, line: bytes, data: bytes) -> None:
+        # The row of the URC table the channel says the line is: the one its prefix names.
+        if urc == URC_NONE:
+            assert self.ch._final_urc, line  # only a final code passed on after an OK
+        else:
+            assert line.startswith(self.ch._urcs[urc].prefix), (urc, line)
+        self.urc_ids.append(urc)
         self.events.append(("urc", line, data))
 
     def feed(self, stream: bytes, cuts: list[int] | None = None, now: int = NOW) -> None:
@@ -346,13 +361,13 @@ def run(
     if ex.command is None:
         h.feed(ex.reply, cuts)
         return h
-    h.ch.send(ex.command, NOW, TIMEOUT, expect_prompt=ex.body is not None)
+    h.send(ex.command, NOW, TIMEOUT, expect_prompt=ex.body is not None)
     stream = (ex.command + b"\r" if echo else b"") + ex.reply
     h.feed(stream, cuts)
     if ex.body is not None:
         assert h.events and h.events[-1][2] == AtResult.PROMPT
         assert h.ch.busy
-        h.ch.send_data(ex.body, NOW, TIMEOUT)
+        h.ch.send_data(ex.body, len(ex.body), NOW, TIMEOUT)
         h.feed(ex.after, after_cuts)
     return h
 
@@ -424,10 +439,10 @@ def test_whole_seed_session_on_one_channel_echo_on() -> None:
     expected: list[Event] = []
     for ex in SEED:
         if ex.command is not None:
-            h.ch.send(ex.command, NOW, TIMEOUT, expect_prompt=ex.body is not None)
+            h.send(ex.command, NOW, TIMEOUT, expect_prompt=ex.body is not None)
             h.feed(ex.command + b"\r" + ex.reply)
             if ex.body is not None:
-                h.ch.send_data(ex.body, NOW, TIMEOUT)
+                h.ch.send_data(ex.body, len(ex.body), NOW, TIMEOUT)
                 h.feed(ex.after)
         else:
             h.feed(ex.reply)
@@ -448,7 +463,7 @@ def test_echo_is_dropped_only_while_its_command_is_in_flight() -> None:
     h = Harness()
     h.feed(b"AT+CSQ\r")  # no command in flight: a stray line, not an echo
     assert h.ch.stray_lines == 1
-    h.ch.send(b"AT+CSQ", NOW, TIMEOUT)
+    h.send(b"AT+CSQ", NOW, TIMEOUT)
     h.feed(b"AT+CSQ\r\r\n+CSQ: 9,0\r\n\r\nAT+CSQX\r\n\r\nOK\r\n")
     assert h.events == [rsp(b"AT+CSQ", lines=(b"+CSQ: 9,0", b"AT+CSQX"))]
 
@@ -477,7 +492,7 @@ def test_response_prefix(command: bytes, prefix: bytes) -> None:
 
 def test_own_prefix_needs_a_colon_right_after_it() -> None:
     h = Harness()
-    h.ch.send(b"AT+CGA", NOW, TIMEOUT)
+    h.send(b"AT+CGA", NOW, TIMEOUT)
     # `+CGATT: 1` starts with `+CGA` but its prefix is `+CGATT`: a URC, not this command's
     h.feed(frame(b"+CGATT: 1", b"+CGA : 2", b"+CGA: 3", b"+CGA 4: x", b"OK"))
     assert h.events == [
@@ -489,7 +504,7 @@ def test_own_prefix_needs_a_colon_right_after_it() -> None:
 def test_own_prefix_line_during_another_command_or_idle_is_a_urc() -> None:
     h = Harness()
     h.feed(frame(b"+CPIN: NOT READY"))
-    h.ch.send(b"AT+CSQ", NOW, TIMEOUT)
+    h.send(b"AT+CSQ", NOW, TIMEOUT)
     h.feed(frame(b"+CPIN: READY", b"OK"))
     assert h.events == [urc(b"+CPIN: NOT READY"), urc(b"+CPIN: READY"), rsp(b"AT+CSQ")]
 
@@ -521,13 +536,14 @@ REQUIRED_URCS = [
 
 @pytest.mark.parametrize("prefix", REQUIRED_URCS)
 def test_required_urc_is_delivered_idle_and_during_a_command(prefix: bytes) -> None:
-    assert prefix in URC_PREFIXES
+    assert urc_id(prefix) != URC_NONE
     line = prefix + (b" 1" if prefix.endswith(b":") else b"")
     h = Harness()
     h.feed(frame(line))
-    h.ch.send(b"AT", NOW, TIMEOUT)
+    h.send(b"AT", NOW, TIMEOUT)
     h.feed(frame(line, b"OK"))
     assert h.events == [urc(line), urc(line), rsp(b"AT")]
+    assert h.urc_ids == [urc_id(prefix)] * 2  # the row the prefix names, idle or not
     assert h.ch.urcs == 2
     assert h.ch.stray_lines == 0
 
@@ -541,15 +557,16 @@ def test_stray_lines_are_counted_and_not_delivered() -> None:
 
 
 def test_custom_urc_table() -> None:
-    h = Harness(urc_prefixes=(b"+FOO:", b""))  # an empty prefix must not match everything
+    # an empty prefix must not match everything
+    h = Harness(urcs=(Urc(b"+FOO:", UrcKind.NOTICE), Urc(b"", UrcKind.NOTICE)))
     h.feed(frame(b"+FOO: 1", b"CLOSED"))
-    assert h.events == [urc(b"+FOO: 1")]
+    assert h.events == [urc(b"+FOO: 1")] and h.urc_ids == [0]
     assert h.ch.stray_lines == 1
 
 
 def test_info_lines_beyond_the_maximum_are_dropped_and_counted() -> None:
     h = Harness()
-    h.ch.send(b"AT+LIST", NOW, TIMEOUT)
+    h.send(b"AT+LIST", NOW, TIMEOUT)
     lines = [b"line %d" % i for i in range(MAX_INFO_LINES + 3)]
     h.feed(frame(*lines, b"OK"))
     assert h.events == [rsp(b"AT+LIST", lines=tuple(lines[:MAX_INFO_LINES]))]
@@ -558,7 +575,7 @@ def test_info_lines_beyond_the_maximum_are_dropped_and_counted() -> None:
 
 def test_empty_lines_and_lone_cr_or_lf_are_skipped() -> None:
     h = Harness()
-    h.ch.send(b"AT+CSQ", NOW, TIMEOUT)
+    h.send(b"AT+CSQ", NOW, TIMEOUT)
     h.feed(b"\r\r\n\n\r+CSQ: 1,2\n\n\rOK\r")
     assert h.events == [rsp(b"AT+CSQ", lines=(b"+CSQ: 1,2",))]
 
@@ -583,7 +600,7 @@ def test_empty_lines_and_lone_cr_or_lf_are_skipped() -> None:
 )
 def test_final_codes(line: bytes, result: AtResult, cme: int) -> None:
     h = Harness()
-    h.ch.send(b"AT+X", NOW, TIMEOUT)
+    h.send(b"AT+X", NOW, TIMEOUT)
     h.feed(frame(b"info", line, b"OK"))
     assert h.events == [rsp(b"AT+X", result, lines=(b"info",), cme=cme)]
     assert h.ch.stray_lines == 1  # the OK after the final code belongs to no command
@@ -592,7 +609,7 @@ def test_final_codes(line: bytes, result: AtResult, cme: int) -> None:
 @pytest.mark.parametrize("line", [b"OK ", b" OK", b"OKAY", b"ERRORS", b"ok"])
 def test_near_final_codes_are_info_lines(line: bytes) -> None:
     h = Harness()
-    h.ch.send(b"AT+X", NOW, TIMEOUT)
+    h.send(b"AT+X", NOW, TIMEOUT)
     h.feed(frame(line, b"OK"))
     assert h.events == [rsp(b"AT+X", lines=(line,))]
 
@@ -600,11 +617,11 @@ def test_near_final_codes_are_info_lines(line: bytes) -> None:
 def test_response_is_reset_by_the_next_send() -> None:
     h = Harness()
     seen: list[AtResponse] = []
-    h.ch = AtChannel(h.written.append, seen.append, h._on_urc)
-    h.ch.send(b"AT+CME", NOW, TIMEOUT)
+    h.ch = AtChannel(h._write, seen.append, h._on_urc)
+    h.send(b"AT+CME", NOW, TIMEOUT)
     h.feed(frame(b"x", b"+CME ERROR: 4"))
     first_lines = seen[0].lines
-    h.ch.send(b"AT", NOW, TIMEOUT)
+    h.send(b"AT", NOW, TIMEOUT)
     h.feed(frame(b"OK"))
     assert seen[0] is seen[1]  # one object per channel (C: a struct)
     assert (seen[1].result, seen[1].cme_error, seen[1].lines, seen[1].command) == (
@@ -623,12 +640,12 @@ def test_response_is_reset_by_the_next_send() -> None:
 def test_download_prompt_then_body_then_ok_writes_exact_bytes() -> None:
     h = Harness()
     cmd = b"AT+HTTPDATA=%d,20000" % len(AUTH_BODY)
-    h.ch.send(cmd, NOW, 3000, expect_prompt=True)
+    h.send(cmd, NOW, 3000, expect_prompt=True)
     assert h.ch.deadline == NOW + 3000
     h.feed(cmd + b"\r\r\nDOWNLOAD\r\n")
     assert h.events == [rsp(cmd, AtResult.PROMPT)]
     assert h.ch.busy  # still in flight, awaiting the body and then its final code
-    h.ch.send_data(AUTH_BODY, 50_000, 20_000)
+    h.ch.send_data(AUTH_BODY, len(AUTH_BODY), 50_000, 20_000)
     assert h.ch.deadline == 70_000  # a new deadline for the final code
     h.feed(frame(b"OK"), now=51_000)
     assert h.events == [rsp(cmd, AtResult.PROMPT), rsp(cmd)]
@@ -639,17 +656,17 @@ def test_download_prompt_then_body_then_ok_writes_exact_bytes() -> None:
 
 def test_error_instead_of_prompt_completes_the_command() -> None:
     h = Harness()
-    h.ch.send(b"AT+HTTPDATA=5,1000", NOW, TIMEOUT, expect_prompt=True)
+    h.send(b"AT+HTTPDATA=5,1000", NOW, TIMEOUT, expect_prompt=True)
     h.feed(frame(b"ERROR"))
     assert h.events == [rsp(b"AT+HTTPDATA=5,1000", AtResult.ERROR)]
-    h.ch.send_data(b"hello", NOW, TIMEOUT)  # no prompt: must not reach the module
+    h.ch.send_data(b"hello", 5, NOW, TIMEOUT)  # no prompt: must not reach the module
     assert h.written == [b"AT+HTTPDATA=5,1000\r"]
     assert h.ch.commands_refused == 1
 
 
 def test_module_gives_up_waiting_for_the_body() -> None:
     h = Harness()
-    h.ch.send(b"AT+HTTPDATA=5,1000", NOW, TIMEOUT, expect_prompt=True)
+    h.send(b"AT+HTTPDATA=5,1000", NOW, TIMEOUT, expect_prompt=True)
     h.feed(frame(b"DOWNLOAD", b"ERROR"))
     assert h.events == [
         rsp(b"AT+HTTPDATA=5,1000", AtResult.PROMPT),
@@ -660,7 +677,7 @@ def test_module_gives_up_waiting_for_the_body() -> None:
 
 def test_prompt_without_body_times_out() -> None:
     h = Harness()
-    h.ch.send(b"AT+HTTPDATA=5,1000", NOW, 300, expect_prompt=True)
+    h.send(b"AT+HTTPDATA=5,1000", NOW, 300, expect_prompt=True)
     h.feed(frame(b"DOWNLOAD"))
     h.ch.check_timeout(NOW + 299)
     assert len(h.events) == 1
@@ -671,21 +688,21 @@ def test_prompt_without_body_times_out() -> None:
 
 def test_prompts_when_none_expected_are_info_lines() -> None:
     h = Harness()
-    h.ch.send(b"AT+X", NOW, TIMEOUT)
+    h.send(b"AT+X", NOW, TIMEOUT)
     h.feed(b"\r\nDOWNLOAD\r\n\r\n> \r\n\r\nOK\r\n")
     assert h.events == [rsp(b"AT+X", lines=(b"DOWNLOAD", b"> "))]
 
 
 def test_send_data_refused_when_idle_or_before_the_prompt() -> None:
     h = Harness()
-    h.ch.send_data(b"AT+RESET\r", NOW, TIMEOUT)
-    h.ch.send(b"AT+HTTPDATA=3,1000", NOW, TIMEOUT, expect_prompt=True)
-    h.ch.send_data(b"abc", NOW, TIMEOUT)  # prompt not seen yet
+    h.ch.send_data(b"AT+RESET\r", 9, NOW, TIMEOUT)
+    h.send(b"AT+HTTPDATA=3,1000", NOW, TIMEOUT, expect_prompt=True)
+    h.ch.send_data(b"abc", 3, NOW, TIMEOUT)  # prompt not seen yet
     assert h.written == [b"AT+HTTPDATA=3,1000\r"]
     assert h.ch.commands_refused == 2
     h.feed(frame(b"DOWNLOAD"))
-    h.ch.send_data(b"abc", NOW, TIMEOUT)
-    h.ch.send_data(b"abc", NOW, TIMEOUT)  # only once per prompt
+    h.ch.send_data(b"abc", 3, NOW, TIMEOUT)
+    h.ch.send_data(b"abc", 3, NOW, TIMEOUT)  # only once per prompt
     assert h.written == [b"AT+HTTPDATA=3,1000\r", b"abc"]
     # a second DOWNLOAD after the body is no prompt: an info line
     h.feed(frame(b"DOWNLOAD", b"OK"))
@@ -704,7 +721,7 @@ def httpread_stream(body: bytes, trailer: bytes) -> bytes:
 def test_httpread_body_read_by_length(trailer: bytes) -> None:
     body = b'{"a":"x,y","b":"\r\n"}\r\nOK\r\n,"' + bytes(range(256))
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
     stream = httpread_stream(body, trailer)
     h.feed(stream, cuts=list(range(0, len(stream), 7)))
     assert h.events == [rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: %d" % len(body),), data=body)]
@@ -714,7 +731,7 @@ def test_httpread_body_read_by_length(trailer: bytes) -> None:
 @pytest.mark.parametrize("terminator", [b"\r\n", b"\n", b"\r"])
 def test_httpread_header_line_end_is_not_part_of_the_body(terminator: bytes) -> None:
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
     h.feed(b"+HTTPREAD: 3" + terminator + b"a\nb" + terminator + b"OK" + terminator)
     assert h.events == [rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 3",), data=b"a\nb")]
 
@@ -722,7 +739,7 @@ def test_httpread_header_line_end_is_not_part_of_the_body(terminator: bytes) -> 
 def test_httpread_body_of_exactly_data_capacity_is_kept() -> None:
     body = bytes(i & 0xFF for i in range(DATA_CAPACITY))
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
     h.feed(httpread_stream(body, b"\r\nOK\r\n"))
     assert h.events[0][5] == body
     assert h.ch.data_dropped == 0
@@ -731,7 +748,7 @@ def test_httpread_body_of_exactly_data_capacity_is_kept() -> None:
 def test_httpread_body_over_capacity_is_discarded_and_stream_stays_in_sync() -> None:
     body = (b"OK\r\nCLOSED\r\n" * 400)[: DATA_CAPACITY + 1]
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
     h.feed(httpread_stream(body, b"\r\nOK\r\n") + frame(b"PUBACK"))
     assert h.events == [
         rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: %d" % (DATA_CAPACITY + 1),)),
@@ -745,7 +762,7 @@ def test_timeout_in_the_middle_of_the_body_keeps_the_stream_in_sync() -> None:
     body = b"x" * 40 + b"\r\nOK\r\nCLOSED\r\n" + b"y" * 40
     stream = httpread_stream(body, b"\r\nOK\r\n")
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, 100)
+    h.send(b"AT+HTTPREAD", NOW, 100)
     h.feed(stream[:30])
     h.ch.check_timeout(NOW + 100)
     assert h.events == [
@@ -760,9 +777,9 @@ def test_timeout_in_the_middle_of_the_body_keeps_the_stream_in_sync() -> None:
 def test_late_httpread_after_timeout_is_read_by_length_and_discarded() -> None:
     body = b"OK\r\nCLOSED\r\n"
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, 100)
+    h.send(b"AT+HTTPREAD", NOW, 100)
     h.ch.check_timeout(NOW + 100)
-    h.ch.send(b"AT", NOW, TIMEOUT)
+    h.send(b"AT", NOW, TIMEOUT)
     h.feed(httpread_stream(body, b"\r\nOK\r\n"))  # the late answer of the first command
     assert h.events == [
         rsp(b"AT+HTTPREAD", AtResult.TIMEOUT),
@@ -826,7 +843,7 @@ def test_msub_empty_payload() -> None:
 def test_msub_payload_over_capacity_is_discarded_and_stream_stays_in_sync() -> None:
     payload = (b"CLOSED\r\n" * 600)[: DATA_CAPACITY + 1]
     h = Harness()
-    h.ch.send(b"AT+CSQ", NOW, TIMEOUT)
+    h.send(b"AT+CSQ", NOW, TIMEOUT)
     h.feed(b"\r\n+MSUB: /t,%d byte," % len(payload) + payload + frame(b"PUBACK", b"OK"))
     assert h.events == [urc(b"PUBACK"), rsp(b"AT+CSQ")]
     assert h.ch.data_dropped == 1
@@ -866,7 +883,7 @@ def test_msub_topic(line: bytes, topic: bytes) -> None:
 
 def test_overlong_line_is_dropped_and_the_response_still_completes() -> None:
     h = Harness()
-    h.ch.send(b"AT+CSQ", NOW, TIMEOUT)
+    h.send(b"AT+CSQ", NOW, TIMEOUT)
     h.feed(b"\r\n" + b"A" * 5000 + b"\r\n+CSQ: 3,0\r\n" + frame(b"OK"), cuts=[1000, 2049, 4000])
     assert h.events == [rsp(b"AT+CSQ", lines=(b"+CSQ: 3,0",))]
     assert h.ch.lines_dropped == 1
@@ -881,7 +898,7 @@ def test_overlong_urc_like_line_is_not_delivered() -> None:
 
 def test_line_of_exactly_capacity_is_kept_one_more_byte_is_dropped() -> None:
     h = Harness()
-    h.ch.send(b"AT+X", NOW, TIMEOUT)
+    h.send(b"AT+X", NOW, TIMEOUT)
     h.feed(frame(b"B" * LINE_CAPACITY, b"C" * (LINE_CAPACITY + 1), b"OK"))
     assert h.events == [rsp(b"AT+X", lines=(b"B" * LINE_CAPACITY,))]
     assert h.ch.lines_dropped == 1
@@ -890,7 +907,7 @@ def test_line_of_exactly_capacity_is_kept_one_more_byte_is_dropped() -> None:
 def test_timeout_across_the_32_bit_wrap_fires_once_and_late_ok_is_stray() -> None:
     h = Harness()
     start = 2**32 - 100
-    h.ch.send(b"AT+CGATT?", start, 500)
+    h.send(b"AT+CGATT?", start, 500)
     assert h.ch.busy
     assert h.ch.deadline == 400 == ms_add(start, 500)
     for now in (start, 2**32 - 1, 0, 399):
@@ -909,7 +926,7 @@ def test_timeout_across_the_32_bit_wrap_fires_once_and_late_ok_is_stray() -> Non
 
 def test_timeout_keeps_the_lines_received_so_far() -> None:
     h = Harness()
-    h.ch.send(b"AT+CSQ", NOW, 10)
+    h.send(b"AT+CSQ", NOW, 10)
     h.feed(frame(b"+CSQ: 5,0"))
     h.ch.check_timeout(NOW + 10_000)
     assert h.events == [rsp(b"AT+CSQ", AtResult.TIMEOUT, lines=(b"+CSQ: 5,0",))]
@@ -917,7 +934,7 @@ def test_timeout_keeps_the_lines_received_so_far() -> None:
 
 def test_final_code_fed_before_check_timeout_wins() -> None:
     h = Harness()
-    h.ch.send(b"AT", NOW, 10)
+    h.send(b"AT", NOW, 10)
     h.feed(frame(b"OK"), now=NOW + 500)
     h.ch.check_timeout(NOW + 500)
     assert h.events == [rsp(b"AT")]
@@ -926,7 +943,7 @@ def test_final_code_fed_before_check_timeout_wins() -> None:
 @pytest.mark.parametrize("timeout", [-5, 0, 2**40])
 def test_odd_timeouts_are_clamped(timeout: int) -> None:
     h = Harness()
-    h.ch.send(b"AT", NOW, timeout)
+    h.send(b"AT", NOW, timeout)
     deadline = h.ch.deadline
     assert deadline is not None
     h.ch.check_timeout(NOW)
@@ -938,12 +955,12 @@ def test_odd_timeouts_are_clamped(timeout: int) -> None:
 )
 def test_injection_is_refused_and_reported_as_error(command: bytes) -> None:
     h = Harness()
-    h.ch.send(command, NOW, TIMEOUT)
+    h.send(command, NOW, TIMEOUT)
     assert h.written == []
     assert h.events == [rsp(command, AtResult.ERROR)]
     assert not h.ch.busy and h.ch.deadline is None
     assert h.ch.commands_refused == 1
-    h.ch.send(b"AT", NOW, TIMEOUT)
+    h.send(b"AT", NOW, TIMEOUT)
     h.feed(frame(b"OK"))
     assert h.written == [b"AT\r"]
     assert h.events[-1] == rsp(b"AT")
@@ -951,8 +968,8 @@ def test_injection_is_refused_and_reported_as_error(command: bytes) -> None:
 
 def test_send_while_busy_is_ignored() -> None:
     h = Harness()
-    h.ch.send(b"AT+CSQ", NOW, TIMEOUT)
-    h.ch.send(b"AT+RESET", NOW + 1, 10)
+    h.send(b"AT+CSQ", NOW, TIMEOUT)
+    h.send(b"AT+RESET", NOW + 1, 10)
     assert h.written == [b"AT+CSQ\r"]
     assert h.ch.deadline == NOW + TIMEOUT
     h.feed(frame(b"+CSQ: 1,1", b"OK"))
@@ -962,7 +979,7 @@ def test_send_while_busy_is_ignored() -> None:
 
 def test_reset_forgets_command_partial_line_and_payload() -> None:
     h = Harness()
-    h.ch.send(b"AT+CGATT?", NOW, TIMEOUT)
+    h.send(b"AT+CGATT?", NOW, TIMEOUT)
     h.feed(b"\r\n+CGA")
     h.ch.reset()
     assert not h.ch.busy and h.ch.deadline is None
@@ -978,9 +995,9 @@ def test_reset_forgets_command_partial_line_and_payload() -> None:
 
 def test_reset_forgets_an_awaited_prompt() -> None:
     h = Harness()
-    h.ch.send(b"AT+MPUBEX=3", NOW, TIMEOUT, expect_prompt=True)
+    h.send(b"AT+MPUBEX=3", NOW, TIMEOUT, expect_prompt=True)
     h.ch.reset()
-    h.ch.send(b"AT+X", NOW, TIMEOUT)
+    h.send(b"AT+X", NOW, TIMEOUT)
     h.feed(b"\r\n> \r\n" + frame(b"OK"))
     assert h.events == [rsp(b"AT+X", lines=(b"> ",))]
 
@@ -996,7 +1013,7 @@ def test_all_256_byte_values_never_raise_and_are_just_lines() -> None:
     h.feed(everything, cuts=list(range(256)))
     h.feed(b"\r\n")
     assert h.ch.stray_lines == 5  # 0..9 | 11..12 | 14..255 + 0..9 | 11..12 | 14..255
-    h.ch.send(b"AT", NOW, TIMEOUT)
+    h.send(b"AT", NOW, TIMEOUT)
     h.feed(everything + frame(b"OK"))
     assert h.events == [
         rsp(b"AT", lines=(bytes(range(10)), bytes([11, 12]), bytes(range(14, 256))))
@@ -1004,7 +1021,7 @@ def test_all_256_byte_values_never_raise_and_are_just_lines() -> None:
     for value in range(256):
         h.feed(bytes([value]) * 3)
     h.ch.reset()
-    h.ch.send(b"AT", NOW, TIMEOUT)
+    h.send(b"AT", NOW, TIMEOUT)
     h.feed(frame(b"OK"))
     assert h.events[-1] == rsp(b"AT")
 
@@ -1046,11 +1063,11 @@ def fuzz(seed: int, tokens: list[bytes] = TOKENS,
     for _ in range(6000):
         if not h.ch.busy and rng.next() % 3 == 0:
             command, prompt = commands[rng.next() % len(commands)]
-            h.ch.send(command, now, 50 + rng.next() % 2000, expect_prompt=prompt)
+            h.send(command, now, 50 + rng.next() % 2000, expect_prompt=prompt)
             sends += 1
         prompts = sum(1 for e in h.events if e[0] == "rsp" and e[2] == AtResult.PROMPT)
         if h.ch.busy and prompts > prompts_answered:
-            h.ch.send_data(b"body", now, 500)
+            h.ch.send_data(b"body", 4, now, 500)
             prompts_answered = prompts
         chunk = bytearray()
         for _ in range(rng.next() % 6):
@@ -1074,7 +1091,7 @@ def fuzz(seed: int, tokens: list[bytes] = TOKENS,
     assert all(len(e[2]) <= DATA_CAPACITY for e in urcs)  # type: ignore[arg-type]
     assert h.ch.payloads_truncated == len(h.truncations)
     h.ch.reset()
-    h.ch.send(b"AT", now, TIMEOUT)
+    h.send(b"AT", now, TIMEOUT)
     h.feed(frame(b"OK"), now=now)
     assert h.events[-1] == rsp(b"AT")
     return h
@@ -1104,7 +1121,7 @@ def test_stall_window_follows_the_line_rate_with_a_floor() -> None:
 
 def test_truncated_msub_does_not_swallow_the_next_commands_ok() -> None:
     h = Harness()
-    h.ch.send(b"AT+MQTTSTATU", NOW, TIMEOUT)
+    h.send(b"AT+MQTTSTATU", NOW, TIMEOUT)
     header = b'+MSUB: "/t",100 byte,'
     # 40 of 100 payload bytes arrive, then the answer of the command in flight
     h.feed(b"\r\n" + header + b"x" * 40 + b"\r\n" + frame(b"+MQTTSTATU :1", b"OK"))
@@ -1117,7 +1134,7 @@ def test_truncated_msub_does_not_swallow_the_next_commands_ok() -> None:
     assert h.truncations == [(header, 100, 40 + 2 + len(frame(b"+MQTTSTATU :1", b"OK")))]
     assert h.ch.payloads_truncated == 1 and h.ch.urcs == 0  # the message is dropped
     assert h.ch.receive_deadline is None
-    h.ch.send(b"AT", NOW + STALL, TIMEOUT)
+    h.send(b"AT", NOW + STALL, TIMEOUT)
     h.feed(frame(b"OK"))
     assert h.events[-1] == rsp(b"AT")  # in sync again
 
@@ -1142,13 +1159,13 @@ def test_truncated_payload_in_a_busy_stream_is_closed_when_it_overruns() -> None
 
 def test_truncated_httpread_body_is_flagged_and_its_ok_still_completes_the_command() -> None:
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
     h.feed(b"\r\n+HTTPREAD: 120\r\n" + AUTH_REPLY[:80] + frame(b"OK"))
     h.ch.check_timeout(NOW + STALL)
     assert h.events == [rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 120",))]  # no data
     assert h.truncated_flags == [True]
     assert h.truncations == [(b"+HTTPREAD: 120", 120, 86)]
-    h.ch.send(b"AT+HTTPREAD", NOW + STALL, TIMEOUT)  # the flag belongs to one command
+    h.send(b"AT+HTTPREAD", NOW + STALL, TIMEOUT)  # the flag belongs to one command
     h.feed(httpread_stream(b"abc", b"\r\nOK\r\n"))
     assert h.events[-1] == rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 3",), data=b"abc")
     assert h.truncated_flags == [True, False]
@@ -1157,7 +1174,7 @@ def test_truncated_httpread_body_is_flagged_and_its_ok_still_completes_the_comma
 @pytest.mark.parametrize("boot", [frame(b"RDY", b"+CFUN: 1"), b"\r\n\xff\x00RDY\r\n+CFUN: 1\r\n"])
 def test_module_reboot_in_the_middle_of_an_httpread_body_is_recognised(boot: bytes) -> None:
     h = Harness()
-    h.ch.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
     h.feed(b"\r\n+HTTPREAD: 300\r\n" + AUTH_REPLY[:50])
     h.feed(boot, now=NOW + 5)  # a fast boot: no pause long enough between the two
     h.ch.check_timeout(NOW + 5 + STALL)
@@ -1194,7 +1211,7 @@ def test_rdy_after_line_noise_is_recognised(noise: bytes) -> None:
     h = Harness()
     h.feed(noise + b"RDY\r\n" + noise + b"+CFUN: 1\r\n")
     assert h.events == [urc(b"RDY"), urc(b"+CFUN: 1")]
-    h.ch.send(b"AT+MSUB=\"/t\",0", NOW, TIMEOUT)
+    h.send(b"AT+MSUB=\"/t\",0", NOW, TIMEOUT)
     h.feed(noise + b"OK\r\n" + noise + b'+MSUB: "/t",2 byte,hi\r\n')
     assert h.events[2:] == [rsp(b'AT+MSUB="/t",0'), urc(b'+MSUB: "/t",2 byte,', b"hi")]
 
@@ -1205,15 +1222,15 @@ def test_rdy_after_line_noise_is_recognised(noise: bytes) -> None:
 
 def test_refused_mconnect_error_after_ok_is_its_outcome_as_a_urc() -> None:
     h = Harness()
-    h.ch.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
+    h.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
     h.feed(frame(b"OK"))
     h.feed(frame(b"ERROR"))
     assert h.events == [rsp(b"AT+MCONNECT=1,120"), urc(b"ERROR")]
     h.feed(frame(b"ERROR"))  # only the first one after the OK is the command's
     assert h.ch.stray_lines == 1
-    h.ch.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
+    h.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
     h.feed(frame(b"OK", b"CONNACK OK"))
-    h.ch.send(b"AT+MSUB=\"/t\",0", NOW, TIMEOUT)  # a new command closes the window ...
+    h.send(b"AT+MSUB=\"/t\",0", NOW, TIMEOUT)  # a new command closes the window ...
     h.ch.check_timeout(NOW + TIMEOUT)
     h.feed(frame(b"ERROR"))  # ... so a late ERROR after its timeout is stray again
     assert h.events[-2:] == [urc(b"CONNACK OK"), rsp(b'AT+MSUB="/t",0', AtResult.TIMEOUT)]
@@ -1222,11 +1239,11 @@ def test_refused_mconnect_error_after_ok_is_its_outcome_as_a_urc() -> None:
 
 def test_without_final_urc_an_unsolicited_error_stays_stray() -> None:
     h = Harness()
-    h.ch.send(b"AT+MIPCLOSE", NOW, TIMEOUT)
+    h.send(b"AT+MIPCLOSE", NOW, TIMEOUT)
     h.feed(frame(b"OK", b"ERROR"))
     assert h.events == [rsp(b"AT+MIPCLOSE")]
     assert h.ch.stray_lines == 1
-    h.ch.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
+    h.send(b"AT+MCONNECT=1,120", NOW, TIMEOUT, final_urc=True)
     h.feed(frame(b"ERROR", b"ERROR"))  # refused at once: the final answer, no window
     assert h.events[1:] == [rsp(b"AT+MCONNECT=1,120", AtResult.ERROR)]
     assert h.ch.stray_lines == 2
@@ -1236,7 +1253,7 @@ def test_without_final_urc_an_unsolicited_error_stays_stray() -> None:
                                             (b"ERROR: x", -1)])
 def test_http_error_with_a_number_is_a_final_answer(line: bytes, code: int) -> None:
     h = Harness()
-    h.ch.send(b"AT+HTTPACTION=1", NOW, TIMEOUT)
+    h.send(b"AT+HTTPACTION=1", NOW, TIMEOUT)
     h.feed(frame(line))
     assert h.events == [rsp(b"AT+HTTPACTION=1", AtResult.ERROR, cme=code)]
     assert is_final_code(line) and not is_final_code(b"ERRORS") and not is_final_code(b"OKAY")
@@ -1254,7 +1271,7 @@ def test_cache_mode_notice_is_not_a_message() -> None:
 
 
 def hex_mode(h: Harness) -> None:
-    h.ch.send(b"AT+MQTTMODE=1", NOW, TIMEOUT)
+    h.send(b"AT+MQTTMODE=1", NOW, TIMEOUT)
     h.feed(frame(b"OK"))
 
 
@@ -1274,7 +1291,7 @@ def test_text_payload_of_hex_digits_stays_text_in_and_after_hex_mode() -> None:
     h = Harness()
     hex_mode(h)
     h.feed(b'\r\n+MSUB: "/t",6 byte,313233\r\n')  # the module had not switched yet
-    h.ch.send(b"AT+MQTTMODE=0", NOW, TIMEOUT)
+    h.send(b"AT+MQTTMODE=0", NOW, TIMEOUT)
     h.feed(b'\r\n+MSUB: "/t",3 byte,616263\r\n' + frame(b"OK"))  # sent before it switched
     h.feed(b'\r\n+MSUB: "/t",6 byte,313233\r\n')
     assert h.events[1:] == [urc(b'+MSUB: "/t",6 byte,', b"313233"),
@@ -1332,3 +1349,77 @@ def test_fuzz_the_resync_paths_keep_the_one_answer_per_command_invariant() -> No
     assert any(h.ch.msub_resplits > 0 for h in runs)
     hex_seen = [e for h in runs for e in h.events if e[0] == "urc" and e[1].startswith(b"+MSUB")]
     assert hex_seen, "no +MSUB payload delivered"
+
+
+# --------------------------------------------------------------------------------------------
+# The caller's buffers (the controller hands its line buffer, data buffer and info arena over)
+
+
+def owned_harness(line: int = LINE_CAPACITY, data: int = DATA_CAPACITY,
+                  arena: int = 6144) -> tuple[Harness, bytearray, bytearray, bytearray]:
+    bufs = bytearray(line), bytearray(data), bytearray(arena)
+    h = Harness(line_buf=bufs[0], data_buf=bufs[1], info_arena=bufs[2])
+    return (h, *bufs)
+
+
+def test_the_channel_works_in_the_buffers_it_is_given() -> None:
+    h, line_buf, data_buf, arena = owned_harness()
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.feed(b"\r\n+HTTPREAD: 128\r\n" + AUTH_REPLY + b"\r\n" + frame(b"OK"))
+    h.feed(b"\r\n" + MSUB_GET + b"hello world\r\n")
+    assert h.events == [rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 128",), data=AUTH_REPLY),
+                        urc(MSUB_GET, b"hello world")]
+    resp = h.ch._response
+    # The info line and the body are spans of the arena, one after the other.
+    assert resp.arena is arena and resp.line_count == 1
+    assert arena[resp.line_start[0]:resp.line_end(0)] == b"+HTTPREAD: 128"
+    assert resp.data_start == resp.line_end(0) and resp.data_length == len(AUTH_REPLY)
+    assert arena[resp.data_start:resp.data_start + resp.data_length] == AUTH_REPLY
+    # The message was assembled in the caller's line and data buffers; none was replaced.
+    assert line_buf.startswith(MSUB_GET) and data_buf.startswith(b"hello world")
+    assert (h.ch._line, h.ch._data) == (line_buf, data_buf)
+    assert h.ch._line is line_buf and h.ch._data is data_buf
+    assert (len(line_buf), len(data_buf), len(arena)) == (LINE_CAPACITY, DATA_CAPACITY, 6144)
+
+
+def test_a_downlink_between_the_body_and_its_ok_leaves_the_body_alone() -> None:
+    # The body sits in the arena, not in the data buffer the downlink's payload is read into.
+    h = Harness()
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.feed(b"\r\n+HTTPREAD: 128\r\n" + AUTH_REPLY + b"\r\n" + b"\r\n" + MSUB_GET
+           + b"hello world\r\n" + frame(b"OK"))
+    assert h.events == [urc(MSUB_GET, b"hello world"),
+                        rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 128",), data=AUTH_REPLY)]
+
+
+def test_info_lines_that_do_not_fit_the_arena_are_dropped_and_counted() -> None:
+    h, _line, _data, _arena = owned_harness(arena=16)
+    h.send(b"AT+LIST", NOW, TIMEOUT)
+    h.feed(frame(b"0123456789", b"abcdefghij", b"xyz", b"OK"))
+    assert h.events == [rsp(b"AT+LIST", lines=(b"0123456789", b"xyz"))]
+    assert h.ch.info_lines_dropped == 1
+
+
+def test_a_command_buffer_without_room_for_the_cr_is_refused() -> None:
+    h = Harness()
+    buf = bytearray(b"AT+CSQ")
+    h.ch.send(buf, len(buf), NOW, TIMEOUT)
+    assert h.written == [] and h.ch.commands_refused == 1 and not h.ch.busy
+    assert h.events == [rsp(b"AT+CSQ", AtResult.ERROR)]
+    roomy = bytearray(b"AT+CSQ?")  # one byte more: the CR goes there
+    h.ch.send(roomy, 6, NOW, TIMEOUT)
+    assert h.written == [b"AT+CSQ\r"] and roomy == b"AT+CSQ\r"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
+def test_runs_copied_in_one_slice_digest_like_single_bytes(chunk: int) -> None:
+    """The line fast path (find the line end, copy the run) gives the events one byte at a
+    time gives, for the seed exchanges and noise around them."""
+    stream = b"".join(ex.reply for ex in SEED if ex.command is None)
+    stream = b"\xff\x00" + stream + b"\r\r\n\n" + b"x" * (LINE_CAPACITY + 5) + b"\r\nPUBACK\r\n"
+    whole = Harness()
+    whole.feed(stream)
+    pieces = Harness()
+    pieces.feed(stream, cuts=list(range(chunk, len(stream), chunk)))
+    assert pieces.events == whole.events and whole.events
+    assert pieces.ch.lines_dropped == whole.ch.lines_dropped == 1

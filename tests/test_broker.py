@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add
+from airfsm.host import reasons
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.serial import open_port
 from airfsm.sim import SimConfig, SimServer
@@ -57,7 +59,7 @@ class Device:
     def go_online(self) -> None:
         c = self.controller
         ok = self.run_until(lambda: c.online or c.failed, ONLINE_S)
-        assert ok and c.online, f"not ONLINE: {c.state.name} {c.fail_detail}"
+        assert ok and c.online, f"not ONLINE: {c.state.name} {reasons.fail_text(c)}"
 
 
 def connect_device(endpoint: str) -> tuple[Device, Callable[[], None]]:
@@ -138,7 +140,7 @@ def test_broker_publish_reaches_the_device(rig: Rig, broker_probe: BrokerProbe) 
 
 def test_the_token_is_not_given_to_the_broker(rig: Rig, mosquitto: Mosquitto) -> None:
     rig.device.go_online()
-    token = rig.device.controller._iot_token
+    token = rig.device.controller.auth.iot_token
     assert token
     log = mosquitto.log()
     assert CLIENT_ID_PREFIX in log  # mosquitto logged the bridge's connection ...

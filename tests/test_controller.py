@@ -8,10 +8,12 @@ import json
 import pytest
 
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, FailReason, MemoryOutbox, PubPhase
-from airfsm.core.table import MACHINE, State
+from airfsm.core.codes import FailReason, PubPhase, State
+from airfsm.core.controller import Controller
+from airfsm.core.outbox import MemoryOutbox
+from airfsm.core.table import MACHINE
 from airfsm.core.timebase import backoff_ms, ms_add, ms_diff
-from airfsm.host import log
+from airfsm.host import log, reasons
 from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
 from tests.harness import SEED_DN, SEED_DS, SEED_PK, make_rig, seed_settings
@@ -28,7 +30,7 @@ def faults(*specs: str) -> list:  # type: ignore[type-arg]
 def online_rig(**config: object):  # type: ignore[no-untyped-def]
     rig = make_rig(SimConfig(**config))  # type: ignore[arg-type]
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
-    assert rig.controller.online, rig.controller.status()
+    assert rig.controller.online, reasons.status(rig.controller)
     return rig
 
 
@@ -120,7 +122,7 @@ def test_old_firmware_fails_at_once_without_any_http() -> None:
     assert rig.run_until(lambda: rig.controller.failed)
     c = rig.controller
     assert c.fail_reason == FailReason.FIRMWARE
-    assert "V300" in c.fail_detail
+    assert "V300" in str(reasons.fail_text(c))
     assert rig.commands.count("AT+CGMR") == 1  # no retry
     assert not any(cmd.startswith("AT+HTTP") for cmd in rig.commands)
     rig.run_for(600_000)  # FAILED is terminal: nothing more is sent
@@ -229,8 +231,9 @@ def test_missing_sim_is_not_polled_forever_and_says_why() -> None:
     assert rig.run_until(lambda: ("ATTACH", "AUTOBAUD", "exhausted") in rig.states,
                          max_ms=1_000_000)
     assert rig.commands.count("AT+CPIN?") == 2 * (step.poll_limit + 1)  # bounded, then reset
-    assert "SIM not inserted" in rig.controller.last_error
-    assert rig.controller.status()["last_error"] == rig.controller.last_error
+    last_error = reasons.last_error_text(rig.controller)
+    assert last_error == "ATTACH cpin: SIM not ready (+CME ERROR: 10 (SIM not inserted))"
+    assert reasons.status(rig.controller)["last_error"] == last_error
 
 
 def test_auth_rejected_never_sends_mconfig_and_fails_after_configured_attempts() -> None:
@@ -238,7 +241,7 @@ def test_auth_rejected_never_sends_mconfig_and_fails_after_configured_attempts()
     assert rig.run_until(lambda: rig.controller.failed, max_ms=3_600_000)
     c = rig.controller
     assert c.fail_reason == FailReason.CREDENTIALS
-    assert "401" in c.fail_detail
+    assert "401" in str(reasons.fail_text(c))
     policy = MACHINE[State.HTTP_AUTH].policy
     assert policy is not None
     assert rig.commands.count("AT+HTTPACTION=1") == policy.retries + 1
@@ -262,7 +265,7 @@ def test_auth_attempts_setting_shortens_the_give_up() -> None:
                    settings=seed_settings(auth_attempts=1))
     assert rig.run_until(lambda: rig.controller.failed)
     assert rig.commands.count("AT+HTTPACTION=1") == 1
-    assert "device not found" in rig.controller.fail_detail
+    assert "device not found" in str(reasons.fail_text(rig.controller))
 
 
 def test_wrong_secret_is_rejected_by_the_simulated_cloud() -> None:
@@ -316,7 +319,7 @@ def test_reset_pin_pulses_are_bounded_then_no_response() -> None:
     assert policy is not None
     assert len(pulses) == policy.hardware_resets
     assert rig.controller.fail_reason == FailReason.NO_RESPONSE
-    assert f"{policy.hardware_resets} RESET-pin pulses" in rig.controller.fail_detail
+    assert f"{policy.hardware_resets} RESET-pin pulses" in str(reasons.fail_text(rig.controller))
 
 
 def test_mconnect_refused_goes_back_to_http_auth_for_a_fresh_token() -> None:
@@ -522,6 +525,24 @@ def test_a_probe_due_while_a_command_is_in_flight_asks_for_no_early_tick() -> No
     assert rig.run_until(lambda: c.channel.busy and "AT+MPUB" in rig.commands[-1])
     in_flight_until = c.channel.deadline
     assert in_flight_until is not None
-    late = ms_add(c._next_probe_at, 1)  # the probe is due, the MPUB still waits
+    late = ms_add(c.session.next_probe_at, 1)  # the probe is due, the MPUB still waits
     assert ms_diff(in_flight_until, late) > 0
     assert ms_diff(c.tick(late), late) > 0  # not "now": nothing can start before the answer
+
+
+def test_an_auth_computes_its_sign_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the body and the secret to redact were signed separately (two HMACs)."""
+    near, _far = memory_pair()
+    c = Controller(near, seed_settings())
+    signs: list[str] = []
+    real_sign = aliyun.sign
+
+    def counting_sign(*args: object, **kwargs: object) -> str:
+        signs.append(real_sign(*args, **kwargs))  # type: ignore[arg-type]
+        return signs[-1]
+
+    monkeypatch.setattr(aliyun, "sign", counting_sign)
+    c._prepare_auth()
+    assert len(signs) == 1
+    assert f"sign={signs[0]}".encode() in c.auth.body[:c.auth.body_len]
+    assert log.redact(f"x{signs[0]}y") == "x***y"  # the one sign is the secret registered

@@ -13,6 +13,7 @@ import contextlib
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from airfsm.core.controller import MemoryOutbox, PubPhase
+from airfsm.core.codes import PubPhase, Trigger
 from airfsm.core.messages import DeadLetter
+from airfsm.core.outbox import MemoryOutbox
+from airfsm.host import reasons
 from airfsm.host.gateway import TICK_BUSY_TIMEOUT_MS, GatewayOutbox, StoreFaults
 from airfsm.host.store import SqliteOutbox, db_path
 from airfsm.sim import SimConfig, parse_fault
@@ -46,7 +49,9 @@ def outbox_kind(request: pytest.FixtureRequest) -> str:
 
 
 def new_outbox(kind: str, tmp_path: Path) -> Any:
-    return MemoryOutbox() if kind == "memory" else gateway_outbox(tmp_path)
+    if kind == "memory":  # with the host's clock and words for its dead letters
+        return MemoryOutbox(wall_clock=time.time, describe=reasons.dead_letter_text)
+    return gateway_outbox(tmp_path)
 
 
 def dead_letters(outbox: Any) -> list[DeadLetter]:
@@ -58,7 +63,7 @@ def online(config: SimConfig | None = None, outbox: Any = None, **settings: obje
     extra = {} if outbox is None else {"outbox": outbox}
     rig = make_rig(config or SimConfig(), seed_settings(**settings), **extra)
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
-    assert rig.controller.online, rig.controller.status()
+    assert rig.controller.online, reasons.status(rig.controller)
     return rig
 
 
@@ -159,7 +164,7 @@ def test_a_message_without_puback_becomes_a_dead_letter_and_the_queue_flows_on(
     assert len(warnings) == 1 and warnings[0]["log_level"] == "warning"
     assert warnings[0]["id"] == 1
     assert c.counters.publish_dead == 1 and c.counters.publish_acked == 2
-    assert c.status()["counters"]["publish_dead"] == 1
+    assert reasons.status(c)["counters"]["publish_dead"] == 1
 
 
 def test_a_message_that_makes_the_broker_drop_the_session_cannot_reconnect_forever(
@@ -172,7 +177,7 @@ def test_a_message_that_makes_the_broker_drop_the_session_cannot_reconnect_forev
     assert rig.run_until(lambda: len(c.outbox) == 0, max_ms=3_600_000)
     poisoned = [p for t, p, _q in rig.module.published if t == POISON]
     assert poisoned == [b"poison"] * c.settings.publish_attempts
-    assert c.counters.reconnects["mqtt_lost"] == c.settings.publish_attempts
+    assert c.counters.reconnects[Trigger.MQTT_LOST] == c.settings.publish_attempts
     assert [p for t, p, _q in rig.module.published if t == UPDATE] == [b"fine", b"also fine"]
     [dead] = dead_letters(c.outbox)
     assert dead.topic == POISON and "session ended" in dead.reason

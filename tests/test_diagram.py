@@ -13,17 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.controller import _LINK_URCS
-from airfsm.core.table import (
-    LIVENESS_PROBE,
-    MACHINE,
-    Check,
-    State,
-    StateSpec,
-    Step,
-    Trigger,
-    edges,
-)
+from airfsm.core.codes import Check, State, Trigger
+from airfsm.core.table import LIVENESS_PROBE, MACHINE, URCS, StateSpec, Step, edges
 from airfsm.tools import diagram
 
 REPO = Path(__file__).resolve().parents[1]
@@ -296,8 +287,9 @@ def test_the_side_tables_cover_the_machine() -> None:
         for step in row.steps:
             for name in diagram.template_fields(step.command):
                 assert name in diagram.PLACEHOLDERS, f"{{{name}}} is not explained"
-    for prefix, trigger in _LINK_URCS:  # the first URC of each link trigger is named
-        first = next(p for p, t in _LINK_URCS if t == trigger).decode()
+    link_urcs = [(u.prefix, u.trigger) for u in URCS if u.trigger is not None]
+    for prefix, trigger in link_urcs:  # the first URC of each link trigger is named
+        first = next(p for p, t in link_urcs if t == trigger).decode()
         assert first in diagram.TRIGGER_CAUSES[trigger].full, (prefix, trigger)
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from airfsm.cli import main
-from airfsm.core.table import MACHINE, State
+from airfsm.core.codes import State
+from airfsm.core.table import MACHINE
 from airfsm.host import gateway as gw_module
 from airfsm.host import log
 from airfsm.host.config import GatewayConfig

@@ -15,16 +15,23 @@ import pytest
 import serial
 
 from airfsm.host.serial import (
+    PORT_LOST,
     MemoryPort,
     Port,
     PortError,
-    PortLost,
     SerialPort,
     memory_pair,
     open_port,
 )
 
 DEADLINE_S = 5.0
+
+
+def read(port: Port, max_bytes: int) -> bytes | int:
+    """What one read() gives: the bytes, or PORT_LOST."""
+    buf = bytearray(max(max_bytes, 1))
+    n = port.read(buf, max_bytes)
+    return n if n == PORT_LOST else bytes(buf[:n])
 
 
 @pytest.fixture
@@ -64,27 +71,29 @@ def read_port_until(port: SerialPort, want: int, deadline_s: float = DEADLINE_S)
         left = end - time.monotonic()
         assert left > 0, f"timed out with {got!r}"
         select.select([fd], [], [], left)
-        got += port.read(want - len(got))
+        data = read(port, want - len(got))
+        assert isinstance(data, bytes), port.lost_reason
+        got += data
     return got
 
 
-def expect_lost(action: str, port: SerialPort, deadline_s: float = DEADLINE_S) -> PortLost:
-    """Repeat `action` (read/write) until PortLost, bounded by a deadline."""
+def expect_lost(action: str, port: SerialPort, deadline_s: float = DEADLINE_S) -> str:
+    """Repeat `action` (read/write) until it returns PORT_LOST, bounded by a deadline; the
+    port's one-line reason."""
     fd = port.fileno()
     assert fd is not None
     end = time.monotonic() + deadline_s
     while True:
         left = end - time.monotonic()
-        assert left > 0, f"{action} never raised PortLost"
-        try:
-            if action == "read":
-                select.select([fd], [], [], min(left, 0.05))
-                port.read(64)
-            else:
-                port.write(b"AT\r")
-                select.select([], [], [], 0.01)  # let the kernel notice between attempts
-        except PortLost as exc:
-            return exc
+        assert left > 0, f"{action} never returned PORT_LOST"
+        if action == "read":
+            select.select([fd], [], [], min(left, 0.05))
+            if read(port, 64) == PORT_LOST:
+                return port.lost_reason
+        else:
+            if port.write(b"AT\r") == PORT_LOST:
+                return port.lost_reason
+            select.select([], [], [], 0.01)  # let the kernel notice between attempts
 
 
 # --- pty ------------------------------------------------------------------------------------
@@ -95,7 +104,7 @@ def test_pty_bytes_flow_both_ways(pty_pair: tuple[int, str]) -> None:
     port = open_port(path)
     try:
         assert isinstance(port.fileno(), int)
-        port.write(b"AT+CGMR\r")
+        assert port.write(b"AT+CGMR\r") == 8
         assert read_fd_until(master, 8) == b"AT+CGMR\r"
 
         os.write(master, b"\r\nAirM2M_Air72xUy_V409_LTE_AT\r\n\r\nOK\r\n")
@@ -145,15 +154,16 @@ def short_port(writer: ShortWriter) -> SerialPort:
 
 def test_write_loops_over_partial_writes() -> None:
     writer = ShortWriter(chunk=3)
-    short_port(writer).write(b"AT+HTTPDATA=112,20000\r")
+    assert short_port(writer).write(b"AT+HTTPDATA=112,20000\r") == 22
     assert bytes(writer.taken) == b"AT+HTTPDATA=112,20000\r"
     assert writer.calls == 8
 
 
 def test_write_without_progress_is_port_lost() -> None:
     writer = ShortWriter(chunk=0)
-    with pytest.raises(PortLost):
-        short_port(writer).write(b"AT\r")
+    port = short_port(writer)
+    assert port.write(b"AT\r") == PORT_LOST
+    assert port.lost_reason == "fake://short: write made no progress"
     assert writer.calls == 1  # no spinning
 
 
@@ -166,9 +176,9 @@ def test_write_without_progress_is_port_lost() -> None:
     ],
 )
 def test_write_errors_become_port_lost(error: BaseException) -> None:
-    with pytest.raises(PortLost) as info:
-        short_port(ShortWriter(chunk=1, fail=error)).write(b"AT\r")
-    assert "fake://short" in str(info.value) and "\n" not in str(info.value)
+    port = short_port(ShortWriter(chunk=1, fail=error))
+    assert port.write(b"AT\r") == PORT_LOST  # a value, never the exception
+    assert "fake://short" in port.lost_reason and "\n" not in port.lost_reason
 
 
 def test_pty_large_write_is_complete(pty_pair: tuple[int, str]) -> None:
@@ -188,8 +198,8 @@ def test_pty_read_returns_empty_at_once(pty_pair: tuple[int, str]) -> None:
     port = open_port(path)
     try:
         start = time.monotonic()
-        assert port.read(256) == b""
-        assert port.read(0) == b""
+        assert read(port, 256) == b""
+        assert read(port, 0) == b""
         assert time.monotonic() - start < 0.5
     finally:
         port.close()
@@ -203,33 +213,32 @@ def test_pty_read_respects_max_bytes(pty_pair: tuple[int, str]) -> None:
         fd = port.fileno()
         assert fd is not None
         select.select([fd], [], [], DEADLINE_S)
-        first = port.read(4)
-        assert 1 <= len(first) <= 4
+        first = read(port, 4)
+        assert isinstance(first, bytes) and 1 <= len(first) <= 4
         rest = read_port_until(port, 10 - len(first))
         assert first + rest == b"0123456789"
     finally:
         port.close()
 
 
-def test_pty_master_closed_read_raises_port_lost(pty_pair: tuple[int, str]) -> None:
+def test_pty_master_closed_read_is_port_lost(pty_pair: tuple[int, str]) -> None:
     master, path = pty_pair
     port = open_port(path)
     try:
         os.close(master)
-        exc = expect_lost("read", port)
-        text = str(exc)
-        assert path in text and "\n" not in text
+        text = expect_lost("read", port)
+        assert path in text and "read failed" in text and "\n" not in text
     finally:
         port.close()
 
 
-def test_pty_master_closed_write_raises_port_lost(pty_pair: tuple[int, str]) -> None:
+def test_pty_master_closed_write_is_port_lost(pty_pair: tuple[int, str]) -> None:
     master, path = pty_pair
     port = open_port(path)
     try:
         os.close(master)
-        exc = expect_lost("write", port)
-        assert "\n" not in str(exc)
+        text = expect_lost("write", port)
+        assert path in text and "\n" not in text
     finally:
         port.close()
 
@@ -240,10 +249,8 @@ def test_close_is_idempotent_and_closed_port_is_lost(pty_pair: tuple[int, str]) 
     port.close()
     port.close()
     assert port.fileno() is None
-    with pytest.raises(PortLost):
-        port.read(1)
-    with pytest.raises(PortLost):
-        port.write(b"x")
+    assert read(port, 1) == PORT_LOST and port.lost_reason.endswith("port is closed")
+    assert port.write(b"x") == PORT_LOST
 
 
 # --- open errors ------------------------------------------------------------------------------
@@ -320,9 +327,9 @@ def test_socket_url_round_trip_and_peer_close() -> None:
             with peer:
                 peer.settimeout(DEADLINE_S)
                 assert isinstance(port.fileno(), int)
-                assert port.read(16) == b""
+                assert read(port, 16) == b""
 
-                port.write(b"AT\r")
+                assert port.write(b"AT\r") == 3
                 got = b""
                 while len(got) < 3:
                     got += peer.recv(16)
@@ -332,8 +339,8 @@ def test_socket_url_round_trip_and_peer_close() -> None:
                 assert read_port_until(port, 6) == b"\r\nOK\r\n"
 
             # The peer is gone: reading sees EOF and reports it as a lost port.
-            exc = expect_lost("read", port)
-            assert "\n" not in str(exc)
+            text = expect_lost("read", port)
+            assert "\n" not in text
         finally:
             port.close()
 
@@ -361,7 +368,9 @@ def test_loop_url_has_no_fileno_but_works() -> None:
         got = b""
         end = time.monotonic() + DEADLINE_S
         while len(got) < 5 and time.monotonic() < end:
-            got += port.read(5 - len(got))
+            data = read(port, 5 - len(got))
+            assert isinstance(data, bytes)
+            got += data
         assert got == b"hello"
     finally:
         port.close()
@@ -373,16 +382,21 @@ def test_loop_url_has_no_fileno_but_works() -> None:
 def test_memory_pair_round_trip() -> None:
     a, b = memory_pair()
     assert a.fileno() is None and b.fileno() is None
-    assert a.read(10) == b""
-    a.write(b"AT\r")
-    a.write(b"")
+    assert read(a, 10) == b""
+    assert a.write(b"AT\r") == 3
+    assert a.write(b"") == 0
     assert b.pending == 3
-    assert b.read(2) == b"AT"
-    assert b.read(10) == b"\r"
-    assert b.read(10) == b""
+    assert read(b, 2) == b"AT"
+    assert read(b, 10) == b"\r"
+    assert read(b, 10) == b""
     b.write(b"\r\nOK\r\n")
-    assert a.read(100) == b"\r\nOK\r\n"
-    assert a.read(0) == b""
+    assert read(a, 100) == b"\r\nOK\r\n"
+    assert read(a, 0) == b""
+    b.write(b"all at once")
+    assert a.drain() == b"all at once" and a.drain() == b""
+    small = bytearray(2)
+    b.write(b"xyz")
+    assert a.read(small, 10) == 2 and small == b"xy"  # never more than the buffer holds
 
 
 def test_memory_close_makes_peer_lost() -> None:
@@ -392,36 +406,29 @@ def test_memory_close_makes_peer_lost() -> None:
     a.close()  # idempotent
     assert a.closed
     # What was delivered before the close can still be read, then the loss shows.
-    assert b.read(100) == b"last words"
-    with pytest.raises(PortLost):
-        b.read(1)
-    with pytest.raises(PortLost):
-        b.write(b"x")
-    with pytest.raises(PortLost):
-        a.read(1)
-    with pytest.raises(PortLost):
-        a.write(b"x")
+    assert read(b, 100) == b"last words"
+    assert read(b, 1) == PORT_LOST and b.lost_reason == "b: other end closed"
+    assert b.write(b"x") == PORT_LOST
+    assert read(a, 1) == PORT_LOST and a.lost_reason == "a: port is closed"
+    assert a.write(b"x") == PORT_LOST
 
 
 def test_memory_close_of_reader_makes_writer_lost() -> None:
     a, b = memory_pair()
     b.close()
-    with pytest.raises(PortLost):
-        a.write(b"AT\r")
-    with pytest.raises(PortLost):
-        a.read(1)
+    assert a.write(b"AT\r") == PORT_LOST
+    assert read(a, 1) == PORT_LOST
 
 
 def test_memory_port_alone_is_lost() -> None:
     lonely = MemoryPort("lonely")
-    with pytest.raises(PortLost):
-        lonely.write(b"x")
+    assert lonely.write(b"x") == PORT_LOST
 
 
 def test_both_implementations_satisfy_the_protocol(pty_pair: tuple[int, str]) -> None:
     _master, path = pty_pair
     ports: list[Port] = [open_port(path), *memory_pair()]  # mypy checks the structural type
     for port in ports:
-        assert port.read(1) == b""
+        assert read(port, 1) == b""
     for port in ports:
         port.close()

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from airfsm.core.controller import Controller, Settings
-from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE, State
+from airfsm.core.codes import State
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
+from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE
 from airfsm.core.timebase import ms_diff
+from airfsm.host import reasons
 from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
 from tests.harness import SEED_DN, SEED_PK, Rig, make_rig, seed_settings
@@ -26,7 +29,7 @@ def online_rig(*specs: str, settings: Settings | None = None, **config: object) 
     cfg = SimConfig(faults=[parse_fault(s) for s in specs], **config)  # type: ignore[arg-type]
     rig = make_rig(cfg, settings)
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
-    assert rig.controller.online, rig.controller.status()
+    assert rig.controller.online, reasons.status(rig.controller)
     return rig
 
 
@@ -71,7 +74,7 @@ def test_truncated_auth_reply_fails_the_step_at_once_and_the_retry_gets_online()
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
     c = rig.controller
     assert c.online and c.channel.payloads_truncated == 1
-    assert "truncated" in c.last_error
+    assert "truncated" in str(reasons.last_error_text(c))
     # HTTPREAD's OK came back from inside the short body: judged, not timed out
     retry_at = when(rig, ("HTTP_AUTH", "HTTP_AUTH", "retry"))
     read_at = rig.sent_at("AT+HTTPREAD")[0]
@@ -172,7 +175,7 @@ def test_http_error_line_fails_the_step_at_once() -> None:
     rig = make_rig(SimConfig(faults=[parse_fault("http-error=3:AT+HTTPACTION=1")]))
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
     c = rig.controller
-    assert c.online and "ERROR: 3" in c.last_error
+    assert c.online and "ERROR: 3" in str(reasons.last_error_text(c))
     retry_at = when(rig, ("HTTP_AUTH", "HTTP_AUTH", "retry"))
     action_at = rig.sent_at("AT+HTTPACTION=1")[0]
     assert ms_diff(retry_at, action_at) < step_of(State.HTTP_AUTH, "action").timeout_ms

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.controller import PubPhase
-from airfsm.core.table import MACHINE, State
+from airfsm.core.codes import PubPhase, State
+from airfsm.core.table import MACHINE
+from airfsm.host import reasons
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import memory_pair
 from airfsm.host.store import SqliteOutbox, StoreError, db_path
@@ -31,7 +32,7 @@ def _outbox(tmp_path: Path) -> GatewayOutbox:
 def online_rig(tmp_path: Path, config: SimConfig | None = None, **settings: object) -> Rig:
     rig = make_rig(config or SimConfig(), seed_settings(**settings), outbox=_outbox(tmp_path))
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
-    assert rig.controller.online, rig.controller.status()
+    assert rig.controller.online, reasons.status(rig.controller)
     return rig
 
 
@@ -75,7 +76,7 @@ def test_closed_goes_to_mqtt_connect_and_the_message_in_flight_is_resent(
     assert since(rig, mark)[0] == ("ONLINE", "MQTT_CONNECT", "mqtt_lost")
     assert published(rig) == [b"m0", b"m0", b"m1"]  # at least once: resent on the new session
     assert rig.module.auth_requests == auths  # the token was still good
-    assert rig.controller.counters.reconnects == {"mqtt_lost": 1}
+    assert rig.controller.counters.as_dict()["reconnects"] == {"mqtt_lost": 1}
 
 
 def test_mqtt_status_0_found_by_the_liveness_probe(tmp_path: Path) -> None:
@@ -150,7 +151,7 @@ def test_detach_during_a_publish_loses_nothing(tmp_path: Path) -> None:
     enqueue(rig, b"a", b"b")
     assert rig.run_until(lambda: outbox_len(rig) == 0)
     assert first_occurrences(published(rig)) == [b"a", b"b"]
-    assert rig.controller.counters.reconnects == {"bearer_lost": 1}
+    assert rig.controller.counters.as_dict()["reconnects"] == {"bearer_lost": 1}
 
 
 def test_rdy_module_reboot_goes_to_autobaud_and_resends(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from airfsm.cli import main
 from airfsm.core.aliyun import DeviceIdentity
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.serial import open_port

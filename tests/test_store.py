@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.controller import MemoryOutbox, OutboxFullError
+from airfsm.core.codes import Reason
 from airfsm.core.messages import InboundMessage, OutboundMessage
+from airfsm.core.outbox import MemoryOutbox, OutboxFullError
 from airfsm.core.payload import MAX_PAYLOAD_HEX_RAW
-from airfsm.host import log
+from airfsm.host import log, reasons
 from airfsm.host.paths import default_data_dir
 from airfsm.host.store import (
     SCHEMA_VERSION,
@@ -205,7 +206,8 @@ def test_a_schema_1_store_is_migrated_to_2_and_keeps_its_rows(tmp_path: Path) ->
 def any_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """Both outboxes: the dead-letter operations are one interface."""
     if request.param == "memory":
-        yield MemoryOutbox(capacity=3)
+        # The host lends the core its clock and its words for dead letters.
+        yield MemoryOutbox(capacity=3, wall_clock=time.time, describe=reasons.dead_letter_text)
         return
     box = SqliteOutbox(db_path(tmp_path), capacity=3)
     yield box
@@ -219,8 +221,8 @@ def test_dead_letter_moves_the_whole_message_and_the_queue_goes_on(any_outbox: o
     box.mark_attempt(first)
     box.mark_attempt(first)
     before = time.time()
-    box.dead_letter(first, "2 attempts without PUBACK")
-    box.dead_letter(999, "unknown ids are ignored")
+    box.dead_letter(first, Reason.NONE, 0)  # the budget spent, no failure on record
+    box.dead_letter(999, Reason.NO_PUBACK, 1)  # unknown ids are ignored
     assert box.peek() == OutboundMessage(second, TOPIC, b"next", 0)
     [dead] = box.dead_letters()
     assert (dead.id, dead.topic, dead.payload, dead.qos, dead.attempts, dead.reason) == (
@@ -235,7 +237,7 @@ def test_requeue_puts_a_dead_letter_at_the_tail_with_a_new_id_and_a_fresh_budget
     box: SqliteOutbox = any_outbox  # type: ignore[assignment]
     dead_id = box.enqueue(TOPIC, b"again", 1)
     box.mark_attempt(dead_id)
-    box.dead_letter(dead_id, "gave up")
+    box.dead_letter(dead_id, Reason.NO_PUBACK, 10_000)
     other = box.enqueue(TOPIC, b"other", 1)
     new_id = box.requeue(dead_id)
     assert new_id > other > dead_id
@@ -244,7 +246,7 @@ def test_requeue_puts_a_dead_letter_at_the_tail_with_a_new_id_and_a_fresh_budget
     assert box.dead_letters() == []
     with pytest.raises(ValueError, match="no dead letter with id"):
         box.requeue(dead_id)
-    box.dead_letter(other, "given up")
+    box.dead_letter(other, Reason.SESSION_ENDED, 0)
     box.discard(other)
     assert box.dead_letters() == [] and box.dead_count() == 0
     with pytest.raises(ValueError, match="no dead letter with id"):
@@ -254,7 +256,7 @@ def test_requeue_puts_a_dead_letter_at_the_tail_with_a_new_id_and_a_fresh_budget
 def test_requeue_into_a_full_outbox_keeps_the_dead_letter(any_outbox: object) -> None:
     box: SqliteOutbox = any_outbox  # type: ignore[assignment]
     dead_id = box.enqueue(TOPIC, b"dead", 1)
-    box.dead_letter(dead_id, "gave up")
+    box.dead_letter(dead_id, Reason.BAD_TOPIC, 200)
     for i in range(3):
         box.enqueue(TOPIC, f"fill {i}".encode(), 1)
     with pytest.raises((OutboxFull, OutboxFullError)):

@@ -20,10 +20,11 @@ from airfsm.cli.common import (
     timeout_seconds,
 )
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, Settings
-from airfsm.core.table import State
+from airfsm.core.codes import State
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff
-from airfsm.host import log
+from airfsm.host import log, reasons
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.serial import PortError, open_port
@@ -90,12 +91,13 @@ def exit_for(controller: Controller) -> tuple[Exit, str]:
         return Exit.OK, "online"
     if controller.failed:
         code = fail_exit(controller.fail_reason) or Exit.FAILURE
-        return code, controller.fail_detail or "failed"
+        return code, reasons.fail_text(controller) or "failed"
     if controller.port_lost:
         return Exit.PORT, "the serial port vanished"
-    step = controller.status().get("step")
+    step = controller.step_name()
     where = f"{controller.state.name}" + (f" ({step})" if step else "")
-    last = f"; last error: {controller.last_error}" if controller.last_error else ""
+    last_error = reasons.last_error_text(controller)
+    last = f"; last error: {last_error}" if last_error else ""
     return Exit.TIMEOUT, f"timed out in {where} after attempt {controller.attempt}{last}"
 
 
@@ -106,7 +108,8 @@ def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
     port = open_module_port(args.port, settings.baud)
     start = monotonic_ms()
     display = StageDisplay(sys.stdout, start, enabled=sys.stdout.isatty() or args.progress)
-    controller = Controller(port, settings, now_ms=start, on_state=display)
+    controller = Controller(port, settings, now_ms=start, on_state=display,
+                            log_hook=log.CORE_LOG)
     display.controller = controller
     deadline = ms_add(start, int(args.timeout * 1000)) if args.timeout else None
     try:

@@ -17,9 +17,10 @@ from airfsm.cli.commands import add_command
 from airfsm.cli.common import log_level, timeout_seconds
 from airfsm.cli.connect import StageDisplay, open_module_port
 from airfsm.core import aliyun
-from airfsm.core.controller import Controller, Settings
+from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff
-from airfsm.host import log
+from airfsm.host import log, reasons
 from airfsm.host.errors import Exit, HostError
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.sim import FAULT_HELP, PROFILES, SimConfig, SimServer, parse_fault
@@ -133,7 +134,8 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
         display = StageDisplay(out, start)
         inbound: list[tuple[str, bytes]] = []
         controller = Controller(port, settings, now_ms=start, on_state=display,
-                                on_message=lambda t, p: inbound.append((t, p)))
+                                on_message=lambda t, p: inbound.append((t, p)),
+                                log_hook=log.CORE_LOG)
         display.controller = controller
         try:
             return _demo_session(args, server, controller, inbound, start)
@@ -147,8 +149,9 @@ def _demo_session(args: argparse.Namespace, server: SimServer, controller: Contr
     limit = ms_add(start, int(args.timeout * 1000))
 
     def fail(what: str) -> Exit:
+        detail = reasons.fail_text(controller)
         out.write(f"airfsm demo: {what} ({controller.state.name}"
-                  f"{': ' + controller.fail_detail if controller.fail_detail else ''})\n")
+                  f"{': ' + detail if detail else ''})\n")
         return Exit.FAILURE
 
     if not run(controller, until=lambda: controller.online or controller.failed,

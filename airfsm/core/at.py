@@ -1,10 +1,18 @@
-"""AT channel: one command in flight over the Air72x UART, byte-at-a-time.
+"""AT channel: one command in flight over the Air72x UART. C twin: `port/c/core/at.c`.
 
-This is the Python twin of `at.c`; it is written so a C port can follow it line for line
-(model: Zephyr `subsys/modem/modem_chat.c`). Received bytes go through a small receive state
-machine into a fixed `bytearray` line buffer (LINE_CAPACITY) and, for length-counted payloads,
-a fixed data buffer (DATA_CAPACITY); both are allocated once. Nothing here blocks, sleeps,
-spawns a thread or raises on received bytes; deadlines are wrap-safe 32-bit milliseconds.
+It is written so a C port can follow it line for line (model: Zephyr `subsys/modem/modem_chat.c`,
+which takes its buffers from the caller too). The caller owns every buffer and hands them over
+when it makes the channel: a line buffer (`line_buf`, LINE_CAPACITY), a data buffer for
+length-counted payloads (`data_buf`, DATA_CAPACITY) and the arena that holds a response's info
+lines and body (`info_arena`, INFO_ARENA); the channel keeps lengths beside them and never
+allocates another. Nothing here blocks, sleeps, spawns a thread or raises on received bytes;
+deadlines are wrap-safe 32-bit milliseconds.
+
+Received bytes go through a small receive state machine. In LINE it does not step byte by byte:
+it finds the next line end (C: memchr) and copies the run of bytes before it into the line
+buffer in one slice; only the bytes that can decide something without a line end are looked at
+one by one (a `,` on a line that may be a `+MSUB:` header, every byte while a `>` prompt is
+awaited). Length-counted data is copied as runs too.
 
 Receive states (`_Rx`)
 ----------------------
@@ -34,15 +42,16 @@ With a command in flight:
                 on_response(PROMPT); the command stays in flight for send_data().
   4. own line   a line `<prefix>:` or `<prefix> :` where <prefix> comes from the command
                 (`AT+CGATT?` -> `+CGATT`) is an info line of the response, even though
-                `+CGATT:` is also in the URC table. Exception: URC_ONLY_PREFIXES (`+HTTPACTION:`,
-                `+MSUB:`) are never answers, only URCs, whatever command is in flight.
+                `+CGATT:` is also in the URC table. Exception: the table's urc_only rows
+                (`+HTTPACTION:`, `+MSUB:`) are never answers, whatever command is in flight.
 With no command in flight:
   2'. final     a final code is a late answer of a command that timed out (counted stray) -
                 except when the last command was sent with final_urc and answered OK: then
                 the first final code after it is that command's outcome, reported as a URC
                 (AT+MCONNECT answers OK, then `CONNACK OK` or, refused, a bare `ERROR`).
 With or without a command in flight:
-  5. URC        a line starting with a URC_PREFIXES entry: on_urc(line, b""), without touching
+  5. URC        a line starting with a prefix of the URC table (`airfsm.core.table.URCS`, the
+                one table the controller reads too): on_urc(row, line, b""), without touching
                 the response being assembled (URCs do arrive between a command and its OK).
   6. the rest   with a command in flight: an info line of its response (at most
                 MAX_INFO_LINES kept); with none: a stray line, only counted.
@@ -57,7 +66,7 @@ Decisions that cannot wait for a line end, because the module does not send one
     send `> ` and then wait for the body).
   * `+MSUB: <topic>,<n> byte,<payload>`: the payload follows in the same line. When a `,`
     completes `byte,` on a `+MSUB:` line, the line so far is the header; the next n bytes are
-    read raw and delivered as on_urc(header, payload). The header stays in the line buffer
+    read raw and delivered as on_urc(MSUB row, header, payload). The header stays in the line buffer
     meanwhile (no copy in C). Decided by shape alone: it is always a URC (step 5). In hex mode
     the module sends 2n hex digits for n bytes (`+MSUB: "/t",3 byte,313233`): delivered
     decoded.
@@ -91,8 +100,8 @@ Callbacks fire synchronously, in arrival order, after the channel state is updat
 channel is consistent even if a callback raises. Callbacks must not send (contract): they
 record, and the controller acts after feed() returns. The one AtResponse object is reused (C: a
 struct); it is reset by send() and not touched between a completion and the next send(), so
-the controller may read it after feed() returns. Its `lines` and `data` are fresh objects per
-command (C: arrays inside the struct).
+the controller may read it after feed() returns. Its info lines and its data are (offset,
+length) spans of the info arena; `lines` and `data` copy them out for whoever wants objects.
 
 A deadline is enforced only by check_timeout(): a final code fed before check_timeout() sees
 the deadline still completes the command normally. The caller calls check_timeout() by
@@ -105,12 +114,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
+from airfsm.core.codes import AtResult, UrcKind
+from airfsm.core.settings import DATA_CAPACITY, INFO_ARENA, LINE_CAPACITY, MAX_INFO_LINES
+from airfsm.core.table import URC_NONE, URCS, Urc
 from airfsm.core.textparse import MAX_UINT_DIGITS, hex_value, is_digit, parse_uint
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest, ms_reached
 
-LINE_CAPACITY = 2048
-DATA_CAPACITY = 4096
-MAX_INFO_LINES = 8
 # Deadlines are compared by the sign of a 32-bit difference: a longer timeout would wrap.
 MAX_TIMEOUT_MS = 0x7FFFFFFF
 
@@ -137,49 +146,7 @@ _COLON = 0x3A
 _GT = 0x3E
 _PLUS = 0x2B
 _TILDE = 0x7E
-
-
-class AtResult(IntEnum):
-    OK = 0
-    ERROR = 1
-    CME_ERROR = 2
-    TIMEOUT = 3
-    PROMPT = 4
-
-
-# Unsolicited lines, matched as prefixes at the start of a line (PROTOCOL.md "URCs").
-URC_PREFIXES: tuple[bytes, ...] = (
-    # boot: any of these means the module (re)started
-    b"RDY",
-    b"+CFUN:",
-    b"+CPIN:",
-    b"SMS Ready",
-    # registration, attach and bearer
-    b"+CGATT:",
-    b"+CGREG:",
-    b"+CEREG:",
-    b"+PDP DEACT",
-    b"+CGEV:",
-    b"+SAPBR 1: DEACT",
-    # HTTP
-    b"+HTTPACTION:",
-    # TLS/TCP link and MQTT session
-    b"CONNECT OK",
-    b"CONNECT FAIL",
-    b"ALREADY CONNECT",
-    b"STATE:",
-    b"CLOSED",
-    b"CONNACK OK",
-    b"SUBACK",
-    b"UNSUBACK",
-    b"PUBACK",
-    b"+MSUB:",
-)
-
-# Lines that are never the answer of a command, so step 4 (own prefix) must not claim them:
-# AT+HTTPACTION=1 answers OK and then reports +HTTPACTION as a URC; if that URC raced ahead of
-# the OK it would otherwise vanish into the response while the controller waits for the URC.
-URC_ONLY_PREFIXES: tuple[bytes, ...] = (b"+HTTPACTION:", b"+MSUB:")
+_CASE = 0x20  # ASCII letters: lower case = upper case | 0x20
 
 # Final result codes: (text, result, followed by a numeric code). Exact lines when no code.
 # `ERROR: <n>` is how the HTTP commands refuse (a final answer, not an info line); `ERROR`
@@ -191,6 +158,7 @@ FINAL_CODES: tuple[tuple[bytes, AtResult, bool], ...] = (
     (b"+CME ERROR:", AtResult.CME_ERROR, True),
     (b"+CMS ERROR:", AtResult.CME_ERROR, True),
 )
+NOT_FINAL = -1  # final_code(): the line is not a final result code
 
 # Whole-line prompts. The `>` prompt is not here: it is taken at its first byte, because the
 # module sends `> ` and then waits, with no line end (see the module docstring).
@@ -202,9 +170,12 @@ HTTPREAD_HEADER = b"+HTTPREAD:"
 # The payload form of +MSUB follows the module's AT+MQTTMODE, which the channel sees go by.
 HEX_MODE_ON = b"AT+MQTTMODE=1"
 HEX_MODE_OFF = b"AT+MQTTMODE=0"
+_HEX_DIGITS = b"0123456789ABCDEFabcdef"
 
 
 class _Rx(IntEnum):
+    """The receive states (module docstring). Private to the channel: C `static` enums."""
+
     LINE = 0
     SKIP_LINE = 1
     SKIP_LF = 2
@@ -218,8 +189,8 @@ class _Sink(IntEnum):
     """Where the bytes of the DATA state go."""
 
     NONE = 0
-    RESPONSE = 1  # AtResponse.data (the +HTTPREAD body)
-    URC = 2  # on_urc(header, payload) (the +MSUB payload)
+    RESPONSE = 1  # the response's data (the +HTTPREAD body)
+    URC = 2  # on_urc(MSUB row, header, payload) (the +MSUB payload)
     DISCARD = 3  # counted, read and thrown away to keep the stream in sync
 
 
@@ -233,34 +204,98 @@ class AtResponse:
     """The answer to one command. One object per channel, reused (C: a struct).
 
     `cme_error` is the number of `+CME ERROR: n`, `+CMS ERROR: n` or `ERROR: n` (-1: none).
-    `truncated` is set when the command's length-counted data came short (the data is then
-    dropped: `data` stays empty).
+    Info line i is `arena[line_start[i]:line_start[i] + line_length[i]]` for i < line_count,
+    the +HTTPREAD body `arena[data_start:data_start + data_length]`. `truncated` is set when
+    the command's length-counted data came short (the data is then dropped: data_length 0).
+    `command` is the command as the caller passed it (a view of its buffer, valid until the
+    caller changes that buffer).
     """
 
-    __slots__ = ("result", "cme_error", "lines", "data", "command", "truncated")
+    __slots__ = ("result", "cme_error", "command", "truncated", "arena", "arena_used",
+                 "line_count", "line_start", "line_length", "data_start", "data_length")
 
-    def __init__(self) -> None:
+    def __init__(self, arena: bytearray) -> None:
+        """C: part of at_init()."""
         self.result: AtResult = AtResult.OK
         self.cme_error: int = -1
-        self.lines: list[bytes] = []
-        self.data: bytes = b""
-        self.command: bytes = b""
+        self.command: bytes | bytearray | memoryview = b""
         self.truncated: bool = False
+        self.arena = arena
+        self.arena_used = 0
+        self.line_count = 0
+        self.line_start = [0] * MAX_INFO_LINES
+        self.line_length = [0] * MAX_INFO_LINES
+        self.data_start = 0
+        self.data_length = 0
+
+    def clear(self, command: bytes | bytearray | memoryview) -> None:
+        """C: at_response_clear()."""
+        self.result = AtResult.OK
+        self.cme_error = -1
+        self.command = command
+        self.truncated = False
+        self.arena_used = 0
+        self.line_count = 0
+        self.data_start = 0
+        self.data_length = 0
+
+    def find_line(self, prefix: bytes) -> int:
+        """The index of the first info line that starts with `prefix`; -1 if none.
+
+        C: at_response_find()."""
+        arena = self.arena
+        for i in range(self.line_count):
+            start = self.line_start[i]
+            if arena.startswith(prefix, start, start + self.line_length[i]):
+                return i
+        return -1
+
+    def line_end(self, index: int) -> int:
+        """Where info line `index` ends in the arena. C: at_response_line_end()."""
+        return self.line_start[index] + self.line_length[index]
+
+    def line(self, index: int) -> bytes:
+        """A copy of info line `index` (b"" for -1 or past the end). C: at_response_line()."""
+        if not 0 <= index < self.line_count:
+            return b""
+        return bytes(self.arena[self.line_start[index]:self.line_end(index)])
+
+    @property
+    def lines(self) -> list[bytes]:
+        """Copies of the info lines (for tests and logs; the tick reads the spans).
+
+        Python only (no C twin)."""
+        return [self.line(i) for i in range(self.line_count)]
+
+    @property
+    def data(self) -> bytes:
+        """A copy of the +HTTPREAD body. Python only (no C twin)."""
+        return bytes(self.arena[self.data_start:self.data_start + self.data_length])
 
     def __repr__(self) -> str:
+        """Python only (no C twin)."""
         return (
             f"AtResponse(result={self.result.name}, cme_error={self.cme_error}, "
-            f"lines={self.lines!r}, data={self.data!r}, command={self.command!r}, "
+            f"lines={self.lines!r}, data={self.data!r}, command={bytes(self.command)!r}, "
             f"truncated={self.truncated})"
         )
 
 
-
-
 def _is_noise(b: int) -> bool:
-    """A byte no module line starts with: control bytes and 8-bit bytes (boot line noise)."""
+    """A byte no module line starts with: control bytes and 8-bit bytes (boot line noise).
+
+    C: at_is_noise()."""
     return b < _SP or b > _TILDE
 
+
+def _line_end(data: bytes | bytearray, start: int, end: int) -> int:
+    """The first CR or LF in data[start:end], or `end`. C: two memchr()s, the second bounded
+    by the first."""
+    cr = data.find(_CR, start, end)
+    if cr < 0:
+        cr = end
+    lf = data.find(_LF, start, cr)
+    return lf if lf >= 0 else cr
 
 
 def _msub_split(buf: bytes | bytearray, n: int) -> tuple[int, int, int]:
@@ -268,7 +303,7 @@ def _msub_split(buf: bytes | bytearray, n: int) -> tuple[int, int, int]:
 
     The length is the digits just before `byte,` (the last comma-separated field), so a topic
     may itself contain commas. A quoted topic must close right before that comma. length is -1
-    when buf[:n] is not such a header.
+    when buf[:n] is not such a header. C: at_msub_split() (fills two out-parameters).
     """
     unit = len(MSUB_LENGTH_UNIT)
     head = len(MSUB_HEADER)
@@ -306,7 +341,7 @@ def _msub_split(buf: bytes | bytearray, n: int) -> tuple[int, int, int]:
 def msub_topic(line: bytes) -> bytes:
     """The topic of a `+MSUB:` header line (as passed to on_urc), without quotes.
 
-    b"" if the line is not a `+MSUB: <topic>,<n> byte,` header.
+    b"" if the line is not a `+MSUB: <topic>,<n> byte,` header. C: at_msub_topic().
     """
     start, end, length = _msub_split(line, len(line))
     if length < 0:
@@ -315,7 +350,9 @@ def msub_topic(line: bytes) -> bytes:
 
 
 def is_msub_message(line: bytes) -> bool:
-    """Is `line` a `+MSUB: <topic>,<n> byte,` header (a message, possibly with an empty topic)?"""
+    """Is `line` a `+MSUB: <topic>,<n> byte,` header (a message, possibly with an empty topic)?
+
+    C: at_is_msub_message()."""
     return _msub_split(line, len(line))[2] >= 0
 
 
@@ -324,6 +361,7 @@ def msub_cache_slot(line: bytes) -> int:
 
     In cache mode the module keeps an inbound message and only says where; AT+MQTTMSGGET prints
     it (vendor AT manual, MQTTMSGSET / MQTTMSGGET). It is never a message with an empty topic.
+    C: at_msub_cache_slot().
     """
     if not line.startswith(MSUB_HEADER):
         return -1
@@ -331,94 +369,179 @@ def msub_cache_slot(line: bytes) -> int:
     return slot if 0 <= slot <= 9 else -1
 
 
-def is_final_code(line: bytes) -> bool:
-    """Is `line` one of FINAL_CODES (`OK`, `ERROR`, `ERROR: 3`, `+CME ERROR: 3`, ...)?"""
-    return _final_code(line, 0, len(line))[0] is not None
+def final_code(buf: bytes | bytearray, start: int, end: int) -> int:
+    """The index in FINAL_CODES of the final result code buf[start:end] is; NOT_FINAL if none.
 
-
-def _final_code(buf: bytes | bytearray, start: int, end: int) -> tuple[AtResult | None, int]:
-    """(result, numeric code or -1) when buf[start:end] is a final result code, else None."""
+    C: at_final_code()."""
     n = end - start
-    for text, result, has_code in FINAL_CODES:
+    for index, (text, _result, has_code) in enumerate(FINAL_CODES):
         t = len(text)
-        if has_code:
-            if n >= t and buf.startswith(text, start, end):
-                return result, parse_uint(buf, start + t, end)
-        elif n == t and buf.startswith(text, start, end):
-            return result, -1
-    return None, -1
+        if (n >= t if has_code else n == t) and buf.startswith(text, start, end):
+            return index
+    return NOT_FINAL
+
+
+def final_code_number(buf: bytes | bytearray, start: int, end: int, index: int) -> int:
+    """The number after the final code FINAL_CODES[index] in buf[start:end] (-1: none).
+
+    C: at_final_code_number()."""
+    text, _result, has_code = FINAL_CODES[index]
+    return parse_uint(buf, start + len(text), end) if has_code else -1
+
+
+def is_final_code(line: bytes) -> bool:
+    """Is `line` one of FINAL_CODES (`OK`, `ERROR`, `ERROR: 3`, `+CME ERROR: 3`, ...)?
+
+    Python only (no C twin)."""
+    return final_code(line, 0, len(line)) != NOT_FINAL
+
+
+def response_prefix_end(command: bytes | bytearray | memoryview, length: int) -> int:
+    """Where the prefix of the answer lines ends in `command[:length]`: the prefix is
+    command[2:end] (`AT+CGATT?` -> `+CGATT`); 0 when the command has none.
+
+    Extended commands only (`AT+NAME...`); the name ends at the first byte that is not a
+    letter, digit or underscore (`=`, `?`, end). C: at_response_prefix_end().
+    """
+    if (length < 4 or command[0] | _CASE != 0x61 or command[1] | _CASE != 0x74
+            or command[2] != _PLUS):
+        return 0
+    end = 3
+    while end < length:
+        b = command[end]
+        if not (0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or is_digit(b) or b == 0x5F):
+            break
+        end += 1
+    return 0 if end == 3 else end
 
 
 def response_prefix(command: bytes) -> bytes:
     """The prefix the module's answer lines carry: `AT+CGATT?` -> `+CGATT`; b"" if none.
 
-    Extended commands only (`AT+NAME...`); the name ends at the first byte that is not a
-    letter, digit or underscore (`=`, `?`, end).
-    """
-    n = len(command)
-    if n < 4 or command[0] not in b"Aa" or command[1] not in b"Tt" or command[2] != _PLUS:
-        return b""
-    end = 3
-    while end < n:
-        b = command[end]
-        if not (0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or is_digit(b) or b == 0x5F):
-            break
-        end += 1
-    return b"" if end == 3 else bytes(command[2:end])
+    Python only (no C twin)."""
+    end = response_prefix_end(command, len(command))
+    return bytes(command[2:end]) if end else b""
+
+
+def _starts_with_nocase(buf: bytes | bytearray | memoryview, length: int, text: bytes) -> bool:
+    """buf[:length] starts with `text`, letters compared without case. C: a short loop."""
+    if length < len(text):
+        return False
+    for i, t in enumerate(text):
+        b = buf[i]
+        if b != t and not (0x41 <= t <= 0x5A and b == t | _CASE):
+            return False
+    return True
 
 
 def payload_stall_ms(baud: int) -> int:
-    """How long a payload may pause at this line rate before it is called truncated."""
+    """How long a payload may pause at this line rate before it is called truncated.
+
+    C: at_payload_stall_ms()."""
     baud = max(baud, 1)
     chars_ms = (PAYLOAD_STALL_CHARS * UART_BITS_PER_CHAR * 1000 + baud - 1) // baud
     return max(PAYLOAD_STALL_FLOOR_MS, chars_ms)
 
 
+Buffer = bytes | bytearray | memoryview
+# A URC table's rows by the first byte of their prefix, in table order: (row, prefix, FINAL).
+UrcIndex = dict[int, tuple[tuple[int, bytes, bool], ...]]
+_URC_INDEXES: dict[int, tuple[Sequence[Urc], UrcIndex]] = {}
+
+
+def _by_first_byte(urcs: tuple[Urc, ...]) -> UrcIndex:
+    """The rows of `urcs` by the first byte of their prefix (C: the table sorted by it, or the
+    plain loop): a line is compared with the few rows that can match it. Made once per table
+    (kept beside it, so its id stays its own) and shared by every channel of that table."""
+    cached = _URC_INDEXES.get(id(urcs))
+    if cached is not None and cached[0] is urcs:
+        return cached[1]
+    index: UrcIndex = {}
+    for i, row in enumerate(urcs):
+        if row.prefix:  # an empty prefix would match every line
+            first = row.prefix[0]
+            index[first] = (*index.get(first, ()), (i, row.prefix, row.kind == UrcKind.FINAL))
+    _URC_INDEXES[id(urcs)] = (urcs, index)
+    return index
 TruncatedCallback = Callable[[bytes, int, int], None]
+# on_urc(urc, line, payload): `urc` is the row of the URC table the line matched (URC_NONE for a
+# final code that no FINAL row names), `payload` the bytes of a length-counted +MSUB message.
+UrcCallback = Callable[[int, bytes, bytes], None]
 
 
 class AtChannel:
-    """Exactly one AT command in flight, its response assembled from the received bytes."""
+    """Exactly one AT command in flight, its response assembled from the received bytes.
+
+    C: `at_t`, set up by at_init() with the caller's buffers.
+    """
+
+    __slots__ = (
+        "_write", "_on_response", "_on_urc", "_on_truncated", "_urcs", "_urc_only",
+        "_urcs_by_first", "_msub_urc",
+        "_baud", "stall_ms",
+        "_active", "_command", "_prefix", "_deadline", "_prompt", "_final_urc",
+        "_final_urc_awaited", "_response",
+        "_now", "_rx", "_line", "_line_cap", "_line_len", "_msub_possible", "_header_len",
+        "_data", "_data_cap", "_data_len", "_data_left", "_data_declared", "_data_read",
+        "_data_started_at", "_data_last_at", "_data_budget_ms", "_sink", "_hex_possible",
+        "_hex_candidate", "_hex_payload", "_pending",
+        "lines_dropped", "stray_lines", "urcs", "data_dropped", "payloads_truncated",
+        "msub_resplits", "info_lines_dropped", "commands_refused",
+    )
 
     def __init__(
         self,
-        write: Callable[[bytes], None],
+        write: Callable[[memoryview], None],
         on_response: Callable[[AtResponse], None],
-        on_urc: Callable[[bytes, bytes], None],
-        urc_prefixes: Sequence[bytes] = URC_PREFIXES,
+        on_urc: UrcCallback,
+        urcs: Sequence[Urc] = URCS,
         *,
         on_truncated: TruncatedCallback | None = None,
         baud: int = DEFAULT_BAUD,
+        line_buf: bytearray | None = None,
+        data_buf: bytearray | None = None,
+        info_arena: bytearray | None = None,
     ) -> None:
+        """The buffers are the caller's (a library user or a test may leave them to the channel:
+        they are then allocated here, once). C: at_init()."""
         self._write = write
         self._on_response = on_response
         self._on_urc = on_urc
         # on_truncated(header line, declared length, bytes received) for a payload that came
         # short; the payload itself is dropped (module docstring).
         self._on_truncated = on_truncated
-        # an empty prefix would match every line
-        self._urc_prefixes: tuple[bytes, ...] = tuple(bytes(p) for p in urc_prefixes if p)
+        # The URC table: matched by prefix in order (its FINAL rows only name final codes that
+        # are passed on after an OK); urc_only rows are never a command's own answer line.
+        self._urcs = urcs if isinstance(urcs, tuple) else tuple(urcs)
+        self._urc_only = tuple(u.prefix for u in self._urcs if u.urc_only)
+        self._urcs_by_first = _by_first_byte(self._urcs)
+        self._msub_urc = next((i for i, u in enumerate(self._urcs) if u.kind == UrcKind.MSUB),
+                              URC_NONE)
         self._baud = max(baud, 1)
         self.stall_ms = payload_stall_ms(self._baud)
 
         # the command in flight
         self._active = False
-        self._command = b""
-        self._prefix = b""
+        self._command: Buffer = b""  # a view of the caller's command buffer
+        self._prefix: Buffer = b""  # its answer lines' prefix (`+CGATT`), a view of it too
         self._deadline = 0
         self._prompt = _Prompt.NONE
         self._final_urc = False  # the command in flight reports its outcome as a final URC
         self._final_urc_awaited = False  # ... it answered OK: the next final code is that
-        self._response = AtResponse()
+        self._response = AtResponse(info_arena if info_arena is not None
+                                    else bytearray(INFO_ARENA))
 
         # the receiver
         self._now = 0  # the now_ms of the feed() or check_timeout() running
         self._rx = _Rx.LINE
-        self._line = bytearray(LINE_CAPACITY)
+        self._line = line_buf if line_buf is not None else bytearray(LINE_CAPACITY)
+        self._line_cap = len(self._line)
         self._line_len = 0
+        self._msub_possible = True  # no comma has shown this line is not a +MSUB: header
         self._header_len = 0  # the header line of the payload being read, in _line[:n]
-        self._data = bytearray(DATA_CAPACITY)
-        self._data_len = 0  # bytes kept in _data (at most DATA_CAPACITY)
+        self._data = data_buf if data_buf is not None else bytearray(DATA_CAPACITY)
+        self._data_cap = len(self._data)
+        self._data_len = 0  # bytes kept in _data (at most its capacity)
         self._data_left = 0  # bytes still to read in DATA
         self._data_declared = 0  # the length the header announced
         self._data_read = 0  # bytes read as payload so far (kept or not)
@@ -432,30 +555,34 @@ class AtChannel:
         self._pending = -1  # a payload appended to its header in _line, delivered at line end
 
         # counters
-        self.lines_dropped = 0  # lines longer than LINE_CAPACITY
+        self.lines_dropped = 0  # lines longer than the line buffer
         self.stray_lines = 0  # no command in flight, not a URC (e.g. a late OK)
         self.urcs = 0  # URCs delivered
         self.data_dropped = 0  # length-counted items read and discarded
         self.payloads_truncated = 0  # length-counted items that came short (dropped)
         self.msub_resplits = 0  # a `byte,` inside a topic first taken for the header's end
-        self.info_lines_dropped = 0  # info lines beyond MAX_INFO_LINES
+        self.info_lines_dropped = 0  # info lines beyond MAX_INFO_LINES or the arena
         self.commands_refused = 0  # send()/send_data() refused
 
     # -- state -------------------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
-        """A command is in flight (including between its PROMPT and its final code)."""
+        """A command is in flight (including between its PROMPT and its final code).
+
+        C: at_busy()."""
         return self._active
 
     @property
     def deadline(self) -> int | None:
-        """Deadline (32-bit ms) of the command in flight; None when idle."""
+        """Deadline (32-bit ms) of the command in flight; None when idle. C: at_deadline()."""
         return self._deadline if self._active else None
 
     @property
     def receive_deadline(self) -> int | None:
-        """When check_timeout() must look at the payload being read (stall, overrun, end)."""
+        """When check_timeout() must look at the payload being read (stall, overrun, end).
+
+        C: at_receive_deadline()."""
         rx = self._rx
         if rx == _Rx.MSUB_END:
             return ms_add(self._data_last_at, self.stall_ms)
@@ -466,17 +593,23 @@ class AtChannel:
 
     @property
     def hex_payloads_possible(self) -> bool:
-        """The module may send +MSUB payloads in hex form (AT+MQTTMODE=1 went out)."""
+        """The module may send +MSUB payloads in hex form (AT+MQTTMODE=1 went out).
+
+        C: at_hex_payloads_possible()."""
         return self._hex_possible
 
     # -- transmit ----------------------------------------------------------------------------
 
     def send(
-        self, command: bytes, now_ms: int, timeout_ms: int, *, expect_prompt: bool = False,
-        final_urc: bool = False,
+        self, buf: bytearray, length: int, now_ms: int, timeout_ms: int, *,
+        expect_prompt: bool = False, final_urc: bool = False,
     ) -> None:
-        """Write `command` + CR and wait for its final code until now_ms + timeout_ms.
+        """Write the command buf[:length] and its CR, and wait for its final code until
+        now_ms + timeout_ms. C: at_send().
 
+        The caller leaves one byte of room after the command: the CR goes to buf[length], so
+        command and CR go out in one write. buf[:length] must not change while the command is
+        in flight (it is what the echo is compared with).
         final_urc: the command reports its outcome after its OK as a bare final code
         (AT+MCONNECT: OK, then `CONNACK OK` or `ERROR`): the first final code that arrives
         with no command in flight after that OK goes to on_urc instead of being stray.
@@ -485,16 +618,12 @@ class AtChannel:
             # Precondition broken by the caller: keep the command in flight intact.
             self.commands_refused += 1
             return
-        command = bytes(command)
+        command = memoryview(buf)[:length]
         response = self._response
-        response.result = AtResult.OK
-        response.cme_error = -1
-        response.lines = []
-        response.data = b""
-        response.command = command
-        response.truncated = False
+        response.clear(command)
         self._final_urc_awaited = False
-        if _NUL in command or _CR in command or _LF in command:
+        if (length >= len(buf) or buf.find(_NUL, 0, length) >= 0 or buf.find(_CR, 0, length) >= 0
+                or buf.find(_LF, 0, length) >= 0):
             # A CR/LF would end the command early and start a second one chosen by whoever
             # built this string (a NUL would cut it short in the C twin's string handling);
             # refuse it whole, and report it the way the module reports a bad command.
@@ -502,33 +631,35 @@ class AtChannel:
             response.result = AtResult.ERROR
             self._on_response(response)
             return
-        if command.upper().startswith(HEX_MODE_ON):
+        if _starts_with_nocase(buf, length, HEX_MODE_ON):
             self._hex_possible = True  # the module may switch as soon as it reads this
-        # State first, then write: should the write raise, the deadline still ends the wait.
+        # State first, then write: should the write fail, the deadline still ends the wait.
         self._active = True
         self._command = command
-        self._prefix = response_prefix(command)
+        self._prefix = command[2:response_prefix_end(buf, length)]
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
         self._prompt = _Prompt.AWAITED if expect_prompt else _Prompt.NONE
         self._final_urc = final_urc
-        self._write(command + b"\r")
+        buf[length] = _CR
+        self._write(memoryview(buf)[:length + 1])
 
-    def send_data(self, data: bytes, now_ms: int, timeout_ms: int) -> None:
-        """After PROMPT: write the raw body (no CR) and wait again for the final code."""
+    def send_data(self, buf: Buffer, length: int, now_ms: int, timeout_ms: int) -> None:
+        """After PROMPT: write the raw body buf[:length] (no CR) and wait again for the final
+        code. C: at_send_data()."""
         if not self._active or self._prompt != _Prompt.GIVEN:
             # Raw bytes outside a prompt would be parsed by the module as AT commands.
             self.commands_refused += 1
             return
         self._prompt = _Prompt.NONE
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
-        self._write(bytes(data))
+        self._write(memoryview(buf)[:length])
 
     # -- time --------------------------------------------------------------------------------
 
     def check_timeout(self, now_ms: int) -> None:
         """Close a stalled or overrun payload, then report TIMEOUT once if the command in
         flight has reached its deadline (bytes a truncated payload swallowed come first: they
-        may hold the command's final code)."""
+        may hold the command's final code). C: at_check_timeout()."""
         self._now = now_ms
         rx = self._rx
         if rx == _Rx.MSUB_END:
@@ -546,7 +677,7 @@ class AtChannel:
     def reset(self) -> None:
         """Forget the command in flight and any partial line or data (no callback).
 
-        The module restarted (or is about to): it is back in text mode, too.
+        The module restarted (or is about to): it is back in text mode, too. C: at_reset().
         """
         self._active = False
         self._command = b""
@@ -560,33 +691,45 @@ class AtChannel:
 
     # -- receive -----------------------------------------------------------------------------
 
-    def feed(self, data: bytes, now_ms: int) -> None:
-        """Process received bytes; callbacks fire synchronously, in arrival order.
+    def feed(self, data: bytes | bytearray, now_ms: int, length: int | None = None) -> None:
+        """Process the received bytes data[:length] (all of `data` by default); callbacks fire
+        synchronously, in arrival order. C: at_feed().
 
         now_ms stamps the bytes of a length-counted payload, so check_timeout() can tell a
         payload that stalls or overruns.
         """
         self._now = now_ms
+        view = memoryview(data)
         i = 0
-        end = len(data)
+        end = len(data) if length is None else length
         while i < end:
             rx = self._rx
+            if rx == _Rx.LINE:
+                i = self._take_line(data, view, i, end)
+                continue
             if rx == _Rx.DATA:
-                # C: memcpy of the run; in Python a slice keeps big payloads cheap.
+                # C: memcpy of the run.
                 take = min(self._data_left, end - i)
-                self._keep(data, i, take)
+                self._keep(view, i, take)
                 self._data_left -= take
                 self._data_last_at = now_ms
                 i += take
                 if self._data_left == 0:
                     self._data_complete()
                 continue
+            if rx == _Rx.SKIP_LINE:
+                stop = _line_end(data, i, end)
+                if stop < end:  # the line end itself starts the next line
+                    self._rx = _Rx.LINE
+                    stop += 1
+                i = stop
+                continue
             b = data[i]
             if rx == _Rx.HEX_TAIL:
                 if hex_value(b) < 0:
                     self._truncate()  # fewer than 2n hex digits: digits were lost
                     continue  # this byte starts the next line
-                self._keep(data, i, 1)
+                self._keep(view, i, 1)
                 self._data_last_at = now_ms
                 i += 1
                 if self._data_read == 2 * self._data_declared:
@@ -602,47 +745,83 @@ class AtChannel:
                 if b == _LF:
                     i += 1
                 continue
-            if rx == _Rx.PROMPT_SPACE:
-                self._rx = _Rx.LINE
-                if b == _SP:
-                    i += 1
-                continue
-            i += 1
-            if b in (_CR, _LF):
-                if rx == _Rx.SKIP_LINE:
-                    self._rx = _Rx.LINE
-                else:
-                    self._end_line(b)
-                continue
-            if rx == _Rx.SKIP_LINE:
-                continue
-            # rx == LINE
-            if (b == _GT and self._prompt == _Prompt.AWAITED
-                    and self._content_start(self._line_len) == self._line_len):
+            # rx == PROMPT_SPACE
+            self._rx = _Rx.LINE
+            if b == _SP:
+                i += 1
+
+    def _take_line(self, data: bytes | bytearray, view: memoryview, i: int, end: int) -> int:
+        """LINE: the run of data[i:end] up to the next line end goes into the line buffer in
+        one copy; the line end completes the line. Returns where the next state starts.
+
+        Two things stop a run early. While a `>` prompt is awaited every byte is looked at, as
+        the prompt comes without a line end. On a line that may be a `+MSUB:` header each `,`
+        ends a run, since the header (and the payload right after it) may end there.
+        C: at_take_line().
+        """
+        if self._line_len == 0:
+            self._msub_possible = True
+        if self._prompt == _Prompt.AWAITED:
+            b = data[i]
+            if b == _GT and self._content_start(self._line_len) == self._line_len:
                 self._line_len = 0  # only noise before it
                 self._give_prompt()
                 self._rx = _Rx.PROMPT_SPACE
-                continue
-            if self._line_len == LINE_CAPACITY:
-                if self._pending >= 0:
-                    self._deliver_pending()  # the message was whole; the rest is too long
-                self.lines_dropped += 1
-                self._line_len = 0
-                self._rx = _Rx.SKIP_LINE
-                continue
-            self._line[self._line_len] = b
-            self._line_len += 1
-            if b == _COMMA:
-                self._check_msub_header()
+                return i + 1
+            stop = i if b in (_CR, _LF) else i + 1  # this byte alone
+            ends_line = stop == i
+        else:
+            stop = _line_end(data, i, end)
+            ends_line = stop < end
+        at_comma = False
+        if self._msub_possible:
+            comma = data.find(_COMMA, i, stop)
+            if comma >= 0:
+                stop = comma + 1
+                ends_line = False
+                at_comma = True
+        count = stop - i
+        room = self._line_cap - self._line_len
+        if count > room:
+            # C: memcpy of what fits; the byte after it overflows the line.
+            self._line[self._line_len:self._line_cap] = view[i:i + room]
+            self._line_len = self._line_cap
+            self._overflow()
+            return i + room + 1
+        if count:
+            self._line[self._line_len:self._line_len + count] = view[i:stop]
+            self._line_len += count
+        if at_comma:
+            self._check_msub_header()
+            return stop
+        if ends_line:
+            terminator = data[stop]
+            self._end_line(terminator)
+            stop += 1
+            if (terminator == _CR and stop < end and data[stop] == _LF
+                    and self._rx == _Rx.LINE):
+                stop += 1  # the LF of a CR LF would end an empty line: nothing to digest
+        return stop
+
+    def _overflow(self) -> None:
+        """A line longer than the line buffer: dropped, and skipped up to its end.
+
+        C: at_overflow()."""
+        if self._pending >= 0:
+            self._deliver_pending()  # the message was whole; the rest is too long
+        self.lines_dropped += 1
+        self._line_len = 0
+        self._rx = _Rx.SKIP_LINE
 
     def _content_start(self, n: int) -> int:
-        """Index of the first byte of _line[:n] that is not leading noise."""
+        """Index of the first byte of _line[:n] that is not leading noise. C: at_content_start()."""
         start = 0
         while start < n and _is_noise(self._line[start]):
             start += 1
         return start
 
     def _end_line(self, terminator: int) -> None:
+        """C: at_end_line()."""
         n = self._line_len
         self._line_len = 0
         if self._pending >= 0:
@@ -659,7 +838,9 @@ class AtChannel:
             self._rx = _Rx.SKIP_LF
 
     def _digest(self, n: int) -> None:
-        """Decide what the complete line self._line[:n] is. The order is the module docstring's."""
+        """Decide what the complete line self._line[:n] is. The order is the module docstring's.
+
+        C: at_digest()."""
         line = self._line
         s = self._content_start(n)
         own = False
@@ -669,9 +850,9 @@ class AtChannel:
             if n - s == len(command) and line.startswith(command, s, n):
                 return
             # 2. final result code
-            result, code = _final_code(line, s, n)
-            if result is not None:
-                self._complete(result, code)
+            final = final_code(line, s, n)
+            if final != NOT_FINAL:
+                self._complete(FINAL_CODES[final][1], final_code_number(line, s, n, final))
                 return
             # 3. prompt
             if self._prompt == _Prompt.AWAITED:
@@ -683,20 +864,21 @@ class AtChannel:
             own = self._is_own_line(s, n)
             if own:
                 self._add_info_line(s, n)
-        elif _final_code(line, s, n)[0] is not None:
+        elif final_code(line, s, n) != NOT_FINAL:
             # 2'. a final code with no command in flight
             if self._final_urc_awaited:
                 self._final_urc_awaited = False
                 self.urcs += 1
-                self._on_urc(bytes(line[s:n]), b"")
+                self._on_urc(self._match_urc(s, n, UrcKind.FINAL), bytes(line[s:n]), b"")
             else:
                 self.stray_lines += 1
             return
         if not own:
             # 5. URC
-            if self._is_urc(s, n):
+            urc = self._match_urc(s, n)
+            if urc != URC_NONE:
                 self.urcs += 1
-                self._on_urc(bytes(line[s:n]), b"")
+                self._on_urc(urc, bytes(line[s:n]), b"")
             # 6. info line (as received) or stray
             elif self._active:
                 self._add_info_line(0, n)
@@ -711,6 +893,7 @@ class AtChannel:
                 self._start_data(n - s, length, _Sink.RESPONSE if own else _Sink.DISCARD)
 
     def _is_own_line(self, s: int, n: int) -> bool:
+        """C: at_is_own_line()."""
         prefix = self._prefix
         p = len(prefix)
         line = self._line
@@ -720,27 +903,50 @@ class AtChannel:
         if not (line[after] == _COLON
                 or (line[after] == _SP and n > after + 1 and line[after + 1] == _COLON)):
             return False
-        return not any(line.startswith(urc, s, n) for urc in URC_ONLY_PREFIXES)
+        return not any(line.startswith(urc, s, n) for urc in self._urc_only)
 
-    def _is_urc(self, s: int, n: int) -> bool:
-        return any(self._line.startswith(prefix, s, n) for prefix in self._urc_prefixes)
+    def _match_urc(self, s: int, n: int, kind: UrcKind | None = None) -> int:
+        """The first row of the URC table that _line[s:n] starts with: of the FINAL rows when
+        `kind` is FINAL, else of the others. URC_NONE when none (an empty prefix never
+        matches). C: at_match_urc()."""
+        line = self._line
+        if s >= n:
+            return URC_NONE
+        final = kind == UrcKind.FINAL
+        for index, prefix, row_final in self._urcs_by_first.get(line[s], ()):
+            if row_final == final and line.startswith(prefix, s, n):
+                return index
+        return URC_NONE
 
     def _add_info_line(self, s: int, n: int) -> None:
-        lines = self._response.lines
-        if len(lines) < MAX_INFO_LINES:
-            lines.append(bytes(self._line[s:n]))
-        else:
+        """Copy _line[s:n] into the info arena as the response's next line (C: memcpy)."""
+        response = self._response
+        at = response.arena_used
+        count = n - s
+        if response.line_count == MAX_INFO_LINES or at + count > len(response.arena):
             self.info_lines_dropped += 1
+            return
+        response.arena[at:at + count] = memoryview(self._line)[s:n]
+        response.line_start[response.line_count] = at
+        response.line_length[response.line_count] = count
+        response.line_count += 1
+        response.arena_used = at + count
 
     # -- length-counted payloads -------------------------------------------------------------
 
     def _check_msub_header(self) -> None:
-        """On a `,`: is the line so far a `+MSUB: <topic>,<n> byte,` header?"""
+        """On a `,`: is the line so far a `+MSUB: <topic>,<n> byte,` header?
+
+        C: at_check_msub_header()."""
         n = self._line_len
         s = self._content_start(n)
+        if not self._line.startswith(MSUB_HEADER, s, n):
+            # Something other than noise comes first, and it is not `+MSUB:`: no later comma
+            # of this line can end a header (the payload of a pending one included: its header
+            # made it a +MSUB: line).
+            self._msub_possible = False
+            return
         if s:
-            if not self._line.startswith(MSUB_HEADER, s, n):
-                return
             self._line[0:n - s] = self._line[s:n]  # drop the boot noise before it (C: memmove)
             n -= s
             self._line_len = n
@@ -756,7 +962,8 @@ class AtChannel:
         self._start_data(n, length, _Sink.URC)
 
     def _start_data(self, header_len: int, length: int, sink: _Sink) -> None:
-        if length > DATA_CAPACITY or sink == _Sink.DISCARD:
+        """C: at_start_data()."""
+        if length > self._data_cap or sink == _Sink.DISCARD:
             self.data_dropped += 1
             sink = _Sink.DISCARD
         self._sink = sink
@@ -777,28 +984,46 @@ class AtChannel:
         if length == 0:  # `+MSUB: "/t",0 byte,`: nothing to read, but the line end decides
             self._data_complete()
 
-    def _keep(self, data: bytes, start: int, count: int) -> None:
-        """Count `count` payload bytes and keep what fits in the data buffer."""
-        room = min(count, DATA_CAPACITY - self._data_len)
+    def _keep(self, view: memoryview, start: int, count: int) -> None:
+        """Count `count` payload bytes and keep what fits in the data buffer (C: memcpy)."""
+        room = min(count, self._data_cap - self._data_len)
         if room > 0:
-            self._data[self._data_len:self._data_len + room] = data[start:start + room]
+            self._data[self._data_len:self._data_len + room] = view[start:start + room]
             self._data_len += room
         self._data_read += count
 
     def _data_complete(self) -> None:
+        """C: at_data_complete()."""
         sink = self._sink
         if sink == _Sink.URC:
             n = self._data_len
-            self._hex_candidate = (self._hex_possible and n > 0 and 2 * n <= DATA_CAPACITY
-                                   and all(hex_value(self._data[i]) >= 0 for i in range(n)))
+            # Every byte a hex digit (C: a loop of textparse_hex(); here one C-level call).
+            self._hex_candidate = (self._hex_possible and n > 0 and 2 * n <= self._data_cap
+                                   and not self._data[:n].translate(None, _HEX_DIGITS))
             self._rx = _Rx.MSUB_END
             return
         if sink == _Sink.RESPONSE:
-            self._response.data = bytes(self._data[:self._data_len])
+            self._keep_response_data()
         self._end_payload()
 
+    def _keep_response_data(self) -> None:
+        """The +HTTPREAD body becomes the response's data: copied after its info lines in the
+        arena (C: memcpy), where a URC payload read before the final code cannot touch it."""
+        response = self._response
+        at = response.arena_used
+        n = self._data_len
+        if at + n > len(response.arena):
+            self.data_dropped += 1
+            return
+        response.arena[at:at + n] = memoryview(self._data)[:n]
+        response.data_start = at
+        response.data_length = n
+        response.arena_used = at + n
+
     def _after_msub_payload(self, b: int) -> None:
-        """MSUB_END: the byte after a +MSUB payload decides what the payload was."""
+        """MSUB_END: the byte after a +MSUB payload decides what the payload was.
+
+        C: at_after_msub_payload()."""
         if self._hex_candidate and hex_value(b) >= 0:
             self._hex_candidate = False
             self._rx = _Rx.HEX_TAIL  # n hex digits and more coming: the 2n-digit hex form
@@ -813,16 +1038,18 @@ class AtChannel:
         size = self._data_len
         self._sink = _Sink.NONE
         self._rx = _Rx.LINE
-        if header_len + size > LINE_CAPACITY:
+        if header_len + size > self._line_cap:
             self._deliver_msub(self._data, 0, size)  # too long to be part of any header
             self._end_payload()
             return
-        self._line[header_len:header_len + size] = self._data[:size]
+        self._line[header_len:header_len + size] = memoryview(self._data)[:size]
         self._line_len = header_len + size
+        self._msub_possible = True  # a +MSUB: line, whose later commas may end its header
         self._pending = size
         self._data_len = 0  # the data buffer is free; _hex_payload still says how to decode
 
     def _deliver_pending(self) -> None:
+        """C: at_deliver_pending()."""
         start = self._header_len
         end = start + self._pending
         self._pending = -1
@@ -830,16 +1057,16 @@ class AtChannel:
         self._hex_payload = False
 
     def _deliver_msub(self, buf: bytearray, start: int, end: int) -> None:
-        """on_urc(header, payload) for the payload in buf[start:end] (decoded if hex)."""
+        """on_urc(MSUB row, header, payload) for the payload in buf[start:end] (decoded if
+        hex: the digits were checked when they came; C: a loop of textparse_hex() pairs)."""
         payload = bytes(buf[start:end])
         if self._hex_payload:
-            payload = bytes(hex_value(payload[i]) << 4 | hex_value(payload[i + 1])
-                            for i in range(0, len(payload) - 1, 2))
+            payload = bytes.fromhex(payload[:len(payload) & ~1].decode("ascii"))
         self.urcs += 1
-        self._on_urc(bytes(self._line[:self._header_len]), payload)
+        self._on_urc(self._msub_urc, bytes(self._line[:self._header_len]), payload)
 
     def _end_payload(self) -> None:
-        """Back to assembling lines; the data buffer is free again."""
+        """Back to assembling lines; the data buffer is free again. C: at_end_payload()."""
         self._rx = _Rx.LINE
         self._sink = _Sink.NONE
         self._data_len = 0
@@ -850,11 +1077,11 @@ class AtChannel:
         self._pending = -1
 
     def _truncate(self) -> None:
-        """The payload came short: drop it, report it, and feed what it swallowed again."""
+        """The payload came short: drop it, report it, and feed what it swallowed again.
+
+        C: at_truncate()."""
         kept = self._data_len
-        cut = 0
-        while cut < kept and self._data[cut] not in (_CR, _LF):
-            cut += 1
+        cut = _line_end(self._data, 0, kept)
         header = bytes(self._line[:self._header_len])
         declared, received = self._data_declared, self._data_read
         swallowed = bytes(self._data[cut:kept])  # C: memmove to the front, fed from there
@@ -871,17 +1098,19 @@ class AtChannel:
     # -- completion --------------------------------------------------------------------------
 
     def _give_prompt(self) -> None:
+        """C: at_give_prompt()."""
         self._prompt = _Prompt.GIVEN
         self._response.result = AtResult.PROMPT
         self._on_response(self._response)
 
     def _complete(self, result: AtResult, cme_error: int) -> None:
         # Idle first: the controller may send the next command as soon as it learns of this.
+        """C: at_complete()."""
         self._active = False
         self._prompt = _Prompt.NONE
         ok = result == AtResult.OK
         self._final_urc_awaited = ok and self._final_urc
-        if ok and self._command.upper().startswith(HEX_MODE_OFF):
+        if ok and _starts_with_nocase(self._command, len(self._command), HEX_MODE_OFF):
             self._hex_possible = False
         if self._sink == _Sink.RESPONSE:
             # Timed out in the middle of the body: keep reading it, but it belongs to no one.
@@ -894,4 +1123,5 @@ class AtChannel:
 
 
 def _clamp_timeout(timeout_ms: int) -> int:
+    """C: at_clamp_timeout()."""
     return min(max(timeout_ms, 0), MAX_TIMEOUT_MS)

@@ -1,62 +1,77 @@
 """The controller: one `tick(now_ms)` that runs the machine of `airfsm.core.table`.
 
+C twin: `port/c/core/controller.c` (with `airfsm_t`, the struct `Controller` is).
+
 A tick reads what the port has, feeds the AT channel, lets the channel's callbacks record what
 happened (a step's answer, a wanted URC, a link-loss URC), turns that into at most one machine
 event, starts the next command if the channel is idle, and returns the next deadline. Nothing in
-here blocks, sleeps, starts a thread or lets an exception escape `tick()`.
+here blocks, sleeps, starts a thread, builds text or lets an exception escape `tick()`.
 
 Reading order for a newcomer: `tick` -> `_process` (apply what callbacks recorded) -> `_advance`
-(send what is due) -> `_on_response` / `_on_urc` (the callbacks) -> `_judge` (the per-check
-`switch`) -> `_on_enter` (what entering a state resets) -> the ONLINE publish/probe loop.
+(send what is due) -> `_on_response` / `_on_urc` (the callbacks) -> `airfsm.core.judge` (the
+per-check `switch`) -> `_enter` (what entering a state resets) -> `airfsm.core.online` (the
+ONLINE publish / probe / keepalive loop).
 
-The C twin is `airfsm.c`: the same functions, `State`/`Trigger`/`Check` as enums and the
-controller's fields as one struct.
+One struct: the controller's fields are fixed (`__slots__`), its sub-structs too - the AT
+channel (`channel`), the step runner (`runner`), the credentials (`auth`), the ONLINE session
+(`session`) - and every buffer is allocated in `__init__`. The `transitions` Machine is shared
+by all controllers of a table; each has its own small model. Logging goes through a hook whose
+events are codes (`airfsm.core.hal.LogHook`): with none, nothing is logged and nothing is built.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from airfsm.core import aliyun, payload
-from airfsm.core.at import (
-    AtChannel,
-    AtResponse,
+from airfsm.core import aliyun, online
+from airfsm.core.at import AtChannel, AtResponse, is_msub_message, msub_cache_slot, msub_topic
+from airfsm.core.codes import (
     AtResult,
-    is_final_code,
-    is_msub_message,
-    msub_cache_slot,
-    msub_topic,
-)
-from airfsm.core.hal import Port, PortLost
-from airfsm.core.messages import DeadLetter, OutboundMessage, Outbox, OutboxUnavailable
-from airfsm.core.table import (
-    CACHE_READ,
-    ESCALATION_BACKOFF_MS,
-    FIRMWARE_HEARTBEAT,
-    KEEPALIVE_FRACTION,
-    LIVENESS_PROBE,
-    MACHINE,
-    MIN_FIRMWARE,
-    SESSION_KEEPALIVE,
-    Check,
     Cond,
-    Edge,
+    FailReason,
+    LogEvent,
+    LogLevel,
     Outcome,
+    Phase,
+    Placeholder,
+    PubPhase,
+    Purpose,
+    Reason,
     State,
+    Trigger,
+    UrcKind,
+)
+from airfsm.core.hal import LOG_OFF, PORT_LOST, LogHook, Port
+from airfsm.core.judge import judge_answer, judge_urc
+from airfsm.core.outbox import MemoryOutbox, Outbox
+from airfsm.core.settings import (
+    BODY_CAPACITY,
+    CMD_CAPACITY,
+    DATA_CAPACITY,
+    INFO_ARENA,
+    LINE_CAPACITY,
+    READ_CHUNK,
+    Settings,
+)
+from airfsm.core.table import (
+    CONTENT_TYPE,
+    ESCALATION_BACKOFF_MS,
+    EXPAND_FAILED,
+    MACHINE,
+    SESSION_KEEPALIVE,
+    URC_NONE,
+    URCS,
+    Edge,
     StateSpec,
     Step,
-    Trigger,
-    build_machine,
-    edge_table,
+    expand,
+    link_priority,
+    shared_edges,
+    shared_machine,
 )
-from airfsm.core.textparse import field_span, field_uint
 from airfsm.core.timebase import (
+    MS_MASK,
     Xorshift32,
     backoff_ms,
     ms_add,
@@ -65,292 +80,132 @@ from airfsm.core.timebase import (
     ms_reached,
     seed_from_text,
 )
-from airfsm.host import log
 
-# MQTT keepalive: the vendor advises 2 minutes and at most 4 (carrier NATs and base stations
-# drop links idle longer; openLuat FAQ "socket问题" #4); 30 s is the lower bound kept from before.
-MIN_KEEPALIVE_S = 30
-DEFAULT_KEEPALIVE_S = 120
-MAX_KEEPALIVE_S = 240
-BODY_WINDOW_MS = (1_000, 120_000)  # AT+HTTPDATA=<size>,<time>: time 1000-120000 ms
-READ_CHUNK = 512
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
-CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
-# The outbox refused a call (locked, disk full, read-only): touch it again after this backoff.
-STORE_BACKOFF_MS = (250, 30_000)
+LOST_PORT_RECHECK_MS = 1_000  # a lost port: the host reopens it; look again this soon
 
 
-class FailReason(IntEnum):
-    NONE = 0
-    FIRMWARE = 1  # older than V409: cannot talk to Alibaba Cloud
-    CREDENTIALS = 2  # the auth server keeps rejecting the triple
-    NO_RESPONSE = 3  # the module never answered AT
-    INTERNAL = 4  # a bug: an exception inside tick()
-
-
-class Purpose(IntEnum):
-    """What the command in flight is for, so its answer goes to the right handler."""
-
-    NONE = 0
-    STEP = 1  # a step of the current state's script
-    PUBLISH = 2  # AT+MPUB of the outbox head
-    PROBE = 3  # AT+MQTTSTATU liveness probe
-    MODE = 4  # AT+MQTTMODE switch for hex payloads
-    STOP = 6  # AT+MDISCONNECT on shutdown
-    DISCARD = 5  # sent in a state we have since left: ignore its answer
-    KEEPALIVE = 7  # AT+MSUB re-sent to keep an old firmware's MQTT session alive
-    CACHE_READ = 8  # AT+MQTTMSGGET after a cache-mode notice
-
-
-class Phase(IntEnum):
-    """Where the current step is."""
-
-    IDLE = 0  # ready to send the step at step_index
-    WAIT_FINAL = 1  # command in flight
-    WAIT_URC = 2  # OK received, waiting for the wanted URC until urc_deadline
-    WAIT_UNTIL = 3  # backoff or poll interval: nothing to do until resume_at
-
-
-class PubPhase(IntEnum):
-    NONE = 0  # nothing in flight
-    WAIT_OK = 1  # AT+MPUB sent
-    WAIT_PUBACK = 2  # QoS1: OK received, PUBACK due by puback_deadline
-
-
-class KeepalivePhase(IntEnum):
-    NONE = 0  # nothing in flight
-    WAIT_OK = 1  # AT+MSUB (SESSION_KEEPALIVE) sent
-    WAIT_SUBACK = 2  # OK received, SUBACK due by keepalive_deadline
-
-
-# Link-loss URCs: prefix -> the trigger it raises. Priority: a reboot beats a lost bearer beats
-# a lost MQTT session, because the bigger loss implies the smaller ones.
-_LINK_URCS: tuple[tuple[bytes, Trigger], ...] = (
-    (b"RDY", Trigger.REBOOTED),
-    (b"+CGATT: 0", Trigger.BEARER_LOST),
-    (b"+CGATT:0", Trigger.BEARER_LOST),
-    (b"+PDP DEACT", Trigger.BEARER_LOST),
-    (b"+SAPBR 1: DEACT", Trigger.BEARER_LOST),
-    (b"+CGEV: NW PDN DEACT", Trigger.BEARER_LOST),
-    (b"+CGEV: ME PDN DEACT", Trigger.BEARER_LOST),
-    # 3GPP TS 27.007 +CGEV: the packet domain detached, by the module or by the network
-    (b"+CGEV: ME DETACH", Trigger.BEARER_LOST),
-    (b"+CGEV: NW DETACH", Trigger.BEARER_LOST),
-    (b"CLOSED", Trigger.MQTT_LOST),
-)
-_PRIORITY = {Trigger.PORT_LOST: 4, Trigger.REBOOTED: 3, Trigger.BEARER_LOST: 2,
-             Trigger.MQTT_LOST: 1}
-
-
-@dataclass
-class Settings:
-    """Everything the controller needs to know; validated once, before the first tick."""
-
-    identity: aliyun.DeviceIdentity
-    apn: str = "CMIOT"  # "" is legal: the network's default APN
-    sign_method: str = aliyun.DEFAULT_SIGN_METHOD
-    keepalive_s: int = DEFAULT_KEEPALIVE_S
-    baud: int = 115200  # the UART's rate: how long a length-counted payload may pause
-    sub_topic: str | None = None  # default /{pk}/{dn}/get
-    sub_qos: int = 0
-    mqtt_host: str | None = None  # default: the reply's resources, else <pk>.iot-as-mqtt.<region>
-    mqtt_port: int | None = None
-    body_window_ms: int = 20_000  # the HTTPDATA window the module waits for the body (1-120 s)
-    liveness_ms: int = 60_000  # probe AT+MQTTSTATU this often in ONLINE
-    silence_limit: int = 3  # consecutive unanswered commands in ONLINE -> MQTT_LOST
-    publish_timeout_ms: int = 10_000  # AT+MPUB final code
-    puback_timeout_ms: int = 10_000  # QoS1 PUBACK after OK
-    # Attempts a message gets (each refused, unanswered, without PUBACK or ended by a session
-    # drop) before it moves to the dead letters; between them the publisher backs off.
-    publish_attempts: int = 5
-    publish_backoff_base_ms: int = 2_000  # after failure n: base*2**(n-1), capped, equal jitter
-    publish_backoff_cap_ms: int = 60_000
-    auth_attempts: int | None = None  # rejected auths before FAILED (None: the table's retries+1)
-    token_refresh_ms: int = 6 * 24 * 3600 * 1000  # tokens live 7 days: refresh a day early
-    watchdog_ms: int = 0  # not ONLINE this long -> AT+RESET and AUTOBAUD (0: off)
-    outbox_poll_ms: int = 0  # ONLINE and idle: look at the outbox this often (0: only on tick)
-    jitter_seed: int | None = None  # default: derived from the device name, so fleets spread
-
-    def validate(self) -> None:
-        """ValueError with a one-line message naming the setting (never a secret's value)."""
-        self.identity.validate()
-        if self.sign_method not in aliyun.SIGN_METHODS:
-            raise ValueError(f"sign method must be one of {', '.join(aliyun.SIGN_METHODS)}")
-        if not _quotable(self.apn) or len(self.apn) > 64:
-            raise ValueError("apn must be 0-64 printable ASCII characters without quotes")
-        if not MIN_KEEPALIVE_S <= self.keepalive_s <= MAX_KEEPALIVE_S:
-            raise ValueError(f"keepalive must be {MIN_KEEPALIVE_S}-{MAX_KEEPALIVE_S} seconds: "
-                             f"the vendor advises {DEFAULT_KEEPALIVE_S} s and at most "
-                             f"{MAX_KEEPALIVE_S} s, as carrier NATs drop links idle longer")
-        if self.baud <= 0:
-            raise ValueError("baud must be a positive line rate")
-        if self.sub_qos not in (0, 1):
-            raise ValueError("subscribe qos must be 0 or 1")
-        if self.sub_topic is not None and (reason := _topic_problem(self.sub_topic)):
-            raise ValueError(f"subscribe topic: {reason}")
-        if self.mqtt_host is not None and (not self.mqtt_host or not _quotable(self.mqtt_host)):
-            raise ValueError("mqtt host must be printable ASCII without quotes")
-        if self.mqtt_port is not None and not 1 <= self.mqtt_port <= 65535:
-            raise ValueError("mqtt port must be 1-65535")
-        for name in ("liveness_ms", "publish_timeout_ms", "puback_timeout_ms",
-                     "token_refresh_ms"):
-            value = getattr(self, name)
-            if not 1_000 <= value < 2**31:
-                raise ValueError(f"{name} must be between 1000 and 2**31-1 ms")
-        if not BODY_WINDOW_MS[0] <= self.body_window_ms <= BODY_WINDOW_MS[1]:
-            raise ValueError(f"body_window_ms must be {BODY_WINDOW_MS[0]}-{BODY_WINDOW_MS[1]} ms "
-                             "(what AT+HTTPDATA accepts)")
-        if self.auth_attempts is not None and not 1 <= self.auth_attempts <= 100:
-            raise ValueError("auth attempts must be 1-100")
-        if not 1 <= self.publish_attempts <= 100:
-            raise ValueError("publish_attempts must be 1-100")
-        if not 100 <= self.publish_backoff_base_ms <= self.publish_backoff_cap_ms < 2**31:
-            raise ValueError("publish backoff must be 100 ms <= base <= cap < 2**31 ms")
-        if not 0 <= self.watchdog_ms < 2**31 or not 0 <= self.outbox_poll_ms < 2**31:
-            raise ValueError("watchdog_ms and outbox_poll_ms must be 0 to 2**31-1 ms")
-
-
-def _quotable(text: str) -> bool:
-    """Fits inside a quoted AT argument: printable ASCII, no quote, no backslash."""
-    return all(0x20 <= ord(c) < 0x7F and c not in '"\\' for c in text)
-
-
-def _topic_problem(topic: str) -> str | None:
-    if not topic or len(topic) > payload.MAX_TOPIC or not _quotable(topic):
-        return f"must be 1-{payload.MAX_TOPIC} printable ASCII characters without quotes"
-    return None
-
-
-@dataclass
 class Counters:
     """What an operator wants to see in the status file. Plain ints: a C struct."""
 
-    transitions: int = 0
-    reconnects: dict[str, int] = field(default_factory=dict)  # by trigger name
-    timeouts: int = 0
-    publish_sent: int = 0
-    publish_acked: int = 0
-    publish_retried: int = 0  # sends of a message that had been attempted before
-    publish_dead: int = 0  # messages moved to the dead letters
-    store_unavailable: int = 0  # outbox calls refused (locked, disk full): retried later
-    pubacks_ignored: int = 0
-    inbound: int = 0
-    downlinks_truncated: int = 0  # +MSUB payloads that came short: dropped
-    downlinks_cached: int = 0  # cache-mode notices (`+MSUB: <slot>`), read with AT+MQTTMSGGET
-    keepalives: int = 0  # AT+MSUB sent to keep an old firmware's session alive
-    probes: int = 0
-    internal_errors: int = 0
+    __slots__ = ("transitions", "reconnects", "timeouts", "publish_sent", "publish_acked",
+                 "publish_retried", "publish_dead", "store_unavailable", "pubacks_ignored",
+                 "inbound", "downlinks_truncated", "downlinks_cached", "keepalives", "probes",
+                 "internal_errors")
+
+    def __init__(self) -> None:
+        """C: part of airfsm_init()."""
+        self.transitions = 0
+        self.reconnects = [0] * len(Trigger)  # by trigger (escalations and link losses)
+        self.timeouts = 0
+        self.publish_sent = 0
+        self.publish_acked = 0
+        self.publish_retried = 0  # sends of a message that had been attempted before
+        self.publish_dead = 0  # messages moved to the dead letters
+        self.store_unavailable = 0  # outbox calls refused (locked, disk full): retried later
+        self.pubacks_ignored = 0
+        self.inbound = 0
+        self.downlinks_truncated = 0  # +MSUB payloads that came short: dropped
+        self.downlinks_cached = 0  # cache-mode notices (`+MSUB: <slot>`), read with MQTTMSGGET
+        self.keepalives = 0  # AT+MSUB sent to keep an old firmware's session alive
+        self.probes = 0
+        self.internal_errors = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """For status files: the reconnects by trigger name, those that happened.
+
+        Python only (no C twin)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        out["reconnects"] = {Trigger(i).name.lower(): n for i, n in enumerate(self.reconnects)
+                             if n}
+        return out
 
 
-class OutboxFullError(Exception):
-    """The in-memory outbox is at capacity: the caller keeps the message."""
+class StepError(NamedTuple):
+    """The latest step failure: codes only (C: a struct); `airfsm.host.reasons` words it."""
+
+    state: State
+    step: int  # index in the state's steps
+    reason: Reason
+    detail: int
 
 
-class MemoryOutbox:
-    """The in-memory outbox for library use and tests (the gateway uses `store.SqliteOutbox`,
-    whose methods of the same names behave the same way)."""
+class StepRunner:
+    """Where the current state's script is (C: a sub-struct)."""
 
-    def __init__(self, capacity: int = 1000) -> None:
-        self.capacity = capacity
-        self._queue: deque[OutboundMessage] = deque()
-        self._dead: list[DeadLetter] = []
-        self._next_id = 1
+    __slots__ = ("index", "phase", "resume_at", "urc_deadline", "polls", "urc_seen",
+                 "urc_seen_line", "body_due", "outcome")
 
-    def enqueue(self, topic: str, data: bytes, qos: int) -> int:
-        """ValueError for a message that could never be sent; OutboxFullError when full."""
-        reason = payload.check_message(topic, data, qos)
-        if reason is not None:
-            raise ValueError(reason)
-        if len(self._queue) >= self.capacity:
-            raise OutboxFullError(f"outbox full ({self.capacity} messages)")
-        message = OutboundMessage(self._next_id, topic, bytes(data), qos)
-        self._next_id += 1
-        self._queue.append(message)
-        return message.id
+    def __init__(self, now_ms: int) -> None:
+        """C: part of airfsm_init()."""
+        self.index = 0  # the step of the state's script
+        self.phase = Phase.IDLE
+        self.resume_at = now_ms  # WAIT_UNTIL: a backoff or poll interval ends
+        self.urc_deadline = now_ms  # WAIT_URC: the wanted URC is due by then
+        self.polls = 0  # NOT_YET answers of this step so far
+        self.urc_seen = URC_NONE  # a wanted/failing URC that came before the final code ...
+        self.urc_seen_line = b""  # ... and its line (the +HTTPACTION status is in it)
+        self.body_due = False  # the prompt came: the auth body goes out next
+        self.outcome: Outcome | None = None  # recorded by callbacks, applied by _process
 
-    def peek(self) -> OutboundMessage | None:
-        return self._queue[0] if self._queue else None
 
-    def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
-        return [m for m in self._queue if m.id > after_id][:limit]
+class Credentials:
+    """What HTTP_AUTH produces for MQTT_CONNECT (C: a sub-struct)."""
 
-    def _index(self, message_id: int) -> int | None:
-        for index, message in enumerate(self._queue):
-            if message.id == message_id:
-                return index
-        return None
+    __slots__ = ("body", "body_len", "iot_id", "iot_token", "token_at", "token_stale",
+                 "reply_host", "reply_port")
 
-    def mark_attempt(self, message_id: int) -> int:
-        index = self._index(message_id)
-        if index is None:
-            return 0
-        message = replace(self._queue[index], attempts=self._queue[index].attempts + 1)
-        self._queue[index] = message
-        return message.attempts
+    def __init__(self, now_ms: int) -> None:
+        """C: part of airfsm_init()."""
+        self.body = bytearray(BODY_CAPACITY)  # the auth form of this HTTP_AUTH entry
+        self.body_len = 0
+        self.iot_id = ""
+        self.iot_token = ""  # the MQTT password: a secret
+        self.token_at = now_ms
+        self.token_stale = True  # no token yet
+        self.reply_host: str | None = None  # the broker the reply named
+        self.reply_port: int | None = None
 
-    def ack(self, message_id: int) -> None:
-        index = self._index(message_id)
-        if index is not None:
-            del self._queue[index]
 
-    def dead_letter(self, message_id: int, reason: str) -> None:
-        index = self._index(message_id)
-        if index is None:
-            return
-        m = self._queue[index]
-        del self._queue[index]
-        self._dead.append(DeadLetter(m.id, m.topic, m.payload, m.qos, m.attempts, reason,
-                                     time.time()))
+class _Model:
+    """The object the shared `transitions` Machine drives for one controller."""
 
-    def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
-        return [d for d in self._dead if d.id > after_id][:limit]
+    fsm_state: str  # set by transitions, as is `trigger` (the model has a __dict__ for them)
 
-    def dead_count(self) -> int:
-        return len(self._dead)
-
-    def requeue(self, dead_id: int) -> int:
-        """A dead letter back at the tail with a new id and a fresh budget."""
-        for index, dead in enumerate(self._dead):
-            if dead.id == dead_id:
-                new_id = self.enqueue(dead.topic, dead.payload, dead.qos)
-                del self._dead[index]
-                return new_id
-        raise ValueError(f"no dead letter with id {dead_id}")
-
-    def discard(self, dead_id: int) -> None:
-        """Forget a dead letter for good."""
-        for index, dead in enumerate(self._dead):
-            if dead.id == dead_id:
-                del self._dead[index]
-                return
-        raise ValueError(f"no dead letter with id {dead_id}")
-
-    def count(self) -> int:
-        return len(self._queue)
-
-    def __len__(self) -> int:
-        return len(self._queue)
+    def trigger(self, name: str) -> bool:
+        """Replaced by transitions' when the model is added (model_override binds only what
+        the model declares: this). Python only (no C twin)."""
+        raise NotImplementedError
 
 
 InboundCallback = Callable[[str, bytes], None]
 StateCallback = Callable[[State, State, str], None]
 
 
-class _Model:
-    """The object `transitions` drives; it only forwards the change to the controller."""
-
-    fsm_state: str
-    trigger: Callable[[str], bool]  # added by transitions
-
-    def __init__(self) -> None:
-        self.fsm_state = State.AUTOBAUD.name
-
-
 class Controller:
+    """One device's connection: the machine, its AT channel, its ONLINE session.
+
+    C: airfsm_t, set up by airfsm_init() and driven by airfsm_tick().
+    """
+
+    __slots__ = (
+        # given
+        "settings", "port", "outbox", "on_message", "on_state", "hardware_reset", "table",
+        "log_hook", "log_level",
+        # the buffers, and what works in them
+        "read_buf", "cmd_buf", "line_buf", "data_buf", "info_arena", "values", "channel",
+        # the machine
+        "edges", "model", "machine", "rng", "now_ms", "started_at", "state", "entered_at",
+        "attempt", "fail_reason", "fail_cause", "fail_cause_detail", "last_trigger",
+        "last_error", "counters", "escalations", "hardware_resets", "reset_requested",
+        "offline_since", "link_event", "purpose", "runner",
+        # what the steps learned
+        "firmware", "firmware_version", "rssi", "ip", "http_status", "auth_code", "auth",
+        # ONLINE and shutting down
+        "session", "port_lost", "stopping", "stopped",
+    )
+
     def __init__(
         self,
         port: Port,
@@ -362,7 +217,9 @@ class Controller:
         on_state: StateCallback | None = None,
         hardware_reset: Callable[[], None] | None = None,
         table: tuple[StateSpec, ...] = MACHINE,
+        log_hook: LogHook | None = None,
     ) -> None:
+        """C: airfsm_init()."""
         settings.validate()
         self.settings = settings
         self.port = port
@@ -373,48 +230,54 @@ class Controller:
         # Called from tick(): it must be quick (an MCU toggles a GPIO; a host runs a command).
         self.hardware_reset = hardware_reset
         self.table = table
-        self.log = log.get_logger("airfsm.core.controller")
-        log.register_secret(settings.identity.device_secret)
+        # The log hook and the lowest level it wants (asked once per tick: a host may change
+        # it while running). No hook: nothing is logged, and nothing is built to be.
+        self.log_hook = log_hook
+        self.log_level = log_hook.level if log_hook is not None else LOG_OFF
 
+        # The buffers of the tick, allocated once (C: arrays in the struct).
+        self.read_buf = bytearray(READ_CHUNK)
+        self.cmd_buf = bytearray(CMD_CAPACITY)
+        self.line_buf = bytearray(LINE_CAPACITY)
+        self.data_buf = bytearray(DATA_CAPACITY)
+        self.info_arena = bytearray(INFO_ARENA)
+        # The value of each template placeholder (C: a table of pointers and lengths).
+        self.values: list[bytes | int] = [b""] * len(Placeholder)
         self.channel = AtChannel(self._write, self._on_response, self._on_urc,
-                                 on_truncated=self._on_truncated, baud=settings.baud)
-        self._edges = edge_table(table)
-        self._model = _Model()
-        self.machine = build_machine(self._model, self._on_transition, table)
+                                 on_truncated=self._on_truncated, baud=settings.baud,
+                                 line_buf=self.line_buf, data_buf=self.data_buf,
+                                 info_arena=self.info_arena)
+
+        self.edges = shared_edges(table)
+        self.model = _Model()
+        self.machine = shared_machine(table)
+        self.machine.add_model(self.model)
 
         ident = settings.identity
         seed = settings.jitter_seed
-        self._rng = Xorshift32(seed if seed is not None else seed_from_text(ident.device_name))
-        self._now = now_ms & 0xFFFFFFFF
-        self.started_at = self._now
+        self.rng = Xorshift32(seed if seed is not None else seed_from_text(ident.device_name))
+        self.now_ms = now_ms & MS_MASK
+        self.started_at = self.now_ms
 
         # the machine
         self.state = table[0].state
-        self.entered_at = self._now
+        self.entered_at = self.now_ms
         self.attempt = 1
         self.fail_reason = FailReason.NONE
-        self.fail_detail = ""
+        self.fail_cause = Reason.NONE  # why, with a detail: worded at the edge
+        self.fail_cause_detail = 0
         self.last_trigger = "start"
-        self.last_error = ""  # the latest step failure, for operators: "ATTACH cpin: no SIM"
+        # The latest step failure, for operators (airfsm.host.reasons words it: "ATTACH cpin:
+        # SIM not ready").
+        self.last_error: StepError | None = None
         self.counters = Counters()
-        self._pending_trigger: Trigger | None = None  # set by _fire for the transition log
-        self._pending_edge: Edge | None = None
-        self._escalations = 0  # link losses and escalations since ONLINE was last stable
-        self._hardware_resets = 0  # RESET-pin pulses since the module last answered
-        self._reset_requested = False
-        self._offline_since = self._now
-
-        # the current step
-        self.step_index = 0
-        self.phase = Phase.IDLE
-        self._purpose = Purpose.NONE
-        self._resume_at = self._now
-        self._urc_deadline = self._now
-        self._polls = 0
-        self._urc_seen: bytes = b""  # a wanted/failing URC that came before the final code
-        self._body_due = False
-        self._outcome: Outcome | None = None  # recorded by callbacks, applied by _process
-        self._link_event: Trigger | None = None
+        self.escalations = 0  # link losses and escalations since ONLINE was last stable
+        self.hardware_resets = 0  # RESET-pin pulses since the module last answered
+        self.reset_requested = False
+        self.offline_since = self.now_ms
+        self.link_event: Trigger | None = None  # raised by a callback, fired by _process
+        self.purpose = Purpose.NONE  # what the command in flight is for
+        self.runner = StepRunner(self.now_ms)
 
         # what the steps learned
         self.firmware = ""
@@ -423,104 +286,66 @@ class Controller:
         self.ip = ""
         self.http_status = 0
         self.auth_code = 0
-        self._auth_body = b""
-        self._iot_id = ""
-        self._iot_token = ""
-        self._token_at = self._now
-        self._token_stale = True  # no token yet
-        self._reply_host: str | None = None
-        self._reply_port: int | None = None
+        self.auth = Credentials(self.now_ms)
 
-        # ONLINE: publishing the outbox head. An attempt is one try to get it out: the mode
-        # switch it may need, then AT+MPUB, then (QoS1) its PUBACK.
-        self.pub_phase = PubPhase.NONE
-        self._pub_message: OutboundMessage | None = None
-        self._pub_deadline = self._now
-        self._pub_sends = 0  # OK'd QoS1 sends of the head message not yet matched to a PUBACK
-        self._attempt_of: int | None = None  # the message whose attempt is under way
-        self._attempt_no = 0  # ... and which attempt of it this is (1 = the first)
-        self._pub_failures = 0  # failed attempts and mode switches in a row: the backoff exponent
-        self._pub_hold_until: int | None = None  # publish backoff: start nothing before this
-        self._last_failure = ""  # why the latest attempt failed (kept with a dead letter)
-        self._stale_pubacks = 0  # PUBACKs still owed to messages already acknowledged
-        self._stale_until = self._now  # ... expected no later than this; then they are lost
-        self._module_hex = False  # AT+MQTTMODE of the module
-        self._cache_pending = False  # a `+MSUB: <slot>` notice came: AT+MQTTMSGGET is due
-        self._session_proof_at = self._now  # the server last acknowledged a packet of ours
-        self.keepalive_phase = KeepalivePhase.NONE
-        self._keepalive_deadline = self._now
-        self._keepalive_acked = False  # the SUBACK overtook the OK
-        self._next_probe_at = self._now
-        self._probe_due = False
-        self._silence = 0
-
-        # The outbox's store. A write it refused is owed, retried after a backoff, and blocks
-        # the queue meanwhile: an acknowledged message is never sent again because its DELETE
-        # failed, and a store that keeps failing costs neither a send storm nor a busy loop.
-        self._ack_owed: int | None = None  # acknowledged, not yet deleted
-        self._dead_owed: tuple[int, str] | None = None  # given up on, not yet moved
-        self._store_failures = 0  # refused calls in a row: the backoff exponent
-        self._store_hold_until: int | None = None  # store backoff: no call before this
-
+        self.session = online.Session(self.now_ms)
         self.port_lost = False
-        self._stopping = False
+        self.stopping = False
         self.stopped = False  # request_stop() has finished: the port may be closed
+
+        self._init_values()
+        self.emit_secret(ident.device_secret.encode("utf-8"), lasting=True)
 
     # ------------------------------------------------------------------ the tick
 
     def tick(self, now_ms: int) -> int:
-        """Do everything that is due at `now_ms`; return the next time a tick is needed."""
-        self._now = now_ms & 0xFFFFFFFF
+        """Do everything that is due at `now_ms`; return the next time a tick is needed.
+
+        C: airfsm_tick()."""
+        self.now_ms = now_ms & MS_MASK
+        if self.log_hook is not None:
+            self.log_level = self.log_hook.level
         try:
             self._read_port()
-            self.channel.check_timeout(self._now)
+            self.channel.check_timeout(self.now_ms)
             self._check_deadlines()
             self._process()
-            self._settle_outbox()
+            online.settle_outbox(self)
             self._advance()
             self._process()  # a refused command answers at once: apply that too
             self._advance()
             return self.next_deadline()
         except Exception as exc:  # the C twin has no exceptions; a Python bug must not kill us
+            # The last-resort guard, not control flow: nothing in the tick raises on purpose.
             self.counters.internal_errors += 1
-            self.log.error("internal_error", error=f"{type(exc).__name__}: {exc}",
-                           state=self.state.name)
-            with contextlib.suppress(Exception):
-                self._fail(FailReason.INTERNAL, f"internal error: {type(exc).__name__}")
-            return ms_add(self._now, 1_000)
+            if self.wants(LogLevel.ERROR):
+                self.log(LogLevel.ERROR, LogEvent.INTERNAL_ERROR,
+                         data=f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
+            try:
+                self._fail(FailReason.INTERNAL, Reason.INTERNAL_ERROR, 0)
+            except Exception:  # failing to fail must not escape either: the next tick tries
+                self.counters.internal_errors += 1
+            return ms_add(self.now_ms, 1_000)
 
     def next_deadline(self) -> int:
-        now = self._now
+        """When the next tick is needed (32-bit ms; never earlier than now). C:
+        airfsm_next_deadline()."""
+        now = self.now_ms
         if self.state == State.FAILED:
             return ms_add(now, IDLE_RECHECK_MS)
         if self.port_lost:
-            return ms_add(now, 1_000)
+            return ms_add(now, LOST_PORT_RECHECK_MS)
         deadline: int | None = ms_earliest(self.channel.deadline, self.channel.receive_deadline)
-        if self._ack_owed is not None or self._dead_owed is not None:
-            hold = self._store_hold_until
-            deadline = ms_earliest(deadline, now if hold is None else hold)
-        if self.state == State.ONLINE:
-            deadline = ms_earliest(deadline, self._store_hold_until)
-        if self.state == State.ONLINE and not self.channel.busy:
-            # ONLINE starts nothing while a command is in flight: its answer or its deadline
-            # wakes the tick. Asking for a tick at a probe or PUBACK time already passed would
-            # only spin until then.
-            deadline = ms_earliest(deadline, self._next_probe_at)
-            deadline = ms_earliest(deadline, self._session_deadline())
-            deadline = ms_earliest(deadline, self._pub_hold_until)
-            if self.pub_phase == PubPhase.WAIT_PUBACK:
-                deadline = ms_earliest(deadline, self._pub_deadline)
-            if self._stale_pubacks:
-                deadline = ms_earliest(deadline, self._stale_until)
-            if self.settings.outbox_poll_ms:
-                deadline = ms_earliest(deadline, ms_add(now, self.settings.outbox_poll_ms))
-        elif self.phase == Phase.WAIT_URC:
-            deadline = ms_earliest(deadline, self._urc_deadline)
-        elif self.phase == Phase.WAIT_UNTIL:
-            deadline = ms_earliest(deadline, self._resume_at)
-        if self.settings.watchdog_ms and self.state != State.ONLINE:
-            deadline = ms_earliest(
-                deadline, ms_add(self._offline_since, self.settings.watchdog_ms))
+        deadline = online.next_deadline(self, deadline)
+        if self.state != State.ONLINE:
+            runner = self.runner
+            if runner.phase == Phase.WAIT_URC:
+                deadline = ms_earliest(deadline, runner.urc_deadline)
+            elif runner.phase == Phase.WAIT_UNTIL:
+                deadline = ms_earliest(deadline, runner.resume_at)
+            if self.settings.watchdog_ms:
+                deadline = ms_earliest(
+                    deadline, ms_add(self.offline_since, self.settings.watchdog_ms))
         deadline = ms_earliest(deadline, ms_add(now, IDLE_RECHECK_MS))
         assert deadline is not None
         return now if ms_diff(deadline, now) < 0 else deadline
@@ -528,7 +353,9 @@ class Controller:
     # ------------------------------------------------------------------ public API
 
     def publish(self, topic: str, data: bytes, qos: int = 1) -> int:
-        """Queue a message for ONLINE. The outbox refuses (ValueError) what can never be sent."""
+        """Queue a message for ONLINE. The outbox refuses (ValueError) what can never be sent.
+
+        C: airfsm_publish() (into the RAM ring)."""
         ident = self.settings.identity
         topic = aliyun.resolve_topic(ident.product_key, ident.device_name, topic)
         enqueue = getattr(self.outbox, "enqueue", None)
@@ -540,132 +367,174 @@ class Controller:
     def request_stop(self) -> None:
         """Shut down cleanly: take no new message, let the one in flight finish (PUBACK
         included), then AT+MDISCONNECT. `stopped` turns true when done; the caller bounds the
-        wait with its own grace period."""
-        self._stopping = True
+        wait with its own grace period. C: airfsm_request_stop()."""
+        self.stopping = True
         if self.state != State.ONLINE and not self.channel.busy:
             self.stopped = True
 
     def replace_port(self, port: Port, now_ms: int) -> None:
-        """The gateway reopened a lost port: start over from AUTOBAUD on it."""
-        with contextlib.suppress(Exception):
+        """The gateway reopened a lost port: start over from AUTOBAUD on it.
+
+        C: airfsm_replace_port()."""
+        try:  # noqa: SIM105 (no contextlib in the core)
             self.port.close()
+        except Exception:  # a vanished device may fail to close: it is gone anyway
+            pass
         self.port = port
         self.port_lost = False
-        self._now = now_ms & 0xFFFFFFFF
+        self.now_ms = now_ms & MS_MASK
         self.channel.reset()
-        self._purpose = Purpose.NONE
+        self.purpose = Purpose.NONE
         self._fire(Trigger.PORT_LOST)
+
+    def close(self) -> None:
+        """The controller is done with: its model leaves the shared Machine. Idempotent.
+
+        Python only (no C twin)."""
+        if self.model in self.machine.models:
+            self.machine.remove_model(self.model)
 
     @property
     def online(self) -> bool:
+        """C: airfsm_online()."""
         return self.state == State.ONLINE
 
     @property
     def failed(self) -> bool:
+        """C: airfsm_failed()."""
         return self.state == State.FAILED
 
-    def status(self) -> dict[str, Any]:
-        """A snapshot for status files and summaries (no secret is in here)."""
-        return {
-            "state": self.state.name,
-            "since_ms": ms_diff(self._now, self.entered_at),
-            "attempt": self.attempt,
-            "step": self._step_name(),
-            "last_trigger": self.last_trigger,
-            "last_error": self.last_error or None,
-            "fail_reason": self.fail_reason.name if self.fail_reason else None,
-            "fail_detail": self.fail_detail or None,
-            "firmware": self.firmware or None,
-            "rssi": self.rssi,
-            "ip": self.ip or None,
-            "port_lost": self.port_lost,
-            "counters": self.counters.as_dict(),
-            "at": {"lines_dropped": self.channel.lines_dropped,
-                   "stray_lines": self.channel.stray_lines, "urcs": self.channel.urcs,
-                   "data_dropped": self.channel.data_dropped,
-                   "payloads_truncated": self.channel.payloads_truncated},
-        }
+    @property
+    def pub_phase(self) -> PubPhase:
+        """Where the publish of the outbox head is. C: airfsm_pub_phase()."""
+        return self.session.pub_phase
+
+    def step(self) -> Step | None:
+        """The current step (None in ONLINE and FAILED, and past the last step).
+
+        C: airfsm_step()."""
+        if self.state == State.ONLINE:
+            return None
+        steps = self.table[self.state].steps
+        index = self.runner.index
+        return steps[index] if index < len(steps) else None
+
+    def step_name(self) -> str | None:
+        """C: airfsm_step_name()."""
+        step = self.step()
+        return step.name if step is not None else None
+
+    # ------------------------------------------------------------------ logging
+
+    def wants(self, level: LogLevel) -> bool:
+        """The hook would take an event of this level (build nothing for one it would not).
+
+        C: airfsm_wants()."""
+        return level >= self.log_level
+
+    def log(self, level: LogLevel, event: LogEvent, a: int = 0, b: int = 0, c: int = 0,
+            data: bytes | bytearray | memoryview = b"") -> None:
+        """Hand an event to the log hook, if it wants its level. C: airfsm_log()."""
+        if level >= self.log_level and self.log_hook is not None:
+            self.log_hook(self, level, event, a, b, c, data)
+
+    def emit_secret(self, secret: bytes, *, lasting: bool = False) -> None:
+        """A value that must never be printed: the host's log hook keeps it from every line it
+        prints, whatever its level. `lasting` (a = 1): the DeviceSecret, for the life of the
+        process; otherwise (a = 0) a session secret of this device (a sign, an iotToken), of
+        which the host keeps only the newest few.
+
+        C: airfsm_emit_secret()."""
+        if self.log_hook is not None:
+            self.log_hook(self, LogLevel.ERROR, LogEvent.SECRET, int(lasting), 0, 0, secret)
 
     # ------------------------------------------------------------------ port I/O
 
     def _read_port(self) -> None:
+        """Feed the channel what the port has, a chunk at a time, at most MAX_READ_PER_TICK.
+
+        C: airfsm_read_port()."""
         if self.port_lost:
             return
+        buf = self.read_buf
         total = 0
         while total < MAX_READ_PER_TICK:
-            try:
-                data = self.port.read(READ_CHUNK)
-            except PortLost as exc:
-                self._lose_port(str(exc))
+            n = self.port.read(buf, len(buf))
+            if n == PORT_LOST:
+                self._lose_port()
                 return
-            if not data:
+            if n == 0:
                 return
-            total += len(data)
-            self.channel.feed(data, self._now)
+            total += n
+            self.channel.feed(buf, self.now_ms, n)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: memoryview) -> None:
+        """C: airfsm_write()."""
         if self.port_lost:
             return
-        try:
-            self.port.write(data)
-        except PortLost as exc:
-            self._lose_port(str(exc))
+        if self.port.write(data) == PORT_LOST:
+            self._lose_port()
 
-    def _lose_port(self, why: str) -> None:
+    def _lose_port(self) -> None:
+        """C: airfsm_lose_port()."""
         self.port_lost = True
-        self.log.warning("port_lost", reason=why, state=self.state.name)
+        self.log(LogLevel.WARNING, LogEvent.PORT_LOST)
 
     # ------------------------------------------------------------------ applying events
 
     def _check_deadlines(self) -> None:
-        now = self._now
-        if self.phase == Phase.WAIT_URC and ms_reached(now, self._urc_deadline):
+        """C: airfsm_check_deadlines()."""
+        now = self.now_ms
+        runner = self.runner
+        if runner.phase == Phase.WAIT_URC and ms_reached(now, runner.urc_deadline):
             self.counters.timeouts += 1
-            self._record(Outcome.FAIL, "wanted URC did not come")
-        if self.state == State.ONLINE:
-            self._check_keepalive()
+            step = self.step()
+            self._record(Outcome.FAIL, Reason.URC_TIMEOUT,
+                         step.urc_timeout_ms if step is not None else 0)
+        online.check_deadlines(self)
         if (self.settings.watchdog_ms and self.state not in (State.ONLINE, State.FAILED)
-                and ms_reached(now, ms_add(self._offline_since, self.settings.watchdog_ms))):
-            self._offline_since = now
-            self._raise_link(Trigger.WATCHDOG)
+                and ms_reached(now, ms_add(self.offline_since, self.settings.watchdog_ms))):
+            self.offline_since = now
+            self.raise_link(Trigger.WATCHDOG)
         # Latch token age every tick so a months-long ONLINE never wraps the 32-bit difference.
-        if not self._token_stale and ms_diff(now, self._token_at) >= self.settings.token_refresh_ms:
-            self._token_stale = True
-        # Backoffs end here, every tick, for the same reason.
-        if self._pub_hold_until is not None and ms_reached(now, self._pub_hold_until):
-            self._pub_hold_until = None
-        if self._store_hold_until is not None and ms_reached(now, self._store_hold_until):
-            self._store_hold_until = None
+        auth = self.auth
+        if not auth.token_stale and (
+                ms_diff(now, auth.token_at) >= self.settings.token_refresh_ms):
+            auth.token_stale = True
 
     def _process(self) -> None:
-        """Apply what the callbacks recorded: a link event beats the step's own outcome."""
-        if self._link_event is not None:
-            trigger, self._link_event = self._link_event, None
-            self._outcome = None
+        """Apply what the callbacks recorded: a link event beats the step's own outcome.
+
+        C: airfsm_process()."""
+        runner = self.runner
+        if self.link_event is not None:
+            trigger, self.link_event = self.link_event, None
+            runner.outcome = None
             self._fire(trigger)
             return
-        if self._body_due:
-            self._body_due = False
-            step = self._step()
+        if runner.body_due:
+            runner.body_due = False
+            step = self.step()
             if step is not None:
-                self.channel.send_data(self._auth_body, self._now, step.timeout_ms)
-        if self._outcome is None:
+                self.channel.send_data(self.auth.body, self.auth.body_len, self.now_ms,
+                                       step.timeout_ms)
+        if runner.outcome is None:
             return
-        outcome, self._outcome = self._outcome, None
-        step = self._step()
+        outcome, runner.outcome = runner.outcome, None
+        step = self.step()
         if step is None:
             return
         if outcome == Outcome.PASS:
             if self.state == State.AUTOBAUD:
-                self._hardware_resets = 0  # the module answers again
-            self.step_index += 1
-            self._polls = 0
-            self.phase = Phase.IDLE
+                self.hardware_resets = 0  # the module answers again
+            runner.index += 1
+            runner.polls = 0
+            runner.phase = Phase.IDLE
             if step.settle_ms:
                 self._wait(step.settle_ms)
         elif outcome == Outcome.NOT_YET:
-            self._polls += 1
-            if self._polls > step.poll_limit:
+            runner.polls += 1
+            if runner.polls > step.poll_limit:
                 self._fail_state(step, rejected=False)
             else:
                 self._wait(step.poll_ms)
@@ -675,12 +544,13 @@ class Controller:
             self._fail_state(step, rejected=outcome == Outcome.REJECTED)
 
     def _fail_state(self, step: Step, *, rejected: bool) -> None:
-        """A step failed for good: retry the state after backoff, or escalate."""
+        """A step failed for good: retry the state after backoff, or escalate.
+
+        C: airfsm_fail_state()."""
         if step.on_fail is not None:
             self._fire(step.on_fail)
             return
-        row = self.table[self.state]
-        policy = row.policy
+        policy = self.table[self.state].policy
         if policy is None:
             return
         retries = policy.retries
@@ -688,853 +558,394 @@ class Controller:
             retries = self.settings.auth_attempts - 1
         if self.attempt <= retries:
             delay = backoff_ms(self.attempt, policy.backoff_base_ms, policy.backoff_cap_ms,
-                               self._rng)
-            self._resume_at = ms_add(self._now, delay)
+                               self.rng)
+            self.runner.resume_at = ms_add(self.now_ms, delay)
             self._fire(Trigger.RETRY)
-        elif rejected and (self.state, Trigger.FATAL) in self._edges:
-            self._fail(FailReason.CREDENTIALS,
-                       f"auth server rejected the device: code {self.auth_code} "
-                       f"({aliyun.describe_auth_code(self.auth_code)})")
-        elif self.hardware_reset is not None and self._hardware_resets < policy.hardware_resets:
-            self._hardware_resets += 1
-            self.log.warning("hardware_reset", state=self.state.name,
-                             reset=self._hardware_resets, of=policy.hardware_resets)
+        elif rejected and (self.state, Trigger.FATAL) in self.edges:
+            self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED, self.auth_code)
+        elif self.hardware_reset is not None and self.hardware_resets < policy.hardware_resets:
+            self.hardware_resets += 1
+            self.log(LogLevel.WARNING, LogEvent.HARDWARE_RESET, self.hardware_resets,
+                     policy.hardware_resets)
             try:
                 self.hardware_reset()
-            except Exception as exc:
-                self.log.error("hardware_reset_failed", error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # the host's callback: its failure is logged, no more
+                self._log_error(LogEvent.HARDWARE_RESET_FAILED, exc)
             self._fire(Trigger.HARDWARE_RESET)
         else:
             if policy.on_exhausted == State.FAILED and self.state == State.AUTOBAUD:
-                self.fail_reason = FailReason.NO_RESPONSE
-                self.fail_detail = "the module does not answer AT" + (
-                    f" (not even after {self._hardware_resets} RESET-pin pulses)"
-                    if self._hardware_resets else "")
+                self.set_failure(FailReason.NO_RESPONSE, Reason.MODULE_MUTE,
+                                 self.hardware_resets)
             self._fire(Trigger.EXHAUSTED)
 
-    def _fail(self, reason: FailReason, detail: str) -> None:
+    def set_failure(self, reason: FailReason, cause: Reason, detail: int) -> None:
+        """Why FAILED, should the machine get there (the judge, the retry policy).
+
+        C: airfsm_set_failure()."""
         self.fail_reason = reason
-        self.fail_detail = detail
-        if (self.state, Trigger.FATAL) in self._edges:
+        self.fail_cause = cause
+        self.fail_cause_detail = detail
+
+    def _fail(self, reason: FailReason, cause: Reason, detail: int) -> None:
+        """C: airfsm_fail()."""
+        self.set_failure(reason, cause, detail)
+        if (self.state, Trigger.FATAL) in self.edges:
             self._fire(Trigger.FATAL)
         else:  # e.g. an internal error in a state with no FATAL edge: go there directly
-            self._model.fsm_state = State.FAILED.name
+            self.model.fsm_state = State.FAILED.name
             self._enter(self.state, State.FAILED, Trigger.FATAL, None)
 
     def _fire(self, trigger: Trigger) -> bool:
-        edge = self._edges.get((self.state, trigger))
+        """Take the edge (state, trigger) if the table has it: the shared Machine moves this
+        controller's model, then `_enter` does what entering the new state means.
+
+        C: airfsm_fire()."""
+        edge = self.edges.get((self.state, trigger))
         if edge is None:
             return False
-        self._pending_trigger = trigger
-        self._pending_edge = edge
-        self._model.trigger(edge.trigger_name)
+        source = self.state
+        self.model.trigger(edge.trigger_name)
+        self._enter(source, State[self.model.fsm_state], trigger, edge)
         return True
 
-    def _on_transition(self, event: Any) -> None:
-        """transitions' after_state_change: every change, reflexive RETRY included."""
-        source = State[event.transition.source]
-        dest = State[self._model.fsm_state]
-        trigger = self._pending_trigger if self._pending_trigger is not None else Trigger.DONE
-        self._enter(source, dest, trigger, self._pending_edge)
-        self._pending_trigger = None
-        self._pending_edge = None
-
     def _enter(self, source: State, dest: State, trigger: Trigger, edge: Edge | None) -> None:
-        now = self._now
-        attempt = self.attempt + 1 if trigger == Trigger.RETRY else 1
-        details: dict[str, Any] = {}
-        if trigger != Trigger.DONE and self._step_name():
-            details["step"] = self._step_name()  # where the state was when it was left
-        if dest == State.FAILED:
-            details["reason"] = self.fail_detail
-        self.log.info("state", **{"from": source.name}, to=dest.name,
-                      trigger=trigger.name.lower(), attempt=attempt,
-                      elapsed_ms=ms_diff(now, self.entered_at), **details)
+        """C: airfsm_enter()."""
+        now = self.now_ms
+        runner = self.runner
+        elapsed = ms_diff(now, self.entered_at)
         self.counters.transitions += 1
         if trigger not in (Trigger.DONE, Trigger.RETRY):
-            name = trigger.name.lower()
-            self.counters.reconnects[name] = self.counters.reconnects.get(name, 0) + 1
+            self.counters.reconnects[trigger] += 1
         self.last_trigger = trigger.name.lower()
         self.state = dest
-        self.attempt = attempt
+        self.attempt = self.attempt + 1 if trigger == Trigger.RETRY else 1
+        # Logged with the runner still where the source state was left (its step is named).
+        self.log(LogLevel.INFO, LogEvent.STATE, source, trigger, elapsed)
         self.entered_at = now
-        self.step_index = 0
-        self._polls = 0
-        self._urc_seen = b""
-        self._body_due = False
-        self._outcome = None
+        runner.index = 0
+        runner.polls = 0
+        runner.urc_seen = URC_NONE
+        runner.body_due = False
+        runner.outcome = None
         if edge is not None and edge.reset_module:
-            self._reset_requested = True
+            self.reset_requested = True
         if dest == State.AUTOBAUD and trigger != Trigger.RETRY:
             # The module restarted (or is about to): it forgot the command in flight and may
             # have stopped inside a length-counted payload. Start the byte stream afresh.
             self.channel.reset()
-            self._purpose = Purpose.NONE
+            self.purpose = Purpose.NONE
         elif self.channel.busy:
-            self._purpose = Purpose.DISCARD  # its answer still comes: let it land harmlessly
+            self.purpose = Purpose.DISCARD  # its answer still comes: let it land harmlessly
         if trigger == Trigger.RETRY:
-            self.phase = Phase.WAIT_UNTIL  # _fail_state set _resume_at to the backoff
+            runner.phase = Phase.WAIT_UNTIL  # _fail_state set resume_at to the backoff
         elif trigger == Trigger.DONE or dest == State.FAILED:
-            self.phase = Phase.IDLE
+            runner.phase = Phase.IDLE
         else:
             # Escalations and link losses back off too, or a flapping link would hammer the
             # network in a tight loop: the first is immediate, the next ones wait longer.
-            self._escalations += 1
+            self.escalations += 1
             delay = 0
-            if self._escalations > 1:
-                delay = backoff_ms(self._escalations - 1, ESCALATION_BACKOFF_MS[0],
-                                   ESCALATION_BACKOFF_MS[1], self._rng)
+            if self.escalations > 1:
+                delay = backoff_ms(self.escalations - 1, ESCALATION_BACKOFF_MS[0],
+                                   ESCALATION_BACKOFF_MS[1], self.rng)
             self._wait(delay)
         if source == State.ONLINE or dest == State.ONLINE:
-            self._reset_online()
+            online.reset(self)
         if dest == State.ONLINE:
-            self._next_probe_at = ms_add(now, self.settings.liveness_ms)
-        else:
-            if source == State.ONLINE:
-                self._offline_since = now
+            self.session.next_probe_at = ms_add(now, self.settings.liveness_ms)
+        elif source == State.ONLINE:
+            self.offline_since = now
         if dest in (State.AUTOBAUD, State.VERSION_CHECK):
-            self._module_hex = False  # a module that restarted is back in text mode
-            self._cache_pending = False  # ... and its message cache is empty
+            online.module_restarted(self)
         if self.on_state is not None:
             try:
                 self.on_state(source, dest, trigger.name.lower())
-            except Exception as exc:
-                self.log.error("on_state_failed", error=str(exc))
-
-    def _reset_online(self) -> None:
-        """The MQTT session started or ended: PUBACKs of the old one will never come."""
-        if self._attempt_of is not None:
-            # Counted against the message's budget like any failed attempt, so a message that
-            # makes the broker drop the session cannot cause endless reconnects.
-            self._publish_failed("the MQTT session ended before its PUBACK")
-        self.pub_phase = PubPhase.NONE
-        self._pub_message = None
-        self._pub_sends = 0
-        self._stale_pubacks = 0
-        self._probe_due = False
-        self._silence = 0
-        self._reset_session()
+            except Exception as exc:  # the application's callback: logged, no more
+                self._log_error(LogEvent.ON_STATE_FAILED, exc, with_type=False)
 
     def _wait(self, delay_ms: int) -> None:
-        self.phase = Phase.WAIT_UNTIL
-        self._resume_at = ms_add(self._now, delay_ms)
+        """C: airfsm_wait()."""
+        self.runner.phase = Phase.WAIT_UNTIL
+        self.runner.resume_at = ms_add(self.now_ms, delay_ms)
 
-    def _record(self, outcome: Outcome, why: str = "") -> None:
-        """A step's verdict, applied by `_process` once the bytes of this tick are digested."""
-        self._outcome = outcome
-        self.phase = Phase.IDLE
-        if outcome != Outcome.PASS and why:
-            self.last_error = f"{self.state.name} {self._step_name()}: {why}"
-            self.log.info("step", state=self.state.name, step=self._step_name(),
-                          outcome=outcome.name.lower(), why=why)
+    def _record(self, outcome: Outcome, reason: Reason = Reason.NONE, detail: int = 0) -> None:
+        """A step's verdict, applied by `_process` once the bytes of this tick are digested.
 
-    def _raise_link(self, trigger: Trigger) -> None:
-        if (self.state, trigger) not in self._edges:
+        C: airfsm_record()."""
+        self.runner.outcome = outcome
+        self.runner.phase = Phase.IDLE
+        if outcome != Outcome.PASS and reason != Reason.NONE:
+            self.last_error = StepError(self.state, self.runner.index, reason, detail)
+            self.log(LogLevel.INFO, LogEvent.STEP, outcome, reason, detail)
+
+    def raise_link(self, trigger: Trigger) -> None:
+        """A link event for _process, unless a bigger one is already raised this tick.
+
+        C: airfsm_raise_link()."""
+        if (self.state, trigger) not in self.edges:
             return
-        current = self._link_event
-        if current is None or _PRIORITY.get(trigger, 0) > _PRIORITY.get(current, 0):
-            self._link_event = trigger
+        current = self.link_event
+        if current is None or link_priority(trigger) > link_priority(current):
+            self.link_event = trigger
+
+    def _log_error(self, event: LogEvent, exc: Exception, *, with_type: bool = True) -> None:
+        """A host or application callback raised: say what, if the hook wants errors.
+
+        Python only (no C twin)."""
+        if self.wants(LogLevel.ERROR):
+            text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
+            self.log(LogLevel.ERROR, event, data=text.encode("utf-8", "replace"))
 
     # ------------------------------------------------------------------ sending
 
     def _advance(self) -> None:
+        """C: airfsm_advance()."""
         if self.state == State.FAILED or self.port_lost or self.channel.busy or self.stopped:
             return
-        if self._stopping and self.state != State.ONLINE:
+        if self.stopping and self.state != State.ONLINE:
             self.stopped = True  # nothing in flight that matters: no session to close
             return
-        if self._link_event is not None or self._outcome is not None:
+        runner = self.runner
+        if self.link_event is not None or runner.outcome is not None:
             return
         if self.state == State.ONLINE:
-            self._advance_online()
+            online.advance(self)
             return
-        if self.phase == Phase.WAIT_UNTIL:
-            if not ms_reached(self._now, self._resume_at):
+        if runner.phase == Phase.WAIT_UNTIL:
+            if not ms_reached(self.now_ms, runner.resume_at):
                 return
-            self.phase = Phase.IDLE
-        if self.phase != Phase.IDLE:
+            runner.phase = Phase.IDLE
+        if runner.phase != Phase.IDLE:
             return
-        if self.state == State.MQTT_CONNECT and self.step_index == 0 and self._token_stale:
+        if self.state == State.MQTT_CONNECT and runner.index == 0 and self.auth.token_stale:
             self._fire(Trigger.TOKEN_REJECTED)  # no token, or one about to expire
             return
-        if self.state == State.HTTP_AUTH and self.step_index == 0:
+        if self.state == State.HTTP_AUTH and runner.index == 0:
             self._prepare_auth()
-        row = self.table[self.state]
-        while self.step_index < len(row.steps):
-            step = row.steps[self.step_index]
+        steps = self.table[self.state].steps
+        while runner.index < len(steps):
+            step = steps[runner.index]
             if not self._step_applies(step.when):
-                self.step_index += 1
+                runner.index += 1
                 continue
             if step.when == Cond.RESET_REQUESTED:
-                self._reset_requested = False
-            self._send_step(step)
+                self.reset_requested = False
+            self.send_step(step)
             return
         if self._fire(Trigger.DONE):
             self._advance()  # start the new state's first step in this same tick
 
     def _step_applies(self, when: Cond) -> bool:
+        """C: airfsm_step_applies()."""
         if when == Cond.RESET_REQUESTED:
-            return self._reset_requested
+            return self.reset_requested
         if when == Cond.RETRYING:
             return self.attempt > 1
         return True
 
-    def _send_step(self, step: Step) -> None:
-        command = step.command.format_map(self._template_values())
-        self._urc_seen = b""
-        self.phase = Phase.WAIT_FINAL
+    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None:
+        """Expand the step's command into the command buffer and send it. C: airfsm_send_step()."""
+        if purpose == Purpose.STEP:
+            self.runner.urc_seen = URC_NONE
+            self.runner.phase = Phase.WAIT_FINAL
         # A step that waits for a bare final code as its URC (AT+MCONNECT: OK, then ERROR when
         # refused) asks the channel to pass that code on rather than count it stray.
-        final_urc = any(is_final_code(u.encode("ascii")) for u in step.urc_ok + step.urc_fail)
-        self._send(command.encode("ascii"), step.timeout_ms, Purpose.STEP, prompt=step.prompt,
-                   final_urc=final_urc)
+        self._send(expand(step.pieces, self.values, self.cmd_buf), step.timeout_ms, purpose,
+                   prompt=step.prompt, final_urc=step.final_urc)
 
-    def _send(self, command: bytes, timeout_ms: int, purpose: Purpose, *,
+    def send_literal(self, command: bytes, timeout_ms: int, purpose: Purpose) -> None:
+        """Send a command built elsewhere (AT+MPUB): copied into the command buffer.
+
+        C: airfsm_send_literal()."""
+        n = len(command)
+        if n >= len(self.cmd_buf):
+            self._send(EXPAND_FAILED, timeout_ms, purpose)
+            return
+        self.cmd_buf[:n] = command  # C: memcpy
+        self._send(n, timeout_ms, purpose)
+
+    def _send(self, length: int, timeout_ms: int, purpose: Purpose, *,
               prompt: bool = False, final_urc: bool = False) -> None:
-        self._purpose = purpose
-        self.log.debug("at_tx", command=log.redact(command.decode("latin-1")),
-                       state=self.state.name)
-        self.channel.send(command, self._now, timeout_ms, expect_prompt=prompt,
+        """Send the command in cmd_buf[:length]. A command that did not fit (EXPAND_FAILED) is
+        handed over at the buffer's full length: the channel refuses it whole, answering ERROR
+        as a module answers a bad command. C: airfsm_send()."""
+        if length < 0:
+            length = len(self.cmd_buf)
+        self.purpose = purpose
+        if self.wants(LogLevel.DEBUG):
+            self.log(LogLevel.DEBUG, LogEvent.AT_TX, data=memoryview(self.cmd_buf)[:length])
+        self.channel.send(self.cmd_buf, length, self.now_ms, timeout_ms, expect_prompt=prompt,
                           final_urc=final_urc)
 
-    def _template_values(self) -> dict[str, object]:
+    def _init_values(self) -> None:
+        """The values of the template placeholders that come from the settings (the rest are
+        set as the steps learn them: the body length, the credentials, the reply's host).
+
+        C: airfsm_init_values()."""
         s = self.settings
         ident = s.identity
-        host, port = aliyun.mqtt_endpoint(ident)
-        return {
-            "apn": s.apn,
-            "auth_url": aliyun.auth_url(ident.region),
-            "content_type": CONTENT_TYPE,
-            "body_len": len(self._auth_body),
-            "body_window_ms": s.body_window_ms,
-            "client_id": ident.effective_client_id,
-            "iot_id": self._iot_id,
-            "iot_token": self._iot_token,
-            "mqtt_host": s.mqtt_host or self._reply_host or host,
-            "mqtt_port": s.mqtt_port or self._reply_port or port,
-            "keepalive_s": s.keepalive_s,
-            "sub_topic": s.sub_topic or aliyun.topic_get(ident.product_key, ident.device_name),
-            "sub_qos": s.sub_qos,
-        }
+        v = self.values
+        v[Placeholder.APN] = s.apn.encode("ascii")
+        v[Placeholder.AUTH_URL] = aliyun.auth_url(ident.region).encode("ascii")
+        v[Placeholder.CONTENT_TYPE] = CONTENT_TYPE.encode("ascii")
+        v[Placeholder.BODY_LEN] = 0
+        v[Placeholder.BODY_WINDOW_MS] = s.body_window_ms
+        v[Placeholder.CLIENT_ID] = ident.effective_client_id.encode("ascii")
+        v[Placeholder.IOT_ID] = b""
+        v[Placeholder.IOT_TOKEN] = b""
+        v[Placeholder.KEEPALIVE_S] = s.keepalive_s
+        sub_topic = s.sub_topic or aliyun.topic_get(ident.product_key, ident.device_name)
+        v[Placeholder.SUB_TOPIC] = sub_topic.encode("ascii")
+        v[Placeholder.SUB_QOS] = s.sub_qos
+        self._set_mqtt_endpoint()
+
+    def _set_mqtt_endpoint(self) -> None:
+        """The broker: the settings', else the auth reply's, else the region's default.
+
+        C: airfsm_set_mqtt_endpoint()."""
+        s = self.settings
+        host, port = aliyun.mqtt_endpoint(s.identity)
+        self.values[Placeholder.MQTT_HOST] = (
+            s.mqtt_host or self.auth.reply_host or host).encode("ascii")
+        self.values[Placeholder.MQTT_PORT] = s.mqtt_port or self.auth.reply_port or port
 
     def _prepare_auth(self) -> None:
-        """A fresh auth body per HTTP_AUTH entry; its sign is a secret."""
+        """A fresh auth body per HTTP_AUTH entry; its sign is a secret. C: airfsm_prepare_auth()."""
         s = self.settings
+        auth = self.auth
         form = aliyun.auth_form(s.identity, s.sign_method)  # one HMAC per auth
-        log.register_session_secret(s.identity.device_name, form.sign)
-        self._auth_body = form.body
-        self._iot_id = ""
-        self._iot_token = ""
+        self.emit_secret(form.sign.encode("ascii"))
+        body = form.body
+        n = min(len(body), len(auth.body))  # BODY_CAPACITY holds the longest identity's
+        auth.body[:n] = body[:n]  # C: memcpy
+        auth.body_len = n
+        auth.iot_id = ""
+        auth.iot_token = ""
+        self.values[Placeholder.BODY_LEN] = n
+        self.values[Placeholder.IOT_ID] = b""
+        self.values[Placeholder.IOT_TOKEN] = b""
+
+    def take_credentials(self, reply: aliyun.AuthReply) -> None:
+        """The auth passed (the judge says so): the credentials and broker for MQTT_CONNECT.
+
+        C: airfsm_take_credentials()."""
+        auth = self.auth
+        auth.iot_id = reply.iot_id
+        auth.iot_token = reply.iot_token
+        self.values[Placeholder.IOT_ID] = reply.iot_id.encode("ascii")
+        self.values[Placeholder.IOT_TOKEN] = reply.iot_token.encode("ascii")
+        auth.reply_host = reply.mqtt_host
+        auth.reply_port = reply.mqtt_port
+        self._set_mqtt_endpoint()
+        auth.token_at = self.now_ms
+        auth.token_stale = False
 
     # ------------------------------------------------------------------ callbacks from AtChannel
 
     def _on_response(self, resp: AtResponse) -> None:
-        purpose = self._purpose
+        """C: airfsm_on_response()."""
+        purpose = self.purpose
         if resp.result != AtResult.PROMPT:
-            self._purpose = Purpose.NONE
+            self.purpose = Purpose.NONE
         if resp.result == AtResult.TIMEOUT:
             self.counters.timeouts += 1
-            self.log.info("at_timeout", command=resp.command.decode("latin-1"),
-                          state=self.state.name)
+            if self.wants(LogLevel.INFO):
+                self.log(LogLevel.INFO, LogEvent.AT_TIMEOUT, data=resp.command)
         elif self.state == State.ONLINE:
-            self._silence = 0
+            online.on_answered(self)
         if purpose == Purpose.STEP:
             self._on_step_response(resp)
         elif purpose == Purpose.PUBLISH:
-            self._on_publish_response(resp)
+            online.on_publish_response(self, resp)
         elif purpose == Purpose.PROBE:
-            self._on_probe_response(resp)
+            online.on_probe_response(self, resp)
         elif purpose == Purpose.STOP:
             self.stopped = True
         elif purpose == Purpose.KEEPALIVE:
-            self._on_keepalive_response(resp)
+            online.on_keepalive_response(self, resp)
         elif purpose == Purpose.CACHE_READ:
-            self._on_cache_read_response(resp)
+            online.on_cache_read_response(self, resp)
         elif purpose == Purpose.MODE:
-            self._on_mode_response(resp)
+            online.on_mode_response(self, resp)
 
     def _on_step_response(self, resp: AtResponse) -> None:
-        step = self._step()
-        if step is None or self.phase != Phase.WAIT_FINAL:
+        """C: airfsm_on_step_response()."""
+        step = self.step()
+        runner = self.runner
+        if step is None or runner.phase != Phase.WAIT_FINAL:
             return
         if resp.result == AtResult.PROMPT:
-            self._body_due = True
+            runner.body_due = True
             return
-        if step.check == Check.ANY:
-            self._record(Outcome.PASS)
-            return
-        if resp.result == AtResult.TIMEOUT:
-            self._record(Outcome.FAIL, f"{step.command.split('=')[0]}: no answer")
-            return
-        outcome, why = self._judge(step, resp)
+        outcome, reason, detail = judge_answer(self, step, resp)
         if outcome != Outcome.PASS or not (step.urc_ok or step.urc_fail):
-            self._record(outcome, why)
+            self._record(outcome, reason, detail)
             return
-        if self._urc_seen:  # the URC overtook the final code
-            self._judge_urc(step, self._urc_seen)
+        if runner.urc_seen != URC_NONE:  # the URC overtook the final code
+            self._record(*judge_urc(self, step, runner.urc_seen, runner.urc_seen_line))
             return
-        self.phase = Phase.WAIT_URC
-        self._urc_deadline = ms_add(self._now, step.urc_timeout_ms)
+        runner.phase = Phase.WAIT_URC
+        runner.urc_deadline = ms_add(self.now_ms, step.urc_timeout_ms)
 
-    def _on_urc(self, line: bytes, data: bytes) -> None:
-        if line.startswith(b"+MSUB"):
+    def _on_urc(self, urc: int, line: bytes, data: bytes) -> None:
+        """What a URC means, by its row of the URC table: a message, a step's awaited URC, a
+        PUBACK, a keepalive's SUBACK, a link loss - in that order. C: airfsm_on_urc()."""
+        row = URCS[urc] if urc != URC_NONE else None
+        if row is not None and row.kind == UrcKind.MSUB:
             slot = msub_cache_slot(line)
             if slot >= 0:
-                # AT+MQTTMSGSET=1 after all: the module keeps the message; fetch it.
-                self.counters.downlinks_cached += 1
-                self.log.info("downlink_cached", slot=slot, state=self.state.name)
-                self._cache_pending = True
+                online.cache_notice(self, slot)
                 return
             if not is_msub_message(line):
                 # Neither a message nor a cache notice (the manual's table abbreviates the
                 # header as `<topic>,<len>,<message>`; every example shows ` byte,`): never a
                 # message with an empty topic.
-                self.log.warning("msub_unparsed", urc=log.redact(line.decode("latin-1")))
+                self.log(LogLevel.WARNING, LogEvent.MSUB_UNPARSED, data=line)
                 return
             self._deliver(line, data)
             return
-        step = self._step()
-        if (step is not None and self.phase in (Phase.WAIT_FINAL, Phase.WAIT_URC)
-                and _matches(line, step.urc_ok + step.urc_fail)):
-            if self.phase == Phase.WAIT_URC:
-                self._judge_urc(step, line)
+        step = self.step()
+        runner = self.runner
+        if (step is not None and runner.phase in (Phase.WAIT_FINAL, Phase.WAIT_URC)
+                and (urc in step.urc_ok_ids or urc in step.urc_fail_ids)):
+            if runner.phase == Phase.WAIT_URC:
+                self._record(*judge_urc(self, step, urc, line))
             else:
-                self._urc_seen = bytes(line)
+                runner.urc_seen = urc
+                runner.urc_seen_line = line
             return
-        if line.startswith(b"PUBACK"):
-            self._session_proof_at = self._now
-            self._on_puback()
+        if row is None:
+            self.log(LogLevel.DEBUG, LogEvent.URC, data=line)
             return
-        if line.startswith(b"SUBACK") and self.keepalive_phase != KeepalivePhase.NONE:
-            self._on_keepalive_suback()
+        if row.kind == UrcKind.PUBACK:
+            online.on_puback(self)
             return
-        for prefix, trigger in _LINK_URCS:
-            if line.startswith(prefix):
-                if trigger == Trigger.REBOOTED and self.state == State.AUTOBAUD:
-                    return  # boot URCs are what AUTOBAUD expects
-                self.log.info("link_urc", urc=log.redact(line.decode("latin-1")),
-                              state=self.state.name)
-                self._raise_link(trigger)
-                return
-        self.log.debug("urc", urc=log.redact(line.decode("latin-1")), state=self.state.name)
+        if urc in SESSION_KEEPALIVE.urc_ok_ids and online.suback_awaited(self):
+            online.on_suback(self)
+            return
+        if row.trigger is not None:
+            if row.trigger == Trigger.REBOOTED and self.state == State.AUTOBAUD:
+                return  # boot URCs are what AUTOBAUD expects
+            self.log(LogLevel.INFO, LogEvent.LINK_URC, urc, data=line)
+            self.raise_link(row.trigger)
+            return
+        self.log(LogLevel.DEBUG, LogEvent.URC, data=line)
 
     def _on_truncated(self, header: bytes, declared: int, received: int) -> None:
         """The channel dropped a length-counted payload that came short (bytes lost on the UART;
-        the vendor's changelog (V401857) names fast downlinks)."""
-        what = "downlink" if header.startswith(b"+MSUB") else "http body"
-        if what == "downlink":
+        the vendor's changelog (V401857) names fast downlinks). C: airfsm_on_truncated()."""
+        if header.startswith(b"+MSUB"):
             self.counters.downlinks_truncated += 1
-        self.log.warning("payload_truncated", what=what,
-                         topic=msub_topic(header).decode("utf-8", "replace") or None,
-                         declared=declared, received=received, state=self.state.name)
+        self.log(LogLevel.WARNING, LogEvent.PAYLOAD_TRUNCATED, declared, received, data=header)
 
     def _deliver(self, line: bytes, data: bytes) -> None:
-        topic = msub_topic(line).decode("utf-8", "replace")
+        """C: airfsm_deliver()."""
+        topic = msub_topic(line)
         self.counters.inbound += 1
-        self.log.info("inbound", topic=topic, bytes=len(data))
+        self.log(LogLevel.INFO, LogEvent.INBOUND, len(data), data=topic)
         if self.on_message is None:
             return
         try:
-            self.on_message(topic, bytes(data))
-        except Exception as exc:
-            self.log.error("on_message_failed", error=f"{type(exc).__name__}: {exc}")
-
-    # ------------------------------------------------------------------ judging answers
-
-    def _judge(self, step: Step, resp: AtResponse) -> tuple[Outcome, str]:
-        """The `switch (step->check)` of the C twin: what this answer means for this step."""
-        ok = resp.result == AtResult.OK
-        check = step.check
-        if check == Check.BEARER_OPEN:
-            # ERROR / +CME ERROR: 3 usually means "already open": the query step decides.
-            return Outcome.PASS, ""
-        if not ok:
-            if check == Check.SIM_READY and resp.result == AtResult.CME_ERROR:
-                return Outcome.NOT_YET, f"SIM not ready ({_describe(resp)})"
-            return Outcome.FAIL, f"{step.name}: {_describe(resp)}"
-        if check == Check.OK:
-            return Outcome.PASS, ""
-        if check == Check.VERSION:
-            return self._judge_version(resp)
-        if check == Check.SIM_READY:
-            line = _find(resp, b"+CPIN:")
-            if line is not None and b"READY" in line:
-                return Outcome.PASS, ""
-            return Outcome.NOT_YET, "SIM not ready"
-        if check == Check.SIGNAL:
-            value = field_uint(_find(resp, b"+CSQ:"), 0)
-            self.rssi = value if value >= 0 else 99
-            return Outcome.PASS, ""
-        if check == Check.ATTACHED:
-            value = field_uint(_find(resp, b"+CGATT"), 0)
-            if value == 1:
-                return Outcome.PASS, ""
-            return Outcome.NOT_YET, "not attached yet (+CGATT: 0)"
-        if check == Check.BEARER_QUERY:
-            return self._judge_bearer(resp)
-        if check == Check.HTTP_STATUS:
-            return Outcome.PASS, ""  # the status comes in the +HTTPACTION URC
-        if check == Check.AUTH_REPLY:
-            if resp.truncated:
-                return Outcome.FAIL, "auth reply truncated (bytes lost on the UART)"
-            return self._judge_auth(resp)
-        if check == Check.MQTT_STATUS:
-            status = _mqtt_status(resp)
-            return (Outcome.PASS, "") if status == 1 else (Outcome.FAIL, f"mqtt status {status}")
-        return Outcome.FAIL, "unknown check"
-
-    def _judge_urc(self, step: Step, line: bytes) -> None:
-        if _matches(line, step.urc_fail):
-            self._record(Outcome.FAIL, line.decode("latin-1"))
-            return
-        if step.check == Check.HTTP_STATUS:
-            # +HTTPACTION: 1,<status>,<len>   (also without the space)
-            self.http_status = max(field_uint(line, 1), 0)
-            if self.http_status == 200:
-                self._record(Outcome.PASS)
-            else:
-                self._record(Outcome.FAIL, f"HTTP status {self.http_status}")
-            return
-        self._record(Outcome.PASS)
-
-    def _judge_version(self, resp: AtResponse) -> tuple[Outcome, str]:
-        for line in resp.lines:
-            version = _firmware_version(line)
-            if version is not None:
-                text = line.decode("latin-1")
-                if text.startswith("+CGMR:"):
-                    text = text[6:].strip().strip('"')
-                self.firmware = text
-                self.firmware_version = version
-                if version < MIN_FIRMWARE:
-                    self.fail_reason = FailReason.FIRMWARE
-                    self.fail_detail = (f"firmware {text} is older than V{MIN_FIRMWARE}: "
-                                        "it cannot connect to Alibaba Cloud")
-                    return Outcome.FATAL, self.fail_detail
-                return Outcome.PASS, ""
-        return Outcome.FAIL, "no version in the AT+CGMR answer"
-
-    def _judge_bearer(self, resp: AtResponse) -> tuple[Outcome, str]:
-        line = _find(resp, b"+SAPBR")
-        status = field_uint(line, 1)
-        if status == 1 and line is not None:
-            start, end = field_span(line, 2)
-            self.ip = line[start:end].strip(b'"').decode("latin-1")
-            return Outcome.PASS, ""
-        if status == 0:
-            return Outcome.NOT_YET, "bearer connecting"
-        return Outcome.FAIL, f"bearer status {status}"
-
-    def _judge_auth(self, resp: AtResponse) -> tuple[Outcome, str]:
-        reply = aliyun.parse_auth_reply(resp.data)
-        self.auth_code = reply.code
-        if reply.iot_token:
-            log.register_session_secret(self.settings.identity.device_name, reply.iot_token)
-        if not reply.ok:
-            # A reply we could not parse is a transport problem, a code is the server's verdict.
-            if reply.code in (aliyun.AUTH_UNPARSEABLE, 200):
-                return Outcome.FAIL, f"auth reply unusable: {reply.message}"
-            return Outcome.REJECTED, (f"auth code {reply.code} "
-                                      f"({aliyun.describe_auth_code(reply.code)})")
-        self._iot_id = reply.iot_id
-        self._iot_token = reply.iot_token
-        self._reply_host = reply.mqtt_host
-        self._reply_port = reply.mqtt_port
-        self._token_at = self._now
-        self._token_stale = False
-        return Outcome.PASS, ""
-
-    # ------------------------------------------------------------------ ONLINE
-
-    def _advance_online(self) -> None:
-        now = self._now
-        if self._escalations and ms_diff(now, self.entered_at) >= self.settings.liveness_ms:
-            self._escalations = 0  # ONLINE has held for a while: the link is good again
-        if self.pub_phase == PubPhase.WAIT_PUBACK and ms_reached(now, self._pub_deadline):
-            # The PUBACK may still come late; _on_puback copes with that.
-            self.counters.timeouts += 1
-            self.pub_phase = PubPhase.NONE
-            self._publish_failed(f"no PUBACK within {self.settings.puback_timeout_ms} ms")
-            self._probe_due = True
-        if self._probe_due or ms_reached(now, self._next_probe_at):
-            self._probe_due = False
-            self._next_probe_at = ms_add(now, self.settings.liveness_ms)
-            self.counters.probes += 1
-            self._send(LIVENESS_PROBE.command.encode("ascii"), LIVENESS_PROBE.timeout_ms,
-                       Purpose.PROBE)
-            return
-        if self._advance_session():
-            return
-        if self.pub_phase != PubPhase.NONE:
-            return
-        if self._stale_pubacks:
-            # A PUBACK owed to the previous message may still come. Sending now would let it be
-            # taken for this message's: wait until it comes or can no longer come.
-            if not ms_reached(now, self._stale_until):
-                return
-            self._stale_pubacks = 0
-        if self._stopping:
-            self._send(b"AT+MDISCONNECT", 5_000, Purpose.STOP)
-            return
-        if self._pub_hold_until is not None or self._store_hold_until is not None:
-            return  # backing off: after a failed attempt, or from a store that refused
-        if not self._settle_outbox():
-            return  # a write is still owed to the store
-        self._publish_head()
-
-    def _publish_head(self) -> None:
-        """Start or continue an attempt at the outbox head: the mode switch, then AT+MPUB."""
-        try:
-            message = self.outbox.peek()
-        except OutboxUnavailable as exc:
-            self._store_unavailable("peek", exc)
-            return
-        if message is not None and self._attempt_of != message.id and (
-                not self._start_attempt(message)):
-            return
-        want_hex = message is not None and (
-            payload.classify_payload(message.payload)[0] == payload.HEX)
-        if want_hex != self._module_hex:
-            self._send(b"AT+MQTTMODE=1" if want_hex else b"AT+MQTTMODE=0", 5_000, Purpose.MODE)
-            return
-        if message is None:
-            return
-        try:
-            command = payload.encode_mpub_command(message.topic, message.payload, message.qos,
-                                                  self._module_hex)
-        except ValueError as exc:  # refused at enqueue time normally: keep it, let others pass
-            self._dead_letter(message, str(exc))
-            return
-        if self._pub_message is None or self._pub_message.id != message.id:
-            self._pub_message = message
-            self._pub_sends = 0
-        if self._attempt_no > 1:
-            self.counters.publish_retried += 1
-        self.pub_phase = PubPhase.WAIT_OK
-        self.counters.publish_sent += 1
-        self._send(command, self.settings.publish_timeout_ms, Purpose.PUBLISH)
-
-    def _start_attempt(self, message: OutboundMessage) -> bool:
-        """Count a new attempt of `message` in the store before anything is sent for it, so a
-        crash cannot hide a send from its budget; False when it must not be sent now."""
-        if message.attempts >= self.settings.publish_attempts:
-            last = f" (last: {self._last_failure})" if self._last_failure else ""
-            self._dead_letter(message, f"{message.attempts} attempts without PUBACK{last}")
-            return False
-        try:
-            attempts = self.outbox.mark_attempt(message.id)
-        except OutboxUnavailable as exc:
-            self._store_unavailable("mark_attempt", exc)
-            return False
-        self._store_worked()
-        if attempts == 0:
-            return False  # gone meanwhile (an operator's doing): look at the new head next time
-        self._attempt_of = message.id
-        self._attempt_no = attempts
-        return True
-
-    def _on_publish_response(self, resp: AtResponse) -> None:
-        message = self._pub_message
-        if self.state != State.ONLINE or message is None:
-            return
-        if resp.result != AtResult.OK:
-            # Almost always the link, not the message: back off and probe; never delete it.
-            self.pub_phase = PubPhase.NONE
-            answer = "unanswered" if resp.result == AtResult.TIMEOUT else _describe(resp)
-            self._publish_failed(f"AT+MPUB {answer}")
-            self._on_online_timeout_or_error(resp)
-            return
-        if message.qos == 0:
-            self._acked(message)
-            return
-        self._pub_sends += 1
-        self.pub_phase = PubPhase.WAIT_PUBACK
-        self._pub_deadline = ms_add(self._now, self.settings.puback_timeout_ms)
-
-    def _on_mode_response(self, resp: AtResponse) -> None:
-        if resp.result == AtResult.OK:
-            self._module_hex = not self._module_hex
-            return
-        command = "AT+MQTTMODE=0" if self._module_hex else "AT+MQTTMODE=1"
-        answer = "unanswered" if resp.result == AtResult.TIMEOUT else _describe(resp)
-        self.log.warning("mqtt_mode_refused", command=command, answer=answer,
-                         id=self._attempt_of, failures=self._pub_failures + 1)
-        self._publish_failed(f"{command} {answer}")
-        self._on_online_timeout_or_error(resp)
-
-    def _on_puback(self) -> None:
-        """Match a PUBACK to a send. AT+MPUB carries no packet id, so be conservative."""
-        if self._stale_pubacks > 0:
-            # Owed to a message already acknowledged, which had been sent more than once.
-            self._stale_pubacks -= 1
-            self.counters.pubacks_ignored += 1
-            return
-        message = self._pub_message
-        if message is None or message.qos != 1 or self._pub_sends == 0:
-            self.counters.pubacks_ignored += 1
-            return
-        # Any one PUBACK proves the message arrived. The other sends may still be acknowledged:
-        # hold the next message back until those PUBACKs come or their deadline passes.
-        self._stale_pubacks = self._pub_sends - 1
-        self._stale_until = ms_add(self._now, self.settings.puback_timeout_ms)
-        self._acked(message)
-
-    def _publish_failed(self, why: str) -> None:
-        """What was sent for the head failed (refused, unanswered, no PUBACK, session gone):
-        the attempt ends, and nothing is started for a backoff that grows with each failure.
-        Once the budget is spent there is no wait: the next look dead-letters the message."""
-        self._pub_failures += 1
-        budget_left = True
-        if self._attempt_of is not None:
-            self.log.info("publish_failed", id=self._attempt_of, attempt=self._attempt_no,
-                          of=self.settings.publish_attempts, reason=why)
-            budget_left = self._attempt_no < self.settings.publish_attempts
-            self._attempt_of = None
-            self._last_failure = why
-        if budget_left:
-            s = self.settings
-            delay = backoff_ms(self._pub_failures, s.publish_backoff_base_ms,
-                               s.publish_backoff_cap_ms, self._rng)
-            self._pub_hold_until = ms_add(self._now, delay)
-
-    def _acked(self, message: OutboundMessage) -> None:
-        """Delivered. The store deletes it in `_settle_outbox`; until then nothing is sent."""
-        self.counters.publish_acked += 1
-        self._ack_owed = message.id
-        self._finish_head()
-
-    def _dead_letter(self, message: OutboundMessage, why: str) -> None:
-        """Give up on `message`: it moves to the dead letters (kept for an operator, who can
-        re-queue it) and the rest of the queue flows on. Never a deletion."""
-        self.log.warning("publish_dead", id=message.id, topic=message.topic,
-                         attempts=message.attempts, reason=why)
-        self.counters.publish_dead += 1
-        self._dead_owed = (message.id, why)
-        if self._pub_message is not None and self._pub_message.id == message.id and (
-                self._pub_sends):
-            # Its OK'd sends may still be acknowledged late: keep that PUBACK from the next one.
-            self._stale_pubacks = self._pub_sends
-            self._stale_until = ms_add(self._now, self.settings.puback_timeout_ms)
-        self._finish_head()
-        self._settle_outbox()
-
-    def _finish_head(self) -> None:
-        """The head is done with (acknowledged or dead): the next message starts afresh."""
-        self.pub_phase = PubPhase.NONE
-        self._pub_message = None
-        self._pub_sends = 0
-        self._attempt_of = None
-        self._pub_failures = 0
-        self._pub_hold_until = None
-        self._last_failure = ""
-
-    def _settle_outbox(self) -> bool:
-        """Do the store writes owed (a delete after PUBACK, a move to the dead letters), unless
-        the store is backing off. True when nothing is owed any more."""
-        if self._ack_owed is None and self._dead_owed is None:
-            return True
-        if self._store_hold_until is not None:
-            return False
-        if self._ack_owed is not None:
-            try:
-                self.outbox.ack(self._ack_owed)
-            except OutboxUnavailable as exc:
-                self._store_unavailable("ack", exc)
-                return False
-            self._ack_owed = None
-            self._store_worked()
-        if self._dead_owed is not None:
-            try:
-                self.outbox.dead_letter(*self._dead_owed)
-            except OutboxUnavailable as exc:
-                self._store_unavailable("dead_letter", exc)
-                return False
-            self._dead_owed = None
-            self._store_worked()
-        return True
-
-    def _store_unavailable(self, operation: str, exc: Exception) -> None:
-        """The outbox refused a call (locked by another process, disk full, read-only): leave
-        it alone for a backoff that grows while it keeps refusing. Nothing was changed."""
-        self._store_failures += 1
-        self.counters.store_unavailable += 1
-        delay = backoff_ms(self._store_failures, STORE_BACKOFF_MS[0], STORE_BACKOFF_MS[1],
-                           self._rng)
-        self._store_hold_until = ms_add(self._now, delay)
-        report = self.log.warning if self._store_failures == 1 else self.log.debug
-        report("outbox_unavailable", operation=operation, error=str(exc),
-               failures=self._store_failures, retry_in_ms=delay)
-
-    def _store_worked(self) -> None:
-        """A store write went through: its backoff starts from the beginning again. (A read
-        does not count: with the disk full, reads work and writes do not.)"""
-        if self._store_failures:
-            self.log.info("outbox_available", after_failures=self._store_failures)
-            self._store_failures = 0
-
-    def _on_probe_response(self, resp: AtResponse) -> None:
-        if self.state != State.ONLINE:
-            return
-        if resp.result == AtResult.TIMEOUT:
-            self._on_online_timeout_or_error(resp)
-            return
-        status = _mqtt_status(resp)
-        if status != 1:
-            self.log.info("probe", mqtt_status=status)
-            self._raise_link(Trigger.MQTT_LOST)
-
-    def _on_online_timeout_or_error(self, resp: AtResponse) -> None:
-        """An unanswered or refused command in ONLINE: probe; too much silence: reconnect."""
-        if resp.result == AtResult.TIMEOUT:
-            self._silence += 1
-            if self._silence >= self.settings.silence_limit:
-                self.log.warning("module_silent", unanswered=self._silence)
-                self._raise_link(Trigger.MQTT_LOST)
-                return
-        self._probe_due = True
-
-    # ------------------------------------------------------------------ ONLINE: session upkeep
-
-    def _advance_session(self) -> bool:
-        """What the module does not do by itself in ONLINE: read a message it cached, and keep
-        an old firmware's MQTT session alive. True when a command went out."""
-        if self._stopping:
-            return False
-        if self._cache_pending:
-            self._cache_pending = False
-            self._send(CACHE_READ.command.encode("ascii"), CACHE_READ.timeout_ms,
-                       Purpose.CACHE_READ)
-            return True
-        if not self._keepalive_needed() or self.keepalive_phase != KeepalivePhase.NONE:
-            return False
-        if ms_diff(self._now, self._session_proof_at) < self._keepalive_interval_ms():
-            return False
-        self.counters.keepalives += 1
-        self.keepalive_phase = KeepalivePhase.WAIT_OK
-        self._keepalive_acked = False
-        command = SESSION_KEEPALIVE.command.format_map(self._template_values())
-        self._send(command.encode("ascii"), SESSION_KEEPALIVE.timeout_ms, Purpose.KEEPALIVE)
-        return True
-
-    def _keepalive_needed(self) -> bool:
-        """Firmware before V838 sends no PINGREQ and reports no CLOSED (docs/FIRMWARE.md)."""
-        return self.firmware_version < FIRMWARE_HEARTBEAT
-
-    def _keepalive_interval_ms(self) -> int:
-        num, den = KEEPALIVE_FRACTION
-        return self.settings.keepalive_s * 1000 * num // den
-
-    def _session_deadline(self) -> int | None:
-        """When ONLINE upkeep next needs a tick (None: nothing to wait for)."""
-        if self.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
-            return self._keepalive_deadline
-        # A keepalive due while the channel is busy goes out when its answer wakes the tick:
-        # asking for a tick now would only spin until then.
-        if (self._keepalive_needed() and self.keepalive_phase == KeepalivePhase.NONE
-                and not self.channel.busy and not self._stopping):
-            return ms_add(self._session_proof_at, self._keepalive_interval_ms())
-        return None
-
-    def _on_keepalive_response(self, resp: AtResponse) -> None:
-        if self.state != State.ONLINE or self.keepalive_phase != KeepalivePhase.WAIT_OK:
-            return
-        if resp.result == AtResult.OK:
-            if self._keepalive_acked:
-                self._on_keepalive_suback()
-                return
-            self.keepalive_phase = KeepalivePhase.WAIT_SUBACK
-            self._keepalive_deadline = ms_add(self._now, SESSION_KEEPALIVE.urc_timeout_ms)
-            return
-        self.keepalive_phase = KeepalivePhase.NONE
-        if resp.result == AtResult.TIMEOUT:
-            self._on_online_timeout_or_error(resp)
-            return
-        # The module will not even send SUBSCRIBE: there is no session to keep.
-        self.log.warning("keepalive_refused", answer=_describe(resp))
-        self._raise_link(Trigger.MQTT_LOST)
-
-    def _on_keepalive_suback(self) -> None:
-        if self.keepalive_phase == KeepalivePhase.WAIT_OK:
-            self._keepalive_acked = True  # the SUBACK overtook the OK
-            return
-        self.keepalive_phase = KeepalivePhase.NONE
-        self._session_proof_at = self._now
-
-    def _check_keepalive(self) -> None:
-        if (self.keepalive_phase == KeepalivePhase.WAIT_SUBACK
-                and ms_reached(self._now, self._keepalive_deadline)):
-            # The firmware would not tell us (no CLOSED before V838): the server has gone.
-            self.counters.timeouts += 1
-            self.keepalive_phase = KeepalivePhase.NONE
-            self.log.warning("keepalive_unanswered", firmware=self.firmware or None,
-                             after_ms=SESSION_KEEPALIVE.urc_timeout_ms)
-            self._raise_link(Trigger.MQTT_LOST)
-
-    def _reset_session(self) -> None:
-        """A session starts (its CONNACK is the server's latest answer) or ends."""
-        self._session_proof_at = self._now
-        self.keepalive_phase = KeepalivePhase.NONE
-        self._keepalive_acked = False
-
-    def _on_cache_read_response(self, resp: AtResponse) -> None:
-        # The cached messages came as +MSUB lines (delivered as URCs) before this final code.
-        if self.state == State.ONLINE and resp.result != AtResult.OK:
-            self.log.warning("cache_read_failed", answer=_describe(resp))
-            self._on_online_timeout_or_error(resp)
-
-    # ------------------------------------------------------------------ helpers
-
-    def _step(self) -> Step | None:
-        if self.state == State.ONLINE:
-            return None
-        steps = self.table[self.state].steps
-        return steps[self.step_index] if self.step_index < len(steps) else None
-
-    def _step_name(self) -> str | None:
-        step = self._step()
-        return step.name if step is not None else None
-
-
-def _matches(line: bytes, prefixes: tuple[str, ...]) -> bool:
-    return any(line.startswith(p.encode("ascii")) for p in prefixes)
-
-
-def _find(resp: AtResponse, prefix: bytes) -> bytes | None:
-    for line in resp.lines:
-        if line.startswith(prefix):
-            return line
-    return None
-
-
-def _mqtt_status(resp: AtResponse) -> int:
-    """`+MQTTSTATU :<s>` of an AT+MQTTSTATU answer (the step and the probe): 1 is connected;
-    -1 when the answer holds no status."""
-    return field_uint(_find(resp, b"+MQTTSTATU"), 0)
-
-
-def _firmware_version(line: bytes) -> int | None:
-    """The number after `_V` in `AirM2M_Air72xUy_V409_LTE_AT` (bare or `+CGMR: "..."`)."""
-    start = line.find(b"_V")
-    while start >= 0:
-        end = start + 2
-        while end < len(line) and 0x30 <= line[end] <= 0x39:
-            end += 1
-        if end > start + 2 and end - start - 2 <= 9:
-            return int(line[start + 2:end])
-        start = line.find(b"_V", start + 2)
-    return None
-
-
-# The +CME ERROR codes this dialect uses (PROTOCOL.md), for messages an operator can act on.
-CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
-              14: "SIM busy", 30: "no network service", 50: "execution failed",
-              53: "invalid parameters", 767: "operation failed"}
-
-
-def _describe(resp: AtResponse) -> str:
-    if resp.result == AtResult.CME_ERROR:
-        meaning = CME_ERRORS.get(resp.cme_error)
-        return f"+CME ERROR: {resp.cme_error}" + (f" ({meaning})" if meaning else "")
-    if resp.result == AtResult.ERROR and resp.cme_error >= 0:
-        return f"ERROR: {resp.cme_error}"  # how the HTTP commands refuse
-    return resp.result.name
+            self.on_message(topic.decode("utf-8", "replace"), data)
+        except Exception as exc:  # the application's callback: logged, no more
+            self._log_error(LogEvent.ON_MESSAGE_FAILED, exc)

@@ -1,13 +1,12 @@
-"""The message records and the outbox contract that cross the controller / gateway boundary.
+"""The messages that cross the controller / gateway boundary. C twin: `port/c/core/messages.h`.
 
-Kept in their own tiny module so that both the tick path (controller) and the host-only storage
-(store) can use them without either importing the other.
+Kept in their own tiny module so that both the tick path (controller, outbox) and the host-only
+storage (store) can use them without either importing the other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -43,30 +42,3 @@ class InboundMessage:
     topic: str
     payload: bytes
     received_at: float
-
-
-class OutboxUnavailable(Exception):
-    """The outbox cannot do this now (locked by another process, disk full, read-only
-    filesystem). Nothing changed; the controller backs off and asks again later."""
-
-
-class Outbox(Protocol):
-    """What the controller needs from an outbox (`controller.MemoryOutbox`, the gateway's view
-    of `store.SqliteOutbox`). Each call either does all of its work or raises
-    OutboxUnavailable having done none; none of them may wait."""
-
-    def peek(self) -> OutboundMessage | None:
-        """The oldest message still queued, or None."""
-        ...
-
-    def mark_attempt(self, message_id: int) -> int:
-        """Count one more attempt for the message; the new count (0 if it is gone)."""
-        ...
-
-    def ack(self, message_id: int) -> None:
-        """Delivered: remove the message for good. Unknown ids are ignored."""
-        ...
-
-    def dead_letter(self, message_id: int, reason: str) -> None:
-        """Given up on: move the message to the dead letters. Unknown ids are ignored."""
-        ...

@@ -4,12 +4,14 @@ Everything about the machine lives in the tables below: the states, each state's
 each state's retry policy and escalation target, and the link-loss edges that can interrupt any
 state. From these tables come
 
-- the `transitions.Machine` the controller runs (`build_machine`),
+- the `transitions.Machine` the controllers run (`shared_machine`: one per table),
 - the state and sequence diagrams (`airfsm.tools.diagram`),
 - the edge list a C port compiles into a `const` array (`edges()`).
 
-Nobody writes the list of states or edges twice. A C port turns `State`, `Trigger`, `Check` into
-enums, `Step` and `Policy` into structs and `MACHINE` into a `const StateSpec[]`.
+Nobody writes the list of states or edges twice. C twin: the generated
+`port/c/generated/airfsm_table.h` and `.c` (`airfsm ctable`) hold the data - `Step` and `Policy`
+as structs, `MACHINE` as a `const` array, the URC table, `next[state][trigger]` - and
+`port/c/core/table.c` the few functions below (`expand`, `urc_id`, `link_priority`).
 
 Reading a row: the controller runs the state's steps in order. Each step sends `command`, waits up
 to `timeout_ms` for the final result code, optionally waits `urc_timeout_ms` more for one of
@@ -23,69 +25,15 @@ FATAL (FAILED at once: no retry can help).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import IntEnum
+from dataclasses import dataclass, field
 from typing import Any
 
 from transitions import Machine
 
-
-class State(IntEnum):
-    AUTOBAUD = 0
-    VERSION_CHECK = 1
-    ATTACH = 2
-    BEARER = 3
-    HTTP_AUTH = 4
-    MQTT_CONNECT = 5
-    ONLINE = 6
-    FAILED = 7
-
-
-class Trigger(IntEnum):
-    DONE = 0  # every step of the state passed: go to the next state
-    RETRY = 1  # a step failed and attempts are left: run the state again after backoff
-    EXHAUSTED = 2  # attempts used up: escalate
-    FATAL = 3  # nothing can help (old firmware, credentials rejected for good, module mute)
-    MQTT_LOST = 4  # CLOSED, MQTT status 0/2, a silent module in ONLINE
-    BEARER_LOST = 5  # +CGATT: 0, PDP deactivated, bearer closed
-    REBOOTED = 6  # RDY: the module restarted and lost all its state
-    TOKEN_REJECTED = 7  # MCONNECT refused (or the token is too old): fetch a fresh one
-    WATCHDOG = 8  # not ONLINE for too long: reset the module
-    PORT_LOST = 9  # the serial port vanished (USB unplugged) and was reopened
-    HARDWARE_RESET = 10  # retries used up, the RESET pin was pulsed: start the state over
-
-
-class Outcome(IntEnum):
-    PASS = 0
-    NOT_YET = 1
-    FAIL = 2
-    REJECTED = 3
-    FATAL = 4
-
-
-class Check(IntEnum):
-    """How a step's answer is judged (the controller's `switch`)."""
-
-    OK = 0  # final OK passes, anything else fails
-    ANY = 1  # clean-up: any final code, even a timeout, passes
-    VERSION = 2  # firmware version >= MIN_FIRMWARE, read from either AT+CGMR form
-    SIM_READY = 3  # +CPIN: READY; SIM busy / not inserted: not yet
-    SIGNAL = 4  # +CSQ: informational, always passes once answered
-    ATTACHED = 5  # +CGATT: 1; +CGATT: 0: not yet
-    BEARER_OPEN = 6  # OK, or ERROR because the bearer is already open: the query decides
-    BEARER_QUERY = 7  # +SAPBR: 1,1,"ip"; status 0 (connecting): not yet
-    HTTP_STATUS = 8  # +HTTPACTION: 1,200,<len>
-    AUTH_REPLY = 9  # +HTTPREAD body: code 200 with iotId and iotToken
-    MQTT_STATUS = 10  # +MQTTSTATU :1
-
-
-class Cond(IntEnum):
-    """When a step runs at all."""
-
-    ALWAYS = 0
-    RESET_REQUESTED = 1  # only when the edge into the state asked for a module reset
-    RETRYING = 2  # only when the state runs again after a failure (attempt 2 and later)
-
+from airfsm.core import aliyun, payload
+from airfsm.core.codes import Check, Cond, Placeholder, State, Trigger, UrcKind
+from airfsm.core.settings import BODY_CAPACITY, CMD_CAPACITY
+from airfsm.core.textparse import put_uint
 
 COND_DESCRIPTIONS = {
     Cond.RESET_REQUESTED: "only after an edge that resets the module",
@@ -97,6 +45,180 @@ MIN_FIRMWARE = 409  # "AirM2M_Air72xUy_V409_LTE_AT": older builds cannot do Alib
 # From V838 the module sends MQTT PINGREQ itself and reports CLOSED when the server closes;
 # before it, the controller keeps the session alive (docs/FIRMWARE.md).
 FIRMWARE_HEARTBEAT = 838
+
+
+# The one URC table: every unsolicited line the module sends, matched as a prefix at the start
+# of a line, first match wins (so a specific prefix comes before the general one it extends). The
+# AT channel reads it to tell URCs from answers (`airfsm.core.at`), the controller to act on them
+# (by the row's kind and trigger), the steps to name the URCs they wait for (PROTOCOL.md "URCs").
+@dataclass(frozen=True)
+class Urc:
+    prefix: bytes
+    kind: UrcKind
+    trigger: Trigger | None = None  # LINK: the link event the line raises
+    # Never the answer line of a command, whatever command is in flight: AT+HTTPACTION=1 answers
+    # OK and then reports +HTTPACTION as a URC; had that URC raced ahead of the OK it would
+    # otherwise vanish into the response while the controller waits for it.
+    urc_only: bool = False
+
+
+# fmt: off
+URCS: tuple[Urc, ...] = (
+    # boot: the module (re)started - RDY means it lost every state it had
+    Urc(b"RDY", UrcKind.LINK, Trigger.REBOOTED),
+    Urc(b"+CFUN:", UrcKind.BOOT),
+    Urc(b"+CPIN:", UrcKind.BOOT),
+    Urc(b"SMS Ready", UrcKind.BOOT),
+    # registration, attach and bearer
+    Urc(b"+CGATT: 0", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGATT:0", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGATT:", UrcKind.NOTICE),
+    Urc(b"+CGREG:", UrcKind.NOTICE),
+    Urc(b"+CEREG:", UrcKind.NOTICE),
+    Urc(b"+PDP DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV: NW PDN DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV: ME PDN DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    # 3GPP TS 27.007 +CGEV: the packet domain detached, by the module or by the network
+    Urc(b"+CGEV: ME DETACH", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV: NW DETACH", UrcKind.LINK, Trigger.BEARER_LOST),
+    Urc(b"+CGEV:", UrcKind.NOTICE),
+    Urc(b"+SAPBR 1: DEACT", UrcKind.LINK, Trigger.BEARER_LOST),
+    # HTTP
+    Urc(b"+HTTPACTION:", UrcKind.STEP, urc_only=True),
+    # TLS/TCP link and MQTT session
+    Urc(b"CONNECT OK", UrcKind.STEP),
+    Urc(b"CONNECT FAIL", UrcKind.STEP),
+    Urc(b"ALREADY CONNECT", UrcKind.STEP),
+    Urc(b"STATE:", UrcKind.NOTICE),
+    Urc(b"CLOSED", UrcKind.LINK, Trigger.MQTT_LOST),
+    Urc(b"CONNACK OK", UrcKind.STEP),
+    Urc(b"SUBACK", UrcKind.STEP),
+    Urc(b"UNSUBACK", UrcKind.NOTICE),
+    Urc(b"PUBACK", UrcKind.PUBACK),
+    Urc(b"+MSUB:", UrcKind.MSUB, urc_only=True),
+    # A final code is never taken for a URC by its prefix; the channel reports it as this row
+    # only after the OK of a command that asked for it (AT+MCONNECT: OK, then ERROR if refused).
+    Urc(b"ERROR", UrcKind.FINAL),
+)
+# fmt: on
+URC_NONE = -1  # "no row of URCS": a line no row matches
+
+
+def urc_id(prefix: bytes | str, urcs: Sequence[Urc] = URCS) -> int:
+    """The index in `urcs` of the row whose prefix is exactly `prefix`; URC_NONE if none.
+
+    C: table_urc_id()."""
+    key = prefix.encode("ascii") if isinstance(prefix, str) else prefix
+    for index, row in enumerate(urcs):
+        if row.prefix == key:
+            return index
+    return URC_NONE
+
+
+def _check_urcs(urcs: Sequence[Urc]) -> None:
+    """Python only (no C twin)."""
+    for index, row in enumerate(urcs):
+        if not row.prefix:
+            raise ValueError("a URC row with an empty prefix would match every line")
+        if (row.kind == UrcKind.LINK) != (row.trigger is not None):
+            raise ValueError(f"URC {row.prefix!r}: a LINK row raises a trigger, no other does")
+        for earlier in urcs[:index]:
+            if row.prefix.startswith(earlier.prefix) and earlier.kind != UrcKind.FINAL:
+                raise ValueError(f"URC {row.prefix!r} can never match: {earlier.prefix!r} "
+                                 "comes first")
+
+
+_check_urcs(URCS)
+
+
+# Command templates. A step's `command` is written with `{name}` placeholders (readable in the
+# table and the diagrams); when the step is made it is split into pieces - literal bytes and
+# Placeholder codes - and `expand` fills them into the controller's command buffer, each value
+# at most PLACEHOLDER_MAX of its placeholder (the C header exports the bounds).
+Piece = bytes | Placeholder
+CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
+PLACEHOLDER_MAX: dict[Placeholder, int] = {
+    Placeholder.APN: 64,  # Settings.validate
+    Placeholder.AUTH_URL: len(aliyun.auth_url("r" * 64)),  # a region: 1-64 characters
+    Placeholder.CONTENT_TYPE: len(CONTENT_TYPE),
+    Placeholder.BODY_LEN: len(str(BODY_CAPACITY)),
+    Placeholder.BODY_WINDOW_MS: 6,  # AT+HTTPDATA takes 1000-120000 ms
+    Placeholder.CLIENT_ID: 64,  # DeviceIdentity.validate: client id 0-64, device name 4-32
+    Placeholder.IOT_ID: aliyun.MAX_CREDENTIAL_LEN,
+    Placeholder.IOT_TOKEN: aliyun.MAX_CREDENTIAL_LEN,
+    Placeholder.MQTT_HOST: aliyun.MAX_HOST_LEN,
+    Placeholder.MQTT_PORT: 5,
+    Placeholder.KEEPALIVE_S: 3,
+    Placeholder.SUB_TOPIC: payload.MAX_TOPIC,
+    Placeholder.SUB_QOS: 1,
+}
+EXPAND_FAILED = -1  # expand(): a value over its bound, or no room in the buffer
+
+
+def split_template(template: str) -> tuple[Piece, ...]:
+    """`AT+SAPBR=3,1,"APN","{apn}"` -> (b'AT+SAPBR=3,1,"APN","', Placeholder.APN, b'"').
+
+    ValueError for an unknown `{name}` or an unpaired brace: a table that cannot be expanded
+    never gets made. C: the generated table holds the pieces.
+    """
+    pieces: list[Piece] = []
+    rest = template
+    while rest:
+        open_at = rest.find("{")
+        close_at = rest.find("}")
+        if open_at < 0:
+            if close_at >= 0:
+                raise ValueError(f"template {template!r}: '}}' without '{{'")
+            pieces.append(rest.encode("ascii"))
+            break
+        if close_at < open_at:
+            raise ValueError(f"template {template!r}: unpaired brace")
+        if open_at:
+            pieces.append(rest[:open_at].encode("ascii"))
+        name = rest[open_at + 1:close_at]
+        if name.upper() not in Placeholder.__members__ or name != name.lower():
+            raise ValueError(f"template {template!r}: unknown placeholder {{{name}}}")
+        pieces.append(Placeholder[name.upper()])
+        rest = rest[close_at + 1:]
+    return tuple(pieces)
+
+
+def expanded_max(pieces: Sequence[Piece]) -> int:
+    """The longest command the pieces can expand to (each value at its bound).
+
+    C: table_expanded_max()."""
+    return sum(PLACEHOLDER_MAX[p] if isinstance(p, Placeholder) else len(p) for p in pieces)
+
+
+def expand(pieces: Sequence[Piece], values: Sequence[bytes | int], out: bytearray) -> int:
+    """Write the command into `out`; its length, or EXPAND_FAILED when a value is over its
+    placeholder's bound or the command would not leave one byte of `out` for its CR.
+
+    `values[p]` is the value of Placeholder p: bytes, or an int written as decimal digits.
+    C: table_expand() (a switch on the placeholder's kind).
+    """
+    room = len(out) - 1  # the CR the AT channel puts after the command
+    n = 0
+    for piece in pieces:
+        if isinstance(piece, Placeholder):
+            value = values[piece]
+            if isinstance(value, int):
+                end = put_uint(out, n, value, min(room, n + PLACEHOLDER_MAX[piece]))
+                if end < 0:
+                    return EXPAND_FAILED
+                n = end
+                continue
+            text = value
+            if len(text) > PLACEHOLDER_MAX[piece]:
+                return EXPAND_FAILED
+        else:
+            text = piece
+        end = n + len(text)
+        if end > room:
+            return EXPAND_FAILED
+        out[n:end] = text  # C: memcpy
+        n = end
+    return n
 
 
 @dataclass(frozen=True)
@@ -114,6 +236,33 @@ class Step:
     on_fail: Trigger | None = None  # a failure of this step fires this at once instead of RETRY
     when: Cond = Cond.ALWAYS
     settle_ms: int = 0  # after it passes, wait this long before the next step
+    # Derived when the step is made (C: what the generated table holds): the command's pieces,
+    # the rows of URCS that urc_ok and urc_fail name, and whether one of them is a bare final
+    # code the channel must pass on after the OK rather than count as stray.
+    pieces: tuple[Piece, ...] = field(init=False, repr=False, compare=False)
+    urc_ok_ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    urc_fail_ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    final_urc: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """C: none: the generated table holds what this derives."""
+        object.__setattr__(self, "pieces", split_template(self.command))
+        ok = _urc_ids(self.name, self.urc_ok)
+        fail = _urc_ids(self.name, self.urc_fail)
+        object.__setattr__(self, "urc_ok_ids", ok)
+        object.__setattr__(self, "urc_fail_ids", fail)
+        object.__setattr__(self, "final_urc",
+                           any(URCS[i].kind == UrcKind.FINAL for i in (*ok, *fail)))
+
+
+def _urc_ids(step: str, names: tuple[str, ...]) -> tuple[int, ...]:
+    """The URCS rows a step names; a name that is no row would never be reported to it.
+
+    Python only (no C twin)."""
+    ids = tuple(urc_id(name) for name in names)
+    if URC_NONE in ids:
+        raise ValueError(f"step {step}: {names[ids.index(URC_NONE)]!r} is not in URCS")
+    return ids
 
 
 @dataclass(frozen=True)
@@ -275,23 +424,67 @@ KEEPALIVE_FRACTION = (3, 4)  # of the keepalive: leaves a quarter for a busy cha
 # message as a `+MSUB: "<topic>",<n> byte,<payload>` line, then OK (vendor AT manual
 # MQTTMSGGET, and its MQTT guide's example).
 CACHE_READ = Step("msgget", "AT+MQTTMSGGET", Check.OK, timeout_ms=5_000)
+# The payload mode of AT+MPUB and +MSUB: hex for a payload a quoted AT string cannot carry.
+HEX_MODE = Step("hex_mode", "AT+MQTTMODE=1", Check.OK, timeout_ms=5_000)
+TEXT_MODE = Step("text_mode", "AT+MQTTMODE=0", Check.OK, timeout_ms=5_000)
+# Shutting down: end the MQTT session politely.
+DISCONNECT = Step("disconnect", "AT+MDISCONNECT", Check.ANY, timeout_ms=5_000)
+ONLINE_STEPS = (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ, HEX_MODE, TEXT_MODE, DISCONNECT)
 
-# Events that interrupt whatever a state is doing. (trigger, sources, destination, reset module)
+@dataclass(frozen=True)
+class LinkEvent:
+    """An event that interrupts whatever a state is doing (a URC of URCS, the port, a timer)."""
+
+    trigger: Trigger
+    sources: tuple[State, ...]
+    dest: State
+    reset_module: bool  # AT+RESET on entering dest
+    # Several in one tick: the highest wins, as the bigger loss implies the smaller ones (a
+    # reboot loses the bearer, a lost bearer loses the MQTT session).
+    priority: int
+
+
 _AFTER_AUTOBAUD = (State.VERSION_CHECK, State.ATTACH, State.BEARER, State.HTTP_AUTH,
                    State.MQTT_CONNECT, State.ONLINE)
 _NETWORK_STATES = (State.HTTP_AUTH, State.MQTT_CONNECT, State.ONLINE)
-LINK_EVENTS: tuple[tuple[Trigger, tuple[State, ...], State, bool], ...] = (
-    (Trigger.MQTT_LOST, (State.ONLINE,), State.MQTT_CONNECT, False),
-    (Trigger.BEARER_LOST, (State.BEARER, *_NETWORK_STATES), State.ATTACH, False),
-    (Trigger.REBOOTED, _AFTER_AUTOBAUD, State.AUTOBAUD, False),
-    (Trigger.PORT_LOST, (State.AUTOBAUD, *_AFTER_AUTOBAUD), State.AUTOBAUD, False),
-    (Trigger.WATCHDOG, (State.AUTOBAUD, *_AFTER_AUTOBAUD[:-1]), State.AUTOBAUD, True),
+LINK_EVENTS: tuple[LinkEvent, ...] = (
+    LinkEvent(Trigger.MQTT_LOST, (State.ONLINE,), State.MQTT_CONNECT, False, priority=1),
+    LinkEvent(Trigger.BEARER_LOST, (State.BEARER, *_NETWORK_STATES), State.ATTACH, False,
+              priority=2),
+    LinkEvent(Trigger.REBOOTED, _AFTER_AUTOBAUD, State.AUTOBAUD, False, priority=3),
+    LinkEvent(Trigger.PORT_LOST, (State.AUTOBAUD, *_AFTER_AUTOBAUD), State.AUTOBAUD, False,
+              priority=4),
+    LinkEvent(Trigger.WATCHDOG, (State.AUTOBAUD, *_AFTER_AUTOBAUD[:-1]), State.AUTOBAUD, True,
+              priority=0),
 )
 # fmt: on
 
 
+def _check_command_room(table: Sequence[StateSpec]) -> None:
+    """Every command of the table fits the controller's command buffer, CR included.
+
+    Python only (no C twin)."""
+    for step in (*(s for row in table for s in row.steps), *ONLINE_STEPS):
+        if expanded_max(step.pieces) + 1 > CMD_CAPACITY:
+            raise ValueError(f"step {step.name}: its command may exceed CMD_CAPACITY")
+
+
+_check_command_room(MACHINE)
+
+
 def spec(state: State) -> StateSpec:
+    """Python only (no C twin)."""
     return MACHINE[state]
+
+
+def link_priority(trigger: Trigger) -> int:
+    """How much a link event outranks others raised in the same tick (0: not a link event).
+
+    C: table_link_priority()."""
+    for event in LINK_EVENTS:
+        if event.trigger == trigger:
+            return event.priority
+    return 0
 
 
 @dataclass(frozen=True)
@@ -305,11 +498,14 @@ class Edge:
 
     @property
     def trigger_name(self) -> str:
+        """C: none: the generated trigger name table."""
         return self.trigger.name.lower()
 
 
 def edges(table: Sequence[StateSpec] = MACHINE) -> list[Edge]:
-    """Every edge of the machine, in a stable order, each (source, trigger) exactly once."""
+    """Every edge of the machine, in a stable order, each (source, trigger) exactly once.
+
+    C: none: the generated edge array."""
     out: list[Edge] = []
     for row in table:
         if row.next is not None:
@@ -329,10 +525,10 @@ def edges(table: Sequence[StateSpec] = MACHINE) -> list[Edge]:
                 edge = Edge(step.on_fail, row.state, dest)
                 if edge not in out:
                     out.append(edge)
-    for trigger, sources, dest, reset in LINK_EVENTS:
-        for source in sources:
+    for event in LINK_EVENTS:
+        for source in event.sources:
             if any(s.state == source for s in table):
-                out.append(Edge(trigger, source, dest, reset))
+                out.append(Edge(event.trigger, source, event.dest, event.reset_module))
     return out
 
 
@@ -341,17 +537,20 @@ _ON_FAIL_DEST = {Trigger.TOKEN_REJECTED: State.HTTP_AUTH}
 
 
 def _can_be_fatal(row: StateSpec) -> bool:
+    """C: none: used to generate the table."""
     return any(s.check in (Check.VERSION, Check.AUTH_REPLY) for s in row.steps)
 
 
 def edge_table(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigger], Edge]:
-    """(source, trigger) -> edge: the lookup the controller does before firing a trigger."""
+    """(source, trigger) -> edge: the lookup the controller does before firing a trigger.
+
+    C: none: the generated next[state][trigger]."""
     return {(e.source, e.trigger): e for e in edges(table)}
 
 
 def build_machine(
     model: Any,
-    on_change: Callable[[Any], None],
+    on_change: Callable[[Any], None] | None,
     table: Sequence[StateSpec] = MACHINE,
     machine_class: type[Machine] = Machine,
     **kwargs: Any,
@@ -359,8 +558,10 @@ def build_machine(
     """A `transitions` machine with one state per row and one transition per edge.
 
     Self-loops (RETRY, HARDWARE_RESET) are reflexive (`dest="="`): leaving and re-entering the
-    state re-runs its script.
-    `on_change` is called after every change with transitions' EventData.
+    state re-runs its script. `on_change` is called after every change with transitions'
+    EventData (None: no callback; the controller acts on the change itself). `model` may be
+    None: models are then added with `add_model`.
+    Python only (no C twin).
     """
     transitions = [
         {
@@ -381,3 +582,37 @@ def build_machine(
         model_attribute="fsm_state",
         **kwargs,
     )
+
+
+# One Machine per table, shared by every controller of that table (each adds its own small
+# model): building one costs ~200 us and ~40 KiB. With model_override, transitions binds on a
+# model only what its class declares (`trigger`), not a method per trigger and per state: a
+# model then costs under 1 KiB. The edge lookup is shared alike. Keyed by the table's id, with
+# the table kept alive beside them so that the id stays its own.
+_SHARED: dict[int, tuple[Sequence[StateSpec], Machine, dict[tuple[State, Trigger], Edge]]] = {}
+
+
+def _shared(table: Sequence[StateSpec]) -> tuple[Machine, dict[tuple[State, Trigger], Edge]]:
+    """Python only (no C twin)."""
+    entry = _SHARED.get(id(table))
+    if entry is None or entry[0] is not table:
+        machine = build_machine(None, None, table, model_override=True)
+        entry = (table, machine, edge_table(table))
+        _SHARED[id(table)] = entry
+    return entry[1], entry[2]
+
+
+def shared_machine(table: Sequence[StateSpec] = MACHINE) -> Machine:
+    """The `transitions` Machine of `table`, built the first time it is asked for, without a
+    model of its own (controllers `add_model` theirs; a model must declare `trigger`). The C
+    twin has no Machine: it steps `next[state][trigger]`, generated from the same edges.
+
+    Python only (no C twin)."""
+    return _shared(table)[0]
+
+
+def shared_edges(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigger], Edge]:
+    """`edge_table(table)`, made once per table (read only: every controller of it reads it).
+
+    Python only (no C twin)."""
+    return _shared(table)[1]

@@ -54,15 +54,17 @@ def parse_uint(buf: bytes | bytearray, start: int, end: int) -> int:
     return value
 
 
-def field_span(line: bytes | bytearray, index: int) -> tuple[int, int]:
-    """Bounds of field `index` of `+NAME: a,b,c` (after the first colon, split at commas), with
-    the spaces around it trimmed; (0, 0) when the line has no such field. C: textparse_field()."""
-    n = len(line)
-    start = 0
+def field_span(line: bytes | bytearray, index: int, start: int = 0,
+               end: int | None = None) -> tuple[int, int]:
+    """Bounds of field `index` of `+NAME: a,b,c` in line[start:end] (after the first colon,
+    split at commas), with the spaces around it trimmed; (0, 0) when the line has no such
+    field. C: textparse_field()."""
+    n = len(line) if end is None else end
+    line_start = start
     while start < n and line[start] != _COLON:
         start += 1
     if start == n:
-        start = -1  # no colon: the fields start at the beginning of the line
+        start = line_start - 1  # no colon: the fields start at the beginning of the line
     start += 1
     for _ in range(index):
         while start < n and line[start] != _COMMA:
@@ -70,22 +72,41 @@ def field_span(line: bytes | bytearray, index: int) -> tuple[int, int]:
         if start == n:
             return 0, 0
         start += 1
-    end = start
-    while end < n and line[end] != _COMMA:
-        end += 1
-    while start < end and line[start] == _SP:
+    stop = start
+    while stop < n and line[stop] != _COMMA:
+        stop += 1
+    while start < stop and line[start] == _SP:
         start += 1
-    while end > start and line[end - 1] == _SP:
-        end -= 1
-    return start, end
+    while stop > start and line[stop - 1] == _SP:
+        stop -= 1
+    return start, stop
 
 
-def field_uint(line: bytes | bytearray | None, index: int) -> int:
-    """Field `index` of `+NAME: a,b,c` as an unsigned number; -1 when absent or not a number.
-
-    C: textparse_field_uint().
+def field_uint(line: bytes | bytearray | None, index: int, start: int = 0,
+               end: int | None = None) -> int:
+    """Field `index` of `+NAME: a,b,c` in line[start:end] as an unsigned number; -1 when
+    absent or not a number. C: textparse_field_uint().
     """
     if line is None:
         return -1
-    start, end = field_span(line, index)
-    return parse_uint(line, start, end) if end > start else -1
+    first, stop = field_span(line, index, start, end)
+    return parse_uint(line, first, stop) if stop > first else -1
+
+
+def put_uint(out: bytearray, at: int, value: int, limit: int) -> int:
+    """Write `value` (>= 0) as decimal digits at out[at:], ending before `limit`; the index
+    after the last digit, or -1 when the digits do not fit. C: textparse_put_uint()."""
+    if value < 0:
+        return -1
+    digits = 1
+    rest = value
+    while rest >= 10:
+        rest //= 10
+        digits += 1
+    end = at + digits
+    if end > limit or end > len(out):
+        return -1
+    for i in range(end - 1, at - 1, -1):
+        out[i] = _DIGIT_0 + value % 10
+        value //= 10
+    return end

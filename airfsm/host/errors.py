@@ -8,10 +8,8 @@ as one line on stderr and exits with the code. The codes are the documented cont
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from airfsm.core.controller import FailReason
+from airfsm.core.codes import FailReason
 
 
 class Exit(IntEnum):
@@ -38,11 +36,6 @@ class HostError(Exception):
 
 def fail_exit(reason: FailReason) -> Exit | None:
     """The exit code for a machine that ended in FAILED for `reason` (None: no fixed one)."""
-    # Imported here: until the enums move to core.codes, core.controller brings the whole tick
-    # path with it, which `airfsm publish` and `--help` must not pay for. Whoever calls this
-    # has a failed controller, so the module is loaded already.
-    from airfsm.core.controller import FailReason
-
     return {
         FailReason.FIRMWARE: Exit.FIRMWARE,
         FailReason.CREDENTIALS: Exit.CREDENTIALS,

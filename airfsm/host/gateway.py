@@ -46,11 +46,14 @@ from typing import Any, TextIO, TypeVar
 
 from airfsm.core import aliyun
 from airfsm.core.aliyun import resolve_topic
-from airfsm.core.controller import Controller, FailReason, Settings
-from airfsm.core.messages import InboundMessage, OutboundMessage, OutboxUnavailable
-from airfsm.core.table import MACHINE, State, StateSpec
+from airfsm.core.codes import FailReason, Reason, State
+from airfsm.core.controller import Controller
+from airfsm.core.messages import InboundMessage, OutboundMessage
+from airfsm.core.outbox import OutboxUnavailable
+from airfsm.core.settings import Settings
+from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
-from airfsm.host import log
+from airfsm.host import log, reasons
 from airfsm.host.config import ConfigError, GatewayConfig, load_config
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
@@ -159,8 +162,8 @@ class GatewayOutbox:
     def mark_attempt(self, message_id: int) -> int:
         return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
 
-    def dead_letter(self, message_id: int, reason: str) -> None:
-        self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason))
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
+        self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason, detail))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(self.product_key, self.device_name, topic)
@@ -427,11 +430,13 @@ class Gateway:
         if self.controller is not None:
             self._base_counters = _merge_counts(self._base_counters,
                                                 self._controller_counters(self.controller))
+            self.controller.close()  # its model leaves the shared transitions Machine
         view = GatewayOutbox(self.outbox, self.config.product_key, self.config.device_name,
                              self._store_error, self.store_faults)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
+            log_hook=log.CORE_LOG,
             hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
         self._since = time.time()
         self._status_dirty = True
@@ -546,7 +551,7 @@ class Gateway:
 
     def _on_failed(self, controller: Controller) -> Exit | None:
         reason = controller.fail_reason
-        detail = log.redact(controller.fail_detail or reason.name.lower())
+        detail = log.redact(reasons.fail_text(controller) or reason.name.lower())
         # FIRMWARE and CREDENTIALS are permanent: exit with connect's code. NO_RESPONSE is not,
         # for a gateway: start over below.
         code = None if reason == FailReason.NO_RESPONSE else fail_exit(reason)
@@ -696,13 +701,13 @@ class Gateway:
     @staticmethod
     def _controller_counters(controller: Controller) -> dict[str, Any]:
         counters = controller.counters.as_dict()
-        counters["at"] = controller.status()["at"]
+        counters["at"] = reasons.status(controller)["at"]
         return counters
 
     def status(self) -> dict[str, Any]:
         """The status file's contents (no secret in here; StatusFile redacts once more)."""
         c = self.controller
-        snapshot = c.status() if c is not None else {}
+        snapshot = reasons.status(c) if c is not None else {}
         counters = _merge_counts(self._base_counters,
                                  self._controller_counters(c) if c is not None else {})
         counters["gateway"] = dict(self.gateway_counters)

@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from airfsm.core.codes import LogEvent, LogLevel
+from airfsm.host import reasons
 from airfsm.host.redact import (
     REDACTED,
     forget_secrets,
@@ -78,6 +80,7 @@ def configure(level: str = "info", *, json: bool | None = None, stream: Any = No
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
+    CORE_LOG.level = LEVELS.get(level, logging.INFO)  # what the controllers' hook passes on
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -103,6 +106,24 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
-# --- the core's log hook ----------------------------------------------------------------------
-# The controller reports LogEvent codes with small integer arguments; the function that turns
-# them into the structlog events above (names, fields, redaction) belongs here.
+class CoreLog:
+    """The controllers' log hook (`airfsm.core.hal.LogHook`): each core LogEvent becomes the
+    structlog event of the same name in lower case, with the keys `airfsm.host.reasons` gives
+    it; a SECRET joins the redaction set. Its `level` is the one `configure` set, so a debug
+    event is not even built while debug lines are filtered out."""
+
+    level = logging.WARNING  # until configure() is called: get_logger()'s default
+
+    def __call__(self, ctl: Any, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
+                 data: bytes | bytearray | memoryview) -> None:
+        if event == LogEvent.SECRET:
+            if a:
+                register_secret(bytes(data))
+            else:
+                register_session_secret(ctl.settings.identity.device_name, bytes(data))
+            return
+        fields = reasons.event_fields(ctl, event, a, b, c, data)
+        get_logger("airfsm.core.controller").log(level, event.name.lower(), **fields)
+
+
+CORE_LOG = CoreLog()

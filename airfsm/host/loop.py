@@ -57,7 +57,7 @@ def run(
         try:
             select.select(fds, [], [], sleep_ms / 1000)
         except (OSError, ValueError):
-            # The port's fd went bad (USB unplugged): the next read reports PortLost.
+            # The port's fd went bad (USB unplugged): the next read returns PORT_LOST.
             time.sleep(min(sleep_ms, 100) / 1000)
         except InterruptedError:
             pass

@@ -1,13 +1,14 @@
 """Byte transport: the C twin is `hal_uart_*`.
 
-Everything above this layer sees four calls: a non-blocking `read()`, a `write()` that sends all
-bytes, a `fileno()` to sleep on in `select()`, and `close()`. Two failures exist and they are
-distinct on purpose:
+Everything above this layer sees four calls (`airfsm.core.hal.Port`): a non-blocking `read()`
+into the caller's buffer, a `write()` that sends all bytes, a `fileno()` to sleep on in
+`select()`, and `close()`. Two failures exist and they are distinct on purpose:
 
 - `PortError`: the port cannot be opened (bad path, permissions, nothing listening). Raised only
   by `open_port`, before any tick runs; its message is one line fit for a user.
-- `PortLost`: the port vanished while in use (USB unplugged, the pty's other end closed, the TCP
-  peer went away). The controller turns it into an event; it is never a crash.
+- PORT_LOST: the port vanished while in use (USB unplugged, the pty's other end closed, the TCP
+  peer went away). `read()` and `write()` return it, and `lost_reason` says why in one line; the
+  controller turns it into an event, never a crash.
 
 `SerialPort` wraps pyserial's `serial_for_url`, so a `/dev/tty…` device, a pty slave path,
 `socket://host:port`, `rfc2217://…` and `loop://` all work. It never touches modem lines: on a
@@ -32,13 +33,13 @@ from pathlib import Path
 
 import serial
 
-from airfsm.core.hal import Port, PortLost
+from airfsm.core.hal import PORT_LOST, Port
 
 __all__ = [
+    "PORT_LOST",
     "MemoryPort",
     "Port",
     "PortError",
-    "PortLost",
     "SerialPort",
     "memory_pair",
     "open_port",
@@ -85,46 +86,55 @@ class SerialPort:
         self._serial: serial.SerialBase | None = ser
         self.url = url
         self._lock_fd = lock_fd  # held for a network URL while it is open
+        self.lost_reason = ""  # why read() or write() last returned PORT_LOST (one line)
 
     def __repr__(self) -> str:
         state = "open" if self._serial is not None else "closed"
         return f"SerialPort({self.url!r}, {state})"
 
-    def _require_open(self) -> serial.SerialBase:
-        if self._serial is None:
-            raise PortLost(f"{self.url}: port is closed")
-        return self._serial
+    def _lost(self, why: str) -> int:
+        self.lost_reason = f"{self.url}: {why}"
+        return PORT_LOST
 
-    def read(self, max_bytes: int) -> bytes:
-        ser = self._require_open()
+    def read(self, buf: bytearray, max_bytes: int) -> int:
+        ser = self._serial
+        if ser is None:
+            return self._lost("port is closed")
+        max_bytes = min(max_bytes, len(buf))
         if max_bytes <= 0:
-            return b""
+            return 0
         try:
             # timeout=0: pyserial does one select(…, 0) and at most one os.read / recv.
             # No in_waiting: it is an ioctl that raises OSError on a vanished device anyway, and
             # a hung-up pty reads as "ready, but no data", which pyserial reports as an error.
             data = ser.read(max_bytes)
         except (serial.SerialException, OSError) as exc:
-            raise PortLost(f"{self.url}: read failed: {_reason(exc)}") from exc
-        return bytes(data)
+            return self._lost(f"read failed: {_reason(exc)}")
+        n = len(data)
+        buf[:n] = data
+        return n
 
-    def write(self, data: bytes) -> None:
-        ser = self._require_open()
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        ser = self._serial
+        if ser is None:
+            return self._lost("port is closed")
         view = memoryview(data)
+        total = len(view)
         while view:
             try:
                 sent = ser.write(view)
-            except serial.SerialTimeoutException as exc:
-                raise PortLost(f"{self.url}: write timed out") from exc
+            except serial.SerialTimeoutException:
+                return self._lost("write timed out")
             except (serial.SerialException, OSError) as exc:
-                raise PortLost(f"{self.url}: write failed: {_reason(exc)}") from exc
+                return self._lost(f"write failed: {_reason(exc)}")
             if sent is None:  # some pyserial back ends do not report a count: all was taken
-                return
+                return total
             if sent <= 0:
                 # With write_timeout set pyserial either sends everything, raises, or returns
                 # short only when the write was cancelled: never spin on a port taking nothing.
-                raise PortLost(f"{self.url}: write made no progress")
+                return self._lost("write made no progress")
             view = view[sent:]
+        return total
 
     def fileno(self) -> int | None:
         ser = self._serial
@@ -203,7 +213,7 @@ class MemoryPort:
     """One end of an in-memory byte pipe (tests, the simulator in-process). No fd: poll it.
 
     Bytes written here are read from the peer. After either end closes, the other end may still
-    read what was already delivered; then read and write raise PortLost, as a socket would.
+    read what was already delivered; then read and write return PORT_LOST, as a socket would.
     """
 
     def __init__(self, name: str = "memory") -> None:
@@ -211,6 +221,7 @@ class MemoryPort:
         self._rx = bytearray()
         self._peer: MemoryPort | None = None
         self._closed = False
+        self.lost_reason = ""
 
     def __repr__(self) -> str:
         return f"MemoryPort({self.name!r}, pending={len(self._rx)}, closed={self._closed})"
@@ -227,26 +238,37 @@ class MemoryPort:
     def _peer_gone(self) -> bool:
         return self._peer is None or self._peer._closed
 
-    def read(self, max_bytes: int) -> bytes:
-        if self._closed:
-            raise PortLost(f"{self.name}: port is closed")
-        if max_bytes <= 0:
-            return b""
-        if self._rx:
-            chunk = bytes(self._rx[:max_bytes])
-            del self._rx[:max_bytes]
-            return chunk
-        if self._peer_gone():
-            raise PortLost(f"{self.name}: other end closed")
-        return b""
+    def _lost(self, why: str) -> int:
+        self.lost_reason = f"{self.name}: {why}"
+        return PORT_LOST
 
-    def write(self, data: bytes) -> None:
+    def read(self, buf: bytearray, max_bytes: int) -> int:
         if self._closed:
-            raise PortLost(f"{self.name}: port is closed")
+            return self._lost("port is closed")
+        n = min(max_bytes, len(buf), len(self._rx))
+        if n > 0:
+            buf[:n] = self._rx[:n]
+            del self._rx[:n]
+            return n
+        if max_bytes > 0 and self._peer_gone():
+            return self._lost("other end closed")
+        return 0
+
+    def drain(self) -> bytes:
+        """Everything waiting on this end, at once (b"" when nothing or lost): for the side a
+        test or simulator plays, which has no tick buffer."""
+        data = bytes(self._rx)
+        self._rx.clear()
+        return data
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            return self._lost("port is closed")
         peer = self._peer
         if peer is None or peer._closed:
-            raise PortLost(f"{self.name}: other end closed")
+            return self._lost("other end closed")
         peer._rx.extend(data)
+        return len(data)
 
     def fileno(self) -> int | None:
         return None

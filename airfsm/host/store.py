@@ -28,8 +28,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from airfsm.core.messages import DeadLetter, InboundMessage, OutboundMessage, OutboxUnavailable
+from airfsm.core.codes import Reason
+from airfsm.core.messages import DeadLetter, InboundMessage, OutboundMessage
+from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.payload import check_message
+from airfsm.host import reasons
 from airfsm.host.redact import redact
 
 DB_FILENAME = "airfsm.db"
@@ -307,11 +310,16 @@ class SqliteOutbox(_Store):
 
     # ------------------------------------------------------------------ dead letters
 
-    def dead_letter(self, message_id: int, reason: str) -> None:
+    def dead_letter(self, message_id: int, reason: str | Reason, detail: int = 0) -> None:
         """Move a queued message, whole, to the dead letters (one transaction: it is in exactly
-        one of the two tables at any moment). Unknown ids are ignored."""
+        one of the two tables at any moment). Unknown ids are ignored. `reason` is the text kept
+        with it, or the controller's code and detail, worded here (`reasons.dead_letter_text`)."""
         try:
             with _immediate(self._db()) as db:
+                if not isinstance(reason, str):
+                    row = db.execute("SELECT attempts FROM outbox WHERE id = ?",
+                                     (message_id,)).fetchone()
+                    reason = reasons.dead_letter_text(int(row[0]) if row else 0, reason, detail)
                 db.execute(
                     "INSERT INTO dead_letter (id, topic, payload, qos, enqueued_at, attempts, "
                     "reason, died_at) SELECT id, topic, payload, qos, enqueued_at, attempts, ?, ? "

@@ -49,10 +49,12 @@ from transitions.extensions.diagrams_base import BaseGraph
 from transitions.extensions.diagrams_graphviz import Graph
 
 from airfsm.core import aliyun, payload
-from airfsm.core.controller import CONTENT_TYPE, FailReason, Settings
+from airfsm.core.codes import Check, Cond, FailReason, State, Trigger
+from airfsm.core.settings import Settings
 from airfsm.core.table import (
     CACHE_READ,
     COND_DESCRIPTIONS,
+    CONTENT_TYPE,
     ESCALATION_BACKOFF_MS,
     FIRMWARE_HEARTBEAT,
     KEEPALIVE_FRACTION,
@@ -60,13 +62,9 @@ from airfsm.core.table import (
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
-    Check,
-    Cond,
     Edge,
-    State,
     StateSpec,
     Step,
-    Trigger,
     build_machine,
     edges,
 )

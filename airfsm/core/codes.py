@@ -1,0 +1,274 @@
+"""Every enum of the tick path, in one place. C twin: `port/c/core/codes.h`.
+
+The tick deals in small integers only: a state, a trigger, an outcome, the reason a step failed
+and one bounded number that goes with it. Text is made from these codes at the edge (the host's
+`airfsm.host.reasons`, the generated C name tables), never in the tick. Each enum below is a C
+`typedef enum`; the values are part of the C port's ABI (the generated header and status files
+carry them), so members are only ever added at the end.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class State(IntEnum):
+    """The states of the connection machine (`airfsm.core.table.MACHINE` has one row each)."""
+
+    AUTOBAUD = 0
+    VERSION_CHECK = 1
+    ATTACH = 2
+    BEARER = 3
+    HTTP_AUTH = 4
+    MQTT_CONNECT = 5
+    ONLINE = 6
+    FAILED = 7
+
+
+class Trigger(IntEnum):
+    """The events of the machine: what makes it change state."""
+
+    DONE = 0  # every step of the state passed: go to the next state
+    RETRY = 1  # a step failed and attempts are left: run the state again after backoff
+    EXHAUSTED = 2  # attempts used up: escalate
+    FATAL = 3  # nothing can help (old firmware, credentials rejected for good, module mute)
+    MQTT_LOST = 4  # CLOSED, MQTT status 0/2, a silent module in ONLINE
+    BEARER_LOST = 5  # +CGATT: 0, PDP deactivated, bearer closed
+    REBOOTED = 6  # RDY: the module restarted and lost all its state
+    TOKEN_REJECTED = 7  # MCONNECT refused (or the token is too old): fetch a fresh one
+    WATCHDOG = 8  # not ONLINE for too long: reset the module
+    PORT_LOST = 9  # the serial port vanished (USB unplugged) and was reopened
+    HARDWARE_RESET = 10  # retries used up, the RESET pin was pulsed: start the state over
+
+
+class Outcome(IntEnum):
+    """A step's verdict on its answer (the judge's first return value)."""
+
+    PASS = 0  # next step
+    NOT_YET = 1  # send the same step again after its poll interval
+    FAIL = 2  # retry the state after backoff, then escalate
+    REJECTED = 3  # like FAIL, but when retries run out the credentials are wrong: FAILED
+    FATAL = 4  # FAILED at once: no retry can help
+
+
+class Check(IntEnum):
+    """How a step's answer is judged (the `switch` of `airfsm.core.judge`)."""
+
+    OK = 0  # final OK passes, anything else fails
+    ANY = 1  # clean-up: any final code, even a timeout, passes
+    VERSION = 2  # firmware version >= MIN_FIRMWARE, read from either AT+CGMR form
+    SIM_READY = 3  # +CPIN: READY; SIM busy / not inserted: not yet
+    SIGNAL = 4  # +CSQ: informational, always passes once answered
+    ATTACHED = 5  # +CGATT: 1; +CGATT: 0: not yet
+    BEARER_OPEN = 6  # OK, or ERROR because the bearer is already open: the query decides
+    BEARER_QUERY = 7  # +SAPBR: 1,1,"ip"; status 0 (connecting): not yet
+    HTTP_STATUS = 8  # +HTTPACTION: 1,200,<len>
+    AUTH_REPLY = 9  # +HTTPREAD body: code 200 with iotId and iotToken
+    MQTT_STATUS = 10  # +MQTTSTATU :1
+
+
+class Cond(IntEnum):
+    """When a step runs at all."""
+
+    ALWAYS = 0
+    RESET_REQUESTED = 1  # only when the edge into the state asked for a module reset
+    RETRYING = 2  # only when the state runs again after a failure (attempt 2 and later)
+
+
+class AtResult(IntEnum):
+    """How the AT command in flight ended (`airfsm.core.at`)."""
+
+    OK = 0
+    ERROR = 1  # ERROR, or ERROR: <n>
+    CME_ERROR = 2  # +CME ERROR: <n> or +CMS ERROR: <n>
+    TIMEOUT = 3  # no final code before the deadline
+    PROMPT = 4  # DOWNLOAD or `>`: the command waits for its raw data (not final)
+
+
+class UrcKind(IntEnum):
+    """What a line of the URC table (`airfsm.core.table.URCS`) is to the controller."""
+
+    NOTICE = 0  # registration, state reports: logged, nothing else
+    BOOT = 1  # printed while the module starts (RDY also raises REBOOTED)
+    LINK = 2  # a link loss: raises the row's trigger
+    STEP = 3  # awaited by a step after its OK (CONNECT OK, CONNACK OK, SUBACK, +HTTPACTION:)
+    PUBACK = 4  # the broker acknowledged a QoS1 publish
+    MSUB = 5  # an inbound message, or a cache-mode notice
+    FINAL = 6  # a bare final code that reports a command's outcome after its OK (MCONNECT)
+
+
+class Purpose(IntEnum):
+    """What the command in flight is for, so its answer goes to the right handler."""
+
+    NONE = 0
+    STEP = 1  # a step of the current state's script
+    PUBLISH = 2  # AT+MPUB of the outbox head
+    PROBE = 3  # AT+MQTTSTATU liveness probe
+    MODE = 4  # AT+MQTTMODE switch for hex payloads
+    DISCARD = 5  # sent in a state we have since left: ignore its answer
+    STOP = 6  # AT+MDISCONNECT on shutdown
+    KEEPALIVE = 7  # AT+MSUB re-sent to keep an old firmware's MQTT session alive
+    CACHE_READ = 8  # AT+MQTTMSGGET after a cache-mode notice
+
+
+class Phase(IntEnum):
+    """Where the current step is."""
+
+    IDLE = 0  # ready to send the step at step_index
+    WAIT_FINAL = 1  # command in flight
+    WAIT_URC = 2  # OK received, waiting for the wanted URC until urc_deadline
+    WAIT_UNTIL = 3  # backoff or poll interval: nothing to do until resume_at
+
+
+class PubPhase(IntEnum):
+    """Where the publish of the outbox head is."""
+
+    NONE = 0  # nothing in flight
+    WAIT_OK = 1  # AT+MPUB sent
+    WAIT_PUBACK = 2  # QoS1: OK received, PUBACK due by puback_deadline
+
+
+class KeepalivePhase(IntEnum):
+    """Where the keepalive of an old firmware's MQTT session is."""
+
+    NONE = 0  # nothing in flight
+    WAIT_OK = 1  # AT+MSUB (SESSION_KEEPALIVE) sent
+    WAIT_SUBACK = 2  # OK received, SUBACK due by keepalive_deadline
+
+
+class FailReason(IntEnum):
+    """Why the machine is in FAILED: what the gateway's exit code says."""
+
+    NONE = 0
+    FIRMWARE = 1  # older than V409: cannot talk to Alibaba Cloud
+    CREDENTIALS = 2  # the auth server keeps rejecting the triple
+    NO_RESPONSE = 3  # the module never answered AT
+    INTERNAL = 4  # a bug: an exception inside tick()
+
+
+class Reason(IntEnum):
+    """Why something failed, with one bounded integer `detail` beside it (C: int32_t).
+
+    The comment of each member says what its detail is. `airfsm.host.reasons.describe` turns a
+    (reason, detail) pair into the words an operator reads.
+    """
+
+    NONE = 0
+    # The answer to a step's command. detail: the number in the answer, -1 when it has none.
+    NO_ANSWER = 1  # no final code before the step's timeout (detail 0)
+    ERROR = 2  # ERROR, or `ERROR: <detail>` (how the HTTP commands refuse)
+    CME_ERROR = 3  # +CME ERROR: <detail> (or +CMS ERROR)
+    URC_TIMEOUT = 4  # OK, then the wanted URC did not come (detail: the wait, ms)
+    FAILING_URC = 5  # a URC that fails the step came (detail: its index in URCS)
+    # What a check found in the answer.
+    NO_VERSION = 6  # no firmware version in the AT+CGMR answer
+    FIRMWARE_TOO_OLD = 7  # detail: the version number (409 for V409)
+    SIM_NOT_READY = 8  # detail: the +CME ERROR number, -1 when +CPIN said something else
+    NOT_ATTACHED = 9  # +CGATT: 0
+    BEARER_CONNECTING = 10  # +SAPBR: 1,0
+    BEARER_STATUS = 11  # detail: the +SAPBR status (-1: unreadable)
+    HTTP_STATUS = 12  # detail: the HTTP status of +HTTPACTION
+    AUTH_REPLY_TRUNCATED = 13  # bytes of the +HTTPREAD body were lost on the UART
+    AUTH_REPLY_UNUSABLE = 14  # detail: the reply's code (-1: not the JSON expected)
+    AUTH_REJECTED = 15  # detail: the auth server's code
+    MQTT_STATUS = 16  # detail: the +MQTTSTATU status (-1: none)
+    UNKNOWN_CHECK = 17  # detail: the Check value (a table the controller does not know)
+    # Why the machine gave up (with FailReason).
+    CREDENTIALS_REJECTED = 18  # detail: the auth server's last code
+    MODULE_MUTE = 19  # detail: RESET-pin pulses tried
+    INTERNAL_ERROR = 20  # an exception inside tick() (the log has its text)
+    # Why a publish attempt failed. detail: the number in the answer, -1 when it has none.
+    MPUB_UNANSWERED = 21
+    MPUB_ERROR = 22
+    MPUB_CME_ERROR = 23
+    HEX_MODE_UNANSWERED = 24  # AT+MQTTMODE=1
+    HEX_MODE_ERROR = 25
+    HEX_MODE_CME_ERROR = 26
+    TEXT_MODE_UNANSWERED = 27  # AT+MQTTMODE=0
+    TEXT_MODE_ERROR = 28
+    TEXT_MODE_CME_ERROR = 29
+    NO_PUBACK = 30  # detail: the wait, ms
+    SESSION_ENDED = 31  # the MQTT session ended before the PUBACK
+    # Why a message can never be sent (it becomes a dead letter at once).
+    BAD_TOPIC = 32  # detail: the topic's length
+    BAD_QOS = 33  # detail: the QoS asked for
+    PAYLOAD_UNSENDABLE = 34  # detail: the payload's length
+
+
+class LogLevel(IntEnum):
+    """Levels of the log hook; the numbers are Python `logging`'s, so a host maps them 1:1."""
+
+    DEBUG = 10
+    INFO = 20
+    WARNING = 30
+    ERROR = 40
+
+
+class LogEvent(IntEnum):
+    """What the controller reports through its log hook (`airfsm.core.hal.LogHook`).
+
+    The host renders each as the structlog event of the same name in lower case
+    (`airfsm.host.log`). The comment says what the hook's `a`, `b`, `c` and `data` carry; what
+    is not there is read from the controller passed along (its state, attempt, ...).
+    """
+
+    # data: a secret never to be printed; a = 1: the DeviceSecret (kept for good), 0: a sign or
+    # an iotToken (the host keeps the newest few)
+    SECRET = 0
+    STATE = 1  # a: source state, b: trigger, c: ms spent in the source state
+    STEP = 2  # a: Outcome, b: Reason, c: detail (of the current step)
+    AT_TX = 3  # data: the command sent
+    AT_TIMEOUT = 4  # data: the command that got no answer
+    URC = 5  # data: a URC line nobody acted on
+    LINK_URC = 6  # a: its index in URCS, data: the line
+    MSUB_UNPARSED = 7  # data: a +MSUB line of no known shape
+    DOWNLINK_CACHED = 8  # a: the module's cache slot
+    PAYLOAD_TRUNCATED = 9  # a: declared length, b: bytes received, data: the header line
+    INBOUND = 10  # a: payload length, data: the topic
+    PROBE = 11  # a: the +MQTTSTATU status
+    MODULE_SILENT = 12  # a: commands unanswered in a row
+    KEEPALIVE_REFUSED = 13  # a: AtResult, b: the number in the answer
+    KEEPALIVE_UNANSWERED = 14  # a: the wait for SUBACK, ms
+    CACHE_READ_FAILED = 15  # a: AtResult, b: the number in the answer
+    PUBLISH_FAILED = 16  # a: message id, b: attempt, c: attempts allowed
+    PUBLISH_DEAD = 17  # a: message id, b: attempts, data: the topic
+    MQTT_MODE_REFUSED = 18  # a: AtResult, b: the number in the answer, c: failures in a row
+    OUTBOX_UNAVAILABLE = 19  # a: OutboxCall, b: failures in a row, c: backoff ms, data: error
+    OUTBOX_AVAILABLE = 20  # a: failures before it worked again
+    PORT_LOST = 21  # (the port says why)
+    HARDWARE_RESET = 22  # a: pulse number, b: pulses allowed
+    HARDWARE_RESET_FAILED = 23  # data: the error
+    ON_STATE_FAILED = 24  # data: the error of the application's callback
+    ON_MESSAGE_FAILED = 25  # data: the error of the application's callback
+    INTERNAL_ERROR = 26  # data: the exception (a bug: the C twin has none)
+
+
+class OutboxCall(IntEnum):
+    """Which outbox call was refused (the `a` of LogEvent.OUTBOX_UNAVAILABLE)."""
+
+    PEEK = 0
+    MARK_ATTEMPT = 1
+    ACK = 2
+    DEAD_LETTER = 3
+
+
+class Placeholder(IntEnum):
+    """A `{name}` of a command template: the value the controller puts there.
+
+    `airfsm.core.table.PLACEHOLDER_MAX` bounds each one; a value longer than that is never
+    sent (the command is refused whole).
+    """
+
+    APN = 0
+    AUTH_URL = 1
+    CONTENT_TYPE = 2
+    BODY_LEN = 3
+    BODY_WINDOW_MS = 4
+    CLIENT_ID = 5
+    IOT_ID = 6
+    IOT_TOKEN = 7
+    MQTT_HOST = 8
+    MQTT_PORT = 9
+    KEEPALIVE_S = 10
+    SUB_TOPIC = 11
+    SUB_QOS = 12

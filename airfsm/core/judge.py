@@ -1,0 +1,197 @@
+"""What an answer means for the step that asked. C twin: `port/c/core/judge.c`.
+
+Each judgement is three small numbers: an Outcome (what the controller does next), a Reason and
+a bounded detail (what an operator is told, rendered into words at the edge by
+`airfsm.host.reasons`). Nothing here builds text. What a step learns on the way (the firmware,
+the signal, the IP address, the HTTP status, the credentials) is written into the controller, as
+the C twin writes into its struct.
+
+Answers are read where the AT channel left them: info lines are spans of the response's arena,
+numbers and fields are read in place by `airfsm.core.textparse`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airfsm.core import aliyun
+from airfsm.core.at import AtResponse
+from airfsm.core.codes import AtResult, Check, FailReason, Outcome, Reason
+from airfsm.core.table import MIN_FIRMWARE, Step
+from airfsm.core.textparse import field_span, field_uint, is_digit, parse_uint
+
+if TYPE_CHECKING:
+    from airfsm.core.controller import Controller
+
+Judgement = tuple[Outcome, Reason, int]
+PASSED: Judgement = (Outcome.PASS, Reason.NONE, 0)
+
+_QUOTE = 0x22
+_SP = 0x20
+
+
+def answer_reason(resp: AtResponse, unanswered: Reason, error: Reason,
+                  cme_error: Reason) -> tuple[Reason, int]:
+    """The reason for a command that did not answer OK, chosen from the three given (what
+    failed: a step, AT+MPUB, a mode switch), and the number in the answer (-1: none).
+
+    C: judge_answer_reason()."""
+    if resp.result == AtResult.TIMEOUT:
+        return unanswered, 0
+    if resp.result == AtResult.CME_ERROR:
+        return cme_error, resp.cme_error
+    return error, resp.cme_error
+
+
+def judge_answer(ctl: Controller, step: Step, resp: AtResponse) -> Judgement:
+    """The `switch (step->check)` of the C twin: what this final answer means for this step.
+
+    C: judge_answer()."""
+    check = step.check
+    if check == Check.ANY:
+        return PASSED  # clean-up: whatever came, even nothing
+    if resp.result == AtResult.TIMEOUT:
+        return Outcome.FAIL, Reason.NO_ANSWER, 0
+    if check == Check.BEARER_OPEN:
+        # ERROR / +CME ERROR: 3 usually means "already open": the query step decides.
+        return PASSED
+    if resp.result != AtResult.OK:
+        if check == Check.SIM_READY and resp.result == AtResult.CME_ERROR:
+            return Outcome.NOT_YET, Reason.SIM_NOT_READY, resp.cme_error
+        reason, detail = answer_reason(resp, Reason.NO_ANSWER, Reason.ERROR, Reason.CME_ERROR)
+        return Outcome.FAIL, reason, detail
+    if check == Check.OK:
+        return PASSED
+    if check == Check.VERSION:
+        return _judge_version(ctl, resp)
+    if check == Check.SIM_READY:
+        i = resp.find_line(b"+CPIN:")
+        if i >= 0 and resp.arena.find(b"READY", resp.line_start[i], resp.line_end(i)) >= 0:
+            return PASSED
+        return Outcome.NOT_YET, Reason.SIM_NOT_READY, -1
+    if check == Check.SIGNAL:
+        value = _field_uint(resp, b"+CSQ:", 0)
+        ctl.rssi = value if value >= 0 else 99
+        return PASSED
+    if check == Check.ATTACHED:
+        if _field_uint(resp, b"+CGATT", 0) == 1:
+            return PASSED
+        return Outcome.NOT_YET, Reason.NOT_ATTACHED, 0
+    if check == Check.BEARER_QUERY:
+        return _judge_bearer(ctl, resp)
+    if check == Check.HTTP_STATUS:
+        return PASSED  # the status comes in the +HTTPACTION URC
+    if check == Check.AUTH_REPLY:
+        if resp.truncated:
+            return Outcome.FAIL, Reason.AUTH_REPLY_TRUNCATED, 0
+        return _judge_auth(ctl, resp)
+    if check == Check.MQTT_STATUS:
+        status = mqtt_status(resp)
+        return PASSED if status == 1 else (Outcome.FAIL, Reason.MQTT_STATUS, status)
+    return Outcome.FAIL, Reason.UNKNOWN_CHECK, int(check)
+
+
+def judge_urc(ctl: Controller, step: Step, urc: int, line: bytes) -> Judgement:
+    """A URC the step waits for (or fails on) came. C: judge_urc()."""
+    if urc in step.urc_fail_ids:
+        return Outcome.FAIL, Reason.FAILING_URC, urc
+    if step.check == Check.HTTP_STATUS:
+        # +HTTPACTION: 1,<status>,<len>   (also without the space)
+        ctl.http_status = max(field_uint(line, 1), 0)
+        if ctl.http_status == 200:
+            return PASSED
+        return Outcome.FAIL, Reason.HTTP_STATUS, ctl.http_status
+    return PASSED
+
+
+def mqtt_status(resp: AtResponse) -> int:
+    """`+MQTTSTATU :<s>` of an AT+MQTTSTATU answer (the step and the probe): 1 is connected;
+    -1 when the answer holds no status. C: judge_mqtt_status()."""
+    return _field_uint(resp, b"+MQTTSTATU", 0)
+
+
+def firmware_version(buf: bytes | bytearray, start: int, end: int) -> int:
+    """The number after `_V` in `AirM2M_Air72xUy_V409_LTE_AT` (bare or `+CGMR: "..."`) in
+    buf[start:end]; -1 when there is none. C: judge_firmware_version()."""
+    at = buf.find(b"_V", start, end)
+    while at >= 0:
+        digits = at + 2
+        stop = digits
+        while stop < end and is_digit(buf[stop]):
+            stop += 1
+        version = parse_uint(buf, digits, stop)  # -1 for no digits, or too many
+        if version >= 0:
+            return version
+        at = buf.find(b"_V", at + 2, end)
+    return -1
+
+
+def _field_uint(resp: AtResponse, prefix: bytes, index: int) -> int:
+    """Field `index` of the first info line starting with `prefix`, as a number (-1: none).
+
+    C: judge_field_uint()."""
+    i = resp.find_line(prefix)
+    if i < 0:
+        return -1
+    return field_uint(resp.arena, index, resp.line_start[i], resp.line_end(i))
+
+
+def _judge_version(ctl: Controller, resp: AtResponse) -> Judgement:
+    """C: judge_judge_version()."""
+    arena = resp.arena
+    for i in range(resp.line_count):
+        start, end = resp.line_start[i], resp.line_end(i)
+        version = firmware_version(arena, start, end)
+        if version < 0:
+            continue
+        # What status shows: the line without `+CGMR:` and the quotes around it.
+        if arena.startswith(b"+CGMR:", start, end):
+            start += len(b"+CGMR:")
+            while start < end and arena[start] in (_SP, _QUOTE):
+                start += 1
+            while end > start and arena[end - 1] in (_SP, _QUOTE):
+                end -= 1
+        ctl.firmware = arena[start:end].decode("latin-1")
+        ctl.firmware_version = version
+        if version < MIN_FIRMWARE:
+            ctl.set_failure(FailReason.FIRMWARE, Reason.FIRMWARE_TOO_OLD, version)
+            return Outcome.FATAL, Reason.FIRMWARE_TOO_OLD, version
+        return PASSED
+    return Outcome.FAIL, Reason.NO_VERSION, 0
+
+
+def _judge_bearer(ctl: Controller, resp: AtResponse) -> Judgement:
+    """C: judge_judge_bearer()."""
+    i = resp.find_line(b"+SAPBR")
+    if i < 0:
+        return Outcome.FAIL, Reason.BEARER_STATUS, -1
+    arena, start, end = resp.arena, resp.line_start[i], resp.line_end(i)
+    status = field_uint(arena, 1, start, end)
+    if status == 1:
+        ip_start, ip_end = field_span(arena, 2, start, end)
+        while ip_start < ip_end and arena[ip_start] == _QUOTE:
+            ip_start += 1
+        while ip_end > ip_start and arena[ip_end - 1] == _QUOTE:
+            ip_end -= 1
+        ctl.ip = arena[ip_start:ip_end].decode("latin-1")
+        return PASSED
+    if status == 0:
+        return Outcome.NOT_YET, Reason.BEARER_CONNECTING, 0
+    return Outcome.FAIL, Reason.BEARER_STATUS, status
+
+
+def _judge_auth(ctl: Controller, resp: AtResponse) -> Judgement:
+    """C: judge_judge_auth()."""
+    arena = resp.arena
+    reply = aliyun.parse_auth_reply(
+        bytes(arena[resp.data_start:resp.data_start + resp.data_length]))
+    ctl.auth_code = reply.code
+    if reply.iot_token:
+        ctl.emit_secret(reply.iot_token.encode("ascii", "replace"))
+    if not reply.ok:
+        # A reply we could not parse is a transport problem, a code is the server's verdict.
+        if reply.code in (aliyun.AUTH_UNPARSEABLE, aliyun.AUTH_OK):
+            return Outcome.FAIL, Reason.AUTH_REPLY_UNUSABLE, reply.code
+        return Outcome.REJECTED, Reason.AUTH_REJECTED, reply.code
+    ctl.take_credentials(reply)
+    return PASSED

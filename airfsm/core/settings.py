@@ -1,0 +1,127 @@
+"""What the controller is told, and the sizes of its buffers. C twin: `port/c/core/settings.h`.
+
+`Settings` holds everything a deployment chooses (the device, the APN, timeouts, budgets), with
+its defaults and the ranges `validate` enforces; the generated C header exports both. The
+constants below size every buffer of the tick: each is allocated once, when the controller (or
+its AT channel) is made, and nothing in the tick grows one. A C port declares them as arrays of
+these sizes in its controller struct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airfsm.core import aliyun, payload
+
+# The AT channel (airfsm.core.at).
+LINE_CAPACITY = 2048  # one received line; a longer one is dropped and counted
+DATA_CAPACITY = 4096  # one length-counted payload (+MSUB message, +HTTPREAD body)
+MAX_INFO_LINES = 8  # info lines kept per response; more are dropped and counted
+# A response's info lines and its +HTTPREAD body, as (offset, length) spans of one arena: a
+# full body and 512 bytes of lines (answers are short: +CGMR, +CSQ, +SAPBR, `+HTTPREAD: n`).
+# A line that does not fit what is left is dropped and counted, like one beyond MAX_INFO_LINES.
+INFO_ARENA = DATA_CAPACITY + 512
+READ_CHUNK = 512  # bytes taken from the port per read
+
+# The controller (airfsm.core.controller).
+CMD_CAPACITY = 1280  # one command and its CR: the longest AT+MPUB is 1169 bytes
+BODY_CAPACITY = 512  # the HTTP auth body (airfsm.core.aliyun.auth_body)
+OUTBOX_RING = 1000  # messages a MemoryOutbox holds by default (and as many dead letters)
+
+# MQTT keepalive: the vendor advises 2 minutes and at most 4 (carrier NATs and base stations
+# drop links idle longer; openLuat FAQ "socket问题" #4); 30 s is the lower bound kept from before.
+MIN_KEEPALIVE_S = 30
+DEFAULT_KEEPALIVE_S = 120
+MAX_KEEPALIVE_S = 240
+BODY_WINDOW_MS = (1_000, 120_000)  # AT+HTTPDATA=<size>,<time>: time 1000-120000 ms
+TIMEOUT_RANGE_MS = (1_000, 2**31 - 1)  # liveness, publish, PUBACK, token refresh
+ATTEMPTS_RANGE = (1, 100)  # publish_attempts, auth_attempts
+APN_MAX = 64
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything the controller needs to know; validated once, before the first tick.
+
+    C: airfsm_settings_t (the generated header exports the defaults and ranges)."""
+
+    identity: aliyun.DeviceIdentity
+    apn: str = "CMIOT"  # "" is legal: the network's default APN
+    sign_method: str = aliyun.DEFAULT_SIGN_METHOD
+    keepalive_s: int = DEFAULT_KEEPALIVE_S
+    baud: int = 115200  # the UART's rate: how long a length-counted payload may pause
+    sub_topic: str | None = None  # default /{pk}/{dn}/get
+    sub_qos: int = 0
+    mqtt_host: str | None = None  # default: the reply's resources, else <pk>.iot-as-mqtt.<region>
+    mqtt_port: int | None = None
+    body_window_ms: int = 20_000  # the HTTPDATA window the module waits for the body (1-120 s)
+    liveness_ms: int = 60_000  # probe AT+MQTTSTATU this often in ONLINE
+    silence_limit: int = 3  # consecutive unanswered commands in ONLINE -> MQTT_LOST
+    publish_timeout_ms: int = 10_000  # AT+MPUB final code
+    puback_timeout_ms: int = 10_000  # QoS1 PUBACK after OK
+    # Attempts a message gets (each refused, unanswered, without PUBACK or ended by a session
+    # drop) before it moves to the dead letters; between them the publisher backs off.
+    publish_attempts: int = 5
+    publish_backoff_base_ms: int = 2_000  # after failure n: base*2**(n-1), capped, equal jitter
+    publish_backoff_cap_ms: int = 60_000
+    auth_attempts: int | None = None  # rejected auths before FAILED (None: the table's retries+1)
+    token_refresh_ms: int = 6 * 24 * 3600 * 1000  # tokens live 7 days: refresh a day early
+    watchdog_ms: int = 0  # not ONLINE this long -> AT+RESET and AUTOBAUD (0: off)
+    outbox_poll_ms: int = 0  # ONLINE and idle: look at the outbox this often (0: only on tick)
+    jitter_seed: int | None = None  # default: derived from the device name, so fleets spread
+
+    def validate(self) -> None:
+        """ValueError with a one-line message naming the setting (never a secret's value).
+
+        C: settings_validate() (returns the index of the first bad setting)."""
+        self.identity.validate()
+        if self.sign_method not in aliyun.SIGN_METHODS:
+            raise ValueError(f"sign method must be one of {', '.join(aliyun.SIGN_METHODS)}")
+        if not _quotable(self.apn) or len(self.apn) > APN_MAX:
+            raise ValueError("apn must be 0-64 printable ASCII characters without quotes")
+        if not MIN_KEEPALIVE_S <= self.keepalive_s <= MAX_KEEPALIVE_S:
+            raise ValueError(f"keepalive must be {MIN_KEEPALIVE_S}-{MAX_KEEPALIVE_S} seconds: "
+                             f"the vendor advises {DEFAULT_KEEPALIVE_S} s and at most "
+                             f"{MAX_KEEPALIVE_S} s, as carrier NATs drop links idle longer")
+        if self.baud <= 0:
+            raise ValueError("baud must be a positive line rate")
+        if self.sub_qos not in (0, 1):
+            raise ValueError("subscribe qos must be 0 or 1")
+        if self.sub_topic is not None and (reason := _topic_problem(self.sub_topic)):
+            raise ValueError(f"subscribe topic: {reason}")
+        if self.mqtt_host is not None and (not self.mqtt_host or not _quotable(self.mqtt_host)):
+            raise ValueError("mqtt host must be printable ASCII without quotes")
+        if self.mqtt_port is not None and not 1 <= self.mqtt_port <= 65535:
+            raise ValueError("mqtt port must be 1-65535")
+        for name, value in (("liveness_ms", self.liveness_ms),
+                            ("publish_timeout_ms", self.publish_timeout_ms),
+                            ("puback_timeout_ms", self.puback_timeout_ms),
+                            ("token_refresh_ms", self.token_refresh_ms)):
+            if not TIMEOUT_RANGE_MS[0] <= value <= TIMEOUT_RANGE_MS[1]:
+                raise ValueError(f"{name} must be between 1000 and 2**31-1 ms")
+        if not BODY_WINDOW_MS[0] <= self.body_window_ms <= BODY_WINDOW_MS[1]:
+            raise ValueError(f"body_window_ms must be {BODY_WINDOW_MS[0]}-{BODY_WINDOW_MS[1]} ms "
+                             "(what AT+HTTPDATA accepts)")
+        if self.auth_attempts is not None and not (
+                ATTEMPTS_RANGE[0] <= self.auth_attempts <= ATTEMPTS_RANGE[1]):
+            raise ValueError("auth attempts must be 1-100")
+        if not ATTEMPTS_RANGE[0] <= self.publish_attempts <= ATTEMPTS_RANGE[1]:
+            raise ValueError("publish_attempts must be 1-100")
+        if not 100 <= self.publish_backoff_base_ms <= self.publish_backoff_cap_ms < 2**31:
+            raise ValueError("publish backoff must be 100 ms <= base <= cap < 2**31 ms")
+        if not 0 <= self.watchdog_ms < 2**31 or not 0 <= self.outbox_poll_ms < 2**31:
+            raise ValueError("watchdog_ms and outbox_poll_ms must be 0 to 2**31-1 ms")
+
+
+def _quotable(text: str) -> bool:
+    """Fits inside a quoted AT argument: printable ASCII, no quote, no backslash.
+
+    C: settings_quotable()."""
+    return all(0x20 <= ord(c) < 0x7F and c not in '"\\' for c in text)
+
+
+def _topic_problem(topic: str) -> str | None:
+    """C: settings_topic_problem()."""
+    if not topic or len(topic) > payload.MAX_TOPIC or not _quotable(topic):
+        return f"must be 1-{payload.MAX_TOPIC} printable ASCII characters without quotes"
+    return None

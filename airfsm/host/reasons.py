@@ -1,0 +1,278 @@
+"""Where the core's codes become words: one table of texts for status files, CLI messages, logs
+and dead letters.
+
+The tick path records why something failed as a `Reason` and one bounded number (the `detail`);
+this module is the only place that turns them into text, so an operator reads the same words in
+`airfsm status`, in a log line, in a dead letter and in `airfsm connect`'s error. An MCU port has
+no need of it: its log hook prints the codes, or the generated name tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airfsm.core import aliyun, payload
+from airfsm.core.at import msub_topic
+from airfsm.core.codes import (
+    AtResult,
+    FailReason,
+    LogEvent,
+    OutboxCall,
+    Outcome,
+    Reason,
+    State,
+    Trigger,
+)
+from airfsm.core.controller import Controller, StepError
+from airfsm.core.table import MIN_FIRMWARE, URCS, StateSpec
+from airfsm.core.timebase import ms_diff
+
+# The +CME ERROR codes this dialect uses (PROTOCOL.md), for messages an operator can act on.
+CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
+              14: "SIM busy", 30: "no network service", 50: "execution failed",
+              53: "invalid parameters", 767: "operation failed"}
+
+# Reasons whose text does not depend on the detail, or only appends it.
+_PLAIN: dict[Reason, str] = {
+    Reason.NONE: "",
+    Reason.NO_ANSWER: "no answer",
+    Reason.NO_VERSION: "no version in the AT+CGMR answer",
+    Reason.NOT_ATTACHED: "not attached yet (+CGATT: 0)",
+    Reason.BEARER_CONNECTING: "bearer connecting",
+    Reason.BEARER_STATUS: "bearer status {}",
+    Reason.HTTP_STATUS: "HTTP status {}",
+    Reason.AUTH_REPLY_TRUNCATED: "auth reply truncated (bytes lost on the UART)",
+    Reason.MQTT_STATUS: "mqtt status {}",
+    Reason.UNKNOWN_CHECK: "unknown check {}",
+    Reason.INTERNAL_ERROR: "internal error (a bug: the log has the details)",
+    Reason.NO_PUBACK: "no PUBACK within {} ms",
+    Reason.SESSION_ENDED: "the MQTT session ended before its PUBACK",
+    Reason.BAD_QOS: "qos must be 0 or 1, got {}",
+    Reason.FIRMWARE_TOO_OLD: f"firmware V{{}} is older than V{MIN_FIRMWARE}: it cannot connect "
+                             "to Alibaba Cloud",
+}
+# The commands of the publish reasons, each with its three answers (no answer, ERROR, +CME).
+_PUBLISH_COMMANDS: dict[Reason, str] = {
+    Reason.MPUB_UNANSWERED: "AT+MPUB", Reason.MPUB_ERROR: "AT+MPUB",
+    Reason.MPUB_CME_ERROR: "AT+MPUB",
+    Reason.HEX_MODE_UNANSWERED: "AT+MQTTMODE=1", Reason.HEX_MODE_ERROR: "AT+MQTTMODE=1",
+    Reason.HEX_MODE_CME_ERROR: "AT+MQTTMODE=1",
+    Reason.TEXT_MODE_UNANSWERED: "AT+MQTTMODE=0", Reason.TEXT_MODE_ERROR: "AT+MQTTMODE=0",
+    Reason.TEXT_MODE_CME_ERROR: "AT+MQTTMODE=0",
+}
+_UNANSWERED = {Reason.MPUB_UNANSWERED, Reason.HEX_MODE_UNANSWERED, Reason.TEXT_MODE_UNANSWERED}
+_CME = {Reason.MPUB_CME_ERROR, Reason.HEX_MODE_CME_ERROR, Reason.TEXT_MODE_CME_ERROR}
+# A message that can never be sent: its dead letter says why, not how many attempts it had.
+UNSENDABLE = frozenset({Reason.BAD_TOPIC, Reason.BAD_QOS, Reason.PAYLOAD_UNSENDABLE})
+
+
+def cme_text(code: int) -> str:
+    """`+CME ERROR: 10 (SIM not inserted)`."""
+    if code < 0:
+        return "+CME ERROR"
+    meaning = CME_ERRORS.get(code)
+    return f"+CME ERROR: {code}" + (f" ({meaning})" if meaning else "")
+
+
+def error_text(code: int) -> str:
+    """`ERROR`, or `ERROR: 3` (how the HTTP commands refuse)."""
+    return "ERROR" if code < 0 else f"ERROR: {code}"
+
+
+def answer_text(result: int, code: int) -> str:
+    """An AT answer that was not OK, as the module said it (`unanswered` for none)."""
+    if result == AtResult.TIMEOUT:
+        return "unanswered"
+    if result == AtResult.CME_ERROR:
+        return cme_text(code)
+    if result == AtResult.ERROR:
+        return error_text(code)
+    return AtResult(result).name if 0 <= result < len(AtResult) else str(result)
+
+
+def describe(reason: Reason, detail: int) -> str:
+    """The words for a (reason, detail) pair."""
+    if reason in _PLAIN:
+        return _PLAIN[reason].format(detail)
+    if reason == Reason.ERROR:
+        return error_text(detail)
+    if reason == Reason.CME_ERROR:
+        return cme_text(detail)
+    if reason == Reason.URC_TIMEOUT:
+        return "wanted URC did not come" + (f" within {detail} ms" if detail > 0 else "")
+    if reason == Reason.FAILING_URC:
+        return URCS[detail].prefix.decode("latin-1") if 0 <= detail < len(URCS) else "a URC"
+    if reason == Reason.SIM_NOT_READY:
+        return "SIM not ready" + (f" ({cme_text(detail)})" if detail >= 0 else "")
+    if reason == Reason.AUTH_REPLY_UNUSABLE:
+        what = ("code 200 without a usable iotId and iotToken" if detail == aliyun.AUTH_OK
+                else "not the JSON reply expected")
+        return f"auth reply unusable: {what}"
+    if reason == Reason.AUTH_REJECTED:
+        return f"auth code {detail} ({aliyun.describe_auth_code(detail)})"
+    if reason == Reason.CREDENTIALS_REJECTED:
+        return (f"auth server rejected the device: code {detail} "
+                f"({aliyun.describe_auth_code(detail)})")
+    if reason == Reason.MODULE_MUTE:
+        return "the module does not answer AT" + (
+            f" (not even after {detail} RESET-pin pulses)" if detail else "")
+    if reason in _PUBLISH_COMMANDS:
+        command = _PUBLISH_COMMANDS[reason]
+        if reason in _UNANSWERED:
+            return f"{command} unanswered"
+        return f"{command} {cme_text(detail) if reason in _CME else error_text(detail)}"
+    if reason == Reason.BAD_TOPIC:
+        return (f"bad topic: {detail} characters, or a character AT+MPUB cannot carry (printable "
+                f"ASCII without quotes, backslashes or wildcards, at most {payload.MAX_TOPIC})")
+    if reason == Reason.PAYLOAD_UNSENDABLE:
+        return (f"payload of {detail} bytes cannot be sent (at most {payload.MAX_PAYLOAD_TEXT} "
+                f"escaped bytes as text, {payload.MAX_PAYLOAD_HEX_RAW} in hex mode)")
+    return f"{reason.name.lower()} {detail}"
+
+
+def step_why(error: StepError, table: tuple[StateSpec, ...]) -> str:
+    """Why the step failed: `SIM not ready (+CME ERROR: 10 (SIM not inserted))`."""
+    state, index, reason, detail = error
+    steps = table[state].steps if 0 <= state < len(table) else ()
+    text = describe(reason, detail)
+    if reason == Reason.NO_ANSWER and 0 <= index < len(steps):
+        # the command the module left unanswered
+        return f"{steps[index].command.split('=')[0]}: {text}"
+    return text
+
+
+def step_error_text(error: StepError, table: tuple[StateSpec, ...]) -> str:
+    """`ATTACH cpin: SIM not ready (+CME ERROR: 10 (SIM not inserted))`."""
+    state, index = error.state, error.step
+    steps = table[state].steps if 0 <= state < len(table) else ()
+    name = steps[index].name if 0 <= index < len(steps) else "?"
+    return f"{State(state).name} {name}: {step_why(error, table)}"
+
+
+def last_error_text(controller: Controller) -> str | None:
+    """The controller's latest step failure in words; None when there was none."""
+    error = controller.last_error
+    return None if error is None else step_error_text(error, controller.table)
+
+
+def fail_text(controller: Controller) -> str | None:
+    """Why the controller is in FAILED, in words; None when it is not (or has no cause)."""
+    if controller.fail_reason == FailReason.NONE or controller.fail_cause == Reason.NONE:
+        return None
+    return describe(controller.fail_cause, controller.fail_cause_detail)
+
+
+def dead_letter_text(attempts: int, reason: Reason, detail: int) -> str:
+    """Why a message was given up: what made it unsendable, or its attempts and the last
+    failure (`5 attempts without PUBACK (last: no PUBACK within 10000 ms)`)."""
+    if reason in UNSENDABLE:
+        return describe(reason, detail)
+    last = f" (last: {describe(reason, detail)})" if reason != Reason.NONE else ""
+    return f"{attempts} attempts without PUBACK{last}"
+
+
+def status(controller: Controller) -> dict[str, Any]:
+    """A snapshot of the controller for status files and summaries (no secret is in here)."""
+    channel = controller.channel
+    return {
+        "state": controller.state.name,
+        "since_ms": ms_diff(controller.now_ms, controller.entered_at),
+        "attempt": controller.attempt,
+        "step": controller.step_name(),
+        "last_trigger": controller.last_trigger,
+        "last_error": last_error_text(controller),
+        "fail_reason": controller.fail_reason.name if controller.fail_reason else None,
+        "fail_detail": fail_text(controller),
+        "firmware": controller.firmware or None,
+        "rssi": controller.rssi,
+        "ip": controller.ip or None,
+        "port_lost": controller.port_lost,
+        "counters": controller.counters.as_dict(),
+        "at": {"lines_dropped": channel.lines_dropped, "stray_lines": channel.stray_lines,
+               "urcs": channel.urcs, "data_dropped": channel.data_dropped,
+               "payloads_truncated": channel.payloads_truncated},
+    }
+
+
+# ---------------------------------------------------------------------- log events
+
+
+def _text(data: bytes | bytearray | memoryview) -> str:
+    return bytes(data).decode("latin-1")
+
+
+def _step_left(controller: Controller, source: int) -> str | None:
+    """The step a state was in when it was left (the runner is still there)."""
+    if source == State.ONLINE:
+        return None
+    steps = controller.table[source].steps
+    index = controller.runner.index
+    return steps[index].name if index < len(steps) else None
+
+
+def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int,
+                 data: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """The keys of the structlog event a core LogEvent becomes (the words of its codes)."""
+    state = controller.state.name
+    s = controller.session
+    if event == LogEvent.STATE:
+        source, trigger = State(a), Trigger(b)
+        fields: dict[str, Any] = {"from": source.name, "to": state,
+                                  "trigger": trigger.name.lower(),
+                                  "attempt": controller.attempt, "elapsed_ms": c}
+        left = _step_left(controller, source) if trigger != Trigger.DONE else None
+        if left:
+            fields["step"] = left  # where the state was when it was left
+        if controller.state == State.FAILED:
+            fields["reason"] = fail_text(controller) or ""
+        return fields
+    if event == LogEvent.STEP:
+        error = StepError(controller.state, controller.runner.index, Reason(b), c)
+        return {"state": state, "step": controller.step_name(),
+                "outcome": Outcome(a).name.lower(), "why": step_why(error, controller.table)}
+    if event in (LogEvent.AT_TX, LogEvent.AT_TIMEOUT):
+        return {"command": _text(data), "state": state}
+    if event in (LogEvent.URC, LogEvent.LINK_URC):
+        return {"urc": _text(data), "state": state}
+    if event == LogEvent.MSUB_UNPARSED:
+        return {"urc": _text(data)}
+    if event == LogEvent.DOWNLINK_CACHED:
+        return {"slot": a, "state": state}
+    if event == LogEvent.PAYLOAD_TRUNCATED:
+        header = bytes(data)
+        downlink = header.startswith(b"+MSUB")
+        return {"what": "downlink" if downlink else "http body",
+                "topic": msub_topic(header).decode("utf-8", "replace") or None,
+                "declared": a, "received": b, "state": state}
+    if event == LogEvent.INBOUND:
+        return {"topic": bytes(data).decode("utf-8", "replace"), "bytes": a}
+    if event == LogEvent.PROBE:
+        return {"mqtt_status": a}
+    if event == LogEvent.MODULE_SILENT:
+        return {"unanswered": a}
+    if event in (LogEvent.KEEPALIVE_REFUSED, LogEvent.CACHE_READ_FAILED):
+        return {"answer": answer_text(a, b)}
+    if event == LogEvent.KEEPALIVE_UNANSWERED:
+        return {"firmware": controller.firmware or None, "after_ms": a}
+    if event == LogEvent.PUBLISH_FAILED:
+        return {"id": a, "attempt": b, "of": c,
+                "reason": describe(s.last_failure, s.last_failure_detail)}
+    if event == LogEvent.PUBLISH_DEAD:
+        return {"id": a, "topic": bytes(data).decode("utf-8", "replace"), "attempts": b,
+                "reason": dead_letter_text(b, s.dead_reason, s.dead_detail)}
+    if event == LogEvent.MQTT_MODE_REFUSED:
+        return {"command": "AT+MQTTMODE=0" if s.module_hex else "AT+MQTTMODE=1",
+                "answer": answer_text(a, b), "id": s.attempt_of or None, "failures": c}
+    if event == LogEvent.OUTBOX_UNAVAILABLE:
+        return {"operation": OutboxCall(a).name.lower(),
+                "error": bytes(data).decode("utf-8", "replace"), "failures": b, "retry_in_ms": c}
+    if event == LogEvent.OUTBOX_AVAILABLE:
+        return {"after_failures": a}
+    if event == LogEvent.PORT_LOST:
+        return {"reason": getattr(controller.port, "lost_reason", "") or None, "state": state}
+    if event == LogEvent.HARDWARE_RESET:
+        return {"state": state, "reset": a, "of": b}
+    if event == LogEvent.INTERNAL_ERROR:
+        return {"error": bytes(data).decode("utf-8", "replace"), "state": state}
+    # HARDWARE_RESET_FAILED, ON_STATE_FAILED, ON_MESSAGE_FAILED: what the callback raised
+    return {"error": bytes(data).decode("utf-8", "replace")}
