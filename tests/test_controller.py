@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from airfsm.core import aliyun
+from airfsm.core import aliyun, payload
 from airfsm.core.codes import FailReason, PubPhase, State
 from airfsm.core.controller import Controller
 from airfsm.core.outbox import MemoryOutbox
@@ -394,6 +394,28 @@ def test_unsendable_messages_are_refused_at_publish_time() -> None:
     with pytest.raises(ValueError):
         rig.controller.publish("update", b"x", qos=2)
     assert len(rig.controller.outbox) == 0
+
+
+def test_a_message_mpub_cannot_carry_at_the_head_becomes_a_dead_letter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An outbox that lets anything in (as a host's store might): the tick refuses what AT+MPUB
+    # cannot carry by put_mpub's code, dead-letters it with why, and the queue flows on.
+    rig = online_rig()
+    monkeypatch.setattr(payload, "check_message", lambda *args, **kwargs: None)
+    box = rig.controller.outbox
+    bad_topic = box.enqueue('/a/"b', b"x", 1)  # type: ignore[attr-defined]
+    too_big = box.enqueue(UPDATE, b"\x00" * (payload.MAX_PAYLOAD_HEX_RAW + 1), 1)  # type: ignore[attr-defined]
+    bad_qos = box.enqueue(UPDATE, b"x", 2)  # type: ignore[attr-defined]
+    box.enqueue(UPDATE, b"fine", 1)  # type: ignore[attr-defined]
+    assert rig.run_until(lambda: len(box) == 0)  # type: ignore[arg-type]
+    dead = {d.id: d.reason for d in box.dead_letters()}  # type: ignore[attr-defined]
+    assert set(dead) == {bad_topic, too_big, bad_qos}
+    assert dead[bad_topic].startswith("bad topic: 5 characters")
+    assert dead[too_big].startswith(f"payload of {payload.MAX_PAYLOAD_HEX_RAW + 1} bytes")
+    assert dead[bad_qos] == "qos must be 0 or 1, got 2"
+    assert [p for _t, p, _q in rig.module.published] == [b"fine"]
+    assert sum(c.startswith("AT+MPUB=") for c in rig.commands) == 1
+    assert rig.controller.counters.internal_errors == 0
 
 
 def test_inbound_payload_read_by_length_never_split_on_commas() -> None:

@@ -1,7 +1,8 @@
 """The generated C table (`airfsm ctable`): committed fresh, clean under the strict flags on the
 host and the Cortex-M3, and holding the Python table's values, read back by a C program that
-includes the header and links the .c. The slots (data the core does not declare yet) are checked
-against the code that enforces them today."""
+includes the header and links the .c. What the table exports beside the machine (placeholder
+bounds, settings ranges, what each check reads, ONLINE's commands) is checked against the code
+that enforces or uses it: validate(), the auth reply scan, the judge, a controller online."""
 
 from __future__ import annotations
 
@@ -17,13 +18,29 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core import aliyun, at, payload
-from airfsm.core.controller import Settings
-from airfsm.core.table import MACHINE, Check, State, Step, Trigger, edge_table, edges
-from airfsm.core.textparse import field_uint
+from airfsm.core import aliyun, at, payload, table
+from airfsm.core.at import AtResponse
+from airfsm.core.codes import AtResult, Check, Outcome, Placeholder, State, Trigger
+from airfsm.core.judge import ANSWERS, judge_answer, judge_urc
+from airfsm.core.settings import BODY_CAPACITY, CMD_CAPACITY, SETTING_RANGES, U31_MAX, Settings
+from airfsm.core.table import (
+    MACHINE,
+    MPUB_PIECES,
+    MPUB_TEMPLATE,
+    ONLINE_STEPS,
+    PLACEHOLDER_MAX,
+    URCS,
+    Step,
+    edge_table,
+    edges,
+    expand,
+    expanded_max,
+    split_template,
+)
+from airfsm.sim import SimConfig, parse_fault
 from airfsm.tools import ctable, fresh
-from airfsm.tools.ctable import Placeholder
 from tests.cport import PORT_C, require_cross_toolchain, require_host_compiler
+from tests.harness import make_rig
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = PORT_C / "generated"
@@ -34,7 +51,7 @@ STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion"
 def templates() -> list[str]:
     """Every command template the port expands: the steps', ONLINE's and AT+MPUB's."""
     return [*(s.command for row in MACHINE for s in row.steps),
-            *(s.command for _name, s in ctable.ONLINE_STEPS), ctable.MPUB_TEMPLATE]
+            *(s.command for s in ONLINE_STEPS), MPUB_TEMPLATE]
 
 
 # ---------------------------------------------------------------------- the files and the command
@@ -161,12 +178,16 @@ static void put_text(const airfsm_text_t *t) {
     if (t->text == NULL || strlen(t->text) != t->len) fputs("!len", stdout);
 }
 
-static void put_texts(const airfsm_text_t *texts, unsigned n) {
-    if ((texts == NULL) != (n == 0)) fputs("!null", stdout);
+static void put_urcs(const uint8_t *rows, unsigned n) {
+    if ((rows == NULL) != (n == 0)) fputs("!null", stdout);
     if (n == 0) fputs("-", stdout);
     for (unsigned i = 0; i < n; i++) {
         if (i) putchar(',');
-        put_text(&texts[i]);
+        if (rows[i] >= AIRFSM_URC_COUNT) {
+            fputs("!row", stdout);
+            continue;
+        }
+        put_text(&airfsm_urcs[rows[i]].prefix);
     }
 }
 
@@ -189,9 +210,9 @@ static void put_step(const char *where, const airfsm_step_t *s) {
     put_pieces(&s->command);
     printf(" check=%s when=%s timeout=%lu prompt=%d ok=", airfsm_check_name[s->check],
            airfsm_cond_name[s->when], (unsigned long)s->timeout_ms, (int)s->prompt);
-    put_texts(s->urc_ok, s->n_urc_ok);
+    put_urcs(s->urc_ok, s->n_urc_ok);
     fputs(" fail=", stdout);
-    put_texts(s->urc_fail, s->n_urc_fail);
+    put_urcs(s->urc_fail, s->n_urc_fail);
     printf(" urc_timeout=%lu final=%d poll=%lu limit=%u on_fail=%s settle=%lu\n",
            (unsigned long)s->urc_timeout_ms, (int)s->urc_is_final, (unsigned long)s->poll_ms,
            (unsigned)s->poll_limit, s->on_fail < 0 ? "-" : airfsm_trigger_name[s->on_fail],
@@ -243,15 +264,12 @@ static void dump_table(void) {
     printf("escalation %lu %lu %lu\n", (unsigned long)AIRFSM_ESCALATION_BACKOFF_BASE_MS,
            (unsigned long)AIRFSM_ESCALATION_BACKOFF_CAP_MS,
            (unsigned long)AIRFSM_ESCALATIONS_WITHOUT_BACKOFF);
-    for (unsigned i = 0; i < AIRFSM_URC_PREFIX_COUNT; i++) {
+    for (unsigned i = 0; i < AIRFSM_URC_COUNT; i++) {
+        const airfsm_urc_t *u = &airfsm_urcs[i];
         fputs("urc ", stdout);
-        put_text(&airfsm_urc_prefixes[i]);
-        putchar('\n');
-    }
-    for (unsigned i = 0; i < AIRFSM_URC_ONLY_PREFIX_COUNT; i++) {
-        fputs("urc_only ", stdout);
-        put_text(&airfsm_urc_only_prefixes[i]);
-        putchar('\n');
+        put_text(&u->prefix);
+        printf(" %s %s %d\n", airfsm_urc_kind_name[u->kind],
+               u->trigger < 0 ? "-" : airfsm_trigger_name[u->trigger], (int)u->urc_only);
     }
     for (unsigned i = 0; i < AIRFSM_FINAL_CODE_COUNT; i++) {
         const airfsm_final_code_t *f = &airfsm_final_codes[i];
@@ -265,11 +283,6 @@ static void dump_table(void) {
         putchar('\n');
     }
     printf("data_prompt %u\n", (unsigned)AIRFSM_DATA_PROMPT);
-    for (unsigned i = 0; i < AIRFSM_LINK_URC_COUNT; i++) {
-        fputs("link ", stdout);
-        put_text(&airfsm_link_urcs[i].prefix);
-        printf(" %s\n", airfsm_trigger_name[airfsm_link_urcs[i].trigger]);
-    }
     for (unsigned c = 0; c < AIRFSM_CHECK_COUNT; c++) {
         const airfsm_check_answer_t *a = &airfsm_check_answers[c];
         printf("check %s ", airfsm_check_name[c]);
@@ -322,8 +335,8 @@ def dump_program() -> str:
     for name in MARKERS:
         body += [f'    fputs("marker {name} ", stdout);', f"    put_text(&airfsm_{name});",
                  "    putchar('\\n');"]
-    for name, _step in ctable.ONLINE_STEPS:
-        body.append(f'    put_step("online/{name}", &airfsm_{name});')
+    for step in ONLINE_STEPS:
+        body.append(f'    put_step("online/{step.name}", &airfsm_online_{step.name});')
     return DUMP_HELPERS + "\n".join([*body, "    return 0;", "}", ""])
 
 
@@ -337,9 +350,12 @@ def hx(data: str | bytes) -> str:
     return raw.hex() if raw else "-"
 
 
+def pieces_text(pieces: tuple[bytes | Placeholder, ...]) -> str:
+    return "|".join(f"L{p.hex()}" if isinstance(p, bytes) else f"P{p.name}" for p in pieces)
+
+
 def step_line(where: str, step: Step) -> str:
-    pieces = "|".join(f"L{p.hex()}" if isinstance(p, bytes) else f"P{p.name}"
-                      for p in ctable.split_template(step.command))
+    pieces = pieces_text(split_template(step.command))
     final = any(at.is_final_code(u.encode()) for u in (*step.urc_ok, *step.urc_fail))
     return (f"step {where} {step.name} {pieces} check={step.check.name} when={step.when.name} "
             f"timeout={step.timeout_ms} prompt={int(step.prompt)} "
@@ -375,28 +391,26 @@ def expected_dump() -> list[str]:
     for trigger in Trigger:
         lines.append(f"trigger {trigger.name} "
                      f"escalates={int(trigger not in (Trigger.DONE, Trigger.RETRY))} "
-                     f"priority={ctable.LINK_PRIORITY.get(trigger, 0)}")
-    base_ms, cap_ms = ctable.ESCALATION_BACKOFF_MS
-    lines.append(f"escalation {base_ms} {cap_ms} 1")
-    lines += [f"urc {hx(u)}" for u in at.URC_PREFIXES]
-    lines += [f"urc_only {hx(u)}" for u in at.URC_ONLY_PREFIXES]
+                     f"priority={table.link_priority(trigger)}")
+    base_ms, cap_ms = table.ESCALATION_BACKOFF_MS
+    lines.append(f"escalation {base_ms} {cap_ms} {table.ESCALATIONS_WITHOUT_BACKOFF}")
+    lines += [f"urc {hx(u.prefix)} {u.kind.name} {u.trigger.name if u.trigger else '-'} "
+              f"{int(u.urc_only)}" for u in URCS]
     lines += [f"final {hx(t)} {r.name} {int(c)}" for t, r, c in at.FINAL_CODES]
     lines += [f"prompt {hx(p)}" for p in at.PROMPT_LINES]
     lines.append(f"data_prompt {ord('>')}")
-    lines += [f"link {hx(prefix)} {trigger.name}" for prefix, trigger in ctable.LINK_URCS]
     for check in Check:
-        a = ctable.CHECK_ANSWERS[check]
+        a = ANSWERS[check]
         lines.append(f"check {check.name} {hx(a.prefix)} {a.field} {a.pass_value} {hx(a.token)} "
                      f"{a.text_field} {int(a.in_urc)}")
     lines += [f"setting {name} {default} {low} {high}"
-              for name, default, low, high, _note in ctable.settings_rows(ctable.SETTING_RANGES)]
-    lines += [f"default_apn {hx(Settings.apn)}", f"default_sign_method {hx(Settings.sign_method)}"]
-    lines += [f"placeholder {p.name} {ctable.PLACEHOLDER_MAX[p]}" for p in Placeholder]
-    longest = ctable.longest_command([ctable.split_template(t) for t in templates()],
-                                     ctable.PLACEHOLDER_MAX)
+              for name, default, low, high, _note in ctable.settings_rows(SETTING_RANGES)]
+    lines += [f"default_apn {hx(ctable.setting_default('apn'))}",
+              f"default_sign_method {hx(ctable.setting_default('sign_method'))}"]
+    lines += [f"placeholder {p.name} {PLACEHOLDER_MAX[p]}" for p in Placeholder]
+    longest = max(expanded_max(split_template(t)) for t in templates())
     lines.append(f"longest {longest} {ctable.longest_auth_body()} {ctable.longest_auth_body()}")
-    lines.append("mpub " + "|".join(f"L{p.hex()}" if isinstance(p, bytes) else f"P{p.name}"
-                                    for p in ctable.split_template(ctable.MPUB_TEMPLATE)))
+    lines.append("mpub " + pieces_text(split_template(MPUB_TEMPLATE)))
     for export in ctable.EXPORTS:
         if isinstance(export, ctable.Codes):
             names = {m.value: m.name for m in export.enum}
@@ -406,7 +420,7 @@ def expected_dump() -> list[str]:
             lines += [f"text {c.name} {hx(c.value)}" if isinstance(c.value, str)
                       else f"const {c.name} {c.value}" for c in export.items]
     lines += [f"marker {name} {hx(text)}" for name, text in MARKERS.items()]
-    lines += [step_line(f"online/{name}", step) for name, step in ctable.ONLINE_STEPS]
+    lines += [step_line(f"online/{step.name}", step) for step in ONLINE_STEPS]
     return lines
 
 
@@ -432,7 +446,7 @@ def test_c_program_reads_what_the_python_table_says(tmp_path: Path) -> None:
         assert got == want
     # the counts say what the Python says, and next[][] holds every edge
     assert sum(line.startswith("step ") for line in lines) == (
-        sum(len(row.steps) for row in MACHINE) + len(ctable.ONLINE_STEPS))
+        sum(len(row.steps) for row in MACHINE) + len(ONLINE_STEPS))
     assert sum(line.startswith("edge ") for line in lines) == len(edges())
     nexts = [line.split()[1:] for line in lines if line.startswith("next ")]
     for e in edges():
@@ -469,14 +483,14 @@ def test_table_compiles_clean_for_cortex_m3(tmp_path: Path) -> None:
     assert text > 1000 and data == 0 and bss == 0  # all of it const: flash, no RAM
 
 
-# ---------------------------------------------------------------------- the slots against the code
+# ------------------------------------------------------- what the table exports against the code
 
 
 def test_templates_split_into_pieces_that_expand_as_the_controller_fills_them() -> None:
     values = {p.name.lower(): f"<{p.name.lower()}>" for p in Placeholder}
     used: set[Placeholder] = set()
     for template in templates():
-        pieces = ctable.split_template(template)
+        pieces = split_template(template)
         assert b"{" not in b"".join(p for p in pieces if isinstance(p, bytes)), template
         rebuilt = "".join(p.decode() if isinstance(p, bytes) else "{" + p.name.lower() + "}"
                           for p in pieces)
@@ -486,16 +500,17 @@ def test_templates_split_into_pieces_that_expand_as_the_controller_fills_them() 
         assert expanded == template.format_map(values)
         used |= {p for p in pieces if isinstance(p, Placeholder)}
     assert used == set(Placeholder)  # none declared that no template uses
-    assert ctable.split_template('AT+X="{apn}"') == (b'AT+X="', Placeholder.APN, b'"')
-    with pytest.raises(KeyError):
-        ctable.split_template("AT+X={no_such_value}")
+    assert set(ctable.TEMPLATES) == {split_template(t) for t in templates()}  # all exported
+    with pytest.raises(ValueError, match="placeholder"):
+        split_template("AT+X={no_such_value}")
 
 
-def expand_mpub(topic: str, qos: int, message: bytes) -> bytes:
-    values = {Placeholder.TOPIC: topic.encode(), Placeholder.QOS: str(qos).encode(),
-              Placeholder.MESSAGE: message}
-    return b"".join(p if isinstance(p, bytes) else values[p]
-                    for p in ctable.split_template(ctable.MPUB_TEMPLATE))
+def mpub_values(topic: str, qos: int, message: bytes) -> list[bytes | int]:
+    values: list[bytes | int] = [b""] * len(Placeholder)
+    values[Placeholder.TOPIC] = topic.encode()
+    values[Placeholder.QOS] = qos
+    values[Placeholder.MESSAGE] = message
+    return values
 
 
 def test_the_mpub_template_is_what_the_encoder_sends() -> None:
@@ -503,12 +518,17 @@ def test_the_mpub_template_is_what_the_encoder_sends() -> None:
     for _ in range(300):
         topic = "/" + "".join(rng.choice("abcXYZ019_/-.") for _ in range(rng.randint(1, 60)))
         qos = rng.choice(payload.QOS_LEVELS)
-        data = bytes(rng.choice(b'ab "\\\r\n{}') for _ in range(rng.randint(0, 200)))
-        assert payload.encode_mpub_command(topic, data, qos, False) == expand_mpub(
-            topic, qos, payload.escape_mpub(data))
-        binary = rng.randbytes(rng.randint(0, 100))
-        assert payload.encode_mpub_command(topic, binary, qos, True) == expand_mpub(
-            topic, qos, binary.hex().upper().encode())
+        for data, hex_mode, message in (
+                (text := bytes(rng.choice(b'ab "\\\r\n{}') for _ in range(rng.randint(0, 200))),
+                 False, payload.escape_mpub(text)),
+                (binary := rng.randbytes(rng.randint(0, 100)), True,
+                 binary.hex().upper().encode())):
+            template = bytearray(CMD_CAPACITY)
+            n = expand(MPUB_PIECES, mpub_values(topic, qos, message), template)
+            written = bytearray(CMD_CAPACITY)
+            assert payload.put_mpub(written, topic, data, qos, hex_mode) == n > 0
+            assert written[:n] == template[:n]
+            assert payload.encode_mpub_command(topic, data, qos, hex_mode) == template[:n]
 
 
 def settings(**changes: object) -> Settings:
@@ -538,15 +558,16 @@ def reply_with(**data: object) -> bytes:
 
 
 def test_each_placeholder_maximum_is_what_the_core_enforces() -> None:
-    longest = ctable.PLACEHOLDER_MAX
+    longest = PLACEHOLDER_MAX
     assert not refused(apn="a" * longest[Placeholder.APN])
     assert refused(apn="a" * (longest[Placeholder.APN] + 1))
     region = "r" * 64
     assert not identity_refused(region=region) and identity_refused(region=region + "r")
     assert len(aliyun.auth_url(region)) == longest[Placeholder.AUTH_URL]
-    assert longest[Placeholder.CONTENT_TYPE] == len(ctable.CONTENT_TYPE)
-    body = ctable.longest_auth_body()
-    assert len(str(body)) == longest[Placeholder.BODY_LEN]
+    assert longest[Placeholder.CONTENT_TYPE] == len(table.CONTENT_TYPE)
+    # the longest auth body fits the body buffer, whose length has this many digits
+    assert ctable.longest_auth_body() <= BODY_CAPACITY
+    assert len(str(BODY_CAPACITY)) == longest[Placeholder.BODY_LEN]
     client = "c" * longest[Placeholder.CLIENT_ID]
     assert not identity_refused(client_id=client) and identity_refused(client_id=client + "c")
     for name, placeholder in (("iotId", Placeholder.IOT_ID), ("iotToken", Placeholder.IOT_TOKEN)):
@@ -559,7 +580,7 @@ def test_each_placeholder_maximum_is_what_the_core_enforces() -> None:
     assert aliyun.parse_auth_reply(
         reply_with(resources={"mqtt": {"host": host + "h"}})).mqtt_host is None
     # numbers: as many digits as the largest value validate() lets through (tested below)
-    ranges = {r.name: r for r in ctable.SETTING_RANGES}
+    ranges = {r.name: r for r in SETTING_RANGES}
     for name, placeholder in (("mqtt_port", Placeholder.MQTT_PORT),
                               ("keepalive_s", Placeholder.KEEPALIVE_S),
                               ("body_window_ms", Placeholder.BODY_WINDOW_MS),
@@ -571,33 +592,36 @@ def test_each_placeholder_maximum_is_what_the_core_enforces() -> None:
         assert refused(sub_topic=topic + "t") and payload.check_topic(topic + "t") is not None
     assert len(str(max(payload.QOS_LEVELS))) == longest[Placeholder.QOS]
     limit = longest[Placeholder.MESSAGE]
-    assert payload.encode_mpub_command("/t", b"m" * limit, 0, False)
+    out = bytearray(CMD_CAPACITY)
+    assert payload.put_mpub(out, "/t", b"m" * limit, 0, False) > 0
+    assert payload.put_mpub(out, "/t", b"m" * (limit + 1), 0, False) == payload.MPUB_UNSENDABLE
+    assert payload.put_mpub(out, "/t", b"\x00" * (limit // 2), 0, True) > 0
+    assert payload.put_mpub(out, "/t", b"\x00" * (limit // 2 + 1), 0,
+                            True) == payload.MPUB_UNSENDABLE
     with pytest.raises(ValueError):
         payload.encode_mpub_command("/t", b"m" * (limit + 1), 0, False)
-    with pytest.raises(ValueError):
-        payload.encode_mpub_command("/t", b"\x00" * (limit // 2 + 1), 0, True)
 
 
 def test_the_longest_command_is_an_mpub_at_its_limits() -> None:
-    longest = ctable.PLACEHOLDER_MAX
+    longest = PLACEHOLDER_MAX
     command = payload.encode_mpub_command(
         "/" + "t" * (longest[Placeholder.TOPIC] - 1), b"m" * longest[Placeholder.MESSAGE], 1,
         False)
-    pieces = [ctable.split_template(t) for t in templates()]
-    assert ctable.longest_command(pieces, longest) == len(command)
+    assert max(map(expanded_max, ctable.TEMPLATES)) == len(command) == payload.MPUB_MAX
+    assert len(command) < CMD_CAPACITY  # and its CR
 
 
 def test_setting_ranges_are_what_validate_enforces() -> None:
     numeric = {f.name for f in dataclasses.fields(Settings)
                if f.type in ("int", "int | None")}
-    ranges = {r.name: r for r in ctable.SETTING_RANGES}
+    ranges = {r.name: r for r in SETTING_RANGES}
     assert set(ranges) == numeric  # a new setting must be exported
-    cap = Settings.publish_backoff_cap_ms
-    for r in ctable.SETTING_RANGES:
+    cap = ctable.setting_default("publish_backoff_cap_ms")
+    for r in SETTING_RANGES:
         # the one rule between two settings: base <= cap
         extra: dict[str, int] = {}
         if r.name == "publish_backoff_base_ms":
-            extra = {"publish_backoff_cap_ms": ctable.U31_MAX}
+            extra = {"publish_backoff_cap_ms": U31_MAX}
         elif r.name == "publish_backoff_cap_ms":
             extra = {"publish_backoff_base_ms": 100}
         if r.low is None:
@@ -613,40 +637,114 @@ def test_setting_ranges_are_what_validate_enforces() -> None:
     assert refused(publish_backoff_base_ms=cap + 1)
 
 
-def core_sources() -> str:
-    return "\n".join(p.read_text() for p in sorted((REPO / "airfsm" / "core").glob("*.py")))
+def answer(*lines: bytes, result: AtResult = AtResult.OK) -> AtResponse:
+    """A response whose info lines are `lines` (the channel's spans of its arena)."""
+    resp = AtResponse(bytearray(256))
+    resp.clear(b"AT")
+    resp.result = result
+    at_ = 0
+    for line in lines:
+        resp.arena[at_:at_ + len(line)] = line
+        resp.line_start[resp.line_count] = at_
+        resp.line_length[resp.line_count] = len(line)
+        resp.line_count += 1
+        at_ += len(line)
+    return resp
 
 
-def test_check_answers_are_what_the_controller_reads() -> None:
-    source = core_sources()
-    assert set(ctable.CHECK_ANSWERS) == set(Check)
+def judged(check: Check, line: bytes) -> tuple[Outcome, object]:
+    """What the judge makes of an answer holding `line` (or of the URC `line`), for the first
+    step with this check (the machine's, then ONLINE's: the probe)."""
+    from airfsm.core.controller import Controller
+    from airfsm.host.serial import memory_pair
+
+    ctl = Controller(memory_pair()[0], settings())
+    step = next(s for s in (*(s for row in MACHINE for s in row.steps), *ONLINE_STEPS)
+                if s.check == check)
+    if ANSWERS[check].in_urc:
+        return judge_urc(ctl, step, URCS.index(next(u for u in URCS if line.startswith(
+            u.prefix))), line)[0], ctl
+    return judge_answer(ctl, step, answer(line))[0], ctl
+
+
+def test_check_answers_are_what_the_judge_reads() -> None:
+    assert set(ANSWERS) == set(Check)
     examples = {Check.SIM_READY: b"+CPIN: READY", Check.SIGNAL: b"+CSQ: 17,99",
                 Check.ATTACHED: b"+CGATT: 1", Check.BEARER_QUERY: b'+SAPBR: 1,1,"10.1.2.3"',
                 Check.HTTP_STATUS: b"+HTTPACTION: 1,200,148",
                 Check.MQTT_STATUS: b"+MQTTSTATU :1", Check.AUTH_REPLY: b"+HTTPREAD: 148",
                 Check.VERSION: b"AirM2M_Air72xUy_V409_LTE_AT"}
-    for check, answer in ctable.CHECK_ANSWERS.items():
-        if answer.prefix:
-            # the prefix is a literal of the core (today the controller's _judge, or at.py)
-            assert (f'b"{answer.prefix}"' in source or
-                    answer.prefix.encode() == at.HTTPREAD_HEADER), answer.prefix
-            assert examples[check].startswith(answer.prefix.encode())
-        if answer.token:
-            assert f'b"{answer.token}"' in source or f'"{answer.token}"' in source
-            assert answer.token.encode() in examples[check]
-        if answer.pass_value >= 0:
-            assert field_uint(examples[check], answer.field) == answer.pass_value, check
-    assert field_uint(examples[Check.SIGNAL], ctable.CHECK_ANSWERS[Check.SIGNAL].field) == 17
-    bearer = ctable.CHECK_ANSWERS[Check.BEARER_QUERY]
+    for check, a in ANSWERS.items():
+        if a.prefix:
+            assert examples[check].startswith(a.prefix), check
+        if a.token:
+            assert a.token in examples[check], check
+        if a.pass_value < 0:
+            continue
+        # the passing value passes; another in its field, or another prefix, does not
+        line = examples[check]
+        assert field_of(line, a.field) == a.pass_value, check
+        assert judged(check, line)[0] == Outcome.PASS, check
+        other = replace_field(line, a.field, a.pass_value + 7)
+        assert judged(check, other)[0] != Outcome.PASS, check
+        if not a.in_urc:
+            assert judged(check, b"+OTHER" + line[len(a.prefix):])[0] != Outcome.PASS, check
+    # the fields read without a passing value
+    signal = ANSWERS[Check.SIGNAL]
+    assert field_of(examples[Check.SIGNAL], signal.field) == 17
+    assert judged(Check.SIGNAL, examples[Check.SIGNAL])[1].rssi == 17  # type: ignore[attr-defined]
+    assert judged(Check.BEARER_QUERY, examples[Check.BEARER_QUERY])[1].ip == "10.1.2.3"  # type: ignore[attr-defined]
+    bearer = ANSWERS[Check.BEARER_QUERY]
     assert examples[Check.BEARER_QUERY].split(b",")[bearer.text_field] == b'"10.1.2.3"'
-    assert {c for c, a in ctable.CHECK_ANSWERS.items() if a.in_urc} == {
+    sim = ANSWERS[Check.SIM_READY]
+    assert judged(Check.SIM_READY, examples[Check.SIM_READY])[0] == Outcome.PASS
+    assert judged(Check.SIM_READY, sim.prefix + b" NOT INSERTED")[0] == Outcome.NOT_YET
+    version = ANSWERS[Check.VERSION]
+    assert judged(Check.VERSION, examples[Check.VERSION])[0] == Outcome.PASS
+    assert judged(Check.VERSION, examples[Check.VERSION].replace(version.token, b"_X"))[0] \
+        != Outcome.PASS
+    assert ANSWERS[Check.AUTH_REPLY].prefix == at.HTTPREAD_HEADER  # the channel reads its body
+    assert {c for c, a in ANSWERS.items() if a.in_urc} == {
         s.check for row in MACHINE for s in row.steps if s.urc_ok and s.check != Check.OK}
 
 
+def field_of(line: bytes, index: int) -> int:
+    """Field `index` of an answer line, read apart from the code under test."""
+    return int(line.split(b":", 1)[1].split(b",")[index])
+
+
+def replace_field(line: bytes, index: int, value: int) -> bytes:
+    head, rest = line.split(b":", 1)
+    parts = rest.split(b",")
+    parts[index] = b" %d" % value if parts[index].startswith(b" ") else b"%d" % value
+    return head + b":" + b",".join(parts)
+
+
 def test_online_commands_are_what_the_controller_sends() -> None:
-    source = core_sources()
-    assert ctable.MODE_HEX.command.encode() == at.HEX_MODE_ON
-    assert ctable.MODE_TEXT.command.encode() == at.HEX_MODE_OFF
-    assert 'b"AT+MQTTMODE=1" if want_hex else b"AT+MQTTMODE=0", 5_000' in source
-    assert 'b"AT+MDISCONNECT", 5_000' in source and ctable.DISCONNECT.timeout_ms == 5_000
-    assert ctable.MODE_HEX.timeout_ms == ctable.MODE_TEXT.timeout_ms == 5_000
+    # Firmware before V838 (the keepalive), a binary message (the hex mode and back), a cached
+    # downlink (the cache read), the liveness probe, and a clean stop (the disconnect).
+    rig = make_rig(SimConfig(firmware="AirM2M_Air72xUy_V409_LTE_AT",
+                             faults=[parse_fault("cache-notice@1")]))
+    assert rig.run_until(lambda: rig.controller.online)
+    online_from = len(rig.commands)
+    rig.controller.publish("update", b"\x00binary\xff", 1)
+    rig.controller.publish("update", b"text", 1)
+    rig.module.send_downlink(aliyun.topic_get(rig.controller.settings.identity.product_key,
+                                              rig.controller.settings.identity.device_name),
+                             b"down", rig.now)
+    rig.run_for(5 * 60_000)
+    rig.controller.request_stop()
+    assert rig.run_until(lambda: rig.controller.stopped)
+    sent = rig.commands[online_from:]
+    for step in ONLINE_STEPS:
+        first = step.pieces[0]
+        assert isinstance(first, bytes)
+        matching = [c for c in sent if c.encode().startswith(first)]
+        assert matching, step.name
+        if len(step.pieces) == 1:
+            assert first.decode() in sent, step.name  # a command without placeholders, as is
+    # the channel follows the module's payload mode by these very commands
+    assert table.HEX_MODE.command.encode() == at.HEX_MODE_ON
+    assert table.TEXT_MODE.command.encode() == at.HEX_MODE_OFF
+    assert [c for c in sent if c.startswith("AT+MQTTMODE")] == [
+        table.HEX_MODE.command, table.TEXT_MODE.command]

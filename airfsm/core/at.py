@@ -116,7 +116,7 @@ from enum import IntEnum
 
 from airfsm.core.codes import AtResult, UrcKind
 from airfsm.core.settings import DATA_CAPACITY, INFO_ARENA, LINE_CAPACITY, MAX_INFO_LINES
-from airfsm.core.table import URC_NONE, URCS, Urc
+from airfsm.core.table import HEX_MODE, TEXT_MODE, URC_NONE, URCS, Urc
 from airfsm.core.textparse import MAX_UINT_DIGITS, hex_value, is_digit, parse_uint
 from airfsm.core.timebase import ms_add, ms_diff, ms_earliest, ms_reached
 
@@ -143,7 +143,6 @@ _SP = 0x20
 _QUOTE = 0x22
 _COMMA = 0x2C
 _COLON = 0x3A
-_GT = 0x3E
 _PLUS = 0x2B
 _TILDE = 0x7E
 _CASE = 0x20  # ASCII letters: lower case = upper case | 0x20
@@ -163,13 +162,15 @@ NOT_FINAL = -1  # final_code(): the line is not a final result code
 # Whole-line prompts. The `>` prompt is not here: it is taken at its first byte, because the
 # module sends `> ` and then waits, with no line end (see the module docstring).
 PROMPT_LINES: tuple[bytes, ...] = (b"DOWNLOAD",)
+DATA_PROMPT = 0x3E  # `>`: the prompt taken at its first byte
 
 MSUB_HEADER = b"+MSUB:"
 MSUB_LENGTH_UNIT = b"byte,"
 HTTPREAD_HEADER = b"+HTTPREAD:"
-# The payload form of +MSUB follows the module's AT+MQTTMODE, which the channel sees go by.
-HEX_MODE_ON = b"AT+MQTTMODE=1"
-HEX_MODE_OFF = b"AT+MQTTMODE=0"
+# The payload form of +MSUB follows the module's AT+MQTTMODE, which the channel sees go by
+# (the table's commands: the controller sends those steps).
+HEX_MODE_ON = HEX_MODE.command.encode("ascii")
+HEX_MODE_OFF = TEXT_MODE.command.encode("ascii")
 _HEX_DIGITS = b"0123456789ABCDEFabcdef"
 
 
@@ -763,7 +764,7 @@ class AtChannel:
             self._msub_possible = True
         if self._prompt == _Prompt.AWAITED:
             b = data[i]
-            if b == _GT and self._content_start(self._line_len) == self._line_len:
+            if b == DATA_PROMPT and self._content_start(self._line_len) == self._line_len:
                 self._line_len = 0  # only noise before it
                 self._give_prompt()
                 self._rx = _Rx.PROMPT_SPACE

@@ -272,3 +272,8 @@ class Placeholder(IntEnum):
     KEEPALIVE_S = 10
     SUB_TOPIC = 11
     SUB_QOS = 12
+    # AT+MPUB (table.MPUB_TEMPLATE): the outbox head's topic, its QoS, and its payload as it
+    # travels - escaped (text mode) or as hex digits (hex mode): `payload.put_mpub` writes them.
+    TOPIC = 13
+    QOS = 14
+    MESSAGE = 15

@@ -56,8 +56,9 @@ from airfsm.core.settings import (
 )
 from airfsm.core.table import (
     CONTENT_TYPE,
+    ESCALATING_TRIGGERS,
     ESCALATION_BACKOFF_MS,
-    EXPAND_FAILED,
+    ESCALATIONS_WITHOUT_BACKOFF,
     MACHINE,
     SESSION_KEEPALIVE,
     URC_NONE,
@@ -614,7 +615,7 @@ class Controller:
         runner = self.runner
         elapsed = ms_diff(now, self.entered_at)
         self.counters.transitions += 1
-        if trigger not in (Trigger.DONE, Trigger.RETRY):
+        if trigger in ESCALATING_TRIGGERS:
             self.counters.reconnects[trigger] += 1
         self.last_trigger = trigger.name.lower()
         self.state = dest
@@ -636,19 +637,20 @@ class Controller:
             self.purpose = Purpose.NONE
         elif self.channel.busy:
             self.purpose = Purpose.DISCARD  # its answer still comes: let it land harmlessly
-        if trigger == Trigger.RETRY:
-            runner.phase = Phase.WAIT_UNTIL  # _fail_state set resume_at to the backoff
-        elif trigger == Trigger.DONE or dest == State.FAILED:
-            runner.phase = Phase.IDLE
-        else:
+        if trigger in ESCALATING_TRIGGERS and dest != State.FAILED:
             # Escalations and link losses back off too, or a flapping link would hammer the
             # network in a tight loop: the first is immediate, the next ones wait longer.
             self.escalations += 1
             delay = 0
-            if self.escalations > 1:
-                delay = backoff_ms(self.escalations - 1, ESCALATION_BACKOFF_MS[0],
+            free = ESCALATIONS_WITHOUT_BACKOFF
+            if self.escalations > free:
+                delay = backoff_ms(self.escalations - free, ESCALATION_BACKOFF_MS[0],
                                    ESCALATION_BACKOFF_MS[1], self.rng)
             self._wait(delay)
+        elif trigger == Trigger.RETRY:
+            runner.phase = Phase.WAIT_UNTIL  # _fail_state set resume_at to the backoff
+        else:  # DONE, or FAILED
+            runner.phase = Phase.IDLE
         if source == State.ONLINE or dest == State.ONLINE:
             online.reset(self)
         if dest == State.ONLINE:
@@ -753,16 +755,10 @@ class Controller:
         self._send(expand(step.pieces, self.values, self.cmd_buf), step.timeout_ms, purpose,
                    prompt=step.prompt, final_urc=step.final_urc)
 
-    def send_literal(self, command: bytes, timeout_ms: int, purpose: Purpose) -> None:
-        """Send a command built elsewhere (AT+MPUB): copied into the command buffer.
-
-        C: airfsm_send_literal()."""
-        n = len(command)
-        if n >= len(self.cmd_buf):
-            self._send(EXPAND_FAILED, timeout_ms, purpose)
-            return
-        self.cmd_buf[:n] = command  # C: memcpy
-        self._send(n, timeout_ms, purpose)
+    def send_command(self, length: int, timeout_ms: int, purpose: Purpose) -> None:
+        """Send the command written into the command buffer elsewhere (AT+MPUB, by
+        payload.put_mpub). C: airfsm_send_command()."""
+        self._send(length, timeout_ms, purpose)
 
     def _send(self, length: int, timeout_ms: int, purpose: Purpose, *,
               prompt: bool = False, final_urc: bool = False) -> None:

@@ -7,15 +7,17 @@ the signal, the IP address, the HTTP status, the credentials) is written into th
 the C twin writes into its struct.
 
 Answers are read where the AT channel left them: info lines are spans of the response's arena,
-numbers and fields are read in place by `airfsm.core.textparse`.
+numbers and fields are read in place by `airfsm.core.textparse`. Which line and which field each
+check reads is data, `ANSWERS` (the generated C table exports it as `airfsm_check_answers`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airfsm.core import aliyun
-from airfsm.core.at import AtResponse
+from airfsm.core.at import HTTPREAD_HEADER, AtResponse
 from airfsm.core.codes import AtResult, Check, FailReason, Outcome, Reason
 from airfsm.core.table import MIN_FIRMWARE, Step
 from airfsm.core.textparse import field_span, field_uint, is_digit, parse_uint
@@ -28,6 +30,35 @@ PASSED: Judgement = (Outcome.PASS, Reason.NONE, 0)
 
 _QUOTE = 0x22
 _SP = 0x20
+
+
+@dataclass(frozen=True)
+class CheckAnswer:
+    """Which line of an answer a check reads, and what in it. C: airfsm_check_answer_t."""
+
+    prefix: bytes = b""  # the line judged (b"": none, or any line)
+    field: int = -1  # its comma-separated field read as a number (textparse.field_uint), or -1
+    pass_value: int = -1  # the number that passes (-1: any number answered passes)
+    token: bytes = b""  # SIM_READY: the line must contain it; VERSION: the number follows it
+    text_field: int = -1  # a field kept as text (BEARER_QUERY: the IP address), or -1
+    in_urc: bool = False  # the line is the step's URC, not an info line of the response
+
+
+ANSWERS: dict[Check, CheckAnswer] = {
+    Check.OK: CheckAnswer(),
+    Check.ANY: CheckAnswer(),
+    Check.VERSION: CheckAnswer(token=b"_V"),  # AirM2M_Air72xUy_V409_LTE_AT
+    Check.SIM_READY: CheckAnswer(b"+CPIN:", token=b"READY"),
+    Check.SIGNAL: CheckAnswer(b"+CSQ:", field=0),  # +CSQ: <rssi>,<ber>
+    Check.ATTACHED: CheckAnswer(b"+CGATT", field=0, pass_value=1),  # +CGATT: 1
+    Check.BEARER_OPEN: CheckAnswer(),
+    # +SAPBR: 1,<status>,"<ip>": status 1 is open, 0 still connecting (NOT_YET)
+    Check.BEARER_QUERY: CheckAnswer(b"+SAPBR", field=1, pass_value=1, text_field=2),
+    # +HTTPACTION: 1,<status>,<length>, a URC after the OK
+    Check.HTTP_STATUS: CheckAnswer(b"+HTTPACTION:", field=1, pass_value=200, in_urc=True),
+    Check.AUTH_REPLY: CheckAnswer(HTTPREAD_HEADER),  # its data: the reply (aliyun's scan)
+    Check.MQTT_STATUS: CheckAnswer(b"+MQTTSTATU", field=0, pass_value=1),  # +MQTTSTATU :1
+}
 
 
 def answer_reason(resp: AtResponse, unanswered: Reason, error: Reason,
@@ -65,16 +96,17 @@ def judge_answer(ctl: Controller, step: Step, resp: AtResponse) -> Judgement:
     if check == Check.VERSION:
         return _judge_version(ctl, resp)
     if check == Check.SIM_READY:
-        i = resp.find_line(b"+CPIN:")
-        if i >= 0 and resp.arena.find(b"READY", resp.line_start[i], resp.line_end(i)) >= 0:
+        answer = ANSWERS[check]
+        i = resp.find_line(answer.prefix)
+        if i >= 0 and resp.arena.find(answer.token, resp.line_start[i], resp.line_end(i)) >= 0:
             return PASSED
         return Outcome.NOT_YET, Reason.SIM_NOT_READY, -1
     if check == Check.SIGNAL:
-        value = _field_uint(resp, b"+CSQ:", 0)
+        value = _answer_uint(resp, check)
         ctl.rssi = value if value >= 0 else 99
         return PASSED
     if check == Check.ATTACHED:
-        if _field_uint(resp, b"+CGATT", 0) == 1:
+        if _answer_uint(resp, check) == ANSWERS[check].pass_value:
             return PASSED
         return Outcome.NOT_YET, Reason.NOT_ATTACHED, 0
     if check == Check.BEARER_QUERY:
@@ -87,7 +119,9 @@ def judge_answer(ctl: Controller, step: Step, resp: AtResponse) -> Judgement:
         return _judge_auth(ctl, resp)
     if check == Check.MQTT_STATUS:
         status = mqtt_status(resp)
-        return PASSED if status == 1 else (Outcome.FAIL, Reason.MQTT_STATUS, status)
+        if status == ANSWERS[check].pass_value:
+            return PASSED
+        return Outcome.FAIL, Reason.MQTT_STATUS, status
     return Outcome.FAIL, Reason.UNKNOWN_CHECK, int(check)
 
 
@@ -97,8 +131,9 @@ def judge_urc(ctl: Controller, step: Step, urc: int, line: bytes) -> Judgement:
         return Outcome.FAIL, Reason.FAILING_URC, urc
     if step.check == Check.HTTP_STATUS:
         # +HTTPACTION: 1,<status>,<len>   (also without the space)
-        ctl.http_status = max(field_uint(line, 1), 0)
-        if ctl.http_status == 200:
+        answer = ANSWERS[Check.HTTP_STATUS]
+        ctl.http_status = max(field_uint(line, answer.field), 0)
+        if ctl.http_status == answer.pass_value:
             return PASSED
         return Outcome.FAIL, Reason.HTTP_STATUS, ctl.http_status
     return PASSED
@@ -107,33 +142,34 @@ def judge_urc(ctl: Controller, step: Step, urc: int, line: bytes) -> Judgement:
 def mqtt_status(resp: AtResponse) -> int:
     """`+MQTTSTATU :<s>` of an AT+MQTTSTATU answer (the step and the probe): 1 is connected;
     -1 when the answer holds no status. C: judge_mqtt_status()."""
-    return _field_uint(resp, b"+MQTTSTATU", 0)
+    return _answer_uint(resp, Check.MQTT_STATUS)
 
 
 def firmware_version(buf: bytes | bytearray, start: int, end: int) -> int:
     """The number after `_V` in `AirM2M_Air72xUy_V409_LTE_AT` (bare or `+CGMR: "..."`) in
     buf[start:end]; -1 when there is none. C: judge_firmware_version()."""
-    at = buf.find(b"_V", start, end)
+    token = ANSWERS[Check.VERSION].token
+    at = buf.find(token, start, end)
     while at >= 0:
-        digits = at + 2
+        digits = at + len(token)
         stop = digits
         while stop < end and is_digit(buf[stop]):
             stop += 1
         version = parse_uint(buf, digits, stop)  # -1 for no digits, or too many
         if version >= 0:
             return version
-        at = buf.find(b"_V", at + 2, end)
+        at = buf.find(token, at + len(token), end)
     return -1
 
 
-def _field_uint(resp: AtResponse, prefix: bytes, index: int) -> int:
-    """Field `index` of the first info line starting with `prefix`, as a number (-1: none).
-
-    C: judge_field_uint()."""
-    i = resp.find_line(prefix)
+def _answer_uint(resp: AtResponse, check: Check) -> int:
+    """The number the check reads: its field of the first info line with its prefix (-1:
+    none). C: judge_answer_uint()."""
+    answer = ANSWERS[check]
+    i = resp.find_line(answer.prefix)
     if i < 0:
         return -1
-    return field_uint(resp.arena, index, resp.line_start[i], resp.line_end(i))
+    return field_uint(resp.arena, answer.field, resp.line_start[i], resp.line_end(i))
 
 
 def _judge_version(ctl: Controller, resp: AtResponse) -> Judgement:
@@ -162,13 +198,14 @@ def _judge_version(ctl: Controller, resp: AtResponse) -> Judgement:
 
 def _judge_bearer(ctl: Controller, resp: AtResponse) -> Judgement:
     """C: judge_judge_bearer()."""
-    i = resp.find_line(b"+SAPBR")
+    answer = ANSWERS[Check.BEARER_QUERY]
+    i = resp.find_line(answer.prefix)
     if i < 0:
         return Outcome.FAIL, Reason.BEARER_STATUS, -1
     arena, start, end = resp.arena, resp.line_start[i], resp.line_end(i)
-    status = field_uint(arena, 1, start, end)
-    if status == 1:
-        ip_start, ip_end = field_span(arena, 2, start, end)
+    status = field_uint(arena, answer.field, start, end)
+    if status == answer.pass_value:
+        ip_start, ip_end = field_span(arena, answer.text_field, start, end)
         while ip_start < ip_end and arena[ip_start] == _QUOTE:
             ip_start += 1
         while ip_end > ip_start and arena[ip_end - 1] == _QUOTE:

@@ -247,18 +247,15 @@ def _publish_head(ctl: Controller) -> None:
         return
     if message is not None and s.attempt_of != message.id and not _start_attempt(ctl, message):
         return
-    want_hex = message is not None and (
-        payload.classify_payload(message.payload)[0] == payload.HEX)
+    want_hex = message is not None and payload.payload_form(message.payload) == payload.FORM_HEX
     if want_hex != s.module_hex:
         ctl.send_step(HEX_MODE if want_hex else TEXT_MODE, Purpose.MODE)
         return
     if message is None:
         return
-    try:
-        command = payload.encode_mpub_command(message.topic, message.payload, message.qos,
-                                              s.module_hex)
-    except ValueError:  # refused at enqueue time normally: keep it, let others pass
-        dead_letter(ctl, message, *_unsendable(message))
+    n = payload.put_mpub(ctl.cmd_buf, message.topic, message.payload, message.qos, s.module_hex)
+    if n < 0:  # refused at enqueue time normally: keep it, let others pass
+        dead_letter(ctl, message, *_unsendable(message, n))
         return
     if s.pub_message is None or s.pub_message.id != message.id:
         s.pub_message = message
@@ -267,7 +264,7 @@ def _publish_head(ctl: Controller) -> None:
         ctl.counters.publish_retried += 1
     s.pub_phase = PubPhase.WAIT_OK
     ctl.counters.publish_sent += 1
-    ctl.send_literal(command, ctl.settings.publish_timeout_ms, Purpose.PUBLISH)
+    ctl.send_command(n, ctl.settings.publish_timeout_ms, Purpose.PUBLISH)
 
 
 def _start_attempt(ctl: Controller, message: OutboundMessage) -> bool:
@@ -415,13 +412,12 @@ def _finish_head(ctl: Controller) -> None:
     s.last_failure_detail = 0
 
 
-def _unsendable(message: OutboundMessage) -> tuple[Reason, int]:
-    """Why AT+MPUB cannot carry a message at all (the outbox let it in after all).
-
-    C: online_unsendable()."""
-    if payload.check_topic(message.topic) is not None:
+def _unsendable(message: OutboundMessage, refusal: int) -> tuple[Reason, int]:
+    """Why AT+MPUB cannot carry a message at all (the outbox let it in after all), from
+    put_mpub's refusal. C: online_unsendable()."""
+    if refusal == payload.MPUB_BAD_TOPIC:
         return Reason.BAD_TOPIC, len(message.topic)
-    if payload.check_qos(message.qos) is not None:
+    if refusal == payload.MPUB_BAD_QOS:
         return Reason.BAD_QOS, message.qos
     return Reason.PAYLOAD_UNSENDABLE, len(message.payload)
 

@@ -23,7 +23,10 @@ deliberately strict:
   be safe: printable ASCII without `"`, `\\`, or the MQTT wildcards `+` and `#` (a publish topic
   names exactly one topic), at most `MAX_TOPIC` characters.
 
-Every encoder result is checked once more for CR, LF and NUL before it is returned. Reading an
+Every command is checked once more for CR, LF and NUL once written. The tick's functions
+(`put_mpub`, `payload_form`, `topic_fault`) return codes and write into the caller's buffer, as
+their C twins do; `check_topic`, `classify_payload`, `check_message` and `encode_mpub_command`
+word those codes for the host and library callers (ValueError, one-line reasons). Reading an
 MPUB line back is the simulator's side (`airfsm.sim.mpub`); a relative topic is resolved by
 `aliyun.resolve_topic`.
 """
@@ -39,31 +42,76 @@ TEXT = "text"
 HEX = "hex"
 REFUSE = "refuse"
 
+# payload_form(): how a payload can travel (C: payload_form_t).
+FORM_TEXT = 0  # escaped, between the quotes of AT+MPUB, in text mode
+FORM_HEX = 1  # as hex digits, in hex mode
+FORM_REFUSED = 2  # in neither (over both limits)
+
+# topic_fault(): why a topic cannot be published to (C: payload_topic_fault_t), and where.
+TOPIC_OK = 0
+TOPIC_EMPTY = 1
+TOPIC_QUOTE = 2
+TOPIC_BACKSLASH = 3
+TOPIC_WILDCARD = 4
+TOPIC_CHARACTER = 5  # a control character, DEL or not ASCII
+TOPIC_TOO_LONG = 6
+
+# put_mpub(): why no command was written (C: the negative returns of payload_put_mpub()).
+MPUB_BAD_TOPIC = -1
+MPUB_BAD_QOS = -2
+MPUB_UNSENDABLE = -3  # the payload cannot travel in the module's mode, or is over its limit
+MPUB_NO_ROOM = -4  # the buffer cannot hold the command and its CR
+MPUB_UNSAFE = -5  # the written command holds a CR, LF, NUL or a fifth quote (never happens)
+
+_MPUB_HEAD = b'AT+MPUB="'  # the literal pieces of table.MPUB_TEMPLATE
+_MPUB_AFTER_TOPIC = b'",'
+_MPUB_AFTER_QOS = b',0,"'
+_MPUB_TAIL = b'"'
+# The longest command: the topic and the message at their limits (table.py checks it against
+# the pieces of MPUB_TEMPLATE and CMD_CAPACITY).
+MPUB_MAX = (len(_MPUB_HEAD) + MAX_TOPIC + len(_MPUB_AFTER_TOPIC) + 1 + len(_MPUB_AFTER_QOS)
+            + MAX_PAYLOAD_TEXT + len(_MPUB_TAIL))
+
 _ESCAPES: dict[int, bytes] = {0x22: b"\\22", 0x0D: b"\\0D", 0x0A: b"\\0A", 0x5C: b"\\5C"}
-_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x0D, 0x0A}
+_ESCAPED = bytes(_ESCAPES)
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\r\n"
 _NAMED = {0x00: "NUL", 0x09: "TAB", 0x0A: "LF", 0x0D: "CR", 0x7F: "DEL"}
+_HEX_UPPER = b"0123456789ABCDEF"
+
+
+def _put_escaped(out: bytearray, at: int, payload: bytes) -> int:
+    """Write `payload` escaped into out[at:], runs of plain bytes in one copy; where it ends.
+    The caller made sure it fits (escaped_length). C: payload_put_escaped()."""
+    start = 0
+    for i, b in enumerate(payload):
+        escape = _ESCAPES.get(b)
+        if escape is None:
+            continue
+        run = i - start
+        out[at:at + run] = payload[start:i]  # C: memcpy
+        at += run
+        out[at:at + 3] = escape
+        at += 3
+        start = i + 1
+    run = len(payload) - start
+    out[at:at + run] = payload[start:]
+    return at + run
 
 
 def escape_mpub(payload: bytes) -> bytes:
     """`payload` with `"`, CR, LF and `\\` written as the module's `\\HH` escapes.
 
     Only those four bytes are touched; whether the rest may go in text mode at all is
-    `classify_payload`'s decision. C: payload_escape().
+    `classify_payload`'s decision. Python only (the tick writes into its buffer: put_mpub).
     """
-    out = bytearray()
-    for b in payload:
-        escape = _ESCAPES.get(b)
-        if escape is None:
-            out.append(b)
-        else:
-            out += escape
+    out = bytearray(escaped_length(payload))
+    _put_escaped(out, 0, payload)
     return bytes(out)
 
 
 def escaped_length(payload: bytes) -> int:
-    """len(escape_mpub(payload)) without building it."""
-    extra = sum(payload.count(bytes((b,))) for b in _ESCAPES) * 2
-    return len(payload) + extra
+    """len(escape_mpub(payload)) without building it. C: payload_escaped_length()."""
+    return len(payload) + 2 * (len(payload) - len(payload.translate(None, _ESCAPED)))
 
 
 def _describe_char(ch: str) -> str:
@@ -75,31 +123,67 @@ def _describe_char(ch: str) -> str:
     return f"non-ASCII character U+{code:04X}"
 
 
-def check_topic(topic: str) -> str | None:
-    """None when `topic` may be published to as is, else a one-line reason it may not."""
+def topic_fault(topic: str) -> tuple[int, int]:
+    """(TOPIC_OK, 0) when `topic` may be published to as is, else a TOPIC_* code and the
+    position of the character at fault. C: payload_topic_fault()."""
     if not topic:
-        return "topic is empty"
+        return TOPIC_EMPTY, 0
     for pos, ch in enumerate(topic):
         code = ord(ch)
         if ch == '"':
-            return f"topic contains '\"' at position {pos}"
+            return TOPIC_QUOTE, pos
         if ch == "\\":
-            return f"topic contains '\\' at position {pos} (the module reads it as an escape)"
+            return TOPIC_BACKSLASH, pos
         if ch in "+#":
-            return f"topic contains the MQTT wildcard '{ch}' at position {pos}: a publish topic " \
-                   "cannot have wildcards"
+            return TOPIC_WILDCARD, pos
         if code < 0x20 or code > 0x7E:
-            return f"topic contains {_describe_char(ch)} at position {pos}"
+            return TOPIC_CHARACTER, pos
     if len(topic) > MAX_TOPIC:
-        return f"topic is {len(topic)} characters long (limit {MAX_TOPIC})"
-    return None
+        return TOPIC_TOO_LONG, MAX_TOPIC
+    return TOPIC_OK, 0
 
 
-def _first_non_text(payload: bytes) -> tuple[int, int] | None:
+def check_topic(topic: str) -> str | None:
+    """None when `topic` may be published to as is, else a one-line reason it may not.
+
+    Python only (the words of topic_fault's codes)."""
+    fault, pos = topic_fault(topic)
+    if fault == TOPIC_OK:
+        return None
+    if fault == TOPIC_EMPTY:
+        return "topic is empty"
+    if fault == TOPIC_QUOTE:
+        return f"topic contains '\"' at position {pos}"
+    if fault == TOPIC_BACKSLASH:
+        return f"topic contains '\\' at position {pos} (the module reads it as an escape)"
+    if fault == TOPIC_WILDCARD:
+        return f"topic contains the MQTT wildcard '{topic[pos]}' at position {pos}: a publish " \
+               "topic cannot have wildcards"
+    if fault == TOPIC_CHARACTER:
+        return f"topic contains {_describe_char(topic[pos])} at position {pos}"
+    return f"topic is {len(topic)} characters long (limit {MAX_TOPIC})"
+
+
+def _first_non_text(payload: bytes) -> int:
+    """The offset of the first byte text mode cannot carry; -1 when there is none.
+
+    C: payload_first_non_text()."""
+    if not payload.translate(None, _TEXT_BYTES):  # every byte text (one C-level pass)
+        return -1
     for offset, b in enumerate(payload):
         if b not in _TEXT_BYTES:
-            return offset, b
-    return None
+            return offset
+    return -1
+
+
+def payload_form(payload: bytes, *, hex_allowed: bool = True) -> int:
+    """How `payload` can travel: FORM_TEXT, FORM_HEX or FORM_REFUSED (the rules of
+    `classify_payload`, without the words). C: payload_form()."""
+    if _first_non_text(payload) < 0 and escaped_length(payload) <= MAX_PAYLOAD_TEXT:
+        return FORM_TEXT
+    if hex_allowed and len(payload) <= MAX_PAYLOAD_HEX_RAW:
+        return FORM_HEX
+    return FORM_REFUSED
 
 
 def classify_payload(payload: bytes, *, hex_allowed: bool = True) -> tuple[str, str | None]:
@@ -110,35 +194,37 @@ def classify_payload(payload: bytes, *, hex_allowed: bool = True) -> tuple[str, 
     or is text whose escapes push it over the text limit while its hex form still fits; at most
     MAX_PAYLOAD_HEX_RAW bytes. With `hex_allowed=False` (a module without hex mode) such a
     payload is refused instead. The empty payload is "text".
+    Python only (the words of payload_form's codes).
     """
-    bad = _first_non_text(payload)
-    if bad is None:
-        escaped = escaped_length(payload)
-        if escaped <= MAX_PAYLOAD_TEXT:
-            return TEXT, None
-        why = (f"payload too large: {len(payload)} bytes, {escaped} once escaped "
-               f"(limit {MAX_PAYLOAD_TEXT} in text mode")
+    form = payload_form(payload, hex_allowed=hex_allowed)
+    if form == FORM_TEXT:
+        return TEXT, None
+    if form == FORM_HEX:
+        return HEX, None
+    offset = _first_non_text(payload)
+    if offset < 0:
+        why = (f"payload too large: {len(payload)} bytes, {escaped_length(payload)} once "
+               f"escaped (limit {MAX_PAYLOAD_TEXT} in text mode")
         if not hex_allowed:
             return REFUSE, why + ")"
-        if len(payload) <= MAX_PAYLOAD_HEX_RAW:
-            return HEX, None
         return REFUSE, why + f", {MAX_PAYLOAD_HEX_RAW} bytes in hex mode)"
-    offset, byte = bad
+    byte = payload[offset]
     name = _NAMED.get(byte, f"byte 0x{byte:02x}")
     if not hex_allowed:
         return REFUSE, (f"payload has {name} at offset {offset}, which cannot travel in a quoted "
                         "AT string, and hex mode is not available")
-    if len(payload) > MAX_PAYLOAD_HEX_RAW:
-        return REFUSE, (f"payload too large: {len(payload)} bytes with {name} at offset {offset} "
-                        f"need hex mode, which carries at most {MAX_PAYLOAD_HEX_RAW} bytes")
-    return HEX, None
+    return REFUSE, (f"payload too large: {len(payload)} bytes with {name} at offset {offset} "
+                    f"need hex mode, which carries at most {MAX_PAYLOAD_HEX_RAW} bytes")
+
+
+def qos_ok(qos: object) -> bool:
+    """A QoS the gateway can publish with (0 or 1; a bool is not a QoS). C: a range check."""
+    return not isinstance(qos, bool) and isinstance(qos, int) and qos in QOS_LEVELS
 
 
 def check_qos(qos: object) -> str | None:
     """None for a QoS the gateway can publish with, else a one-line reason."""
-    if isinstance(qos, bool) or not isinstance(qos, int) or qos not in QOS_LEVELS:
-        return f"qos must be 0 or 1, got {qos!r}"
-    return None
+    return None if qos_ok(qos) else f"qos must be 0 or 1, got {qos!r}"
 
 
 def check_message(topic: object, payload: object, qos: object, *,
@@ -158,33 +244,76 @@ def check_message(topic: object, payload: object, qos: object, *,
     return classify_payload(bytes(payload), hex_allowed=hex_allowed)[1]
 
 
-def encode_mpub_command(topic: str, payload: bytes, qos: int, hex_mode: bool) -> bytes:
-    """The whole `AT+MPUB="<topic>",<qos>,0,"<msg>"` line, without the terminating CR.
+def put_mpub(out: bytearray, topic: str, payload: bytes, qos: int, hex_mode: bool) -> int:
+    """Write `AT+MPUB="<topic>",<qos>,0,"<msg>"` into out[:n] and return n, with at least one
+    byte of `out` left for the CR; or a negative MPUB_* code (what out holds then is garbage).
 
-    `hex_mode` says which mode the module is in (`AT+MQTTMODE`): in hex mode every payload is
-    sent as hex; in text mode a payload that needs hex is a ValueError, as are a bad topic, a bad
-    QoS and an oversize payload. The result never holds CR, LF or NUL, and holds exactly four
-    `"` (the message itself never contains one).
+    `hex_mode` says which mode the module is in (`AT+MQTTMODE`): in hex mode every payload goes
+    as hex digits; in text mode a payload that needs hex is MPUB_UNSENDABLE, as is one over its
+    mode's limit. A written command never holds CR, LF or NUL, and holds exactly four `"` (the
+    message never contains one). C: payload_put_mpub().
     """
-    reason = check_topic(topic)
-    if reason is not None:
-        raise ValueError(f"bad topic: {reason}")
-    reason = check_qos(qos)
-    if reason is not None:
-        raise ValueError(reason)
+    if topic_fault(topic)[0] != TOPIC_OK:
+        return MPUB_BAD_TOPIC
+    if not qos_ok(qos):
+        return MPUB_BAD_QOS
     if hex_mode:
         if len(payload) > MAX_PAYLOAD_HEX_RAW:
-            raise ValueError(f"payload too large: {len(payload)} bytes "
-                             f"(limit {MAX_PAYLOAD_HEX_RAW} in hex mode)")
-        msg = payload.hex().upper().encode("ascii")
+            return MPUB_UNSENDABLE
+        message = 2 * len(payload)
     else:
-        kind, reason = classify_payload(payload, hex_allowed=False)
-        if kind != TEXT:
-            raise ValueError(reason or "payload cannot be sent in text mode")
-        msg = escape_mpub(payload)
-    command = b'AT+MPUB="' + topic.encode("ascii") + b'",' + str(qos).encode("ascii") \
-        + b',0,"' + msg + b'"'
-    # Defence in depth: the checks above make these impossible; the MCU twin keeps this check.
-    if b"\r" in command or b"\n" in command or b"\0" in command or command.count(b'"') != 4:
-        raise ValueError("internal error: unsafe MPUB command refused")
-    return command
+        if _first_non_text(payload) >= 0:
+            return MPUB_UNSENDABLE
+        message = escaped_length(payload)
+        if message > MAX_PAYLOAD_TEXT:
+            return MPUB_UNSENDABLE
+    name = topic.encode("ascii")  # the topic is printable ASCII (topic_fault)
+    total = (len(_MPUB_HEAD) + len(name) + len(_MPUB_AFTER_TOPIC) + 1 + len(_MPUB_AFTER_QOS)
+             + message + len(_MPUB_TAIL))
+    if total >= len(out):
+        return MPUB_NO_ROOM
+    n = 0
+    for piece in (_MPUB_HEAD, name, _MPUB_AFTER_TOPIC):  # C: memcpy each
+        out[n:n + len(piece)] = piece
+        n += len(piece)
+    out[n] = 0x30 + qos  # one digit: 0 or 1
+    n += 1
+    out[n:n + len(_MPUB_AFTER_QOS)] = _MPUB_AFTER_QOS
+    n += len(_MPUB_AFTER_QOS)
+    if hex_mode:
+        for b in payload:  # C: two table lookups a byte
+            out[n] = _HEX_UPPER[b >> 4]
+            out[n + 1] = _HEX_UPPER[b & 0x0F]
+            n += 2
+    else:
+        n = _put_escaped(out, n, payload)
+    out[n] = _MPUB_TAIL[0]
+    n += 1
+    # Defence in depth: the checks above make these impossible; the C twin keeps this check.
+    if (out.find(b"\r", 0, n) >= 0 or out.find(b"\n", 0, n) >= 0 or out.find(b"\0", 0, n) >= 0
+            or out.count(b'"', 0, n) != 4):
+        return MPUB_UNSAFE
+    return n
+
+
+def encode_mpub_command(topic: str, payload: bytes, qos: int, hex_mode: bool) -> bytes:
+    """The whole `AT+MPUB="<topic>",<qos>,0,"<msg>"` line, without the terminating CR, as
+    `put_mpub` writes it; ValueError with a one-line reason where put_mpub refuses.
+
+    Python only (for library callers and the tests; the tick calls put_mpub).
+    """
+    out = bytearray(MPUB_MAX + 1)
+    n = put_mpub(out, topic, payload, qos, hex_mode)
+    if n >= 0:
+        return bytes(out[:n])
+    if n == MPUB_BAD_TOPIC:
+        raise ValueError(f"bad topic: {check_topic(topic)}")
+    if n == MPUB_BAD_QOS:
+        raise ValueError(check_qos(qos))
+    if n == MPUB_UNSENDABLE and hex_mode:
+        raise ValueError(f"payload too large: {len(payload)} bytes "
+                         f"(limit {MAX_PAYLOAD_HEX_RAW} in hex mode)")
+    if n == MPUB_UNSENDABLE:
+        raise ValueError(classify_payload(payload, hex_allowed=False)[1]
+                         or "payload cannot be sent in text mode")
+    raise ValueError("internal error: unsafe MPUB command refused")

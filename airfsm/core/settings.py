@@ -33,9 +33,15 @@ OUTBOX_RING = 1000  # messages a MemoryOutbox holds by default (and as many dead
 MIN_KEEPALIVE_S = 30
 DEFAULT_KEEPALIVE_S = 120
 MAX_KEEPALIVE_S = 240
+# The ranges `Settings.validate` enforces (SETTING_RANGES below lists them setting by setting).
+U31_MAX = 2**31 - 1  # the longest wrap-safe 32-bit interval (timebase)
 BODY_WINDOW_MS = (1_000, 120_000)  # AT+HTTPDATA=<size>,<time>: time 1000-120000 ms
-TIMEOUT_RANGE_MS = (1_000, 2**31 - 1)  # liveness, publish, PUBACK, token refresh
+TIMEOUT_RANGE_MS = (1_000, U31_MAX)  # liveness, publish, PUBACK, token refresh
 ATTEMPTS_RANGE = (1, 100)  # publish_attempts, auth_attempts
+BACKOFF_RANGE_MS = (100, U31_MAX)  # the publish backoff's base and cap (and base <= cap)
+PERIOD_RANGE_MS = (0, U31_MAX)  # watchdog_ms, outbox_poll_ms (0: off)
+PORT_RANGE = (1, 65535)
+QOS_RANGE = (0, 1)
 APN_MAX = 64
 
 
@@ -83,15 +89,15 @@ class Settings:
             raise ValueError(f"keepalive must be {MIN_KEEPALIVE_S}-{MAX_KEEPALIVE_S} seconds: "
                              f"the vendor advises {DEFAULT_KEEPALIVE_S} s and at most "
                              f"{MAX_KEEPALIVE_S} s, as carrier NATs drop links idle longer")
-        if self.baud <= 0:
+        if self.baud < 1:
             raise ValueError("baud must be a positive line rate")
-        if self.sub_qos not in (0, 1):
+        if not QOS_RANGE[0] <= self.sub_qos <= QOS_RANGE[1]:
             raise ValueError("subscribe qos must be 0 or 1")
         if self.sub_topic is not None and (reason := _topic_problem(self.sub_topic)):
             raise ValueError(f"subscribe topic: {reason}")
         if self.mqtt_host is not None and (not self.mqtt_host or not _quotable(self.mqtt_host)):
             raise ValueError("mqtt host must be printable ASCII without quotes")
-        if self.mqtt_port is not None and not 1 <= self.mqtt_port <= 65535:
+        if self.mqtt_port is not None and not PORT_RANGE[0] <= self.mqtt_port <= PORT_RANGE[1]:
             raise ValueError("mqtt port must be 1-65535")
         for name, value in (("liveness_ms", self.liveness_ms),
                             ("publish_timeout_ms", self.publish_timeout_ms),
@@ -107,10 +113,46 @@ class Settings:
             raise ValueError("auth attempts must be 1-100")
         if not ATTEMPTS_RANGE[0] <= self.publish_attempts <= ATTEMPTS_RANGE[1]:
             raise ValueError("publish_attempts must be 1-100")
-        if not 100 <= self.publish_backoff_base_ms <= self.publish_backoff_cap_ms < 2**31:
+        low, high = BACKOFF_RANGE_MS
+        if not low <= self.publish_backoff_base_ms <= self.publish_backoff_cap_ms <= high:
             raise ValueError("publish backoff must be 100 ms <= base <= cap < 2**31 ms")
-        if not 0 <= self.watchdog_ms < 2**31 or not 0 <= self.outbox_poll_ms < 2**31:
+        low, high = PERIOD_RANGE_MS
+        if not low <= self.watchdog_ms <= high or not low <= self.outbox_poll_ms <= high:
             raise ValueError("watchdog_ms and outbox_poll_ms must be 0 to 2**31-1 ms")
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    """The values `Settings.validate` lets through for one numeric setting (None: no bound).
+
+    C: airfsm_setting_range_t (the generated table exports SETTING_RANGES with the defaults)."""
+
+    name: str  # the Settings field
+    low: int | None
+    high: int | None
+    unset: str = ""  # what 0 stands for in C, where the Python default is None
+
+
+# Every numeric setting of `Settings`, in its order.
+SETTING_RANGES: tuple[SettingRange, ...] = (
+    SettingRange("keepalive_s", MIN_KEEPALIVE_S, MAX_KEEPALIVE_S),
+    SettingRange("baud", 1, None),
+    SettingRange("sub_qos", *QOS_RANGE),
+    SettingRange("mqtt_port", *PORT_RANGE, unset="the auth reply's, else 1883"),
+    SettingRange("body_window_ms", *BODY_WINDOW_MS),
+    SettingRange("liveness_ms", *TIMEOUT_RANGE_MS),
+    SettingRange("silence_limit", None, None),
+    SettingRange("publish_timeout_ms", *TIMEOUT_RANGE_MS),
+    SettingRange("puback_timeout_ms", *TIMEOUT_RANGE_MS),
+    SettingRange("publish_attempts", *ATTEMPTS_RANGE),
+    SettingRange("publish_backoff_base_ms", *BACKOFF_RANGE_MS),  # and <= the cap
+    SettingRange("publish_backoff_cap_ms", *BACKOFF_RANGE_MS),
+    SettingRange("auth_attempts", *ATTEMPTS_RANGE, unset="the policy's retries + 1"),
+    SettingRange("token_refresh_ms", *TIMEOUT_RANGE_MS),
+    SettingRange("watchdog_ms", *PERIOD_RANGE_MS),
+    SettingRange("outbox_poll_ms", *PERIOD_RANGE_MS),
+    SettingRange("jitter_seed", None, None, unset="derived from the device name"),
+)
 
 
 def _quotable(text: str) -> bool:

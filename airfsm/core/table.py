@@ -26,14 +26,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from transitions import Machine
+from typing import TYPE_CHECKING, Any
 
 from airfsm.core import aliyun, payload
 from airfsm.core.codes import Check, Cond, Placeholder, State, Trigger, UrcKind
-from airfsm.core.settings import BODY_CAPACITY, CMD_CAPACITY
+from airfsm.core.settings import (
+    APN_MAX,
+    BODY_CAPACITY,
+    BODY_WINDOW_MS,
+    CMD_CAPACITY,
+    MAX_KEEPALIVE_S,
+    PORT_RANGE,
+    QOS_RANGE,
+)
 from airfsm.core.textparse import put_uint
+
+if TYPE_CHECKING:
+    # Imported when a Machine is first built (`build_machine`), not with the table: the data
+    # is read by programs that never run a machine (`airfsm publish`, the C generator).
+    from transitions import Machine
 
 COND_DESCRIPTIONS = {
     Cond.RESET_REQUESTED: "only after an edge that resets the module",
@@ -137,20 +148,24 @@ _check_urcs(URCS)
 # at most PLACEHOLDER_MAX of its placeholder (the C header exports the bounds).
 Piece = bytes | Placeholder
 CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space matters (seed)
+# Each bound is what makes a longer value impossible (C comments: the generated header).
 PLACEHOLDER_MAX: dict[Placeholder, int] = {
-    Placeholder.APN: 64,  # Settings.validate
-    Placeholder.AUTH_URL: len(aliyun.auth_url("r" * 64)),  # a region: 1-64 characters
+    Placeholder.APN: APN_MAX,  # Settings.validate
+    Placeholder.AUTH_URL: len(aliyun.auth_url("r" * aliyun.MAX_REGION_LEN)),
     Placeholder.CONTENT_TYPE: len(CONTENT_TYPE),
-    Placeholder.BODY_LEN: len(str(BODY_CAPACITY)),
-    Placeholder.BODY_WINDOW_MS: 6,  # AT+HTTPDATA takes 1000-120000 ms
-    Placeholder.CLIENT_ID: 64,  # DeviceIdentity.validate: client id 0-64, device name 4-32
-    Placeholder.IOT_ID: aliyun.MAX_CREDENTIAL_LEN,
+    Placeholder.BODY_LEN: len(str(BODY_CAPACITY)),  # the auth body fits BODY_CAPACITY
+    Placeholder.BODY_WINDOW_MS: len(str(BODY_WINDOW_MS[1])),  # digits, Settings.validate
+    Placeholder.CLIENT_ID: aliyun.MAX_CLIENT_ID_LEN,  # DeviceIdentity.validate (or the name's)
+    Placeholder.IOT_ID: aliyun.MAX_CREDENTIAL_LEN,  # parse_auth_reply
     Placeholder.IOT_TOKEN: aliyun.MAX_CREDENTIAL_LEN,
-    Placeholder.MQTT_HOST: aliyun.MAX_HOST_LEN,
-    Placeholder.MQTT_PORT: 5,
-    Placeholder.KEEPALIVE_S: 3,
-    Placeholder.SUB_TOPIC: payload.MAX_TOPIC,
-    Placeholder.SUB_QOS: 1,
+    Placeholder.MQTT_HOST: aliyun.MAX_HOST_LEN,  # a DNS name (parse_auth_reply)
+    Placeholder.MQTT_PORT: len(str(PORT_RANGE[1])),
+    Placeholder.KEEPALIVE_S: len(str(MAX_KEEPALIVE_S)),
+    Placeholder.SUB_TOPIC: payload.MAX_TOPIC,  # Settings.validate
+    Placeholder.SUB_QOS: len(str(QOS_RANGE[1])),
+    Placeholder.TOPIC: payload.MAX_TOPIC,  # payload.put_mpub
+    Placeholder.QOS: len(str(max(payload.QOS_LEVELS))),
+    Placeholder.MESSAGE: payload.MAX_PAYLOAD_TEXT,  # escapes, or two hex digits a byte, included
 }
 EXPAND_FAILED = -1  # expand(): a value over its bound, or no room in the buffer
 
@@ -405,8 +420,12 @@ MACHINE: tuple[StateSpec, ...] = (
               summary="terminal: the reason says why"),
 )
 
-# Entering a state through an escalation or a link loss (not DONE, not RETRY): the first such
-# entry since ONLINE last held is immediate, later ones back off within this range.
+# Entering a state other than FAILED by one of these triggers (an escalation or a link loss:
+# anything but DONE and RETRY) counts one escalation. The first ESCALATIONS_WITHOUT_BACKOFF of
+# them since ONLINE last held for liveness_ms are immediate, later ones back off within
+# ESCALATION_BACKOFF_MS, so a flapping link cannot hammer the network.
+ESCALATING_TRIGGERS = frozenset(t for t in Trigger if t not in (Trigger.DONE, Trigger.RETRY))
+ESCALATIONS_WITHOUT_BACKOFF = 1
 ESCALATION_BACKOFF_MS = (1_000, 120_000)
 
 # The liveness probe of ONLINE, in the same form as the steps so it is drawn and ported alike.
@@ -430,6 +449,12 @@ TEXT_MODE = Step("text_mode", "AT+MQTTMODE=0", Check.OK, timeout_ms=5_000)
 # Shutting down: end the MQTT session politely.
 DISCONNECT = Step("disconnect", "AT+MDISCONNECT", Check.ANY, timeout_ms=5_000)
 ONLINE_STEPS = (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ, HEX_MODE, TEXT_MODE, DISCONNECT)
+# Publishing the outbox head: not a step, since its timeout is a setting (publish_timeout_ms)
+# and its message is escaped or hex-encoded as it is written (`payload.put_mpub` writes exactly
+# these pieces; the C header exports them).
+MPUB_TEMPLATE = 'AT+MPUB="{topic}",{qos},0,"{message}"'
+MPUB_PIECES = split_template(MPUB_TEMPLATE)
+
 
 @dataclass(frozen=True)
 class LinkEvent:
@@ -467,6 +492,8 @@ def _check_command_room(table: Sequence[StateSpec]) -> None:
     for step in (*(s for row in table for s in row.steps), *ONLINE_STEPS):
         if expanded_max(step.pieces) + 1 > CMD_CAPACITY:
             raise ValueError(f"step {step.name}: its command may exceed CMD_CAPACITY")
+    if expanded_max(MPUB_PIECES) + 1 > CMD_CAPACITY:
+        raise ValueError("AT+MPUB may exceed CMD_CAPACITY")
 
 
 _check_command_room(MACHINE)
@@ -552,7 +579,7 @@ def build_machine(
     model: Any,
     on_change: Callable[[Any], None] | None,
     table: Sequence[StateSpec] = MACHINE,
-    machine_class: type[Machine] = Machine,
+    machine_class: type[Machine] | None = None,
     **kwargs: Any,
 ) -> Machine:
     """A `transitions` machine with one state per row and one transition per edge.
@@ -560,9 +587,14 @@ def build_machine(
     Self-loops (RETRY, HARDWARE_RESET) are reflexive (`dest="="`): leaving and re-entering the
     state re-runs its script. `on_change` is called after every change with transitions'
     EventData (None: no callback; the controller acts on the change itself). `model` may be
-    None: models are then added with `add_model`.
+    None: models are then added with `add_model`. `machine_class` defaults to transitions'
+    Machine (the diagrams pass GraphMachine).
     Python only (no C twin).
     """
+    if machine_class is None:
+        from transitions import Machine as TransitionsMachine
+
+        machine_class = TransitionsMachine
     transitions = [
         {
             "trigger": e.trigger_name,

@@ -14,11 +14,18 @@ the SHA-256 of those texts is the table's hash (`AIRFSM_TABLE_HASH`), so firmwar
 it was built from the current table. The hash covers data, not spelling: a changed comment in the
 generated C leaves it alone, a changed timeout does not.
 
+Every number and text comes from the core that uses it: the enums from `airfsm.core.codes`, the
+machine, the URC table, the template pieces and their bounds, the ONLINE commands and the
+escalation rule from `airfsm.core.table`, what each check reads from `airfsm.core.judge`, the
+buffer sizes and the settings' ranges from `airfsm.core.settings`, the AT channel's markers from
+`airfsm.core.at`. Nothing is declared here twice: only the C spelling and the comments the C
+reader gets (`PLACEHOLDER_BOUNDS`: what enforces each placeholder's maximum).
+
 Arrays indexed by an enum use designated initializers (`[AIRFSM_STATE_BEARER] = ...`), so a C
 reader sees which row is which and a reordered enum cannot shift the rows.
 
-Reading order: the slots (data the core does not declare yet), the C spelling, one render function
-per section, the export list, then generating, writing and checking the files.
+Reading order: the C spelling, one render function per section, the export list, then
+generating, writing and checking the files.
 """
 
 from __future__ import annotations
@@ -34,41 +41,60 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from airfsm.core import aliyun, at, payload
-from airfsm.core.at import AtResult
-from airfsm.core.controller import (
-    _LINK_URCS,
-    _PRIORITY,
-    BODY_WINDOW_MS,
-    CONTENT_TYPE,
-    IDLE_RECHECK_MS,
-    MAX_KEEPALIVE_S,
-    MAX_READ_PER_TICK,
-    MIN_KEEPALIVE_S,
-    READ_CHUNK,
-    STORE_BACKOFF_MS,
+from airfsm.core.codes import (
+    AtResult,
+    Check,
+    Cond,
     FailReason,
-    MemoryOutbox,
+    LogEvent,
+    OutboxCall,
+    Outcome,
+    Placeholder,
     Purpose,
+    Reason,
+    State,
+    Trigger,
+    UrcKind,
+)
+from airfsm.core.controller import IDLE_RECHECK_MS, LOST_PORT_RECHECK_MS, MAX_READ_PER_TICK
+from airfsm.core.judge import ANSWERS, CheckAnswer
+from airfsm.core.online import STORE_BACKOFF_MS
+from airfsm.core.settings import (
+    BODY_CAPACITY,
+    CMD_CAPACITY,
+    DATA_CAPACITY,
+    INFO_ARENA,
+    LINE_CAPACITY,
+    MAX_INFO_LINES,
+    OUTBOX_RING,
+    READ_CHUNK,
+    SETTING_RANGES,
+    SettingRange,
     Settings,
 )
 from airfsm.core.table import (
-    CACHE_READ,
+    CONTENT_TYPE,
+    ESCALATING_TRIGGERS,
     ESCALATION_BACKOFF_MS,
+    ESCALATIONS_WITHOUT_BACKOFF,
     FIRMWARE_HEARTBEAT,
     KEEPALIVE_FRACTION,
-    LIVENESS_PROBE,
+    LINK_EVENTS,
     MACHINE,
     MIN_FIRMWARE,
-    SESSION_KEEPALIVE,
-    Check,
-    Cond,
+    MPUB_PIECES,
+    MPUB_TEMPLATE,
+    ONLINE_STEPS,
+    PLACEHOLDER_MAX,
+    URCS,
     Edge,
-    Outcome,
-    State,
+    LinkEvent,
+    Piece,
     StateSpec,
     Step,
-    Trigger,
+    Urc,
     edges,
+    expanded_max,
 )
 from airfsm.core.textparse import MAX_UINT_DIGITS
 from airfsm.tools import fresh
@@ -77,123 +103,40 @@ HEADER_NAME = "airfsm_table.h"
 SOURCE_NAME = "airfsm_table.c"
 DEFAULT_DIR = "port/c/generated"
 CHECKED_SUFFIXES = (".h", ".c")  # what --check compares: a stray .c/.h in DIR is reported too
-U31_MAX = 2**31 - 1  # the longest wrap-safe 32-bit interval (timebase)
 U32_MAX = 2**32 - 1
 
-# ====================================================================== slots
-# What the port needs and the core does not declare as data yet. Each slot says where the data
-# is going (`SLOT(module)`, issue 8); once it is there, the export list reads it from there and
-# the slot is deleted. Tests check every slot against the code that enforces it today.
 
-
-class Placeholder(IntEnum):
-    """SLOT(core/codes.py Placeholder): what a `{name}` of a command template stands for."""
-
-    APN = 0
-    AUTH_URL = 1
-    CONTENT_TYPE = 2
-    BODY_LEN = 3
-    BODY_WINDOW_MS = 4
-    CLIENT_ID = 5
-    IOT_ID = 6
-    IOT_TOKEN = 7
-    MQTT_HOST = 8
-    MQTT_PORT = 9
-    KEEPALIVE_S = 10
-    SUB_TOPIC = 11
-    SUB_QOS = 12
-    TOPIC = 13  # AT+MPUB: the topic of the outbox head
-    QOS = 14  # ... its QoS
-    MESSAGE = 15  # ... its payload, escaped (text mode) or as hex digits (hex mode)
-
-
-Piece = bytes | Placeholder
-
-
-def split_template(template: str) -> tuple[Piece, ...]:
-    """SLOT(Step.pieces, core/table.py): `'AT+X="{apn}"'` -> `(b'AT+X="', APN, b'"')`."""
-    pieces: list[Piece] = []
-    for i, part in enumerate(re.split(r"\{(\w+)\}", template)):
-        if i % 2:
-            pieces.append(Placeholder[part.upper()])
-        elif part:
-            pieces.append(part.encode("ascii"))
-    return tuple(pieces)
-
-
-def step_pieces(step: Step) -> tuple[Piece, ...]:
-    return split_template(step.command)  # SLOT: step.pieces
-
-
-# SLOT(core/table.py): the ONLINE commands the controller writes inline today (its `_send` calls
-# with a literal command and 5_000 ms; AT+MPUB is built by payload.encode_mpub_command).
-MODE_TEXT = Step("mode_text", at.HEX_MODE_OFF.decode("ascii"), Check.OK, timeout_ms=5_000)
-MODE_HEX = Step("mode_hex", at.HEX_MODE_ON.decode("ascii"), Check.OK, timeout_ms=5_000)
-DISCONNECT = Step("disconnect", "AT+MDISCONNECT", Check.ANY, timeout_ms=5_000)
-MPUB_TEMPLATE = 'AT+MPUB="{topic}",{qos},0,"{message}"'  # its timeout: publish_timeout_ms
-DATA_PROMPT = b">"  # SLOT(core/at.py): the prompt taken at its first byte (at._GT)
-
-# The commands of ONLINE, in the steps' form. (C name without the airfsm_ prefix, step.)
-ONLINE_STEPS: tuple[tuple[str, Step], ...] = (
-    ("liveness_probe", LIVENESS_PROBE),  # every liveness_ms: +MQTTSTATU :1 or the session is gone
-    ("session_keepalive", SESSION_KEEPALIVE),  # firmware before V838: SUBSCRIBE as a ping
-    ("cache_read", CACHE_READ),  # after a `+MSUB: <slot>` cache notice
-    ("mode_text", MODE_TEXT),  # AT+MQTTMODE: the payload form of the next AT+MPUB
-    ("mode_hex", MODE_HEX),
-    ("disconnect", DISCONNECT),  # on shutdown, once nothing is in flight
-)
-
-# Every command template the port expands (SLOT: each step's pieces, once the table has them).
-TEMPLATES = (*(s.command for row in MACHINE for s in row.steps),
-             *(s.command for _name, s in ONLINE_STEPS), MPUB_TEMPLATE)
-
-
-def _digits(n: int) -> int:
-    return len(str(n))
+def setting_default(name: str) -> Any:
+    """The default of the Settings field `name` (a slots dataclass keeps none on the class)."""
+    for f in fields(Settings):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)
 
 
 def longest_auth_body() -> int:
     """The longest AT+HTTPDATA body: every identity field at its longest in characters the form
     encoding triples, the longest sign (SHA-256) and method name, a 20-digit timestamp."""
-    identity = aliyun.DeviceIdentity(product_key="P" * 64, device_name="@" * 32,
-                                     device_secret="s", client_id="@" * 64)
+    identity = aliyun.DeviceIdentity(product_key="P" * aliyun.MAX_PRODUCT_KEY_LEN,
+                                     device_name="@" * aliyun.MAX_DEVICE_NAME_LEN,
+                                     device_secret="s", client_id="@" * aliyun.MAX_CLIENT_ID_LEN)
     return len(aliyun.auth_body(identity, "hmacsha256", aliyun.MAX_TIMESTAMP_MS))
 
 
-# SLOT(core/codes.py PLACEHOLDER_MAX): the longest value of each placeholder, and who bounds it.
-_MAX_REGION = 64  # aliyun._REGION
-_MAX_CLIENT_ID = 64  # aliyun._CLIENT_ID
-_MAX_APN = 64  # Settings.validate
-PLACEHOLDER_MAX: dict[Placeholder, int] = {
-    Placeholder.APN: _MAX_APN,
-    Placeholder.AUTH_URL: len(aliyun.auth_url("r" * _MAX_REGION)),
-    Placeholder.CONTENT_TYPE: len(CONTENT_TYPE),
-    Placeholder.BODY_LEN: _digits(longest_auth_body()),
-    Placeholder.BODY_WINDOW_MS: _digits(BODY_WINDOW_MS[1]),
-    Placeholder.CLIENT_ID: _MAX_CLIENT_ID,
-    Placeholder.IOT_ID: aliyun.MAX_CREDENTIAL_LEN,
-    Placeholder.IOT_TOKEN: aliyun.MAX_CREDENTIAL_LEN,
-    Placeholder.MQTT_HOST: aliyun.MAX_HOST_LEN,
-    Placeholder.MQTT_PORT: _digits(65535),
-    Placeholder.KEEPALIVE_S: _digits(MAX_KEEPALIVE_S),
-    Placeholder.SUB_TOPIC: payload.MAX_TOPIC,
-    Placeholder.SUB_QOS: 1,
-    Placeholder.TOPIC: payload.MAX_TOPIC,
-    Placeholder.QOS: 1,
-    Placeholder.MESSAGE: payload.MAX_PAYLOAD_TEXT,
-}
-PLACEHOLDER_BOUNDS: dict[Placeholder, str] = {  # what enforces each maximum (C comments only)
+# What enforces each placeholder's maximum (table.PLACEHOLDER_MAX): comments of the C table.
+PLACEHOLDER_BOUNDS: dict[Placeholder, str] = {
     Placeholder.APN: "Settings.validate",
     Placeholder.AUTH_URL: "https://iot-auth.<region of <= 64>.aliyuncs.com/auth/devicename",
     Placeholder.CONTENT_TYPE: "the fixed form header",
-    Placeholder.BODY_LEN: f"digits of the longest auth body ({longest_auth_body()} bytes)",
-    Placeholder.BODY_WINDOW_MS: f"digits of {BODY_WINDOW_MS[1]} (AT+HTTPDATA's limit)",
+    Placeholder.BODY_LEN: f"digits of BODY_CAPACITY (the longest auth body: "
+                          f"{longest_auth_body()} bytes)",
+    Placeholder.BODY_WINDOW_MS: "digits of 120000 (AT+HTTPDATA's limit, Settings.validate)",
     Placeholder.CLIENT_ID: "DeviceIdentity.validate",
     Placeholder.IOT_ID: "parse_auth_reply (AT+MCONFIG takes <= 256 a field)",
     Placeholder.IOT_TOKEN: "parse_auth_reply (AT+MCONFIG takes <= 256 a field)",
     Placeholder.MQTT_HOST: "a DNS name (parse_auth_reply)",
     Placeholder.MQTT_PORT: "1-65535",
-    Placeholder.KEEPALIVE_S: f"digits of {MAX_KEEPALIVE_S} s",
+    Placeholder.KEEPALIVE_S: "digits of 240 s (Settings.validate)",
     Placeholder.SUB_TOPIC: "payload.MAX_TOPIC",
     Placeholder.SUB_QOS: "0 or 1",
     Placeholder.TOPIC: "payload.MAX_TOPIC",
@@ -201,75 +144,10 @@ PLACEHOLDER_BOUNDS: dict[Placeholder, str] = {  # what enforces each maximum (C 
     Placeholder.MESSAGE: "payload.MAX_PAYLOAD_TEXT (escapes or hex digits included)",
 }
 
-
-@dataclass(frozen=True)
-class CheckAnswer:
-    """Which line of an answer a check reads, and what in it (the C judge's constants)."""
-
-    prefix: str = ""  # the line judged ("": none, or any line)
-    field: int = -1  # its comma-separated field read as a number (textparse.field_uint), or -1
-    pass_value: int = -1  # the number that passes (-1: any number answered passes)
-    token: str = ""  # SIM_READY: the line must contain it; VERSION: the number follows it
-    text_field: int = -1  # a field kept as text (BEARER_QUERY: the IP address), or -1
-    in_urc: bool = False  # the line is the step's URC, not an info line of the response
-
-
-# SLOT(core/judge.py): the prefixes and fields the controller's `_judge` reads today.
-CHECK_ANSWERS: dict[Check, CheckAnswer] = {
-    Check.OK: CheckAnswer(),
-    Check.ANY: CheckAnswer(),
-    Check.VERSION: CheckAnswer(token="_V"),
-    Check.SIM_READY: CheckAnswer("+CPIN:", token="READY"),
-    Check.SIGNAL: CheckAnswer("+CSQ:", field=0),
-    Check.ATTACHED: CheckAnswer("+CGATT", field=0, pass_value=1),
-    Check.BEARER_OPEN: CheckAnswer(),
-    Check.BEARER_QUERY: CheckAnswer("+SAPBR", field=1, pass_value=1, text_field=2),
-    Check.HTTP_STATUS: CheckAnswer("+HTTPACTION:", field=1, pass_value=aliyun.AUTH_OK,
-                                   in_urc=True),
-    Check.AUTH_REPLY: CheckAnswer(at.HTTPREAD_HEADER.decode("ascii")),  # its data: the reply
-    Check.MQTT_STATUS: CheckAnswer("+MQTTSTATU", field=0, pass_value=1),
-}
-
-
-@dataclass(frozen=True)
-class SettingRange:
-    name: str  # the Settings field
-    low: int | None  # what Settings.validate enforces; None: nothing
-    high: int | None
-    unset: str = ""  # what 0 stands for when the Python default is None
-
-
-# SLOT(core/settings.py): the ranges Settings.validate enforces today, field by field.
-SETTING_RANGES: tuple[SettingRange, ...] = (
-    SettingRange("keepalive_s", MIN_KEEPALIVE_S, MAX_KEEPALIVE_S),
-    SettingRange("baud", 1, None),
-    SettingRange("sub_qos", 0, 1),
-    SettingRange("mqtt_port", 1, 65535, "the auth reply's, else 1883"),
-    SettingRange("body_window_ms", BODY_WINDOW_MS[0], BODY_WINDOW_MS[1]),
-    SettingRange("liveness_ms", 1_000, U31_MAX),
-    SettingRange("silence_limit", None, None),
-    SettingRange("publish_timeout_ms", 1_000, U31_MAX),
-    SettingRange("puback_timeout_ms", 1_000, U31_MAX),
-    SettingRange("publish_attempts", 1, 100),
-    SettingRange("publish_backoff_base_ms", 100, U31_MAX),  # and <= publish_backoff_cap_ms
-    SettingRange("publish_backoff_cap_ms", 100, U31_MAX),
-    SettingRange("auth_attempts", 1, 100, "the policy's retries + 1"),
-    SettingRange("token_refresh_ms", 1_000, U31_MAX),
-    SettingRange("watchdog_ms", 0, U31_MAX),
-    SettingRange("outbox_poll_ms", 0, U31_MAX),
-    SettingRange("jitter_seed", None, None, "derived from the device name"),
-)
-
-OUTBOX_CAPACITY = MemoryOutbox().capacity  # SLOT(core/settings.py OUTBOX_RING)
-
-# SLOT(core/table.py): the rule of Controller._enter. Entering a state other than FAILED by one
-# of these triggers is an escalation; the first since ONLINE last held is immediate.
-ESCALATING_TRIGGERS = tuple(t for t in Trigger if t not in (Trigger.DONE, Trigger.RETRY))
-ESCALATIONS_WITHOUT_BACKOFF = 1
-
-# SLOT(core/table.py URCS): the controller's link-loss URCs and their priorities.
-LINK_URCS = _LINK_URCS
-LINK_PRIORITY = _PRIORITY
+# Every command template the port expands: the machine's steps, ONLINE's, AT+MPUB.
+TEMPLATES: tuple[tuple[Piece, ...], ...] = (
+    *(s.pieces for row in MACHINE for s in row.steps), *(s.pieces for s in ONLINE_STEPS),
+    MPUB_PIECES)
 
 # ====================================================================== C spelling
 
@@ -432,8 +310,8 @@ typedef struct {
 typedef struct {
     const char *name;
     airfsm_template_t command;
-    const airfsm_text_t *urc_ok;      /* after OK, wait for one of these URCs ... */
-    const airfsm_text_t *urc_fail;    /* ... and fail at once on one of these */
+    const uint8_t *urc_ok;            /* after OK, wait for one of these rows of airfsm_urcs ... */
+    const uint8_t *urc_fail;          /* ... and fail at once on one of these */
     uint32_t timeout_ms;              /* for the final result code */
     uint32_t urc_timeout_ms;          /* for the URC */
     uint32_t poll_ms;                 /* NOT_YET: send again after this long ... */
@@ -466,17 +344,18 @@ def pieces_array(c_name: str, pieces: Sequence[Piece]) -> list[str]:
 
 
 def step_parts(c_name: str, step: Step) -> tuple[list[str], list[str]]:
-    """The arrays a step points to (its pieces, its URC lists), and its initializer's fields."""
-    pieces = step_pieces(step)
+    """The arrays a step points to (its pieces, its URC rows), and its initializer's fields."""
+    pieces = step.pieces
     arrays = pieces_array(f"{c_name}_pieces", pieces)
     urc_lists = {}
-    for kind, urcs in (("urc_ok", step.urc_ok), ("urc_fail", step.urc_fail)):
+    for kind, ids in (("urc_ok", step.urc_ok_ids), ("urc_fail", step.urc_fail_ids)):
         urc_lists[kind] = "NULL"
-        if urcs:
+        if ids:
             urc_lists[kind] = f"{c_name}_{kind}"
-            arrays += [f"static const airfsm_text_t {c_name}_{kind}[{len(urcs)}] = {{",
-                       *(f"    {c_text(u)}," for u in urcs), "};"]
-    final = any(at.is_final_code(u.encode("ascii")) for u in (*step.urc_ok, *step.urc_fail))
+            arrays += [f"static const uint8_t {c_name}_{kind}[{len(ids)}] = {{",
+                       *(f"    {c_uint(i, 8)},  /* {URCS[i].prefix.decode('ascii')} */"
+                         for i in ids), "};"]
+    final = step.final_urc
     on_fail = c_member(step.on_fail) if step.on_fail is not None else "AIRFSM_NO_TRIGGER"
     return arrays, [
         f".name = {c_string(step.name)},",
@@ -602,7 +481,7 @@ def render_escalation(rule: tuple[tuple[int, int], int, tuple[Trigger, ...]]) ->
     """How link losses and escalations back off, so a flapping link cannot hammer the network."""
     (base_ms, cap_ms), free, escalating = rule
     return Section(
-        [heading("escalation backoff (table.ESCALATION_BACKOFF_MS, Controller._enter)"),
+        [heading("escalation backoff (table.ESCALATING_TRIGGERS, ESCALATION_BACKOFF_MS)"),
          *"""\
 /* Entering a state other than FAILED by a trigger marked in airfsm_trigger_escalates counts one
  * escalation. The first AIRFSM_ESCALATIONS_WITHOUT_BACKOFF of them since ONLINE last held for
@@ -626,24 +505,45 @@ def c_text_array(name: str, count_macro: str, texts: Sequence[bytes]) -> tuple[l
              *(f"    {c_text(t)}," for t in texts), "};"])
 
 
+def urc_row(index: int, row: Urc) -> list[str]:
+    """`[index] = { prefix, kind, trigger, urc_only },` (the index is what steps name)."""
+    trigger = c_member(row.trigger) if row.trigger is not None else "AIRFSM_NO_TRIGGER"
+    return fit(f"    [{index}] =", f"{{ {c_text(row.prefix)}, {c_member(row.kind)}, {trigger},"
+                                   f" {c_bool(row.urc_only)} }},")
+
+
+def render_urcs(urcs: Sequence[Urc]) -> Section:
+    """The one URC table: what the channel tells from answers, what the controller acts on."""
+    if len(urcs) > 255:
+        raise ValueError("a step names URC rows as uint8_t")
+    return Section(
+        [heading("the URC table (table.URCS)"),
+         "/* Every unsolicited line, matched as a prefix at the start of a line, first row wins",
+         " * (a specific prefix comes before the general one it extends). A FINAL row names a",
+         " * final code the channel passes on only after the OK of a step whose urc_is_final is",
+         " * set; a step names the rows it waits for by index. */",
+         "typedef struct {",
+         "    airfsm_text_t prefix;",
+         "    airfsm_urc_kind_t kind;",
+         "    int8_t trigger;      /* LINK: the airfsm_trigger_t raised, or AIRFSM_NO_TRIGGER */",
+         "    bool urc_only;       /* never the answer line of a command, whatever is in flight */",
+         "} airfsm_urc_t;",
+         f"#define AIRFSM_URC_COUNT {len(urcs)}",
+         "extern const airfsm_urc_t airfsm_urcs[AIRFSM_URC_COUNT];"],
+        ["const airfsm_urc_t airfsm_urcs[AIRFSM_URC_COUNT] = {",
+         *(line for index, row in enumerate(urcs) for line in urc_row(index, row)),
+         "};"])
+
+
 def render_channel(tables: dict[str, Any]) -> Section:
-    """What the AT channel recognises: URCs, final result codes, prompts, the markers of the
+    """What else the AT channel recognises: final result codes, prompts, the markers of the
     length-counted payloads, the commands that switch the +MSUB payload form."""
-    urc_h, urc_c = c_text_array("airfsm_urc_prefixes", "AIRFSM_URC_PREFIX_COUNT",
-                                tables["urc_prefixes"])
-    only_h, only_c = c_text_array("airfsm_urc_only_prefixes", "AIRFSM_URC_ONLY_PREFIX_COUNT",
-                                  tables["urc_only_prefixes"])
     prompt_h, prompt_c = c_text_array("airfsm_prompt_lines", "AIRFSM_PROMPT_LINE_COUNT",
                                       tables["prompt_lines"])
     finals = tables["final_codes"]
     markers = tables["markers"]
     return Section(
         [heading("the AT channel's tables (at.py)"),
-         "/* Unsolicited lines, matched as prefixes at the start of a line. */",
-         *urc_h,
-         "/* ... of which these are never the answer of a command, whatever is in flight. */",
-         *only_h,
-         "",
          "/* Final result codes: exact lines, or (has_code) a prefix followed by a number. */",
          "typedef struct {",
          "    airfsm_text_t text;",
@@ -657,14 +557,13 @@ def render_channel(tables: dict[str, Any]) -> Section:
          " module",
          " * sends it and one space, then waits). */",
          *prompt_h,
-         f"#define AIRFSM_DATA_PROMPT {c_uint(tables['data_prompt'][0], 8)}"
-         f"  /* {tables['data_prompt'].decode('ascii')!r} */",
+         f"#define AIRFSM_DATA_PROMPT {c_uint(tables['data_prompt'], 8)}"
+         f"  /* {chr(tables['data_prompt'])!r} */",
          "",
          "/* Markers of the length-counted payloads and the +MSUB payload form. */",
          *(f"extern const airfsm_text_t airfsm_{name};  /* {text.decode('ascii')} */"
            for name, text in markers.items())],
-        [*urc_c, "", *only_c, "",
-         "const airfsm_final_code_t airfsm_final_codes[AIRFSM_FINAL_CODE_COUNT] = {",
+        ["const airfsm_final_code_t airfsm_final_codes[AIRFSM_FINAL_CODE_COUNT] = {",
          *(f"    {{ {c_text(text)}, {c_member(result)}, {c_bool(has_code)} }},"
            for text, result, has_code in finals),
          "};", "", *prompt_c, "",
@@ -672,27 +571,17 @@ def render_channel(tables: dict[str, Any]) -> Section:
            for name, text in markers.items())])
 
 
-def render_link_urcs(tables: dict[str, Any]) -> Section:
-    """The URCs that raise a link event, and which event wins when several are pending."""
-    urcs: Sequence[tuple[bytes, Trigger]] = tables["urcs"]
-    priority: dict[Trigger, int] = tables["priority"]
+def render_link_events(events: Sequence[LinkEvent]) -> Section:
+    """Which link event wins when several are raised in one tick (their URCs are the LINK rows
+    of airfsm_urcs, their edges in airfsm_next)."""
+    priority = {event.trigger: event.priority for event in events}
     return Section(
-        [heading("link-loss URCs and their triggers (the controller's _LINK_URCS, _PRIORITY)"),
-         "typedef struct {",
-         "    airfsm_text_t prefix;",
-         "    airfsm_trigger_t trigger;",
-         "} airfsm_link_urc_t;",
-         f"#define AIRFSM_LINK_URC_COUNT {len(urcs)}",
-         "extern const airfsm_link_urc_t airfsm_link_urcs[AIRFSM_LINK_URC_COUNT];",
+        [heading("link events and their priorities (table.LINK_EVENTS)"),
          "/* A pending link event is replaced only by one of higher priority (a reboot implies a"
          " lost",
-         " * bearer implies a lost session); 0: not a link event. */",
+         " * bearer implies a lost session); 0: not a link event, or the lowest. */",
          "extern const uint8_t airfsm_link_priority[AIRFSM_TRIGGER_COUNT];"],
-        ["const airfsm_link_urc_t airfsm_link_urcs[AIRFSM_LINK_URC_COUNT] = {",
-         *(f"    {{ {c_text(prefix)}, {c_member(trigger)} }}," for prefix, trigger in urcs),
-         "};",
-         "",
-         "const uint8_t airfsm_link_priority[AIRFSM_TRIGGER_COUNT] = {",
+        ["const uint8_t airfsm_link_priority[AIRFSM_TRIGGER_COUNT] = {",
          *(f"    [{c_member(t)}] = {c_uint(priority.get(t, 0), 8)}," for t in Trigger),
          "};"])
 
@@ -709,7 +598,7 @@ def render_check_answers(answers: dict[Check, CheckAnswer]) -> Section:
                  f" .in_urc = {c_bool(a.in_urc)},",
                  "    },"]
     return Section(
-        [heading("what each check reads in the answer (the controller's _judge)"),
+        [heading("what each check reads in the answer (judge.ANSWERS)"),
          "typedef struct {",
          "    airfsm_text_t prefix;   /* the line judged (len 0: none, or any line) */",
          "    int8_t field;           /* its comma-separated field read as a number"
@@ -733,7 +622,7 @@ def settings_rows(ranges: Sequence[SettingRange]) -> list[tuple[str, int, int, i
         if f.name not in by_name:
             continue
         r = by_name[f.name]
-        default = f.default if isinstance(f.default, int) else 0
+        default = f.default if isinstance(f.default, int) else 0  # None: 0, unset
         notes = [f"0: {r.unset}"] if f.default is None else []
         if r.low is None and r.high is None:
             notes.append("not checked")
@@ -766,25 +655,22 @@ def render_settings(ranges: Sequence[SettingRange]) -> Section:
                            f"{{ {c_string(name)}, {c_uint(default)}, {c_uint(low)},"
                            f" {c_uint(high)} }},")),
          "};",
-         f"const airfsm_text_t airfsm_default_apn = {c_text(Settings.apn)};",
-         f"const airfsm_text_t airfsm_default_sign_method = {c_text(Settings.sign_method)};"])
+         f"const airfsm_text_t airfsm_default_apn = {c_text(setting_default('apn'))};",
+         "const airfsm_text_t airfsm_default_sign_method ="
+         f" {c_text(setting_default('sign_method'))};"])
 
 
-def longest_command(templates: Sequence[tuple[Piece, ...]], maxima: dict[Placeholder, int]) -> int:
-    """The longest command any of the templates expands to."""
-    return max(sum(len(p) if isinstance(p, bytes) else maxima[p] for p in pieces)
-               for pieces in templates)
-
-
-def render_placeholders(limits: tuple[dict[Placeholder, int], tuple[str, ...]]) -> Section:
+def render_placeholders(limits: tuple[dict[Placeholder, int], tuple[tuple[Piece, ...], ...]]
+                        ) -> Section:
     """Each placeholder's longest value (the one bounded expander refuses longer ones), and the
     longest command the templates can make of them."""
-    maxima, commands = limits
-    templates = [split_template(command) for command in commands]
+    maxima, templates = limits
+    if set(maxima) != set(Placeholder) or set(PLACEHOLDER_BOUNDS) != set(Placeholder):
+        raise ValueError("every placeholder has a maximum and says what enforces it")
     return Section(
-        [heading("placeholders: the longest value of each"),
+        [heading("placeholders: the longest value of each (table.PLACEHOLDER_MAX)"),
          "extern const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT];",
-         f"#define AIRFSM_LONGEST_COMMAND {c_uint(longest_command(templates, maxima))}"
+         f"#define AIRFSM_LONGEST_COMMAND {c_uint(max(map(expanded_max, templates)))}"
          "  /* the longest expansion of any template */",
          f"#define AIRFSM_LONGEST_AUTH_BODY {c_uint(longest_auth_body())}"
          "  /* the AT+HTTPDATA body at its longest */"],
@@ -795,23 +681,30 @@ def render_placeholders(limits: tuple[dict[Placeholder, int], tuple[str, ...]]) 
          "};"])
 
 
-def render_online(commands: tuple[tuple[tuple[str, Step], ...], str]) -> Section:
+def online_name(step: Step) -> str:
+    """The C name of an ONLINE command: `airfsm_online_<step name>`."""
+    return f"airfsm_online_{step.name}"
+
+
+def render_online(commands: tuple[tuple[Step, ...], tuple[Piece, ...]]) -> Section:
     """ONLINE's own commands: probe, keepalive, cache read, mode switch, disconnect, publish."""
     steps, mpub = commands
     source: list[str] = []
-    for name, step in steps:
-        arrays, body = step_parts(f"airfsm_{name}", step)
-        source += [*arrays, f"const airfsm_step_t airfsm_{name} = {{",
+    for step in steps:
+        name = online_name(step)
+        arrays, body = step_parts(name, step)
+        source += [*arrays, f"const airfsm_step_t {name} = {{",
                    *(f"    {line}" for line in body), "};", ""]
-    pieces = split_template(mpub)
-    source += [*pieces_array("airfsm_mpub_pieces", pieces),
+    source += [*pieces_array("airfsm_mpub_pieces", mpub),
                f"const airfsm_template_t airfsm_mpub = {{ airfsm_mpub_pieces,"
-               f" {c_uint(len(pieces), 8)} }};"]
+               f" {c_uint(len(mpub), 8)} }};"]
     return Section(
-        [heading("ONLINE's commands"),
-         *(f"extern const airfsm_step_t airfsm_{name};  /* {step.command} */"
-           for name, step in steps),
-         f"/* {mpub}: its timeout is the publish_timeout_ms setting. */",
+        [heading("ONLINE's commands (table.ONLINE_STEPS, table.MPUB_TEMPLATE)"),
+         *(f"extern const airfsm_step_t {online_name(step)};  /* {step.command} */"
+           for step in steps),
+         f"/* {MPUB_TEMPLATE}: its timeout is the publish_timeout_ms",
+         " * setting; the message is escaped (text mode) or hex digits (hex mode), as",
+         " * payload.put_mpub writes it. */",
          "extern const airfsm_template_t airfsm_mpub;"],
         source)
 
@@ -877,33 +770,38 @@ EXPORTS: tuple[Export, ...] = (
     Codes(Check, "how a step's answer is judged"),
     Codes(Cond, "when a step runs at all"),
     Codes(AtResult, "how a command ended"),
+    Codes(UrcKind, "what a row of the URC table is to the controller"),
     Codes(Purpose, "what the command in flight is for"),
     Codes(FailReason, "why the machine is in FAILED"),
-    Codes(Placeholder, "what a command template's placeholder stands for"),  # SLOT: codes
-    # SLOT(core/codes.py): Codes(Reason, ...), Codes(LogEvent, ...) once they exist.
+    Codes(Reason, "why something failed (with a bounded detail)"),
+    Codes(LogEvent, "what the controller reports through its log hook"),
+    Codes(OutboxCall, "which outbox call was refused"),
+    Codes(Placeholder, "what a command template's placeholder stands for"),
     Constants("firmware (table.py)", (
         Constant("MIN_FIRMWARE", MIN_FIRMWARE, "older builds cannot do Alibaba Cloud: FATAL"),
         Constant("FIRMWARE_HEARTBEAT", FIRMWARE_HEARTBEAT,
                  "from this build the module sends PINGREQ itself"),
     )),
-    Constants("buffers and the work of one tick (at.py, controller.py)", (
-        Constant("LINE_CAPACITY", at.LINE_CAPACITY, "one received line"),
-        Constant("DATA_CAPACITY", at.DATA_CAPACITY, "one length-counted payload"),
-        Constant("MAX_INFO_LINES", at.MAX_INFO_LINES, "info lines kept of one response"),
+    Constants("buffers and the work of one tick (settings.py, controller.py)", (
+        Constant("LINE_CAPACITY", LINE_CAPACITY, "one received line"),
+        Constant("DATA_CAPACITY", DATA_CAPACITY, "one length-counted payload"),
+        Constant("MAX_INFO_LINES", MAX_INFO_LINES, "info lines kept of one response"),
+        Constant("INFO_ARENA", INFO_ARENA, "a response's info lines and +HTTPREAD body"),
         Constant("READ_CHUNK", READ_CHUNK, "bytes asked of the port at a time"),
         Constant("MAX_READ_PER_TICK", MAX_READ_PER_TICK, "the rest waits for the next tick"),
-        # SLOT(core/settings.py): INFO_ARENA, CMD_CAPACITY, BODY_CAPACITY
+        Constant("CMD_CAPACITY", CMD_CAPACITY, "one command and its CR"),
+        Constant("BODY_CAPACITY", BODY_CAPACITY, "the HTTP auth body"),
+        Constant("OUTBOX_RING", OUTBOX_RING, "messages the RAM outbox holds (and dead letters)"),
     )),
-    Constants("publish limits and the outbox (payload.py, controller.py)", (
+    Constants("publish limits (payload.py)", (
         Constant("MAX_PAYLOAD_TEXT", payload.MAX_PAYLOAD_TEXT,
                  "bytes between AT+MPUB's quotes, escapes included"),
         Constant("MAX_PAYLOAD_HEX_RAW", payload.MAX_PAYLOAD_HEX_RAW,
                  "payload bytes in hex mode (two digits each)"),
         Constant("MAX_TOPIC", payload.MAX_TOPIC, "characters of a topic"),
         Constant("MAX_QOS", max(payload.QOS_LEVELS), "Alibaba Cloud takes QoS 0 and 1"),
-        Constant("OUTBOX_CAPACITY", OUTBOX_CAPACITY, "messages the RAM outbox holds"),
     )),
-    Constants("timing (at.py, table.py, controller.py)", (
+    Constants("timing (at.py, table.py, controller.py, online.py)", (
         Constant("MAX_TIMEOUT_MS", at.MAX_TIMEOUT_MS, "longer would wrap a 32-bit deadline"),
         Constant("DEFAULT_BAUD", at.DEFAULT_BAUD, "the module's UART rate"),
         Constant("UART_BITS_PER_CHAR", at.UART_BITS_PER_CHAR, "8N1"),
@@ -917,6 +815,8 @@ EXPORTS: tuple[Export, ...] = (
                  "keepalive sent after num/den of keepalive_s without an answer"),
         Constant("KEEPALIVE_FRACTION_DEN", KEEPALIVE_FRACTION[1], "(firmware before V838)"),
         Constant("IDLE_RECHECK_MS", IDLE_RECHECK_MS, "the longest sleep a tick asks for"),
+        Constant("LOST_PORT_RECHECK_MS", LOST_PORT_RECHECK_MS,
+                 "a lost port: look again this soon"),
         Constant("STORE_BACKOFF_BASE_MS", STORE_BACKOFF_MS[0], "an outbox that refused a call"),
         Constant("STORE_BACKOFF_CAP_MS", STORE_BACKOFF_MS[1], "... is left alone this long"),
         Constant("CONTENT_TYPE", CONTENT_TYPE, "the auth POST's header (the space matters)"),
@@ -924,22 +824,21 @@ EXPORTS: tuple[Export, ...] = (
     Table("machine", render_machine, MACHINE),
     Table("edges", render_transitions, tuple(edges(MACHINE))),
     Table("escalation", render_escalation,
-          (ESCALATION_BACKOFF_MS, ESCALATIONS_WITHOUT_BACKOFF, ESCALATING_TRIGGERS)),  # SLOT
+          (ESCALATION_BACKOFF_MS, ESCALATIONS_WITHOUT_BACKOFF, tuple(sorted(ESCALATING_TRIGGERS)))),
+    Table("urcs", render_urcs, URCS),
     Table("channel", render_channel, {
-        "urc_prefixes": at.URC_PREFIXES,
-        "urc_only_prefixes": at.URC_ONLY_PREFIXES,
         "final_codes": at.FINAL_CODES,
         "prompt_lines": at.PROMPT_LINES,
-        "data_prompt": DATA_PROMPT,  # SLOT
+        "data_prompt": at.DATA_PROMPT,
         "markers": {"msub_header": at.MSUB_HEADER, "msub_length_unit": at.MSUB_LENGTH_UNIT,
                     "httpread_header": at.HTTPREAD_HEADER, "hex_mode_on": at.HEX_MODE_ON,
                     "hex_mode_off": at.HEX_MODE_OFF},
     }),
-    Table("link urcs", render_link_urcs, {"urcs": LINK_URCS, "priority": LINK_PRIORITY}),  # SLOT
-    Table("check answers", render_check_answers, CHECK_ANSWERS),  # SLOT: judge.py
-    Table("settings", render_settings, SETTING_RANGES),  # SLOT: settings.py
-    Table("placeholders", render_placeholders, (PLACEHOLDER_MAX, TEMPLATES)),  # SLOT: codes.py
-    Table("online", render_online, (ONLINE_STEPS, MPUB_TEMPLATE)),  # SLOT: table.py
+    Table("link events", render_link_events, LINK_EVENTS),
+    Table("check answers", render_check_answers, ANSWERS),
+    Table("settings", render_settings, SETTING_RANGES),
+    Table("placeholders", render_placeholders, (PLACEHOLDER_MAX, TEMPLATES)),
+    Table("online", render_online, (ONLINE_STEPS, MPUB_PIECES)),
 )
 
 # ====================================================================== the files

@@ -65,14 +65,24 @@ const char *const airfsm_at_result_name[AIRFSM_AT_RESULT_COUNT] = {
     [AIRFSM_AT_RESULT_PROMPT] = "PROMPT",
 };
 
+const char *const airfsm_urc_kind_name[AIRFSM_URC_KIND_COUNT] = {
+    [AIRFSM_URC_KIND_NOTICE] = "NOTICE",
+    [AIRFSM_URC_KIND_BOOT] = "BOOT",
+    [AIRFSM_URC_KIND_LINK] = "LINK",
+    [AIRFSM_URC_KIND_STEP] = "STEP",
+    [AIRFSM_URC_KIND_PUBACK] = "PUBACK",
+    [AIRFSM_URC_KIND_MSUB] = "MSUB",
+    [AIRFSM_URC_KIND_FINAL] = "FINAL",
+};
+
 const char *const airfsm_purpose_name[AIRFSM_PURPOSE_COUNT] = {
     [AIRFSM_PURPOSE_NONE] = "NONE",
     [AIRFSM_PURPOSE_STEP] = "STEP",
     [AIRFSM_PURPOSE_PUBLISH] = "PUBLISH",
     [AIRFSM_PURPOSE_PROBE] = "PROBE",
     [AIRFSM_PURPOSE_MODE] = "MODE",
-    [AIRFSM_PURPOSE_STOP] = "STOP",
     [AIRFSM_PURPOSE_DISCARD] = "DISCARD",
+    [AIRFSM_PURPOSE_STOP] = "STOP",
     [AIRFSM_PURPOSE_KEEPALIVE] = "KEEPALIVE",
     [AIRFSM_PURPOSE_CACHE_READ] = "CACHE_READ",
 };
@@ -83,6 +93,81 @@ const char *const airfsm_fail_reason_name[AIRFSM_FAIL_REASON_COUNT] = {
     [AIRFSM_FAIL_REASON_CREDENTIALS] = "CREDENTIALS",
     [AIRFSM_FAIL_REASON_NO_RESPONSE] = "NO_RESPONSE",
     [AIRFSM_FAIL_REASON_INTERNAL] = "INTERNAL",
+};
+
+const char *const airfsm_reason_name[AIRFSM_REASON_COUNT] = {
+    [AIRFSM_REASON_NONE] = "NONE",
+    [AIRFSM_REASON_NO_ANSWER] = "NO_ANSWER",
+    [AIRFSM_REASON_ERROR] = "ERROR",
+    [AIRFSM_REASON_CME_ERROR] = "CME_ERROR",
+    [AIRFSM_REASON_URC_TIMEOUT] = "URC_TIMEOUT",
+    [AIRFSM_REASON_FAILING_URC] = "FAILING_URC",
+    [AIRFSM_REASON_NO_VERSION] = "NO_VERSION",
+    [AIRFSM_REASON_FIRMWARE_TOO_OLD] = "FIRMWARE_TOO_OLD",
+    [AIRFSM_REASON_SIM_NOT_READY] = "SIM_NOT_READY",
+    [AIRFSM_REASON_NOT_ATTACHED] = "NOT_ATTACHED",
+    [AIRFSM_REASON_BEARER_CONNECTING] = "BEARER_CONNECTING",
+    [AIRFSM_REASON_BEARER_STATUS] = "BEARER_STATUS",
+    [AIRFSM_REASON_HTTP_STATUS] = "HTTP_STATUS",
+    [AIRFSM_REASON_AUTH_REPLY_TRUNCATED] = "AUTH_REPLY_TRUNCATED",
+    [AIRFSM_REASON_AUTH_REPLY_UNUSABLE] = "AUTH_REPLY_UNUSABLE",
+    [AIRFSM_REASON_AUTH_REJECTED] = "AUTH_REJECTED",
+    [AIRFSM_REASON_MQTT_STATUS] = "MQTT_STATUS",
+    [AIRFSM_REASON_UNKNOWN_CHECK] = "UNKNOWN_CHECK",
+    [AIRFSM_REASON_CREDENTIALS_REJECTED] = "CREDENTIALS_REJECTED",
+    [AIRFSM_REASON_MODULE_MUTE] = "MODULE_MUTE",
+    [AIRFSM_REASON_INTERNAL_ERROR] = "INTERNAL_ERROR",
+    [AIRFSM_REASON_MPUB_UNANSWERED] = "MPUB_UNANSWERED",
+    [AIRFSM_REASON_MPUB_ERROR] = "MPUB_ERROR",
+    [AIRFSM_REASON_MPUB_CME_ERROR] = "MPUB_CME_ERROR",
+    [AIRFSM_REASON_HEX_MODE_UNANSWERED] = "HEX_MODE_UNANSWERED",
+    [AIRFSM_REASON_HEX_MODE_ERROR] = "HEX_MODE_ERROR",
+    [AIRFSM_REASON_HEX_MODE_CME_ERROR] = "HEX_MODE_CME_ERROR",
+    [AIRFSM_REASON_TEXT_MODE_UNANSWERED] = "TEXT_MODE_UNANSWERED",
+    [AIRFSM_REASON_TEXT_MODE_ERROR] = "TEXT_MODE_ERROR",
+    [AIRFSM_REASON_TEXT_MODE_CME_ERROR] = "TEXT_MODE_CME_ERROR",
+    [AIRFSM_REASON_NO_PUBACK] = "NO_PUBACK",
+    [AIRFSM_REASON_SESSION_ENDED] = "SESSION_ENDED",
+    [AIRFSM_REASON_BAD_TOPIC] = "BAD_TOPIC",
+    [AIRFSM_REASON_BAD_QOS] = "BAD_QOS",
+    [AIRFSM_REASON_PAYLOAD_UNSENDABLE] = "PAYLOAD_UNSENDABLE",
+};
+
+const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT] = {
+    [AIRFSM_LOG_EVENT_SECRET] = "SECRET",
+    [AIRFSM_LOG_EVENT_STATE] = "STATE",
+    [AIRFSM_LOG_EVENT_STEP] = "STEP",
+    [AIRFSM_LOG_EVENT_AT_TX] = "AT_TX",
+    [AIRFSM_LOG_EVENT_AT_TIMEOUT] = "AT_TIMEOUT",
+    [AIRFSM_LOG_EVENT_URC] = "URC",
+    [AIRFSM_LOG_EVENT_LINK_URC] = "LINK_URC",
+    [AIRFSM_LOG_EVENT_MSUB_UNPARSED] = "MSUB_UNPARSED",
+    [AIRFSM_LOG_EVENT_DOWNLINK_CACHED] = "DOWNLINK_CACHED",
+    [AIRFSM_LOG_EVENT_PAYLOAD_TRUNCATED] = "PAYLOAD_TRUNCATED",
+    [AIRFSM_LOG_EVENT_INBOUND] = "INBOUND",
+    [AIRFSM_LOG_EVENT_PROBE] = "PROBE",
+    [AIRFSM_LOG_EVENT_MODULE_SILENT] = "MODULE_SILENT",
+    [AIRFSM_LOG_EVENT_KEEPALIVE_REFUSED] = "KEEPALIVE_REFUSED",
+    [AIRFSM_LOG_EVENT_KEEPALIVE_UNANSWERED] = "KEEPALIVE_UNANSWERED",
+    [AIRFSM_LOG_EVENT_CACHE_READ_FAILED] = "CACHE_READ_FAILED",
+    [AIRFSM_LOG_EVENT_PUBLISH_FAILED] = "PUBLISH_FAILED",
+    [AIRFSM_LOG_EVENT_PUBLISH_DEAD] = "PUBLISH_DEAD",
+    [AIRFSM_LOG_EVENT_MQTT_MODE_REFUSED] = "MQTT_MODE_REFUSED",
+    [AIRFSM_LOG_EVENT_OUTBOX_UNAVAILABLE] = "OUTBOX_UNAVAILABLE",
+    [AIRFSM_LOG_EVENT_OUTBOX_AVAILABLE] = "OUTBOX_AVAILABLE",
+    [AIRFSM_LOG_EVENT_PORT_LOST] = "PORT_LOST",
+    [AIRFSM_LOG_EVENT_HARDWARE_RESET] = "HARDWARE_RESET",
+    [AIRFSM_LOG_EVENT_HARDWARE_RESET_FAILED] = "HARDWARE_RESET_FAILED",
+    [AIRFSM_LOG_EVENT_ON_STATE_FAILED] = "ON_STATE_FAILED",
+    [AIRFSM_LOG_EVENT_ON_MESSAGE_FAILED] = "ON_MESSAGE_FAILED",
+    [AIRFSM_LOG_EVENT_INTERNAL_ERROR] = "INTERNAL_ERROR",
+};
+
+const char *const airfsm_outbox_call_name[AIRFSM_OUTBOX_CALL_COUNT] = {
+    [AIRFSM_OUTBOX_CALL_PEEK] = "PEEK",
+    [AIRFSM_OUTBOX_CALL_MARK_ATTEMPT] = "MARK_ATTEMPT",
+    [AIRFSM_OUTBOX_CALL_ACK] = "ACK",
+    [AIRFSM_OUTBOX_CALL_DEAD_LETTER] = "DEAD_LETTER",
 };
 
 const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT] = {
@@ -330,8 +415,8 @@ static const airfsm_piece_t airfsm_http_auth_data_pieces[4] = {
 static const airfsm_piece_t airfsm_http_auth_action_pieces[1] = {
     { .text = "AT+HTTPACTION=1", .len = 15u },
 };
-static const airfsm_text_t airfsm_http_auth_action_urc_ok[1] = {
-    { "+HTTPACTION:", 12u },
+static const uint8_t airfsm_http_auth_action_urc_ok[1] = {
+    16u,  /* +HTTPACTION: */
 };
 static const airfsm_piece_t airfsm_http_auth_read_pieces[1] = {
     { .text = "AT+HTTPREAD", .len = 11u },
@@ -455,24 +540,24 @@ static const airfsm_piece_t airfsm_mqtt_connect_tcp_pieces[4] = {
     { .text = "\",", .len = 2u },
     { .placeholder = AIRFSM_PLACEHOLDER_MQTT_PORT },
 };
-static const airfsm_text_t airfsm_mqtt_connect_tcp_urc_ok[2] = {
-    { "CONNECT OK", 10u },
-    { "ALREADY CONNECT", 15u },
+static const uint8_t airfsm_mqtt_connect_tcp_urc_ok[2] = {
+    17u,  /* CONNECT OK */
+    19u,  /* ALREADY CONNECT */
 };
-static const airfsm_text_t airfsm_mqtt_connect_tcp_urc_fail[2] = {
-    { "CONNECT FAIL", 12u },
-    { "CLOSED", 6u },
+static const uint8_t airfsm_mqtt_connect_tcp_urc_fail[2] = {
+    18u,  /* CONNECT FAIL */
+    21u,  /* CLOSED */
 };
 static const airfsm_piece_t airfsm_mqtt_connect_connect_pieces[2] = {
     { .text = "AT+MCONNECT=1,", .len = 14u },
     { .placeholder = AIRFSM_PLACEHOLDER_KEEPALIVE_S },
 };
-static const airfsm_text_t airfsm_mqtt_connect_connect_urc_ok[1] = {
-    { "CONNACK OK", 10u },
+static const uint8_t airfsm_mqtt_connect_connect_urc_ok[1] = {
+    22u,  /* CONNACK OK */
 };
-static const airfsm_text_t airfsm_mqtt_connect_connect_urc_fail[2] = {
-    { "ERROR", 5u },
-    { "CLOSED", 6u },
+static const uint8_t airfsm_mqtt_connect_connect_urc_fail[2] = {
+    27u,  /* ERROR */
+    21u,  /* CLOSED */
 };
 static const airfsm_piece_t airfsm_mqtt_connect_subscribe_pieces[4] = {
     { .text = "AT+MSUB=\"", .len = 9u },
@@ -480,11 +565,11 @@ static const airfsm_piece_t airfsm_mqtt_connect_subscribe_pieces[4] = {
     { .text = "\",", .len = 2u },
     { .placeholder = AIRFSM_PLACEHOLDER_SUB_QOS },
 };
-static const airfsm_text_t airfsm_mqtt_connect_subscribe_urc_ok[1] = {
-    { "SUBACK", 6u },
+static const uint8_t airfsm_mqtt_connect_subscribe_urc_ok[1] = {
+    23u,  /* SUBACK */
 };
-static const airfsm_text_t airfsm_mqtt_connect_subscribe_urc_fail[1] = {
-    { "CLOSED", 6u },
+static const uint8_t airfsm_mqtt_connect_subscribe_urc_fail[1] = {
+    21u,  /* CLOSED */
 };
 static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
     {
@@ -774,33 +859,37 @@ const bool airfsm_trigger_escalates[AIRFSM_TRIGGER_COUNT] = {
     [AIRFSM_TRIGGER_HARDWARE_RESET] = true,
 };
 
-const airfsm_text_t airfsm_urc_prefixes[AIRFSM_URC_PREFIX_COUNT] = {
-    { "RDY", 3u },
-    { "+CFUN:", 6u },
-    { "+CPIN:", 6u },
-    { "SMS Ready", 9u },
-    { "+CGATT:", 7u },
-    { "+CGREG:", 7u },
-    { "+CEREG:", 7u },
-    { "+PDP DEACT", 10u },
-    { "+CGEV:", 6u },
-    { "+SAPBR 1: DEACT", 15u },
-    { "+HTTPACTION:", 12u },
-    { "CONNECT OK", 10u },
-    { "CONNECT FAIL", 12u },
-    { "ALREADY CONNECT", 15u },
-    { "STATE:", 6u },
-    { "CLOSED", 6u },
-    { "CONNACK OK", 10u },
-    { "SUBACK", 6u },
-    { "UNSUBACK", 8u },
-    { "PUBACK", 6u },
-    { "+MSUB:", 6u },
-};
-
-const airfsm_text_t airfsm_urc_only_prefixes[AIRFSM_URC_ONLY_PREFIX_COUNT] = {
-    { "+HTTPACTION:", 12u },
-    { "+MSUB:", 6u },
+const airfsm_urc_t airfsm_urcs[AIRFSM_URC_COUNT] = {
+    [0] = { { "RDY", 3u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_REBOOTED, false },
+    [1] = { { "+CFUN:", 6u }, AIRFSM_URC_KIND_BOOT, AIRFSM_NO_TRIGGER, false },
+    [2] = { { "+CPIN:", 6u }, AIRFSM_URC_KIND_BOOT, AIRFSM_NO_TRIGGER, false },
+    [3] = { { "SMS Ready", 9u }, AIRFSM_URC_KIND_BOOT, AIRFSM_NO_TRIGGER, false },
+    [4] = { { "+CGATT: 0", 9u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [5] = { { "+CGATT:0", 8u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [6] = { { "+CGATT:", 7u }, AIRFSM_URC_KIND_NOTICE, AIRFSM_NO_TRIGGER, false },
+    [7] = { { "+CGREG:", 7u }, AIRFSM_URC_KIND_NOTICE, AIRFSM_NO_TRIGGER, false },
+    [8] = { { "+CEREG:", 7u }, AIRFSM_URC_KIND_NOTICE, AIRFSM_NO_TRIGGER, false },
+    [9] = { { "+PDP DEACT", 10u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [10] =
+        { { "+CGEV: NW PDN DEACT", 19u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [11] =
+        { { "+CGEV: ME PDN DEACT", 19u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [12] = { { "+CGEV: ME DETACH", 16u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [13] = { { "+CGEV: NW DETACH", 16u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [14] = { { "+CGEV:", 6u }, AIRFSM_URC_KIND_NOTICE, AIRFSM_NO_TRIGGER, false },
+    [15] = { { "+SAPBR 1: DEACT", 15u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_BEARER_LOST, false },
+    [16] = { { "+HTTPACTION:", 12u }, AIRFSM_URC_KIND_STEP, AIRFSM_NO_TRIGGER, true },
+    [17] = { { "CONNECT OK", 10u }, AIRFSM_URC_KIND_STEP, AIRFSM_NO_TRIGGER, false },
+    [18] = { { "CONNECT FAIL", 12u }, AIRFSM_URC_KIND_STEP, AIRFSM_NO_TRIGGER, false },
+    [19] = { { "ALREADY CONNECT", 15u }, AIRFSM_URC_KIND_STEP, AIRFSM_NO_TRIGGER, false },
+    [20] = { { "STATE:", 6u }, AIRFSM_URC_KIND_NOTICE, AIRFSM_NO_TRIGGER, false },
+    [21] = { { "CLOSED", 6u }, AIRFSM_URC_KIND_LINK, AIRFSM_TRIGGER_MQTT_LOST, false },
+    [22] = { { "CONNACK OK", 10u }, AIRFSM_URC_KIND_STEP, AIRFSM_NO_TRIGGER, false },
+    [23] = { { "SUBACK", 6u }, AIRFSM_URC_KIND_STEP, AIRFSM_NO_TRIGGER, false },
+    [24] = { { "UNSUBACK", 8u }, AIRFSM_URC_KIND_NOTICE, AIRFSM_NO_TRIGGER, false },
+    [25] = { { "PUBACK", 6u }, AIRFSM_URC_KIND_PUBACK, AIRFSM_NO_TRIGGER, false },
+    [26] = { { "+MSUB:", 6u }, AIRFSM_URC_KIND_MSUB, AIRFSM_NO_TRIGGER, true },
+    [27] = { { "ERROR", 5u }, AIRFSM_URC_KIND_FINAL, AIRFSM_NO_TRIGGER, false },
 };
 
 const airfsm_final_code_t airfsm_final_codes[AIRFSM_FINAL_CODE_COUNT] = {
@@ -820,19 +909,6 @@ const airfsm_text_t airfsm_msub_length_unit = { "byte,", 5u };
 const airfsm_text_t airfsm_httpread_header = { "+HTTPREAD:", 10u };
 const airfsm_text_t airfsm_hex_mode_on = { "AT+MQTTMODE=1", 13u };
 const airfsm_text_t airfsm_hex_mode_off = { "AT+MQTTMODE=0", 13u };
-
-const airfsm_link_urc_t airfsm_link_urcs[AIRFSM_LINK_URC_COUNT] = {
-    { { "RDY", 3u }, AIRFSM_TRIGGER_REBOOTED },
-    { { "+CGATT: 0", 9u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "+CGATT:0", 8u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "+PDP DEACT", 10u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "+SAPBR 1: DEACT", 15u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "+CGEV: NW PDN DEACT", 19u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "+CGEV: ME PDN DEACT", 19u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "+CGEV: ME DETACH", 16u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "+CGEV: NW DETACH", 16u }, AIRFSM_TRIGGER_BEARER_LOST },
-    { { "CLOSED", 6u }, AIRFSM_TRIGGER_MQTT_LOST },
-};
 
 const uint8_t airfsm_link_priority[AIRFSM_TRIGGER_COUNT] = {
     [AIRFSM_TRIGGER_DONE] = 0u,
@@ -924,14 +1000,16 @@ const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT] = {
     /* https://iot-auth.<region of <= 64>.aliyuncs.com/auth/devicename */
     [AIRFSM_PLACEHOLDER_AUTH_URL] = 110u,
     [AIRFSM_PLACEHOLDER_CONTENT_TYPE] = 47u,  /* the fixed form header */
-    [AIRFSM_PLACEHOLDER_BODY_LEN] = 3u,  /* digits of the longest auth body (508 bytes) */
-    [AIRFSM_PLACEHOLDER_BODY_WINDOW_MS] = 6u,  /* digits of 120000 (AT+HTTPDATA's limit) */
+    /* digits of BODY_CAPACITY (the longest auth body: 508 bytes) */
+    [AIRFSM_PLACEHOLDER_BODY_LEN] = 3u,
+    /* digits of 120000 (AT+HTTPDATA's limit, Settings.validate) */
+    [AIRFSM_PLACEHOLDER_BODY_WINDOW_MS] = 6u,
     [AIRFSM_PLACEHOLDER_CLIENT_ID] = 64u,  /* DeviceIdentity.validate */
     [AIRFSM_PLACEHOLDER_IOT_ID] = 256u,  /* parse_auth_reply (AT+MCONFIG takes <= 256 a field) */
     [AIRFSM_PLACEHOLDER_IOT_TOKEN] = 256u,  /* parse_auth_reply (AT+MCONFIG takes <= 256 a field) */
     [AIRFSM_PLACEHOLDER_MQTT_HOST] = 253u,  /* a DNS name (parse_auth_reply) */
     [AIRFSM_PLACEHOLDER_MQTT_PORT] = 5u,  /* 1-65535 */
-    [AIRFSM_PLACEHOLDER_KEEPALIVE_S] = 3u,  /* digits of 240 s */
+    [AIRFSM_PLACEHOLDER_KEEPALIVE_S] = 3u,  /* digits of 240 s (Settings.validate) */
     [AIRFSM_PLACEHOLDER_SUB_TOPIC] = 128u,  /* payload.MAX_TOPIC */
     [AIRFSM_PLACEHOLDER_SUB_QOS] = 1u,  /* 0 or 1 */
     [AIRFSM_PLACEHOLDER_TOPIC] = 128u,  /* payload.MAX_TOPIC */
@@ -940,12 +1018,12 @@ const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT] = {
     [AIRFSM_PLACEHOLDER_MESSAGE] = 1024u,
 };
 
-static const airfsm_piece_t airfsm_liveness_probe_pieces[1] = {
+static const airfsm_piece_t airfsm_online_probe_pieces[1] = {
     { .text = "AT+MQTTSTATU", .len = 12u },
 };
-const airfsm_step_t airfsm_liveness_probe = {
+const airfsm_step_t airfsm_online_probe = {
     .name = "probe",
-    .command = { airfsm_liveness_probe_pieces, 1u },
+    .command = { airfsm_online_probe_pieces, 1u },
     .check = AIRFSM_CHECK_MQTT_STATUS, .when = AIRFSM_COND_ALWAYS,
     .timeout_ms = 5000u, .prompt = false,
     .urc_ok = NULL, .n_urc_ok = 0u,
@@ -955,33 +1033,33 @@ const airfsm_step_t airfsm_liveness_probe = {
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
 };
 
-static const airfsm_piece_t airfsm_session_keepalive_pieces[4] = {
+static const airfsm_piece_t airfsm_online_keepalive_pieces[4] = {
     { .text = "AT+MSUB=\"", .len = 9u },
     { .placeholder = AIRFSM_PLACEHOLDER_SUB_TOPIC },
     { .text = "\",", .len = 2u },
     { .placeholder = AIRFSM_PLACEHOLDER_SUB_QOS },
 };
-static const airfsm_text_t airfsm_session_keepalive_urc_ok[1] = {
-    { "SUBACK", 6u },
+static const uint8_t airfsm_online_keepalive_urc_ok[1] = {
+    23u,  /* SUBACK */
 };
-const airfsm_step_t airfsm_session_keepalive = {
+const airfsm_step_t airfsm_online_keepalive = {
     .name = "keepalive",
-    .command = { airfsm_session_keepalive_pieces, 4u },
+    .command = { airfsm_online_keepalive_pieces, 4u },
     .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
     .timeout_ms = 5000u, .prompt = false,
-    .urc_ok = airfsm_session_keepalive_urc_ok, .n_urc_ok = 1u,
+    .urc_ok = airfsm_online_keepalive_urc_ok, .n_urc_ok = 1u,
     .urc_fail = NULL, .n_urc_fail = 0u,
     .urc_timeout_ms = 10000u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
 };
 
-static const airfsm_piece_t airfsm_cache_read_pieces[1] = {
+static const airfsm_piece_t airfsm_online_msgget_pieces[1] = {
     { .text = "AT+MQTTMSGGET", .len = 13u },
 };
-const airfsm_step_t airfsm_cache_read = {
+const airfsm_step_t airfsm_online_msgget = {
     .name = "msgget",
-    .command = { airfsm_cache_read_pieces, 1u },
+    .command = { airfsm_online_msgget_pieces, 1u },
     .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
     .timeout_ms = 5000u, .prompt = false,
     .urc_ok = NULL, .n_urc_ok = 0u,
@@ -991,27 +1069,12 @@ const airfsm_step_t airfsm_cache_read = {
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
 };
 
-static const airfsm_piece_t airfsm_mode_text_pieces[1] = {
-    { .text = "AT+MQTTMODE=0", .len = 13u },
-};
-const airfsm_step_t airfsm_mode_text = {
-    .name = "mode_text",
-    .command = { airfsm_mode_text_pieces, 1u },
-    .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
-    .timeout_ms = 5000u, .prompt = false,
-    .urc_ok = NULL, .n_urc_ok = 0u,
-    .urc_fail = NULL, .n_urc_fail = 0u,
-    .urc_timeout_ms = 0u, .urc_is_final = false,
-    .poll_ms = 0u, .poll_limit = 0u,
-    .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
-};
-
-static const airfsm_piece_t airfsm_mode_hex_pieces[1] = {
+static const airfsm_piece_t airfsm_online_hex_mode_pieces[1] = {
     { .text = "AT+MQTTMODE=1", .len = 13u },
 };
-const airfsm_step_t airfsm_mode_hex = {
-    .name = "mode_hex",
-    .command = { airfsm_mode_hex_pieces, 1u },
+const airfsm_step_t airfsm_online_hex_mode = {
+    .name = "hex_mode",
+    .command = { airfsm_online_hex_mode_pieces, 1u },
     .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
     .timeout_ms = 5000u, .prompt = false,
     .urc_ok = NULL, .n_urc_ok = 0u,
@@ -1021,12 +1084,27 @@ const airfsm_step_t airfsm_mode_hex = {
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
 };
 
-static const airfsm_piece_t airfsm_disconnect_pieces[1] = {
+static const airfsm_piece_t airfsm_online_text_mode_pieces[1] = {
+    { .text = "AT+MQTTMODE=0", .len = 13u },
+};
+const airfsm_step_t airfsm_online_text_mode = {
+    .name = "text_mode",
+    .command = { airfsm_online_text_mode_pieces, 1u },
+    .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
+    .timeout_ms = 5000u, .prompt = false,
+    .urc_ok = NULL, .n_urc_ok = 0u,
+    .urc_fail = NULL, .n_urc_fail = 0u,
+    .urc_timeout_ms = 0u, .urc_is_final = false,
+    .poll_ms = 0u, .poll_limit = 0u,
+    .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+};
+
+static const airfsm_piece_t airfsm_online_disconnect_pieces[1] = {
     { .text = "AT+MDISCONNECT", .len = 14u },
 };
-const airfsm_step_t airfsm_disconnect = {
+const airfsm_step_t airfsm_online_disconnect = {
     .name = "disconnect",
-    .command = { airfsm_disconnect_pieces, 1u },
+    .command = { airfsm_online_disconnect_pieces, 1u },
     .check = AIRFSM_CHECK_ANY, .when = AIRFSM_COND_ALWAYS,
     .timeout_ms = 5000u, .prompt = false,
     .urc_ok = NULL, .n_urc_ok = 0u,

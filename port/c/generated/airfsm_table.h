@@ -18,13 +18,13 @@ typedef struct {
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from.
  */
-#define AIRFSM_TABLE_HASH UINT64_C(0xd7c312083dc043c6)
-#define AIRFSM_TABLE_HASH_HEX "d7c312083dc043c6"
+#define AIRFSM_TABLE_HASH UINT64_C(0xd31100b2311af320)
+#define AIRFSM_TABLE_HASH_HEX "d31100b2311af320"
 /* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
  * linked. */
 extern const uint64_t airfsm_table_hash;
 
-/* the machine's states (Python: airfsm.core.table.State) */
+/* the machine's states (Python: airfsm.core.codes.State) */
 typedef enum {
     AIRFSM_STATE_AUTOBAUD = 0,
     AIRFSM_STATE_VERSION_CHECK = 1,
@@ -38,7 +38,7 @@ typedef enum {
 #define AIRFSM_STATE_COUNT 8
 extern const char *const airfsm_state_name[AIRFSM_STATE_COUNT];
 
-/* what moves the machine (Python: airfsm.core.table.Trigger) */
+/* what moves the machine (Python: airfsm.core.codes.Trigger) */
 typedef enum {
     AIRFSM_TRIGGER_DONE = 0,
     AIRFSM_TRIGGER_RETRY = 1,
@@ -55,7 +55,7 @@ typedef enum {
 #define AIRFSM_TRIGGER_COUNT 11
 extern const char *const airfsm_trigger_name[AIRFSM_TRIGGER_COUNT];
 
-/* a judgement of a step's answer (Python: airfsm.core.table.Outcome) */
+/* a judgement of a step's answer (Python: airfsm.core.codes.Outcome) */
 typedef enum {
     AIRFSM_OUTCOME_PASS = 0,
     AIRFSM_OUTCOME_NOT_YET = 1,
@@ -66,7 +66,7 @@ typedef enum {
 #define AIRFSM_OUTCOME_COUNT 5
 extern const char *const airfsm_outcome_name[AIRFSM_OUTCOME_COUNT];
 
-/* how a step's answer is judged (Python: airfsm.core.table.Check) */
+/* how a step's answer is judged (Python: airfsm.core.codes.Check) */
 typedef enum {
     AIRFSM_CHECK_OK = 0,
     AIRFSM_CHECK_ANY = 1,
@@ -83,7 +83,7 @@ typedef enum {
 #define AIRFSM_CHECK_COUNT 11
 extern const char *const airfsm_check_name[AIRFSM_CHECK_COUNT];
 
-/* when a step runs at all (Python: airfsm.core.table.Cond) */
+/* when a step runs at all (Python: airfsm.core.codes.Cond) */
 typedef enum {
     AIRFSM_COND_ALWAYS = 0,
     AIRFSM_COND_RESET_REQUESTED = 1,
@@ -92,7 +92,7 @@ typedef enum {
 #define AIRFSM_COND_COUNT 3
 extern const char *const airfsm_cond_name[AIRFSM_COND_COUNT];
 
-/* how a command ended (Python: airfsm.core.at.AtResult) */
+/* how a command ended (Python: airfsm.core.codes.AtResult) */
 typedef enum {
     AIRFSM_AT_RESULT_OK = 0,
     AIRFSM_AT_RESULT_ERROR = 1,
@@ -103,7 +103,20 @@ typedef enum {
 #define AIRFSM_AT_RESULT_COUNT 5
 extern const char *const airfsm_at_result_name[AIRFSM_AT_RESULT_COUNT];
 
-/* what the command in flight is for (Python: airfsm.core.controller.Purpose) */
+/* what a row of the URC table is to the controller (Python: airfsm.core.codes.UrcKind) */
+typedef enum {
+    AIRFSM_URC_KIND_NOTICE = 0,
+    AIRFSM_URC_KIND_BOOT = 1,
+    AIRFSM_URC_KIND_LINK = 2,
+    AIRFSM_URC_KIND_STEP = 3,
+    AIRFSM_URC_KIND_PUBACK = 4,
+    AIRFSM_URC_KIND_MSUB = 5,
+    AIRFSM_URC_KIND_FINAL = 6,
+} airfsm_urc_kind_t;
+#define AIRFSM_URC_KIND_COUNT 7
+extern const char *const airfsm_urc_kind_name[AIRFSM_URC_KIND_COUNT];
+
+/* what the command in flight is for (Python: airfsm.core.codes.Purpose) */
 typedef enum {
     AIRFSM_PURPOSE_NONE = 0,
     AIRFSM_PURPOSE_STEP = 1,
@@ -118,7 +131,7 @@ typedef enum {
 #define AIRFSM_PURPOSE_COUNT 9
 extern const char *const airfsm_purpose_name[AIRFSM_PURPOSE_COUNT];
 
-/* why the machine is in FAILED (Python: airfsm.core.controller.FailReason) */
+/* why the machine is in FAILED (Python: airfsm.core.codes.FailReason) */
 typedef enum {
     AIRFSM_FAIL_REASON_NONE = 0,
     AIRFSM_FAIL_REASON_FIRMWARE = 1,
@@ -129,7 +142,91 @@ typedef enum {
 #define AIRFSM_FAIL_REASON_COUNT 5
 extern const char *const airfsm_fail_reason_name[AIRFSM_FAIL_REASON_COUNT];
 
-/* what a command template's placeholder stands for (Python: airfsm.tools.ctable.Placeholder) */
+/* why something failed (with a bounded detail) (Python: airfsm.core.codes.Reason) */
+typedef enum {
+    AIRFSM_REASON_NONE = 0,
+    AIRFSM_REASON_NO_ANSWER = 1,
+    AIRFSM_REASON_ERROR = 2,
+    AIRFSM_REASON_CME_ERROR = 3,
+    AIRFSM_REASON_URC_TIMEOUT = 4,
+    AIRFSM_REASON_FAILING_URC = 5,
+    AIRFSM_REASON_NO_VERSION = 6,
+    AIRFSM_REASON_FIRMWARE_TOO_OLD = 7,
+    AIRFSM_REASON_SIM_NOT_READY = 8,
+    AIRFSM_REASON_NOT_ATTACHED = 9,
+    AIRFSM_REASON_BEARER_CONNECTING = 10,
+    AIRFSM_REASON_BEARER_STATUS = 11,
+    AIRFSM_REASON_HTTP_STATUS = 12,
+    AIRFSM_REASON_AUTH_REPLY_TRUNCATED = 13,
+    AIRFSM_REASON_AUTH_REPLY_UNUSABLE = 14,
+    AIRFSM_REASON_AUTH_REJECTED = 15,
+    AIRFSM_REASON_MQTT_STATUS = 16,
+    AIRFSM_REASON_UNKNOWN_CHECK = 17,
+    AIRFSM_REASON_CREDENTIALS_REJECTED = 18,
+    AIRFSM_REASON_MODULE_MUTE = 19,
+    AIRFSM_REASON_INTERNAL_ERROR = 20,
+    AIRFSM_REASON_MPUB_UNANSWERED = 21,
+    AIRFSM_REASON_MPUB_ERROR = 22,
+    AIRFSM_REASON_MPUB_CME_ERROR = 23,
+    AIRFSM_REASON_HEX_MODE_UNANSWERED = 24,
+    AIRFSM_REASON_HEX_MODE_ERROR = 25,
+    AIRFSM_REASON_HEX_MODE_CME_ERROR = 26,
+    AIRFSM_REASON_TEXT_MODE_UNANSWERED = 27,
+    AIRFSM_REASON_TEXT_MODE_ERROR = 28,
+    AIRFSM_REASON_TEXT_MODE_CME_ERROR = 29,
+    AIRFSM_REASON_NO_PUBACK = 30,
+    AIRFSM_REASON_SESSION_ENDED = 31,
+    AIRFSM_REASON_BAD_TOPIC = 32,
+    AIRFSM_REASON_BAD_QOS = 33,
+    AIRFSM_REASON_PAYLOAD_UNSENDABLE = 34,
+} airfsm_reason_t;
+#define AIRFSM_REASON_COUNT 35
+extern const char *const airfsm_reason_name[AIRFSM_REASON_COUNT];
+
+/* what the controller reports through its log hook (Python: airfsm.core.codes.LogEvent) */
+typedef enum {
+    AIRFSM_LOG_EVENT_SECRET = 0,
+    AIRFSM_LOG_EVENT_STATE = 1,
+    AIRFSM_LOG_EVENT_STEP = 2,
+    AIRFSM_LOG_EVENT_AT_TX = 3,
+    AIRFSM_LOG_EVENT_AT_TIMEOUT = 4,
+    AIRFSM_LOG_EVENT_URC = 5,
+    AIRFSM_LOG_EVENT_LINK_URC = 6,
+    AIRFSM_LOG_EVENT_MSUB_UNPARSED = 7,
+    AIRFSM_LOG_EVENT_DOWNLINK_CACHED = 8,
+    AIRFSM_LOG_EVENT_PAYLOAD_TRUNCATED = 9,
+    AIRFSM_LOG_EVENT_INBOUND = 10,
+    AIRFSM_LOG_EVENT_PROBE = 11,
+    AIRFSM_LOG_EVENT_MODULE_SILENT = 12,
+    AIRFSM_LOG_EVENT_KEEPALIVE_REFUSED = 13,
+    AIRFSM_LOG_EVENT_KEEPALIVE_UNANSWERED = 14,
+    AIRFSM_LOG_EVENT_CACHE_READ_FAILED = 15,
+    AIRFSM_LOG_EVENT_PUBLISH_FAILED = 16,
+    AIRFSM_LOG_EVENT_PUBLISH_DEAD = 17,
+    AIRFSM_LOG_EVENT_MQTT_MODE_REFUSED = 18,
+    AIRFSM_LOG_EVENT_OUTBOX_UNAVAILABLE = 19,
+    AIRFSM_LOG_EVENT_OUTBOX_AVAILABLE = 20,
+    AIRFSM_LOG_EVENT_PORT_LOST = 21,
+    AIRFSM_LOG_EVENT_HARDWARE_RESET = 22,
+    AIRFSM_LOG_EVENT_HARDWARE_RESET_FAILED = 23,
+    AIRFSM_LOG_EVENT_ON_STATE_FAILED = 24,
+    AIRFSM_LOG_EVENT_ON_MESSAGE_FAILED = 25,
+    AIRFSM_LOG_EVENT_INTERNAL_ERROR = 26,
+} airfsm_log_event_t;
+#define AIRFSM_LOG_EVENT_COUNT 27
+extern const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT];
+
+/* which outbox call was refused (Python: airfsm.core.codes.OutboxCall) */
+typedef enum {
+    AIRFSM_OUTBOX_CALL_PEEK = 0,
+    AIRFSM_OUTBOX_CALL_MARK_ATTEMPT = 1,
+    AIRFSM_OUTBOX_CALL_ACK = 2,
+    AIRFSM_OUTBOX_CALL_DEAD_LETTER = 3,
+} airfsm_outbox_call_t;
+#define AIRFSM_OUTBOX_CALL_COUNT 4
+extern const char *const airfsm_outbox_call_name[AIRFSM_OUTBOX_CALL_COUNT];
+
+/* what a command template's placeholder stands for (Python: airfsm.core.codes.Placeholder) */
 typedef enum {
     AIRFSM_PLACEHOLDER_APN = 0,
     AIRFSM_PLACEHOLDER_AUTH_URL = 1,
@@ -155,21 +252,24 @@ extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_MIN_FIRMWARE 409u  /* older builds cannot do Alibaba Cloud: FATAL */
 #define AIRFSM_FIRMWARE_HEARTBEAT 838u  /* from this build the module sends PINGREQ itself */
 
-/* --- buffers and the work of one tick (at.py, controller.py) ---------------------------------- */
+/* --- buffers and the work of one tick (settings.py, controller.py) ---------------------------- */
 #define AIRFSM_LINE_CAPACITY 2048u  /* one received line */
 #define AIRFSM_DATA_CAPACITY 4096u  /* one length-counted payload */
 #define AIRFSM_MAX_INFO_LINES 8u  /* info lines kept of one response */
+#define AIRFSM_INFO_ARENA 4608u  /* a response's info lines and +HTTPREAD body */
 #define AIRFSM_READ_CHUNK 512u  /* bytes asked of the port at a time */
 #define AIRFSM_MAX_READ_PER_TICK 4096u  /* the rest waits for the next tick */
+#define AIRFSM_CMD_CAPACITY 1280u  /* one command and its CR */
+#define AIRFSM_BODY_CAPACITY 512u  /* the HTTP auth body */
+#define AIRFSM_OUTBOX_RING 1000u  /* messages the RAM outbox holds (and dead letters) */
 
-/* --- publish limits and the outbox (payload.py, controller.py) -------------------------------- */
+/* --- publish limits (payload.py) -------------------------------------------------------------- */
 #define AIRFSM_MAX_PAYLOAD_TEXT 1024u  /* bytes between AT+MPUB's quotes, escapes included */
 #define AIRFSM_MAX_PAYLOAD_HEX_RAW 512u  /* payload bytes in hex mode (two digits each) */
 #define AIRFSM_MAX_TOPIC 128u  /* characters of a topic */
 #define AIRFSM_MAX_QOS 1u  /* Alibaba Cloud takes QoS 0 and 1 */
-#define AIRFSM_OUTBOX_CAPACITY 1000u  /* messages the RAM outbox holds */
 
-/* --- timing (at.py, table.py, controller.py) -------------------------------------------------- */
+/* --- timing (at.py, table.py, controller.py, online.py) --------------------------------------- */
 #define AIRFSM_MAX_TIMEOUT_MS 2147483647u  /* longer would wrap a 32-bit deadline */
 #define AIRFSM_DEFAULT_BAUD 115200u  /* the module's UART rate */
 #define AIRFSM_UART_BITS_PER_CHAR 10u  /* 8N1 */
@@ -183,6 +283,7 @@ extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_KEEPALIVE_FRACTION_NUM 3u
 #define AIRFSM_KEEPALIVE_FRACTION_DEN 4u  /* (firmware before V838) */
 #define AIRFSM_IDLE_RECHECK_MS 60000u  /* the longest sleep a tick asks for */
+#define AIRFSM_LOST_PORT_RECHECK_MS 1000u  /* a lost port: look again this soon */
 #define AIRFSM_STORE_BACKOFF_BASE_MS 250u  /* an outbox that refused a call */
 #define AIRFSM_STORE_BACKOFF_CAP_MS 30000u  /* ... is left alone this long */
 extern const airfsm_text_t airfsm_content_type;  /* the auth POST's header (the space matters) */
@@ -207,8 +308,8 @@ typedef struct {
 typedef struct {
     const char *name;
     airfsm_template_t command;
-    const airfsm_text_t *urc_ok;      /* after OK, wait for one of these URCs ... */
-    const airfsm_text_t *urc_fail;    /* ... and fail at once on one of these */
+    const uint8_t *urc_ok;            /* after OK, wait for one of these rows of airfsm_urcs ... */
+    const uint8_t *urc_fail;          /* ... and fail at once on one of these */
     uint32_t timeout_ms;              /* for the final result code */
     uint32_t urc_timeout_ms;          /* for the URC */
     uint32_t poll_ms;                 /* NOT_YET: send again after this long ... */
@@ -267,7 +368,7 @@ typedef struct {
 } airfsm_next_t;
 extern const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT];
 
-/* --- escalation backoff (table.ESCALATION_BACKOFF_MS, Controller._enter) ---------------------- */
+/* --- escalation backoff (table.ESCALATING_TRIGGERS, ESCALATION_BACKOFF_MS) -------------------- */
 /* Entering a state other than FAILED by a trigger marked in airfsm_trigger_escalates counts one
  * escalation. The first AIRFSM_ESCALATIONS_WITHOUT_BACKOFF of them since ONLINE last held for
  * liveness_ms are immediate; escalation n after those waits backoff_ms(n - free, base, cap). */
@@ -276,14 +377,21 @@ extern const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT]
 #define AIRFSM_ESCALATIONS_WITHOUT_BACKOFF 1u
 extern const bool airfsm_trigger_escalates[AIRFSM_TRIGGER_COUNT];
 
-/* --- the AT channel's tables (at.py) ---------------------------------------------------------- */
-/* Unsolicited lines, matched as prefixes at the start of a line. */
-#define AIRFSM_URC_PREFIX_COUNT 21
-extern const airfsm_text_t airfsm_urc_prefixes[AIRFSM_URC_PREFIX_COUNT];
-/* ... of which these are never the answer of a command, whatever is in flight. */
-#define AIRFSM_URC_ONLY_PREFIX_COUNT 2
-extern const airfsm_text_t airfsm_urc_only_prefixes[AIRFSM_URC_ONLY_PREFIX_COUNT];
+/* --- the URC table (table.URCS) --------------------------------------------------------------- */
+/* Every unsolicited line, matched as a prefix at the start of a line, first row wins
+ * (a specific prefix comes before the general one it extends). A FINAL row names a
+ * final code the channel passes on only after the OK of a step whose urc_is_final is
+ * set; a step names the rows it waits for by index. */
+typedef struct {
+    airfsm_text_t prefix;
+    airfsm_urc_kind_t kind;
+    int8_t trigger;      /* LINK: the airfsm_trigger_t raised, or AIRFSM_NO_TRIGGER */
+    bool urc_only;       /* never the answer line of a command, whatever is in flight */
+} airfsm_urc_t;
+#define AIRFSM_URC_COUNT 28
+extern const airfsm_urc_t airfsm_urcs[AIRFSM_URC_COUNT];
 
+/* --- the AT channel's tables (at.py) ---------------------------------------------------------- */
 /* Final result codes: exact lines, or (has_code) a prefix followed by a number. */
 typedef struct {
     airfsm_text_t text;
@@ -306,18 +414,12 @@ extern const airfsm_text_t airfsm_httpread_header;  /* +HTTPREAD: */
 extern const airfsm_text_t airfsm_hex_mode_on;  /* AT+MQTTMODE=1 */
 extern const airfsm_text_t airfsm_hex_mode_off;  /* AT+MQTTMODE=0 */
 
-/* --- link-loss URCs and their triggers (the controller's _LINK_URCS, _PRIORITY) --------------- */
-typedef struct {
-    airfsm_text_t prefix;
-    airfsm_trigger_t trigger;
-} airfsm_link_urc_t;
-#define AIRFSM_LINK_URC_COUNT 10
-extern const airfsm_link_urc_t airfsm_link_urcs[AIRFSM_LINK_URC_COUNT];
+/* --- link events and their priorities (table.LINK_EVENTS) ------------------------------------- */
 /* A pending link event is replaced only by one of higher priority (a reboot implies a lost
- * bearer implies a lost session); 0: not a link event. */
+ * bearer implies a lost session); 0: not a link event, or the lowest. */
 extern const uint8_t airfsm_link_priority[AIRFSM_TRIGGER_COUNT];
 
-/* --- what each check reads in the answer (the controller's _judge) ---------------------------- */
+/* --- what each check reads in the answer (judge.ANSWERS) -------------------------------------- */
 typedef struct {
     airfsm_text_t prefix;   /* the line judged (len 0: none, or any line) */
     int8_t field;           /* its comma-separated field read as a number (textparse), or -1 */
@@ -360,19 +462,21 @@ extern const airfsm_setting_range_t airfsm_settings[AIRFSM_SETTING_COUNT];
 extern const airfsm_text_t airfsm_default_apn;
 extern const airfsm_text_t airfsm_default_sign_method;
 
-/* --- placeholders: the longest value of each -------------------------------------------------- */
+/* --- placeholders: the longest value of each (table.PLACEHOLDER_MAX) -------------------------- */
 extern const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_LONGEST_COMMAND 1169u  /* the longest expansion of any template */
 #define AIRFSM_LONGEST_AUTH_BODY 508u  /* the AT+HTTPDATA body at its longest */
 
-/* --- ONLINE's commands ------------------------------------------------------------------------ */
-extern const airfsm_step_t airfsm_liveness_probe;  /* AT+MQTTSTATU */
-extern const airfsm_step_t airfsm_session_keepalive;  /* AT+MSUB="{sub_topic}",{sub_qos} */
-extern const airfsm_step_t airfsm_cache_read;  /* AT+MQTTMSGGET */
-extern const airfsm_step_t airfsm_mode_text;  /* AT+MQTTMODE=0 */
-extern const airfsm_step_t airfsm_mode_hex;  /* AT+MQTTMODE=1 */
-extern const airfsm_step_t airfsm_disconnect;  /* AT+MDISCONNECT */
-/* AT+MPUB="{topic}",{qos},0,"{message}": its timeout is the publish_timeout_ms setting. */
+/* --- ONLINE's commands (table.ONLINE_STEPS, table.MPUB_TEMPLATE) ------------------------------ */
+extern const airfsm_step_t airfsm_online_probe;  /* AT+MQTTSTATU */
+extern const airfsm_step_t airfsm_online_keepalive;  /* AT+MSUB="{sub_topic}",{sub_qos} */
+extern const airfsm_step_t airfsm_online_msgget;  /* AT+MQTTMSGGET */
+extern const airfsm_step_t airfsm_online_hex_mode;  /* AT+MQTTMODE=1 */
+extern const airfsm_step_t airfsm_online_text_mode;  /* AT+MQTTMODE=0 */
+extern const airfsm_step_t airfsm_online_disconnect;  /* AT+MDISCONNECT */
+/* AT+MPUB="{topic}",{qos},0,"{message}": its timeout is the publish_timeout_ms
+ * setting; the message is escaped (text mode) or hex digits (hex mode), as
+ * payload.put_mpub writes it. */
 extern const airfsm_template_t airfsm_mpub;
 
 #endif /* AIRFSM_TABLE_H */
