@@ -13,14 +13,6 @@ from pathlib import Path
 CORE = Path(__file__).resolve().parent.parent / "airfsm" / "core"
 ALLOWED = ("airfsm.core", "enum", "dataclasses", "typing", "collections.abc", "hashlib", "hmac",
            "transitions", "__future__")
-# Known until the tick path's rework lands (issue 8, engineer A): the lead removes these at that
-# merge, and the test then holds the controller to the same list.
-KNOWN_UNTIL_MERGE = {
-    ("controller.py", "airfsm.host"),
-    ("controller.py", "time"),
-    ("controller.py", "contextlib"),
-    ("controller.py", "collections"),
-}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -43,7 +35,7 @@ def test_core_imports_only_the_allow_list() -> None:
     offending = []
     for path in sorted(CORE.glob("*.py")):
         for name in sorted(imported_modules(path)):
-            if not allowed(name) and (path.name, name) not in KNOWN_UNTIL_MERGE:
+            if not allowed(name):
                 offending.append(f"{path.name} imports {name}")
     assert offending == []
 

@@ -22,7 +22,7 @@ events are codes (`airfsm.core.hal.LogHook`): with none, nothing is logged and n
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from airfsm.core import aliyun, online
 from airfsm.core.at import AtChannel, AtResponse, is_msub_message, msub_cache_slot, msub_topic
@@ -42,6 +42,7 @@ from airfsm.core.codes import (
     Trigger,
     UrcKind,
 )
+from airfsm.core.counters import Counters
 from airfsm.core.hal import LOG_OFF, PORT_LOST, LogHook, Port
 from airfsm.core.judge import judge_answer, judge_urc
 from airfsm.core.outbox import MemoryOutbox, Outbox
@@ -85,42 +86,6 @@ from airfsm.core.timebase import (
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
 LOST_PORT_RECHECK_MS = 1_000  # a lost port: the host reopens it; look again this soon
-
-
-class Counters:
-    """What an operator wants to see in the status file. Plain ints: a C struct."""
-
-    __slots__ = ("transitions", "reconnects", "timeouts", "publish_sent", "publish_acked",
-                 "publish_retried", "publish_dead", "store_unavailable", "pubacks_ignored",
-                 "inbound", "downlinks_truncated", "downlinks_cached", "keepalives", "probes",
-                 "internal_errors")
-
-    def __init__(self) -> None:
-        """C: part of airfsm_init()."""
-        self.transitions = 0
-        self.reconnects = [0] * len(Trigger)  # by trigger (escalations and link losses)
-        self.timeouts = 0
-        self.publish_sent = 0
-        self.publish_acked = 0
-        self.publish_retried = 0  # sends of a message that had been attempted before
-        self.publish_dead = 0  # messages moved to the dead letters
-        self.store_unavailable = 0  # outbox calls refused (locked, disk full): retried later
-        self.pubacks_ignored = 0
-        self.inbound = 0
-        self.downlinks_truncated = 0  # +MSUB payloads that came short: dropped
-        self.downlinks_cached = 0  # cache-mode notices (`+MSUB: <slot>`), read with MQTTMSGGET
-        self.keepalives = 0  # AT+MSUB sent to keep an old firmware's session alive
-        self.probes = 0
-        self.internal_errors = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """For status files: the reconnects by trigger name, those that happened.
-
-        Python only (no C twin)."""
-        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
-        out["reconnects"] = {Trigger(i).name.lower(): n for i, n in enumerate(self.reconnects)
-                             if n}
-        return out
 
 
 class StepError(NamedTuple):

@@ -14,7 +14,7 @@ check reads is data, `ANSWERS` (the generated C table exports it as `airfsm_chec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from airfsm.core import aliyun
 from airfsm.core.at import HTTPREAD_HEADER, AtResponse
@@ -22,8 +22,25 @@ from airfsm.core.codes import AtResult, Check, FailReason, Outcome, Reason
 from airfsm.core.table import MIN_FIRMWARE, Step
 from airfsm.core.textparse import field_span, field_uint, is_digit, parse_uint
 
-if TYPE_CHECKING:
-    from airfsm.core.controller import Controller
+
+class Learner(Protocol):
+    """What the judge writes into the controller: what the steps learn, why FAILED, the
+    credentials, a secret for the log hook (C: these fields and functions of airfsm_t; the
+    Controller is one, and the judge needs no more of it)."""
+
+    firmware: str
+    firmware_version: int
+    rssi: int
+    ip: str
+    http_status: int
+    auth_code: int
+
+    def set_failure(self, reason: FailReason, cause: Reason, detail: int) -> None: ...
+
+    def take_credentials(self, reply: aliyun.AuthReply) -> None: ...
+
+    def emit_secret(self, secret: bytes, *, lasting: bool = False) -> None: ...
+
 
 Judgement = tuple[Outcome, Reason, int]
 PASSED: Judgement = (Outcome.PASS, Reason.NONE, 0)
@@ -74,7 +91,7 @@ def answer_reason(resp: AtResponse, unanswered: Reason, error: Reason,
     return error, resp.cme_error
 
 
-def judge_answer(ctl: Controller, step: Step, resp: AtResponse) -> Judgement:
+def judge_answer(ctl: Learner, step: Step, resp: AtResponse) -> Judgement:
     """The `switch (step->check)` of the C twin: what this final answer means for this step.
 
     C: judge_answer()."""
@@ -125,7 +142,7 @@ def judge_answer(ctl: Controller, step: Step, resp: AtResponse) -> Judgement:
     return Outcome.FAIL, Reason.UNKNOWN_CHECK, int(check)
 
 
-def judge_urc(ctl: Controller, step: Step, urc: int, line: bytes) -> Judgement:
+def judge_urc(ctl: Learner, step: Step, urc: int, line: bytes) -> Judgement:
     """A URC the step waits for (or fails on) came. C: judge_urc()."""
     if urc in step.urc_fail_ids:
         return Outcome.FAIL, Reason.FAILING_URC, urc
@@ -172,7 +189,7 @@ def _answer_uint(resp: AtResponse, check: Check) -> int:
     return field_uint(resp.arena, answer.field, resp.line_start[i], resp.line_end(i))
 
 
-def _judge_version(ctl: Controller, resp: AtResponse) -> Judgement:
+def _judge_version(ctl: Learner, resp: AtResponse) -> Judgement:
     """C: judge_judge_version()."""
     arena = resp.arena
     for i in range(resp.line_count):
@@ -196,7 +213,7 @@ def _judge_version(ctl: Controller, resp: AtResponse) -> Judgement:
     return Outcome.FAIL, Reason.NO_VERSION, 0
 
 
-def _judge_bearer(ctl: Controller, resp: AtResponse) -> Judgement:
+def _judge_bearer(ctl: Learner, resp: AtResponse) -> Judgement:
     """C: judge_judge_bearer()."""
     answer = ANSWERS[Check.BEARER_QUERY]
     i = resp.find_line(answer.prefix)
@@ -217,7 +234,7 @@ def _judge_bearer(ctl: Controller, resp: AtResponse) -> Judgement:
     return Outcome.FAIL, Reason.BEARER_STATUS, status
 
 
-def _judge_auth(ctl: Controller, resp: AtResponse) -> Judgement:
+def _judge_auth(ctl: Learner, resp: AtResponse) -> Judgement:
     """C: judge_judge_auth()."""
     arena = resp.arena
     reply = aliyun.parse_auth_reply(

@@ -29,10 +29,10 @@ with AT+MQTTMSGGET.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from airfsm.core import payload
-from airfsm.core.at import AtResponse
+from airfsm.core.at import AtChannel, AtResponse
 from airfsm.core.codes import (
     AtResult,
     KeepalivePhase,
@@ -45,9 +45,11 @@ from airfsm.core.codes import (
     State,
     Trigger,
 )
+from airfsm.core.counters import Counters
 from airfsm.core.judge import answer_reason, mqtt_status
 from airfsm.core.messages import OutboundMessage
-from airfsm.core.outbox import OutboxUnavailable
+from airfsm.core.outbox import Outbox, OutboxUnavailable
+from airfsm.core.settings import Settings
 from airfsm.core.table import (
     CACHE_READ,
     DISCONNECT,
@@ -57,11 +59,9 @@ from airfsm.core.table import (
     LIVENESS_PROBE,
     SESSION_KEEPALIVE,
     TEXT_MODE,
+    Step,
 )
-from airfsm.core.timebase import backoff_ms, ms_add, ms_diff, ms_earliest, ms_reached
-
-if TYPE_CHECKING:
-    from airfsm.core.controller import Controller
+from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_earliest, ms_reached
 
 # The outbox refused a call (locked, disk full, read-only): touch it again after this backoff.
 STORE_BACKOFF_MS = (250, 30_000)
@@ -117,10 +117,41 @@ class Session:
         self.store_hold_until = now_ms
 
 
+class Online(Protocol):
+    """What ONLINE reads and writes of the controller, and the controller functions it calls
+    (C: these fields and functions of airfsm_t; the Controller is one, and ONLINE needs no more
+    of it)."""
+
+    settings: Settings
+    session: Session
+    counters: Counters
+    channel: AtChannel
+    outbox: Outbox
+    rng: Xorshift32
+    cmd_buf: bytearray
+    state: State
+    now_ms: int
+    entered_at: int
+    escalations: int
+    firmware_version: int
+    stopping: bool
+
+    def log(self, level: LogLevel, event: LogEvent, a: int = 0, b: int = 0, c: int = 0,
+            data: bytes | bytearray | memoryview = b"") -> None: ...
+
+    def wants(self, level: LogLevel) -> bool: ...
+
+    def raise_link(self, trigger: Trigger) -> None: ...
+
+    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None: ...
+
+    def send_command(self, length: int, timeout_ms: int, purpose: Purpose) -> None: ...
+
+
 # ---------------------------------------------------------------------- the tick's entries
 
 
-def advance(ctl: Controller) -> None:
+def advance(ctl: Online) -> None:
     """ONLINE with the channel idle: send what is due. C: online_advance()."""
     s = ctl.session
     now = ctl.now_ms
@@ -158,7 +189,7 @@ def advance(ctl: Controller) -> None:
     _publish_head(ctl)
 
 
-def check_deadlines(ctl: Controller) -> None:
+def check_deadlines(ctl: Online) -> None:
     """Every tick: backoffs end, an unanswered keepalive ends the session. C:
     online_check_deadlines()."""
     s = ctl.session
@@ -177,7 +208,7 @@ def check_deadlines(ctl: Controller) -> None:
         ctl.raise_link(Trigger.MQTT_LOST)
 
 
-def next_deadline(ctl: Controller, deadline: int | None) -> int | None:
+def next_deadline(ctl: Online, deadline: int | None) -> int | None:
     """The earliest of `deadline` and what ONLINE (and the store) waits for. C:
     online_next_deadline()."""
     s = ctl.session
@@ -205,7 +236,7 @@ def next_deadline(ctl: Controller, deadline: int | None) -> int | None:
     return deadline
 
 
-def reset(ctl: Controller) -> None:
+def reset(ctl: Online) -> None:
     """The MQTT session started or ended: PUBACKs of the old one will never come. C:
     online_reset()."""
     s = ctl.session
@@ -224,7 +255,7 @@ def reset(ctl: Controller) -> None:
     s.keepalive_acked = False
 
 
-def module_restarted(ctl: Controller) -> None:
+def module_restarted(ctl: Online) -> None:
     """A module that restarted is back in text mode, and its message cache is empty.
 
     C: online_module_restarted()."""
@@ -235,7 +266,7 @@ def module_restarted(ctl: Controller) -> None:
 # ---------------------------------------------------------------------- publishing
 
 
-def _publish_head(ctl: Controller) -> None:
+def _publish_head(ctl: Online) -> None:
     """Start or continue an attempt at the outbox head: the mode switch, then AT+MPUB.
 
     C: online_publish_head()."""
@@ -267,7 +298,7 @@ def _publish_head(ctl: Controller) -> None:
     ctl.send_command(n, ctl.settings.publish_timeout_ms, Purpose.PUBLISH)
 
 
-def _start_attempt(ctl: Controller, message: OutboundMessage) -> bool:
+def _start_attempt(ctl: Online, message: OutboundMessage) -> bool:
     """Count a new attempt of `message` in the store before anything is sent for it; False
     when it must not be sent now. C: online_start_attempt()."""
     s = ctl.session
@@ -287,7 +318,7 @@ def _start_attempt(ctl: Controller, message: OutboundMessage) -> bool:
     return True
 
 
-def on_publish_response(ctl: Controller, resp: AtResponse) -> None:
+def on_publish_response(ctl: Online, resp: AtResponse) -> None:
     """The answer to AT+MPUB. C: online_on_publish_response()."""
     s = ctl.session
     message = s.pub_message
@@ -308,7 +339,7 @@ def on_publish_response(ctl: Controller, resp: AtResponse) -> None:
     s.pub_deadline = ms_add(ctl.now_ms, ctl.settings.puback_timeout_ms)
 
 
-def on_mode_response(ctl: Controller, resp: AtResponse) -> None:
+def on_mode_response(ctl: Online, resp: AtResponse) -> None:
     """The answer to AT+MQTTMODE. C: online_on_mode_response()."""
     s = ctl.session
     if resp.result == AtResult.OK:
@@ -325,7 +356,7 @@ def on_mode_response(ctl: Controller, resp: AtResponse) -> None:
     _on_timeout_or_error(ctl, resp)
 
 
-def on_puback(ctl: Controller) -> None:
+def on_puback(ctl: Online) -> None:
     """Match a PUBACK to a send. AT+MPUB carries no packet id, so be conservative. C:
     online_on_puback()."""
     s = ctl.session
@@ -346,7 +377,7 @@ def on_puback(ctl: Controller) -> None:
     _acked(ctl, message)
 
 
-def publish_failed(ctl: Controller, why: Reason, detail: int) -> None:
+def publish_failed(ctl: Online, why: Reason, detail: int) -> None:
     """What was sent for the head failed (refused, unanswered, no PUBACK, session gone): the
     attempt ends, and nothing is started for a backoff that grows with each failure. Once the
     budget is spent there is no wait: the next look dead-letters the message. C:
@@ -369,7 +400,7 @@ def publish_failed(ctl: Controller, why: Reason, detail: int) -> None:
         s.pub_hold_until = ms_add(ctl.now_ms, delay)
 
 
-def _acked(ctl: Controller, message: OutboundMessage) -> None:
+def _acked(ctl: Online, message: OutboundMessage) -> None:
     """Delivered. The store deletes it in settle_outbox; until then nothing is sent.
 
     C: online_acked()."""
@@ -378,7 +409,7 @@ def _acked(ctl: Controller, message: OutboundMessage) -> None:
     _finish_head(ctl)
 
 
-def dead_letter(ctl: Controller, message: OutboundMessage, why: Reason, detail: int) -> None:
+def dead_letter(ctl: Online, message: OutboundMessage, why: Reason, detail: int) -> None:
     """Give up on `message`: it moves to the dead letters (kept for an operator, who can
     re-queue it) and the rest of the queue flows on. Never a deletion. C:
     online_dead_letter()."""
@@ -397,7 +428,7 @@ def dead_letter(ctl: Controller, message: OutboundMessage, why: Reason, detail: 
     settle_outbox(ctl)
 
 
-def _finish_head(ctl: Controller) -> None:
+def _finish_head(ctl: Online) -> None:
     """The head is done with (acknowledged or dead): the next message starts afresh.
 
     C: online_finish_head()."""
@@ -425,7 +456,7 @@ def _unsendable(message: OutboundMessage, refusal: int) -> tuple[Reason, int]:
 # ---------------------------------------------------------------------- the store
 
 
-def settle_outbox(ctl: Controller) -> bool:
+def settle_outbox(ctl: Online) -> bool:
     """Do the store writes owed (a delete after PUBACK, a move to the dead letters), unless the
     store is backing off. True when nothing is owed any more. C: online_settle_outbox()."""
     s = ctl.session
@@ -452,7 +483,7 @@ def settle_outbox(ctl: Controller) -> bool:
     return True
 
 
-def _store_unavailable(ctl: Controller, call: OutboxCall, exc: Exception) -> None:
+def _store_unavailable(ctl: Online, call: OutboxCall, exc: Exception) -> None:
     """The outbox refused a call (locked by another process, disk full, read-only): leave it
     alone for a backoff that grows while it keeps refusing. Nothing was changed.
 
@@ -469,7 +500,7 @@ def _store_unavailable(ctl: Controller, call: OutboxCall, exc: Exception) -> Non
                 str(exc).encode("utf-8", "replace"))
 
 
-def _store_worked(ctl: Controller) -> None:
+def _store_worked(ctl: Online) -> None:
     """A store write went through: its backoff starts from the beginning again. (A read does
     not count: with the disk full, reads work and writes do not.) C: online_store_worked()."""
     s = ctl.session
@@ -481,7 +512,7 @@ def _store_worked(ctl: Controller) -> None:
 # ---------------------------------------------------------------------- upkeep
 
 
-def on_probe_response(ctl: Controller, resp: AtResponse) -> None:
+def on_probe_response(ctl: Online, resp: AtResponse) -> None:
     """The answer to AT+MQTTSTATU. C: online_on_probe_response()."""
     if ctl.state != State.ONLINE:
         return
@@ -494,12 +525,12 @@ def on_probe_response(ctl: Controller, resp: AtResponse) -> None:
         ctl.raise_link(Trigger.MQTT_LOST)
 
 
-def on_answered(ctl: Controller) -> None:
+def on_answered(ctl: Online) -> None:
     """Any command of ONLINE was answered: the module is not silent. C: online_on_answered()."""
     ctl.session.silence = 0
 
 
-def _on_timeout_or_error(ctl: Controller, resp: AtResponse) -> None:
+def _on_timeout_or_error(ctl: Online, resp: AtResponse) -> None:
     """An unanswered or refused command in ONLINE: probe; too much silence: reconnect.
 
     C: online_on_timeout_or_error()."""
@@ -513,7 +544,7 @@ def _on_timeout_or_error(ctl: Controller, resp: AtResponse) -> None:
     s.probe_due = True
 
 
-def cache_notice(ctl: Controller, slot: int) -> None:
+def cache_notice(ctl: Online, slot: int) -> None:
     """`+MSUB: <slot>`: the module kept a message after all (AT+MQTTMSGSET=1); fetch it.
 
     C: online_cache_notice()."""
@@ -522,7 +553,7 @@ def cache_notice(ctl: Controller, slot: int) -> None:
     ctl.session.cache_pending = True
 
 
-def _advance_upkeep(ctl: Controller) -> bool:
+def _advance_upkeep(ctl: Online) -> bool:
     """What the module does not do by itself in ONLINE: read a message it cached, and keep an
     old firmware's MQTT session alive. True when a command went out. C: online_advance_upkeep()."""
     s = ctl.session
@@ -543,20 +574,20 @@ def _advance_upkeep(ctl: Controller) -> bool:
     return True
 
 
-def _keepalive_needed(ctl: Controller) -> bool:
+def _keepalive_needed(ctl: Online) -> bool:
     """Firmware before V838 sends no PINGREQ and reports no CLOSED (docs/FIRMWARE.md).
 
     C: online_keepalive_needed()."""
     return ctl.firmware_version < FIRMWARE_HEARTBEAT
 
 
-def _keepalive_interval_ms(ctl: Controller) -> int:
+def _keepalive_interval_ms(ctl: Online) -> int:
     """C: online_keepalive_interval_ms()."""
     num, den = KEEPALIVE_FRACTION
     return ctl.settings.keepalive_s * 1000 * num // den
 
 
-def _upkeep_deadline(ctl: Controller) -> int | None:
+def _upkeep_deadline(ctl: Online) -> int | None:
     """When ONLINE upkeep next needs a tick (None: nothing to wait for).
 
     C: online_upkeep_deadline()."""
@@ -571,7 +602,7 @@ def _upkeep_deadline(ctl: Controller) -> int | None:
     return None
 
 
-def on_keepalive_response(ctl: Controller, resp: AtResponse) -> None:
+def on_keepalive_response(ctl: Online, resp: AtResponse) -> None:
     """The answer to the keepalive's AT+MSUB. C: online_on_keepalive_response()."""
     s = ctl.session
     if ctl.state != State.ONLINE or s.keepalive_phase != KeepalivePhase.WAIT_OK:
@@ -592,12 +623,12 @@ def on_keepalive_response(ctl: Controller, resp: AtResponse) -> None:
     ctl.raise_link(Trigger.MQTT_LOST)
 
 
-def suback_awaited(ctl: Controller) -> bool:
+def suback_awaited(ctl: Online) -> bool:
     """A keepalive is in flight: a SUBACK is its answer. C: online_suback_awaited()."""
     return ctl.session.keepalive_phase != KeepalivePhase.NONE
 
 
-def on_suback(ctl: Controller) -> None:
+def on_suback(ctl: Online) -> None:
     """The keepalive's SUBACK. C: online_on_suback()."""
     s = ctl.session
     if s.keepalive_phase == KeepalivePhase.WAIT_OK:
@@ -607,7 +638,7 @@ def on_suback(ctl: Controller) -> None:
     s.proof_at = ctl.now_ms
 
 
-def on_cache_read_response(ctl: Controller, resp: AtResponse) -> None:
+def on_cache_read_response(ctl: Online, resp: AtResponse) -> None:
     """The cached messages came as +MSUB lines (delivered as URCs) before this final code. C:
     online_on_cache_read_response()."""
     if ctl.state == State.ONLINE and resp.result != AtResult.OK:

@@ -9,7 +9,7 @@ no need of it: its log hook prints the codes, or the generated name tables.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airfsm.core import aliyun, payload
 from airfsm.core.at import msub_topic
@@ -23,9 +23,17 @@ from airfsm.core.codes import (
     State,
     Trigger,
 )
-from airfsm.core.controller import Controller, StepError
 from airfsm.core.table import MIN_FIRMWARE, URCS, StateSpec
 from airfsm.core.timebase import ms_diff
+
+if TYPE_CHECKING:
+    # Only read here, never imported for it: the words of a dead letter (the store, `airfsm
+    # publish`) must not load the controller.
+    from airfsm.core.controller import Controller
+
+# A step failure as the controller keeps it (`Controller.last_error`, a StepError): the state,
+# the step's index in its script, the Reason and its detail.
+StepFailure = tuple[State, int, Reason, int]
 
 # The +CME ERROR codes this dialect uses (PROTOCOL.md), for messages an operator can act on.
 CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
@@ -130,7 +138,7 @@ def describe(reason: Reason, detail: int) -> str:
     return f"{reason.name.lower()} {detail}"
 
 
-def step_why(error: StepError, table: tuple[StateSpec, ...]) -> str:
+def step_why(error: StepFailure, table: tuple[StateSpec, ...]) -> str:
     """Why the step failed: `SIM not ready (+CME ERROR: 10 (SIM not inserted))`."""
     state, index, reason, detail = error
     steps = table[state].steps if 0 <= state < len(table) else ()
@@ -141,9 +149,9 @@ def step_why(error: StepError, table: tuple[StateSpec, ...]) -> str:
     return text
 
 
-def step_error_text(error: StepError, table: tuple[StateSpec, ...]) -> str:
+def step_error_text(error: StepFailure, table: tuple[StateSpec, ...]) -> str:
     """`ATTACH cpin: SIM not ready (+CME ERROR: 10 (SIM not inserted))`."""
-    state, index = error.state, error.step
+    state, index = error[0], error[1]
     steps = table[state].steps if 0 <= state < len(table) else ()
     name = steps[index].name if 0 <= index < len(steps) else "?"
     return f"{State(state).name} {name}: {step_why(error, table)}"
@@ -227,7 +235,7 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
             fields["reason"] = fail_text(controller) or ""
         return fields
     if event == LogEvent.STEP:
-        error = StepError(controller.state, controller.runner.index, Reason(b), c)
+        error = (controller.state, controller.runner.index, Reason(b), c)
         return {"state": state, "step": controller.step_name(),
                 "outcome": Outcome(a).name.lower(), "why": step_why(error, controller.table)}
     if event in (LogEvent.AT_TX, LogEvent.AT_TIMEOUT):
