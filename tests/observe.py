@@ -14,8 +14,16 @@ import sys
 import types
 from typing import Any
 
-from airfsm.core import at
 from airfsm.core.controller import Controller
+from airfsm.core.settings import (
+    BODY_CAPACITY,
+    CMD_CAPACITY,
+    DATA_CAPACITY,
+    INFO_ARENA,
+    LINE_CAPACITY,
+    MAX_INFO_LINES,
+    READ_CHUNK,
+)
 from airfsm.host import redact
 
 
@@ -36,17 +44,25 @@ def buffer_levels(controller: Controller) -> list[tuple[str, int, int]]:
     A buffer's length must stay its capacity too: a Python bytearray that grew would be a C
     buffer overrun."""
     ch = channel(controller)
+    response = ch._response
+    auth = controller.auth
     levels = [
-        ("line", ch._line_len, at.LINE_CAPACITY),
-        ("line buffer size", len(ch._line), at.LINE_CAPACITY),
-        ("data", ch._data_len, at.DATA_CAPACITY),
-        ("data buffer size", len(ch._data), at.DATA_CAPACITY),
-        ("info lines", len(ch._response.lines), at.MAX_INFO_LINES),
+        ("line", ch._line_len, LINE_CAPACITY),
+        ("line buffer size", len(ch._line), LINE_CAPACITY),
+        ("data", ch._data_len, DATA_CAPACITY),
+        ("data buffer size", len(ch._data), DATA_CAPACITY),
+        ("info lines", response.line_count, MAX_INFO_LINES),
+        ("info arena", response.arena_used, INFO_ARENA),
+        ("info arena size", len(response.arena), INFO_ARENA),
+        ("command buffer size", len(controller.cmd_buf), CMD_CAPACITY),
+        ("read buffer size", len(controller.read_buf), READ_CHUNK),
+        ("auth body", auth.body_len, BODY_CAPACITY),
+        ("auth body size", len(auth.body), BODY_CAPACITY),
     ]
     outbox = controller.outbox
     capacity = getattr(outbox, "capacity", None)
     if capacity is not None:
-        levels.append(("outbox", outbox.count(), capacity))
+        levels.append(("outbox", outbox.count(), capacity))  # type: ignore[attr-defined]
     return levels
 
 
@@ -63,14 +79,14 @@ _SHARED = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType
 
 def footprint(controller: Controller, exclude: tuple[object, ...] = ()) -> int:
     """Bytes of the objects reachable from `controller` (its own state: fields, buffers, queues,
-    the transitions model), not counting shared ones, the port, the outbox, the logger or
-    `exclude`."""
-    stop = {id(controller.port), id(controller.outbox), id(controller.log),
-            *(id(x) for x in exclude)}
-    if controller.on_message is not None:
-        stop.add(id(controller.on_message))
-    if controller.on_state is not None:
-        stop.add(id(controller.on_state))
+    the transitions model), not counting shared ones - the Machine, the edge lookup, the table
+    and the URC index every controller of a table shares, the port, the outbox, the log hook,
+    the callbacks - or `exclude`."""
+    ch = channel(controller)
+    shared = (controller.port, controller.outbox, controller.log_hook, controller.on_message,
+              controller.on_state, controller.hardware_reset, controller.machine,
+              controller.edges, controller.table, ch._urcs, ch._urcs_by_first, *exclude)
+    stop = {id(x) for x in shared if x is not None}
     seen: set[int] = set()
     todo: list[object] = [controller]
     total = 0

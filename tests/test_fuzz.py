@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from airfsm.cli import main
 from airfsm.core import aliyun
-from airfsm.core.controller import Settings
+from airfsm.core.settings import Settings
 from airfsm.host.config import ConfigError, load_config
 from airfsm.sim import SimConfig
 from tests.conftest import hypothesis_examples

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.table import State
+from airfsm.core.codes import State
 from tests.reliability.bounds import STATES
 from tests.reliability.known_bugs import KNOWN_BUGS
 from tests.reliability.matrix import FAULTS

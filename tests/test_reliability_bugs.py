@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from airfsm.core.timebase import ms_diff
+from airfsm.host import reasons
 from airfsm.sim import SimConfig, parse_fault
 from tests import observe
 from tests.harness import make_rig, seed_settings
@@ -54,7 +55,7 @@ def test_one_rejected_auth_after_transient_failures_is_not_fatal() -> None:
     rig = make_rig(SimConfig(faults=[parse_fault("http=601@5"), parse_fault("auth=401@1")]))
     assert rig.run_until(lambda: rig.controller.online or rig.controller.failed, 3_600_000)
     assert rig.module.auth_requests == 1  # the network errors never reached the server
-    assert not rig.controller.failed, rig.controller.fail_detail
+    assert not rig.controller.failed, reasons.fail_text(rig.controller)
 
 
 @pytest.mark.xfail(strict=True, reason=(

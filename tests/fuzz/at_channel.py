@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 
 from airfsm.core.controller import Controller
+from airfsm.host import log
 from airfsm.host.serial import memory_pair
 from tests import observe
 from tests.harness import seed_settings
@@ -41,7 +42,8 @@ class Target:
         settings = seed_settings()
         near, self.far = memory_pair()
         self.port = TapPort(near, lambda: self.controller.state.name)
-        self.controller = Controller(self.port, settings, now_ms=0)
+        # logging as in production: every event's rendering meets the odd bytes too
+        self.controller = Controller(self.port, settings, now_ms=0, log_hook=log.CORE_LOG)
         self.monitor = Monitor(settings, self.logs)
         self.now = 0
 
@@ -49,7 +51,7 @@ class Target:
         self.far.write(data)
         self.now = (self.now + advance_ms) & 0xFFFFFFFF
         self.controller.tick(self.now)
-        self.far.read(1 << 20)
+        self.far.drain()
         self.monitor.wrote(self.now, self.port.writes)
         self.port.writes = []
         self.monitor.buffers(self.now, observe.buffer_levels(self.controller))

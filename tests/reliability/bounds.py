@@ -18,14 +18,17 @@ attempt, a wait and the path from HTTP_AUTH on top.
 
 The numbers come from `airfsm.core.table` (steps, policies, escalation backoff, the ONLINE
 probe and keepalive), the controller's settings (publish and PUBACK timeouts, publish backoff,
-liveness, silence limit) and two host/controller constants (the store and reopen backoffs).
+liveness, silence limit) and two constants of ONLINE and the host (the store and reopen
+backoffs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airfsm.core.controller import STORE_BACKOFF_MS, Settings
+from airfsm.core.codes import State
+from airfsm.core.online import STORE_BACKOFF_MS
+from airfsm.core.settings import Settings
 from airfsm.core.table import (
     CACHE_READ,
     ESCALATION_BACKOFF_MS,
@@ -33,7 +36,6 @@ from airfsm.core.table import (
     LIVENESS_PROBE,
     MACHINE,
     SESSION_KEEPALIVE,
-    State,
     StateSpec,
     Step,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airfsm.core.controller import Settings
+from airfsm.core.settings import Settings
 from airfsm.sim import SimConfig
 from tests.harness import seed_settings
 from tests.reliability.bounds import quiet_bound

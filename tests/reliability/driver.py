@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from airfsm.core import aliyun
-from airfsm.core.controller import Settings
+from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log
 from airfsm.sim import SimConfig, SimEvent, SimModule, parse_fault

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from airfsm.core.controller import Settings
-from airfsm.core.table import MACHINE, State
+from airfsm.core.codes import State
+from airfsm.core.settings import Settings
+from airfsm.core.table import MACHINE
 from airfsm.sim import SimConfig, parse_fault
 from tests.harness import seed_settings
 from tests.reliability.bounds import STATES, Bound, fault_bound, online_ms

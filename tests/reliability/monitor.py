@@ -7,15 +7,16 @@ and the fill of the controller's buffers. It records a one-line violation for ea
 
 * every write is one command ended by one CR (no CR, LF or NUL inside), or the body right
   after an AT+HTTPDATA prompt, exactly as long as announced;
-* never a command outside its state's script (ONLINE: the probe, the keepalive, the cache
-  read and `ONLINE_COMMANDS`);
+* never a command outside its state's script (ONLINE: the table's `ONLINE_STEPS` - the probe,
+  the keepalive, the cache read, the payload mode switches, the disconnect - and the outbox
+  head's AT+MPUB, `MPUB_TEMPLATE`);
 * never two commands in flight: the module receives a command only after its answer to the
   previous one went out, or after that command's deadline (the controller gave up), or after
   the module restarted or the port was replaced. (A line the module made of bytes it
   misread - say after a vanished port left it waiting for a body - is no command sent: the
   rule follows the commands the controller wrote.)
-* a command's deadline is the table's timeout for it (the probe's, the keepalive's, the
-  publish timeout for AT+MPUB; for a prompt step, again from the body on);
+* a command's deadline is the table's timeout for it (each ONLINE step's, the publish timeout
+  for AT+MPUB; for a prompt step, again from the body on);
 * never AT+MCONFIG with credentials the auth server did not issue;
 * never an AT+MPUB while a QoS1 publish awaits its PUBACK (until its PUBACK came, the PUBACK
   timeout passed since its OK, or the session ended);
@@ -33,8 +34,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from airfsm.core import aliyun
-from airfsm.core.controller import Settings
-from airfsm.core.table import CACHE_READ, LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE, State, Step
+from airfsm.core.codes import State
+from airfsm.core.settings import Settings
+from airfsm.core.table import MACHINE, MPUB_TEMPLATE, ONLINE_STEPS, Step
 from airfsm.core.timebase import ms_diff
 from airfsm.sim import SimEvent
 from airfsm.sim.module import split_args
@@ -47,15 +49,6 @@ def _pattern(template: str) -> re.Pattern[str]:
     text on one line."""
     parts = re.split(r"\{[a-z_]+\}", template)
     return re.compile("[^\r\n]*".join(re.escape(p) for p in parts) + r"\Z")
-
-
-# What ONLINE may send besides the table's probe, keepalive and cache read: the outbox head,
-# the payload mode switch, and the disconnect at shutdown.
-ONLINE_COMMANDS: tuple[tuple[str, int | None], ...] = (
-    ('AT+MPUB="{topic}",{qos},0,"{message}"', None),  # timeout: Settings.publish_timeout_ms
-    ("AT+MQTTMODE={mode}", None),
-    ("AT+MDISCONNECT", None),
-)
 
 
 @dataclass(frozen=True)
@@ -73,11 +66,9 @@ def allowed_commands(settings: Settings) -> dict[str, list[Allowed]]:
     table: dict[str, list[Allowed]] = {
         row.state.name: [allowed(step) for step in row.steps] for row in MACHINE}
     online = table[State.ONLINE.name]
-    online.extend(allowed(step) for step in (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ))
-    for template, timeout in ONLINE_COMMANDS:
-        if template.startswith("AT+MPUB"):
-            timeout = settings.publish_timeout_ms
-        online.append(Allowed(_pattern(template), timeout, False))
+    online.extend(allowed(step) for step in ONLINE_STEPS)
+    # the outbox head: its timeout is a setting, not the table's
+    online.append(Allowed(_pattern(MPUB_TEMPLATE), settings.publish_timeout_ms, False))
     return table
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airfsm.core.controller import Settings
-from airfsm.core.table import State
+from airfsm.core.codes import State
+from airfsm.core.settings import Settings
 from tests.harness import seed_settings
 from tests.reliability.bounds import STATES, fault_bound, quiet_bound
 from tests.reliability.campaign import CAMPAIGN_SEEDS, Campaign, run_campaign

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from airfsm.core.controller import Settings
+from airfsm.core.settings import Settings
 from airfsm.sim import SimConfig
 from tests import observe
 from tests.harness import seed_settings

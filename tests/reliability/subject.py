@@ -11,11 +11,17 @@ against it unchanged: add it to `SUBJECTS`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from airfsm.core.controller import Controller, MemoryOutbox, Settings
-from airfsm.core.messages import DeadLetter, OutboundMessage, OutboxUnavailable
+from airfsm.core.codes import Reason
+from airfsm.core.controller import Controller
+from airfsm.core.hal import PORT_LOST
+from airfsm.core.messages import DeadLetter, OutboundMessage
+from airfsm.core.outbox import MemoryOutbox, OutboxUnavailable
+from airfsm.core.settings import Settings
+from airfsm.host import log, reasons
 from airfsm.host.serial import MemoryPort, memory_pair
 from tests import observe
 
@@ -84,7 +90,9 @@ class WatchedOutbox:
     """A `MemoryOutbox` that tells what it deleted as delivered and can fail on demand."""
 
     def __init__(self, capacity: int = 1000) -> None:
-        self.box = MemoryOutbox(capacity)
+        # What a host lends the core's ring: a clock and words for its dead letters.
+        self.box = MemoryOutbox(capacity, wall_clock=time.time,
+                                describe=reasons.dead_letter_text)
         self.capacity = capacity
         self.deleted: list[tuple[bytes, int]] = []
         self._failing: dict[str, int] = {}
@@ -101,7 +109,7 @@ class WatchedOutbox:
             self._failing[operation] -= 1
             raise OutboxUnavailable(f"outbox: database or disk is full ({operation}, injected)")
 
-    # the controller's side (airfsm.core.messages.Outbox)
+    # the controller's side (airfsm.core.outbox.Outbox)
     def peek(self) -> OutboundMessage | None:
         self._check("peek")
         return self.box.peek()
@@ -117,9 +125,9 @@ class WatchedOutbox:
                 self.deleted.append((message.payload, message.qos))
         self.box.ack(message_id)
 
-    def dead_letter(self, message_id: int, reason: str) -> None:
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
         self._check("dead_letter")
-        self.box.dead_letter(message_id, reason)
+        self.box.dead_letter(message_id, reason, detail)
 
     # the application's and the operator's side
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
@@ -146,12 +154,18 @@ class TapPort:
         self._state = state
         self.writes: list[tuple[str, bytes]] = []
 
-    def read(self, max_bytes: int) -> bytes:
-        return self.port.read(max_bytes)
+    @property
+    def lost_reason(self) -> str:
+        return self.port.lost_reason
 
-    def write(self, data: bytes) -> None:
-        self.port.write(data)
-        self.writes.append((self._state(), bytes(data)))
+    def read(self, buf: bytearray, max_bytes: int) -> int:
+        return self.port.read(buf, max_bytes)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        written = self.port.write(data)
+        if written != PORT_LOST:  # what reached the line (a view of the command buffer: copied)
+            self.writes.append((self._state(), bytes(data)))
+        return written
 
     def fileno(self) -> int | None:
         return None
@@ -170,7 +184,8 @@ class PythonSubject:
         self._inbound: list[tuple[str, bytes]] = []
         self._tap, self._far = self._new_line()
         self.controller = Controller(self._tap, settings, now_ms=now_ms, outbox=self.outbox,
-                                     on_message=lambda t, p: self._inbound.append((t, p)))
+                                     on_message=lambda t, p: self._inbound.append((t, p)),
+                                     log_hook=log.CORE_LOG)  # logs, as the gateway's
 
     def _new_line(self) -> tuple[TapPort, MemoryPort]:
         near, far = memory_pair(("controller", "module"))
@@ -186,7 +201,7 @@ class PythonSubject:
     def transmitted(self) -> list[tuple[str, bytes]]:
         writes, self._tap.writes = self._tap.writes, []
         if not self._far.closed:
-            self._far.read(1 << 20)  # what reached the module end: the writes say it all
+            self._far.drain()  # what reached the module end: the writes say it all
         return writes
 
     def input_pending(self) -> bool:
@@ -200,8 +215,7 @@ class PythonSubject:
         return self.controller.state.name
 
     def step(self) -> str | None:
-        step: str | None = self.controller.status()["step"]
-        return step
+        return self.controller.step_name()
 
     def publish(self, topic: str, payload: bytes, qos: int) -> None:
         self.controller.publish(topic, payload, qos)
@@ -237,7 +251,7 @@ class PythonSubject:
         return observe.buffer_levels(self.controller)
 
     def status(self) -> dict[str, Any]:
-        return self.controller.status()
+        return reasons.status(self.controller)
 
 
 SubjectFactory = Callable[[Settings, int], Subject]
