@@ -8,6 +8,7 @@ standard-library pieces a C port has an equivalent for.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parent.parent / "airfsm" / "core"
@@ -61,3 +62,24 @@ def test_no_import_cycles() -> None:
         and graph.chain_exists(importer=imported, imported=importer)
     })
     assert cycles == []
+
+
+def test_the_readme_tree_names_every_module_of_each_layer() -> None:
+    """README "Architecture" draws the folders; a module added or moved must show there."""
+    readme = (CORE.parent.parent / "README.md").read_text(encoding="utf-8")
+    tree = readme.split("## Architecture", 1)[1].split("```", 2)[1]
+    sections: dict[str, set[str]] = {}
+    package = ""
+    for line in tree.splitlines():
+        head = line.lstrip("│ ").removeprefix("├── ").removeprefix("└── ")
+        if head != line.lstrip("│ ") and "/" in head.split()[0]:
+            package = head.split("/")[0]
+            sections[package] = set()
+        if package:
+            sections[package] |= set(re.findall(r"[a-z_]+", head))
+    packages = {p.name for p in CORE.parent.iterdir() if (p / "__init__.py").exists()}
+    assert set(sections) == packages
+    for name in packages:
+        for module in (CORE.parent / name).glob("*.py"):
+            if module.stem != "__init__" or name == "cli":
+                assert module.stem in sections[name], f"README tree: {name}/{module.name}"

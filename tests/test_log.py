@@ -8,11 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from airfsm.core import aliyun
+from airfsm.core.codes import LogEvent, LogLevel
+from airfsm.core.hal import LOG_OFF
 from airfsm.host import log
 from airfsm.host import log as log_module
 from airfsm.host.redact import REDACTED, SESSION_SECRETS_KEPT, SecretSet
 from airfsm.sim import SimConfig, parse_fault
-from tests.harness import SEED_DN, SEED_DS, make_rig
+from tests.harness import SEED_DN, SEED_DS, SEED_PK, make_rig
 
 TOKENS = [f"token-{i:04d}-{'x' * 24}" for i in range(40)]
 
@@ -111,3 +114,47 @@ def test_tracebacks_are_redacted_in_both_renderers(as_json: bool) -> None:
     text = out.getvalue()
     assert "Traceback" in text and "RuntimeError" in text
     assert SEED_DS not in text and REDACTED in text
+
+
+def test_the_controller_hands_its_secrets_to_the_hook_by_kind_whatever_its_level() -> None:
+    events: list[tuple[LogEvent, int, bytes]] = []
+
+    class Recorder:
+        level = LOG_OFF  # wants no event: still gets the secrets
+
+        def __call__(self, ctl: object, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
+                     data: bytes | bytearray | memoryview) -> None:
+            events.append((event, a, bytes(data)))
+
+    rig = make_rig(log_hook=Recorder())
+    assert rig.run_until(lambda: rig.controller.online)
+    _iot_id, token = rig.module.issued_tokens[-1]
+    sign = aliyun.auth_params(aliyun.DeviceIdentity(SEED_PK, SEED_DN, SEED_DS))["sign"]
+    assert {event for event, _a, _data in events} == {LogEvent.SECRET}
+    assert events[0] == (LogEvent.SECRET, 1, SEED_DS.encode())  # the DeviceSecret: for good
+    assert (LogEvent.SECRET, 0, token.encode()) in events  # session secrets: a = 0
+    assert (LogEvent.SECRET, 0, sign.encode()) in events
+    assert [a for _e, a, _d in events].count(1) == 1
+
+
+def test_core_log_keeps_the_device_secret_and_rings_the_session_secrets() -> None:
+    rig = make_rig()  # log.CORE_LOG, as the gateway, connect and demo
+    assert rig.run_until(lambda: rig.controller.online)
+    _iot_id, token = rig.module.issued_tokens[-1]
+    assert log.redact(f"{SEED_DS} {token}") == f"{REDACTED} {REDACTED}"
+    for other in TOKENS:  # many more sessions of this device
+        log.register_session_secret(SEED_DN, other)
+    assert log.redact(token) == token  # an old token is forgotten ...
+    assert log.redact(SEED_DS) == REDACTED  # ... the DeviceSecret never
+
+
+def test_a_controller_without_a_log_hook_logs_nothing() -> None:
+    """Library use: no hook, no log line - so no secret can reach one."""
+    out = io.StringIO()
+    log.configure("debug", json=True, stream=out)
+    rig = make_rig(log_hook=None)
+    assert rig.run_until(lambda: rig.controller.online)
+    rig.controller.publish("update", b"x", qos=1)
+    assert rig.run_until(lambda: len(rig.controller.outbox) == 0)  # type: ignore[arg-type]
+    assert out.getvalue() == ""
+    assert log.secret_count() == 0  # nothing was handed to the redaction either

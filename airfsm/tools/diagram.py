@@ -93,8 +93,8 @@ class Cause:
     full: str  # in legends and sequence diagrams
 
 
-# What raises each trigger (the controller's `_LINK_URCS`, `_judge*` and `_advance` are the code;
-# a test checks every link URC of the controller is named here).
+# What raises each trigger (the LINK rows of `table.URCS`, the judge's outcomes and the
+# controller's `_advance` are the code; a test checks every link URC of the table is named here).
 TRIGGER_CAUSES: dict[Trigger, Cause] = {
     Trigger.DONE: Cause("all steps passed", "every step of the state passed"),
     Trigger.RETRY: Cause("a step failed", "a step failed and attempts are left"),
@@ -208,7 +208,8 @@ def _setting_default(name: str) -> Any:
 
 
 def _placeholders() -> dict[str, str]:
-    """What each `{name}` of a command template stands for (the controller's _template_values)."""
+    """What each `{name}` of a command template stands for (the values the controller keeps in
+    `Controller.values` for `table.expand`)."""
     region = "{region}"
     return {
         "apn": f"APN of the SIM (default {_setting_default('apn')}; empty: the network's default)",
@@ -1005,7 +1006,7 @@ def readme(table: Sequence[StateSpec] = MACHINE) -> str:
         "## Sequences, one per state",
         "",
         "Placeholders such as `{apn}` are the command templates of the table; the controller "
-        "fills them in (`Controller._template_values`).",
+        "fills them in (`table.expand`, with the values it keeps in `Controller.values`).",
     ]
     for row in table:
         parts += [

@@ -1,5 +1,6 @@
 /* hal.h: what the MCU (or a host) supplies to the core. Python twin: the Port protocol
- * (airfsm/port.py) plus the clock and the hooks the controller takes.
+ * (airfsm/core/hal.py; airfsm/host/serial.py adapts pyserial to it) plus the clock and the hooks
+ * the controller takes.
  *
  * The core never calls a driver directly: it gets a hal_t of function pointers and a context
  * pointer, so one firmware can drive two modules, and the host tests can drive an in-memory one.

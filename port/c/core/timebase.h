@@ -1,4 +1,4 @@
-/* timebase.h: wrap-safe 32-bit millisecond time. Python twin: airfsm/timebase.py.
+/* timebase.h: wrap-safe 32-bit millisecond time. Python twin: airfsm/core/timebase.py.
  *
  * An MCU's millisecond counter is a uint32_t that wraps every 49.7 days. Deadlines are absolute
  * 32-bit values compared by the sign of their 32-bit difference, never by `<`.

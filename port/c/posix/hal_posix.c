@@ -95,7 +95,7 @@ static int32_t posix_write(void *ctx, const uint8_t *buf, size_t n)
     return (int32_t)n;
 }
 
-/* Twin: timebase.monotonic_ms: the monotonic clock as a wrapping 32-bit millisecond count. */
+/* Twin: host/clock.monotonic_ms: the monotonic clock as a wrapping 32-bit millisecond count. */
 static uint32_t posix_millis(void *ctx)
 {
     struct timespec now;

@@ -1,5 +1,5 @@
 /* hal_posix.h: the HAL on a POSIX host: a serial device or pty in raw mode, CLOCK_MONOTONIC.
- * Python twin: SerialPort (airfsm/port.py) and timebase.monotonic_ms. */
+ * Python twin: SerialPort (airfsm/host/serial.py) and monotonic_ms (airfsm/host/clock.py). */
 #ifndef AIRFSM_HAL_POSIX_H
 #define AIRFSM_HAL_POSIX_H
 

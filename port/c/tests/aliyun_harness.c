@@ -1,4 +1,4 @@
-/* aliyun_harness.c: the C aliyun functions on piped inputs, to compare with airfsm/aliyun.py.
+/* aliyun_harness.c: the C aliyun functions on piped inputs, to compare with airfsm/core/aliyun.py.
  *
  * Requests (byte strings as harness_io.h says: "x<hex>", or "-" for NULL):
  *   body <method> <timestamp|-> <cap> <product_key> <device_name> <secret> <region> <client_id>
