@@ -67,8 +67,9 @@ _MPUB_HEAD = b'AT+MPUB="'  # the literal pieces of table.MPUB_TEMPLATE
 _MPUB_AFTER_TOPIC = b'",'
 _MPUB_AFTER_QOS = b',0,"'
 _MPUB_TAIL = b'"'
-# The longest command: the topic and the message at their limits (table.py checks it against
-# the pieces of MPUB_TEMPLATE and CMD_CAPACITY).
+MPUB_LITERALS = (_MPUB_HEAD, _MPUB_AFTER_TOPIC, _MPUB_AFTER_QOS, _MPUB_TAIL)
+# The longest command: the topic and the message at their limits (table.py checks both against
+# the pieces of MPUB_TEMPLATE, and against CMD_CAPACITY).
 MPUB_MAX = (len(_MPUB_HEAD) + MAX_TOPIC + len(_MPUB_AFTER_TOPIC) + 1 + len(_MPUB_AFTER_QOS)
             + MAX_PAYLOAD_TEXT + len(_MPUB_TAIL))
 

@@ -494,6 +494,9 @@ def _check_command_room(table: Sequence[StateSpec]) -> None:
             raise ValueError(f"step {step.name}: its command may exceed CMD_CAPACITY")
     if expanded_max(MPUB_PIECES) + 1 > CMD_CAPACITY:
         raise ValueError("AT+MPUB may exceed CMD_CAPACITY")
+    literals = tuple(p for p in MPUB_PIECES if isinstance(p, bytes))
+    if literals != payload.MPUB_LITERALS or expanded_max(MPUB_PIECES) != payload.MPUB_MAX:
+        raise ValueError("MPUB_TEMPLATE is not what payload.put_mpub writes")
 
 
 _check_command_room(MACHINE)
