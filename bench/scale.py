@@ -96,6 +96,10 @@ def run_population(population: int, rounds: int, runs: int) -> dict[str, Any]:
 
 def memory_population(population: int) -> dict[str, Any]:
     """In this process: live memory per controller (KiB) and the files that hold it."""
+    # The table imports transitions only when the first controller builds the shared Machine:
+    # a module import is the process's memory, not a controller's.
+    import transitions  # noqa: F401
+
     tracemalloc.start(30)
     fleet = [rigs.online_rig(i) for i in range(population)]
     for seq, rig in enumerate(fleet):
