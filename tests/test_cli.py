@@ -281,3 +281,101 @@ def test_the_command_table_agrees_with_what_the_modules_register() -> None:
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     registered = {action.dest: action.help for action in sub._choices_actions}
     assert registered == {command.name: command.help for command in COMMANDS}
+
+
+# --- one configuration for every command; visible waits ----------------------------------------
+
+
+def test_connect_reads_the_config_file_and_the_environment(sim: SimServer, tmp_path: Path,
+                                                           ) -> None:
+    config = tmp_path / "airfsm.toml"
+    config.write_text(f'port = "{sim.endpoint}"\nproduct_key = "{SEED_PK}"\n'
+                      f'device_name = "{SEED_DN}"\napn = "cfgapn"\ntimeout_s = 30\n')
+    result = airfsm("connect", "--config", str(config))  # the secret: AIRFSM_DEVICE_SECRET
+    assert result.returncode == 0, result.stderr
+    commands = sim.call(lambda m, _now: list(m.commands))
+    assert 'AT+SAPBR=3,1,"APN","cfgapn"' in commands
+    # $AIRFSM_CONFIG names the file as --config does; a flag still wins over it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+    env.update(AIRFSM_CONFIG=str(config), AIRFSM_DEVICE_SECRET=SEED_DS, AIRFSM_APN="envapn")
+    result = subprocess.run([sys.executable, "-m", "airfsm", "connect", "--baud", "115200"],
+                            capture_output=True, text=True, env=env, timeout=DEADLINE_S)
+    assert result.returncode == 0, result.stderr
+    assert 'AT+SAPBR=3,1,"APN","envapn"' in sim.call(lambda m, _now: list(m.commands))
+
+
+def test_connect_gives_up_after_AIRFSM_TIMEOUT_S() -> None:
+    """A module that never answers: AIRFSM_TIMEOUT_S bounds `connect` (it used to hang)."""
+    import pty
+    import tty
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+        env.update(AIRFSM_DEVICE_SECRET=SEED_DS, AIRFSM_TIMEOUT_S="1",
+                   AIRFSM_PORT=os.ttyname(slave), AIRFSM_PRODUCT_KEY=SEED_PK,
+                   AIRFSM_DEVICE_NAME=SEED_DN)
+        result = subprocess.run([sys.executable, "-m", "airfsm", "connect"], capture_output=True,
+                                text=True, env=env, timeout=DEADLINE_S)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 6, result.stderr
+    assert_one_line_error(result)
+    assert "timed out in AUTOBAUD" in result.stderr
+
+
+def test_connect_shows_every_poll_and_retry_as_it_happens() -> None:
+    config = SimConfig(profile="fast", attach_after_ms=3_000, faults=[parse_fault("auth=401@1")])
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "60", "--progress"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    polls = [line for line in lines if "ATTACH        waiting for +CGATT: 1 (poll " in line]
+    assert polls and polls[0].endswith("(poll 1/60)"), result.stdout
+    retry = [line for line in lines if line.split("] ", 1)[-1].startswith("HTTP_AUTH ")
+             and "retry 1/5 in " in line]
+    assert len(retry) == 1 and "auth code 401" in retry[0], result.stdout
+    assert "\x1b[" not in result.stdout  # not a terminal: plain lines, nothing redrawn
+
+
+def test_connect_on_a_terminal_keeps_the_current_wait_in_place() -> None:
+    import pty
+    import select
+    import time
+    config = SimConfig(profile="fast", attach_after_ms=3_000)
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        master, slave = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+        env["AIRFSM_DEVICE_SECRET"] = SEED_DS
+        proc = subprocess.Popen([sys.executable, "-m", "airfsm",
+                                 *connect_args(server.endpoint, "--timeout", "60")],
+                                stdout=slave, stderr=subprocess.DEVNULL, env=env)
+        os.close(slave)
+        screen = b""
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if ready:
+                    try:
+                        chunk = os.read(master, 4096)
+                    except OSError:  # the child closed its end
+                        break
+                    if not chunk:
+                        break
+                    screen += chunk
+                elif proc.poll() is not None:
+                    break
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, screen
+    text = screen.decode(errors="replace")
+    assert "\r\x1b[K" in text  # the wait line was rewritten in place
+    assert "ATTACH        waiting for +CGATT: 1 (poll 1/60)" in text
+    assert "online in" in text

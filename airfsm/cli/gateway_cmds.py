@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.cli.commands import add_command
-from airfsm.cli.common import add_connection_options
+from airfsm.cli.common import CONNECTION_KEYS, add_connection_options, config_path, load_settings
 from airfsm.core.payload import QOS_LEVELS
-from airfsm.host.config import ConfigError, convert, env_var, flag, load_config, read_toml
+from airfsm.host.config import ConfigError, convert, env_var, flag, read_toml
 from airfsm.host.errors import Exit, HostError
 from airfsm.host.paths import default_data_dir
 from airfsm.host.publish import enqueue, poke
@@ -48,8 +48,6 @@ MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
              "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
              "shutdown_grace_s", "reset_command")
-_CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
-                    "baud", "client_id", "sign_method", "log_level")
 
 
 # ---------------------------------------------------------------------- locating things
@@ -69,16 +67,11 @@ def _read_toml_subset(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
-    given = getattr(args, "config", None) or env.get("AIRFSM_CONFIG") or None
-    return Path(given).expanduser() if given else None
-
-
 def _locate(args: argparse.Namespace, env: Mapping[str, str],
             keys: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
     """The data directory (flag > AIRFSM_DATA_DIR > config file > per-user default) and the
     other `keys` found with the same precedence (missing ones are absent)."""
-    path = _config_path(args, env)
+    path = config_path(args, env)
     found = _read_toml_subset(path, ("data_dir", *keys)) if path is not None else {}
     for key in ("data_dir", *keys):
         raw = env.get(env_var(key))
@@ -101,15 +94,12 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
     from airfsm.host import log
     from airfsm.host.gateway import Gateway
 
-    config_path = _config_path(args, env)
-    overrides = {key: getattr(args, key, None) for key in (*_CONNECTION_KEYS, *_RUN_KEYS)}
-    try:
-        config = load_config(config_path, env, overrides)
-    except ConfigError as exc:
-        raise HostError(f"configuration: {redact(str(exc))}") from None
+    keys = (*CONNECTION_KEYS, *_RUN_KEYS)
+    config, _sources = load_settings(args, env, keys)
     log.configure(config.log_level)
     inbox_out = sys.stdout if config.inbox == "stdout" else None
-    gateway = Gateway(config, config_path=config_path, overrides=overrides, env=env,
+    overrides = {key: getattr(args, key, None) for key in keys}
+    gateway = Gateway(config, config_path=config_path(args, env), overrides=overrides, env=env,
                       inbox_out=inbox_out)
     try:
         code = gateway.run()

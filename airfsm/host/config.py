@@ -363,7 +363,7 @@ def _check_type(key: str, value: Any) -> None:
         raise _bad(key, expected, value)
     if isinstance(value, float) and not math.isfinite(value):
         raise _bad(key, "a finite number", value)
-    if kind == "topics" and not all(isinstance(v, str) for v in value):
+    if isinstance(value, tuple) and not all(isinstance(v, str) for v in value):
         raise _bad(key, "a tuple of topic strings", value)
 
 
@@ -547,6 +547,6 @@ def load_config_sources(path: Path | None, env: Mapping[str, str],
 def _missing_hint(key: str) -> str:
     where = f"pass {flag(key)}, set {env_var(key)}, or put {key} in the config file"
     if key in CREDENTIAL_FIELDS:
-        where = (f"set {env_var(key)}, give a systemd credential '{key}' "
+        where = (f"the DeviceSecret: set {env_var(key)}, give a systemd credential '{key}' "
                  f"(LoadCredential=), put {key} in the config file, or pass {flag(key)}")
     return f"'{key}' ({where})"
