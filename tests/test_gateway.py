@@ -477,7 +477,10 @@ def test_gateway_delivers_publishes_and_downlinks_and_writes_status(
     status = g.wait_status(lambda s: s["counters"]["publish_acked"] == 2
                            and s["counters"]["gateway"]["inbox_stored"] == 1,
                            what="counters in the status file")
-    assert status["outbox"] == {"queued": 0, "dead_letters": 0, "capacity": 10_000}
+    puback_at = status["outbox"].pop("last_puback_at")
+    assert status["outbox"] == {"queued": 0, "dead_letters": 0, "capacity": 10_000,
+                                "oldest_enqueued_at": None}
+    assert puback_at is not None and puback_at.endswith("Z")  # the QoS1 message's PUBACK
     assert status["device"]["product_key"] == SEED_PK
     for key in ("state", "since", "attempt", "counters"):
         assert key in status
@@ -914,3 +917,160 @@ def test_a_malformed_store_fault_spec_is_a_usage_error(
                            "--device-name", SEED_DN, "--data-dir", str(tmp_path))
     assert code == Exit.USAGE and "bad store fault 'ack@0'" in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- status: never untrue
+
+
+def _status(capsys: pytest.CaptureFixture[str], data: Path, *more: str) -> tuple[int, str]:
+    code, out, err = run_cli(capsys, "status", "--data-dir", str(data), *more)
+    assert "Traceback" not in err
+    return code, out
+
+
+def test_status_after_kill_9_says_not_running_in_text_and_json(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    server = sims()
+    data = tmp_path / "data"
+    g = gateways(server.endpoint, data)
+    g.wait_online()
+    code, out = _status(capsys, data, "--json")
+    live = json.loads(out)
+    assert code == 0 and live["running"] is True and live["condition"] == "online"
+    assert live["online"] is True and live["uptime_s"] >= 0
+    g.proc.send_signal(signal.SIGKILL)
+    assert g.proc.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+    raw = g.status()
+    assert raw is not None and raw["running"] is True  # what the file still says
+    code, out = _status(capsys, data, "--json")
+    dead = json.loads(out)
+    assert code == Exit.FAILURE
+    assert dead["running"] is False and dead["condition"] == "dead" and dead["online"] is False
+    assert dead["state"] == "ONLINE"  # the last state seen, with running/condition saying so
+    code, text = _status(capsys, data)
+    assert code == Exit.FAILURE
+    assert "NOT RUNNING" in text and "gone without stopping" in text
+    assert "ONLINE for" not in text and "last seen ONLINE" in text
+
+
+def test_status_of_a_pid_reused_by_another_process_is_not_running(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A live pid is not enough: after kill -9 the pid may belong to anyone (here: this test).
+    Only the gateway's lock on the data directory says it runs."""
+    (tmp_path / "status.json").write_text(json.dumps(
+        {"pid": os.getpid(), "running": True, "state": "ONLINE", "counters": {}}))
+    (tmp_path / "gateway.lock").write_text(f"{os.getpid()}\n")
+    code, out = _status(capsys, tmp_path, "--json")
+    assert code == Exit.FAILURE and json.loads(out)["running"] is False
+    with open(tmp_path / "gateway.lock") as held:  # as a live gateway holds it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        code, out = _status(capsys, tmp_path, "--json")
+        assert code == 0 and json.loads(out)["running"] is True
+
+
+def test_status_of_a_stopped_gateway_shows_no_current_state(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    server = sims()
+    data = tmp_path / "data"
+    g = gateways(server.endpoint, data)
+    g.wait_online()
+    assert g.stop() == 0
+    code, text = _status(capsys, data)
+    assert code == Exit.FAILURE
+    assert "stopped (exit 0" in text and "ONLINE for" not in text
+    code, out = _status(capsys, data, "--json")
+    assert json.loads(out)["condition"] == "stopped"
+
+
+def test_status_while_the_port_is_gone_says_so(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    server = sims()
+    data = tmp_path / "data"
+    g = gateways(server.endpoint, data)
+    g.wait_online()
+    server.stop()  # the pty vanishes: an unplugged USB adapter
+    g.wait_status(lambda s: bool(s.get("port_lost_since")), what="the port loss noticed")
+    code, out = _status(capsys, data, "--json")
+    lost = json.loads(out)
+    assert code == 0 and lost["condition"] == "port_lost" and lost["online"] is False
+    code, text = _status(capsys, data)
+    assert "SERIAL PORT LOST" in text and "ONLINE for" not in text
+    assert g.stop() == 0
+
+
+def test_status_shows_outbox_age_last_puback_and_unknown_module_fields() -> None:
+    now = 1_700_000_100.0
+    status = {"running": True, "pid": 1, "state": "ONLINE", "since": "2023-11-14T22:13:20Z",
+              "started_at": "2023-11-14T22:00:00Z", "updated_at": "2023-11-14T22:15:00Z",
+              "outbox": {"queued": 3, "dead_letters": 1, "capacity": 10,
+                         "oldest_enqueued_at": "2023-11-14T22:13:00Z",
+                         "last_puback_at": "2023-11-14T22:14:50Z"},
+              "counters": {"reconnects": {"mqtt_lost": 2, "rebooted": 1}}}
+    text = format_status(status, alive=True, now=now)
+    assert "3 queued (oldest 2m00s), 1 dead letters (capacity 10), last PUBACK 10s ago" in text
+    assert "up 15m00s" in text and "reconnects mqtt_lost 2, rebooted 1" in text
+    assert "IMEI ?, ICCID ?" in text and "operator ?" in text  # until the core reads them
+    with_module = {**status, "imei": "862991419835241", "operator": "CHINA MOBILE"}
+    text = format_status(with_module, alive=True, now=now)
+    assert "IMEI 862991419835241" in text and "operator CHINA MOBILE" in text
+
+
+def _read_block(stream: Any) -> str:
+    """One `status --watch` print into a pipe: lines up to the blank line after them."""
+    lines = []
+    while True:
+        line = stream.readline()
+        if not line:
+            raise AssertionError("status --watch ended: " + "".join(lines))
+        if line == "\n":
+            return "".join(lines)
+        lines.append(line)
+
+
+def test_status_watch_prints_once_per_change_into_a_pipe(tmp_path: Path) -> None:
+    base = {"pid": 1, "running": False, "state": "ATTACH", "counters": {},
+            "exit": {"code": 0, "reason": "stopped by signal (clean)"},
+            "updated_at": "2023-11-14T22:15:00Z"}
+    path = tmp_path / "status.json"
+    path.write_text(json.dumps(base))
+    proc = subprocess.Popen([sys.executable, "-m", "airfsm", "status", "--watch", "--interval",
+                             "0.05", "--data-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                            text=True, env=clean_env())
+    try:
+        assert "last seen ATTACH" in _read_block(proc.stdout)
+        path.write_text(json.dumps({**base, "updated_at": "2023-11-14T22:15:30Z"}))  # heartbeat
+        path.write_text(json.dumps({**base, "state": "BEARER"}))
+        second = _read_block(proc.stdout)  # not the heartbeat: it changed nothing
+        assert "last seen BEARER" in second
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=DEADLINE_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_status_watch_redraws_in_place_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+    import select
+    (tmp_path / "status.json").write_text(json.dumps(
+        {"pid": 1, "running": False, "state": "ONLINE", "counters": {}}))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "airfsm", "status", "--watch", "--interval",
+                             "0.05", "--data-dir", str(tmp_path)], stdout=slave,
+                            env=clean_env())
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while screen.count(b"\x1b[H\x1b[J") < 2 and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                screen += os.read(master, 4096)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=DEADLINE_S)
+        os.close(master)
+    assert screen.count(b"\x1b[H\x1b[J") >= 2 and b"last seen ONLINE" in screen

@@ -26,7 +26,7 @@ from airfsm.host.errors import Exit, HostError
 from airfsm.host.paths import default_data_dir
 from airfsm.host.publish import enqueue, poke
 from airfsm.host.redact import redact
-from airfsm.host.status import format_status, pid_alive
+from airfsm.host.status import current_status, format_status, read_current
 from airfsm.host.store import (
     DEFAULT_OUTBOX_CAPACITY,
     OutboxFull,
@@ -250,15 +250,57 @@ def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     data_dir, _found = _locate(args, env)
     try:
-        status = StatusFile.read(data_dir)
+        status, alive = read_current(data_dir)
     except StoreError as exc:
         raise HostError(str(exc), Exit.FAILURE) from None
-    alive = bool(status.get("running")) and pid_alive(status.get("pid"))
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=False))
-    else:
-        print(format_status(status, alive))
+    if args.watch:
+        return _watch_status(data_dir, args.json, args.interval)
+    _print_status(status, alive, args.json)
     return Exit.OK if alive else Exit.FAILURE
+
+
+def _status_text(status: Mapping[str, Any], alive: bool, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(current_status(status, alive), indent=2, sort_keys=False)
+    return format_status(status, alive)
+
+
+def _print_status(status: Mapping[str, Any], alive: bool, as_json: bool) -> None:
+    print(_status_text(status, alive, as_json), flush=True)
+
+
+# A terminal: home the cursor, clear the screen below it, draw again.
+_REDRAW = "\x1b[H\x1b[J"
+
+
+def _watch_status(data_dir: Path, as_json: bool, interval_s: float) -> int:
+    """`status --watch`: on a terminal the status is redrawn in place every `interval_s`; into
+    a pipe or a file it is printed again only when it changed (what the gateway wrote, apart
+    from its heartbeat time, or whether it runs), each print followed by a blank line."""
+    out = sys.stdout
+    on_terminal = out.isatty()
+    shown: tuple[str, bool] | None = None
+    try:
+        while True:
+            try:
+                status, alive = read_current(data_dir)
+                problem = ""
+            except StoreError as exc:  # e.g. the file is being replaced by hand: say so
+                status, alive, problem = {}, False, str(exc)
+            if on_terminal:
+                body = problem or _status_text(status, alive, as_json)
+                out.write(f"{_REDRAW}{body}\n")
+                out.flush()
+            else:
+                change = {k: v for k, v in status.items() if k != "updated_at"}
+                key = (problem or json.dumps(change, sort_keys=True, default=str), alive)
+                if key != shown:
+                    shown = key
+                    out.write((problem or _status_text(status, alive, as_json)) + "\n\n")
+                    out.flush()
+            time.sleep(interval_s)  # a reader's poll of a file; the gateway never polls
+    except KeyboardInterrupt:
+        return Exit.OK
 
 
 # ---------------------------------------------------------------------- registration
@@ -281,6 +323,16 @@ def _message_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if not 0 <= value <= MAX_MESSAGE_ID:
         raise argparse.ArgumentTypeError(f"expected 0 .. {MAX_MESSAGE_ID}, got {text}")
+    return value
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0.05 .. 3600 seconds, got {text}")
     return value
 
 
@@ -368,8 +420,17 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_outbox)
 
     p = add_command(sub, "status",
-                    description="Print the gateway's status file. Exit 0 when the gateway "
-                                "is running, 1 when it is not (or never ran here).")
+                    description="Print the gateway's status, checked against what is true now "
+                                "(whether the gateway runs, whether its port is there). Exit 0 "
+                                "when the gateway is running, 1 when it is not (or never ran "
+                                "here).")
     _add_locating_options(p)
-    p.add_argument("--json", action="store_true", help="the raw status JSON")
+    p.add_argument("--json", action="store_true",
+                   help="the status file as JSON, with 'running', 'condition' and 'online' "
+                        "checked now and the ages computed")
+    p.add_argument("--watch", "-w", action="store_true",
+                   help="keep showing it: redrawn in place on a terminal, printed again on "
+                        "every change otherwise (until interrupted)")
+    p.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS",
+                   help="how often --watch looks (default 1)")
     p.set_defaults(handler=cmd_status)

@@ -50,11 +50,12 @@ from airfsm.core.controller import Controller, FailReason, Settings
 from airfsm.core.messages import InboundMessage, OutboundMessage, OutboxUnavailable
 from airfsm.core.table import MACHINE, State, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
-from airfsm.host import log
+from airfsm.host import log, progress
 from airfsm.host.config import ConfigError, GatewayConfig, load_config
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
 from airfsm.host.loop import run as run_loop
+from airfsm.host.paths import LOCK_FILE
 from airfsm.host.publish import wake_socket_path
 from airfsm.host.serial import Port, PortError, open_port
 from airfsm.host.store import (
@@ -68,7 +69,6 @@ from airfsm.host.store import (
 )
 from airfsm.host.store_faults import STORE_FAULT_ENV, StoreFaults, store_faults_from
 
-LOCK_FILE = "gateway.lock"
 OUTBOX_POLL_MS = 1_000  # fallback when the wake socket is unusable; the loop wakes 1/s anyway
 STATUS_MIN_INTERVAL_S = 2.0  # counters change: rewrite the status file at most this often
 STATUS_HEARTBEAT_S = 30.0  # nothing changed: still rewrite it this often (`updated_at`)
@@ -79,12 +79,21 @@ STOP_MDISCONNECT_WAIT_MS = 500  # grace expired with a publish in flight: still 
 RESET_COMMAND_TIMEOUT_S = 10  # a reset command that hangs must not stop the gateway for good
 TICK_BUSY_TIMEOUT_MS = 0  # the gateway's own store calls never wait for another process's lock
 INBOX_PENDING_MAX = 1_000  # inbound messages held in memory while the store refuses them
+LOCK_PROBE_RETRIES = 20  # the lock is busy: a status reader's probe, or another gateway ...
+LOCK_PROBE_WAIT_S = 0.01  # ... which still holds it after 20 tries 10 ms apart
 
 
 MessageCallback = Callable[[InboundMessage, int | None], None]
+# What the module says about itself and its network, as the controller's snapshot names it once
+# the core reads them (AT+CGSN, AT+CCID, AT+COPS?, AT+CEREG?); the status shows "?" until then.
+MODULE_FIELDS = ("imei", "iccid", "operator", "registration", "access_technology")
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _iso_or_none(timestamp: float | None) -> str | None:
+    return None if timestamp is None else iso_utc(timestamp)
 
 
 def _merge_counts(base: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,16 +135,27 @@ class GatewayOutbox:
     into a logged `OutboxUnavailable`: the controller then backs off and asks again, never
     sending a message twice or losing one because of it. The store should be opened with
     `busy_timeout_ms=0`, so that no call waits for a lock inside the tick.
+
+    It is also where a message's way through the gateway is logged, by id, at info level:
+    `message_queued` (enqueued here: the bridge, a library user), `message_sending` (attempt
+    n of m counted, the AT+MPUB follows), `message_acked` (PUBACK, or OK for QoS 0, and the
+    row deleted), `message_dead_lettered`; the controller adds `publish_failed` (why an
+    attempt failed) and `publish_dead`. It remembers when the last PUBACK came (status).
     """
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
                  on_error: Callable[[str, StoreError], None],
-                 faults: StoreFaults | None = None) -> None:
+                 faults: StoreFaults | None = None, *, logger: Any = None,
+                 attempts_allowed: int = 0) -> None:
         self.store = store
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
         self._faults = faults
+        self._log = logger if logger is not None else log.get_logger("airfsm.host.gateway")
+        self._attempts_allowed = attempts_allowed
+        self._head: OutboundMessage | None = None  # the latest peek: an ack's qos and topic
+        self.last_puback_at: float | None = None  # wall-clock time of the latest PUBACK
 
     def _call(self, operation: str, call: Callable[[], _T]) -> _T:
         try:
@@ -151,20 +171,41 @@ class GatewayOutbox:
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
+        self._head = message
         return message
+
+    def _known(self, message_id: int) -> OutboundMessage | None:
+        head = self._head
+        return head if head is not None and head.id == message_id else None
 
     def ack(self, message_id: int) -> None:
         self._call("ack", lambda: self.store.ack(message_id))
+        message = self._known(message_id)
+        qos = message.qos if message is not None else None
+        if qos != 0:
+            self.last_puback_at = time.time()
+        self._log.info("message_acked", id=message_id, qos=qos,
+                       by="PUBACK" if qos != 0 else "OK")
 
     def mark_attempt(self, message_id: int) -> int:
-        return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
+        attempt = self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
+        message = self._known(message_id)
+        if attempt:
+            self._log.info("message_sending", id=message_id, attempt=attempt,
+                           of=self._attempts_allowed or None,
+                           topic=message.topic if message is not None else None,
+                           qos=message.qos if message is not None else None)
+        return attempt
 
     def dead_letter(self, message_id: int, reason: str) -> None:
         self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason))
+        self._log.info("message_dead_lettered", id=message_id, reason=reason)
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(self.product_key, self.device_name, topic)
-        return self.store.enqueue(topic, data, qos)
+        message_id = self.store.enqueue(topic, data, qos)
+        self._log.info("message_queued", id=message_id, topic=topic, qos=qos, bytes=len(data))
+        return message_id
 
     def __len__(self) -> int:
         try:
@@ -284,6 +325,10 @@ class Gateway:
         self._status_last_write = 0.0
         self._status_last_body: str | None = None
         self._notice = ""  # what the gateway itself is waiting for (port, restart)
+        self._view: GatewayOutbox | None = None
+        self._port_lost_at: float | None = None  # when the serial port was seen gone
+        self._restart_at: float | None = None  # the mute module: when the gateway starts over
+        self._stopping = False  # a stop signal came: finishing the publish in flight
 
     # ------------------------------------------------------------------ public
 
@@ -358,7 +403,7 @@ class Gateway:
         except OSError as exc:
             raise HostError(f"cannot open {path}: {exc.strerror}", Exit.FAILURE) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._take_lock(fd)
         except OSError as exc:
             other = ""
             with contextlib.suppress(OSError, ValueError):
@@ -372,6 +417,19 @@ class Gateway:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._lock_fd = fd
+
+    @staticmethod
+    def _take_lock(fd: int) -> None:
+        """flock(LOCK_EX) without waiting for another gateway, but past a status reader: one
+        that probes the lock holds it, shared, for a few microseconds (`status.gateway_running`).
+        OSError when another gateway holds it."""
+        for _ in range(LOCK_PROBE_RETRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(LOCK_PROBE_WAIT_S)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def _bind_wake_socket(self) -> None:
         path = wake_socket_path(self.data_dir)
@@ -444,10 +502,13 @@ class Gateway:
         if self.controller is not None:
             self._base_counters = _merge_counts(self._base_counters,
                                                 self._controller_counters(self.controller))
-        view = GatewayOutbox(self.outbox, self.config.product_key, self.config.device_name,
-                             self._store_error, self.store_faults)
+        if self._view is None:  # one for the life of the gateway: it remembers the last PUBACK
+            self._view = GatewayOutbox(self.outbox, self.config.product_key,
+                                       self.config.device_name, self._store_error,
+                                       self.store_faults, logger=self.log,
+                                       attempts_allowed=self.config.publish_attempts)
         self.controller = Controller(
-            self._port, self.settings, now_ms=self.clock(), outbox=view,
+            self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
             hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
         self._since = time.time()
@@ -485,11 +546,13 @@ class Gateway:
             if controller.port_lost:
                 self.log.warning("port_vanished", port=self.config.port,
                                  state=controller.state.name)
+                self._port_lost_at = time.time()
                 port = self._reopen_port(controller.port)
                 if port is None:  # stopped while waiting
                     return self._stopped(Exit.OK, "stopped while the serial port was gone")
                 self._port = port
                 controller.replace_port(port, self.clock())
+                self._port_lost_at = None
                 self.gateway_counters["port_reopens"] += 1
                 self._status_dirty = True
 
@@ -579,6 +642,7 @@ class Gateway:
         self.log.error("module_not_responding", detail=detail, restart_in_ms=delay,
                        restarts=self._restart_streak)
         self._notice = f"module not responding: starting over in {delay // 1000} s"
+        self._restart_at = time.time() + delay / 1000
         self._status_dirty = True
         with contextlib.suppress(Exception):
             controller.port.close()
@@ -589,6 +653,7 @@ class Gateway:
             return self._stopped(Exit.OK, "stopped while the serial port was gone")
         self._port = port
         self._notice = ""
+        self._restart_at = None
         self._new_controller()
         return None
 
@@ -596,11 +661,17 @@ class Gateway:
         try:
             return self.port_opener(self.config.port, self.config.baud)
         except PortError:
-            return self._reopen_port(None)
+            self._port_lost_at = time.time()
+            port = self._reopen_port(None)
+            self._port_lost_at = None
+            return port
 
     def _graceful_stop(self, controller: Controller) -> Exit:
         grace_ms = int(self.config.shutdown_grace_s * 1000)
         self.log.info("gateway_stopping", state=controller.state.name, grace_ms=grace_ms)
+        self._stopping = True
+        self._status_dirty = True
+        self._maybe_write_status()
         controller.request_stop()
         if not controller.port_lost and not controller.stopped and not self._hard_stop:
             run_loop(controller,
@@ -710,6 +781,14 @@ class Gateway:
         except StoreError:
             return None
 
+    def _oldest_enqueued_at(self) -> float | None:
+        if self.outbox is None:
+            return None
+        try:
+            return self.outbox.oldest_enqueued_at()
+        except StoreError:
+            return None
+
     @staticmethod
     def _controller_counters(controller: Controller) -> dict[str, Any]:
         counters = controller.counters.as_dict()
@@ -719,7 +798,11 @@ class Gateway:
     def status(self) -> dict[str, Any]:
         """The status file's contents (no secret in here; StatusFile redacts once more)."""
         c = self.controller
-        snapshot = c.status() if c is not None else {}
+        snapshot = progress.snapshot(c) if c is not None else {}
+        waiting = None
+        if c is not None and not c.online and not c.failed and not c.port_lost:
+            wait = progress.wait_of(c, self.clock())
+            waiting = f"{wait.state} {wait.text()}"
         counters = _merge_counts(self._base_counters,
                                  self._controller_counters(c) if c is not None else {})
         counters["gateway"] = dict(self.gateway_counters)
@@ -737,6 +820,10 @@ class Gateway:
                        "region": self.config.region, "port": self.config.port},
             "state": snapshot.get("state"),
             "since": iso_utc(self._since),
+            "waiting": waiting,
+            "stopping": self._stopping,
+            "port_lost_since": _iso_or_none(self._port_lost_at),
+            "restart_at": _iso_or_none(self._restart_at),
             "attempt": snapshot.get("attempt"),
             "step": snapshot.get("step"),
             "last_trigger": snapshot.get("last_trigger"),
@@ -748,9 +835,14 @@ class Gateway:
             "firmware": snapshot.get("firmware"),
             "rssi": snapshot.get("rssi"),
             "ip": snapshot.get("ip"),
+            # What the core reports once it reads them (issue 11, core part): None until then.
+            **{key: snapshot.get(key) for key in MODULE_FIELDS},
             "outbox": {"queued": self._outbox_count(),
                        "dead_letters": self._outbox_count(dead=True),
-                       "capacity": self.config.outbox_capacity},
+                       "capacity": self.config.outbox_capacity,
+                       "oldest_enqueued_at": _iso_or_none(self._oldest_enqueued_at()),
+                       "last_puback_at": _iso_or_none(
+                           self._view.last_puback_at if self._view is not None else None)},
             "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
             "counters": counters,
             "exit": None if self.exit_code is None else {

@@ -279,6 +279,15 @@ class SqliteOutbox(_Store):
         return [OutboundMessage(id=int(r[0]), topic=str(r[1]), payload=bytes(r[2]),
                                 qos=int(r[3]), attempts=int(r[4])) for r in rows]
 
+    def oldest_enqueued_at(self) -> float | None:
+        """When the oldest queued message was enqueued (Unix time), None when empty."""
+        try:
+            row = self._db().execute(
+                "SELECT enqueued_at FROM outbox ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return None if row is None else float(row[0])
+
     def ack(self, message_id: int) -> None:
         """Delivered: delete the message for good. Unknown ids are ignored."""
         try:
