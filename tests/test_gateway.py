@@ -86,6 +86,13 @@ def outbox_rows(data_dir: Path) -> list[tuple[str, bytes, int]]:
         return rows
 
 
+def gateway_store(data_dir: Path) -> Path:
+    """`data_dir` as a gateway leaves it once started: with its (empty) store. `airfsm publish`
+    and `inbox` refuse a directory without one."""
+    SqliteOutbox(db_path(data_dir)).close()
+    return data_dir
+
+
 def outbox_count(data_dir: Path) -> int:
     with SqliteOutbox(db_path(data_dir)) as box:
         return box.count()
@@ -196,6 +203,7 @@ def module_record(server: SimServer) -> tuple[list[str], list[tuple[str, bytes, 
 
 def test_publish_absolute_topic_prints_the_id_and_queues_durably(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gateway_store(tmp_path)
     code, out, _ = run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "hello")
     assert code == 0 and out.strip() == "1"
     code, out, _ = run_cli(capsys, "publish", "--data-dir", str(tmp_path), "--qos", "0",
@@ -207,7 +215,7 @@ def test_publish_absolute_topic_prints_the_id_and_queues_durably(
 def test_publish_resolves_relative_topics_from_flags_env_config_or_status(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    d = str(tmp_path / "d")
+    d = str(gateway_store(tmp_path / "d"))
     code, _, err = run_cli(capsys, "publish", "--data-dir", d, "user/update", "x")
     assert code == Exit.USAGE and "needs the ProductKey and DeviceName" in err
     assert len(err.strip().splitlines()) == 1
@@ -234,6 +242,7 @@ def test_publish_reads_binary_payloads_from_stdin(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     binary = bytes(range(256))[:300]
+    gateway_store(tmp_path)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(binary)))
     code, out, _ = run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "-")
     assert code == 0
@@ -280,6 +289,7 @@ def test_full_outbox_refuses_and_drops_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFSM_OUTBOX_CAPACITY", "3")
+    gateway_store(tmp_path)
     for i in range(3):
         assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, f"m{i}")[0] == 0
     code, out, err = run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "m3")
@@ -290,7 +300,8 @@ def test_full_outbox_refuses_and_drops_nothing(
 
 def test_publish_uses_the_running_gateways_capacity(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "status.json").write_text(json.dumps({"outbox": {"capacity": 1}}))
+    (gateway_store(tmp_path) / "status.json").write_text(
+        json.dumps({"outbox": {"capacity": 1}}))
     assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "a")[0] == 0
     assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, "b")[0] == (
         Exit.OUTBOX_FULL)
@@ -450,7 +461,7 @@ def test_gateway_delivers_publishes_and_downlinks_and_writes_status(
         tmp_path: Path, sims: Callable[..., SimServer],
         gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
     server = sims()
-    data = tmp_path / "data"
+    data = gateway_store(tmp_path / "data")
     assert run_cli(capsys, "publish", "--data-dir", str(data), UPDATE, "queued before")[0] == 0
     g = gateways(server.endpoint, data, "--inbox", "stdout", "--liveness-s", "5")
     status = g.wait_online()
@@ -525,7 +536,7 @@ def test_hostile_payloads_are_encoded_never_injected(
         gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     server = sims()
-    data = tmp_path / "data"
+    data = gateway_store(tmp_path / "data")
     for payload in HOSTILE_TEXT:
         assert run_cli(capsys, "publish", "--data-dir", str(data), UPDATE,
                        payload.decode())[0] == 0
@@ -764,6 +775,7 @@ def test_outbox_lists_queued_and_dead_messages_and_requeues_one(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "outbox", "--data-dir", str(tmp_path))
     assert code == Exit.FAILURE and "no store" in err and len(err.strip().splitlines()) == 1
+    gateway_store(tmp_path)
     for payload in ("gave up on", "still queued"):
         assert run_cli(capsys, "publish", "--data-dir", str(tmp_path), UPDATE, payload)[0] == 0
     with SqliteOutbox(db_path(tmp_path)) as box:
@@ -887,7 +899,7 @@ def test_store_errors_injected_into_a_running_gateway_cost_no_resend(
     """AIRFSM_FAULT_STORE, the documented way to reproduce a failing disk: the first three
     DELETEs after a PUBACK and the first inbox write fail."""
     server = sims()
-    data = tmp_path / "data"
+    data = gateway_store(tmp_path / "data")
     for payload in ("one", "two"):
         assert run_cli(capsys, "publish", "--data-dir", str(data), UPDATE, payload)[0] == 0
     g = gateways(server.endpoint, data, "--inbox", "stdout",
@@ -1074,3 +1086,20 @@ def test_status_watch_redraws_in_place_on_a_terminal(tmp_path: Path) -> None:
         proc.wait(timeout=DEADLINE_S)
         os.close(master)
     assert screen.count(b"\x1b[H\x1b[J") >= 2 and b"last seen ONLINE" in screen
+
+
+def test_publish_and_inbox_without_a_gateway_store_refuse_and_create_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped --data-dir used to get a fresh store no gateway would ever read."""
+    data = tmp_path / "typo"
+    for args in (("publish", "--data-dir", str(data), UPDATE, "lost?"),
+                 ("inbox", "--data-dir", str(data)),
+                 ("inbox", "--data-dir", str(data), "--follow")):
+        code, out, err = run_cli(capsys, *args)
+        assert code == Exit.FAILURE and out == "", args
+        assert len(err.strip().splitlines()) == 1 and "no store at" in err
+        assert "airfsm run" in err
+    assert not data.exists()
+    # bad input is still a usage error first, store or not
+    code, _, err = run_cli(capsys, "publish", "--data-dir", str(data), "/pk/dn/#", "x")
+    assert code == Exit.USAGE and "wildcard" in err

@@ -142,7 +142,7 @@ def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     payload = _payload_from(args)
     try:
         message_id = enqueue(data_dir, topic, payload, args.qos, product_key=pk,
-                             device_name=dn, capacity=capacity)
+                             device_name=dn, capacity=capacity, create=False)
     except ValueError as exc:
         raise HostError(f"refused: {exc}", Exit.USAGE) from None
     except OutboxFull as exc:
@@ -174,12 +174,8 @@ def _capacity(given: Any, data_dir: Path) -> int:
 
 def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     data_dir, _found = _locate(args, env)
-    path = db_path(data_dir)
-    if not path.exists() and not args.follow:
-        raise HostError(f"no store at {path}: has the gateway run with this data directory?",
-                       Exit.FAILURE)
     try:
-        inbox = SqliteInbox(path)
+        inbox = SqliteInbox(db_path(data_dir), create=False)
     except StoreError as exc:
         raise HostError(str(exc), Exit.FAILURE) from None
     out = sys.stdout
@@ -209,13 +205,9 @@ def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """List the queued messages, or the dead letters, or put a dead letter back in the queue."""
     data_dir, found = _locate(args, env, ("outbox_capacity",))
-    path = db_path(data_dir)
-    if not path.exists():
-        raise HostError(f"no store at {path}: has the gateway run with this data directory?",
-                       Exit.FAILURE)
     capacity = _capacity(found.get("outbox_capacity"), data_dir)
     try:
-        with SqliteOutbox(path, capacity) as outbox:
+        with SqliteOutbox(db_path(data_dir), capacity, create=False) as outbox:
             if args.retry is not None:
                 new_id = outbox.requeue(args.retry)
                 poke(data_dir)

@@ -77,6 +77,11 @@ class StoreError(OutboxUnavailable):
     (a `SqliteOutbox` can serve a controller directly)."""
 
 
+class NoStore(StoreError):
+    """A store was to be opened, not created, and there is none: no gateway has run with this
+    data directory (or another one was meant)."""
+
+
 class OutboxFull(Exception):
     """`enqueue` refused a message because the outbox holds `capacity` messages already."""
 
@@ -90,11 +95,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    """Open (creating if needed) the database at `path`, in WAL mode, at the current schema.
+def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+             create: bool = True) -> sqlite3.Connection:
+    """Open (creating if needed, unless `create` is false) the database at `path`, in WAL mode,
+    at the current schema. NoStore when `create` is false and there is no database.
 
     Opening and migrating may wait up to BUSY_TIMEOUT_MS for other processes; afterwards the
     connection waits at most `busy_timeout_ms` for a lock (0: "locked" comes back at once)."""
+    if not create and not path.is_file():
+        raise NoStore(f"no store at {path}: has `airfsm run` (which creates it) run with this "
+                      "data directory? (give the gateway's with --data-dir, AIRFSM_DATA_DIR "
+                      "or data_dir in --config)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -174,12 +185,12 @@ class _Store:
     _what = "store"
 
     def __init__(self, path: str | Path, capacity: int,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, create: bool = True) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.path = Path(path)
         self.capacity = capacity
-        self._conn: sqlite3.Connection | None = _connect(self.path, busy_timeout_ms)
+        self._conn: sqlite3.Connection | None = _connect(self.path, busy_timeout_ms, create)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -224,9 +235,11 @@ class SqliteOutbox(_Store):
     _what = "outbox"
 
     def __init__(self, path: str | Path, capacity: int = DEFAULT_OUTBOX_CAPACITY, *,
-                 allow_hex: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        """`allow_hex=False` refuses payloads that only hex mode (AT+MQTTMODE=1) can carry."""
-        super().__init__(path, capacity, busy_timeout_ms)
+                 allow_hex: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 create: bool = True) -> None:
+        """`allow_hex=False` refuses payloads that only hex mode (AT+MQTTMODE=1) can carry;
+        `create=False` opens an existing store only (NoStore otherwise)."""
+        super().__init__(path, capacity, busy_timeout_ms, create)
         self.allow_hex = allow_hex
 
     def __enter__(self) -> SqliteOutbox:
@@ -384,8 +397,8 @@ class SqliteInbox(_Store):
     _what = "inbox"
 
     def __init__(self, path: str | Path, capacity: int = DEFAULT_INBOX_CAPACITY, *,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        super().__init__(path, capacity, busy_timeout_ms)
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, create: bool = True) -> None:
+        super().__init__(path, capacity, busy_timeout_ms, create)
 
     def __enter__(self) -> SqliteInbox:
         return self
