@@ -382,3 +382,53 @@ def test_connect_on_a_terminal_keeps_the_current_wait_in_place() -> None:
     assert "\r\x1b[K" in text  # the wait line was rewritten in place
     assert "ATTACH        waiting for +CGATT: 1 (poll 1/60)" in text
     assert "online in" in text
+
+
+def test_config_check_prints_every_setting_with_its_source_and_masks_the_secret(
+        tmp_path: Path) -> None:
+    config = tmp_path / "airfsm.toml"
+    config.write_text(f'port = "/dev/ttyUSB0"\nproduct_key = "{SEED_PK}"\n'
+                      f'device_name = "{SEED_DN}"\nsubscribe = '
+                      '["/sys/{pk}/{dn}/rrpc/request/+"]\nlog_level = "debug"\n')
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "device_secret").write_text(SEED_DS + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+    env.update(CREDENTIALS_DIRECTORY=str(creds), AIRFSM_APN="envapn")
+    result = subprocess.run([sys.executable, "-m", "airfsm", "config", "check", "--config",
+                             str(config), "--baud", "9600", "--json"], capture_output=True,
+                            text=True, env=env, timeout=DEADLINE_S)
+    assert result.returncode == 0, result.stderr
+    assert SEED_DS not in result.stdout + result.stderr
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["device_secret"] == {"value": "***",
+                                         "source": f"credential {creds / 'device_secret'}"}
+    assert settings["port"]["source"] == f"file {config}"
+    assert settings["apn"] == {"value": "envapn", "source": "env AIRFSM_APN"}
+    assert settings["baud"] == {"value": 9600, "source": "flag --baud"}
+    assert settings["region"] == {"value": "cn-shanghai", "source": "default"}
+    assert settings["subscribe"]["value"] == ["/sys/{pk}/{dn}/rrpc/request/+"]
+    text = subprocess.run([sys.executable, "-m", "airfsm", "config", "check", "--config",
+                           str(config)], capture_output=True, text=True, env=env,
+                          timeout=DEADLINE_S)
+    assert text.returncode == 0 and text.stdout.startswith("configuration OK")
+    assert any(line.split()[:2] == ["device_secret", "***"] for line in text.stdout.splitlines())
+
+
+@pytest.mark.parametrize("line, words", [
+    ('baud = 12345', "'baud'"),
+    ('subscribe = ["a/b+"]', "'subscribe'"),
+    ('device_name = "x"', "device_name"),  # the controller's own check (4-32 characters)
+    ('colour = "blue"', "unknown key 'colour'"),
+])
+def test_config_check_refuses_in_one_line_naming_the_key(tmp_path: Path, line: str,
+                                                         words: str) -> None:
+    config = tmp_path / "airfsm.toml"
+    body = f'port = "/dev/ttyUSB0"\nproduct_key = "{SEED_PK}"\ndevice_name = "{SEED_DN}"\n'
+    key = line.split(" = ")[0]
+    body = "\n".join(x for x in body.splitlines() if not x.startswith(key)) + "\n" + line + "\n"
+    config.write_text(body)
+    result = airfsm("config", "check", "--config", str(config))
+    assert result.returncode == 2, result.stdout
+    assert_one_line_error(result)
+    assert words in result.stderr

@@ -47,7 +47,44 @@ MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
 # Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
              "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
-             "shutdown_grace_s", "reset_command")
+             "shutdown_grace_s", "reset_command", "subscribe", "bridge", "bridge_prefix",
+             "metrics_textfile", "metrics_listen")
+RUN_KEYS = (*CONNECTION_KEYS, *_RUN_KEYS)  # every setting `run` takes as a flag
+_RUN_HELP = {
+    "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
+    "inbox": "'stdout': also print each inbound message as a JSON line",
+    "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
+    "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
+    "keepalive_s": "MQTT keepalive, 30-240 s (default 120, the vendor's advice)",
+    "watchdog_s": "not ONLINE this long: reset the module (default 600)",
+    "liveness_s": "ONLINE: probe the link this often (default 60)",
+    "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
+    "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
+    "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
+                        "(default 5)",
+    "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
+    "reset_command": "command that pulses the module's RESET pin when it stops answering "
+                     "AT (run without a shell; default: none)",
+    "subscribe": "topics to subscribe to, comma-separated, wildcards allowed; relative to "
+                 "/{pk}/{dn}/ without a leading '/' (default: get)",
+    "bridge": "bridge to a local MQTT broker, mqtt://HOST[:PORT] (needs paho-mqtt: the "
+              "'bridge' extra)",
+    "bridge_prefix": "the bridge's local topics: PREFIX/up/<cloud topic>, PREFIX/down/... "
+                     "(default airfsm/{dn})",
+    "metrics_textfile": "write Prometheus metrics to this file (node_exporter's textfile "
+                        "collector), atomically",
+    "metrics_listen": "serve Prometheus /metrics on HOST:PORT (needs prometheus-client: the "
+                      "'metrics' extra)",
+}
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Every flag of `airfsm run` (and `airfsm config check`): one per setting."""
+    add_connection_options(p, required=False)
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
+    for key in _RUN_KEYS:
+        p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=_RUN_HELP[key])
 
 
 # ---------------------------------------------------------------------- locating things
@@ -94,7 +131,7 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
     from airfsm.host import log
     from airfsm.host.gateway import Gateway
 
-    keys = (*CONNECTION_KEYS, *_RUN_KEYS)
+    keys = RUN_KEYS
     config, _sources = load_settings(args, env, keys)
     log.configure(config.log_level)
     inbox_out = sys.stdout if config.inbox == "stdout" else None
@@ -346,27 +383,7 @@ def register(sub: Any) -> None:
         epilog=f"Test aid: store errors can be injected with {STORE_FAULT_HELP}, e.g. "
                f"{STORE_FAULT_ENV}=ack@3 (the next three DELETEs after a PUBACK fail) or "
                f"{STORE_FAULT_ENV}=write=full@* (a full disk).")
-    add_connection_options(p, required=False)
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
-    helps = {
-        "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
-        "inbox": "'stdout': also print each inbound message as a JSON line",
-        "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
-        "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
-        "keepalive_s": "MQTT keepalive, 30-240 s (default 120, the vendor's advice)",
-        "watchdog_s": "not ONLINE this long: reset the module (default 600)",
-        "liveness_s": "ONLINE: probe the link this often (default 60)",
-        "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
-        "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
-        "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
-                            "(default 5)",
-        "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
-        "reset_command": "command that pulses the module's RESET pin when it stops answering "
-                         "AT (run without a shell; default: none)",
-    }
-    for key in _RUN_KEYS:
-        p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=helps[key])
+    add_run_options(p)
     p.set_defaults(handler=cmd_run)
 
     p = add_command(
