@@ -1103,3 +1103,51 @@ def test_publish_and_inbox_without_a_gateway_store_refuse_and_create_nothing(
     # bad input is still a usage error first, store or not
     code, _, err = run_cli(capsys, "publish", "--data-dir", str(data), "/pk/dn/#", "x")
     assert code == Exit.USAGE and "wildcard" in err
+
+
+# ---------------------------------------------------------------------- subscriptions
+
+RRPC = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request/+"
+
+
+def _online_gateway(config: GatewayConfig) -> tuple[Gateway, threading.Thread, list[Exit]]:
+    gateway = Gateway(config, install_signals=False)
+    thread, result = _run_in_thread(gateway)
+    wait_until(lambda: _state(gateway) == State.ONLINE, what="ONLINE")
+    return gateway, thread, result
+
+
+def test_a_wildcard_subscription_from_the_config_reaches_the_module_and_the_inbox(
+        tmp_path: Path, sims: Callable[..., SimServer], log_buffer: io.StringIO) -> None:
+    server = sims()
+    config = _config(server.endpoint, tmp_path, subscribe=("/sys/{pk}/{dn}/rrpc/request/+",))
+    gateway, thread, result = _online_gateway(config)
+    try:
+        commands, _ = module_record(server)
+        assert f'AT+MSUB="{RRPC}",0' in commands
+        request = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request/1700000000"
+        assert server.send_downlink(request, b'{"method":"thing.service.ping"}')
+        with SqliteInbox(db_path(tmp_path)) as inbox:
+            wait_until(lambda: inbox.read(0), what="the RRPC request in the inbox")
+            assert inbox.read(0)[0][1].topic == request
+    finally:
+        gateway.request_stop()
+        thread.join(timeout=DEADLINE_S)
+    assert result == [Exit.OK]
+
+
+@pytest.mark.xfail(strict=True, reason="core: several subscriptions")
+def test_several_subscriptions_each_reach_the_module(
+        tmp_path: Path, sims: Callable[..., SimServer], log_buffer: io.StringIO) -> None:
+    server = sims()
+    config = _config(server.endpoint, tmp_path, subscribe=(
+        "get", "/sys/{pk}/{dn}/thing/service/property/set", "/sys/{pk}/{dn}/rrpc/request/+"))
+    gateway, thread, result = _online_gateway(config)
+    try:
+        commands, _ = module_record(server)
+        for topic in (GET, f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set", RRPC):
+            assert f'AT+MSUB="{topic}",0' in commands
+    finally:
+        gateway.request_stop()
+        thread.join(timeout=DEADLINE_S)
+    assert result == [Exit.OK]
