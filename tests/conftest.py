@@ -292,3 +292,7 @@ def broker_probe(mosquitto: Mosquitto) -> Iterator[BrokerProbe]:
         yield probe
     finally:
         probe.close()
+
+
+# The gateway-as-a-process fixtures of tests/test_gateway.py, for the other gateway test files.
+from tests.test_gateway import gateways, sims  # noqa: E402, F401

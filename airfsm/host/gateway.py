@@ -68,6 +68,7 @@ from airfsm.host.store import (
     iso_utc,
 )
 from airfsm.host.store_faults import STORE_FAULT_ENV, StoreFaults, store_faults_from
+from airfsm.host.systemd import Notifier, child_environment
 
 OUTBOX_POLL_MS = 1_000  # fallback when the wake socket is unusable; the loop wakes 1/s anyway
 STATUS_MIN_INTERVAL_S = 2.0  # counters change: rewrite the status file at most this often
@@ -291,6 +292,7 @@ class Gateway:
         self.data_dir = config.data_dir_or_default()
         self.log = log.get_logger("airfsm.host.gateway")
         self.store_faults = store_faults_from(self.env)
+        self.notifier = Notifier(self.env)  # systemd's Type=notify; does nothing without it
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -395,6 +397,7 @@ class Gateway:
         if self.store_faults is not None:
             self.log.warning("store_faults_injected", spec=self.env.get(STORE_FAULT_ENV))
         self._new_controller()
+        self.notifier.ready(self._notify_text(self.status()))
 
     def _lock(self) -> None:
         path = self.data_dir / LOCK_FILE
@@ -490,6 +493,7 @@ class Gateway:
         for store in (self.outbox, self.inbox):
             if store is not None:
                 store.close()
+        self.notifier.close()
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # releases the flock
@@ -519,8 +523,10 @@ class Gateway:
         """Run `reset_command` (the board's way of pulsing RESET). Bounded; never raises."""
         command = self.config.reset_command or ""
         try:
+            # A clean environment: the DeviceSecret and the credential directory stay here.
             done = subprocess.run(shlex.split(command), capture_output=True,
-                                  timeout=RESET_COMMAND_TIMEOUT_S, check=False)
+                                  timeout=RESET_COMMAND_TIMEOUT_S, check=False,
+                                  env=child_environment(self.env), stdin=subprocess.DEVNULL)
         except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
             self.log.error("reset_command_failed", command=command, error=str(exc))
             return
@@ -580,7 +586,8 @@ class Gateway:
                 while self._wake_sock.recv(64):
                     pass
 
-    def _on_wake(self, _now: int) -> None:
+    def _on_wake(self, now: int) -> None:
+        self.notifier.watchdog(now)
         self._drain()
         if self._inbox_pending:
             self._store_inbound()
@@ -671,6 +678,7 @@ class Gateway:
         self.log.info("gateway_stopping", state=controller.state.name, grace_ms=grace_ms)
         self._stopping = True
         self._status_dirty = True
+        self.notifier.stopping(f"stopping: finishing the publish in flight (up to {grace_ms} ms)")
         self._maybe_write_status()
         controller.request_stop()
         if not controller.port_lost and not controller.stopped and not self._hard_stop:
@@ -861,9 +869,22 @@ class Gateway:
                 elapsed < STATUS_HEARTBEAT_S):
             return
         self._write_status(status)
+        self.notifier.status(self._notify_text(status))
         self._status_last_body = body
         self._status_last_write = now
         self._status_dirty = False
+
+    @staticmethod
+    def _notify_text(status: Mapping[str, Any]) -> str:
+        """systemd's STATUS= line: what `systemctl status airfsm` shows."""
+        outbox = status.get("outbox") or {}
+        if status.get("port_lost_since"):
+            return f"serial port lost; {status.get('notice') or 'reopening'}"
+        if status.get("notice"):
+            return str(status["notice"])
+        if status.get("state") == "ONLINE":
+            return f"ONLINE, {outbox.get('queued')} queued, {outbox.get('dead_letters')} dead"
+        return str(status.get("waiting") or status.get("state"))
 
     def _write_status(self, status: Mapping[str, Any]) -> None:
         try:
