@@ -293,6 +293,7 @@ class Gateway:
         self.log = log.get_logger("airfsm.host.gateway")
         self.store_faults = store_faults_from(self.env)
         self.notifier = Notifier(self.env)  # systemd's Type=notify; does nothing without it
+        self._metrics_server: Any = None  # host.metrics.MetricsServer with metrics_listen
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -380,6 +381,7 @@ class Gateway:
         except StoreError as exc:
             self._release()
             raise HostError(str(exc), Exit.FAILURE) from None
+        self._start_metrics()
         self._pipe_r, self._pipe_w = os.pipe()
         for fd in (self._pipe_r, self._pipe_w):
             os.set_blocking(fd, False)
@@ -420,6 +422,42 @@ class Gateway:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._lock_fd = fd
+
+    def _start_metrics(self) -> None:
+        """`/metrics` on metrics_listen (prometheus-client, imported only then)."""
+        if self.config.metrics_listen is None:
+            return
+        try:
+            from airfsm.host.metrics import MetricsServer
+
+            self._metrics_server = MetricsServer(self.config.metrics_listen)
+        except ImportError as exc:
+            self._release()
+            raise HostError("metrics_listen needs prometheus-client (pip install "
+                            f"'airfsm[metrics]'): {exc}", Exit.USAGE) from None
+        except OSError as exc:
+            self._release()
+            raise HostError(f"metrics_listen {self.config.metrics_listen}: "
+                            f"{exc.strerror or exc}", Exit.FAILURE) from None
+        self.log.info("metrics_listening", address=self.config.metrics_listen,
+                      port=self._metrics_server.port)
+
+    def _publish_metrics(self, status: Mapping[str, Any]) -> None:
+        """The textfile and the /metrics endpoint follow the status file."""
+        if self._metrics_server is not None:
+            self._metrics_server.update(status)
+        path = self.config.metrics_textfile
+        if path is None:
+            return
+        from airfsm.host.metrics import render, write_textfile
+
+        try:
+            write_textfile(path, render(status))
+        except OSError as exc:
+            self.gateway_counters["status_errors"] += 1
+            if self._store_errors.due("metrics"):
+                self.log.error("metrics_write_failed", path=str(path),
+                               error=exc.strerror or str(exc))
 
     @staticmethod
     def _take_lock(fd: int) -> None:
@@ -494,6 +532,9 @@ class Gateway:
             if store is not None:
                 store.close()
         self.notifier.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # releases the flock
@@ -887,6 +928,7 @@ class Gateway:
         return str(status.get("waiting") or status.get("state"))
 
     def _write_status(self, status: Mapping[str, Any]) -> None:
+        self._publish_metrics(status)
         try:
             self.status_file.write(status)
         except StoreError as exc:
