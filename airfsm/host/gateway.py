@@ -294,6 +294,7 @@ class Gateway:
         self.store_faults = store_faults_from(self.env)
         self.notifier = Notifier(self.env)  # systemd's Type=notify; does nothing without it
         self._metrics_server: Any = None  # host.metrics.MetricsServer with metrics_listen
+        self.bridge: Any = None  # host.bridge.MqttBridge with --bridge
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -382,6 +383,7 @@ class Gateway:
             self._release()
             raise HostError(str(exc), Exit.FAILURE) from None
         self._start_metrics()
+        self._start_bridge()
         self._pipe_r, self._pipe_w = os.pipe()
         for fd in (self._pipe_r, self._pipe_w):
             os.set_blocking(fd, False)
@@ -441,6 +443,35 @@ class Gateway:
                             f"{exc.strerror or exc}", Exit.FAILURE) from None
         self.log.info("metrics_listening", address=self.config.metrics_listen,
                       port=self._metrics_server.port)
+
+    def _start_bridge(self) -> None:
+        """--bridge: the local MQTT broker (paho-mqtt, imported only then). A broker that is
+        not there yet is not an error: the bridge keeps trying."""
+        address = self.config.bridge_address()
+        if address is None:
+            return
+        try:
+            from airfsm.host.bridge import MqttBridge
+        except ImportError as exc:
+            self._release()
+            raise HostError("--bridge needs paho-mqtt (pip install 'airfsm[bridge]'): "
+                            f"{exc}", Exit.USAGE) from None
+        self.bridge = MqttBridge(
+            address[0], address[1], self.config.expand(self.config.bridge_prefix),
+            f"airfsm-bridge-{self.config.device_name}", enqueue=self._bridge_enqueue,
+            logger=self.log, on_up=self._wake)
+        self.bridge.start()
+
+    def _bridge_enqueue(self, topic: str, payload: bytes, qos: int) -> int:
+        """An up message from the local broker into the outbox (the controller's own view,
+        so it is logged like any other); the store's trouble is OutboxUnavailable."""
+        if self._view is None:
+            raise OutboxUnavailable("the outbox is not open yet")
+        try:
+            return self._view.enqueue(topic, payload, qos)
+        except StoreError as exc:
+            self._store_error("bridge", exc)
+            raise
 
     def _publish_metrics(self, status: Mapping[str, Any]) -> None:
         """The textfile and the /metrics endpoint follow the status file."""
@@ -532,6 +563,10 @@ class Gateway:
             if store is not None:
                 store.close()
         self.notifier.close()
+        if self.bridge is not None:
+            with contextlib.suppress(Exception):
+                self.bridge.close()
+            self.bridge = None
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
@@ -581,7 +616,7 @@ class Gateway:
         while True:
             controller = self.controller
             assert controller is not None
-            run_loop(controller, until=self._needs_attention, extra_fds=self._fds(),
+            run_loop(controller, until=self._needs_attention, extra_fds=self._fds,
                      on_wake=self._on_wake, clock=self.clock)
             if self._stop_requested:
                 return self._graceful_stop(controller)
@@ -611,6 +646,10 @@ class Gateway:
         fds = [self._pipe_r]
         if self._wake_sock is not None:
             fds.append(self._wake_sock.fileno())
+        if self.bridge is not None:
+            bridge_fd = self.bridge.fileno()  # changes when it reconnects
+            if bridge_fd is not None:
+                fds.append(bridge_fd)
         return fds
 
     def _wake(self) -> None:
@@ -630,6 +669,8 @@ class Gateway:
     def _on_wake(self, now: int) -> None:
         self.notifier.watchdog(now)
         self._drain()
+        if self.bridge is not None:
+            self.bridge.service()
         if self._inbox_pending:
             self._store_inbound()
         if self._reload_requested:
@@ -725,7 +766,7 @@ class Gateway:
         if not controller.port_lost and not controller.stopped and not self._hard_stop:
             run_loop(controller,
                      until=lambda: controller.stopped or controller.port_lost or self._hard_stop,
-                     deadline_ms=ms_add(self.clock(), grace_ms), extra_fds=self._fds(),
+                     deadline_ms=ms_add(self.clock(), grace_ms), extra_fds=self._fds,
                      on_wake=self._on_wake, clock=self.clock)
         if controller.online and not controller.stopped and not controller.port_lost:
             # Grace ran out with a publish still unacknowledged: it stays in the outbox and is
@@ -788,6 +829,8 @@ class Gateway:
             self._hand_on(message, message_id)
 
     def _hand_on(self, message: InboundMessage, message_id: int | None) -> None:
+        if self.bridge is not None:
+            self.bridge.forward_down(message.topic, message.payload)
         if self.inbox_out is not None:
             try:
                 self.inbox_out.write(inbox_json_line(message, message_id) + "\n")
@@ -894,6 +937,7 @@ class Gateway:
                            self._view.last_puback_at if self._view is not None else None)},
             "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
             "counters": counters,
+            "bridge": self.bridge.status() if self.bridge is not None else None,
             "exit": None if self.exit_code is None else {
                 "code": int(self.exit_code), "reason": self.exit_reason},
         }
