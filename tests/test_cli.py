@@ -229,7 +229,8 @@ def test_sim_command_serves_a_pty_and_prints_it() -> None:
 # --- lazy subcommands -------------------------------------------------------------------------
 
 HEAVY = ("structlog", "transitions", "serial", "airfsm.sim", "airfsm.core.controller",
-         "airfsm.host.gateway", "airfsm.host.log")
+         "airfsm.host.gateway", "airfsm.host.log", "paho", "prometheus_client",
+         "airfsm.host.bridge", "airfsm.host.metrics")
 _LOADED = """
 import sys
 from airfsm.cli import main
@@ -261,8 +262,13 @@ def test_help_and_publish_import_no_heavy_module(tmp_path: Path) -> None:
     assert (code, heavy) == (0, [])
     with SqliteOutbox(db_path(tmp_path)) as box:  # it did publish
         assert box.count() == 1
+    assert loaded_heavy("--version") == (0, [])
+    assert loaded_heavy("status", "--help") == (0, [])
     # The check can fail: a command that needs them does load them.
     assert "airfsm.core.controller" in loaded_heavy("connect", "--help")[1]
+    # `run --help` lists --bridge and the metrics flags without loading paho or prometheus
+    code, heavy = loaded_heavy("run", "--help")
+    assert code == 0 and not [m for m in heavy if m.startswith(("paho", "prometheus"))]
 
 
 def test_help_lists_every_subcommand_and_each_has_its_own_help() -> None:
@@ -432,3 +438,21 @@ def test_config_check_refuses_in_one_line_naming_the_key(tmp_path: Path, line: s
     assert result.returncode == 2, result.stdout
     assert_one_line_error(result)
     assert words in result.stderr
+
+
+def test_log_levels_are_what_the_docs_say(sim: SimServer, tmp_path: Path) -> None:
+    """docs/GATEWAY.md: `connect` logs at warning unless a level is given (its display says
+    what happens); the config's log_level is one way to give it; `run` defaults to info."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "GATEWAY.md").read_text()
+    assert "`info` by default for `airfsm run`" in docs
+    assert "log at `warning` unless a level is given" in docs
+    from airfsm.host.config import GatewayConfig
+    assert GatewayConfig.__dataclass_fields__["log_level"].default == "info"
+    quiet = airfsm(*connect_args(sim.endpoint, "--timeout", "30"))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    config = tmp_path / "airfsm.toml"
+    config.write_text('log_level = "info"\n')
+    chatty = airfsm(*connect_args(sim.endpoint, "--timeout", "30", "--config", str(config)))
+    assert chatty.returncode == 0
+    events = [json.loads(line)["event"] for line in chatty.stderr.splitlines() if line]
+    assert "state" in events
