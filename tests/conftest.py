@@ -110,8 +110,9 @@ def _wait_listening(broker: Mosquitto, timeout_s: float) -> None:
         time.sleep(0.005)  # poll interval, not synchronisation: the deadline decides
 
 
-def start_mosquitto(workdir: Path) -> Mosquitto:
-    """Start a broker on a free loopback port; return once it accepts connections."""
+def start_mosquitto(workdir: Path, port: int | None = None) -> Mosquitto:
+    """Start a broker on a free loopback port (or on `port`: a broker that comes back);
+    return once it accepts connections."""
     binary = find_mosquitto()
     if binary is None:
         if os.environ.get("CI") == "true":
@@ -119,8 +120,9 @@ def start_mosquitto(workdir: Path) -> Mosquitto:
         pytest.skip("mosquitto not installed: apt-get install mosquitto")
     host = "127.0.0.1"
     last_error: Exception | None = None
+    wanted = port
     for _ in range(3):  # the free port can be taken between the probe and the bind
-        port = free_port(host)
+        port = wanted if wanted is not None else free_port(host)
         config_path = workdir / f"mosquitto-{port}.conf"
         log_path = workdir / f"mosquitto-{port}.log"
         config_path.write_text(
@@ -135,7 +137,7 @@ def start_mosquitto(workdir: Path) -> Mosquitto:
         )
         # Readable by the `mosquitto` user it drops to when started as root.
         config_path.chmod(0o644)
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 [binary, "-c", str(config_path)],
                 stdin=subprocess.DEVNULL,
@@ -309,3 +311,7 @@ def hypothesis_examples(ci: int) -> int:
     """How many examples a property test runs: `ci` in `make test`, the profile's (many more)
     under HYPOTHESIS_PROFILE=long."""
     return ci if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings().max_examples
+
+
+# The gateway-as-a-process fixtures of tests/test_gateway.py, for the other gateway test files.
+from tests.test_gateway import gateways, sims  # noqa: E402, F401

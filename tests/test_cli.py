@@ -229,7 +229,8 @@ def test_sim_command_serves_a_pty_and_prints_it() -> None:
 # --- lazy subcommands -------------------------------------------------------------------------
 
 HEAVY = ("structlog", "transitions", "serial", "airfsm.sim", "airfsm.core.controller",
-         "airfsm.host.gateway", "airfsm.host.log")
+         "airfsm.host.gateway", "airfsm.host.log", "paho", "prometheus_client",
+         "airfsm.host.bridge", "airfsm.host.metrics")
 _LOADED = """
 import sys
 from airfsm.cli import main
@@ -255,11 +256,19 @@ def loaded_heavy(*args: str) -> tuple[int, list[str]]:
 def test_help_and_publish_import_no_heavy_module(tmp_path: Path) -> None:
     assert loaded_heavy("--help") == (0, [])
     assert loaded_heavy("publish", "--help") == (0, [])
+    from airfsm.host.store import SqliteOutbox, db_path
+    SqliteOutbox(db_path(tmp_path)).close()  # the store a gateway made
     code, heavy = loaded_heavy("publish", "--data-dir", str(tmp_path), "/pk/dn/update", "x")
     assert (code, heavy) == (0, [])
-    assert (tmp_path / "airfsm.db").exists()  # it did publish
+    with SqliteOutbox(db_path(tmp_path)) as box:  # it did publish
+        assert box.count() == 1
+    assert loaded_heavy("--version") == (0, [])
+    assert loaded_heavy("status", "--help") == (0, [])
     # The check can fail: a command that needs them does load them.
     assert "airfsm.core.controller" in loaded_heavy("connect", "--help")[1]
+    # `run --help` lists --bridge and the metrics flags without loading paho or prometheus
+    code, heavy = loaded_heavy("run", "--help")
+    assert code == 0 and not [m for m in heavy if m.startswith(("paho", "prometheus"))]
 
 
 def test_help_lists_every_subcommand_and_each_has_its_own_help() -> None:
@@ -281,3 +290,169 @@ def test_the_command_table_agrees_with_what_the_modules_register() -> None:
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     registered = {action.dest: action.help for action in sub._choices_actions}
     assert registered == {command.name: command.help for command in COMMANDS}
+
+
+# --- one configuration for every command; visible waits ----------------------------------------
+
+
+def test_connect_reads_the_config_file_and_the_environment(sim: SimServer, tmp_path: Path,
+                                                           ) -> None:
+    config = tmp_path / "airfsm.toml"
+    config.write_text(f'port = "{sim.endpoint}"\nproduct_key = "{SEED_PK}"\n'
+                      f'device_name = "{SEED_DN}"\napn = "cfgapn"\ntimeout_s = 30\n')
+    result = airfsm("connect", "--config", str(config))  # the secret: AIRFSM_DEVICE_SECRET
+    assert result.returncode == 0, result.stderr
+    commands = sim.call(lambda m, _now: list(m.commands))
+    assert 'AT+SAPBR=3,1,"APN","cfgapn"' in commands
+    # $AIRFSM_CONFIG names the file as --config does; a flag still wins over it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+    env.update(AIRFSM_CONFIG=str(config), AIRFSM_DEVICE_SECRET=SEED_DS, AIRFSM_APN="envapn")
+    result = subprocess.run([sys.executable, "-m", "airfsm", "connect", "--baud", "115200"],
+                            capture_output=True, text=True, env=env, timeout=DEADLINE_S)
+    assert result.returncode == 0, result.stderr
+    assert 'AT+SAPBR=3,1,"APN","envapn"' in sim.call(lambda m, _now: list(m.commands))
+
+
+def test_connect_gives_up_after_AIRFSM_TIMEOUT_S() -> None:
+    """A module that never answers: AIRFSM_TIMEOUT_S bounds `connect` (it used to hang)."""
+    import pty
+    import tty
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+        env.update(AIRFSM_DEVICE_SECRET=SEED_DS, AIRFSM_TIMEOUT_S="1",
+                   AIRFSM_PORT=os.ttyname(slave), AIRFSM_PRODUCT_KEY=SEED_PK,
+                   AIRFSM_DEVICE_NAME=SEED_DN)
+        result = subprocess.run([sys.executable, "-m", "airfsm", "connect"], capture_output=True,
+                                text=True, env=env, timeout=DEADLINE_S)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 6, result.stderr
+    assert_one_line_error(result)
+    assert "timed out in AUTOBAUD" in result.stderr
+
+
+def test_connect_shows_every_poll_and_retry_as_it_happens() -> None:
+    config = SimConfig(profile="fast", attach_after_ms=3_000, faults=[parse_fault("auth=401@1")])
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        result = airfsm(*connect_args(server.endpoint, "--timeout", "60", "--progress"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    polls = [line for line in lines if "ATTACH        waiting for +CGATT: 1 (poll " in line]
+    assert polls and polls[0].endswith("(poll 1/60)"), result.stdout
+    retry = [line for line in lines if line.split("] ", 1)[-1].startswith("HTTP_AUTH ")
+             and "retry 1/5 in " in line]
+    assert len(retry) == 1 and "auth code 401" in retry[0], result.stdout
+    assert "\x1b[" not in result.stdout  # not a terminal: plain lines, nothing redrawn
+
+
+def test_connect_on_a_terminal_keeps_the_current_wait_in_place() -> None:
+    import pty
+    import select
+    import time
+    config = SimConfig(profile="fast", attach_after_ms=3_000)
+    with SimServer(config, transport="pty") as server:
+        server.start()
+        master, slave = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+        env["AIRFSM_DEVICE_SECRET"] = SEED_DS
+        proc = subprocess.Popen([sys.executable, "-m", "airfsm",
+                                 *connect_args(server.endpoint, "--timeout", "60")],
+                                stdout=slave, stderr=subprocess.DEVNULL, env=env)
+        os.close(slave)
+        screen = b""
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if ready:
+                    try:
+                        chunk = os.read(master, 4096)
+                    except OSError:  # the child closed its end
+                        break
+                    if not chunk:
+                        break
+                    screen += chunk
+                elif proc.poll() is not None:
+                    break
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, screen
+    text = screen.decode(errors="replace")
+    assert "\r\x1b[K" in text  # the wait line was rewritten in place
+    assert "ATTACH        waiting for +CGATT: 1 (poll 1/60)" in text
+    assert "online in" in text
+
+
+def test_config_check_prints_every_setting_with_its_source_and_masks_the_secret(
+        tmp_path: Path) -> None:
+    config = tmp_path / "airfsm.toml"
+    config.write_text(f'port = "/dev/ttyUSB0"\nproduct_key = "{SEED_PK}"\n'
+                      f'device_name = "{SEED_DN}"\nsubscribe = '
+                      '["/sys/{pk}/{dn}/rrpc/request/+"]\nlog_level = "debug"\n')
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "device_secret").write_text(SEED_DS + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
+    env.update(CREDENTIALS_DIRECTORY=str(creds), AIRFSM_APN="envapn")
+    result = subprocess.run([sys.executable, "-m", "airfsm", "config", "check", "--config",
+                             str(config), "--baud", "9600", "--json"], capture_output=True,
+                            text=True, env=env, timeout=DEADLINE_S)
+    assert result.returncode == 0, result.stderr
+    assert SEED_DS not in result.stdout + result.stderr
+    settings = json.loads(result.stdout)["settings"]
+    assert settings["device_secret"] == {"value": "***",
+                                         "source": f"credential {creds / 'device_secret'}"}
+    assert settings["port"]["source"] == f"file {config}"
+    assert settings["apn"] == {"value": "envapn", "source": "env AIRFSM_APN"}
+    assert settings["baud"] == {"value": 9600, "source": "flag --baud"}
+    assert settings["region"] == {"value": "cn-shanghai", "source": "default"}
+    assert settings["subscribe"]["value"] == ["/sys/{pk}/{dn}/rrpc/request/+"]
+    text = subprocess.run([sys.executable, "-m", "airfsm", "config", "check", "--config",
+                           str(config)], capture_output=True, text=True, env=env,
+                          timeout=DEADLINE_S)
+    assert text.returncode == 0 and text.stdout.startswith("configuration OK")
+    assert any(line.split()[:2] == ["device_secret", "***"] for line in text.stdout.splitlines())
+
+
+@pytest.mark.parametrize("line, words", [
+    ('baud = 12345', "'baud'"),
+    ('subscribe = ["a/b+"]', "'subscribe'"),
+    ('device_name = "x"', "device_name"),  # the controller's own check (4-32 characters)
+    ('colour = "blue"', "unknown key 'colour'"),
+])
+def test_config_check_refuses_in_one_line_naming_the_key(tmp_path: Path, line: str,
+                                                         words: str) -> None:
+    config = tmp_path / "airfsm.toml"
+    body = f'port = "/dev/ttyUSB0"\nproduct_key = "{SEED_PK}"\ndevice_name = "{SEED_DN}"\n'
+    key = line.split(" = ")[0]
+    body = "\n".join(x for x in body.splitlines() if not x.startswith(key)) + "\n" + line + "\n"
+    config.write_text(body)
+    result = airfsm("config", "check", "--config", str(config))
+    assert result.returncode == 2, result.stdout
+    assert_one_line_error(result)
+    assert words in result.stderr
+
+
+def test_log_levels_are_what_the_docs_say(sim: SimServer, tmp_path: Path) -> None:
+    """docs/GATEWAY.md: `connect` logs at warning unless a level is given (its display says
+    what happens); the config's log_level is one way to give it; `run` defaults to info."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "GATEWAY.md").read_text()
+    assert "`info` by default for `airfsm run`" in docs
+    assert "log at `warning` unless a level is given" in docs
+    from airfsm.host.config import GatewayConfig
+    assert GatewayConfig.__dataclass_fields__["log_level"].default == "info"
+    quiet = airfsm(*connect_args(sim.endpoint, "--timeout", "30"))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    config = tmp_path / "airfsm.toml"
+    config.write_text('log_level = "info"\n')
+    chatty = airfsm(*connect_args(sim.endpoint, "--timeout", "30", "--config", str(config)))
+    assert chatty.returncode == 0
+    events = [json.loads(line)["event"] for line in chatty.stderr.splitlines() if line]
+    assert "state" in events

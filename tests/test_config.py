@@ -15,6 +15,7 @@ from airfsm.host.config import (
     env_var,
     flag,
     load_config,
+    load_config_sources,
 )
 
 SECRET = "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q"
@@ -93,7 +94,10 @@ def test_every_setting_from_the_environment() -> None:
         "log_level": "warning", "inbox": "stdout", "outbox_capacity": "7",
         "inbox_capacity": "8", "keepalive_s": "60", "watchdog_s": "120", "liveness_s": "10",
         "puback_timeout_s": "4", "silence_limit": "6", "reset_command": "gpioset x 17=0",
-        "shutdown_grace_s": "1.5", "timeout_s": "12.5", "publish_attempts": "9"}.items()}
+        "shutdown_grace_s": "1.5", "timeout_s": "12.5", "publish_attempts": "9",
+        "subscribe": "get, /sys/{pk}/{dn}/rrpc/request/+", "bridge": "mqtt://127.0.0.1:1884",
+        "bridge_prefix": "site/{dn}", "metrics_textfile": "/tmp/airfsm.prom",
+        "metrics_listen": "127.0.0.1:9464"}.items()}
     assert set(env) == {env_var(f.name) for f in fields(GatewayConfig)}  # every key covered
     cfg = load_config(None, env, {})
     assert cfg.port == "socket://localhost:7000" and cfg.device_secret == SECRET
@@ -102,6 +106,10 @@ def test_every_setting_from_the_environment() -> None:
     assert cfg.shutdown_grace_s == 1.5 and cfg.timeout_s == 12.5 and cfg.inbox == "stdout"
     assert (cfg.puback_timeout_s, cfg.silence_limit, cfg.publish_attempts) == (4, 6, 9)
     assert cfg.reset_command == "gpioset x 17=0"
+    assert cfg.subscriptions() == ("/pk1/dn_1/get", "/sys/pk1/dn_1/rrpc/request/+")
+    assert cfg.bridge_address() == ("127.0.0.1", 1884) and cfg.bridge_prefix == "site/{dn}"
+    assert cfg.metrics_textfile == Path("/tmp/airfsm.prom")
+    assert cfg.metrics_listen == "127.0.0.1:9464"
 
 
 def test_precedence_file_env_flags(tmp_path: Path) -> None:
@@ -295,3 +303,78 @@ def test_direct_construction_validates() -> None:
                         data_dir="/tmp/x")  # type: ignore[arg-type]
     assert cfg.data_dir == Path("/tmp/x")
     assert cfg.data_dir_or_default() == Path("/tmp/x")
+
+
+# ---------------------------------------------------------------------- issue 11 settings
+
+
+def test_subscriptions_from_a_toml_array_with_wildcards_and_placeholders(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + 'subscribe = ["get", '
+                 '"/sys/{pk}/{dn}/thing/service/property/set", "/sys/{pk}/{dn}/rrpc/request/+",'
+                 ' "user/#"]\n')
+    cfg = load_config(path, {}, {})
+    assert cfg.subscriptions() == (
+        "/b0FMK1Ga5cp/862991419835241/get",
+        "/sys/b0FMK1Ga5cp/862991419835241/thing/service/property/set",
+        "/sys/b0FMK1Ga5cp/862991419835241/rrpc/request/+",
+        "/b0FMK1Ga5cp/862991419835241/user/#")
+    default = load_config(write(tmp_path, REQUIRED_TOML), {}, {})
+    assert default.subscriptions() == ("/b0FMK1Ga5cp/862991419835241/get",)
+
+
+@pytest.mark.parametrize(("topics", "words"), [
+    ('[]', "expected 1..8 topics"),
+    ('["a/b+/c"]', "'+' must be a whole level"),
+    ('["a/#/c"]', "'#' must be the whole last level"),
+    ('["a\\"b"]', "without spaces, quotes or backslashes"),
+    ('["/sys/{productKey}/x"]', "unknown placeholder"),
+    ('["' + "x" * 200 + '"]', "expected 1..128 characters"),
+    ('[1]', "an array of topic strings"),
+    ('["a", "b", "c", "d", "e", "f", "g", "h", "i"]', "expected 1..8 topics"),
+])
+def test_bad_subscriptions_are_refused_naming_the_key(tmp_path: Path, topics: str,
+                                                      words: str) -> None:
+    message = error_of(write(tmp_path, REQUIRED_TOML + f"subscribe = {topics}\n"))
+    assert "'subscribe'" in message and words in message
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ('bridge = "tcp://127.0.0.1:1883"', "bridge"),
+    ('bridge = "mqtt://127.0.0.1:99999"', "bridge"),
+    ('bridge_prefix = "/airfsm"', "bridge_prefix"),
+    ('bridge_prefix = "airfsm/+"', "bridge_prefix"),
+    ('metrics_listen = "9464"', "metrics_listen"),
+])
+def test_bad_bridge_and_metrics_settings_name_the_key(tmp_path: Path, line: str,
+                                                      key: str) -> None:
+    assert f"'{key}'" in error_of(write(tmp_path, REQUIRED_TOML + line + "\n"))
+
+
+def test_the_secret_from_a_systemd_credential(tmp_path: Path) -> None:
+    text = "\n".join(x for x in REQUIRED_TOML.splitlines() if "device_secret" not in x)
+    path = write(tmp_path, text)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "device_secret").write_text(SECRET + "\n")  # `echo` leaves a newline
+    cfg, sources = load_config_sources(path, {"CREDENTIALS_DIRECTORY": str(creds)}, {})
+    assert cfg.device_secret == SECRET
+    assert sources["device_secret"] == f"credential {creds / 'device_secret'}"
+    assert sources["port"] == f"file {path}" and sources["region"] == "default"
+    # the environment still wins over a credential, as over the file
+    env = {"CREDENTIALS_DIRECTORY": str(creds), "AIRFSM_DEVICE_SECRET": "fromEnvSecret123"}
+    cfg, sources = load_config_sources(path, env, {"baud": "9600"})
+    assert cfg.device_secret == "fromEnvSecret123"
+    assert sources["device_secret"] == "env AIRFSM_DEVICE_SECRET"
+    assert sources["baud"] == "flag --baud"
+    # without it the message names the way in
+    message = error_of(path, {"CREDENTIALS_DIRECTORY": str(tmp_path / "none")})
+    assert "LoadCredential=" in message
+
+
+def test_a_bad_credential_is_refused_without_showing_it(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "device_secret").write_bytes(b"has a space " + SECRET.encode())
+    text = "\n".join(x for x in REQUIRED_TOML.splitlines() if "device_secret" not in x)
+    message = error_of(write(tmp_path, text), {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert "'device_secret'" in message and "credential" in message

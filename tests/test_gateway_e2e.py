@@ -97,6 +97,7 @@ def test_200_qos1_messages_survive_drops_reboot_lost_puback_and_kill_9(
     expected = [payload(i) for i in range(TOTAL)]
     try:
         # --- queued while no gateway runs: a few through the CLI, the rest straight in the store
+        SqliteOutbox(db_path(data)).close()  # the store, as a gateway's first start leaves it
         for i in range(VIA_CLI):
             done = subprocess.run(
                 [sys.executable, "-m", "airfsm", "publish", "--data-dir", str(data),

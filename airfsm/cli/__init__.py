@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+from airfsm import __version__
 from airfsm.cli.commands import COMMANDS, Parser
 from airfsm.host.errors import Exit, HostError
 from airfsm.host.redact import redact
@@ -36,6 +37,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     `argv` is None) and a bare entry, for `--help`, for each of the others."""
     parser = Parser(prog="airfsm", description=(
         "Drive an AirM2M Air72x module to Alibaba Cloud IoT over AT commands."))
+    parser.add_argument("--version", action="version", version=f"airfsm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     module_of = {command.name: command.module for command in COMMANDS}
     if argv is None:

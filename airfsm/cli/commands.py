@@ -37,6 +37,8 @@ COMMANDS = (
     Command("outbox", "airfsm.cli.gateway_cmds",
             "list queued messages or dead letters; re-queue or discard one"),
     Command("status", "airfsm.cli.gateway_cmds", "print the running gateway's status"),
+    Command("config", "airfsm.cli.config_cmd",
+            "check a configuration: the effective settings and where each came from"),
     Command("diagram", "airfsm.tools.diagram",
             "write the state and sequence diagrams from the table"),
 )

@@ -9,11 +9,19 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from airfsm.core.aliyun import SIGN_METHODS
 from airfsm.core.at import MAX_TIMEOUT_MS
-from airfsm.host.config import STANDARD_BAUDS
+from airfsm.host.config import (
+    STANDARD_BAUDS,
+    ConfigError,
+    GatewayConfig,
+    load_config_sources,
+)
 from airfsm.host.errors import HostError
+from airfsm.host.redact import redact
 
 DEFAULT_BAUD = 115200
 # A deadline is compared by the sign of its 32-bit ms difference: one further off would wrap
@@ -65,6 +73,30 @@ def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True)
     p.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
 
 
+# The settings every command that talks to the module takes as flags (config.flag(key)).
+CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
+                   "baud", "client_id", "sign_method", "log_level")
+
+
+def config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
+    """--config, else $AIRFSM_CONFIG, else no file."""
+    given = getattr(args, "config", None) or env.get("AIRFSM_CONFIG") or None
+    return Path(given).expanduser() if given else None
+
+
+def load_settings(args: argparse.Namespace, env: Mapping[str, str], keys: tuple[str, ...],
+                  **more: Any) -> tuple[GatewayConfig, dict[str, str]]:
+    """The configuration `run`, `connect` and `config check` share: the config file, then the
+    `AIRFSM_*` environment (and a systemd credential), then the flags of `keys` and `more`
+    (field name -> value, None: not given). HostError (exit 2) with the key's name."""
+    overrides = {key: getattr(args, key, None) for key in keys}
+    overrides.update(more)
+    try:
+        return load_config_sources(config_path(args, env), env, overrides)
+    except ConfigError as exc:
+        raise HostError(f"configuration: {redact(str(exc))}") from None
+
+
 def secret_from(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     secret = args.device_secret or env.get("AIRFSM_DEVICE_SECRET", "")
     if not secret:
@@ -72,6 +104,11 @@ def secret_from(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     return str(secret)
 
 
+# `connect`, `demo` and `sim` show what happens on stdout: their log stays at warning unless a
+# level is asked for (`run` logs at info, GatewayConfig's default). docs/GATEWAY.md says so.
+DISPLAY_LOG_LEVEL = "warning"
+
+
 def log_level(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    """--log-level, else AIRFSM_LOG_LEVEL, else warning: for the commands that log."""
-    return getattr(args, "log_level", None) or env.get("AIRFSM_LOG_LEVEL") or "warning"
+    """--log-level, else AIRFSM_LOG_LEVEL, else warning: for `demo` and `sim`."""
+    return getattr(args, "log_level", None) or env.get("AIRFSM_LOG_LEVEL") or DISPLAY_LOG_LEVEL

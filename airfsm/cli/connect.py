@@ -1,6 +1,7 @@
 """`airfsm connect`: bring the module ONLINE once and exit 0, or exit with the reason's code.
 
-Also what `demo` shares with it: the Settings from the flags, the port, the stage display.
+It reads the same configuration as `airfsm run` (config file, `AIRFSM_*`, flags). Also what
+`demo` shares with it: the port and the stage display (`StageDisplay`).
 """
 
 from __future__ import annotations
@@ -12,37 +13,22 @@ from typing import Any, TextIO
 
 from airfsm.cli.commands import add_command
 from airfsm.cli.common import (
-    DEFAULT_BAUD,
+    CONNECTION_KEYS,
+    DISPLAY_LOG_LEVEL,
     MAX_TIMEOUT_S,
     add_connection_options,
-    log_level,
-    secret_from,
+    load_settings,
     timeout_seconds,
 )
-from airfsm.core import aliyun
 from airfsm.core.codes import State
 from airfsm.core.controller import Controller
-from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log, reasons
 from airfsm.host.errors import Exit, HostError, fail_exit
+from airfsm.host.gateway import settings_from_config
 from airfsm.host.loop import monotonic_ms, run
+from airfsm.host.progress import wait_of
 from airfsm.host.serial import PortError, open_port
-
-
-def build_settings(args: argparse.Namespace, secret: str, **extra: Any) -> Settings:
-    identity = aliyun.DeviceIdentity(
-        product_key=args.product_key, device_name=args.device_name, device_secret=secret,
-        region=args.region or aliyun.DEFAULT_REGION, client_id=args.client_id)
-    # `--apn ""` is a choice (the network's default APN), not an omission
-    settings = Settings(identity=identity, apn="CMIOT" if args.apn is None else args.apn,
-                        sign_method=args.sign_method or aliyun.DEFAULT_SIGN_METHOD,
-                        baud=args.baud or DEFAULT_BAUD, **extra)
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise HostError(f"bad configuration: {log.redact(str(exc))}") from None
-    return settings
 
 
 def open_module_port(url: str, baud: int) -> Any:
@@ -52,21 +38,52 @@ def open_module_port(url: str, baud: int) -> Any:
         raise HostError(str(exc), Exit.PORT) from None
 
 
+# A retry that waits less than this is shown in place on a terminal, not as a line of its own:
+# AUTOBAUD retries "AT" every 200 ms while the module boots.
+QUICK_RETRY_MS = 1_000
+_CLEAR_LINE = "\r\x1b[K"
+
+
 class StageDisplay:
-    """Shows the seven stages as they pass, with elapsed time (on a terminal)."""
+    """Shows the stages as they pass, with elapsed time, and every wait on the way: polls,
+    retries and their backoff, escalations. On a terminal the current wait is one line kept up
+    to date in place ("ATTACH  waiting for +CGATT: 1 (poll 7/60)"); elsewhere (`--progress`
+    into a pipe or a file) each change is a line of its own.
+
+    `__call__` is the controller's `on_state`; `observe(now_ms)` runs after every tick (the
+    loop's `on_wake`)."""
 
     def __init__(self, out: TextIO, start_ms: int, clock: Callable[[], int] = monotonic_ms,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, live: bool | None = None) -> None:
         self.out = out
         self.start_ms = start_ms
         self.clock = clock
         self.enabled = enabled
+        self.live = bool(out.isatty()) if live is None else live
         self.controller: Controller | None = None
+        self._live_text = ""  # the in-place line shown now ("" none)
+        self._shown_poll: tuple[str, str | None, int] | None = None
+
+    def _stamp(self) -> str:
+        return f"[{ms_diff(self.clock(), self.start_ms) / 1000:7.2f}s]"
+
+    def _line(self, text: str) -> None:
+        """A line that stays (it replaces the in-place line, which comes back below it)."""
+        if self._live_text:
+            self.out.write(_CLEAR_LINE)
+            self._live_text = ""
+        self.out.write(f"{self._stamp()} {text}\n")
+        self.out.flush()
+
+    def _in_place(self, text: str) -> None:
+        if text != self._live_text:
+            self.out.write(f"{_CLEAR_LINE}{self._stamp()} {text}")
+            self.out.flush()
+            self._live_text = text
 
     def __call__(self, source: State, dest: State, trigger: str) -> None:
         if not self.enabled:
             return
-        elapsed = ms_diff(self.clock(), self.start_ms) / 1000
         detail = ""
         c = self.controller
         if c is not None:
@@ -76,13 +93,46 @@ class StageDisplay:
                 detail = f"  signal {c.rssi}/31" if c.rssi != 99 else ""
             elif source == State.BEARER and c.ip:
                 detail = f"  ip {c.ip}"
+        wait = wait_of(c, self.clock()) if c is not None else None
         if trigger == "done":
-            self.out.write(f"[{elapsed:7.2f}s] {source.name:<13} ok{detail}\n")
+            self._line(f"{source.name:<13} ok{detail}")
+        elif trigger == "retry" and wait is not None:
+            text = f"{source.name:<13} {wait.text()}"
+            quick = wait.resume_in_ms is not None and wait.resume_in_ms < QUICK_RETRY_MS
+            if self.live and quick:
+                self._in_place(text)
+            else:
+                self._line(text)
         elif trigger != "retry":
-            self.out.write(f"[{elapsed:7.2f}s] {source.name:<13} -> {dest.name} ({trigger})\n")
+            later = ""
+            if wait is not None and wait.kind == "backoff" and wait.resume_in_ms:
+                later = f", starting in {(wait.resume_in_ms + 999) // 1000} s"
+            self._line(f"{source.name:<13} -> {dest.name} ({trigger}{later})")
         if dest == State.ONLINE:
-            self.out.write(f"[{elapsed:7.2f}s] ONLINE\n")
-        self.out.flush()
+            self._line("ONLINE")
+
+    def observe(self, now_ms: int) -> None:
+        """After a tick: a new poll is shown; on a terminal the current wait is kept in place."""
+        c = self.controller
+        if not self.enabled or c is None or c.online or c.failed:
+            return
+        wait = wait_of(c, now_ms)
+        text = f"{wait.state:<13} {wait.text()}"
+        if wait.kind == "poll":
+            key = (wait.state, wait.step, wait.polls)
+            if key != self._shown_poll:
+                self._shown_poll = key
+                if not self.live:
+                    self._line(text)
+        if self.live:
+            self._in_place(text)
+
+    def close(self) -> None:
+        """Clear the in-place line (before a final message)."""
+        if self._live_text:
+            self.out.write(_CLEAR_LINE)
+            self.out.flush()
+            self._live_text = ""
 
 
 def exit_for(controller: Controller) -> tuple[Exit, str]:
@@ -102,37 +152,43 @@ def exit_for(controller: Controller) -> tuple[Exit, str]:
 
 
 def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
-    log.configure(log_level(args, env))
-    secret = secret_from(args, env)
-    settings = build_settings(args, secret, auth_attempts=args.auth_attempts)
-    port = open_module_port(args.port, settings.baud)
+    # The same settings as `airfsm run`: --config / $AIRFSM_CONFIG, AIRFSM_*, the flags.
+    config, sources = load_settings(args, env, CONNECTION_KEYS, timeout_s=args.timeout)
+    log.configure(config.log_level if sources["log_level"] != "default" else DISPLAY_LOG_LEVEL)
+    settings = settings_from_config(config, auth_attempts=args.auth_attempts)
+    port = open_module_port(config.port, settings.baud)
     start = monotonic_ms()
     display = StageDisplay(sys.stdout, start, enabled=sys.stdout.isatty() or args.progress)
     controller = Controller(port, settings, now_ms=start, on_state=display,
                             log_hook=log.CORE_LOG)
     display.controller = controller
-    deadline = ms_add(start, int(args.timeout * 1000)) if args.timeout else None
+    deadline = ms_add(start, int(config.timeout_s * 1000)) if config.timeout_s else None
     try:
         run(controller, until=lambda: controller.online or controller.failed
-            or controller.port_lost, deadline_ms=deadline)
+            or controller.port_lost, deadline_ms=deadline, on_wake=display.observe)
     finally:
+        display.close()
         port.close()
     code, reason = exit_for(controller)
     elapsed = ms_diff(monotonic_ms(), start) / 1000
     if code == Exit.OK:
         print(f"online in {elapsed:.1f} s: {settings.identity.product_key}/"
-              f"{settings.identity.device_name} via {args.port}")
+              f"{settings.identity.device_name} via {config.port}")
         return Exit.OK
     print(f"airfsm: {log.redact(reason)}", file=sys.stderr)
     return code
 
 
 def register(sub: Any) -> None:
-    p = add_command(sub, "connect")
-    add_connection_options(p)
+    p = add_command(sub, "connect", description=(
+        "Bring the module ONLINE once and exit 0. Settings as for `airfsm run`: --config FILE "
+        "(TOML), then AIRFSM_* environment variables (and a systemd credential), then flags."))
+    add_connection_options(p, required=False)
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
     p.add_argument("--timeout", type=timeout_seconds, default=None,
                    help=f"give up (exit 6) if not ONLINE after this many seconds "
-                        f"(at most {MAX_TIMEOUT_S})")
+                        f"(at most {MAX_TIMEOUT_S}; config key timeout_s)")
     p.add_argument("--auth-attempts", type=int, default=None, metavar="N",
                    help="give up (exit 5) after N rejected auth replies (default 6, with backoff)")
     p.add_argument("--progress", action="store_true",

@@ -138,13 +138,13 @@ def cmd_demo(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
                                 log_hook=log.CORE_LOG)
         display.controller = controller
         try:
-            return _demo_session(args, server, controller, inbound, start)
+            return _demo_session(args, server, controller, display, inbound, start)
         finally:
             port.close()
 
 
 def _demo_session(args: argparse.Namespace, server: SimServer, controller: Controller,
-                  inbound: list[tuple[str, bytes]], start: int) -> Exit:
+                  display: StageDisplay, inbound: list[tuple[str, bytes]], start: int) -> Exit:
     out = sys.stdout
     limit = ms_add(start, int(args.timeout * 1000))
 
@@ -155,8 +155,10 @@ def _demo_session(args: argparse.Namespace, server: SimServer, controller: Contr
         return Exit.FAILURE
 
     if not run(controller, until=lambda: controller.online or controller.failed,
-               deadline_ms=limit) or not controller.online:
+               deadline_ms=limit, on_wake=display.observe) or not controller.online:
+        display.close()
         return fail("did not get ONLINE")
+    display.close()
     online_at = monotonic_ms()
 
     ident = controller.settings.identity

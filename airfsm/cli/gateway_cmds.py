@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.cli.commands import add_command
-from airfsm.cli.common import add_connection_options
+from airfsm.cli.common import CONNECTION_KEYS, add_connection_options, config_path, load_settings
 from airfsm.core.payload import QOS_LEVELS
-from airfsm.host.config import ConfigError, convert, env_var, flag, load_config, read_toml
+from airfsm.host.config import ConfigError, convert, env_var, flag, read_toml
 from airfsm.host.errors import Exit, HostError
 from airfsm.host.paths import default_data_dir
 from airfsm.host.publish import enqueue, poke
 from airfsm.host.redact import redact
-from airfsm.host.status import format_status, pid_alive
+from airfsm.host.status import current_status, format_status, read_current
 from airfsm.host.store import (
     DEFAULT_OUTBOX_CAPACITY,
     OutboxFull,
@@ -47,9 +47,44 @@ MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
 # Config keys that get a `run` flag beyond the shared connection flags (flag = config.flag(key)).
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
              "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
-             "shutdown_grace_s", "reset_command")
-_CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
-                    "baud", "client_id", "sign_method", "log_level")
+             "shutdown_grace_s", "reset_command", "subscribe", "bridge", "bridge_prefix",
+             "metrics_textfile", "metrics_listen")
+RUN_KEYS = (*CONNECTION_KEYS, *_RUN_KEYS)  # every setting `run` takes as a flag
+_RUN_HELP = {
+    "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
+    "inbox": "'stdout': also print each inbound message as a JSON line",
+    "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
+    "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
+    "keepalive_s": "MQTT keepalive, 30-240 s (default 120, the vendor's advice)",
+    "watchdog_s": "not ONLINE this long: reset the module (default 600)",
+    "liveness_s": "ONLINE: probe the link this often (default 60)",
+    "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
+    "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
+    "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
+                        "(default 5)",
+    "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
+    "reset_command": "command that pulses the module's RESET pin when it stops answering "
+                     "AT (run without a shell; default: none)",
+    "subscribe": "topics to subscribe to, comma-separated, wildcards allowed; relative to "
+                 "/{pk}/{dn}/ without a leading '/' (default: get)",
+    "bridge": "bridge to a local MQTT broker, mqtt://HOST[:PORT] (needs paho-mqtt: the "
+              "'bridge' extra)",
+    "bridge_prefix": "the bridge's local topics: PREFIX/up/<cloud topic>, PREFIX/down/... "
+                     "(default airfsm/{dn})",
+    "metrics_textfile": "write Prometheus metrics to this file (node_exporter's textfile "
+                        "collector), atomically",
+    "metrics_listen": "serve Prometheus /metrics on HOST:PORT (needs prometheus-client: the "
+                      "'metrics' extra)",
+}
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Every flag of `airfsm run` (and `airfsm config check`): one per setting."""
+    add_connection_options(p, required=False)
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
+    for key in _RUN_KEYS:
+        p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=_RUN_HELP[key])
 
 
 # ---------------------------------------------------------------------- locating things
@@ -69,16 +104,11 @@ def _read_toml_subset(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
-    given = getattr(args, "config", None) or env.get("AIRFSM_CONFIG") or None
-    return Path(given).expanduser() if given else None
-
-
 def _locate(args: argparse.Namespace, env: Mapping[str, str],
             keys: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
     """The data directory (flag > AIRFSM_DATA_DIR > config file > per-user default) and the
     other `keys` found with the same precedence (missing ones are absent)."""
-    path = _config_path(args, env)
+    path = config_path(args, env)
     found = _read_toml_subset(path, ("data_dir", *keys)) if path is not None else {}
     for key in ("data_dir", *keys):
         raw = env.get(env_var(key))
@@ -101,15 +131,12 @@ def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
     from airfsm.host import log
     from airfsm.host.gateway import Gateway
 
-    config_path = _config_path(args, env)
-    overrides = {key: getattr(args, key, None) for key in (*_CONNECTION_KEYS, *_RUN_KEYS)}
-    try:
-        config = load_config(config_path, env, overrides)
-    except ConfigError as exc:
-        raise HostError(f"configuration: {redact(str(exc))}") from None
+    keys = RUN_KEYS
+    config, _sources = load_settings(args, env, keys)
     log.configure(config.log_level)
     inbox_out = sys.stdout if config.inbox == "stdout" else None
-    gateway = Gateway(config, config_path=config_path, overrides=overrides, env=env,
+    overrides = {key: getattr(args, key, None) for key in keys}
+    gateway = Gateway(config, config_path=config_path(args, env), overrides=overrides, env=env,
                       inbox_out=inbox_out)
     try:
         code = gateway.run()
@@ -152,7 +179,7 @@ def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     payload = _payload_from(args)
     try:
         message_id = enqueue(data_dir, topic, payload, args.qos, product_key=pk,
-                             device_name=dn, capacity=capacity)
+                             device_name=dn, capacity=capacity, create=False)
     except ValueError as exc:
         raise HostError(f"refused: {exc}", Exit.USAGE) from None
     except OutboxFull as exc:
@@ -184,12 +211,8 @@ def _capacity(given: Any, data_dir: Path) -> int:
 
 def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     data_dir, _found = _locate(args, env)
-    path = db_path(data_dir)
-    if not path.exists() and not args.follow:
-        raise HostError(f"no store at {path}: has the gateway run with this data directory?",
-                       Exit.FAILURE)
     try:
-        inbox = SqliteInbox(path)
+        inbox = SqliteInbox(db_path(data_dir), create=False)
     except StoreError as exc:
         raise HostError(str(exc), Exit.FAILURE) from None
     out = sys.stdout
@@ -219,13 +242,9 @@ def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """List the queued messages, or the dead letters, or put a dead letter back in the queue."""
     data_dir, found = _locate(args, env, ("outbox_capacity",))
-    path = db_path(data_dir)
-    if not path.exists():
-        raise HostError(f"no store at {path}: has the gateway run with this data directory?",
-                       Exit.FAILURE)
     capacity = _capacity(found.get("outbox_capacity"), data_dir)
     try:
-        with SqliteOutbox(path, capacity) as outbox:
+        with SqliteOutbox(db_path(data_dir), capacity, create=False) as outbox:
             if args.retry is not None:
                 new_id = outbox.requeue(args.retry)
                 poke(data_dir)
@@ -260,15 +279,57 @@ def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     data_dir, _found = _locate(args, env)
     try:
-        status = StatusFile.read(data_dir)
+        status, alive = read_current(data_dir)
     except StoreError as exc:
         raise HostError(str(exc), Exit.FAILURE) from None
-    alive = bool(status.get("running")) and pid_alive(status.get("pid"))
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=False))
-    else:
-        print(format_status(status, alive))
+    if args.watch:
+        return _watch_status(data_dir, args.json, args.interval)
+    _print_status(status, alive, args.json)
     return Exit.OK if alive else Exit.FAILURE
+
+
+def _status_text(status: Mapping[str, Any], alive: bool, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(current_status(status, alive), indent=2, sort_keys=False)
+    return format_status(status, alive)
+
+
+def _print_status(status: Mapping[str, Any], alive: bool, as_json: bool) -> None:
+    print(_status_text(status, alive, as_json), flush=True)
+
+
+# A terminal: home the cursor, clear the screen below it, draw again.
+_REDRAW = "\x1b[H\x1b[J"
+
+
+def _watch_status(data_dir: Path, as_json: bool, interval_s: float) -> int:
+    """`status --watch`: on a terminal the status is redrawn in place every `interval_s`; into
+    a pipe or a file it is printed again only when it changed (what the gateway wrote, apart
+    from its heartbeat time, or whether it runs), each print followed by a blank line."""
+    out = sys.stdout
+    on_terminal = out.isatty()
+    shown: tuple[str, bool] | None = None
+    try:
+        while True:
+            try:
+                status, alive = read_current(data_dir)
+                problem = ""
+            except StoreError as exc:  # e.g. the file is being replaced by hand: say so
+                status, alive, problem = {}, False, str(exc)
+            if on_terminal:
+                body = problem or _status_text(status, alive, as_json)
+                out.write(f"{_REDRAW}{body}\n")
+                out.flush()
+            else:
+                change = {k: v for k, v in status.items() if k != "updated_at"}
+                key = (problem or json.dumps(change, sort_keys=True, default=str), alive)
+                if key != shown:
+                    shown = key
+                    out.write((problem or _status_text(status, alive, as_json)) + "\n\n")
+                    out.flush()
+            time.sleep(interval_s)  # a reader's poll of a file; the gateway never polls
+    except KeyboardInterrupt:
+        return Exit.OK
 
 
 # ---------------------------------------------------------------------- registration
@@ -294,6 +355,16 @@ def _message_id(text: str) -> int:
     return value
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0.05 .. 3600 seconds, got {text}")
+    return value
+
+
 def _qos(text: str) -> int:
     try:
         value = int(text)
@@ -312,27 +383,7 @@ def register(sub: Any) -> None:
         epilog=f"Test aid: store errors can be injected with {STORE_FAULT_HELP}, e.g. "
                f"{STORE_FAULT_ENV}=ack@3 (the next three DELETEs after a PUBACK fail) or "
                f"{STORE_FAULT_ENV}=write=full@* (a full disk).")
-    add_connection_options(p, required=False)
-    p.add_argument("--config", default=None, metavar="FILE",
-                   help="TOML configuration file (default: $AIRFSM_CONFIG)")
-    helps = {
-        "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
-        "inbox": "'stdout': also print each inbound message as a JSON line",
-        "outbox_capacity": "messages the outbox holds before publish refuses (default 10000)",
-        "inbox_capacity": "inbound messages kept (default 10000; oldest pruned)",
-        "keepalive_s": "MQTT keepalive, 30-240 s (default 120, the vendor's advice)",
-        "watchdog_s": "not ONLINE this long: reset the module (default 600)",
-        "liveness_s": "ONLINE: probe the link this often (default 60)",
-        "puback_timeout_s": "QoS1: resend when no PUBACK this long after OK (default 10)",
-        "silence_limit": "ONLINE: unanswered commands in a row before reconnecting (default 3)",
-        "publish_attempts": "sends of a message without PUBACK before it becomes a dead letter "
-                            "(default 5)",
-        "shutdown_grace_s": "on SIGTERM: time to finish the publish in flight (default 5)",
-        "reset_command": "command that pulses the module's RESET pin when it stops answering "
-                         "AT (run without a shell; default: none)",
-    }
-    for key in _RUN_KEYS:
-        p.add_argument(flag(key), dest=key, default=None, metavar="VALUE", help=helps[key])
+    add_run_options(p)
     p.set_defaults(handler=cmd_run)
 
     p = add_command(
@@ -378,8 +429,17 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_outbox)
 
     p = add_command(sub, "status",
-                    description="Print the gateway's status file. Exit 0 when the gateway "
-                                "is running, 1 when it is not (or never ran here).")
+                    description="Print the gateway's status, checked against what is true now "
+                                "(whether the gateway runs, whether its port is there). Exit 0 "
+                                "when the gateway is running, 1 when it is not (or never ran "
+                                "here).")
     _add_locating_options(p)
-    p.add_argument("--json", action="store_true", help="the raw status JSON")
+    p.add_argument("--json", action="store_true",
+                   help="the status file as JSON, with 'running', 'condition' and 'online' "
+                        "checked now and the ages computed")
+    p.add_argument("--watch", "-w", action="store_true",
+                   help="keep showing it: redrawn in place on a terminal, printed again on "
+                        "every change otherwise (until interrupted)")
+    p.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS",
+                   help="how often --watch looks (default 1)")
     p.set_defaults(handler=cmd_status)

@@ -13,6 +13,14 @@ flags. Every setting has one name, the `GatewayConfig` field name, spelled:
 Optional settings are switched off with an empty string (TOML has no null): `client_id = ""`,
 `data_dir = ""`, `inbox = ""` (or `"none"`), `timeout_s = ""` (or `"none"`, `"forever"`).
 
+A list (`subscribe`) is a TOML array of strings; in the environment and on the command line it
+is one string, the topics separated by commas.
+
+The DeviceSecret may also come from a systemd credential: with `LoadCredential=device_secret:…`
+the service manager puts it in `$CREDENTIALS_DIRECTORY/device_secret`, which counts as a source
+above the file and below the environment. `load_config_sources` says where each setting came
+from (`airfsm config check` prints it).
+
 The DeviceSecret never appears in an error message or in `repr()`.
 """
 
@@ -37,6 +45,10 @@ STANDARD_BAUDS = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 23
 REQUIRED = ("port", "product_key", "device_name", "device_secret")
 ENV_PREFIX = "AIRFSM_"
 SECRET_FIELDS = frozenset({"device_secret"})
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # systemd's LoadCredential= directory
+CREDENTIAL_FIELDS = ("device_secret",)  # settings a credential file may hold, by field name
+MAX_SUBSCRIPTIONS = 8  # the C port keeps them in a fixed array
+MAX_TOPIC_LEN = 128  # what AT+MSUB carries (airfsm.core.payload.MAX_TOPIC)
 MIN_SECRET_LEN = 4  # what airfsm.host.log can redact; real DeviceSecrets are 32 characters
 MAX_CAPACITY = 10_000_000
 
@@ -46,6 +58,10 @@ _CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_@.:-]{1,64}")
 _REGION_RE = re.compile(r"[a-z0-9-]{1,63}")
 _APN_RE = re.compile(r"[A-Za-z0-9._-]{0,100}")  # goes inside a quoted AT string: no escapes
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+_BRIDGE_URL_RE = re.compile(r"mqtt://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]{2,39}\])(?::([0-9]{1,5}))?/?")
+_LISTEN_RE = re.compile(r"([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]{2,39}\]):([0-9]{1,5})")
+# What a topic placeholder stands for: `{pk}` the ProductKey, `{dn}` the DeviceName.
+TOPIC_PLACEHOLDERS = ("{pk}", "{dn}")
 
 
 class ConfigError(Exception):
@@ -81,6 +97,11 @@ _KINDS: dict[str, str] = {
     "shutdown_grace_s": "float",
     "timeout_s": "optfloat",
     "reset_command": "optstr",
+    "subscribe": "topics",
+    "bridge": "optstr",
+    "bridge_prefix": "str",
+    "metrics_textfile": "optpath",
+    "metrics_listen": "optstr",
 }
 
 
@@ -113,10 +134,25 @@ class GatewayConfig:
     # Pulses the module's RESET pin when it stops answering AT (e.g. `gpioset -m time -u 200000
     # gpiochip0 17=0`); run without a shell, at most RESET_COMMAND_TIMEOUT_S. None: no pin.
     reset_command: str | None = None
+    # Topics subscribed to once the MQTT session is up (wildcards `+` and `#` allowed). A topic
+    # without a leading `/` is relative to /{pk}/{dn}/; `{pk}` and `{dn}` stand for the
+    # ProductKey and DeviceName (Alink: "/sys/{pk}/{dn}/thing/service/property/set").
+    subscribe: tuple[str, ...] = ("get",)
+    # A local MQTT broker the gateway bridges to (`mqtt://127.0.0.1:1883`); None: no bridge.
+    bridge: str | None = None
+    bridge_prefix: str = "airfsm/{dn}"  # local topics: <prefix>/up/..., <prefix>/down/...
+    # Prometheus: a node_exporter textfile (written atomically) and/or `host:port` for /metrics.
+    metrics_textfile: Path | None = None
+    metrics_listen: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):
             self.data_dir = Path(self.data_dir).expanduser() if self.data_dir else None
+        if isinstance(self.metrics_textfile, str):
+            self.metrics_textfile = (Path(self.metrics_textfile).expanduser()
+                                     if self.metrics_textfile else None)
+        if isinstance(self.subscribe, list):
+            self.subscribe = tuple(self.subscribe)
         self.validate()
 
     def validate(self) -> None:
@@ -168,6 +204,44 @@ class GatewayConfig:
             # a deadline past 2**31 ms would wrap on the 32-bit clock
             _require(0 < self.timeout_s <= 2_147_483, "timeout_s",
                      "expected a positive number of seconds, or '' for no timeout")
+        _require(1 <= len(self.subscribe) <= MAX_SUBSCRIPTIONS, "subscribe",
+                 f"expected 1..{MAX_SUBSCRIPTIONS} topics")
+        for topic in self.subscriptions():
+            problem = topic_filter_problem(topic)
+            _require(problem is None, "subscribe", f"{topic!r}: {problem}")
+        if self.bridge is not None:
+            match = _BRIDGE_URL_RE.fullmatch(self.bridge)
+            _require(match is not None and 1 <= int(match.group(2) or 1883) <= 65535,
+                     "bridge", "expected mqtt://HOST[:PORT], e.g. mqtt://127.0.0.1:1883")
+        prefix = self.expand(self.bridge_prefix)
+        _require(topic_filter_problem(prefix) is None and not any(c in prefix for c in "+#")
+                 and not prefix.startswith("/") and not prefix.endswith("/"), "bridge_prefix",
+                 "expected a topic without wildcards or a leading/trailing '/', e.g. "
+                 "'airfsm/{dn}'")
+        if self.metrics_listen is not None:
+            match = _LISTEN_RE.fullmatch(self.metrics_listen)
+            _require(match is not None and int(match.group(2)) <= 65535, "metrics_listen",
+                     "expected HOST:PORT, e.g. 127.0.0.1:9464")
+
+    def expand(self, topic: str) -> str:
+        """`{pk}` and `{dn}` in `topic` replaced by the ProductKey and DeviceName."""
+        return topic.replace("{pk}", self.product_key).replace("{dn}", self.device_name)
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """The topics to subscribe to, absolute, placeholders expanded."""
+        out = []
+        for topic in self.subscribe:
+            topic = self.expand(topic)
+            out.append(topic if topic.startswith("/") else
+                       f"/{self.product_key}/{self.device_name}/{topic}")
+        return tuple(out)
+
+    def bridge_address(self) -> tuple[str, int] | None:
+        """(host, port) of the local broker, None without a bridge."""
+        match = _BRIDGE_URL_RE.fullmatch(self.bridge or "")
+        if match is None:
+            return None
+        return match.group(1).strip("[]"), int(match.group(2) or 1883)
 
     @property
     def effective_client_id(self) -> str:
@@ -196,6 +270,25 @@ class GatewayConfig:
             value = getattr(self, f.name)
             parts.append(f"{f.name}='***'" if f.name in SECRET_FIELDS else f"{f.name}={value!r}")
         return f"GatewayConfig({', '.join(parts)})"
+
+
+def topic_filter_problem(topic: str) -> str | None:
+    """Why `topic` cannot be subscribed to (None when it can): 1-128 printable ASCII without
+    quotes or backslashes (it travels inside a quoted AT string), MQTT wildcards only as whole
+    levels (`+` anywhere, `#` last) and no unexpanded placeholder."""
+    if not 1 <= len(topic) <= MAX_TOPIC_LEN:
+        return f"expected 1..{MAX_TOPIC_LEN} characters"
+    if any(not 0x20 < ord(c) < 0x7F or c in '"\\' for c in topic):
+        return "expected printable ASCII without spaces, quotes or backslashes"
+    if "{" in topic or "}" in topic:
+        return "unknown placeholder (only {pk} and {dn})"
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "+" in level and level != "+":
+            return "'+' must be a whole level (a/+/b)"
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be the whole last level (a/b/#)"
+    return None
 
 
 
@@ -254,6 +347,7 @@ def _bad(key: str, expected: str, value: Any) -> ConfigError:
 
 
 _TYPE_OF_KIND = {"str": (str,), "optstr": (str, type(None)), "inbox": (str, type(None)),
+                 "topics": (tuple,),
                  "optpath": (Path, type(None)), "int": (int,), "float": (int, float),
                  "optfloat": (int, float, type(None))}
 
@@ -263,11 +357,14 @@ def _check_type(key: str, value: Any) -> None:
     kind = _KINDS[key]
     if isinstance(value, bool) or not isinstance(value, _TYPE_OF_KIND[kind]):
         expected = {"str": "a string", "optstr": "a string or None", "inbox": "a string or None",
+                    "topics": "a tuple of topics",
                     "optpath": "a path or None", "int": "an integer", "float": "a number",
                     "optfloat": "a number or None"}[kind]
         raise _bad(key, expected, value)
     if isinstance(value, float) and not math.isfinite(value):
         raise _bad(key, "a finite number", value)
+    if isinstance(value, tuple) and not all(isinstance(v, str) for v in value):
+        raise _bad(key, "a tuple of topic strings", value)
 
 
 def convert(key: str, value: Any) -> Any:
@@ -285,6 +382,12 @@ def convert(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise _bad(key, "'stdout' or '' (off)", value)
         return None if value.strip().lower() in ("", "none", "off") else value.strip().lower()
+    if kind == "topics":
+        if isinstance(value, str):  # environment and flags: comma-separated
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise _bad(key, "an array of topic strings", value)
+        return tuple(value)
     if kind == "optpath":
         if isinstance(value, Path):
             return value.expanduser()
@@ -345,56 +448,105 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: TOML syntax error: {reason}") from None
 
 
+def read_credential(env: Mapping[str, str], key: str) -> tuple[str, Path] | None:
+    """The value of setting `key` from systemd's credential directory (`LoadCredential=`), and
+    the file it came from; None when there is no such credential. The file's final newline (an
+    `echo` left it) is not part of the value. ConfigError (value not shown) if unreadable."""
+    directory = env.get(CREDENTIALS_ENV, "")
+    if not directory or key not in CREDENTIAL_FIELDS:
+        return None
+    path = Path(directory) / key
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read credential {path}: {exc.strerror}", key) from None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise ConfigError(f"bad value for '{key}': credential {path} is not ASCII "
+                          "(value not shown)", key) from None
+    return text.removesuffix("\n").removesuffix("\r"), path
+
+
+# Where a setting came from, lowest precedence first (what `airfsm config check` shows).
+SOURCE_KINDS = ("default", "file", "credential", "env", "flag")
+
+
 def load_config(path: Path | None, env: Mapping[str, str],
                 overrides: Mapping[str, Any]) -> GatewayConfig:
-    """Build the configuration: file < `AIRFSM_*` environment < `overrides` (flags).
+    """Build the configuration: file < credential < `AIRFSM_*` environment < `overrides`.
 
     `path` None: no file. `env`: usually `os.environ`. `overrides`: field name (hyphens are
     accepted too) -> value; None values are "not given" and skipped.
     """
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
+    return load_config_sources(path, env, overrides)[0]
 
-    def take(key: str, raw: Any, where: str) -> None:
+
+def load_config_sources(path: Path | None, env: Mapping[str, str],
+                        overrides: Mapping[str, Any]) -> tuple[GatewayConfig, dict[str, str]]:
+    """`load_config`, and for every setting where its value came from: `default`,
+    `file PATH`, `credential PATH`, `env AIRFSM_X` or `flag --x` (the first word is one of
+    SOURCE_KINDS)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # where, in the words of an error message
+    origins: dict[str, str] = {}  # where, as `airfsm config check` prints it
+
+    def take(key: str, raw: Any, where: str, origin: str) -> None:
         """A later source wins; a bad value names its key and where it came from."""
         try:
             values[key] = convert(key, raw)
         except ConfigError as exc:
             raise ConfigError(f"{exc} ({where})", key) from None
         sources[key] = where
+        origins[key] = origin
 
     if path is not None:
         path = Path(path)
         for key, value in read_toml(path).items():
             if key not in _KINDS:
                 raise _unknown(key, str(path))
-            take(key, value, f"in {path}")
+            take(key, value, f"in {path}", f"file {path}")
+
+    for key in CREDENTIAL_FIELDS:
+        credential = read_credential(env, key)
+        if credential is not None:
+            take(key, credential[0], f"in credential {credential[1]}",
+                 f"credential {credential[1]}")
 
     for key in _FIELD_NAMES:
         name = env_var(key)
         raw = env.get(name)
         if raw is not None and raw != "":
-            take(key, raw, f"from {name}")
+            take(key, raw, f"from {name}", f"env {name}")
 
     for given, value in overrides.items():
         key = given.replace("-", "_")
         if key not in _KINDS:
             raise _unknown(given, "the command-line options")
         if value is not None:
-            take(key, value, f"from {flag(key)}")
+            take(key, value, f"from {flag(key)}", f"flag {flag(key)}")
 
     missing = [key for key in REQUIRED if key not in values]
     if missing:
-        hints = "; ".join(
-            f"'{key}' (pass {flag(key)}, set {env_var(key)}, or put {key} in the config file)"
-            for key in missing)
+        hints = "; ".join(_missing_hint(key) for key in missing)
         raise ConfigError(f"missing required setting{'s' if len(missing) > 1 else ''} {hints}",
                           missing[0])
 
     try:
-        return GatewayConfig(**values)
+        config = GatewayConfig(**values)
     except ConfigError as exc:
         source = sources.get(exc.key or "")
         if source is None:
             raise
         raise ConfigError(f"{exc} ({source})", exc.key) from None
+    return config, {key: origins.get(key, "default") for key in _FIELD_NAMES}
+
+
+def _missing_hint(key: str) -> str:
+    where = f"pass {flag(key)}, set {env_var(key)}, or put {key} in the config file"
+    if key in CREDENTIAL_FIELDS:
+        where = (f"the DeviceSecret: set {env_var(key)}, give a systemd credential '{key}' "
+                 f"(LoadCredential=), put {key} in the config file, or pass {flag(key)}")
+    return f"'{key}' ({where})"

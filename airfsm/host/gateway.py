@@ -39,7 +39,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
@@ -53,11 +53,12 @@ from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.settings import Settings
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
-from airfsm.host import log, reasons
+from airfsm.host import log, progress, reasons
 from airfsm.host.config import ConfigError, GatewayConfig, load_config
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
 from airfsm.host.loop import run as run_loop
+from airfsm.host.paths import LOCK_FILE
 from airfsm.host.publish import wake_socket_path
 from airfsm.host.serial import Port, PortError, open_port
 from airfsm.host.store import (
@@ -70,8 +71,8 @@ from airfsm.host.store import (
     iso_utc,
 )
 from airfsm.host.store_faults import STORE_FAULT_ENV, StoreFaults, store_faults_from
+from airfsm.host.systemd import Notifier, child_environment
 
-LOCK_FILE = "gateway.lock"
 OUTBOX_POLL_MS = 1_000  # fallback when the wake socket is unusable; the loop wakes 1/s anyway
 STATUS_MIN_INTERVAL_S = 2.0  # counters change: rewrite the status file at most this often
 STATUS_HEARTBEAT_S = 30.0  # nothing changed: still rewrite it this often (`updated_at`)
@@ -82,12 +83,21 @@ STOP_MDISCONNECT_WAIT_MS = 500  # grace expired with a publish in flight: still 
 RESET_COMMAND_TIMEOUT_S = 10  # a reset command that hangs must not stop the gateway for good
 TICK_BUSY_TIMEOUT_MS = 0  # the gateway's own store calls never wait for another process's lock
 INBOX_PENDING_MAX = 1_000  # inbound messages held in memory while the store refuses them
+LOCK_PROBE_RETRIES = 20  # the lock is busy: a status reader's probe, or another gateway ...
+LOCK_PROBE_WAIT_S = 0.01  # ... which still holds it after 20 tries 10 ms apart
 
 
 MessageCallback = Callable[[InboundMessage, int | None], None]
+# What the module says about itself and its network, as the controller's snapshot names it once
+# the core reads them (AT+CGSN, AT+CCID, AT+COPS?, AT+CEREG?); the status shows "?" until then.
+MODULE_FIELDS = ("imei", "iccid", "operator", "registration", "access_technology")
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _iso_or_none(timestamp: float | None) -> str | None:
+    return None if timestamp is None else iso_utc(timestamp)
 
 
 def _merge_counts(base: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,16 +139,27 @@ class GatewayOutbox:
     into a logged `OutboxUnavailable`: the controller then backs off and asks again, never
     sending a message twice or losing one because of it. The store should be opened with
     `busy_timeout_ms=0`, so that no call waits for a lock inside the tick.
+
+    It is also where a message's way through the gateway is logged, by id, at info level:
+    `message_queued` (enqueued here: the bridge, a library user), `message_sending` (attempt
+    n of m counted, the AT+MPUB follows), `message_acked` (PUBACK, or OK for QoS 0, and the
+    row deleted), `message_dead_lettered`; the controller adds `publish_failed` (why an
+    attempt failed) and `publish_dead`. It remembers when the last PUBACK came (status).
     """
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
                  on_error: Callable[[str, StoreError], None],
-                 faults: StoreFaults | None = None) -> None:
+                 faults: StoreFaults | None = None, *, logger: Any = None,
+                 attempts_allowed: int = 0) -> None:
         self.store = store
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
         self._faults = faults
+        self._log = logger if logger is not None else log.get_logger("airfsm.host.gateway")
+        self._attempts_allowed = attempts_allowed
+        self._head: OutboundMessage | None = None  # the latest peek: an ack's qos and topic
+        self.last_puback_at: float | None = None  # wall-clock time of the latest PUBACK
 
     def _call(self, operation: str, call: Callable[[], _T]) -> _T:
         try:
@@ -154,20 +175,42 @@ class GatewayOutbox:
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
+        self._head = message
         return message
+
+    def _known(self, message_id: int) -> OutboundMessage | None:
+        head = self._head
+        return head if head is not None and head.id == message_id else None
 
     def ack(self, message_id: int) -> None:
         self._call("ack", lambda: self.store.ack(message_id))
+        message = self._known(message_id)
+        qos = message.qos if message is not None else None
+        if qos != 0:
+            self.last_puback_at = time.time()
+        self._log.info("message_acked", id=message_id, qos=qos,
+                       by="PUBACK" if qos != 0 else "OK")
 
     def mark_attempt(self, message_id: int) -> int:
-        return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
+        attempt = self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
+        message = self._known(message_id)
+        if attempt:
+            self._log.info("message_sending", id=message_id, attempt=attempt,
+                           of=self._attempts_allowed or None,
+                           topic=message.topic if message is not None else None,
+                           qos=message.qos if message is not None else None)
+        return attempt
 
     def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
         self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason, detail))
+        self._log.info("message_dead_lettered", id=message_id,
+                       reason=reasons.describe(reason, detail))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(self.product_key, self.device_name, topic)
-        return self.store.enqueue(topic, data, qos)
+        message_id = self.store.enqueue(topic, data, qos)
+        self._log.info("message_queued", id=message_id, topic=topic, qos=qos, bytes=len(data))
+        return message_id
 
     def __len__(self) -> int:
         try:
@@ -180,8 +223,9 @@ class GatewayOutbox:
 # ---------------------------------------------------------------------- the gateway
 
 
-def settings_from_config(config: GatewayConfig) -> Settings:
-    """The controller's Settings for a gateway configuration. HostError (exit 2) if unusable."""
+def settings_from_config(config: GatewayConfig, **extra: Any) -> Settings:
+    """The controller's Settings for a configuration (`run` and `connect` alike); `extra` are
+    more Settings fields. HostError (exit 2) if unusable."""
     identity = aliyun.DeviceIdentity(
         product_key=config.product_key, device_name=config.device_name,
         device_secret=config.device_secret, region=config.region, client_id=config.client_id)
@@ -190,12 +234,28 @@ def settings_from_config(config: GatewayConfig) -> Settings:
         keepalive_s=config.keepalive_s, liveness_ms=config.liveness_s * 1000,
         puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
         publish_attempts=config.publish_attempts,
-        watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS)
+        watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS,
+        **_subscription_settings(config), **extra)
     try:
         settings.validate()
     except ValueError as exc:
         raise HostError(f"bad configuration: {log.redact(str(exc))}", Exit.USAGE) from None
     return settings
+
+
+# The core's Settings field for several subscriptions (issue 11, core part). Until the
+# controller has it, one topic goes in `sub_topic` and more are refused at start.
+SUBSCRIBE_FIELD = "subscribe"
+
+
+def _subscription_settings(config: GatewayConfig) -> dict[str, Any]:
+    topics = config.subscriptions()
+    if SUBSCRIBE_FIELD in {f.name for f in fields(Settings)}:
+        return {SUBSCRIBE_FIELD: topics}
+    if len(topics) > 1:
+        raise HostError(f"bad value for 'subscribe': this controller subscribes one topic, "
+                        f"{len(topics)} are configured", Exit.USAGE)
+    return {"sub_topic": topics[0]}
 
 
 class Gateway:
@@ -236,6 +296,9 @@ class Gateway:
         self.data_dir = config.data_dir_or_default()
         self.log = log.get_logger("airfsm.host.gateway")
         self.store_faults = store_faults_from(self.env)
+        self.notifier = Notifier(self.env)  # systemd's Type=notify; does nothing without it
+        self._metrics_server: Any = None  # host.metrics.MetricsServer with metrics_listen
+        self.bridge: Any = None  # host.bridge.MqttBridge with --bridge
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -270,6 +333,10 @@ class Gateway:
         self._status_last_write = 0.0
         self._status_last_body: str | None = None
         self._notice = ""  # what the gateway itself is waiting for (port, restart)
+        self._view: GatewayOutbox | None = None
+        self._port_lost_at: float | None = None  # when the serial port was seen gone
+        self._restart_at: float | None = None  # the mute module: when the gateway starts over
+        self._stopping = False  # a stop signal came: finishing the publish in flight
 
     # ------------------------------------------------------------------ public
 
@@ -319,6 +386,8 @@ class Gateway:
         except StoreError as exc:
             self._release()
             raise HostError(str(exc), Exit.FAILURE) from None
+        self._start_metrics()
+        self._start_bridge()
         self._pipe_r, self._pipe_w = os.pipe()
         for fd in (self._pipe_r, self._pipe_w):
             os.set_blocking(fd, False)
@@ -336,6 +405,7 @@ class Gateway:
         if self.store_faults is not None:
             self.log.warning("store_faults_injected", spec=self.env.get(STORE_FAULT_ENV))
         self._new_controller()
+        self.notifier.ready(self._notify_text(self.status()))
 
     def _lock(self) -> None:
         path = self.data_dir / LOCK_FILE
@@ -344,7 +414,7 @@ class Gateway:
         except OSError as exc:
             raise HostError(f"cannot open {path}: {exc.strerror}", Exit.FAILURE) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._take_lock(fd)
         except OSError as exc:
             other = ""
             with contextlib.suppress(OSError, ValueError):
@@ -358,6 +428,84 @@ class Gateway:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._lock_fd = fd
+
+    def _start_metrics(self) -> None:
+        """`/metrics` on metrics_listen (prometheus-client, imported only then)."""
+        if self.config.metrics_listen is None:
+            return
+        try:
+            from airfsm.host.metrics import MetricsServer
+
+            self._metrics_server = MetricsServer(self.config.metrics_listen)
+        except ImportError as exc:
+            self._release()
+            raise HostError("metrics_listen needs prometheus-client (pip install "
+                            f"'airfsm[metrics]'): {exc}", Exit.USAGE) from None
+        except OSError as exc:
+            self._release()
+            raise HostError(f"metrics_listen {self.config.metrics_listen}: "
+                            f"{exc.strerror or exc}", Exit.FAILURE) from None
+        self.log.info("metrics_listening", address=self.config.metrics_listen,
+                      port=self._metrics_server.port)
+
+    def _start_bridge(self) -> None:
+        """--bridge: the local MQTT broker (paho-mqtt, imported only then). A broker that is
+        not there yet is not an error: the bridge keeps trying."""
+        address = self.config.bridge_address()
+        if address is None:
+            return
+        try:
+            from airfsm.host.bridge import MqttBridge
+        except ImportError as exc:
+            self._release()
+            raise HostError("--bridge needs paho-mqtt (pip install 'airfsm[bridge]'): "
+                            f"{exc}", Exit.USAGE) from None
+        self.bridge = MqttBridge(
+            address[0], address[1], self.config.expand(self.config.bridge_prefix),
+            f"airfsm-bridge-{self.config.device_name}", enqueue=self._bridge_enqueue,
+            logger=self.log, on_up=self._wake)
+        self.bridge.start()
+
+    def _bridge_enqueue(self, topic: str, payload: bytes, qos: int) -> int:
+        """An up message from the local broker into the outbox (the controller's own view,
+        so it is logged like any other); the store's trouble is OutboxUnavailable."""
+        if self._view is None:
+            raise OutboxUnavailable("the outbox is not open yet")
+        try:
+            return self._view.enqueue(topic, payload, qos)
+        except StoreError as exc:
+            self._store_error("bridge", exc)
+            raise
+
+    def _publish_metrics(self, status: Mapping[str, Any]) -> None:
+        """The textfile and the /metrics endpoint follow the status file."""
+        if self._metrics_server is not None:
+            self._metrics_server.update(status)
+        path = self.config.metrics_textfile
+        if path is None:
+            return
+        from airfsm.host.metrics import render, write_textfile
+
+        try:
+            write_textfile(path, render(status))
+        except OSError as exc:
+            self.gateway_counters["status_errors"] += 1
+            if self._store_errors.due("metrics"):
+                self.log.error("metrics_write_failed", path=str(path),
+                               error=exc.strerror or str(exc))
+
+    @staticmethod
+    def _take_lock(fd: int) -> None:
+        """flock(LOCK_EX) without waiting for another gateway, but past a status reader: one
+        that probes the lock holds it, shared, for a few microseconds (`status.gateway_running`).
+        OSError when another gateway holds it."""
+        for _ in range(LOCK_PROBE_RETRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(LOCK_PROBE_WAIT_S)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def _bind_wake_socket(self) -> None:
         path = wake_socket_path(self.data_dir)
@@ -418,6 +566,14 @@ class Gateway:
         for store in (self.outbox, self.inbox):
             if store is not None:
                 store.close()
+        self.notifier.close()
+        if self.bridge is not None:
+            with contextlib.suppress(Exception):
+                self.bridge.close()
+            self.bridge = None
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # releases the flock
@@ -431,10 +587,13 @@ class Gateway:
             self._base_counters = _merge_counts(self._base_counters,
                                                 self._controller_counters(self.controller))
             self.controller.close()  # its model leaves the shared transitions Machine
-        view = GatewayOutbox(self.outbox, self.config.product_key, self.config.device_name,
-                             self._store_error, self.store_faults)
+        if self._view is None:  # one for the life of the gateway: it remembers the last PUBACK
+            self._view = GatewayOutbox(self.outbox, self.config.product_key,
+                                       self.config.device_name, self._store_error,
+                                       self.store_faults, logger=self.log,
+                                       attempts_allowed=self.config.publish_attempts)
         self.controller = Controller(
-            self._port, self.settings, now_ms=self.clock(), outbox=view,
+            self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
             log_hook=log.CORE_LOG,
             hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
@@ -446,8 +605,10 @@ class Gateway:
         """Run `reset_command` (the board's way of pulsing RESET). Bounded; never raises."""
         command = self.config.reset_command or ""
         try:
+            # A clean environment: the DeviceSecret and the credential directory stay here.
             done = subprocess.run(shlex.split(command), capture_output=True,
-                                  timeout=RESET_COMMAND_TIMEOUT_S, check=False)
+                                  timeout=RESET_COMMAND_TIMEOUT_S, check=False,
+                                  env=child_environment(self.env), stdin=subprocess.DEVNULL)
         except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
             self.log.error("reset_command_failed", command=command, error=str(exc))
             return
@@ -461,7 +622,7 @@ class Gateway:
         while True:
             controller = self.controller
             assert controller is not None
-            run_loop(controller, until=self._needs_attention, extra_fds=self._fds(),
+            run_loop(controller, until=self._needs_attention, extra_fds=self._fds,
                      on_wake=self._on_wake, clock=self.clock)
             if self._stop_requested:
                 return self._graceful_stop(controller)
@@ -473,11 +634,13 @@ class Gateway:
             if controller.port_lost:
                 self.log.warning("port_vanished", port=self.config.port,
                                  state=controller.state.name)
+                self._port_lost_at = time.time()
                 port = self._reopen_port(controller.port)
                 if port is None:  # stopped while waiting
                     return self._stopped(Exit.OK, "stopped while the serial port was gone")
                 self._port = port
                 controller.replace_port(port, self.clock())
+                self._port_lost_at = None
                 self.gateway_counters["port_reopens"] += 1
                 self._status_dirty = True
 
@@ -489,6 +652,10 @@ class Gateway:
         fds = [self._pipe_r]
         if self._wake_sock is not None:
             fds.append(self._wake_sock.fileno())
+        if self.bridge is not None:
+            bridge_fd = self.bridge.fileno()  # changes when it reconnects
+            if bridge_fd is not None:
+                fds.append(bridge_fd)
         return fds
 
     def _wake(self) -> None:
@@ -505,8 +672,11 @@ class Gateway:
                 while self._wake_sock.recv(64):
                     pass
 
-    def _on_wake(self, _now: int) -> None:
+    def _on_wake(self, now: int) -> None:
+        self.notifier.watchdog(now)
         self._drain()
+        if self.bridge is not None:
+            self.bridge.service()
         if self._inbox_pending:
             self._store_inbound()
         if self._reload_requested:
@@ -567,6 +737,7 @@ class Gateway:
         self.log.error("module_not_responding", detail=detail, restart_in_ms=delay,
                        restarts=self._restart_streak)
         self._notice = f"module not responding: starting over in {delay // 1000} s"
+        self._restart_at = time.time() + delay / 1000
         self._status_dirty = True
         with contextlib.suppress(Exception):
             controller.port.close()
@@ -577,6 +748,7 @@ class Gateway:
             return self._stopped(Exit.OK, "stopped while the serial port was gone")
         self._port = port
         self._notice = ""
+        self._restart_at = None
         self._new_controller()
         return None
 
@@ -584,16 +756,23 @@ class Gateway:
         try:
             return self.port_opener(self.config.port, self.config.baud)
         except PortError:
-            return self._reopen_port(None)
+            self._port_lost_at = time.time()
+            port = self._reopen_port(None)
+            self._port_lost_at = None
+            return port
 
     def _graceful_stop(self, controller: Controller) -> Exit:
         grace_ms = int(self.config.shutdown_grace_s * 1000)
         self.log.info("gateway_stopping", state=controller.state.name, grace_ms=grace_ms)
+        self._stopping = True
+        self._status_dirty = True
+        self.notifier.stopping(f"stopping: finishing the publish in flight (up to {grace_ms} ms)")
+        self._maybe_write_status()
         controller.request_stop()
         if not controller.port_lost and not controller.stopped and not self._hard_stop:
             run_loop(controller,
                      until=lambda: controller.stopped or controller.port_lost or self._hard_stop,
-                     deadline_ms=ms_add(self.clock(), grace_ms), extra_fds=self._fds(),
+                     deadline_ms=ms_add(self.clock(), grace_ms), extra_fds=self._fds,
                      on_wake=self._on_wake, clock=self.clock)
         if controller.online and not controller.stopped and not controller.port_lost:
             # Grace ran out with a publish still unacknowledged: it stays in the outbox and is
@@ -656,6 +835,8 @@ class Gateway:
             self._hand_on(message, message_id)
 
     def _hand_on(self, message: InboundMessage, message_id: int | None) -> None:
+        if self.bridge is not None:
+            self.bridge.forward_down(message.topic, message.payload)
         if self.inbox_out is not None:
             try:
                 self.inbox_out.write(inbox_json_line(message, message_id) + "\n")
@@ -698,6 +879,14 @@ class Gateway:
         except StoreError:
             return None
 
+    def _oldest_enqueued_at(self) -> float | None:
+        if self.outbox is None:
+            return None
+        try:
+            return self.outbox.oldest_enqueued_at()
+        except StoreError:
+            return None
+
     @staticmethod
     def _controller_counters(controller: Controller) -> dict[str, Any]:
         counters = controller.counters.as_dict()
@@ -707,7 +896,11 @@ class Gateway:
     def status(self) -> dict[str, Any]:
         """The status file's contents (no secret in here; StatusFile redacts once more)."""
         c = self.controller
-        snapshot = reasons.status(c) if c is not None else {}
+        snapshot = progress.snapshot(c) if c is not None else {}
+        waiting = None
+        if c is not None and not c.online and not c.failed and not c.port_lost:
+            wait = progress.wait_of(c, self.clock())
+            waiting = f"{wait.state} {wait.text()}"
         counters = _merge_counts(self._base_counters,
                                  self._controller_counters(c) if c is not None else {})
         counters["gateway"] = dict(self.gateway_counters)
@@ -725,6 +918,10 @@ class Gateway:
                        "region": self.config.region, "port": self.config.port},
             "state": snapshot.get("state"),
             "since": iso_utc(self._since),
+            "waiting": waiting,
+            "stopping": self._stopping,
+            "port_lost_since": _iso_or_none(self._port_lost_at),
+            "restart_at": _iso_or_none(self._restart_at),
             "attempt": snapshot.get("attempt"),
             "step": snapshot.get("step"),
             "last_trigger": snapshot.get("last_trigger"),
@@ -736,11 +933,17 @@ class Gateway:
             "firmware": snapshot.get("firmware"),
             "rssi": snapshot.get("rssi"),
             "ip": snapshot.get("ip"),
+            # What the core reports once it reads them (issue 11, core part): None until then.
+            **{key: snapshot.get(key) for key in MODULE_FIELDS},
             "outbox": {"queued": self._outbox_count(),
                        "dead_letters": self._outbox_count(dead=True),
-                       "capacity": self.config.outbox_capacity},
+                       "capacity": self.config.outbox_capacity,
+                       "oldest_enqueued_at": _iso_or_none(self._oldest_enqueued_at()),
+                       "last_puback_at": _iso_or_none(
+                           self._view.last_puback_at if self._view is not None else None)},
             "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
             "counters": counters,
+            "bridge": self.bridge.status() if self.bridge is not None else None,
             "exit": None if self.exit_code is None else {
                 "code": int(self.exit_code), "reason": self.exit_reason},
         }
@@ -757,11 +960,25 @@ class Gateway:
                 elapsed < STATUS_HEARTBEAT_S):
             return
         self._write_status(status)
+        self.notifier.status(self._notify_text(status))
         self._status_last_body = body
         self._status_last_write = now
         self._status_dirty = False
 
+    @staticmethod
+    def _notify_text(status: Mapping[str, Any]) -> str:
+        """systemd's STATUS= line: what `systemctl status airfsm` shows."""
+        outbox = status.get("outbox") or {}
+        if status.get("port_lost_since"):
+            return f"serial port lost; {status.get('notice') or 'reopening'}"
+        if status.get("notice"):
+            return str(status["notice"])
+        if status.get("state") == "ONLINE":
+            return f"ONLINE, {outbox.get('queued')} queued, {outbox.get('dead_letters')} dead"
+        return str(status.get("waiting") or status.get("state"))
+
     def _write_status(self, status: Mapping[str, Any]) -> None:
+        self._publish_metrics(status)
         try:
             self.status_file.write(status)
         except StoreError as exc:

@@ -11,6 +11,7 @@ functions are re-exported here for the code that registers secrets.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -27,6 +28,7 @@ from airfsm.host.redact import (
     register_session_secret,
     secret_count,
 )
+from airfsm.host.systemd import journal_stream_is
 
 __all__ = ["LEVELS", "REDACTED", "configure", "forget_secrets", "get_logger", "redact",
            "redact_processor", "register_secret", "register_session_secret", "secret_count"]
@@ -55,6 +57,28 @@ def redact_processor(
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
+# syslog priorities (sd-daemon(3)): what the journal reads from a `<N>` at the start of a line
+JOURNAL_PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2,
+                      "exception": 3}
+
+
+class _JournalPrefix:
+    """A renderer whose lines start with `<N>`, the event's syslog priority: systemd strips
+    it and files the line at that priority (`journalctl -p warning`)."""
+
+    def __init__(self, renderer: Any) -> None:
+        self.renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        level = str(event_dict.get("level", method))
+        return f"<{JOURNAL_PRIORITIES.get(level, 6)}>{self.renderer(logger, method, event_dict)}"
+
+
+def _stderr_is_the_journal() -> bool:
+    try:
+        return journal_stream_is(sys.stderr.fileno(), os.environ)
+    except (AttributeError, ValueError, OSError):  # a replaced stderr without a descriptor
+        return False
 
 
 class _CurrentStderr:
@@ -71,16 +95,22 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
-def configure(level: str = "info", *, json: bool | None = None, stream: Any = None) -> None:
+def configure(level: str = "info", *, json: bool | None = None, stream: Any = None,
+              journal: bool | None = None) -> None:
     """Configure structlog for a process. `json=None` picks JSON unless `stream` is a TTY.
-    Without `stream`, lines go to the current `sys.stderr`."""
+    Without `stream`, lines go to the current `sys.stderr`. `journal=None`: each line gets a
+    `<N>` priority prefix when stderr is systemd's journal stream ($JOURNAL_STREAM)."""
     out: Any = stream if stream is not None else _CurrentStderr()  # TextIO enough for print()
     if json is None:
         json = not (hasattr(out, "isatty") and out.isatty())
+    if journal is None:
+        journal = stream is None and _stderr_is_the_journal()
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
     CORE_LOG.level = LEVELS.get(level, logging.INFO)  # what the controllers' hook passes on
+    if journal:
+        renderer = _JournalPrefix(renderer)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -25,15 +25,16 @@ def run(
     *,
     until: Callable[[], bool],
     deadline_ms: int | None = None,
-    extra_fds: Sequence[int] = (),
+    extra_fds: Sequence[int] | Callable[[], Sequence[int]] = (),
     on_wake: Callable[[int], None] | None = None,
     clock: Callable[[], int] = monotonic_ms,
     max_sleep_ms: int = MAX_SLEEP_MS,
 ) -> bool:
     """Tick `controller` until `until()` is true (returns True) or `deadline_ms` passes (False).
 
-    `extra_fds` are watched too (a wake-up pipe, a signal fd); `on_wake(now)` runs after every
-    wake-up, before the deadline check, for work such as status files.
+    `extra_fds` are watched too (a wake-up pipe, a signal fd), or a function returning them
+    when they change (a socket that reconnects); `on_wake(now)` runs after every wake-up,
+    before the deadline check, for work such as status files.
     """
     while True:
         now = clock()
@@ -47,7 +48,7 @@ def run(
         sleep_ms = max(0, min(ms_diff(next_ms, now), max_sleep_ms))
         if deadline_ms is not None:
             sleep_ms = max(0, min(sleep_ms, ms_diff(deadline_ms, now)))
-        fds = list(extra_fds)
+        fds = list(extra_fds() if callable(extra_fds) else extra_fds)
         port_fd = None if controller.port_lost else controller.port.fileno()
         if port_fd is not None:
             fds.append(port_fd)

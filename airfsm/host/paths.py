@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+# flock()ed by the gateway while it runs (one gateway per data directory); `airfsm status`
+# probes it to know whether the gateway whose status file it reads is alive.
+LOCK_FILE = "gateway.lock"
+
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where the gateway keeps its state when `--data-dir` is not given.

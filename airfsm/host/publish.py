@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 from airfsm.core.aliyun import resolve_topic
+from airfsm.core.payload import check_message
 from airfsm.host.store import DEFAULT_OUTBOX_CAPACITY, SqliteOutbox, db_path
 
 WAKE_SOCKET = "wake.sock"
@@ -34,13 +35,15 @@ def poke(data_dir: str | Path) -> bool:
 
 def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
             product_key: str | None = None, device_name: str | None = None,
-            capacity: int = DEFAULT_OUTBOX_CAPACITY) -> int:
+            capacity: int = DEFAULT_OUTBOX_CAPACITY, create: bool = True) -> int:
     """Durably queue a message for the gateway of `data_dir`; return its id.
 
     A topic without a leading `/` is relative to `/{product_key}/{device_name}/` (ValueError
     when those are not given). ValueError for anything that could never be published (bad topic,
     QoS, payload); `store.OutboxFull` when the outbox holds `capacity` messages (nothing is
-    dropped); `store.StoreError` when the store cannot be opened or written.
+    dropped); `store.StoreError` when the store cannot be opened or written. `create=False`
+    (what `airfsm publish` does) refuses with `store.NoStore` when no gateway store exists yet,
+    rather than making a new one no gateway may ever read.
     """
     if not topic:
         raise ValueError("topic is empty")
@@ -48,7 +51,10 @@ def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
         if not product_key or not device_name:
             raise ValueError(f"relative topic {topic!r} needs the ProductKey and DeviceName")
         topic = resolve_topic(product_key, device_name, topic)
-    with SqliteOutbox(db_path(data_dir), capacity) as outbox:
+    reason = check_message(topic, payload, qos)  # refused before any store is looked at
+    if reason is not None:
+        raise ValueError(reason)
+    with SqliteOutbox(db_path(data_dir), capacity, create=create) as outbox:
         message_id = outbox.enqueue(topic, payload, qos)
     poke(data_dir)
     return message_id

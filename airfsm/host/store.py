@@ -80,6 +80,11 @@ class StoreError(OutboxUnavailable):
     (a `SqliteOutbox` can serve a controller directly)."""
 
 
+class NoStore(StoreError):
+    """A store was to be opened, not created, and there is none: no gateway has run with this
+    data directory (or another one was meant)."""
+
+
 class OutboxFull(Exception):
     """`enqueue` refused a message because the outbox holds `capacity` messages already."""
 
@@ -93,11 +98,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
-    """Open (creating if needed) the database at `path`, in WAL mode, at the current schema.
+def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+             create: bool = True) -> sqlite3.Connection:
+    """Open (creating if needed, unless `create` is false) the database at `path`, in WAL mode,
+    at the current schema. NoStore when `create` is false and there is no database.
 
     Opening and migrating may wait up to BUSY_TIMEOUT_MS for other processes; afterwards the
     connection waits at most `busy_timeout_ms` for a lock (0: "locked" comes back at once)."""
+    if not create and not path.is_file():
+        raise NoStore(f"no store at {path}: has `airfsm run` (which creates it) run with this "
+                      "data directory? (give the gateway's with --data-dir, AIRFSM_DATA_DIR "
+                      "or data_dir in --config)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -177,12 +188,12 @@ class _Store:
     _what = "store"
 
     def __init__(self, path: str | Path, capacity: int,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, create: bool = True) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.path = Path(path)
         self.capacity = capacity
-        self._conn: sqlite3.Connection | None = _connect(self.path, busy_timeout_ms)
+        self._conn: sqlite3.Connection | None = _connect(self.path, busy_timeout_ms, create)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -227,9 +238,11 @@ class SqliteOutbox(_Store):
     _what = "outbox"
 
     def __init__(self, path: str | Path, capacity: int = DEFAULT_OUTBOX_CAPACITY, *,
-                 allow_hex: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        """`allow_hex=False` refuses payloads that only hex mode (AT+MQTTMODE=1) can carry."""
-        super().__init__(path, capacity, busy_timeout_ms)
+                 allow_hex: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 create: bool = True) -> None:
+        """`allow_hex=False` refuses payloads that only hex mode (AT+MQTTMODE=1) can carry;
+        `create=False` opens an existing store only (NoStore otherwise)."""
+        super().__init__(path, capacity, busy_timeout_ms, create)
         self.allow_hex = allow_hex
 
     def __enter__(self) -> SqliteOutbox:
@@ -281,6 +294,15 @@ class SqliteOutbox(_Store):
             raise self._fail(exc) from None
         return [OutboundMessage(id=int(r[0]), topic=str(r[1]), payload=bytes(r[2]),
                                 qos=int(r[3]), attempts=int(r[4])) for r in rows]
+
+    def oldest_enqueued_at(self) -> float | None:
+        """When the oldest queued message was enqueued (Unix time), None when empty."""
+        try:
+            row = self._db().execute(
+                "SELECT enqueued_at FROM outbox ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return None if row is None else float(row[0])
 
     def ack(self, message_id: int) -> None:
         """Delivered: delete the message for good. Unknown ids are ignored."""
@@ -383,8 +405,8 @@ class SqliteInbox(_Store):
     _what = "inbox"
 
     def __init__(self, path: str | Path, capacity: int = DEFAULT_INBOX_CAPACITY, *,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-        super().__init__(path, capacity, busy_timeout_ms)
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, create: bool = True) -> None:
+        super().__init__(path, capacity, busy_timeout_ms, create)
 
     def __enter__(self) -> SqliteInbox:
         return self
