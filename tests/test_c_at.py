@@ -431,7 +431,8 @@ def session(rng: random.Random) -> list[str]:
     data_cap = rng.randrange(0, 120) if small else DATA_CAPACITY
     arena = rng.randrange(0, 200) if small else INFO_ARENA
     baud = rng.choice([115200, 115200, 115200, 9600, 300, 1, 0, 921600, MASK])
-    script = init(baud, line_cap, data_cap, arena, custom_table(rng) if rng.random() < 0.1 else None)
+    table = custom_table(rng) if rng.random() < 0.1 else None
+    script = init(baud, line_cap, data_cap, arena, table)
     now = rng.choice([0, 1000, MASK - 3000, rng.getrandbits(32)])
     command: bytes | None = None
     hex_mode = False
@@ -508,7 +509,7 @@ def test_hex_mode_downlinks_and_lookalike_topics_in_many_pieces() -> None:
 
 def test_free_functions_over_module_text() -> None:
     rng = random.Random(31337)
-    lines = [*MODULE_LINES, *(b"\r\n" + l for l in MODULE_LINES)]
+    lines = [*MODULE_LINES, *(b"\r\n" + line for line in MODULE_LINES)]
     lines += [msub_piece(rng, rng.random() < 0.5).rstrip(b"\r\n") for _ in range(500)]
     lines += [random_bytes(rng, rng.randrange(12)) for _ in range(300)]
     lines += [b'+MSUB: "/t,1234567890 byte,', b"+MSUB:/x,0 byte,", b'+MSUB: "",2 byte,',

@@ -1,6 +1,6 @@
-/* at.c: the AT channel. Python twin: airfsm/core/at.py; every function names its twin, and they
- * come in the same order. The digest, the receive states and the payload rules are stated in
- * at.h and, in full, in the Python module's docstring.
+/* at.c: the AT channel. Python twin: airfsm/core/at.py; every function names its twin (static
+ * ones before their first caller, as C wants). The digest, the receive states and the payload
+ * rules are stated in at.h and, in full, in the Python module's docstring.
  *
  * One difference of form: when a truncated payload's swallowed bytes are fed again, Python calls
  * feed() on a copy of them (recursively, when a re-fed byte truncates again). Here they are moved
@@ -25,8 +25,6 @@
 #define COLON 0x3Au
 #define PLUS 0x2Bu
 #define CASE 0x20u /* ASCII letters: lower case = upper case | 0x20 */
-
-/* Twin: at.FINAL_CODES index of `ERROR` etc. live in airfsm_final_codes (generated). */
 
 /* `text` (airfsm_text_t) at buf[start:end]'s start: Python's buf.startswith(text, start, end). */
 static bool at_starts_with(const uint8_t *buf, size_t start, size_t end, const char *text,

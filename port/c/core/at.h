@@ -16,7 +16,8 @@
  *     3. prompt    DOWNLOAD (airfsm_prompt_lines) when sent with expect_prompt: on_response with
  *                  AIRFSM_AT_RESULT_PROMPT; the command stays in flight for at_send_data();
  *     4. own line  `<prefix>:` or `<prefix> :` of the command (AT+CGATT? -> +CGATT) is an info
- *                  line even when the URC table has it (never a urc_only row: +HTTPACTION:, +MSUB:);
+ *                  line even when the URC table has it (never a urc_only row: +HTTPACTION:,
+ *                  +MSUB:);
  *   with none in flight:
  *     2'. final    stray (counted), except the first one after the OK of a command sent with
  *                  final_urc: that is the command's outcome, reported through on_urc;
@@ -113,7 +114,7 @@ typedef struct {
     at_truncated_fn on_truncated; /* NULL: not told */
     const airfsm_urc_t *urcs;     /* the URC table; NULL: airfsm_urcs (the generated one) */
     size_t urc_count;
-    uint32_t baud;                /* the UART's rate (0 is taken as 1, like Python's max(baud, 1)) */
+    uint32_t baud;                /* the UART's rate (0 is taken as 1: Python's max(baud, 1)) */
     uint8_t *line_buf;            /* AIRFSM_LINE_CAPACITY */
     size_t line_cap;
     uint8_t *data_buf;            /* AIRFSM_DATA_CAPACITY */

@@ -32,7 +32,12 @@ int main(void)
         bool ok = n > 1 && n <= MAX_TOKENS;
 
         memset(fields, 0, sizeof fields);
-        first = ok && strcmp(tokens[0], "mpub") == 0 ? 4 : ok && strcmp(tokens[0], "form") == 0 ? 2 : 1;
+        first = 1; /* the first byte string: after mpub's three numbers, form's flag */
+        if (ok && strcmp(tokens[0], "mpub") == 0) {
+            first = 4;
+        } else if (ok && strcmp(tokens[0], "form") == 0) {
+            first = 2;
+        }
         for (i = first; ok && i < n && i - first < 2; i++) {
             ok = field_decode(tokens[i], &fields[i - first]) == 0 && fields[i - first].bytes;
         }
