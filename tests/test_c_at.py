@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,9 +40,10 @@ from airfsm.core.codes import Trigger, UrcKind
 from airfsm.core.settings import DATA_CAPACITY, INFO_ARENA, LINE_CAPACITY
 from airfsm.core.table import URCS, Urc
 from tests import test_at
-from tests.cport import hexfield, make, require_host_compiler, run_script, unhexfield
+from tests.cport import PORT_C, ROOT, hexfield, make, require_host_compiler, run_script, unhexfield
 
 MASK = 0xFFFFFFFF
+CORE = ROOT / "airfsm" / "core"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -521,3 +523,45 @@ def test_free_functions_over_module_text() -> None:
     script += [f"prefix {hexfield(c)}" for c in commands + lines]
     script += [f"stall {b}" for b in (0, 1, 2, 300, 1599, 1600, 1601, 9600, 115200, MASK)]
     assert compare([script]) == len(script) + 1  # one answer each, and init's two lines
+
+
+# --- the names the Python twins give their C twins ------------------------------------------------
+
+BYTE_LAYER = ("at", "textparse", "timebase", "payload")
+# The one C name that differs from the Python docstring's: the channel's struct is at_channel_t.
+RENAMED = {"at_t": "at_channel_t"}
+C_DEFINITION = re.compile(r"^(?:static )?(?:inline )?[a-z][\w ]*?\*?\b(\w+)\([^;]*?\)\s*\{",
+                          re.M | re.S)
+
+
+def test_every_c_twin_the_byte_layer_names_exists() -> None:
+    """Each `C: name()` of airfsm/core/{at,textparse,timebase,payload}.py is a function, type or
+    macro of port/c/core (a Python function given a twin name without a C twin fails)."""
+    c_text = "".join(p.read_text() for p in sorted((PORT_C / "core").glob("*.[ch]")))
+    named: set[str] = set()
+    for module in BYTE_LAYER:
+        for segment in re.findall(r"C: ([^.\n]*)", (CORE / f"{module}.py").read_text()):
+            named |= set(re.findall(r"\b((?:at|textparse|payload|ms|xorshift32|seed|backoff)"
+                                    r"_\w+)", segment))
+    assert len(named) > 60
+    for name in sorted(named):
+        c_name = RENAMED.get(name, name)
+        assert re.search(rf"\b{c_name}\b\s*[(;{{]", c_text) or \
+            re.search(rf"}}\s*{c_name};", c_text), f"{name}: no C twin in port/c/core"
+
+
+def test_every_c_function_of_the_byte_layer_names_its_python_twin() -> None:
+    """The comment right above each function of at.c, textparse.c, timebase.c, payload.c (and the
+    inline ones of their headers) says which Python it mirrors."""
+    checked = 0
+    for module in BYTE_LAYER:
+        for suffix in (".c", ".h"):
+            path = PORT_C / "core" / f"{module}{suffix}"
+            text = path.read_text()
+            for match in C_DEFINITION.finditer(text):
+                before = text[:match.start()].rstrip()
+                assert before.endswith("*/"), f"{path.name}: {match[1]} has no comment"
+                comment = before[before.rindex("/*"):]
+                assert "Twin" in comment or "Python" in comment, f"{path.name}: {match[1]}"
+                checked += 1
+    assert checked > 70
