@@ -97,3 +97,16 @@ def run_harness(program: str, requests: list[str]) -> list[str]:
     answers = result.stdout.splitlines()
     assert len(answers) == len(requests), result.stderr[-4000:]
     return answers
+
+
+def run_script(program: str, script: list[str]) -> list[str]:
+    """Pipe a script (one event a line) through a sanitized harness that answers with any number
+    of lines (each callback as it fires, the state after each event); its output lines.
+
+    As run_harness: a memory error or undefined behaviour fails the test here.
+    """
+    result = subprocess.run([str(BUILD / "asan" / program)],
+                            input="".join(line + "\n" for line in script),
+                            capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    assert result.returncode == 0, f"{program} exited {result.returncode}:\n{result.stderr[-4000:]}"
+    return result.stdout.splitlines()

@@ -7,11 +7,18 @@
  *   - sizes a port may tune (-DAIRFSM_JSON_MAX_DEPTH=16 on the compiler's command line, or a
  *     header of its own included before this one). Each says what it costs and what it must hold.
  *
- * The channel's buffers (the AT line, the +HTTPREAD body, the MPUB line, the +MSUB payload) join
- * this file with the channel itself.
+ * The channel's buffers (the AT line, the +HTTPREAD body and +MSUB payload, the info arena, the
+ * command line) are sized by the Python reference's settings.py and reach C through the generated
+ * table, so they have one source: AIRFSM_LINE_CAPACITY, AIRFSM_DATA_CAPACITY, AIRFSM_INFO_ARENA,
+ * AIRFSM_MAX_INFO_LINES, AIRFSM_CMD_CAPACITY (airfsm_table.h, included here). The channel takes
+ * its buffers from the caller with their capacities, so a port that must save RAM can hand it
+ * smaller ones (a line longer than its line buffer is then dropped and counted, a payload larger
+ * than its data buffer read and discarded) without touching the table.
  */
 #ifndef AIRFSM_CONFIG_H
 #define AIRFSM_CONFIG_H
+
+#include "airfsm_table.h"
 
 /* --- fixed by the protocol (twins: the constants of airfsm/core/aliyun.py) -------------------- */
 
