@@ -25,7 +25,6 @@ def _bug(key: str) -> str:
     return next(b.summary for b in KNOWN_BUGS if b.key == key)
 
 
-@pytest.mark.xfail(strict=True, reason=_bug("busy-loop"))
 def test_a_state_entered_while_a_command_is_in_flight_asks_for_no_tick_until_it_can_send(
         ) -> None:
     # The network detaches right after AT+HTTPDATA answered DOWNLOAD: ATTACH is entered (no

@@ -295,23 +295,34 @@ class Controller:
 
     def next_deadline(self) -> int:
         """When the next tick is needed (32-bit ms; never earlier than now). C:
-        airfsm_next_deadline()."""
+        airfsm_next_deadline().
+
+        Two kinds of deadline. Some act whatever the channel does: the command in flight ends
+        (its answer or its timeout), a wanted URC is overdue, the watchdog, a store write owed,
+        the keepalive's SUBACK. The others are when something is due to be *sent*: a backoff
+        or poll interval ends, ONLINE's probe, publish or keepalive. One rule for every state:
+        nothing can be sent while a command is in flight, so those count only while the
+        channel is idle - until then its answer or its deadline wakes the tick, and asking for
+        one at a send time already passed would only spin."""
         now = self.now_ms
         if self.state == State.FAILED:
             return ms_add(now, IDLE_RECHECK_MS)
         if self.port_lost:
             return ms_add(now, LOST_PORT_RECHECK_MS)
-        deadline: int | None = ms_earliest(self.channel.deadline, self.channel.receive_deadline)
-        deadline = online.next_deadline(self, deadline)
+        channel = self.channel
+        deadline: int | None = ms_earliest(channel.deadline, channel.receive_deadline)
+        deadline = online.watch_deadline(self, deadline)
         if self.state != State.ONLINE:
-            runner = self.runner
-            if runner.phase == Phase.WAIT_URC:
-                deadline = ms_earliest(deadline, runner.urc_deadline)
-            elif runner.phase == Phase.WAIT_UNTIL:
-                deadline = ms_earliest(deadline, runner.resume_at)
+            if self.runner.phase == Phase.WAIT_URC:
+                deadline = ms_earliest(deadline, self.runner.urc_deadline)
             if self.settings.watchdog_ms:
                 deadline = ms_earliest(
                     deadline, ms_add(self.offline_since, self.settings.watchdog_ms))
+        if not channel.busy:
+            if self.state == State.ONLINE:
+                deadline = online.send_deadline(self, deadline)
+            elif self.runner.phase == Phase.WAIT_UNTIL:
+                deadline = ms_earliest(deadline, self.runner.resume_at)
         deadline = ms_earliest(deadline, ms_add(now, IDLE_RECHECK_MS))
         assert deadline is not None
         return now if ms_diff(deadline, now) < 0 else deadline

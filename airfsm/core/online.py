@@ -3,8 +3,9 @@ firmware, dead letters. C twin: `port/c/core/online.c`.
 
 Functions over the controller struct (`ctl`) and its `Session` sub-struct (`ctl.session`),
 called by the controller's tick: `advance` when the channel is idle in ONLINE, the `on_*`
-handlers when an answer or a URC for them came, `settle_outbox` every tick, `next_deadline`
-for the controller's. Nothing here blocks, builds text or raises.
+handlers when an answer or a URC for them came, `settle_outbox` every tick, `watch_deadline`
+and `send_deadline` for the controller's `next_deadline`. Nothing here blocks, builds text or
+raises.
 
 Publishing. One message is in flight at a time, the outbox head. An attempt is one try to get
 it out: the mode switch it may need (AT+MQTTMODE, hex for a payload a quoted AT string cannot
@@ -208,21 +209,24 @@ def check_deadlines(ctl: Online) -> None:
         ctl.raise_link(Trigger.MQTT_LOST)
 
 
-def next_deadline(ctl: Online, deadline: int | None) -> int | None:
-    """The earliest of `deadline` and what ONLINE (and the store) waits for. C:
-    online_next_deadline()."""
+def watch_deadline(ctl: Online, deadline: int | None) -> int | None:
+    """The earliest of `deadline` and what acts whatever the channel does: a store write owed
+    (any state), the keepalive's SUBACK. C: online_watch_deadline()."""
     s = ctl.session
-    now = ctl.now_ms
     if s.ack_owed != NO_ID or s.dead_owed != NO_ID:
-        deadline = ms_earliest(deadline, s.store_hold_until if s.store_holding else now)
-    if ctl.state != State.ONLINE:
-        return deadline
+        deadline = ms_earliest(deadline, s.store_hold_until if s.store_holding else ctl.now_ms)
+    if ctl.state == State.ONLINE and s.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
+        deadline = ms_earliest(deadline, s.keepalive_deadline)
+    return deadline
+
+
+def send_deadline(ctl: Online, deadline: int | None) -> int | None:
+    """The earliest of `deadline` and when ONLINE is next due to send something (asked only
+    while the channel is idle: the controller's one rule, see its `next_deadline`).
+    C: online_send_deadline()."""
+    s = ctl.session
     if s.store_holding:
         deadline = ms_earliest(deadline, s.store_hold_until)
-    if ctl.channel.busy:
-        # ONLINE starts nothing while a command is in flight: its answer or its deadline wakes
-        # the tick. Asking for a tick at a probe or PUBACK time already passed would only spin.
-        return deadline
     deadline = ms_earliest(deadline, s.next_probe_at)
     deadline = ms_earliest(deadline, _upkeep_deadline(ctl))
     if s.pub_holding:
@@ -232,7 +236,7 @@ def next_deadline(ctl: Online, deadline: int | None) -> int | None:
     if s.stale_pubacks:
         deadline = ms_earliest(deadline, s.stale_until)
     if ctl.settings.outbox_poll_ms:
-        deadline = ms_earliest(deadline, ms_add(now, ctl.settings.outbox_poll_ms))
+        deadline = ms_earliest(deadline, ms_add(ctl.now_ms, ctl.settings.outbox_poll_ms))
     return deadline
 
 
@@ -588,16 +592,12 @@ def _keepalive_interval_ms(ctl: Online) -> int:
 
 
 def _upkeep_deadline(ctl: Online) -> int | None:
-    """When ONLINE upkeep next needs a tick (None: nothing to wait for).
+    """When the keepalive of an old firmware is next due (None: not needed, or under way).
 
     C: online_upkeep_deadline()."""
     s = ctl.session
-    if s.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
-        return s.keepalive_deadline
-    # A keepalive due while the channel is busy goes out when its answer wakes the tick:
-    # asking for a tick now would only spin until then.
     if (_keepalive_needed(ctl) and s.keepalive_phase == KeepalivePhase.NONE
-            and not ctl.channel.busy and not ctl.stopping):
+            and not ctl.stopping):
         return ms_add(s.proof_at, _keepalive_interval_ms(ctl))
     return None
 

@@ -33,17 +33,6 @@ class KnownBug:
 
 KNOWN_BUGS: tuple[KnownBug, ...] = (
     KnownBug(
-        "busy-loop",
-        "A state entered (a link loss, an escalation) while the previous state's command is "
-        "still in flight asks for a tick at once, every tick, until that command ends: "
-        "`next_deadline()` returns `now` because the new state's wait is over, but nothing "
-        "can be sent while the channel is busy. The host loop spins at 100 % CPU for up to "
-        "that command's timeout (30 s for AT+SAPBR=1,1).",
-        "tests/test_reliability_bugs.py::"
-        "test_a_state_entered_while_a_command_is_in_flight_asks_for_no_tick_until_it_can_send",
-        lambda facts, problem: "busy loop" in problem,
-    ),
-    KnownBug(
         "duplicated-final",
         "With echo on, a final code that arrives before the echo of the command in flight is "
         "the previous command's (a duplicated OK, split from it by the UART), but the channel "
