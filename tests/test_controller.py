@@ -552,6 +552,24 @@ def test_a_probe_due_while_a_command_is_in_flight_asks_for_no_early_tick() -> No
     assert ms_diff(c.tick(late), late) > 0  # not "now": nothing can start before the answer
 
 
+def test_a_prompt_that_comes_after_its_state_was_left_still_gets_its_body() -> None:
+    """Regression: the bearer went while AT+HTTPDATA waited for DOWNLOAD; the controller had
+    left HTTP_AUTH by the time the prompt came and never sent the body, so the module took the
+    next commands (AT+CPIN?, ...) for body bytes until its window ended."""
+    rig = make_rig()
+    c = rig.controller
+    assert rig.run_until(lambda: bool(rig.commands) and rig.commands[-1].startswith(
+        "AT+HTTPDATA="))
+    rig.module.detach(rig.now)  # its URCs go out before the DOWNLOAD the module owes
+    assert rig.run_until(lambda: c.state == State.ATTACH)
+    assert rig.run_until(lambda: c.online or c.failed)
+    assert c.online
+    after = rig.commands[[i for i, cmd in enumerate(rig.commands)
+                          if cmd.startswith("AT+HTTPDATA=")][0] + 1:]
+    assert after[0] == "AT+CPIN?"  # a command, not body bytes
+    assert not any(s == ("ATTACH", "ATTACH", "retry") for s in rig.states)
+
+
 def test_an_auth_computes_its_sign_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: the body and the secret to redact were signed separately (two HMACs)."""
     near, _far = memory_pair()

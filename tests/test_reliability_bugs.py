@@ -57,12 +57,6 @@ def test_one_rejected_auth_after_transient_failures_is_not_fatal() -> None:
     assert not rig.controller.failed, reasons.fail_text(rig.controller)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "A link loss while AT+HTTPDATA waits for its body leaves the module in data mode: the "
-    "controller never sends the body, so the module takes the commands that follow "
-    "(AT+CPIN?, AT+CSQ, ...) for body bytes until its 20 s window ends, and ATTACH's first "
-    "attempt times out on them. The body (or as many bytes) should go out before anything "
-    "else, whatever state the controller is in by then."))
 def test_commands_after_an_abandoned_httpdata_prompt_reach_the_module_as_commands() -> None:
     logs = LogWatch()
     with logs_into(logs):

@@ -101,7 +101,7 @@ class StepRunner:
     """Where the current state's script is (C: a sub-struct)."""
 
     __slots__ = ("index", "phase", "resume_at", "urc_deadline", "polls", "urc_seen",
-                 "urc_seen_line", "body_due", "outcome")
+                 "urc_seen_line", "body_due", "body_timeout_ms", "outcome")
 
     def __init__(self, now_ms: int) -> None:
         """C: part of airfsm_init()."""
@@ -113,6 +113,7 @@ class StepRunner:
         self.urc_seen = URC_NONE  # a wanted/failing URC that came before the final code ...
         self.urc_seen_line = b""  # ... and its line (the +HTTPACTION status is in it)
         self.body_due = False  # the prompt came: the auth body goes out next
+        self.body_timeout_ms = 0  # ... and the OK after it is due this long after it
         self.outcome: Outcome | None = None  # recorded by callbacks, applied by _process
 
 
@@ -484,17 +485,19 @@ class Controller:
 
         C: airfsm_process()."""
         runner = self.runner
+        if runner.body_due:
+            # First of all, link events included: the module is in data mode and takes every
+            # byte for the body until it has them all. Whatever state the controller is in by
+            # now (a link loss may have ended HTTP_AUTH meanwhile), the body goes out, or the
+            # module would eat the commands that follow until its window ends.
+            runner.body_due = False
+            self.channel.send_data(self.auth.body, self.auth.body_len, self.now_ms,
+                                   runner.body_timeout_ms)
         if self.link_event is not None:
             trigger, self.link_event = self.link_event, None
             runner.outcome = None
             self._fire(trigger)
             return
-        if runner.body_due:
-            runner.body_due = False
-            step = self.step()
-            if step is not None:
-                self.channel.send_data(self.auth.body, self.auth.body_len, self.now_ms,
-                                       step.timeout_ms)
         if runner.outcome is None:
             return
         outcome, runner.outcome = runner.outcome, None
@@ -726,6 +729,8 @@ class Controller:
         if purpose == Purpose.STEP:
             self.runner.urc_seen = URC_NONE
             self.runner.phase = Phase.WAIT_FINAL
+        if step.prompt:
+            self.runner.body_timeout_ms = step.timeout_ms
         # A step that waits for a bare final code as its URC (AT+MCONNECT: OK, then ERROR when
         # refused) asks the channel to pass that code on rather than count it stray.
         self._send(expand(step.pieces, self.values, self.cmd_buf), step.timeout_ms, purpose,
@@ -816,9 +821,13 @@ class Controller:
 
     def _on_response(self, resp: AtResponse) -> None:
         """C: airfsm_on_response()."""
+        if resp.result == AtResult.PROMPT:
+            # Whatever the command is for by now (DISCARD: its state was left before the
+            # prompt came), the module waits for the body: `_process` sends it first.
+            self.runner.body_due = True
+            return
         purpose = self.purpose
-        if resp.result != AtResult.PROMPT:
-            self.purpose = Purpose.NONE
+        self.purpose = Purpose.NONE
         if resp.result == AtResult.TIMEOUT:
             self.counters.timeouts += 1
             if self.wants(LogLevel.INFO):
@@ -845,9 +854,6 @@ class Controller:
         step = self.step()
         runner = self.runner
         if step is None or runner.phase != Phase.WAIT_FINAL:
-            return
-        if resp.result == AtResult.PROMPT:
-            runner.body_due = True
             return
         outcome, reason, detail = judge_answer(self, step, resp)
         if outcome != Outcome.PASS or not (step.urc_ok or step.urc_fail):
