@@ -268,6 +268,18 @@ def test_auth_attempts_setting_shortens_the_give_up() -> None:
     assert "device not found" in str(reasons.fail_text(rig.controller))
 
 
+def test_auth_attempts_count_rejections_only_and_transient_failures_forgive_none() -> None:
+    rig = make_rig(SimConfig(faults=faults("auth=401@1")),
+                   settings=seed_settings(auth_attempts=2))
+    assert rig.run_until(lambda: rig.commands.count("AT+HTTPACTION=1") == 1
+                         and rig.controller.attempt == 2)
+    rig.module.add_fault(parse_fault("http=601@1"))  # the next request never reaches the server
+    rig.module.add_fault(parse_fault("auth=401@1"))  # ... and the one after it is rejected
+    assert rig.run_until(lambda: rig.controller.failed or rig.controller.online)
+    assert rig.controller.fail_reason == FailReason.CREDENTIALS
+    assert rig.commands.count("AT+HTTPACTION=1") == 3 and rig.module.auth_requests == 2
+
+
 def test_wrong_secret_is_rejected_by_the_simulated_cloud() -> None:
     settings = seed_settings(auth_attempts=2)
     settings.identity = aliyun.DeviceIdentity(SEED_PK, SEED_DN, "not-the-secret")
@@ -573,7 +585,7 @@ def test_a_prompt_that_comes_after_its_state_was_left_still_gets_its_body() -> N
 def test_an_auth_computes_its_sign_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: the body and the secret to redact were signed separately (two HMACs)."""
     near, _far = memory_pair()
-    c = Controller(near, seed_settings())
+    c = Controller(near, seed_settings(), log_hook=log.CORE_LOG)  # registers what it signs
     signs: list[str] = []
     real_sign = aliyun.sign
 

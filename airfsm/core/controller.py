@@ -121,7 +121,7 @@ class Credentials:
     """What HTTP_AUTH produces for MQTT_CONNECT (C: a sub-struct)."""
 
     __slots__ = ("body", "body_len", "iot_id", "iot_token", "token_at", "token_stale",
-                 "reply_host", "reply_port")
+                 "reply_host", "reply_port", "rejections")
 
     def __init__(self, now_ms: int) -> None:
         """C: part of airfsm_init()."""
@@ -133,6 +133,9 @@ class Credentials:
         self.token_stale = True  # no token yet
         self.reply_host: str | None = None  # the broker the reply named
         self.reply_port: int | None = None
+        # Auths the server rejected (a code, not a transport failure) since one last passed:
+        # Settings.auth_attempts of them end in FAILED, whatever failed in between.
+        self.rejections = 0
 
 
 class _Model:
@@ -534,15 +537,20 @@ class Controller:
         if policy is None:
             return
         retries = policy.retries
-        if rejected and self.settings.auth_attempts is not None:
-            retries = self.settings.auth_attempts - 1
+        if rejected:
+            # Only rejections count towards giving up on the credentials: transient failures
+            # (HTTP 601, an ERROR) between them neither count nor forgive one.
+            self.auth.rejections += 1
+            limit = self.settings.auth_attempts or policy.retries + 1
+            if self.auth.rejections >= limit and (self.state, Trigger.FATAL) in self.edges:
+                self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED, self.auth_code)
+                return
+            retries = limit - 1  # a rejection may retry the state until the limit
         if self.attempt <= retries:
             delay = backoff_ms(self.attempt, policy.backoff_base_ms, policy.backoff_cap_ms,
                                self.rng)
             self.runner.resume_at = ms_add(self.now_ms, delay)
             self._fire(Trigger.RETRY)
-        elif rejected and (self.state, Trigger.FATAL) in self.edges:
-            self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED, self.auth_code)
         elif self.hardware_reset is not None and self.hardware_resets < policy.hardware_resets:
             self.hardware_resets += 1
             self.log(LogLevel.WARNING, LogEvent.HARDWARE_RESET, self.hardware_resets,
@@ -816,6 +824,7 @@ class Controller:
         self._set_mqtt_endpoint()
         auth.token_at = self.now_ms
         auth.token_stale = False
+        auth.rejections = 0
 
     # ------------------------------------------------------------------ callbacks from AtChannel
 

@@ -44,17 +44,6 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
         lambda facts, problem: any(f.startswith("dup-final") for f in facts.faults)
         and "was unanswered and before its deadline" in problem,
     ),
-    KnownBug(
-        "auth-rejection-after-transient-failures",
-        "HTTP_AUTH counts every failed attempt towards the rejection limit: after five "
-        "transient failures (HTTP 601, an ERROR), one rejected auth (401) is taken as "
-        "'credentials rejected for good' and the controller ends in FAILED (the gateway exits "
-        "5), although `Settings.auth_attempts` promises that many *rejected* auths first.",
-        "tests/test_reliability_bugs.py::"
-        "test_one_rejected_auth_after_transient_failures_is_not_fatal",
-        lambda facts, problem: facts.final_state == "FAILED"
-        and facts.fail_reason == "CREDENTIALS" and problem.startswith("not ONLINE"),
-    ),
 )
 
 
