@@ -8,8 +8,8 @@ import json
 import pytest
 
 from airfsm.core import aliyun, payload
-from airfsm.core.codes import FailReason, PubPhase, State
-from airfsm.core.controller import Controller
+from airfsm.core.codes import FailReason, LogEvent, LogLevel, PubPhase, State, Trigger
+from airfsm.core.controller import AGE_MAX_MS, Controller
 from airfsm.core.outbox import MemoryOutbox
 from airfsm.core.table import MACHINE
 from airfsm.core.timebase import backoff_ms, ms_add, ms_diff
@@ -503,6 +503,39 @@ def test_request_stop_finishes_in_flight_publish_then_disconnects() -> None:
     assert [p for _t, p, _q in rig.module.published] == [b"last words"]
     assert rig.commands[-1] == "AT+MDISCONNECT"
     assert len(c.outbox) == 1  # the unsent one is kept for the next run
+
+
+class _StateLog:
+    """A log hook that keeps the STATE events (source, trigger, elapsed)."""
+
+    level = LogLevel.INFO
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[int, int, int]] = []
+
+    def __call__(self, ctl: object, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
+                 data: object) -> None:
+        if event == LogEvent.STATE:
+            self.changes.append((a, b, c))
+
+
+def test_the_age_of_a_state_saturates_instead_of_wrapping_after_25_days() -> None:
+    hook = _StateLog()
+    rig = make_rig(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT"),
+                   start_ms=(1 << 32) - 60_000, log_hook=hook)
+    c = rig.controller
+    assert rig.run_until(lambda: c.online)
+    for _day in range(25):  # (one run_for must stay below the 32-bit clock's half)
+        rig.run_for(24 * 3600 * 1000)
+    assert c.online and c.state_age_ms() == AGE_MAX_MS
+    assert reasons.status(c)["since_ms"] == AGE_MAX_MS
+    known = len(hook.changes)
+    rig.module.drop_mqtt(rig.now)
+    assert rig.run_until(lambda: c.state != State.ONLINE)
+    source, trigger, elapsed = hook.changes[known]
+    assert (State(source), Trigger(trigger), elapsed) == (State.ONLINE, Trigger.MQTT_LOST,
+                                                          AGE_MAX_MS)
+    assert 0 <= c.state_age_ms() < 1_000  # the new state's age starts afresh
 
 
 # ---------------------------------------------------------------------- robustness

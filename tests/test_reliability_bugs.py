@@ -74,11 +74,6 @@ def test_commands_after_an_abandoned_httpdata_prompt_reach_the_module_as_command
     assert written[:3] == received[:3], "commands were eaten as body bytes"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "status()['since_ms'] is the signed 32-bit difference between now and the state's entry: "
-    "after 24.8 days in one state (ONLINE, on a good link) it turns negative "
-    "(-2147483648 and on); the state log's elapsed_ms likewise. It needs a latch like the "
-    "token age's, or a saturating count."))
 def test_status_since_ms_stays_sane_after_25_days_online() -> None:
     run = Run(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT"), seed_settings(),
               start_ms=(1 << 32) - 60_000)

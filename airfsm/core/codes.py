@@ -215,7 +215,7 @@ class LogEvent(IntEnum):
     # data: a secret never to be printed; a = 1: the DeviceSecret (kept for good), 0: a sign or
     # an iotToken (the host keeps the newest few)
     SECRET = 0
-    STATE = 1  # a: source state, b: trigger, c: ms spent in the source state
+    STATE = 1  # a: source state, b: trigger, c: ms spent in the source state (saturating)
     STEP = 2  # a: Outcome, b: Reason, c: detail (of the current step)
     AT_TX = 3  # data: the command sent
     AT_TIMEOUT = 4  # data: the command that got no answer

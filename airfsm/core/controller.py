@@ -53,6 +53,7 @@ from airfsm.core.settings import (
     INFO_ARENA,
     LINE_CAPACITY,
     READ_CHUNK,
+    U31_MAX,
     Settings,
 )
 from airfsm.core.table import (
@@ -86,6 +87,20 @@ from airfsm.core.timebase import (
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
 LOST_PORT_RECHECK_MS = 1_000  # a lost port: the host reopens it; look again this soon
+# An age (how long a state has been held, how old a reading is) is the unsigned 32-bit
+# difference from its start, latched every tick once it reaches this (about 24.8 days), so it
+# saturates instead of wrapping: ticks come at least every IDLE_RECHECK_MS, long before the
+# difference could pass 2**32.
+AGE_MAX_MS = U31_MAX
+
+
+def age_ms(now_ms: int, since_ms: int, saturated: bool) -> int:
+    """`now - since` on the 32-bit clock, at most AGE_MAX_MS (and that once `saturated`).
+
+    C: airfsm_age_ms()."""
+    if saturated:
+        return AGE_MAX_MS
+    return min((now_ms - since_ms) & MS_MASK, AGE_MAX_MS)
 
 
 class StepError(NamedTuple):
@@ -167,6 +182,7 @@ class Controller:
         "read_buf", "cmd_buf", "line_buf", "data_buf", "info_arena", "values", "channel",
         # the machine
         "edges", "model", "machine", "rng", "now_ms", "started_at", "state", "entered_at",
+        "state_age_saturated",
         "attempt", "fail_reason", "fail_cause", "fail_cause_detail", "last_trigger",
         "last_error", "counters", "escalations", "hardware_resets", "reset_requested",
         "offline_since", "link_event", "purpose", "runner",
@@ -232,6 +248,7 @@ class Controller:
         # the machine
         self.state = table[0].state
         self.entered_at = self.now_ms
+        self.state_age_saturated = False  # held for AGE_MAX_MS or more
         self.attempt = 1
         self.fail_reason = FailReason.NONE
         self.fail_cause = Reason.NONE  # why, with a detail: worded at the edge
@@ -390,6 +407,12 @@ class Controller:
         """Where the publish of the outbox head is. C: airfsm_pub_phase()."""
         return self.session.pub_phase
 
+    def state_age_ms(self) -> int:
+        """How long the current state has been held, saturating at AGE_MAX_MS (~24.8 days).
+
+        C: airfsm_state_age_ms()."""
+        return age_ms(self.now_ms, self.entered_at, self.state_age_saturated)
+
     def step(self) -> Step | None:
         """The current step (None in ONLINE and FAILED, and past the last step).
 
@@ -477,7 +500,9 @@ class Controller:
                 and ms_reached(now, ms_add(self.offline_since, self.settings.watchdog_ms))):
             self.offline_since = now
             self.raise_link(Trigger.WATCHDOG)
-        # Latch token age every tick so a months-long ONLINE never wraps the 32-bit difference.
+        # Latch the ages every tick so a months-long ONLINE never wraps a 32-bit difference.
+        if age_ms(now, self.entered_at, self.state_age_saturated) >= AGE_MAX_MS:
+            self.state_age_saturated = True
         auth = self.auth
         if not auth.token_stale and (
                 ms_diff(now, auth.token_at) >= self.settings.token_refresh_ms):
@@ -600,7 +625,7 @@ class Controller:
         """C: airfsm_enter()."""
         now = self.now_ms
         runner = self.runner
-        elapsed = ms_diff(now, self.entered_at)
+        elapsed = self.state_age_ms()
         self.counters.transitions += 1
         if trigger in ESCALATING_TRIGGERS:
             self.counters.reconnects[trigger] += 1
@@ -610,6 +635,7 @@ class Controller:
         # Logged with the runner still where the source state was left (its step is named).
         self.log(LogLevel.INFO, LogEvent.STATE, source, trigger, elapsed)
         self.entered_at = now
+        self.state_age_saturated = False
         runner.index = 0
         runner.polls = 0
         runner.urc_seen = URC_NONE

@@ -132,10 +132,11 @@ class Online(Protocol):
     cmd_buf: bytearray
     state: State
     now_ms: int
-    entered_at: int
     escalations: int
     firmware_version: int
     stopping: bool
+
+    def state_age_ms(self) -> int: ...
 
     def log(self, level: LogLevel, event: LogEvent, a: int = 0, b: int = 0, c: int = 0,
             data: bytes | bytearray | memoryview = b"") -> None: ...
@@ -156,7 +157,7 @@ def advance(ctl: Online) -> None:
     """ONLINE with the channel idle: send what is due. C: online_advance()."""
     s = ctl.session
     now = ctl.now_ms
-    if ctl.escalations and ms_diff(now, ctl.entered_at) >= ctl.settings.liveness_ms:
+    if ctl.escalations and ctl.state_age_ms() >= ctl.settings.liveness_ms:
         ctl.escalations = 0  # ONLINE has held for a while: the link is good again
     if s.pub_phase == PubPhase.WAIT_PUBACK and ms_reached(now, s.pub_deadline):
         # The PUBACK may still come late; on_puback copes with that.

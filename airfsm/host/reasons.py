@@ -24,7 +24,6 @@ from airfsm.core.codes import (
     Trigger,
 )
 from airfsm.core.table import MIN_FIRMWARE, URCS, StateSpec
-from airfsm.core.timebase import ms_diff
 
 if TYPE_CHECKING:
     # Only read here, never imported for it: the words of a dead letter (the store, `airfsm
@@ -184,7 +183,7 @@ def status(controller: Controller) -> dict[str, Any]:
     channel = controller.channel
     return {
         "state": controller.state.name,
-        "since_ms": ms_diff(controller.now_ms, controller.entered_at),
+        "since_ms": controller.state_age_ms(),  # saturates at ~24.8 days
         "attempt": controller.attempt,
         "step": controller.step_name(),
         "step_index": controller.runner.index,
