@@ -199,6 +199,19 @@ def test_attach_polls_then_resets_module_and_starts_over() -> None:
     assert first_poll_of_retry > rig.commands.index("AT+CFUN=1")
 
 
+def test_a_radio_that_will_not_switch_back_on_escalates_at_once() -> None:
+    """Regression: AT+CFUN=1 was judged "any answer passes": an ERROR left the radio off and
+    ATTACH polled +CGATT: 0 for two minutes before it escalated."""
+    rig = make_rig(SimConfig(faults=faults("error:AT+CSQ@1", "error:AT+CFUN=1@1")))
+    assert rig.run_until(lambda: ("ATTACH", "AUTOBAUD", "exhausted") in rig.states)
+    cmds = rig.commands
+    radio_on = cmds.index("AT+CFUN=1")
+    assert cmds[radio_on + 1] == "AT+RESET"  # not one +CGATT? poll of a radio left off
+    assert reasons.last_error_text(rig.controller) == "ATTACH radio_on: ERROR"
+    assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
+    assert rig.controller.online
+
+
 def test_attach_on_the_first_try_never_touches_the_radio() -> None:
     rig = online_rig()
     assert not any(c.startswith("AT+CFUN") for c in rig.commands)

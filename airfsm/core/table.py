@@ -329,10 +329,13 @@ MACHINE: tuple[StateSpec, ...] = (
         State.ATTACH,
         steps=(
             # Not attached on the first try: cycle the radio (the vendor's advice) before
-            # polling again; the module re-registers from scratch.
+            # polling again; the module re-registers from scratch. Switching it off may fail
+            # harmlessly (it stays on); switching it back on must not: a radio left off would
+            # only be polled for +CGATT: 1 in vain, so its failure fails the attempt (the
+            # state's policy then escalates: AT+RESET, which powers the radio up again).
             Step("radio_off", "AT+CFUN=4", Check.ANY, timeout_ms=10_000, settle_ms=5_000,
                  when=Cond.RETRYING),
-            Step("radio_on", "AT+CFUN=1", Check.ANY, timeout_ms=10_000, when=Cond.RETRYING),
+            Step("radio_on", "AT+CFUN=1", Check.OK, timeout_ms=10_000, when=Cond.RETRYING),
             # SIM busy or absent is polled a bounded number of times, never forever.
             Step("cpin", "AT+CPIN?", Check.SIM_READY, timeout_ms=5_000, poll_ms=1_000,
                  poll_limit=20),

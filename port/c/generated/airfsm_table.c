@@ -278,7 +278,7 @@ static const airfsm_step_t airfsm_attach_steps[5] = {
     {
         .name = "radio_on",
         .command = { airfsm_attach_radio_on_pieces, 1u },
-        .check = AIRFSM_CHECK_ANY, .when = AIRFSM_COND_RETRYING,
+        .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_RETRYING,
         .timeout_ms = 10000u, .prompt = false,
         .urc_ok = NULL, .n_urc_ok = 0u,
         .urc_fail = NULL, .n_urc_fail = 0u,

@@ -18,8 +18,8 @@ typedef struct {
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from.
  */
-#define AIRFSM_TABLE_HASH UINT64_C(0xd31100b2311af320)
-#define AIRFSM_TABLE_HASH_HEX "d31100b2311af320"
+#define AIRFSM_TABLE_HASH UINT64_C(0x8db70c12081971f6)
+#define AIRFSM_TABLE_HASH_HEX "8db70c12081971f6"
 /* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
  * linked. */
 extern const uint64_t airfsm_table_hash;
