@@ -357,6 +357,45 @@ def test_mconnect_refused_goes_back_to_http_auth_for_a_fresh_token() -> None:
     assert rig.module.auth_requests == before + 1
 
 
+def test_the_module_and_its_network_are_known_once_online() -> None:
+    rig = online_rig(imei="861234567890123", iccid="8986041234567890123F",
+                     operator="CHN-UNICOM", access_technology=7)
+    status = reasons.status(rig.controller)
+    assert {k: status[k] for k in ("imei", "iccid", "operator", "registration",
+                                   "access_technology", "rssi")} == {
+        "imei": "861234567890123", "iccid": "8986041234567890123F", "operator": "CHN-UNICOM",
+        "registration": "home", "access_technology": "lte", "rssi": 24}
+    assert 0 <= status["signal_age_ms"] < 60_000
+    cmds = rig.commands
+    assert cmds.index("AT+CGSN") == cmds.index("AT+CGMR") + 1
+    # the operator and registration are asked once attached, the ICCID once the SIM is ready
+    assert cmds.index("AT+CCID") == cmds.index("AT+CPIN?") + 1
+    assert cmds.index("AT+CGATT?") < cmds.index("AT+COPS?") < cmds.index("AT+CEREG?")
+
+
+def test_a_module_that_will_not_say_who_it_is_still_gets_online() -> None:
+    rig = online_rig(faults=faults("error:AT+CGSN@1", "cme=10:AT+CCID@1", "silence:AT+COPS?@1",
+                                   "error:AT+CEREG?@1"))
+    status = reasons.status(rig.controller)
+    assert [status[k] for k in ("imei", "iccid", "operator", "registration",
+                                "access_technology")] == [None] * 5
+    # not one retry (but AUTOBAUD's, while the module boots)
+    assert [s for s in rig.states if s[2] == "retry" and s[0] != "AUTOBAUD"] == []
+
+
+def test_the_signal_is_read_again_after_each_liveness_probe_while_online() -> None:
+    rig = online_rig()
+    c = rig.controller
+    assert c.rssi == 24
+    rig.module.config.rssi = 9  # the antenna was knocked
+    attach_reading = c.signal_at
+    rig.run_for(c.settings.liveness_ms + 5_000)
+    assert c.online and c.rssi == 9 and c.signal_at != attach_reading
+    assert reasons.status(c)["signal_age_ms"] < 5_000
+    probe = rig.commands.index("AT+MQTTSTATU")
+    assert rig.commands[probe + 1] == "AT+CSQ"
+
+
 # ---------------------------------------------------------------------- ONLINE
 
 

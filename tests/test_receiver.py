@@ -14,7 +14,7 @@ import pytest
 from airfsm.core.codes import State
 from airfsm.core.controller import Controller
 from airfsm.core.settings import Settings
-from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE
+from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE, SIGNAL_REFRESH
 from airfsm.core.timebase import ms_diff
 from airfsm.host import reasons
 from airfsm.host.serial import memory_pair
@@ -63,7 +63,8 @@ def test_truncated_downlink_does_not_swallow_the_probe_answer() -> None:
     assert c.channel.payloads_truncated == 1 and c.counters.downlinks_truncated == 1
     assert rig.inbound == []  # the damaged message is dropped, never delivered
     assert transitions_since(rig, mark) == [] and c.online
-    assert rig.commands[sent:] == []  # nothing re-sent: the link was never in doubt
+    # nothing re-sent, the link was never in doubt: only the signal read after each probe
+    assert rig.commands[sent:] == [SIGNAL_REFRESH.command]
     assert rig.module.send_downlink(GET, b"intact", rig.now)
     rig.run_for(100)
     assert rig.inbound == [(GET, b"intact")]

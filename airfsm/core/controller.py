@@ -187,7 +187,9 @@ class Controller:
         "last_error", "counters", "escalations", "hardware_resets", "reset_requested",
         "offline_since", "link_event", "purpose", "runner",
         # what the steps learned
-        "firmware", "firmware_version", "rssi", "ip", "http_status", "auth_code", "auth",
+        "firmware", "firmware_version", "imei", "iccid", "operator", "access_technology",
+        "registration", "rssi", "signal_at", "signal_read", "signal_age_saturated", "ip",
+        "http_status", "auth_code", "auth",
         # ONLINE and shutting down
         "session", "port_lost", "stopping", "stopped",
     )
@@ -269,7 +271,15 @@ class Controller:
         # what the steps learned
         self.firmware = ""
         self.firmware_version = 0
-        self.rssi = 99
+        self.imei = ""
+        self.iccid = ""
+        self.operator = ""  # the network registered on ("": none, or not read yet)
+        self.access_technology = -1  # 27.007 <AcT> of +COPS (7: E-UTRAN); -1: unknown
+        self.registration = -1  # 27.007 <stat> of +CEREG (1: home, 5: roaming); -1: unknown
+        self.rssi = 99  # 0-31, 99: unknown
+        self.signal_at = self.now_ms  # when rssi was read ...
+        self.signal_read = False  # ... if ever
+        self.signal_age_saturated = False
         self.ip = ""
         self.http_status = 0
         self.auth_code = 0
@@ -413,6 +423,21 @@ class Controller:
         C: airfsm_state_age_ms()."""
         return age_ms(self.now_ms, self.entered_at, self.state_age_saturated)
 
+    def signal_age_ms(self) -> int:
+        """How old the signal reading is (saturating like a state's age); -1: never read.
+
+        C: airfsm_signal_age_ms()."""
+        if not self.signal_read:
+            return -1
+        return age_ms(self.now_ms, self.signal_at, self.signal_age_saturated)
+
+    def take_signal(self, rssi: int) -> None:
+        """An AT+CSQ answer (ATTACH's step, ONLINE's refresh). C: airfsm_take_signal()."""
+        self.rssi = rssi
+        self.signal_at = self.now_ms
+        self.signal_read = True
+        self.signal_age_saturated = False
+
     def step(self) -> Step | None:
         """The current step (None in ONLINE and FAILED, and past the last step).
 
@@ -503,6 +528,8 @@ class Controller:
         # Latch the ages every tick so a months-long ONLINE never wraps a 32-bit difference.
         if age_ms(now, self.entered_at, self.state_age_saturated) >= AGE_MAX_MS:
             self.state_age_saturated = True
+        if age_ms(now, self.signal_at, self.signal_age_saturated) >= AGE_MAX_MS:
+            self.signal_age_saturated = True
         auth = self.auth
         if not auth.token_stale and (
                 ms_diff(now, auth.token_at) >= self.settings.token_refresh_ms):
@@ -883,6 +910,8 @@ class Controller:
             online.on_cache_read_response(self, resp)
         elif purpose == Purpose.MODE:
             online.on_mode_response(self, resp)
+        elif purpose == Purpose.SIGNAL:
+            online.on_signal_response(self, resp)
 
     def _on_step_response(self, resp: AtResponse) -> None:
         """C: airfsm_on_step_response()."""

@@ -25,7 +25,8 @@ Upkeep. AT+MQTTSTATU every liveness_ms (and after any failure); silence_limit un
 commands in a row mean the module is gone. Firmware before V838 sends no PINGREQ and reports no
 CLOSED: the session is kept alive by re-subscribing (SESSION_KEEPALIVE) when the server has
 acknowledged nothing for 3/4 of the keepalive. A cache-mode notice (`+MSUB: <slot>`) is read
-with AT+MQTTMSGGET.
+with AT+MQTTMSGGET. After each probe the signal is read again (AT+CSQ), so the status shows a
+fresh one.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from airfsm.core.codes import (
     Trigger,
 )
 from airfsm.core.counters import Counters
-from airfsm.core.judge import answer_reason, mqtt_status
+from airfsm.core.judge import answer_reason, mqtt_status, signal_of
 from airfsm.core.messages import OutboundMessage
 from airfsm.core.outbox import Outbox, OutboxUnavailable
 from airfsm.core.settings import Settings
@@ -59,6 +60,7 @@ from airfsm.core.table import (
     KEEPALIVE_FRACTION,
     LIVENESS_PROBE,
     SESSION_KEEPALIVE,
+    SIGNAL_REFRESH,
     TEXT_MODE,
     Step,
 )
@@ -77,7 +79,7 @@ class Session:
         "pub_failures", "pub_holding", "pub_hold_until", "last_failure", "last_failure_detail",
         "stale_pubacks", "stale_until", "module_hex", "cache_pending", "proof_at",
         "keepalive_phase", "keepalive_deadline", "keepalive_acked", "next_probe_at",
-        "probe_due", "silence", "ack_owed", "dead_owed", "dead_reason", "dead_detail",
+        "probe_due", "signal_due", "silence", "ack_owed", "dead_owed", "dead_reason", "dead_detail",
         "store_failures", "store_holding", "store_hold_until",
     )
 
@@ -107,6 +109,7 @@ class Session:
         self.keepalive_acked = False  # the SUBACK overtook the OK
         self.next_probe_at = now_ms
         self.probe_due = False
+        self.signal_due = False  # a probe went out: read the signal once the channel is free
         self.silence = 0  # commands unanswered in a row
         # the store
         self.ack_owed = NO_ID  # acknowledged, not yet deleted
@@ -149,6 +152,8 @@ class Online(Protocol):
 
     def send_command(self, length: int, timeout_ms: int, purpose: Purpose) -> None: ...
 
+    def take_signal(self, rssi: int) -> None: ...
+
 
 # ---------------------------------------------------------------------- the tick's entries
 
@@ -169,9 +174,14 @@ def advance(ctl: Online) -> None:
         s.probe_due = False
         s.next_probe_at = ms_add(now, ctl.settings.liveness_ms)
         ctl.counters.probes += 1
+        s.signal_due = True
         ctl.send_step(LIVENESS_PROBE, Purpose.PROBE)
         return
     if _advance_upkeep(ctl):
+        return
+    if s.signal_due and not ctl.stopping:
+        s.signal_due = False
+        ctl.send_step(SIGNAL_REFRESH, Purpose.SIGNAL)
         return
     if s.pub_phase != PubPhase.NONE:
         return
@@ -254,6 +264,7 @@ def reset(ctl: Online) -> None:
     s.pub_sends = 0
     s.stale_pubacks = 0
     s.probe_due = False
+    s.signal_due = False
     s.silence = 0
     s.proof_at = ctl.now_ms  # a session starts (its CONNACK is the latest answer) or ends
     s.keepalive_phase = KeepalivePhase.NONE
@@ -528,6 +539,17 @@ def on_probe_response(ctl: Online, resp: AtResponse) -> None:
     if status != 1:
         ctl.log(LogLevel.INFO, LogEvent.PROBE, status)
         ctl.raise_link(Trigger.MQTT_LOST)
+
+
+def on_signal_response(ctl: Online, resp: AtResponse) -> None:
+    """The answer to ONLINE's AT+CSQ: a fresh reading. Informational: a refusal says nothing
+    about the session, silence counts like any. C: online_on_signal_response()."""
+    if ctl.state != State.ONLINE:
+        return
+    if resp.result == AtResult.OK:
+        ctl.take_signal(signal_of(resp))
+    elif resp.result == AtResult.TIMEOUT:
+        _on_timeout_or_error(ctl, resp)
 
 
 def on_answered(ctl: Online) -> None:

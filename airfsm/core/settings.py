@@ -26,6 +26,9 @@ READ_CHUNK = 512  # bytes taken from the port per read
 # The controller (airfsm.core.controller).
 CMD_CAPACITY = 1280  # one command and its CR: the longest AT+MPUB is 1169 bytes
 BODY_CAPACITY = 512  # the HTTP auth body (airfsm.core.aliyun.auth_body)
+# What the module tells of itself and its network (IMEI 15 digits, ICCID 19-20, an operator's
+# long name at most 16): each kept in a text field of this many bytes; a longer answer is cut.
+INFO_TEXT_MAX = 32
 OUTBOX_RING = 1000  # messages a MemoryOutbox holds by default (and as many dead letters)
 
 # MQTT keepalive: the vendor advises 2 minutes and at most 4 (carrier NATs and base stations

@@ -319,7 +319,13 @@ MACHINE: tuple[StateSpec, ...] = (
     ),
     StateSpec(
         State.VERSION_CHECK,
-        steps=(Step("cgmr", "AT+CGMR", Check.VERSION, timeout_ms=2_000),),
+        steps=(
+            Step("cgmr", "AT+CGMR", Check.VERSION, timeout_ms=2_000),
+            # What the module says about itself and its network, for operators (status, as
+            # `mmcli -m 0` shows it): informational checks, recorded when answered; no answer
+            # fails nothing.
+            Step("imei", "AT+CGSN", Check.IMEI, timeout_ms=2_000),
+        ),
         policy=Policy(retries=3, backoff_base_ms=1_000, backoff_cap_ms=8_000,
                       on_exhausted=State.AUTOBAUD),
         next=State.ATTACH,
@@ -339,9 +345,15 @@ MACHINE: tuple[StateSpec, ...] = (
             # SIM busy or absent is polled a bounded number of times, never forever.
             Step("cpin", "AT+CPIN?", Check.SIM_READY, timeout_ms=5_000, poll_ms=1_000,
                  poll_limit=20),
+            # The vendor manual has AT+CCID (a bare line) and AT+ICCID (`+ICCID: ...`); the
+            # check reads either form.
+            Step("iccid", "AT+CCID", Check.ICCID, timeout_ms=2_000),
             Step("csq", "AT+CSQ", Check.SIGNAL, timeout_ms=2_000),
             Step("cgatt", "AT+CGATT?", Check.ATTACHED, timeout_ms=2_000, poll_ms=2_000,
                  poll_limit=60),
+            # Attached: the network it registered on, and how (EPS: an LTE Cat.1 module).
+            Step("operator", "AT+COPS?", Check.OPERATOR, timeout_ms=2_000),
+            Step("registration", "AT+CEREG?", Check.REGISTRATION, timeout_ms=2_000),
         ),
         policy=Policy(retries=1, backoff_base_ms=5_000, backoff_cap_ms=5_000,
                       on_exhausted=State.AUTOBAUD, reset_on_exhausted=True),
@@ -451,7 +463,11 @@ HEX_MODE = Step("hex_mode", "AT+MQTTMODE=1", Check.OK, timeout_ms=5_000)
 TEXT_MODE = Step("text_mode", "AT+MQTTMODE=0", Check.OK, timeout_ms=5_000)
 # Shutting down: end the MQTT session politely.
 DISCONNECT = Step("disconnect", "AT+MDISCONNECT", Check.ANY, timeout_ms=5_000)
-ONLINE_STEPS = (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ, HEX_MODE, TEXT_MODE, DISCONNECT)
+# The signal, read again after each liveness probe so the status shows a fresh one (the time
+# of the reading beside it), not the one ATTACH saw days ago.
+SIGNAL_REFRESH = Step("signal", "AT+CSQ", Check.SIGNAL, timeout_ms=2_000)
+ONLINE_STEPS = (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ, HEX_MODE, TEXT_MODE, DISCONNECT,
+                SIGNAL_REFRESH)
 # Publishing the outbox head: not a step, since its timeout is a setting (publish_timeout_ms)
 # and its message is escaped or hex-encoded as it is written (`payload.put_mpub` writes exactly
 # these pieces; the C header exports them).

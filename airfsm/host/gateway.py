@@ -88,8 +88,8 @@ LOCK_PROBE_WAIT_S = 0.01  # ... which still holds it after 20 tries 10 ms apart
 
 
 MessageCallback = Callable[[InboundMessage, int | None], None]
-# What the module says about itself and its network, as the controller's snapshot names it once
-# the core reads them (AT+CGSN, AT+CCID, AT+COPS?, AT+CEREG?); the status shows "?" until then.
+# What the module says about itself and its network, as the controller's snapshot names it
+# (AT+CGSN, AT+CCID, AT+COPS?, AT+CEREG?); null until read, the status then shows "?".
 MODULE_FIELDS = ("imei", "iccid", "operator", "registration", "access_technology")
 
 
@@ -333,6 +333,8 @@ class Gateway:
         self._status_last_write = 0.0
         self._status_last_body: str | None = None
         self._notice = ""  # what the gateway itself is waiting for (port, restart)
+        # The wall-clock time of the controller's latest signal reading, by its clock's ms.
+        self._signal_wall: tuple[int, str] | None = None
         self._view: GatewayOutbox | None = None
         self._port_lost_at: float | None = None  # when the serial port was seen gone
         self._restart_at: float | None = None  # the mute module: when the gateway starts over
@@ -932,8 +934,8 @@ class Gateway:
             "fail_detail": snapshot.get("fail_detail"),
             "firmware": snapshot.get("firmware"),
             "rssi": snapshot.get("rssi"),
+            "signal_at": self._signal_at(c),
             "ip": snapshot.get("ip"),
-            # What the core reports once it reads them (issue 11, core part): None until then.
             **{key: snapshot.get(key) for key in MODULE_FIELDS},
             "outbox": {"queued": self._outbox_count(),
                        "dead_letters": self._outbox_count(dead=True),
@@ -947,6 +949,18 @@ class Gateway:
             "exit": None if self.exit_code is None else {
                 "code": int(self.exit_code), "reason": self.exit_reason},
         }
+
+    def _signal_at(self, controller: Controller | None) -> str | None:
+        """When the signal in the status was read (ISO, UTC); None before the first reading.
+        Made once per reading (the controller's clock is the gateway's `clock`), so the status
+        file does not change while the reading does not."""
+        if controller is None or not controller.signal_read:
+            return None
+        read_at = controller.signal_at
+        if self._signal_wall is None or self._signal_wall[0] != read_at:
+            ago_s = max(0, ms_diff(self.clock(), read_at)) / 1000
+            self._signal_wall = (read_at, iso_utc(time.time() - ago_s))
+        return self._signal_wall[1]
 
     def _maybe_write_status(self) -> None:
         now = time.monotonic()

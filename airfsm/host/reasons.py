@@ -39,6 +39,14 @@ CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM
               14: "SIM busy", 30: "no network service", 50: "execution failed",
               53: "invalid parameters", 767: "operation failed"}
 
+# 3GPP TS 27.007 +CEREG <stat> and +COPS <AcT>, in the words ModemManager uses (`mmcli -m 0`).
+REGISTRATION_STATES = {0: "idle", 1: "home", 2: "searching", 3: "denied", 4: "unknown",
+                       5: "roaming", 6: "home-sms-only", 7: "roaming-sms-only",
+                       8: "emergency-only", 9: "home-csfb-not-preferred",
+                       10: "roaming-csfb-not-preferred"}
+ACCESS_TECHNOLOGIES = {0: "gsm", 1: "gsm-compact", 2: "umts", 3: "edge", 4: "hsdpa", 5: "hsupa",
+                       6: "hspa", 7: "lte", 8: "hspa-plus", 9: "lte-nb-iot"}
+
 # Reasons whose text does not depend on the detail, or only appends it.
 _PLAIN: dict[Reason, str] = {
     Reason.NONE: "",
@@ -178,9 +186,22 @@ def dead_letter_text(attempts: int, reason: Reason, detail: int) -> str:
     return f"{attempts} attempts without PUBACK{last}"
 
 
+def _code_word(words: dict[int, str], code: int) -> str | None:
+    """The word for a 27.007 code; None for -1 (not known), the number for one not listed."""
+    if code < 0:
+        return None
+    return words.get(code, str(code))
+
+
 def status(controller: Controller) -> dict[str, Any]:
-    """A snapshot of the controller for status files and summaries (no secret is in here)."""
+    """A snapshot of the controller for status files and summaries (no secret is in here).
+
+    What the module says of itself and its network is null until read: `imei`, `iccid`
+    (VERSION_CHECK, ATTACH), `operator`, `registration`, `access_technology` (ATTACH, once
+    attached), `rssi` (ATTACH, then after each liveness probe in ONLINE) with `signal_age_ms`,
+    how long ago it was read (saturating at ~24.8 days)."""
     channel = controller.channel
+    signal_age = controller.signal_age_ms()
     return {
         "state": controller.state.name,
         "since_ms": controller.state_age_ms(),  # saturates at ~24.8 days
@@ -195,7 +216,13 @@ def status(controller: Controller) -> dict[str, Any]:
         "fail_reason": controller.fail_reason.name if controller.fail_reason else None,
         "fail_detail": fail_text(controller),
         "firmware": controller.firmware or None,
+        "imei": controller.imei or None,
+        "iccid": controller.iccid or None,
+        "operator": controller.operator or None,
+        "registration": _code_word(REGISTRATION_STATES, controller.registration),
+        "access_technology": _code_word(ACCESS_TECHNOLOGIES, controller.access_technology),
         "rssi": controller.rssi,
+        "signal_age_ms": signal_age if signal_age >= 0 else None,
         "ip": controller.ip or None,
         "port_lost": controller.port_lost,
         "counters": controller.counters.as_dict(),

@@ -50,6 +50,7 @@ from transitions.extensions.diagrams_graphviz import Graph
 
 from airfsm.core import aliyun, payload
 from airfsm.core.codes import Check, Cond, FailReason, State, Trigger
+from airfsm.core.judge import INFORMATIONAL
 from airfsm.core.settings import Settings
 from airfsm.core.table import (
     CACHE_READ,
@@ -62,6 +63,7 @@ from airfsm.core.table import (
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
+    SIGNAL_REFRESH,
     Edge,
     StateSpec,
     Step,
@@ -152,6 +154,15 @@ CHECK_ANSWERS: dict[Check, Answer] = {
                              fails="a body that is not the expected JSON",
                              rejected="code not 200 (e.g. 460: device or sign rejected)"),
     Check.MQTT_STATUS: Answer("+MQTTSTATU :1 / OK", fails="+MQTTSTATU :0 or :2"),
+    # informational: recorded for the status; any answer, even none, passes
+    Check.IMEI: Answer("{imei} (or +CGSN: {imei}) / OK, ERROR or nothing: recorded, all "
+                       "accepted"),
+    Check.ICCID: Answer("{iccid} (or +CCID: / +ICCID: {iccid}) / OK, ERROR or nothing: "
+                        "recorded, all accepted"),
+    Check.OPERATOR: Answer("+COPS: 0,0,\"{operator}\",{act} / OK, ERROR or nothing: "
+                           "recorded, all accepted"),
+    Check.REGISTRATION: Answer("+CEREG: {n},{stat} / OK, ERROR or nothing: recorded, all "
+                               "accepted"),
 }
 
 # Participants of the sequence diagrams (Mermaid id, shown name), in drawing order.
@@ -375,7 +386,7 @@ def _online_lines() -> list[str]:
     probe = LIVENESS_PROBE
     return [
         f"{probe.command} every {secs(_setting_default('liveness_ms'))}, "
-        f"answer within {secs(probe.timeout_ms)}",
+        f"answer within {secs(probe.timeout_ms)}, then {SIGNAL_REFRESH.command}",
         f"AT+MPUB QoS 0/1 from the outbox, one in flight, "
         f"PUBACK within {secs(_setting_default('puback_timeout_ms'))}",
     ]
@@ -531,7 +542,7 @@ def _sequence_step(seq: _Seq, row: StateSpec, index: int, step: Step,
     if step.command in NETWORK_NOTES:
         over, text = NETWORK_NOTES[step.command]
         seq.note(over, text)
-    if step.check == Check.ANY:
+    if step.check == Check.ANY or step.check in INFORMATIONAL:
         _network(seq, step)
         seq.msg("Module", "MCU", answer.passes, reply=True)
         if conditional:
@@ -648,6 +659,9 @@ def _sequence_online(seq: _Seq, row: StateSpec) -> None:
     seq.other(f"no answer within {secs(probe.timeout_ms)}")
     seq.note("MCU", f"{_setting_default('silence_limit')} unanswered in a row → mqtt_lost")
     seq.end()
+    seq.msg("MCU", "Module", SIGNAL_REFRESH.command)
+    seq.msg("Module", "MCU", f"{CHECK_ANSWERS[SIGNAL_REFRESH.check].passes} (the signal again, "
+                             f"for the status)", reply=True)
     seq.end()
     _sequence_session_upkeep(seq)
 

@@ -36,6 +36,7 @@ from airfsm.core.table import (
     LIVENESS_PROBE,
     MACHINE,
     SESSION_KEEPALIVE,
+    SIGNAL_REFRESH,
     StateSpec,
     Step,
 )
@@ -87,7 +88,8 @@ def online_ms(settings: Settings) -> int:
     keepalive = settings.keepalive_s * 1000 * num // den
     notice = settings.liveness_ms + settings.silence_limit * max(
         LIVENESS_PROBE.timeout_ms, settings.publish_timeout_ms)
-    upkeep = (keepalive + step_ms(SESSION_KEEPALIVE) + step_ms(CACHE_READ))
+    upkeep = (keepalive + step_ms(SESSION_KEEPALIVE) + step_ms(CACHE_READ)
+              + step_ms(SIGNAL_REFRESH))
     deliver = (settings.publish_timeout_ms + 2 * settings.puback_timeout_ms
                + settings.publish_backoff_cap_ms + STORE_BACKOFF_MS[1])
     return notice + upkeep + deliver

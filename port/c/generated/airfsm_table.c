@@ -49,6 +49,10 @@ const char *const airfsm_check_name[AIRFSM_CHECK_COUNT] = {
     [AIRFSM_CHECK_HTTP_STATUS] = "HTTP_STATUS",
     [AIRFSM_CHECK_AUTH_REPLY] = "AUTH_REPLY",
     [AIRFSM_CHECK_MQTT_STATUS] = "MQTT_STATUS",
+    [AIRFSM_CHECK_IMEI] = "IMEI",
+    [AIRFSM_CHECK_ICCID] = "ICCID",
+    [AIRFSM_CHECK_OPERATOR] = "OPERATOR",
+    [AIRFSM_CHECK_REGISTRATION] = "REGISTRATION",
 };
 
 const char *const airfsm_cond_name[AIRFSM_COND_COUNT] = {
@@ -85,6 +89,7 @@ const char *const airfsm_purpose_name[AIRFSM_PURPOSE_COUNT] = {
     [AIRFSM_PURPOSE_STOP] = "STOP",
     [AIRFSM_PURPOSE_KEEPALIVE] = "KEEPALIVE",
     [AIRFSM_PURPOSE_CACHE_READ] = "CACHE_READ",
+    [AIRFSM_PURPOSE_SIGNAL] = "SIGNAL",
 };
 
 const char *const airfsm_fail_reason_name[AIRFSM_FAIL_REASON_COUNT] = {
@@ -161,6 +166,9 @@ const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT] = {
     [AIRFSM_LOG_EVENT_ON_STATE_FAILED] = "ON_STATE_FAILED",
     [AIRFSM_LOG_EVENT_ON_MESSAGE_FAILED] = "ON_MESSAGE_FAILED",
     [AIRFSM_LOG_EVENT_INTERNAL_ERROR] = "INTERNAL_ERROR",
+    [AIRFSM_LOG_EVENT_AT_RX] = "AT_RX",
+    [AIRFSM_LOG_EVENT_PUBLISH_SENT] = "PUBLISH_SENT",
+    [AIRFSM_LOG_EVENT_PUBLISH_ACKED] = "PUBLISH_ACKED",
 };
 
 const char *const airfsm_outbox_call_name[AIRFSM_OUTBOX_CALL_COUNT] = {
@@ -230,11 +238,25 @@ static const airfsm_policy_t airfsm_autobaud_policy = {
 static const airfsm_piece_t airfsm_version_check_cgmr_pieces[1] = {
     { .text = "AT+CGMR", .len = 7u },
 };
-static const airfsm_step_t airfsm_version_check_steps[1] = {
+static const airfsm_piece_t airfsm_version_check_imei_pieces[1] = {
+    { .text = "AT+CGSN", .len = 7u },
+};
+static const airfsm_step_t airfsm_version_check_steps[2] = {
     {
         .name = "cgmr",
         .command = { airfsm_version_check_cgmr_pieces, 1u },
         .check = AIRFSM_CHECK_VERSION, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    },
+    {
+        .name = "imei",
+        .command = { airfsm_version_check_imei_pieces, 1u },
+        .check = AIRFSM_CHECK_IMEI, .when = AIRFSM_COND_ALWAYS,
         .timeout_ms = 2000u, .prompt = false,
         .urc_ok = NULL, .n_urc_ok = 0u,
         .urc_fail = NULL, .n_urc_fail = 0u,
@@ -257,13 +279,22 @@ static const airfsm_piece_t airfsm_attach_radio_on_pieces[1] = {
 static const airfsm_piece_t airfsm_attach_cpin_pieces[1] = {
     { .text = "AT+CPIN?", .len = 8u },
 };
+static const airfsm_piece_t airfsm_attach_iccid_pieces[1] = {
+    { .text = "AT+CCID", .len = 7u },
+};
 static const airfsm_piece_t airfsm_attach_csq_pieces[1] = {
     { .text = "AT+CSQ", .len = 6u },
 };
 static const airfsm_piece_t airfsm_attach_cgatt_pieces[1] = {
     { .text = "AT+CGATT?", .len = 9u },
 };
-static const airfsm_step_t airfsm_attach_steps[5] = {
+static const airfsm_piece_t airfsm_attach_operator_pieces[1] = {
+    { .text = "AT+COPS?", .len = 8u },
+};
+static const airfsm_piece_t airfsm_attach_registration_pieces[1] = {
+    { .text = "AT+CEREG?", .len = 9u },
+};
+static const airfsm_step_t airfsm_attach_steps[8] = {
     {
         .name = "radio_off",
         .command = { airfsm_attach_radio_off_pieces, 1u },
@@ -298,6 +329,17 @@ static const airfsm_step_t airfsm_attach_steps[5] = {
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
     },
     {
+        .name = "iccid",
+        .command = { airfsm_attach_iccid_pieces, 1u },
+        .check = AIRFSM_CHECK_ICCID, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    },
+    {
         .name = "csq",
         .command = { airfsm_attach_csq_pieces, 1u },
         .check = AIRFSM_CHECK_SIGNAL, .when = AIRFSM_COND_ALWAYS,
@@ -317,6 +359,28 @@ static const airfsm_step_t airfsm_attach_steps[5] = {
         .urc_fail = NULL, .n_urc_fail = 0u,
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 2000u, .poll_limit = 60u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    },
+    {
+        .name = "operator",
+        .command = { airfsm_attach_operator_pieces, 1u },
+        .check = AIRFSM_CHECK_OPERATOR, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    },
+    {
+        .name = "registration",
+        .command = { airfsm_attach_registration_pieces, 1u },
+        .check = AIRFSM_CHECK_REGISTRATION, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
     },
 };
@@ -653,12 +717,12 @@ const airfsm_state_spec_t airfsm_machine[AIRFSM_STATE_COUNT] = {
         .summary = "train the UART: AT until OK",
     },
     [AIRFSM_STATE_VERSION_CHECK] = {
-        .steps = airfsm_version_check_steps, .n_steps = 1u,
+        .steps = airfsm_version_check_steps, .n_steps = 2u,
         .policy = &airfsm_version_check_policy, .next = AIRFSM_STATE_ATTACH,
         .summary = "firmware V409 or newer",
     },
     [AIRFSM_STATE_ATTACH] = {
-        .steps = airfsm_attach_steps, .n_steps = 5u,
+        .steps = airfsm_attach_steps, .n_steps = 8u,
         .policy = &airfsm_attach_policy, .next = AIRFSM_STATE_BEARER,
         .summary = "SIM ready, packet domain attached (+CGATT: 1)",
     },
@@ -969,6 +1033,22 @@ const airfsm_check_answer_t airfsm_check_answers[AIRFSM_CHECK_COUNT] = {
         .prefix = { "+MQTTSTATU", 10u }, .field = 0, .pass_value = 1,
         .token = { "", 0u }, .text_field = -1, .in_urc = false,
     },
+    [AIRFSM_CHECK_IMEI] = {
+        .prefix = { "", 0u }, .field = -1, .pass_value = -1,
+        .token = { "", 0u }, .text_field = 0, .in_urc = false,
+    },
+    [AIRFSM_CHECK_ICCID] = {
+        .prefix = { "", 0u }, .field = -1, .pass_value = -1,
+        .token = { "", 0u }, .text_field = 0, .in_urc = false,
+    },
+    [AIRFSM_CHECK_OPERATOR] = {
+        .prefix = { "+COPS", 5u }, .field = 3, .pass_value = -1,
+        .token = { "", 0u }, .text_field = 2, .in_urc = false,
+    },
+    [AIRFSM_CHECK_REGISTRATION] = {
+        .prefix = { "+CEREG", 6u }, .field = 1, .pass_value = -1,
+        .token = { "", 0u }, .text_field = -1, .in_urc = false,
+    },
 };
 
 const airfsm_setting_range_t airfsm_settings[AIRFSM_SETTING_COUNT] = {
@@ -1107,6 +1187,21 @@ const airfsm_step_t airfsm_online_disconnect = {
     .command = { airfsm_online_disconnect_pieces, 1u },
     .check = AIRFSM_CHECK_ANY, .when = AIRFSM_COND_ALWAYS,
     .timeout_ms = 5000u, .prompt = false,
+    .urc_ok = NULL, .n_urc_ok = 0u,
+    .urc_fail = NULL, .n_urc_fail = 0u,
+    .urc_timeout_ms = 0u, .urc_is_final = false,
+    .poll_ms = 0u, .poll_limit = 0u,
+    .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+};
+
+static const airfsm_piece_t airfsm_online_signal_pieces[1] = {
+    { .text = "AT+CSQ", .len = 6u },
+};
+const airfsm_step_t airfsm_online_signal = {
+    .name = "signal",
+    .command = { airfsm_online_signal_pieces, 1u },
+    .check = AIRFSM_CHECK_SIGNAL, .when = AIRFSM_COND_ALWAYS,
+    .timeout_ms = 2000u, .prompt = false,
     .urc_ok = NULL, .n_urc_ok = 0u,
     .urc_fail = NULL, .n_urc_fail = 0u,
     .urc_timeout_ms = 0u, .urc_is_final = false,
