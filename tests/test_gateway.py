@@ -1143,7 +1143,6 @@ def test_a_wildcard_subscription_from_the_config_reaches_the_module_and_the_inbo
     assert result == [Exit.OK]
 
 
-@pytest.mark.xfail(strict=True, reason="core: several subscriptions")
 def test_several_subscriptions_each_reach_the_module(
         tmp_path: Path, sims: Callable[..., SimServer], log_buffer: io.StringIO) -> None:
     server = sims()

@@ -115,12 +115,13 @@ class StepError(NamedTuple):
 class StepRunner:
     """Where the current state's script is (C: a sub-struct)."""
 
-    __slots__ = ("index", "phase", "resume_at", "urc_deadline", "polls", "urc_seen",
+    __slots__ = ("index", "topic", "phase", "resume_at", "urc_deadline", "polls", "urc_seen",
                  "urc_seen_line", "body_due", "body_timeout_ms", "outcome")
 
     def __init__(self, now_ms: int) -> None:
         """C: part of airfsm_init()."""
         self.index = 0  # the step of the state's script
+        self.topic = 0  # a per_topic step: the subscription it is sent for
         self.phase = Phase.IDLE
         self.resume_at = now_ms  # WAIT_UNTIL: a backoff or poll interval ends
         self.urc_deadline = now_ms  # WAIT_URC: the wanted URC is due by then
@@ -179,7 +180,8 @@ class Controller:
         "settings", "port", "outbox", "on_message", "on_state", "hardware_reset", "table",
         "log_hook", "log_level",
         # the buffers, and what works in them
-        "read_buf", "cmd_buf", "line_buf", "data_buf", "info_arena", "values", "channel",
+        "read_buf", "cmd_buf", "line_buf", "data_buf", "info_arena", "values", "subscriptions",
+        "channel",
         # the machine
         "edges", "model", "machine", "rng", "now_ms", "started_at", "state", "entered_at",
         "state_age_saturated",
@@ -231,6 +233,8 @@ class Controller:
         self.info_arena = bytearray(INFO_ARENA)
         # The value of each template placeholder (C: a table of pointers and lengths).
         self.values: list[bytes | int] = [b""] * len(Placeholder)
+        # The topics a per_topic step subscribes to, each in turn (C: pointers into settings).
+        self.subscriptions = tuple(t.encode("ascii") for t in settings.subscriptions())
         self.channel = AtChannel(self._write, self._on_response, self._on_urc,
                                  on_truncated=self._on_truncated, baud=settings.baud,
                                  line_buf=self.line_buf, data_buf=self.data_buf,
@@ -562,9 +566,13 @@ class Controller:
         if outcome == Outcome.PASS:
             if self.state == State.AUTOBAUD:
                 self.hardware_resets = 0  # the module answers again
-            runner.index += 1
             runner.polls = 0
             runner.phase = Phase.IDLE
+            if step.per_topic and runner.topic + 1 < len(self.subscriptions):
+                runner.topic += 1  # the same step again, for the next subscription
+            else:
+                runner.index += 1
+                runner.topic = 0
             if step.settle_ms:
                 self._wait(step.settle_ms)
         elif outcome == Outcome.NOT_YET:
@@ -664,6 +672,7 @@ class Controller:
         self.entered_at = now
         self.state_age_saturated = False
         runner.index = 0
+        runner.topic = 0
         runner.polls = 0
         runner.urc_seen = URC_NONE
         runner.body_due = False
@@ -772,7 +781,7 @@ class Controller:
                 continue
             if step.when == Cond.RESET_REQUESTED:
                 self.reset_requested = False
-            self.send_step(step)
+            self.send_step(step, topic=runner.topic)
             return
         if self._fire(Trigger.DONE):
             self._advance()  # start the new state's first step in this same tick
@@ -785,8 +794,11 @@ class Controller:
             return self.attempt > 1
         return True
 
-    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None:
-        """Expand the step's command into the command buffer and send it. C: airfsm_send_step()."""
+    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP, topic: int = 0) -> None:
+        """Expand the step's command into the command buffer and send it; a per_topic step for
+        subscription `topic`. C: airfsm_send_step()."""
+        if step.per_topic:
+            self.values[Placeholder.SUB_TOPIC] = self.subscriptions[topic]
         if purpose == Purpose.STEP:
             self.runner.urc_seen = URC_NONE
             self.runner.phase = Phase.WAIT_FINAL
@@ -832,8 +844,7 @@ class Controller:
         v[Placeholder.IOT_ID] = b""
         v[Placeholder.IOT_TOKEN] = b""
         v[Placeholder.KEEPALIVE_S] = s.keepalive_s
-        sub_topic = s.sub_topic or aliyun.topic_get(ident.product_key, ident.device_name)
-        v[Placeholder.SUB_TOPIC] = sub_topic.encode("ascii")
+        v[Placeholder.SUB_TOPIC] = self.subscriptions[0]  # per_topic steps set it as they go
         v[Placeholder.SUB_QOS] = s.sub_qos
         self._set_mqtt_endpoint()
 

@@ -78,7 +78,8 @@ class Session:
         "pub_phase", "pub_message", "pub_deadline", "pub_sends", "attempt_of", "attempt_no",
         "pub_failures", "pub_holding", "pub_hold_until", "last_failure", "last_failure_detail",
         "stale_pubacks", "stale_until", "module_hex", "cache_pending", "proof_at",
-        "keepalive_phase", "keepalive_deadline", "keepalive_acked", "next_probe_at",
+        "keepalive_phase", "keepalive_deadline", "keepalive_acked", "keepalive_topic",
+        "next_probe_at",
         "probe_due", "signal_due", "silence", "ack_owed", "dead_owed", "dead_reason", "dead_detail",
         "store_failures", "store_holding", "store_hold_until",
     )
@@ -107,6 +108,7 @@ class Session:
         self.keepalive_phase = KeepalivePhase.NONE
         self.keepalive_deadline = now_ms
         self.keepalive_acked = False  # the SUBACK overtook the OK
+        self.keepalive_topic = 0  # the subscription the next keepalive re-subscribes
         self.next_probe_at = now_ms
         self.probe_due = False
         self.signal_due = False  # a probe went out: read the signal once the channel is free
@@ -133,6 +135,7 @@ class Online(Protocol):
     outbox: Outbox
     rng: Xorshift32
     cmd_buf: bytearray
+    subscriptions: tuple[bytes, ...]
     state: State
     now_ms: int
     escalations: int
@@ -148,7 +151,8 @@ class Online(Protocol):
 
     def raise_link(self, trigger: Trigger) -> None: ...
 
-    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None: ...
+    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP,
+                  topic: int = 0) -> None: ...
 
     def send_command(self, length: int, timeout_ms: int, purpose: Purpose) -> None: ...
 
@@ -597,7 +601,8 @@ def _advance_upkeep(ctl: Online) -> bool:
     ctl.counters.keepalives += 1
     s.keepalive_phase = KeepalivePhase.WAIT_OK
     s.keepalive_acked = False
-    ctl.send_step(SESSION_KEEPALIVE, Purpose.KEEPALIVE)
+    ctl.send_step(SESSION_KEEPALIVE, Purpose.KEEPALIVE, s.keepalive_topic)
+    s.keepalive_topic = (s.keepalive_topic + 1) % len(ctl.subscriptions)
     return True
 
 

@@ -251,6 +251,9 @@ class Step:
     on_fail: Trigger | None = None  # a failure of this step fires this at once instead of RETRY
     when: Cond = Cond.ALWAYS
     settle_ms: int = 0  # after it passes, wait this long before the next step
+    # Sent once for each subscription (Settings.subscriptions), {sub_topic} each topic in turn;
+    # the step passes when the last one has. (The keepalive: the next topic each time.)
+    per_topic: bool = False
     # Derived when the step is made (C: what the generated table holds): the command's pieces,
     # the rows of URCS that urc_ok and urc_fail name, and whether one of them is a bare final
     # code the channel must pass on after the OK rather than count as stray.
@@ -417,7 +420,8 @@ MACHINE: tuple[StateSpec, ...] = (
                  urc_ok=("CONNACK OK",), urc_fail=("ERROR", "CLOSED"), urc_timeout_ms=10_000,
                  on_fail=Trigger.TOKEN_REJECTED),
             Step("subscribe", 'AT+MSUB="{sub_topic}",{sub_qos}', Check.OK, timeout_ms=5_000,
-                 urc_ok=("SUBACK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000),
+                 urc_ok=("SUBACK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000,
+                 per_topic=True),
         ),
         policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
                       on_exhausted=State.HTTP_AUTH),
@@ -450,9 +454,11 @@ LIVENESS_PROBE = Step("probe", "AT+MQTTSTATU", Check.MQTT_STATUS, timeout_ms=5_0
 # packet: SUBSCRIBE is answered (SUBACK), so it also proves the session alive - which AT+MQTTSTATU
 # cannot on such firmware, as it reports no CLOSED - and it publishes nothing into the cloud's
 # topics or rules (a QoS0 publish would, and has no answer). Re-subscribing is idempotent
-# (MQTT 3.1.1 3.8.4). No SUBACK within urc_timeout_ms: the session is dead (mqtt_lost).
+# (MQTT 3.1.1 3.8.4). No SUBACK within urc_timeout_ms: the session is dead (mqtt_lost). With
+# several subscriptions each keepalive re-subscribes the next one: one packet is all it needs.
 SESSION_KEEPALIVE = Step("keepalive", 'AT+MSUB="{sub_topic}",{sub_qos}', Check.OK,
-                         timeout_ms=5_000, urc_ok=("SUBACK",), urc_timeout_ms=10_000)
+                         timeout_ms=5_000, urc_ok=("SUBACK",), urc_timeout_ms=10_000,
+                         per_topic=True)
 KEEPALIVE_FRACTION = (3, 4)  # of the keepalive: leaves a quarter for a busy channel
 # `+MSUB: <slot>` (the module cached a message after all): read the cache. It answers each
 # message as a `+MSUB: "<topic>",<n> byte,<payload>` line, then OK (vendor AT manual

@@ -39,7 +39,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
@@ -235,27 +235,12 @@ def settings_from_config(config: GatewayConfig, **extra: Any) -> Settings:
         puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
         publish_attempts=config.publish_attempts,
         watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS,
-        **_subscription_settings(config), **extra)
+        subscribe=config.subscriptions(), **extra)
     try:
         settings.validate()
     except ValueError as exc:
         raise HostError(f"bad configuration: {log.redact(str(exc))}", Exit.USAGE) from None
     return settings
-
-
-# The core's Settings field for several subscriptions (issue 11, core part). Until the
-# controller has it, one topic goes in `sub_topic` and more are refused at start.
-SUBSCRIBE_FIELD = "subscribe"
-
-
-def _subscription_settings(config: GatewayConfig) -> dict[str, Any]:
-    topics = config.subscriptions()
-    if SUBSCRIBE_FIELD in {f.name for f in fields(Settings)}:
-        return {SUBSCRIBE_FIELD: topics}
-    if len(topics) > 1:
-        raise HostError(f"bad value for 'subscribe': this controller subscribes one topic, "
-                        f"{len(topics)} are configured", Exit.USAGE)
-    return {"sub_topic": topics[0]}
 
 
 class Gateway:

@@ -236,7 +236,7 @@ def _placeholders() -> dict[str, str]:
                       f"{aliyun.mqtt_host('{productKey}', region)}"),
         "mqtt_port": f"the auth reply's port, else {aliyun.MQTT_PORT}",
         "keepalive_s": f"MQTT keepalive (default {_setting_default('keepalive_s')} s)",
-        "sub_topic": ("subscribe topic (default "
+        "sub_topic": ("each topic of `subscribe` in turn, 1 to 8 (default "
                       f"{aliyun.topic_get('{productKey}', '{deviceName}')})"),
         "sub_qos": f"subscribe QoS (default {_setting_default('sub_qos')})",
     }
@@ -379,6 +379,8 @@ def step_detail(step: Step) -> str:
         parts.append(f"then wait {secs(step.settle_ms)}")
     if step.when != Cond.ALWAYS:
         parts.append(COND_DESCRIPTIONS[step.when])
+    if step.per_topic:
+        parts.append("once per subscribed topic")
     return ", ".join(parts)
 
 
@@ -534,6 +536,8 @@ def _sequence_step(seq: _Seq, row: StateSpec, index: int, step: Step,
         timing += f", then {' or '.join(step.urc_ok)} within {secs(step.urc_timeout_ms)}"
     if step.settle_ms:
         timing += f", then wait {secs(step.settle_ms)} before the next step"
+    if step.per_topic:
+        timing += "; sent for each subscribed topic in turn, passes once all have"
     seq.note("MCU,Module", f"step {index + 1}/{count} {step.name}: {timing}")
     conditional = step.when != Cond.ALWAYS
     if conditional:
@@ -675,7 +679,7 @@ def _sequence_session_upkeep(seq: _Seq) -> None:
                      f"the server acknowledged nothing for {every} ({num}/{den} keepalive)")
     seq.msg("MCU", "Module", keepalive.command)
     seq.msg("Module", "MCU", f"OK (within {secs(keepalive.timeout_ms)})", reply=True)
-    seq.msg("Module", "Cloud", "MQTT SUBSCRIBE (the same subscription again)")
+    seq.msg("Module", "Cloud", "MQTT SUBSCRIBE (a subscription again: the next topic each time)")
     seq.msg("Cloud", "Module", "SUBACK", reply=True)
     seq.msg("Module", "MCU", f"SUBACK (URC, within {secs(keepalive.urc_timeout_ms)}, else the "
                              f"session is dead → mqtt_lost)", reply=True)

@@ -217,6 +217,7 @@ static const airfsm_step_t airfsm_autobaud_steps[2] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "at",
@@ -228,6 +229,7 @@ static const airfsm_step_t airfsm_autobaud_steps[2] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_autobaud_policy = {
@@ -252,6 +254,7 @@ static const airfsm_step_t airfsm_version_check_steps[2] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "imei",
@@ -263,6 +266,7 @@ static const airfsm_step_t airfsm_version_check_steps[2] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_version_check_policy = {
@@ -305,6 +309,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 5000u,
+        .per_topic = false,
     },
     {
         .name = "radio_on",
@@ -316,6 +321,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "cpin",
@@ -327,6 +333,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 1000u, .poll_limit = 20u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "iccid",
@@ -338,6 +345,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "csq",
@@ -349,6 +357,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "cgatt",
@@ -360,6 +369,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 2000u, .poll_limit = 60u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "operator",
@@ -371,6 +381,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "registration",
@@ -382,6 +393,7 @@ static const airfsm_step_t airfsm_attach_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_attach_policy = {
@@ -414,6 +426,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "apn",
@@ -425,6 +438,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "open",
@@ -436,6 +450,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "query",
@@ -447,6 +462,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 1000u, .poll_limit = 10u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_bearer_policy = {
@@ -499,6 +515,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "init",
@@ -510,6 +527,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "url",
@@ -521,6 +539,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "header",
@@ -532,6 +551,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "data",
@@ -543,6 +563,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "action",
@@ -554,6 +575,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 20000u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "read",
@@ -565,6 +587,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "term",
@@ -576,6 +599,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_http_auth_policy = {
@@ -646,6 +670,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "config",
@@ -657,6 +682,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "msgset",
@@ -668,6 +694,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "tcp",
@@ -679,6 +706,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 15000u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "connect",
@@ -690,6 +718,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 10000u, .urc_is_final = true,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_TRIGGER_TOKEN_REJECTED, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "subscribe",
@@ -701,6 +730,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 10000u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = true,
     },
 };
 static const airfsm_policy_t airfsm_mqtt_connect_policy = {
@@ -1111,6 +1141,7 @@ const airfsm_step_t airfsm_online_probe = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_keepalive_pieces[4] = {
@@ -1132,6 +1163,7 @@ const airfsm_step_t airfsm_online_keepalive = {
     .urc_timeout_ms = 10000u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = true,
 };
 
 static const airfsm_piece_t airfsm_online_msgget_pieces[1] = {
@@ -1147,6 +1179,7 @@ const airfsm_step_t airfsm_online_msgget = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_hex_mode_pieces[1] = {
@@ -1162,6 +1195,7 @@ const airfsm_step_t airfsm_online_hex_mode = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_text_mode_pieces[1] = {
@@ -1177,6 +1211,7 @@ const airfsm_step_t airfsm_online_text_mode = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_disconnect_pieces[1] = {
@@ -1192,6 +1227,7 @@ const airfsm_step_t airfsm_online_disconnect = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_signal_pieces[1] = {
@@ -1207,6 +1243,7 @@ const airfsm_step_t airfsm_online_signal = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_mpub_pieces[7] = {

@@ -18,8 +18,8 @@ typedef struct {
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from.
  */
-#define AIRFSM_TABLE_HASH UINT64_C(0xf873647f0fa283e8)
-#define AIRFSM_TABLE_HASH_HEX "f873647f0fa283e8"
+#define AIRFSM_TABLE_HASH UINT64_C(0x35fd639811b93fe7)
+#define AIRFSM_TABLE_HASH_HEX "35fd639811b93fe7"
 /* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
  * linked. */
 extern const uint64_t airfsm_table_hash;
@@ -270,6 +270,9 @@ extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_CMD_CAPACITY 1280u  /* one command and its CR */
 #define AIRFSM_BODY_CAPACITY 512u  /* the HTTP auth body */
 #define AIRFSM_OUTBOX_RING 1000u  /* messages the RAM outbox holds (and dead letters) */
+/* IMEI, ICCID, operator: text kept of each (a longer answer is cut) */
+#define AIRFSM_INFO_TEXT_MAX 32u
+#define AIRFSM_MAX_SUBSCRIPTIONS 8u  /* topics subscribed to, one per_topic step each */
 
 /* --- publish limits (payload.py) -------------------------------------------------------------- */
 #define AIRFSM_MAX_PAYLOAD_TEXT 1024u  /* bytes between AT+MPUB's quotes, escapes included */
@@ -330,6 +333,8 @@ typedef struct {
     uint8_t n_urc_fail;
     bool urc_is_final;                /* one of them is a final code (MCONNECT's ERROR): the
                                          channel passes that code on as a URC (final_urc) */
+    bool per_topic;                   /* sent once per subscription, {sub_topic} each topic in
+                                         turn (the keepalive: the next topic each time) */
     int8_t on_fail;                   /* airfsm_trigger_t fired at once on failure, or
                                          AIRFSM_NO_TRIGGER: RETRY as the policy says */
 } airfsm_step_t;
