@@ -105,6 +105,58 @@ def test_secrets_never_reach_the_log_even_at_debug() -> None:
     assert log.REDACTED in text
 
 
+def _events_of(level: str, run: object) -> list[dict[str, object]]:
+    buf = io.StringIO()
+    log.configure(level, json=True, stream=buf)
+    try:
+        run()  # type: ignore[operator]
+    finally:
+        log.configure("warning", json=True, stream=io.StringIO())
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
+def test_each_received_line_is_logged_at_debug_after_the_command_it_answers() -> None:
+    events = _events_of("debug", online_rig)
+    wire = [(e["event"], e.get("command") or e.get("line")) for e in events
+            if e["event"] in ("at_tx", "at_rx")]
+    cgatt = wire.index(("at_tx", "AT+CGATT?"))
+    assert wire[cgatt + 1:cgatt + 3] == [("at_rx", "+CGATT: 1"), ("at_rx", "OK")]
+    assert ("at_rx", "CONNACK OK") in wire and ("at_rx", "SUBACK") in wire  # URCs too
+    assert ("at_rx", "DOWNLOAD") in wire  # the prompt
+    read = wire.index(("at_tx", "AT+HTTPREAD"))
+    header, final = wire[read + 1:read + 3]
+    assert header[1].startswith("+HTTPREAD: ") and final == ("at_rx", "OK")  # not the body
+    assert all(e.get("state") for e in events if e["event"] == "at_rx")
+    assert not any(e["event"] == "at_rx" for e in _events_of("info", online_rig))
+
+
+def test_each_message_is_logged_by_id_from_its_send_to_its_puback_or_dead_letter() -> None:
+    def run() -> None:
+        rig = online_rig(faults=faults("puback=lost@1"))
+        c = rig.controller
+        c.settings.publish_attempts = 2
+        first = c.publish("update", b"one", qos=1)
+        rig.run_until(lambda: len(c.outbox) == 0)
+        second = c.publish("update", b"two", qos=0)
+        rig.run_until(lambda: len(c.outbox) == 0)
+        rig.module.add_fault(parse_fault("puback=lost@2"))
+        third = c.publish("update", b"three", qos=1)
+        rig.run_until(lambda: c.counters.publish_dead == 1)
+        assert (first, second, third) == (1, 2, 3)
+
+    events = _events_of("info", run)
+    way = [(e["event"], e["id"], e.get("attempt"), e.get("by")) for e in events
+           if e["event"] in ("publish_sent", "publish_failed", "publish_acked", "publish_dead")]
+    assert way == [("publish_sent", 1, 1, None), ("publish_failed", 1, 1, None),
+                   ("publish_sent", 1, 2, None), ("publish_acked", 1, None, "PUBACK"),
+                   ("publish_sent", 2, 1, None), ("publish_acked", 2, None, "OK"),
+                   ("publish_sent", 3, 1, None), ("publish_failed", 3, 1, None),
+                   ("publish_sent", 3, 2, None), ("publish_failed", 3, 2, None),
+                   ("publish_dead", 3, None, None)]
+    sent = next(e for e in events if e["event"] == "publish_sent")
+    assert sent["topic"] == UPDATE and sent["qos"] == 1 and sent["of"] == 2
+
+
 @pytest.mark.parametrize("firmware, quoted", [
     ("AirM2M_Air72xUy_V409_LTE_AT", False),
     ("AirM2M_Air724UG_V409_LTE_AT", True),

@@ -894,6 +894,8 @@ class Controller:
 
     def _on_response(self, resp: AtResponse) -> None:
         """C: airfsm_on_response()."""
+        if resp.result != AtResult.TIMEOUT and self.wants(LogLevel.DEBUG):
+            self._log_received(resp)
         if resp.result == AtResult.PROMPT:
             # Whatever the command is for by now (DISCARD: its state was left before the
             # prompt came), the module waits for the body: `_process` sends it first.
@@ -924,6 +926,16 @@ class Controller:
         elif purpose == Purpose.SIGNAL:
             online.on_signal_response(self, resp)
 
+    def _log_received(self, resp: AtResponse) -> None:
+        """at_rx for what the module answered: each info line as it came, then the final code
+        (or the prompt) as codes - the channel keeps no copy of that line. Its +HTTPREAD body
+        is not a line and is never logged (it holds the iotToken). C: airfsm_log_received()."""
+        arena = memoryview(resp.arena)
+        for i in range(resp.line_count):
+            start = resp.line_start[i]
+            self.log(LogLevel.DEBUG, LogEvent.AT_RX, data=arena[start:start + resp.line_length[i]])
+        self.log(LogLevel.DEBUG, LogEvent.AT_RX, resp.result, resp.cme_error)
+
     def _on_step_response(self, resp: AtResponse) -> None:
         """C: airfsm_on_step_response()."""
         step = self.step()
@@ -943,6 +955,7 @@ class Controller:
     def _on_urc(self, urc: int, line: bytes, data: bytes) -> None:
         """What a URC means, by its row of the URC table: a message, a step's awaited URC, a
         PUBACK, a keepalive's SUBACK, a link loss - in that order. C: airfsm_on_urc()."""
+        self.log(LogLevel.DEBUG, LogEvent.AT_RX, data=line)
         row = URCS[urc] if urc != URC_NONE else None
         if row is not None and row.kind == UrcKind.MSUB:
             slot = msub_cache_slot(line)

@@ -315,6 +315,9 @@ def _publish_head(ctl: Online) -> None:
         ctl.counters.publish_retried += 1
     s.pub_phase = PubPhase.WAIT_OK
     ctl.counters.publish_sent += 1
+    if ctl.wants(LogLevel.INFO):
+        ctl.log(LogLevel.INFO, LogEvent.PUBLISH_SENT, message.id, s.attempt_no,
+                ctl.settings.publish_attempts, message.topic.encode("ascii", "replace"))
     ctl.send_command(n, ctl.settings.publish_timeout_ms, Purpose.PUBLISH)
 
 
@@ -425,6 +428,7 @@ def _acked(ctl: Online, message: OutboundMessage) -> None:
 
     C: online_acked()."""
     ctl.counters.publish_acked += 1
+    ctl.log(LogLevel.INFO, LogEvent.PUBLISH_ACKED, message.id, message.qos)
     ctl.session.ack_owed = message.id
     _finish_head(ctl)
 

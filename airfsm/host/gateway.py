@@ -140,24 +140,21 @@ class GatewayOutbox:
     sending a message twice or losing one because of it. The store should be opened with
     `busy_timeout_ms=0`, so that no call waits for a lock inside the tick.
 
-    It is also where a message's way through the gateway is logged, by id, at info level:
-    `message_queued` (enqueued here: the bridge, a library user), `message_sending` (attempt
-    n of m counted, the AT+MPUB follows), `message_acked` (PUBACK, or OK for QoS 0, and the
-    row deleted), `message_dead_lettered`; the controller adds `publish_failed` (why an
-    attempt failed) and `publish_dead`. It remembers when the last PUBACK came (status).
+    A message enqueued here (the bridge, a library user) is logged `message_queued` with its
+    id; the rest of its way is logged by the controller, which decides it: `publish_sent`
+    (attempt n of m), `publish_acked` (PUBACK, or OK for QoS 0), `publish_failed` (why an
+    attempt failed), `publish_dead`. It remembers when the last PUBACK came (status).
     """
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
                  on_error: Callable[[str, StoreError], None],
-                 faults: StoreFaults | None = None, *, logger: Any = None,
-                 attempts_allowed: int = 0) -> None:
+                 faults: StoreFaults | None = None, *, logger: Any = None) -> None:
         self.store = store
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
         self._faults = faults
         self._log = logger if logger is not None else log.get_logger("airfsm.host.gateway")
-        self._attempts_allowed = attempts_allowed
         self._head: OutboundMessage | None = None  # the latest peek: an ack's qos and topic
         self.last_puback_at: float | None = None  # wall-clock time of the latest PUBACK
 
@@ -188,23 +185,12 @@ class GatewayOutbox:
         qos = message.qos if message is not None else None
         if qos != 0:
             self.last_puback_at = time.time()
-        self._log.info("message_acked", id=message_id, qos=qos,
-                       by="PUBACK" if qos != 0 else "OK")
 
     def mark_attempt(self, message_id: int) -> int:
-        attempt = self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
-        message = self._known(message_id)
-        if attempt:
-            self._log.info("message_sending", id=message_id, attempt=attempt,
-                           of=self._attempts_allowed or None,
-                           topic=message.topic if message is not None else None,
-                           qos=message.qos if message is not None else None)
-        return attempt
+        return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
 
     def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
         self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason, detail))
-        self._log.info("message_dead_lettered", id=message_id,
-                       reason=reasons.describe(reason, detail))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(self.product_key, self.device_name, topic)
@@ -577,8 +563,7 @@ class Gateway:
         if self._view is None:  # one for the life of the gateway: it remembers the last PUBACK
             self._view = GatewayOutbox(self.outbox, self.config.product_key,
                                        self.config.device_name, self._store_error,
-                                       self.store_faults, logger=self.log,
-                                       attempts_allowed=self.config.publish_attempts)
+                                       self.store_faults, logger=self.log)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airfsm.core import aliyun, payload
-from airfsm.core.at import msub_topic
+from airfsm.core.at import PROMPT_LINES, msub_topic
 from airfsm.core.codes import (
     AtResult,
     FailReason,
@@ -103,6 +103,17 @@ def answer_text(result: int, code: int) -> str:
     if result == AtResult.ERROR:
         return error_text(code)
     return AtResult(result).name if 0 <= result < len(AtResult) else str(result)
+
+
+def final_line(result: int, code: int) -> str:
+    """A final code (or the prompt) as the module sent it: `OK`, `ERROR: 3`, `+CME ERROR: 10`."""
+    if result == AtResult.OK:
+        return "OK"
+    if result == AtResult.PROMPT:
+        return PROMPT_LINES[0].decode("ascii")
+    if result == AtResult.CME_ERROR:
+        return "+CME ERROR" if code < 0 else f"+CME ERROR: {code}"
+    return error_text(code)
 
 
 def describe(reason: Reason, detail: int) -> str:
@@ -270,6 +281,8 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
                 "outcome": Outcome(a).name.lower(), "why": step_why(error, controller.table)}
     if event in (LogEvent.AT_TX, LogEvent.AT_TIMEOUT):
         return {"command": _text(data), "state": state}
+    if event == LogEvent.AT_RX:
+        return {"line": _text(data) if len(data) else final_line(a, b), "state": state}
     if event in (LogEvent.URC, LogEvent.LINK_URC):
         return {"urc": _text(data), "state": state}
     if event == LogEvent.MSUB_UNPARSED:
@@ -295,6 +308,12 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
     if event == LogEvent.PUBLISH_FAILED:
         return {"id": a, "attempt": b, "of": c,
                 "reason": describe(s.last_failure, s.last_failure_detail)}
+    if event == LogEvent.PUBLISH_SENT:
+        message = s.pub_message
+        return {"id": a, "attempt": b, "of": c, "topic": bytes(data).decode("utf-8", "replace"),
+                "qos": message.qos if message is not None and message.id == a else None}
+    if event == LogEvent.PUBLISH_ACKED:
+        return {"id": a, "qos": b, "by": "PUBACK" if b else "OK"}
     if event == LogEvent.PUBLISH_DEAD:
         return {"id": a, "topic": bytes(data).decode("utf-8", "replace"), "attempts": b,
                 "reason": dead_letter_text(b, s.dead_reason, s.dead_detail)}
