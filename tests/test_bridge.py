@@ -91,8 +91,8 @@ def test_bridge_up_and_down_and_a_local_broker_that_comes_back(
         assert any(e.get("event") == "bridge_retained_ignored" for e in events)
         up = [e for e in events if e.get("event") == "bridge_up"]
         assert up and up[0]["topic"] == CLOUD_UPDATE
-        message_id = up[0]["id"]  # the same id through queued -> sending -> acked
-        for stage in ("message_queued", "message_sending", "message_acked"):
+        message_id = up[0]["id"]  # the same id through queued -> sent -> acked
+        for stage in ("message_queued", "publish_sent", "publish_acked"):
             wait_until(lambda stage=stage: any(
                 e.get("event") == stage and e.get("id") == message_id for e in g.log_events()),
                 DEADLINE_S, f"{stage} logged with id {message_id}")

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from airfsm.core import aliyun, payload
-from airfsm.core.codes import FailReason, PubPhase, State
-from airfsm.core.controller import Controller
+from airfsm.core.codes import FailReason, LogEvent, LogLevel, PubPhase, State, Trigger
+from airfsm.core.controller import AGE_MAX_MS, Controller
 from airfsm.core.outbox import MemoryOutbox
 from airfsm.core.table import MACHINE
 from airfsm.core.timebase import backoff_ms, ms_add, ms_diff
@@ -103,6 +103,58 @@ def test_secrets_never_reach_the_log_even_at_debug() -> None:
     for secret in (SEED_DS, token, sign):
         assert secret not in text  # ... with every secret redacted
     assert log.REDACTED in text
+
+
+def _events_of(level: str, run: object) -> list[dict[str, object]]:
+    buf = io.StringIO()
+    log.configure(level, json=True, stream=buf)
+    try:
+        run()  # type: ignore[operator]
+    finally:
+        log.configure("warning", json=True, stream=io.StringIO())
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
+
+
+def test_each_received_line_is_logged_at_debug_after_the_command_it_answers() -> None:
+    events = _events_of("debug", online_rig)
+    wire = [(e["event"], e.get("command") or e.get("line")) for e in events
+            if e["event"] in ("at_tx", "at_rx")]
+    cgatt = wire.index(("at_tx", "AT+CGATT?"))
+    assert wire[cgatt + 1:cgatt + 3] == [("at_rx", "+CGATT: 1"), ("at_rx", "OK")]
+    assert ("at_rx", "CONNACK OK") in wire and ("at_rx", "SUBACK") in wire  # URCs too
+    assert ("at_rx", "DOWNLOAD") in wire  # the prompt
+    read = wire.index(("at_tx", "AT+HTTPREAD"))
+    header, final = wire[read + 1:read + 3]
+    assert header[1].startswith("+HTTPREAD: ") and final == ("at_rx", "OK")  # not the body
+    assert all(e.get("state") for e in events if e["event"] == "at_rx")
+    assert not any(e["event"] == "at_rx" for e in _events_of("info", online_rig))
+
+
+def test_each_message_is_logged_by_id_from_its_send_to_its_puback_or_dead_letter() -> None:
+    def run() -> None:
+        rig = online_rig(faults=faults("puback=lost@1"))
+        c = rig.controller
+        c.settings.publish_attempts = 2
+        first = c.publish("update", b"one", qos=1)
+        rig.run_until(lambda: len(c.outbox) == 0)
+        second = c.publish("update", b"two", qos=0)
+        rig.run_until(lambda: len(c.outbox) == 0)
+        rig.module.add_fault(parse_fault("puback=lost@2"))
+        third = c.publish("update", b"three", qos=1)
+        rig.run_until(lambda: c.counters.publish_dead == 1)
+        assert (first, second, third) == (1, 2, 3)
+
+    events = _events_of("info", run)
+    way = [(e["event"], e["id"], e.get("attempt"), e.get("by")) for e in events
+           if e["event"] in ("publish_sent", "publish_failed", "publish_acked", "publish_dead")]
+    assert way == [("publish_sent", 1, 1, None), ("publish_failed", 1, 1, None),
+                   ("publish_sent", 1, 2, None), ("publish_acked", 1, None, "PUBACK"),
+                   ("publish_sent", 2, 1, None), ("publish_acked", 2, None, "OK"),
+                   ("publish_sent", 3, 1, None), ("publish_failed", 3, 1, None),
+                   ("publish_sent", 3, 2, None), ("publish_failed", 3, 2, None),
+                   ("publish_dead", 3, None, None)]
+    sent = next(e for e in events if e["event"] == "publish_sent")
+    assert sent["topic"] == UPDATE and sent["qos"] == 1 and sent["of"] == 2
 
 
 @pytest.mark.parametrize("firmware, quoted", [
@@ -199,6 +251,19 @@ def test_attach_polls_then_resets_module_and_starts_over() -> None:
     assert first_poll_of_retry > rig.commands.index("AT+CFUN=1")
 
 
+def test_a_radio_that_will_not_switch_back_on_escalates_at_once() -> None:
+    """Regression: AT+CFUN=1 was judged "any answer passes": an ERROR left the radio off and
+    ATTACH polled +CGATT: 0 for two minutes before it escalated."""
+    rig = make_rig(SimConfig(faults=faults("error:AT+CSQ@1", "error:AT+CFUN=1@1")))
+    assert rig.run_until(lambda: ("ATTACH", "AUTOBAUD", "exhausted") in rig.states)
+    cmds = rig.commands
+    radio_on = cmds.index("AT+CFUN=1")
+    assert cmds[radio_on + 1] == "AT+RESET"  # not one +CGATT? poll of a radio left off
+    assert reasons.last_error_text(rig.controller) == "ATTACH radio_on: ERROR"
+    assert rig.run_until(lambda: rig.controller.online or rig.controller.failed)
+    assert rig.controller.online
+
+
 def test_attach_on_the_first_try_never_touches_the_radio() -> None:
     rig = online_rig()
     assert not any(c.startswith("AT+CFUN") for c in rig.commands)
@@ -268,6 +333,18 @@ def test_auth_attempts_setting_shortens_the_give_up() -> None:
     assert "device not found" in str(reasons.fail_text(rig.controller))
 
 
+def test_auth_attempts_count_rejections_only_and_transient_failures_forgive_none() -> None:
+    rig = make_rig(SimConfig(faults=faults("auth=401@1")),
+                   settings=seed_settings(auth_attempts=2))
+    assert rig.run_until(lambda: rig.commands.count("AT+HTTPACTION=1") == 1
+                         and rig.controller.attempt == 2)
+    rig.module.add_fault(parse_fault("http=601@1"))  # the next request never reaches the server
+    rig.module.add_fault(parse_fault("auth=401@1"))  # ... and the one after it is rejected
+    assert rig.run_until(lambda: rig.controller.failed or rig.controller.online)
+    assert rig.controller.fail_reason == FailReason.CREDENTIALS
+    assert rig.commands.count("AT+HTTPACTION=1") == 3 and rig.module.auth_requests == 2
+
+
 def test_wrong_secret_is_rejected_by_the_simulated_cloud() -> None:
     settings = seed_settings(auth_attempts=2)
     settings.identity = aliyun.DeviceIdentity(SEED_PK, SEED_DN, "not-the-secret")
@@ -330,6 +407,45 @@ def test_mconnect_refused_goes_back_to_http_auth_for_a_fresh_token() -> None:
     assert rig.run_until(lambda: ("MQTT_CONNECT", "HTTP_AUTH", "token_rejected") in rig.states)
     assert rig.run_until(lambda: rig.controller.online)
     assert rig.module.auth_requests == before + 1
+
+
+def test_the_module_and_its_network_are_known_once_online() -> None:
+    rig = online_rig(imei="861234567890123", iccid="8986041234567890123F",
+                     operator="CHN-UNICOM", access_technology=7)
+    status = reasons.status(rig.controller)
+    assert {k: status[k] for k in ("imei", "iccid", "operator", "registration",
+                                   "access_technology", "rssi")} == {
+        "imei": "861234567890123", "iccid": "8986041234567890123F", "operator": "CHN-UNICOM",
+        "registration": "home", "access_technology": "lte", "rssi": 24}
+    assert 0 <= status["signal_age_ms"] < 60_000
+    cmds = rig.commands
+    assert cmds.index("AT+CGSN") == cmds.index("AT+CGMR") + 1
+    # the operator and registration are asked once attached, the ICCID once the SIM is ready
+    assert cmds.index("AT+CCID") == cmds.index("AT+CPIN?") + 1
+    assert cmds.index("AT+CGATT?") < cmds.index("AT+COPS?") < cmds.index("AT+CEREG?")
+
+
+def test_a_module_that_will_not_say_who_it_is_still_gets_online() -> None:
+    rig = online_rig(faults=faults("error:AT+CGSN@1", "cme=10:AT+CCID@1", "silence:AT+COPS?@1",
+                                   "error:AT+CEREG?@1"))
+    status = reasons.status(rig.controller)
+    assert [status[k] for k in ("imei", "iccid", "operator", "registration",
+                                "access_technology")] == [None] * 5
+    # not one retry (but AUTOBAUD's, while the module boots)
+    assert [s for s in rig.states if s[2] == "retry" and s[0] != "AUTOBAUD"] == []
+
+
+def test_the_signal_is_read_again_after_each_liveness_probe_while_online() -> None:
+    rig = online_rig()
+    c = rig.controller
+    assert c.rssi == 24
+    rig.module.config.rssi = 9  # the antenna was knocked
+    attach_reading = c.signal_at
+    rig.run_for(c.settings.liveness_ms + 5_000)
+    assert c.online and c.rssi == 9 and c.signal_at != attach_reading
+    assert reasons.status(c)["signal_age_ms"] < 5_000
+    probe = rig.commands.index("AT+MQTTSTATU")
+    assert rig.commands[probe + 1] == "AT+CSQ"
 
 
 # ---------------------------------------------------------------------- ONLINE
@@ -493,6 +609,39 @@ def test_request_stop_finishes_in_flight_publish_then_disconnects() -> None:
     assert len(c.outbox) == 1  # the unsent one is kept for the next run
 
 
+class _StateLog:
+    """A log hook that keeps the STATE events (source, trigger, elapsed)."""
+
+    level = LogLevel.INFO
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[int, int, int]] = []
+
+    def __call__(self, ctl: object, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
+                 data: object) -> None:
+        if event == LogEvent.STATE:
+            self.changes.append((a, b, c))
+
+
+def test_the_age_of_a_state_saturates_instead_of_wrapping_after_25_days() -> None:
+    hook = _StateLog()
+    rig = make_rig(SimConfig(firmware="AirM2M_Air724UG_V838_LTE_AT"),
+                   start_ms=(1 << 32) - 60_000, log_hook=hook)
+    c = rig.controller
+    assert rig.run_until(lambda: c.online)
+    for _day in range(25):  # (one run_for must stay below the 32-bit clock's half)
+        rig.run_for(24 * 3600 * 1000)
+    assert c.online and c.state_age_ms() == AGE_MAX_MS
+    assert reasons.status(c)["since_ms"] == AGE_MAX_MS
+    known = len(hook.changes)
+    rig.module.drop_mqtt(rig.now)
+    assert rig.run_until(lambda: c.state != State.ONLINE)
+    source, trigger, elapsed = hook.changes[known]
+    assert (State(source), Trigger(trigger), elapsed) == (State.ONLINE, Trigger.MQTT_LOST,
+                                                          AGE_MAX_MS)
+    assert 0 <= c.state_age_ms() < 1_000  # the new state's age starts afresh
+
+
 # ---------------------------------------------------------------------- robustness
 
 
@@ -552,10 +701,28 @@ def test_a_probe_due_while_a_command_is_in_flight_asks_for_no_early_tick() -> No
     assert ms_diff(c.tick(late), late) > 0  # not "now": nothing can start before the answer
 
 
+def test_a_prompt_that_comes_after_its_state_was_left_still_gets_its_body() -> None:
+    """Regression: the bearer went while AT+HTTPDATA waited for DOWNLOAD; the controller had
+    left HTTP_AUTH by the time the prompt came and never sent the body, so the module took the
+    next commands (AT+CPIN?, ...) for body bytes until its window ended."""
+    rig = make_rig()
+    c = rig.controller
+    assert rig.run_until(lambda: bool(rig.commands) and rig.commands[-1].startswith(
+        "AT+HTTPDATA="))
+    rig.module.detach(rig.now)  # its URCs go out before the DOWNLOAD the module owes
+    assert rig.run_until(lambda: c.state == State.ATTACH)
+    assert rig.run_until(lambda: c.online or c.failed)
+    assert c.online
+    after = rig.commands[[i for i, cmd in enumerate(rig.commands)
+                          if cmd.startswith("AT+HTTPDATA=")][0] + 1:]
+    assert after[0] == "AT+CPIN?"  # a command, not body bytes
+    assert not any(s == ("ATTACH", "ATTACH", "retry") for s in rig.states)
+
+
 def test_an_auth_computes_its_sign_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: the body and the secret to redact were signed separately (two HMACs)."""
     near, _far = memory_pair()
-    c = Controller(near, seed_settings())
+    c = Controller(near, seed_settings(), log_hook=log.CORE_LOG)  # registers what it signs
     signs: list[str] = []
     real_sign = aliyun.sign
 

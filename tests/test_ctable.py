@@ -673,7 +673,9 @@ def test_check_answers_are_what_the_judge_reads() -> None:
                 Check.ATTACHED: b"+CGATT: 1", Check.BEARER_QUERY: b'+SAPBR: 1,1,"10.1.2.3"',
                 Check.HTTP_STATUS: b"+HTTPACTION: 1,200,148",
                 Check.MQTT_STATUS: b"+MQTTSTATU :1", Check.AUTH_REPLY: b"+HTTPREAD: 148",
-                Check.VERSION: b"AirM2M_Air72xUy_V409_LTE_AT"}
+                Check.VERSION: b"AirM2M_Air72xUy_V409_LTE_AT",
+                Check.IMEI: b"+CGSN: 862991419835241", Check.ICCID: b"89860117831003134201",
+                Check.OPERATOR: b'+COPS: 0,0,"CHINA MOBILE",7', Check.REGISTRATION: b"+CEREG: 0,5"}
     for check, a in ANSWERS.items():
         if a.prefix:
             assert examples[check].startswith(a.prefix), check
@@ -703,6 +705,18 @@ def test_check_answers_are_what_the_judge_reads() -> None:
     assert judged(Check.VERSION, examples[Check.VERSION])[0] == Outcome.PASS
     assert judged(Check.VERSION, examples[Check.VERSION].replace(version.token, b"_X"))[0] \
         != Outcome.PASS
+    # the informational checks: the text field and the number each reads, and always a pass
+    learned = {Check.IMEI: ("imei", "862991419835241"),
+               Check.ICCID: ("iccid", "89860117831003134201"),
+               Check.OPERATOR: ("operator", "CHINA MOBILE"),
+               Check.REGISTRATION: ("registration", 5)}
+    for check, (name, value) in learned.items():
+        outcome, ctl = judged(check, examples[check])
+        assert outcome == Outcome.PASS and getattr(ctl, name) == value, check
+        assert judged(check, b"")[0] == Outcome.PASS, check
+    assert judged(Check.OPERATOR, examples[Check.OPERATOR])[1].access_technology == 7  # type: ignore[attr-defined]
+    assert field_of(examples[Check.OPERATOR], ANSWERS[Check.OPERATOR].field) == 7
+    assert field_of(examples[Check.REGISTRATION], ANSWERS[Check.REGISTRATION].field) == 5
     assert ANSWERS[Check.AUTH_REPLY].prefix == at.HTTPREAD_HEADER  # the channel reads its body
     assert {c for c, a in ANSWERS.items() if a.in_urc} == {
         s.check for row in MACHINE for s in row.steps if s.urc_ok and s.check != Check.OK}

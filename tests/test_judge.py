@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airfsm.core.at import AtResponse
-from airfsm.core.codes import AtResult, Outcome, Reason
+from airfsm.core.codes import AtResult, Outcome, Reason, State
 from airfsm.core.judge import answer_reason, firmware_version, judge_answer
 from airfsm.core.table import MACHINE, Step
 from airfsm.host.serial import memory_pair
@@ -68,3 +68,57 @@ def test_the_checks_return_codes_and_write_what_they_learn() -> None:
     assert verdict == (Outcome.FAIL, Reason.NO_ANSWER, 0)
     (verdict, _) = judge("term", response(AtResult.TIMEOUT))  # clean-up: anything passes
     assert verdict[0] == Outcome.PASS
+
+
+PASSED = (Outcome.PASS, Reason.NONE, 0)
+
+
+@pytest.mark.parametrize(("step", "lines", "field", "value"), [
+    ("imei", (b"862991419835241",), "imei", "862991419835241"),  # the vendor manual's form
+    ("imei", (b'+CGSN: "862991419835241"',), "imei", "862991419835241"),
+    ("imei", (b"+CGSN: 86299,1419835241",), "imei", "86299"),  # the first field only
+    ("imei", (b"not an IMEI!",), "imei", ""),
+    ("iccid", (b"89860117831003134201",), "iccid", "89860117831003134201"),  # AT+CCID
+    ("iccid", (b"+CCID: 89860117831003134201",), "iccid", "89860117831003134201"),
+    ("iccid", (b"+ICCID: 898604981022C0254186",), "iccid", "898604981022C0254186"),  # AT+ICCID
+    ("operator", (b'+COPS: 0,0,"CHN-UNICOM",7',), "operator", "CHN-UNICOM"),
+    ("operator", (b'+COPS: 0,0,"CHN-UNICOM",7',), "access_technology", 7),
+    ("operator", (b'+COPS: 0,2,"46001"',), "access_technology", -1),
+    ("operator", (b"+COPS: 0",), "operator", ""),  # registered nowhere
+    ("operator", (b'+COPS: 0,0,"' + b"x" * 40 + b'",7',), "operator", "x" * 32),  # cut
+    ("operator", (b'+COPS: 0,0,"\xff\x00",7',), "operator", ""),  # not text: not kept
+    ("registration", (b"+CEREG: 0,5",), "registration", 5),
+    ("registration", (b'+CEREG: 2,1,"1A2B","01A2B3C",7',), "registration", 1),
+    ("registration", (b"+CEREG: 0",), "registration", -1),
+])
+def test_the_informational_checks_read_every_form_of_their_answer(
+        step: str, lines: tuple[bytes, ...], field: str, value: object) -> None:
+    verdict, ctl = judge(step, response(AtResult.OK, *lines))
+    assert verdict == PASSED
+    assert getattr(ctl, field) == value
+
+
+@pytest.mark.parametrize("step", ["imei", "iccid", "operator", "registration"])
+@pytest.mark.parametrize("result", [AtResult.ERROR, AtResult.CME_ERROR, AtResult.TIMEOUT])
+def test_an_informational_check_never_fails_and_keeps_what_it_knew(
+        step: str, result: AtResult) -> None:
+    from airfsm.core.controller import Controller
+
+    ctl = Controller(memory_pair()[0], seed_settings())
+    ctl.imei, ctl.iccid, ctl.operator, ctl.registration = "1", "2", "op", 1
+    check: Step = next(s for row in MACHINE for s in row.steps if s.name == step)
+    assert judge_answer(ctl, check, response(result, cme=10)) == PASSED
+    assert (ctl.imei, ctl.iccid, ctl.operator, ctl.registration) == ("1", "2", "op", 1)
+
+
+def test_a_signal_reading_is_stamped_with_the_controllers_clock() -> None:
+    from airfsm.core.controller import Controller
+
+    ctl = Controller(memory_pair()[0], seed_settings(), now_ms=1_000)
+    assert ctl.signal_age_ms() == -1  # never read
+    ctl.now_ms = 5_000
+    assert judge_answer(ctl, next(s for s in MACHINE[State.ATTACH].steps
+                                 if s.name == "csq"),
+                        response(AtResult.OK, b"+CSQ: 17,99")) == PASSED
+    ctl.now_ms = 7_500
+    assert (ctl.rssi, ctl.signal_at, ctl.signal_age_ms()) == (17, 5_000, 2_500)

@@ -14,7 +14,7 @@ import pytest
 from airfsm.core.codes import State
 from airfsm.core.controller import Controller
 from airfsm.core.settings import Settings
-from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE
+from airfsm.core.table import LIVENESS_PROBE, MACHINE, SESSION_KEEPALIVE, SIGNAL_REFRESH
 from airfsm.core.timebase import ms_diff
 from airfsm.host import reasons
 from airfsm.host.serial import memory_pair
@@ -63,7 +63,8 @@ def test_truncated_downlink_does_not_swallow_the_probe_answer() -> None:
     assert c.channel.payloads_truncated == 1 and c.counters.downlinks_truncated == 1
     assert rig.inbound == []  # the damaged message is dropped, never delivered
     assert transitions_since(rig, mark) == [] and c.online
-    assert rig.commands[sent:] == []  # nothing re-sent: the link was never in doubt
+    # nothing re-sent, the link was never in doubt: only the signal read after each probe
+    assert rig.commands[sent:] == [SIGNAL_REFRESH.command]
     assert rig.module.send_downlink(GET, b"intact", rig.now)
     rig.run_for(100)
     assert rig.inbound == [(GET, b"intact")]
@@ -222,6 +223,70 @@ def test_old_firmware_dead_session_is_detected_by_the_missing_suback() -> None:
     assert rig.module.send_downlink(GET, b"back", rig.now)
     rig.run_for(100)
     assert rig.inbound == [(GET, b"back")]
+
+
+SET = f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set"
+RRPC = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request/+"
+
+
+def test_every_subscription_is_acknowledged_before_online_and_each_delivers() -> None:
+    rig = online_rig(settings=seed_settings(subscribe=(GET, SET, RRPC)))
+    subscribes = [c for c in rig.commands if c.startswith("AT+MSUB=")]
+    assert subscribes == [f'AT+MSUB="{t}",0' for t in (GET, SET, RRPC)]
+    assert set(rig.module.subscribed) == {GET, SET, RRPC}  # each SUBACK came
+    request = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request/1700000000"
+    for topic in (GET, SET, request):
+        assert rig.module.send_downlink(topic, topic.encode(), rig.now)
+    rig.run_for(100)
+    assert rig.inbound == [(t, t.encode()) for t in (GET, SET, request)]
+
+
+def test_a_subscription_that_gets_no_suback_fails_the_connect_and_all_are_sent_again() -> None:
+    rig = online_rig("silence:AT+MSUB=\"" + SET + "\"@1",
+                     settings=seed_settings(subscribe=(GET, SET)))
+    subscribes = [c for c in rig.commands if c.startswith("AT+MSUB=")]
+    assert subscribes == [f'AT+MSUB="{t}",0' for t in (GET, SET, GET, SET)]
+    assert ("MQTT_CONNECT", "MQTT_CONNECT", "retry") in [t[1:] for t in rig.timeline]
+
+
+def test_old_firmware_keepalives_resubscribe_each_topic_in_turn() -> None:
+    rig = online_rig(settings=seed_settings(subscribe=(GET, SET, RRPC)))
+    mark = len(rig.commands)
+    rig.run_for(10 * 60_000)
+    assert rig.module.server_closed_silently == 0 and rig.controller.online
+    keepalives = [c for c in rig.commands[mark:] if c.startswith("AT+MSUB=")]
+    assert len(keepalives) >= 6 and keepalives == [
+        f'AT+MSUB="{(GET, SET, RRPC)[i % 3]}",0' for i in range(len(keepalives))]
+
+
+@pytest.mark.parametrize(("subscribe", "problem"), [
+    ((), None),  # the device's /{pk}/{dn}/get
+    ((GET, SET, RRPC, "/a/#", "/+/+", "/x", "/y", "/z"), None),
+    (tuple(f"/t{i}" for i in range(9)), "1-8 topics"),
+    (("get",), "must be absolute"),
+    (("/a/b+",), "'+' must be a whole level"),
+    (("/a/#/b",), "'#' must be the whole last level"),
+    (('/a"b',), "without quotes"),
+    (("/" + "t" * 128,), "1-128 printable ASCII"),
+    ("/a/b", "a list of topics"),
+])
+def test_subscriptions_are_validated(subscribe: tuple[str, ...], problem: str | None) -> None:
+    settings = seed_settings(subscribe=subscribe)
+    if problem is None:
+        settings.validate()
+        return
+    with pytest.raises(ValueError) as info:
+        settings.validate()
+    assert problem in str(info.value)
+
+
+def test_sub_topic_is_still_the_one_topic_form() -> None:
+    assert seed_settings(sub_topic=SET).subscriptions() == (SET,)
+    assert seed_settings().subscriptions() == (GET,)
+    with pytest.raises(ValueError, match="not both"):
+        seed_settings(sub_topic=SET, subscribe=(GET,)).validate()
+    rig = online_rig(settings=seed_settings(sub_topic=SET))
+    assert set(rig.module.subscribed) == {SET}
 
 
 def test_keepalive_over_240_s_is_refused_citing_the_vendor() -> None:

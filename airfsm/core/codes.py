@@ -65,6 +65,11 @@ class Check(IntEnum):
     HTTP_STATUS = 8  # +HTTPACTION: 1,200,<len>
     AUTH_REPLY = 9  # +HTTPREAD body: code 200 with iotId and iotToken
     MQTT_STATUS = 10  # +MQTTSTATU :1
+    # Informational: what the answer says is recorded; any answer, even none, passes.
+    IMEI = 11  # AT+CGSN: `<imei>` (or `+CGSN: <imei>`)
+    ICCID = 12  # AT+CCID: `<iccid>`, `+CCID: <iccid>` or `+ICCID: <iccid>`
+    OPERATOR = 13  # AT+COPS?: +COPS: <mode>,<format>,"<oper>",<AcT>
+    REGISTRATION = 14  # AT+CEREG?: +CEREG: <n>,<stat>
 
 
 class Cond(IntEnum):
@@ -109,6 +114,7 @@ class Purpose(IntEnum):
     STOP = 6  # AT+MDISCONNECT on shutdown
     KEEPALIVE = 7  # AT+MSUB re-sent to keep an old firmware's MQTT session alive
     CACHE_READ = 8  # AT+MQTTMSGGET after a cache-mode notice
+    SIGNAL = 9  # AT+CSQ: the signal read again in ONLINE, after each liveness probe
 
 
 class Phase(IntEnum):
@@ -215,7 +221,7 @@ class LogEvent(IntEnum):
     # data: a secret never to be printed; a = 1: the DeviceSecret (kept for good), 0: a sign or
     # an iotToken (the host keeps the newest few)
     SECRET = 0
-    STATE = 1  # a: source state, b: trigger, c: ms spent in the source state
+    STATE = 1  # a: source state, b: trigger, c: ms spent in the source state (saturating)
     STEP = 2  # a: Outcome, b: Reason, c: detail (of the current step)
     AT_TX = 3  # data: the command sent
     AT_TIMEOUT = 4  # data: the command that got no answer
@@ -241,6 +247,11 @@ class LogEvent(IntEnum):
     ON_STATE_FAILED = 24  # data: the error of the application's callback
     ON_MESSAGE_FAILED = 25  # data: the error of the application's callback
     INTERNAL_ERROR = 26  # data: the exception (a bug: the C twin has none)
+    # data: a line received for the command in flight (an info line, at its final code) or a
+    # URC, as it came; a final code itself has no data: a is its AtResult, b its number (-1)
+    AT_RX = 27
+    PUBLISH_SENT = 28  # a: message id, b: attempt, c: attempts allowed, data: the topic
+    PUBLISH_ACKED = 29  # a: message id, b: its QoS (1: by PUBACK, 0: by the OK of AT+MPUB)
 
 
 class OutboxCall(IntEnum):

@@ -53,6 +53,7 @@ from airfsm.core.settings import (
     INFO_ARENA,
     LINE_CAPACITY,
     READ_CHUNK,
+    U31_MAX,
     Settings,
 )
 from airfsm.core.table import (
@@ -86,6 +87,20 @@ from airfsm.core.timebase import (
 MAX_READ_PER_TICK = 8 * READ_CHUNK  # bound the work of one tick; the rest waits for the next
 IDLE_RECHECK_MS = 60_000  # longest sleep a tick asks for: latches (token age, watchdog) need it
 LOST_PORT_RECHECK_MS = 1_000  # a lost port: the host reopens it; look again this soon
+# An age (how long a state has been held, how old a reading is) is the unsigned 32-bit
+# difference from its start, latched every tick once it reaches this (about 24.8 days), so it
+# saturates instead of wrapping: ticks come at least every IDLE_RECHECK_MS, long before the
+# difference could pass 2**32.
+AGE_MAX_MS = U31_MAX
+
+
+def age_ms(now_ms: int, since_ms: int, saturated: bool) -> int:
+    """`now - since` on the 32-bit clock, at most AGE_MAX_MS (and that once `saturated`).
+
+    C: airfsm_age_ms()."""
+    if saturated:
+        return AGE_MAX_MS
+    return min((now_ms - since_ms) & MS_MASK, AGE_MAX_MS)
 
 
 class StepError(NamedTuple):
@@ -100,12 +115,13 @@ class StepError(NamedTuple):
 class StepRunner:
     """Where the current state's script is (C: a sub-struct)."""
 
-    __slots__ = ("index", "phase", "resume_at", "urc_deadline", "polls", "urc_seen",
-                 "urc_seen_line", "body_due", "outcome")
+    __slots__ = ("index", "topic", "phase", "resume_at", "urc_deadline", "polls", "urc_seen",
+                 "urc_seen_line", "body_due", "body_timeout_ms", "outcome")
 
     def __init__(self, now_ms: int) -> None:
         """C: part of airfsm_init()."""
         self.index = 0  # the step of the state's script
+        self.topic = 0  # a per_topic step: the subscription it is sent for
         self.phase = Phase.IDLE
         self.resume_at = now_ms  # WAIT_UNTIL: a backoff or poll interval ends
         self.urc_deadline = now_ms  # WAIT_URC: the wanted URC is due by then
@@ -113,6 +129,7 @@ class StepRunner:
         self.urc_seen = URC_NONE  # a wanted/failing URC that came before the final code ...
         self.urc_seen_line = b""  # ... and its line (the +HTTPACTION status is in it)
         self.body_due = False  # the prompt came: the auth body goes out next
+        self.body_timeout_ms = 0  # ... and the OK after it is due this long after it
         self.outcome: Outcome | None = None  # recorded by callbacks, applied by _process
 
 
@@ -120,7 +137,7 @@ class Credentials:
     """What HTTP_AUTH produces for MQTT_CONNECT (C: a sub-struct)."""
 
     __slots__ = ("body", "body_len", "iot_id", "iot_token", "token_at", "token_stale",
-                 "reply_host", "reply_port")
+                 "reply_host", "reply_port", "rejections")
 
     def __init__(self, now_ms: int) -> None:
         """C: part of airfsm_init()."""
@@ -132,6 +149,9 @@ class Credentials:
         self.token_stale = True  # no token yet
         self.reply_host: str | None = None  # the broker the reply named
         self.reply_port: int | None = None
+        # Auths the server rejected (a code, not a transport failure) since one last passed:
+        # Settings.auth_attempts of them end in FAILED, whatever failed in between.
+        self.rejections = 0
 
 
 class _Model:
@@ -160,14 +180,18 @@ class Controller:
         "settings", "port", "outbox", "on_message", "on_state", "hardware_reset", "table",
         "log_hook", "log_level",
         # the buffers, and what works in them
-        "read_buf", "cmd_buf", "line_buf", "data_buf", "info_arena", "values", "channel",
+        "read_buf", "cmd_buf", "line_buf", "data_buf", "info_arena", "values", "subscriptions",
+        "channel",
         # the machine
         "edges", "model", "machine", "rng", "now_ms", "started_at", "state", "entered_at",
+        "state_age_saturated",
         "attempt", "fail_reason", "fail_cause", "fail_cause_detail", "last_trigger",
         "last_error", "counters", "escalations", "hardware_resets", "reset_requested",
         "offline_since", "link_event", "purpose", "runner",
         # what the steps learned
-        "firmware", "firmware_version", "rssi", "ip", "http_status", "auth_code", "auth",
+        "firmware", "firmware_version", "imei", "iccid", "operator", "access_technology",
+        "registration", "rssi", "signal_at", "signal_read", "signal_age_saturated", "ip",
+        "http_status", "auth_code", "auth",
         # ONLINE and shutting down
         "session", "port_lost", "stopping", "stopped",
     )
@@ -209,6 +233,8 @@ class Controller:
         self.info_arena = bytearray(INFO_ARENA)
         # The value of each template placeholder (C: a table of pointers and lengths).
         self.values: list[bytes | int] = [b""] * len(Placeholder)
+        # The topics a per_topic step subscribes to, each in turn (C: pointers into settings).
+        self.subscriptions = tuple(t.encode("ascii") for t in settings.subscriptions())
         self.channel = AtChannel(self._write, self._on_response, self._on_urc,
                                  on_truncated=self._on_truncated, baud=settings.baud,
                                  line_buf=self.line_buf, data_buf=self.data_buf,
@@ -228,6 +254,7 @@ class Controller:
         # the machine
         self.state = table[0].state
         self.entered_at = self.now_ms
+        self.state_age_saturated = False  # held for AGE_MAX_MS or more
         self.attempt = 1
         self.fail_reason = FailReason.NONE
         self.fail_cause = Reason.NONE  # why, with a detail: worded at the edge
@@ -248,7 +275,15 @@ class Controller:
         # what the steps learned
         self.firmware = ""
         self.firmware_version = 0
-        self.rssi = 99
+        self.imei = ""
+        self.iccid = ""
+        self.operator = ""  # the network registered on ("": none, or not read yet)
+        self.access_technology = -1  # 27.007 <AcT> of +COPS (7: E-UTRAN); -1: unknown
+        self.registration = -1  # 27.007 <stat> of +CEREG (1: home, 5: roaming); -1: unknown
+        self.rssi = 99  # 0-31, 99: unknown
+        self.signal_at = self.now_ms  # when rssi was read ...
+        self.signal_read = False  # ... if ever
+        self.signal_age_saturated = False
         self.ip = ""
         self.http_status = 0
         self.auth_code = 0
@@ -295,23 +330,34 @@ class Controller:
 
     def next_deadline(self) -> int:
         """When the next tick is needed (32-bit ms; never earlier than now). C:
-        airfsm_next_deadline()."""
+        airfsm_next_deadline().
+
+        Two kinds of deadline. Some act whatever the channel does: the command in flight ends
+        (its answer or its timeout), a wanted URC is overdue, the watchdog, a store write owed,
+        the keepalive's SUBACK. The others are when something is due to be *sent*: a backoff
+        or poll interval ends, ONLINE's probe, publish or keepalive. One rule for every state:
+        nothing can be sent while a command is in flight, so those count only while the
+        channel is idle - until then its answer or its deadline wakes the tick, and asking for
+        one at a send time already passed would only spin."""
         now = self.now_ms
         if self.state == State.FAILED:
             return ms_add(now, IDLE_RECHECK_MS)
         if self.port_lost:
             return ms_add(now, LOST_PORT_RECHECK_MS)
-        deadline: int | None = ms_earliest(self.channel.deadline, self.channel.receive_deadline)
-        deadline = online.next_deadline(self, deadline)
+        channel = self.channel
+        deadline: int | None = ms_earliest(channel.deadline, channel.receive_deadline)
+        deadline = online.watch_deadline(self, deadline)
         if self.state != State.ONLINE:
-            runner = self.runner
-            if runner.phase == Phase.WAIT_URC:
-                deadline = ms_earliest(deadline, runner.urc_deadline)
-            elif runner.phase == Phase.WAIT_UNTIL:
-                deadline = ms_earliest(deadline, runner.resume_at)
+            if self.runner.phase == Phase.WAIT_URC:
+                deadline = ms_earliest(deadline, self.runner.urc_deadline)
             if self.settings.watchdog_ms:
                 deadline = ms_earliest(
                     deadline, ms_add(self.offline_since, self.settings.watchdog_ms))
+        if not channel.busy:
+            if self.state == State.ONLINE:
+                deadline = online.send_deadline(self, deadline)
+            elif self.runner.phase == Phase.WAIT_UNTIL:
+                deadline = ms_earliest(deadline, self.runner.resume_at)
         deadline = ms_earliest(deadline, ms_add(now, IDLE_RECHECK_MS))
         assert deadline is not None
         return now if ms_diff(deadline, now) < 0 else deadline
@@ -374,6 +420,27 @@ class Controller:
     def pub_phase(self) -> PubPhase:
         """Where the publish of the outbox head is. C: airfsm_pub_phase()."""
         return self.session.pub_phase
+
+    def state_age_ms(self) -> int:
+        """How long the current state has been held, saturating at AGE_MAX_MS (~24.8 days).
+
+        C: airfsm_state_age_ms()."""
+        return age_ms(self.now_ms, self.entered_at, self.state_age_saturated)
+
+    def signal_age_ms(self) -> int:
+        """How old the signal reading is (saturating like a state's age); -1: never read.
+
+        C: airfsm_signal_age_ms()."""
+        if not self.signal_read:
+            return -1
+        return age_ms(self.now_ms, self.signal_at, self.signal_age_saturated)
+
+    def take_signal(self, rssi: int) -> None:
+        """An AT+CSQ answer (ATTACH's step, ONLINE's refresh). C: airfsm_take_signal()."""
+        self.rssi = rssi
+        self.signal_at = self.now_ms
+        self.signal_read = True
+        self.signal_age_saturated = False
 
     def step(self) -> Step | None:
         """The current step (None in ONLINE and FAILED, and past the last step).
@@ -462,7 +529,11 @@ class Controller:
                 and ms_reached(now, ms_add(self.offline_since, self.settings.watchdog_ms))):
             self.offline_since = now
             self.raise_link(Trigger.WATCHDOG)
-        # Latch token age every tick so a months-long ONLINE never wraps the 32-bit difference.
+        # Latch the ages every tick so a months-long ONLINE never wraps a 32-bit difference.
+        if age_ms(now, self.entered_at, self.state_age_saturated) >= AGE_MAX_MS:
+            self.state_age_saturated = True
+        if age_ms(now, self.signal_at, self.signal_age_saturated) >= AGE_MAX_MS:
+            self.signal_age_saturated = True
         auth = self.auth
         if not auth.token_stale and (
                 ms_diff(now, auth.token_at) >= self.settings.token_refresh_ms):
@@ -473,17 +544,19 @@ class Controller:
 
         C: airfsm_process()."""
         runner = self.runner
+        if runner.body_due:
+            # First of all, link events included: the module is in data mode and takes every
+            # byte for the body until it has them all. Whatever state the controller is in by
+            # now (a link loss may have ended HTTP_AUTH meanwhile), the body goes out, or the
+            # module would eat the commands that follow until its window ends.
+            runner.body_due = False
+            self.channel.send_data(self.auth.body, self.auth.body_len, self.now_ms,
+                                   runner.body_timeout_ms)
         if self.link_event is not None:
             trigger, self.link_event = self.link_event, None
             runner.outcome = None
             self._fire(trigger)
             return
-        if runner.body_due:
-            runner.body_due = False
-            step = self.step()
-            if step is not None:
-                self.channel.send_data(self.auth.body, self.auth.body_len, self.now_ms,
-                                       step.timeout_ms)
         if runner.outcome is None:
             return
         outcome, runner.outcome = runner.outcome, None
@@ -493,9 +566,13 @@ class Controller:
         if outcome == Outcome.PASS:
             if self.state == State.AUTOBAUD:
                 self.hardware_resets = 0  # the module answers again
-            runner.index += 1
             runner.polls = 0
             runner.phase = Phase.IDLE
+            if step.per_topic and runner.topic + 1 < len(self.subscriptions):
+                runner.topic += 1  # the same step again, for the next subscription
+            else:
+                runner.index += 1
+                runner.topic = 0
             if step.settle_ms:
                 self._wait(step.settle_ms)
         elif outcome == Outcome.NOT_YET:
@@ -520,15 +597,20 @@ class Controller:
         if policy is None:
             return
         retries = policy.retries
-        if rejected and self.settings.auth_attempts is not None:
-            retries = self.settings.auth_attempts - 1
+        if rejected:
+            # Only rejections count towards giving up on the credentials: transient failures
+            # (HTTP 601, an ERROR) between them neither count nor forgive one.
+            self.auth.rejections += 1
+            limit = self.settings.auth_attempts or policy.retries + 1
+            if self.auth.rejections >= limit and (self.state, Trigger.FATAL) in self.edges:
+                self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED, self.auth_code)
+                return
+            retries = limit - 1  # a rejection may retry the state until the limit
         if self.attempt <= retries:
             delay = backoff_ms(self.attempt, policy.backoff_base_ms, policy.backoff_cap_ms,
                                self.rng)
             self.runner.resume_at = ms_add(self.now_ms, delay)
             self._fire(Trigger.RETRY)
-        elif rejected and (self.state, Trigger.FATAL) in self.edges:
-            self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED, self.auth_code)
         elif self.hardware_reset is not None and self.hardware_resets < policy.hardware_resets:
             self.hardware_resets += 1
             self.log(LogLevel.WARNING, LogEvent.HARDWARE_RESET, self.hardware_resets,
@@ -578,7 +660,7 @@ class Controller:
         """C: airfsm_enter()."""
         now = self.now_ms
         runner = self.runner
-        elapsed = ms_diff(now, self.entered_at)
+        elapsed = self.state_age_ms()
         self.counters.transitions += 1
         if trigger in ESCALATING_TRIGGERS:
             self.counters.reconnects[trigger] += 1
@@ -588,7 +670,9 @@ class Controller:
         # Logged with the runner still where the source state was left (its step is named).
         self.log(LogLevel.INFO, LogEvent.STATE, source, trigger, elapsed)
         self.entered_at = now
+        self.state_age_saturated = False
         runner.index = 0
+        runner.topic = 0
         runner.polls = 0
         runner.urc_seen = URC_NONE
         runner.body_due = False
@@ -697,7 +781,7 @@ class Controller:
                 continue
             if step.when == Cond.RESET_REQUESTED:
                 self.reset_requested = False
-            self.send_step(step)
+            self.send_step(step, topic=runner.topic)
             return
         if self._fire(Trigger.DONE):
             self._advance()  # start the new state's first step in this same tick
@@ -710,11 +794,16 @@ class Controller:
             return self.attempt > 1
         return True
 
-    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None:
-        """Expand the step's command into the command buffer and send it. C: airfsm_send_step()."""
+    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP, topic: int = 0) -> None:
+        """Expand the step's command into the command buffer and send it; a per_topic step for
+        subscription `topic`. C: airfsm_send_step()."""
+        if step.per_topic:
+            self.values[Placeholder.SUB_TOPIC] = self.subscriptions[topic]
         if purpose == Purpose.STEP:
             self.runner.urc_seen = URC_NONE
             self.runner.phase = Phase.WAIT_FINAL
+        if step.prompt:
+            self.runner.body_timeout_ms = step.timeout_ms
         # A step that waits for a bare final code as its URC (AT+MCONNECT: OK, then ERROR when
         # refused) asks the channel to pass that code on rather than count it stray.
         self._send(expand(step.pieces, self.values, self.cmd_buf), step.timeout_ms, purpose,
@@ -755,8 +844,7 @@ class Controller:
         v[Placeholder.IOT_ID] = b""
         v[Placeholder.IOT_TOKEN] = b""
         v[Placeholder.KEEPALIVE_S] = s.keepalive_s
-        sub_topic = s.sub_topic or aliyun.topic_get(ident.product_key, ident.device_name)
-        v[Placeholder.SUB_TOPIC] = sub_topic.encode("ascii")
+        v[Placeholder.SUB_TOPIC] = self.subscriptions[0]  # per_topic steps set it as they go
         v[Placeholder.SUB_QOS] = s.sub_qos
         self._set_mqtt_endpoint()
 
@@ -800,14 +888,21 @@ class Controller:
         self._set_mqtt_endpoint()
         auth.token_at = self.now_ms
         auth.token_stale = False
+        auth.rejections = 0
 
     # ------------------------------------------------------------------ callbacks from AtChannel
 
     def _on_response(self, resp: AtResponse) -> None:
         """C: airfsm_on_response()."""
+        if resp.result != AtResult.TIMEOUT and self.wants(LogLevel.DEBUG):
+            self._log_received(resp)
+        if resp.result == AtResult.PROMPT:
+            # Whatever the command is for by now (DISCARD: its state was left before the
+            # prompt came), the module waits for the body: `_process` sends it first.
+            self.runner.body_due = True
+            return
         purpose = self.purpose
-        if resp.result != AtResult.PROMPT:
-            self.purpose = Purpose.NONE
+        self.purpose = Purpose.NONE
         if resp.result == AtResult.TIMEOUT:
             self.counters.timeouts += 1
             if self.wants(LogLevel.INFO):
@@ -828,15 +923,24 @@ class Controller:
             online.on_cache_read_response(self, resp)
         elif purpose == Purpose.MODE:
             online.on_mode_response(self, resp)
+        elif purpose == Purpose.SIGNAL:
+            online.on_signal_response(self, resp)
+
+    def _log_received(self, resp: AtResponse) -> None:
+        """at_rx for what the module answered: each info line as it came, then the final code
+        (or the prompt) as codes - the channel keeps no copy of that line. Its +HTTPREAD body
+        is not a line and is never logged (it holds the iotToken). C: airfsm_log_received()."""
+        arena = memoryview(resp.arena)
+        for i in range(resp.line_count):
+            start = resp.line_start[i]
+            self.log(LogLevel.DEBUG, LogEvent.AT_RX, data=arena[start:start + resp.line_length[i]])
+        self.log(LogLevel.DEBUG, LogEvent.AT_RX, resp.result, resp.cme_error)
 
     def _on_step_response(self, resp: AtResponse) -> None:
         """C: airfsm_on_step_response()."""
         step = self.step()
         runner = self.runner
         if step is None or runner.phase != Phase.WAIT_FINAL:
-            return
-        if resp.result == AtResult.PROMPT:
-            runner.body_due = True
             return
         outcome, reason, detail = judge_answer(self, step, resp)
         if outcome != Outcome.PASS or not (step.urc_ok or step.urc_fail):
@@ -851,6 +955,7 @@ class Controller:
     def _on_urc(self, urc: int, line: bytes, data: bytes) -> None:
         """What a URC means, by its row of the URC table: a message, a step's awaited URC, a
         PUBACK, a keepalive's SUBACK, a link loss - in that order. C: airfsm_on_urc()."""
+        self.log(LogLevel.DEBUG, LogEvent.AT_RX, data=line)
         row = URCS[urc] if urc != URC_NONE else None
         if row is not None and row.kind == UrcKind.MSUB:
             slot = msub_cache_slot(line)

@@ -3,8 +3,10 @@
 Each judgement is three small numbers: an Outcome (what the controller does next), a Reason and
 a bounded detail (what an operator is told, rendered into words at the edge by
 `airfsm.host.reasons`). Nothing here builds text. What a step learns on the way (the firmware,
-the signal, the IP address, the HTTP status, the credentials) is written into the controller, as
-the C twin writes into its struct.
+the IMEI and ICCID, the signal, the operator and registration, the IP address, the HTTP
+status, the credentials) is written into the controller, as the C twin writes into its struct.
+The informational checks (INFORMATIONAL) record what an answer says and always pass: a module
+without the command, or a SIM that hides its ICCID, must not keep the link down.
 
 Answers are read where the AT channel left them: info lines are spans of the response's arena,
 numbers and fields are read in place by `airfsm.core.textparse`. Which line and which field each
@@ -19,6 +21,7 @@ from typing import Protocol
 from airfsm.core import aliyun
 from airfsm.core.at import HTTPREAD_HEADER, AtResponse
 from airfsm.core.codes import AtResult, Check, FailReason, Outcome, Reason
+from airfsm.core.settings import INFO_TEXT_MAX
 from airfsm.core.table import MIN_FIRMWARE, Step
 from airfsm.core.textparse import field_span, field_uint, is_digit, parse_uint
 
@@ -30,10 +33,16 @@ class Learner(Protocol):
 
     firmware: str
     firmware_version: int
-    rssi: int
+    imei: str
+    iccid: str
+    operator: str
+    access_technology: int
+    registration: int
     ip: str
     http_status: int
     auth_code: int
+
+    def take_signal(self, rssi: int) -> None: ...
 
     def set_failure(self, reason: FailReason, cause: Reason, detail: int) -> None: ...
 
@@ -75,7 +84,15 @@ ANSWERS: dict[Check, CheckAnswer] = {
     Check.HTTP_STATUS: CheckAnswer(b"+HTTPACTION:", field=1, pass_value=200, in_urc=True),
     Check.AUTH_REPLY: CheckAnswer(HTTPREAD_HEADER),  # its data: the reply (aliyun's scan)
     Check.MQTT_STATUS: CheckAnswer(b"+MQTTSTATU", field=0, pass_value=1),  # +MQTTSTATU :1
+    # The first info line, its text after a `+NAME:` head if it has one (field_span): a bare
+    # `862991419835241`, `+CGSN: 862991419835241`, `+ICCID: 89860...` alike.
+    Check.IMEI: CheckAnswer(text_field=0),
+    Check.ICCID: CheckAnswer(text_field=0),
+    # +COPS: 0,0,"CHINA MOBILE",7 (the operator, the access technology); +COPS: 0 unregistered
+    Check.OPERATOR: CheckAnswer(b"+COPS", field=3, text_field=2),
+    Check.REGISTRATION: CheckAnswer(b"+CEREG", field=1),  # +CEREG: <n>,<stat>
 }
+INFORMATIONAL = frozenset({Check.IMEI, Check.ICCID, Check.OPERATOR, Check.REGISTRATION})
 
 
 def answer_reason(resp: AtResponse, unanswered: Reason, error: Reason,
@@ -98,6 +115,10 @@ def judge_answer(ctl: Learner, step: Step, resp: AtResponse) -> Judgement:
     check = step.check
     if check == Check.ANY:
         return PASSED  # clean-up: whatever came, even nothing
+    if check in INFORMATIONAL:
+        if resp.result == AtResult.OK:
+            _learn(ctl, check, resp)
+        return PASSED
     if resp.result == AtResult.TIMEOUT:
         return Outcome.FAIL, Reason.NO_ANSWER, 0
     if check == Check.BEARER_OPEN:
@@ -119,8 +140,7 @@ def judge_answer(ctl: Learner, step: Step, resp: AtResponse) -> Judgement:
             return PASSED
         return Outcome.NOT_YET, Reason.SIM_NOT_READY, -1
     if check == Check.SIGNAL:
-        value = _answer_uint(resp, check)
-        ctl.rssi = value if value >= 0 else 99
+        ctl.take_signal(signal_of(resp))
         return PASSED
     if check == Check.ATTACHED:
         if _answer_uint(resp, check) == ANSWERS[check].pass_value:
@@ -156,6 +176,13 @@ def judge_urc(ctl: Learner, step: Step, urc: int, line: bytes) -> Judgement:
     return PASSED
 
 
+def signal_of(resp: AtResponse) -> int:
+    """The rssi of an AT+CSQ answer (ATTACH's step and ONLINE's refresh): 0-31, 99 unknown
+    (also when the answer holds none). C: judge_signal()."""
+    value = _answer_uint(resp, Check.SIGNAL)
+    return value if value >= 0 else 99
+
+
 def mqtt_status(resp: AtResponse) -> int:
     """`+MQTTSTATU :<s>` of an AT+MQTTSTATU answer (the step and the probe): 1 is connected;
     -1 when the answer holds no status. C: judge_mqtt_status()."""
@@ -187,6 +214,46 @@ def _answer_uint(resp: AtResponse, check: Check) -> int:
     if i < 0:
         return -1
     return field_uint(resp.arena, answer.field, resp.line_start[i], resp.line_end(i))
+
+
+def _learn(ctl: Learner, check: Check, resp: AtResponse) -> None:
+    """What an informational answer says, into the controller. C: judge_learn()."""
+    answer = ANSWERS[check]
+    i = resp.find_line(answer.prefix)
+    if check == Check.REGISTRATION:
+        ctl.registration = -1 if i < 0 else field_uint(
+            resp.arena, answer.field, resp.line_start[i], resp.line_end(i))
+        return
+    text = "" if i < 0 else info_text(resp.arena, answer.text_field, resp.line_start[i],
+                                      resp.line_end(i))
+    if check == Check.IMEI:
+        ctl.imei = text if _alphanumeric(text) else ""
+    elif check == Check.ICCID:
+        ctl.iccid = text if _alphanumeric(text) else ""
+    else:  # OPERATOR: `+COPS: 0` alone says the module is on no network now
+        ctl.operator = text
+        ctl.access_technology = -1 if i < 0 else field_uint(
+            resp.arena, answer.field, resp.line_start[i], resp.line_end(i))
+
+
+def info_text(buf: bytes | bytearray, index: int, start: int, end: int) -> str:
+    """Field `index` of buf[start:end] as text, without its quotes, at most INFO_TEXT_MAX
+    characters; "" when absent or not printable ASCII. C: judge_info_text()."""
+    first, stop = field_span(buf, index, start, end)
+    while first < stop and buf[first] == _QUOTE:
+        first += 1
+    while stop > first and buf[stop - 1] == _QUOTE:
+        stop -= 1
+    stop = min(stop, first + INFO_TEXT_MAX)
+    for k in range(first, stop):
+        if not _SP <= buf[k] < 0x7F:
+            return ""
+    return bytes(buf[first:stop]).decode("ascii")
+
+
+def _alphanumeric(text: str) -> bool:
+    """An IMEI or ICCID: digits (an ICCID may end in hex letters). C: judge_alphanumeric()."""
+    return text.isascii() and text.isalnum()
 
 
 def _judge_version(ctl: Learner, resp: AtResponse) -> Judgement:

@@ -3,8 +3,9 @@ firmware, dead letters. C twin: `port/c/core/online.c`.
 
 Functions over the controller struct (`ctl`) and its `Session` sub-struct (`ctl.session`),
 called by the controller's tick: `advance` when the channel is idle in ONLINE, the `on_*`
-handlers when an answer or a URC for them came, `settle_outbox` every tick, `next_deadline`
-for the controller's. Nothing here blocks, builds text or raises.
+handlers when an answer or a URC for them came, `settle_outbox` every tick, `watch_deadline`
+and `send_deadline` for the controller's `next_deadline`. Nothing here blocks, builds text or
+raises.
 
 Publishing. One message is in flight at a time, the outbox head. An attempt is one try to get
 it out: the mode switch it may need (AT+MQTTMODE, hex for a payload a quoted AT string cannot
@@ -24,7 +25,8 @@ Upkeep. AT+MQTTSTATU every liveness_ms (and after any failure); silence_limit un
 commands in a row mean the module is gone. Firmware before V838 sends no PINGREQ and reports no
 CLOSED: the session is kept alive by re-subscribing (SESSION_KEEPALIVE) when the server has
 acknowledged nothing for 3/4 of the keepalive. A cache-mode notice (`+MSUB: <slot>`) is read
-with AT+MQTTMSGGET.
+with AT+MQTTMSGGET. After each probe the signal is read again (AT+CSQ), so the status shows a
+fresh one.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from airfsm.core.codes import (
     Trigger,
 )
 from airfsm.core.counters import Counters
-from airfsm.core.judge import answer_reason, mqtt_status
+from airfsm.core.judge import answer_reason, mqtt_status, signal_of
 from airfsm.core.messages import OutboundMessage
 from airfsm.core.outbox import Outbox, OutboxUnavailable
 from airfsm.core.settings import Settings
@@ -58,6 +60,7 @@ from airfsm.core.table import (
     KEEPALIVE_FRACTION,
     LIVENESS_PROBE,
     SESSION_KEEPALIVE,
+    SIGNAL_REFRESH,
     TEXT_MODE,
     Step,
 )
@@ -75,8 +78,9 @@ class Session:
         "pub_phase", "pub_message", "pub_deadline", "pub_sends", "attempt_of", "attempt_no",
         "pub_failures", "pub_holding", "pub_hold_until", "last_failure", "last_failure_detail",
         "stale_pubacks", "stale_until", "module_hex", "cache_pending", "proof_at",
-        "keepalive_phase", "keepalive_deadline", "keepalive_acked", "next_probe_at",
-        "probe_due", "silence", "ack_owed", "dead_owed", "dead_reason", "dead_detail",
+        "keepalive_phase", "keepalive_deadline", "keepalive_acked", "keepalive_topic",
+        "next_probe_at",
+        "probe_due", "signal_due", "silence", "ack_owed", "dead_owed", "dead_reason", "dead_detail",
         "store_failures", "store_holding", "store_hold_until",
     )
 
@@ -104,8 +108,10 @@ class Session:
         self.keepalive_phase = KeepalivePhase.NONE
         self.keepalive_deadline = now_ms
         self.keepalive_acked = False  # the SUBACK overtook the OK
+        self.keepalive_topic = 0  # the subscription the next keepalive re-subscribes
         self.next_probe_at = now_ms
         self.probe_due = False
+        self.signal_due = False  # a probe went out: read the signal once the channel is free
         self.silence = 0  # commands unanswered in a row
         # the store
         self.ack_owed = NO_ID  # acknowledged, not yet deleted
@@ -129,12 +135,14 @@ class Online(Protocol):
     outbox: Outbox
     rng: Xorshift32
     cmd_buf: bytearray
+    subscriptions: tuple[bytes, ...]
     state: State
     now_ms: int
-    entered_at: int
     escalations: int
     firmware_version: int
     stopping: bool
+
+    def state_age_ms(self) -> int: ...
 
     def log(self, level: LogLevel, event: LogEvent, a: int = 0, b: int = 0, c: int = 0,
             data: bytes | bytearray | memoryview = b"") -> None: ...
@@ -143,9 +151,12 @@ class Online(Protocol):
 
     def raise_link(self, trigger: Trigger) -> None: ...
 
-    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP) -> None: ...
+    def send_step(self, step: Step, purpose: Purpose = Purpose.STEP,
+                  topic: int = 0) -> None: ...
 
     def send_command(self, length: int, timeout_ms: int, purpose: Purpose) -> None: ...
+
+    def take_signal(self, rssi: int) -> None: ...
 
 
 # ---------------------------------------------------------------------- the tick's entries
@@ -155,7 +166,7 @@ def advance(ctl: Online) -> None:
     """ONLINE with the channel idle: send what is due. C: online_advance()."""
     s = ctl.session
     now = ctl.now_ms
-    if ctl.escalations and ms_diff(now, ctl.entered_at) >= ctl.settings.liveness_ms:
+    if ctl.escalations and ctl.state_age_ms() >= ctl.settings.liveness_ms:
         ctl.escalations = 0  # ONLINE has held for a while: the link is good again
     if s.pub_phase == PubPhase.WAIT_PUBACK and ms_reached(now, s.pub_deadline):
         # The PUBACK may still come late; on_puback copes with that.
@@ -167,9 +178,14 @@ def advance(ctl: Online) -> None:
         s.probe_due = False
         s.next_probe_at = ms_add(now, ctl.settings.liveness_ms)
         ctl.counters.probes += 1
+        s.signal_due = True
         ctl.send_step(LIVENESS_PROBE, Purpose.PROBE)
         return
     if _advance_upkeep(ctl):
+        return
+    if s.signal_due and not ctl.stopping:
+        s.signal_due = False
+        ctl.send_step(SIGNAL_REFRESH, Purpose.SIGNAL)
         return
     if s.pub_phase != PubPhase.NONE:
         return
@@ -208,21 +224,24 @@ def check_deadlines(ctl: Online) -> None:
         ctl.raise_link(Trigger.MQTT_LOST)
 
 
-def next_deadline(ctl: Online, deadline: int | None) -> int | None:
-    """The earliest of `deadline` and what ONLINE (and the store) waits for. C:
-    online_next_deadline()."""
+def watch_deadline(ctl: Online, deadline: int | None) -> int | None:
+    """The earliest of `deadline` and what acts whatever the channel does: a store write owed
+    (any state), the keepalive's SUBACK. C: online_watch_deadline()."""
     s = ctl.session
-    now = ctl.now_ms
     if s.ack_owed != NO_ID or s.dead_owed != NO_ID:
-        deadline = ms_earliest(deadline, s.store_hold_until if s.store_holding else now)
-    if ctl.state != State.ONLINE:
-        return deadline
+        deadline = ms_earliest(deadline, s.store_hold_until if s.store_holding else ctl.now_ms)
+    if ctl.state == State.ONLINE and s.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
+        deadline = ms_earliest(deadline, s.keepalive_deadline)
+    return deadline
+
+
+def send_deadline(ctl: Online, deadline: int | None) -> int | None:
+    """The earliest of `deadline` and when ONLINE is next due to send something (asked only
+    while the channel is idle: the controller's one rule, see its `next_deadline`).
+    C: online_send_deadline()."""
+    s = ctl.session
     if s.store_holding:
         deadline = ms_earliest(deadline, s.store_hold_until)
-    if ctl.channel.busy:
-        # ONLINE starts nothing while a command is in flight: its answer or its deadline wakes
-        # the tick. Asking for a tick at a probe or PUBACK time already passed would only spin.
-        return deadline
     deadline = ms_earliest(deadline, s.next_probe_at)
     deadline = ms_earliest(deadline, _upkeep_deadline(ctl))
     if s.pub_holding:
@@ -232,7 +251,7 @@ def next_deadline(ctl: Online, deadline: int | None) -> int | None:
     if s.stale_pubacks:
         deadline = ms_earliest(deadline, s.stale_until)
     if ctl.settings.outbox_poll_ms:
-        deadline = ms_earliest(deadline, ms_add(now, ctl.settings.outbox_poll_ms))
+        deadline = ms_earliest(deadline, ms_add(ctl.now_ms, ctl.settings.outbox_poll_ms))
     return deadline
 
 
@@ -249,6 +268,7 @@ def reset(ctl: Online) -> None:
     s.pub_sends = 0
     s.stale_pubacks = 0
     s.probe_due = False
+    s.signal_due = False
     s.silence = 0
     s.proof_at = ctl.now_ms  # a session starts (its CONNACK is the latest answer) or ends
     s.keepalive_phase = KeepalivePhase.NONE
@@ -295,6 +315,9 @@ def _publish_head(ctl: Online) -> None:
         ctl.counters.publish_retried += 1
     s.pub_phase = PubPhase.WAIT_OK
     ctl.counters.publish_sent += 1
+    if ctl.wants(LogLevel.INFO):
+        ctl.log(LogLevel.INFO, LogEvent.PUBLISH_SENT, message.id, s.attempt_no,
+                ctl.settings.publish_attempts, message.topic.encode("ascii", "replace"))
     ctl.send_command(n, ctl.settings.publish_timeout_ms, Purpose.PUBLISH)
 
 
@@ -405,6 +428,7 @@ def _acked(ctl: Online, message: OutboundMessage) -> None:
 
     C: online_acked()."""
     ctl.counters.publish_acked += 1
+    ctl.log(LogLevel.INFO, LogEvent.PUBLISH_ACKED, message.id, message.qos)
     ctl.session.ack_owed = message.id
     _finish_head(ctl)
 
@@ -525,6 +549,17 @@ def on_probe_response(ctl: Online, resp: AtResponse) -> None:
         ctl.raise_link(Trigger.MQTT_LOST)
 
 
+def on_signal_response(ctl: Online, resp: AtResponse) -> None:
+    """The answer to ONLINE's AT+CSQ: a fresh reading. Informational: a refusal says nothing
+    about the session, silence counts like any. C: online_on_signal_response()."""
+    if ctl.state != State.ONLINE:
+        return
+    if resp.result == AtResult.OK:
+        ctl.take_signal(signal_of(resp))
+    elif resp.result == AtResult.TIMEOUT:
+        _on_timeout_or_error(ctl, resp)
+
+
 def on_answered(ctl: Online) -> None:
     """Any command of ONLINE was answered: the module is not silent. C: online_on_answered()."""
     ctl.session.silence = 0
@@ -570,7 +605,8 @@ def _advance_upkeep(ctl: Online) -> bool:
     ctl.counters.keepalives += 1
     s.keepalive_phase = KeepalivePhase.WAIT_OK
     s.keepalive_acked = False
-    ctl.send_step(SESSION_KEEPALIVE, Purpose.KEEPALIVE)
+    ctl.send_step(SESSION_KEEPALIVE, Purpose.KEEPALIVE, s.keepalive_topic)
+    s.keepalive_topic = (s.keepalive_topic + 1) % len(ctl.subscriptions)
     return True
 
 
@@ -588,16 +624,12 @@ def _keepalive_interval_ms(ctl: Online) -> int:
 
 
 def _upkeep_deadline(ctl: Online) -> int | None:
-    """When ONLINE upkeep next needs a tick (None: nothing to wait for).
+    """When the keepalive of an old firmware is next due (None: not needed, or under way).
 
     C: online_upkeep_deadline()."""
     s = ctl.session
-    if s.keepalive_phase == KeepalivePhase.WAIT_SUBACK:
-        return s.keepalive_deadline
-    # A keepalive due while the channel is busy goes out when its answer wakes the tick:
-    # asking for a tick now would only spin until then.
     if (_keepalive_needed(ctl) and s.keepalive_phase == KeepalivePhase.NONE
-            and not ctl.channel.busy and not ctl.stopping):
+            and not ctl.stopping):
         return ms_add(s.proof_at, _keepalive_interval_ms(ctl))
     return None
 

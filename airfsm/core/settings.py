@@ -26,6 +26,9 @@ READ_CHUNK = 512  # bytes taken from the port per read
 # The controller (airfsm.core.controller).
 CMD_CAPACITY = 1280  # one command and its CR: the longest AT+MPUB is 1169 bytes
 BODY_CAPACITY = 512  # the HTTP auth body (airfsm.core.aliyun.auth_body)
+# What the module tells of itself and its network (IMEI 15 digits, ICCID 19-20, an operator's
+# long name at most 16): each kept in a text field of this many bytes; a longer answer is cut.
+INFO_TEXT_MAX = 32
 OUTBOX_RING = 1000  # messages a MemoryOutbox holds by default (and as many dead letters)
 
 # MQTT keepalive: the vendor advises 2 minutes and at most 4 (carrier NATs and base stations
@@ -43,6 +46,7 @@ PERIOD_RANGE_MS = (0, U31_MAX)  # watchdog_ms, outbox_poll_ms (0: off)
 PORT_RANGE = (1, 65535)
 QOS_RANGE = (0, 1)
 APN_MAX = 64
+MAX_SUBSCRIPTIONS = 8  # topics subscribed to (C: a fixed array of them)
 
 
 @dataclass(slots=True)
@@ -56,7 +60,10 @@ class Settings:
     sign_method: str = aliyun.DEFAULT_SIGN_METHOD
     keepalive_s: int = DEFAULT_KEEPALIVE_S
     baud: int = 115200  # the UART's rate: how long a length-counted payload may pause
-    sub_topic: str | None = None  # default /{pk}/{dn}/get
+    # Topic filters subscribed to in MQTT_CONNECT, each one in turn: 1-8 absolute topics,
+    # MQTT wildcards as whole levels (`+`, `#` last). Empty: /{pk}/{dn}/get.
+    subscribe: tuple[str, ...] = ()
+    sub_topic: str | None = None  # one topic, the form before `subscribe`: subscribe=(sub_topic,)
     sub_qos: int = 0
     mqtt_host: str | None = None  # default: the reply's resources, else <pk>.iot-as-mqtt.<region>
     mqtt_port: int | None = None
@@ -93,8 +100,18 @@ class Settings:
             raise ValueError("baud must be a positive line rate")
         if not QOS_RANGE[0] <= self.sub_qos <= QOS_RANGE[1]:
             raise ValueError("subscribe qos must be 0 or 1")
-        if self.sub_topic is not None and (reason := _topic_problem(self.sub_topic)):
-            raise ValueError(f"subscribe topic: {reason}")
+        if isinstance(self.subscribe, str) or not all(
+                isinstance(topic, str) for topic in self.subscribe):
+            raise ValueError("subscribe must be a list of topics")
+        if self.subscribe and self.sub_topic is not None:
+            raise ValueError("subscribe: give the topics in subscribe or one in sub_topic, "
+                             "not both")
+        topics = self.subscriptions()
+        if not 1 <= len(topics) <= MAX_SUBSCRIPTIONS:
+            raise ValueError(f"subscribe: 1-{MAX_SUBSCRIPTIONS} topics")
+        for topic in topics:
+            if reason := topic_filter_problem(topic):
+                raise ValueError(f"subscribe topic {topic!r}: {reason}")
         if self.mqtt_host is not None and (not self.mqtt_host or not _quotable(self.mqtt_host)):
             raise ValueError("mqtt host must be printable ASCII without quotes")
         if self.mqtt_port is not None and not PORT_RANGE[0] <= self.mqtt_port <= PORT_RANGE[1]:
@@ -119,6 +136,16 @@ class Settings:
         low, high = PERIOD_RANGE_MS
         if not low <= self.watchdog_ms <= high or not low <= self.outbox_poll_ms <= high:
             raise ValueError("watchdog_ms and outbox_poll_ms must be 0 to 2**31-1 ms")
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """The topics subscribed to, in order: `subscribe`, else `sub_topic`, else the device's
+        /{pk}/{dn}/get. C: settings_subscription() (the settings hold an array and a count)."""
+        if self.subscribe:
+            return tuple(self.subscribe)
+        if self.sub_topic is not None:
+            return (self.sub_topic,)
+        ident = self.identity
+        return (aliyun.topic_get(ident.product_key, ident.device_name),)
 
 
 @dataclass(frozen=True)
@@ -162,8 +189,25 @@ def _quotable(text: str) -> bool:
     return all(0x20 <= ord(c) < 0x7F and c not in '"\\' for c in text)
 
 
-def _topic_problem(topic: str) -> str | None:
-    """C: settings_topic_problem()."""
+def topic_filter_problem(topic: str) -> str | None:
+    """Why `topic` cannot be subscribed to (None: it can): it travels in a quoted AT string,
+    is absolute (Alibaba Cloud's topics all start with `/`), and an MQTT wildcard is a whole
+    level (`+` anywhere, `#` the last one). C: settings_topic_problem()."""
     if not topic or len(topic) > payload.MAX_TOPIC or not _quotable(topic):
         return f"must be 1-{payload.MAX_TOPIC} printable ASCII characters without quotes"
+    if not topic.startswith("/"):
+        return "must be absolute (start with /)"
+    return wildcard_problem(topic)
+
+
+def wildcard_problem(topic: str) -> str | None:
+    """Why the MQTT wildcards of a topic filter are misplaced (None: they are not).
+
+    C: settings_wildcard_problem()."""
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "+" in level and level != "+":
+            return "'+' must be a whole level (a/+/b)"
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be the whole last level (a/b/#)"
     return None

@@ -251,6 +251,9 @@ class Step:
     on_fail: Trigger | None = None  # a failure of this step fires this at once instead of RETRY
     when: Cond = Cond.ALWAYS
     settle_ms: int = 0  # after it passes, wait this long before the next step
+    # Sent once for each subscription (Settings.subscriptions), {sub_topic} each topic in turn;
+    # the step passes when the last one has. (The keepalive: the next topic each time.)
+    per_topic: bool = False
     # Derived when the step is made (C: what the generated table holds): the command's pieces,
     # the rows of URCS that urc_ok and urc_fail name, and whether one of them is a bare final
     # code the channel must pass on after the OK rather than count as stray.
@@ -319,7 +322,13 @@ MACHINE: tuple[StateSpec, ...] = (
     ),
     StateSpec(
         State.VERSION_CHECK,
-        steps=(Step("cgmr", "AT+CGMR", Check.VERSION, timeout_ms=2_000),),
+        steps=(
+            Step("cgmr", "AT+CGMR", Check.VERSION, timeout_ms=2_000),
+            # What the module says about itself and its network, for operators (status, as
+            # `mmcli -m 0` shows it): informational checks, recorded when answered; no answer
+            # fails nothing.
+            Step("imei", "AT+CGSN", Check.IMEI, timeout_ms=2_000),
+        ),
         policy=Policy(retries=3, backoff_base_ms=1_000, backoff_cap_ms=8_000,
                       on_exhausted=State.AUTOBAUD),
         next=State.ATTACH,
@@ -329,16 +338,25 @@ MACHINE: tuple[StateSpec, ...] = (
         State.ATTACH,
         steps=(
             # Not attached on the first try: cycle the radio (the vendor's advice) before
-            # polling again; the module re-registers from scratch.
+            # polling again; the module re-registers from scratch. Switching it off may fail
+            # harmlessly (it stays on); switching it back on must not: a radio left off would
+            # only be polled for +CGATT: 1 in vain, so its failure fails the attempt (the
+            # state's policy then escalates: AT+RESET, which powers the radio up again).
             Step("radio_off", "AT+CFUN=4", Check.ANY, timeout_ms=10_000, settle_ms=5_000,
                  when=Cond.RETRYING),
-            Step("radio_on", "AT+CFUN=1", Check.ANY, timeout_ms=10_000, when=Cond.RETRYING),
+            Step("radio_on", "AT+CFUN=1", Check.OK, timeout_ms=10_000, when=Cond.RETRYING),
             # SIM busy or absent is polled a bounded number of times, never forever.
             Step("cpin", "AT+CPIN?", Check.SIM_READY, timeout_ms=5_000, poll_ms=1_000,
                  poll_limit=20),
+            # The vendor manual has AT+CCID (a bare line) and AT+ICCID (`+ICCID: ...`); the
+            # check reads either form.
+            Step("iccid", "AT+CCID", Check.ICCID, timeout_ms=2_000),
             Step("csq", "AT+CSQ", Check.SIGNAL, timeout_ms=2_000),
             Step("cgatt", "AT+CGATT?", Check.ATTACHED, timeout_ms=2_000, poll_ms=2_000,
                  poll_limit=60),
+            # Attached: the network it registered on, and how (EPS: an LTE Cat.1 module).
+            Step("operator", "AT+COPS?", Check.OPERATOR, timeout_ms=2_000),
+            Step("registration", "AT+CEREG?", Check.REGISTRATION, timeout_ms=2_000),
         ),
         policy=Policy(retries=1, backoff_base_ms=5_000, backoff_cap_ms=5_000,
                       on_exhausted=State.AUTOBAUD, reset_on_exhausted=True),
@@ -402,7 +420,8 @@ MACHINE: tuple[StateSpec, ...] = (
                  urc_ok=("CONNACK OK",), urc_fail=("ERROR", "CLOSED"), urc_timeout_ms=10_000,
                  on_fail=Trigger.TOKEN_REJECTED),
             Step("subscribe", 'AT+MSUB="{sub_topic}",{sub_qos}', Check.OK, timeout_ms=5_000,
-                 urc_ok=("SUBACK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000),
+                 urc_ok=("SUBACK",), urc_fail=("CLOSED",), urc_timeout_ms=10_000,
+                 per_topic=True),
         ),
         policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
                       on_exhausted=State.HTTP_AUTH),
@@ -435,9 +454,11 @@ LIVENESS_PROBE = Step("probe", "AT+MQTTSTATU", Check.MQTT_STATUS, timeout_ms=5_0
 # packet: SUBSCRIBE is answered (SUBACK), so it also proves the session alive - which AT+MQTTSTATU
 # cannot on such firmware, as it reports no CLOSED - and it publishes nothing into the cloud's
 # topics or rules (a QoS0 publish would, and has no answer). Re-subscribing is idempotent
-# (MQTT 3.1.1 3.8.4). No SUBACK within urc_timeout_ms: the session is dead (mqtt_lost).
+# (MQTT 3.1.1 3.8.4). No SUBACK within urc_timeout_ms: the session is dead (mqtt_lost). With
+# several subscriptions each keepalive re-subscribes the next one: one packet is all it needs.
 SESSION_KEEPALIVE = Step("keepalive", 'AT+MSUB="{sub_topic}",{sub_qos}', Check.OK,
-                         timeout_ms=5_000, urc_ok=("SUBACK",), urc_timeout_ms=10_000)
+                         timeout_ms=5_000, urc_ok=("SUBACK",), urc_timeout_ms=10_000,
+                         per_topic=True)
 KEEPALIVE_FRACTION = (3, 4)  # of the keepalive: leaves a quarter for a busy channel
 # `+MSUB: <slot>` (the module cached a message after all): read the cache. It answers each
 # message as a `+MSUB: "<topic>",<n> byte,<payload>` line, then OK (vendor AT manual
@@ -448,7 +469,11 @@ HEX_MODE = Step("hex_mode", "AT+MQTTMODE=1", Check.OK, timeout_ms=5_000)
 TEXT_MODE = Step("text_mode", "AT+MQTTMODE=0", Check.OK, timeout_ms=5_000)
 # Shutting down: end the MQTT session politely.
 DISCONNECT = Step("disconnect", "AT+MDISCONNECT", Check.ANY, timeout_ms=5_000)
-ONLINE_STEPS = (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ, HEX_MODE, TEXT_MODE, DISCONNECT)
+# The signal, read again after each liveness probe so the status shows a fresh one (the time
+# of the reading beside it), not the one ATTACH saw days ago.
+SIGNAL_REFRESH = Step("signal", "AT+CSQ", Check.SIGNAL, timeout_ms=2_000)
+ONLINE_STEPS = (LIVENESS_PROBE, SESSION_KEEPALIVE, CACHE_READ, HEX_MODE, TEXT_MODE, DISCONNECT,
+                SIGNAL_REFRESH)
 # Publishing the outbox head: not a step, since its timeout is a setting (publish_timeout_ms)
 # and its message is escaped or hex-encoded as it is written (`payload.put_mpub` writes exactly
 # these pieces; the C header exports them).

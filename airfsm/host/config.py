@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.core.aliyun import SIGN_METHODS
+from airfsm.core.settings import MAX_SUBSCRIPTIONS, wildcard_problem
 from airfsm.host.paths import default_data_dir
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -47,7 +48,6 @@ ENV_PREFIX = "AIRFSM_"
 SECRET_FIELDS = frozenset({"device_secret"})
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # systemd's LoadCredential= directory
 CREDENTIAL_FIELDS = ("device_secret",)  # settings a credential file may hold, by field name
-MAX_SUBSCRIPTIONS = 8  # the C port keeps them in a fixed array
 MAX_TOPIC_LEN = 128  # what AT+MSUB carries (airfsm.core.payload.MAX_TOPIC)
 MIN_SECRET_LEN = 4  # what airfsm.host.log can redact; real DeviceSecrets are 32 characters
 MAX_CAPACITY = 10_000_000
@@ -282,13 +282,7 @@ def topic_filter_problem(topic: str) -> str | None:
         return "expected printable ASCII without spaces, quotes or backslashes"
     if "{" in topic or "}" in topic:
         return "unknown placeholder (only {pk} and {dn})"
-    levels = topic.split("/")
-    for i, level in enumerate(levels):
-        if "+" in level and level != "+":
-            return "'+' must be a whole level (a/+/b)"
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return "'#' must be the whole last level (a/b/#)"
-    return None
+    return wildcard_problem(topic)
 
 
 

@@ -39,7 +39,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
@@ -88,8 +88,8 @@ LOCK_PROBE_WAIT_S = 0.01  # ... which still holds it after 20 tries 10 ms apart
 
 
 MessageCallback = Callable[[InboundMessage, int | None], None]
-# What the module says about itself and its network, as the controller's snapshot names it once
-# the core reads them (AT+CGSN, AT+CCID, AT+COPS?, AT+CEREG?); the status shows "?" until then.
+# What the module says about itself and its network, as the controller's snapshot names it
+# (AT+CGSN, AT+CCID, AT+COPS?, AT+CEREG?); null until read, the status then shows "?".
 MODULE_FIELDS = ("imei", "iccid", "operator", "registration", "access_technology")
 
 
@@ -140,24 +140,21 @@ class GatewayOutbox:
     sending a message twice or losing one because of it. The store should be opened with
     `busy_timeout_ms=0`, so that no call waits for a lock inside the tick.
 
-    It is also where a message's way through the gateway is logged, by id, at info level:
-    `message_queued` (enqueued here: the bridge, a library user), `message_sending` (attempt
-    n of m counted, the AT+MPUB follows), `message_acked` (PUBACK, or OK for QoS 0, and the
-    row deleted), `message_dead_lettered`; the controller adds `publish_failed` (why an
-    attempt failed) and `publish_dead`. It remembers when the last PUBACK came (status).
+    A message enqueued here (the bridge, a library user) is logged `message_queued` with its
+    id; the rest of its way is logged by the controller, which decides it: `publish_sent`
+    (attempt n of m), `publish_acked` (PUBACK, or OK for QoS 0), `publish_failed` (why an
+    attempt failed), `publish_dead`. It remembers when the last PUBACK came (status).
     """
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
                  on_error: Callable[[str, StoreError], None],
-                 faults: StoreFaults | None = None, *, logger: Any = None,
-                 attempts_allowed: int = 0) -> None:
+                 faults: StoreFaults | None = None, *, logger: Any = None) -> None:
         self.store = store
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
         self._faults = faults
         self._log = logger if logger is not None else log.get_logger("airfsm.host.gateway")
-        self._attempts_allowed = attempts_allowed
         self._head: OutboundMessage | None = None  # the latest peek: an ack's qos and topic
         self.last_puback_at: float | None = None  # wall-clock time of the latest PUBACK
 
@@ -188,23 +185,12 @@ class GatewayOutbox:
         qos = message.qos if message is not None else None
         if qos != 0:
             self.last_puback_at = time.time()
-        self._log.info("message_acked", id=message_id, qos=qos,
-                       by="PUBACK" if qos != 0 else "OK")
 
     def mark_attempt(self, message_id: int) -> int:
-        attempt = self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
-        message = self._known(message_id)
-        if attempt:
-            self._log.info("message_sending", id=message_id, attempt=attempt,
-                           of=self._attempts_allowed or None,
-                           topic=message.topic if message is not None else None,
-                           qos=message.qos if message is not None else None)
-        return attempt
+        return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
 
     def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
         self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason, detail))
-        self._log.info("message_dead_lettered", id=message_id,
-                       reason=reasons.describe(reason, detail))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(self.product_key, self.device_name, topic)
@@ -235,27 +221,12 @@ def settings_from_config(config: GatewayConfig, **extra: Any) -> Settings:
         puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
         publish_attempts=config.publish_attempts,
         watchdog_ms=config.watchdog_s * 1000, outbox_poll_ms=OUTBOX_POLL_MS,
-        **_subscription_settings(config), **extra)
+        subscribe=config.subscriptions(), **extra)
     try:
         settings.validate()
     except ValueError as exc:
         raise HostError(f"bad configuration: {log.redact(str(exc))}", Exit.USAGE) from None
     return settings
-
-
-# The core's Settings field for several subscriptions (issue 11, core part). Until the
-# controller has it, one topic goes in `sub_topic` and more are refused at start.
-SUBSCRIBE_FIELD = "subscribe"
-
-
-def _subscription_settings(config: GatewayConfig) -> dict[str, Any]:
-    topics = config.subscriptions()
-    if SUBSCRIBE_FIELD in {f.name for f in fields(Settings)}:
-        return {SUBSCRIBE_FIELD: topics}
-    if len(topics) > 1:
-        raise HostError(f"bad value for 'subscribe': this controller subscribes one topic, "
-                        f"{len(topics)} are configured", Exit.USAGE)
-    return {"sub_topic": topics[0]}
 
 
 class Gateway:
@@ -333,6 +304,8 @@ class Gateway:
         self._status_last_write = 0.0
         self._status_last_body: str | None = None
         self._notice = ""  # what the gateway itself is waiting for (port, restart)
+        # The wall-clock time of the controller's latest signal reading, by its clock's ms.
+        self._signal_wall: tuple[int, str] | None = None
         self._view: GatewayOutbox | None = None
         self._port_lost_at: float | None = None  # when the serial port was seen gone
         self._restart_at: float | None = None  # the mute module: when the gateway starts over
@@ -590,8 +563,7 @@ class Gateway:
         if self._view is None:  # one for the life of the gateway: it remembers the last PUBACK
             self._view = GatewayOutbox(self.outbox, self.config.product_key,
                                        self.config.device_name, self._store_error,
-                                       self.store_faults, logger=self.log,
-                                       attempts_allowed=self.config.publish_attempts)
+                                       self.store_faults, logger=self.log)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
@@ -932,8 +904,8 @@ class Gateway:
             "fail_detail": snapshot.get("fail_detail"),
             "firmware": snapshot.get("firmware"),
             "rssi": snapshot.get("rssi"),
+            "signal_at": self._signal_at(c),
             "ip": snapshot.get("ip"),
-            # What the core reports once it reads them (issue 11, core part): None until then.
             **{key: snapshot.get(key) for key in MODULE_FIELDS},
             "outbox": {"queued": self._outbox_count(),
                        "dead_letters": self._outbox_count(dead=True),
@@ -947,6 +919,18 @@ class Gateway:
             "exit": None if self.exit_code is None else {
                 "code": int(self.exit_code), "reason": self.exit_reason},
         }
+
+    def _signal_at(self, controller: Controller | None) -> str | None:
+        """When the signal in the status was read (ISO, UTC); None before the first reading.
+        Made once per reading (the controller's clock is the gateway's `clock`), so the status
+        file does not change while the reading does not."""
+        if controller is None or not controller.signal_read:
+            return None
+        read_at = controller.signal_at
+        if self._signal_wall is None or self._signal_wall[0] != read_at:
+            ago_s = max(0, ms_diff(self.clock(), read_at)) / 1000
+            self._signal_wall = (read_at, iso_utc(time.time() - ago_s))
+        return self._signal_wall[1]
 
     def _maybe_write_status(self) -> None:
         now = time.monotonic()

@@ -24,6 +24,10 @@ _WANTED = {
     "HTTP_STATUS": "+HTTPACTION: 1,200",
     "AUTH_REPLY": "the auth reply",
     "MQTT_STATUS": "+MQTTSTATU: 1",
+    "IMEI": "the IMEI",
+    "ICCID": "the ICCID",
+    "OPERATOR": "the operator (+COPS)",
+    "REGISTRATION": "the registration (+CEREG)",
 }
 
 

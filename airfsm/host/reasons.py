@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airfsm.core import aliyun, payload
-from airfsm.core.at import msub_topic
+from airfsm.core.at import PROMPT_LINES, msub_topic
 from airfsm.core.codes import (
     AtResult,
     FailReason,
@@ -24,7 +24,6 @@ from airfsm.core.codes import (
     Trigger,
 )
 from airfsm.core.table import MIN_FIRMWARE, URCS, StateSpec
-from airfsm.core.timebase import ms_diff
 
 if TYPE_CHECKING:
     # Only read here, never imported for it: the words of a dead letter (the store, `airfsm
@@ -39,6 +38,14 @@ StepFailure = tuple[State, int, Reason, int]
 CME_ERRORS = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",
               14: "SIM busy", 30: "no network service", 50: "execution failed",
               53: "invalid parameters", 767: "operation failed"}
+
+# 3GPP TS 27.007 +CEREG <stat> and +COPS <AcT>, in the words ModemManager uses (`mmcli -m 0`).
+REGISTRATION_STATES = {0: "idle", 1: "home", 2: "searching", 3: "denied", 4: "unknown",
+                       5: "roaming", 6: "home-sms-only", 7: "roaming-sms-only",
+                       8: "emergency-only", 9: "home-csfb-not-preferred",
+                       10: "roaming-csfb-not-preferred"}
+ACCESS_TECHNOLOGIES = {0: "gsm", 1: "gsm-compact", 2: "umts", 3: "edge", 4: "hsdpa", 5: "hsupa",
+                       6: "hspa", 7: "lte", 8: "hspa-plus", 9: "lte-nb-iot"}
 
 # Reasons whose text does not depend on the detail, or only appends it.
 _PLAIN: dict[Reason, str] = {
@@ -96,6 +103,17 @@ def answer_text(result: int, code: int) -> str:
     if result == AtResult.ERROR:
         return error_text(code)
     return AtResult(result).name if 0 <= result < len(AtResult) else str(result)
+
+
+def final_line(result: int, code: int) -> str:
+    """A final code (or the prompt) as the module sent it: `OK`, `ERROR: 3`, `+CME ERROR: 10`."""
+    if result == AtResult.OK:
+        return "OK"
+    if result == AtResult.PROMPT:
+        return PROMPT_LINES[0].decode("ascii")
+    if result == AtResult.CME_ERROR:
+        return "+CME ERROR" if code < 0 else f"+CME ERROR: {code}"
+    return error_text(code)
 
 
 def describe(reason: Reason, detail: int) -> str:
@@ -179,12 +197,25 @@ def dead_letter_text(attempts: int, reason: Reason, detail: int) -> str:
     return f"{attempts} attempts without PUBACK{last}"
 
 
+def _code_word(words: dict[int, str], code: int) -> str | None:
+    """The word for a 27.007 code; None for -1 (not known), the number for one not listed."""
+    if code < 0:
+        return None
+    return words.get(code, str(code))
+
+
 def status(controller: Controller) -> dict[str, Any]:
-    """A snapshot of the controller for status files and summaries (no secret is in here)."""
+    """A snapshot of the controller for status files and summaries (no secret is in here).
+
+    What the module says of itself and its network is null until read: `imei`, `iccid`
+    (VERSION_CHECK, ATTACH), `operator`, `registration`, `access_technology` (ATTACH, once
+    attached), `rssi` (ATTACH, then after each liveness probe in ONLINE) with `signal_age_ms`,
+    how long ago it was read (saturating at ~24.8 days)."""
     channel = controller.channel
+    signal_age = controller.signal_age_ms()
     return {
         "state": controller.state.name,
-        "since_ms": ms_diff(controller.now_ms, controller.entered_at),
+        "since_ms": controller.state_age_ms(),  # saturates at ~24.8 days
         "attempt": controller.attempt,
         "step": controller.step_name(),
         "step_index": controller.runner.index,
@@ -196,7 +227,13 @@ def status(controller: Controller) -> dict[str, Any]:
         "fail_reason": controller.fail_reason.name if controller.fail_reason else None,
         "fail_detail": fail_text(controller),
         "firmware": controller.firmware or None,
+        "imei": controller.imei or None,
+        "iccid": controller.iccid or None,
+        "operator": controller.operator or None,
+        "registration": _code_word(REGISTRATION_STATES, controller.registration),
+        "access_technology": _code_word(ACCESS_TECHNOLOGIES, controller.access_technology),
         "rssi": controller.rssi,
+        "signal_age_ms": signal_age if signal_age >= 0 else None,
         "ip": controller.ip or None,
         "port_lost": controller.port_lost,
         "counters": controller.counters.as_dict(),
@@ -244,6 +281,8 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
                 "outcome": Outcome(a).name.lower(), "why": step_why(error, controller.table)}
     if event in (LogEvent.AT_TX, LogEvent.AT_TIMEOUT):
         return {"command": _text(data), "state": state}
+    if event == LogEvent.AT_RX:
+        return {"line": _text(data) if len(data) else final_line(a, b), "state": state}
     if event in (LogEvent.URC, LogEvent.LINK_URC):
         return {"urc": _text(data), "state": state}
     if event == LogEvent.MSUB_UNPARSED:
@@ -269,6 +308,12 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
     if event == LogEvent.PUBLISH_FAILED:
         return {"id": a, "attempt": b, "of": c,
                 "reason": describe(s.last_failure, s.last_failure_detail)}
+    if event == LogEvent.PUBLISH_SENT:
+        message = s.pub_message
+        return {"id": a, "attempt": b, "of": c, "topic": bytes(data).decode("utf-8", "replace"),
+                "qos": message.qos if message is not None and message.id == a else None}
+    if event == LogEvent.PUBLISH_ACKED:
+        return {"id": a, "qos": b, "by": "PUBACK" if b else "OK"}
     if event == LogEvent.PUBLISH_DEAD:
         return {"id": a, "topic": bytes(data).decode("utf-8", "replace"), "attempts": b,
                 "reason": dead_letter_text(b, s.dead_reason, s.dead_detail)}

@@ -29,6 +29,8 @@ Module behaviour worth knowing (all from PROTOCOL.md unless noted as a simulator
 * Echo: the command line as received plus CR, before the answer, whenever echo is on, whatever
   fault hits the answer (a real module's UART driver echoes as bytes arrive). No echo of HTTPDATA
   data.
+* Registration: AT+CEREG? / AT+CGREG? say 1 (home) once attached, 2 (searching) while the radio is
+  on and not attached, 0 with the radio off; AT+COPS? names the operator only when attached.
 * Lines that do not start with AT are answered ERROR (simulator choice). Empty lines are ignored.
   A command longer than `MAX_LINE` bytes is answered ERROR.
 * One command at a time: an answer is never scheduled before the previous one went out.
@@ -152,6 +154,12 @@ class SimConfig:
     faults: list[Fault] = field(default_factory=list)
     seed: int = 1
     rssi: int = 24  # +CSQ: <rssi>,99
+    # What the module and its SIM say about themselves (AT+CGSN, AT+CCID / AT+ICCID) and the
+    # network it registers on once attached (AT+COPS?: "<operator>",<AcT>; 7 is E-UTRAN).
+    imei: str = "862991419835241"
+    iccid: str = "89860123456789012345"
+    operator: str = "CHINA MOBILE"
+    access_technology: int = 7
     connect_window_ms: int = 5000  # CONNECT OK to MCONNECT before the server drops the link
     max_publish_text: int = 1024  # bytes between the MPUB quotes (V409); 0 = no limit
     # How long an issued iotToken lets MCONNECT in (Alibaba Cloud: 7 days); 0 = for ever.
@@ -898,6 +906,54 @@ class SimModule:
         rssi = self.config.rssi if self._cfun == 1 else 99
         self._reply(f"+CSQ: {rssi},99", "OK")
 
+    def _cmd_cgsn(self, args: str) -> None:
+        if args not in ("", "=?"):
+            self._reply("ERROR")
+            return
+        self._reply(*([self.config.imei] if not args else []), "OK")
+
+    def _cmd_ccid(self, args: str) -> None:
+        """AT+CCID: the ICCID as a bare line (the vendor manual)."""
+        if args:
+            self._reply("ERROR")
+            return
+        self._reply(self.config.iccid, "OK")
+
+    def _cmd_iccid(self, args: str) -> None:
+        """AT+ICCID: the same, as `+ICCID: <iccid>`."""
+        if args:
+            self._reply("ERROR")
+            return
+        self._reply(f"+ICCID: {self.config.iccid}", "OK")
+
+    def _cmd_cops(self, args: str) -> None:
+        if args != "?":
+            self._reply("ERROR")  # selecting an operator is not simulated
+            return
+        if self._attached:
+            self._reply(f'+COPS: 0,0,"{self.config.operator}",{self.config.access_technology}',
+                        "OK")
+        else:
+            self._reply("+COPS: 0", "OK")
+
+    def _registration(self) -> int:
+        """27.007 <stat>: 1 registered (home), 2 searching, 0 not searching (radio off)."""
+        if self._attached:
+            return 1
+        return 2 if self._cfun == 1 else 0
+
+    def _cmd_cereg(self, args: str) -> None:
+        if args != "?":
+            self._reply("ERROR")  # registration URCs (AT+CEREG=<n>) are not simulated
+            return
+        self._reply(f"+CEREG: 0,{self._registration()}", "OK")
+
+    def _cmd_cgreg(self, args: str) -> None:
+        if args != "?":
+            self._reply("ERROR")
+            return
+        self._reply(f"+CGREG: 0,{self._registration()}", "OK")
+
     def _cmd_cgatt(self, args: str) -> None:
         if args == "?":
             self._reply(f"+CGATT: {int(self._attached)}", "OK")
@@ -1448,6 +1504,12 @@ _COMMANDS: dict[str, Callable[[SimModule, str], None]] = {
     "AT+CGMR": SimModule._cmd_cgmr,
     "AT+CPIN": SimModule._cmd_cpin,
     "AT+CSQ": SimModule._cmd_csq,
+    "AT+CGSN": SimModule._cmd_cgsn,
+    "AT+CCID": SimModule._cmd_ccid,
+    "AT+ICCID": SimModule._cmd_iccid,
+    "AT+COPS": SimModule._cmd_cops,
+    "AT+CEREG": SimModule._cmd_cereg,
+    "AT+CGREG": SimModule._cmd_cgreg,
     "AT+CGATT": SimModule._cmd_cgatt,
     "AT+CFUN": SimModule._cmd_cfun,
     "AT+RESET": SimModule._cmd_reset,

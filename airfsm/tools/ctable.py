@@ -64,8 +64,10 @@ from airfsm.core.settings import (
     CMD_CAPACITY,
     DATA_CAPACITY,
     INFO_ARENA,
+    INFO_TEXT_MAX,
     LINE_CAPACITY,
     MAX_INFO_LINES,
+    MAX_SUBSCRIPTIONS,
     OUTBOX_RING,
     READ_CHUNK,
     SETTING_RANGES,
@@ -324,6 +326,8 @@ typedef struct {
     uint8_t n_urc_fail;
     bool urc_is_final;                /* one of them is a final code (MCONNECT's ERROR): the
                                          channel passes that code on as a URC (final_urc) */
+    bool per_topic;                   /* sent once per subscription, {sub_topic} each topic in
+                                         turn (the keepalive: the next topic each time) */
     int8_t on_fail;                   /* airfsm_trigger_t fired at once on failure, or
                                          AIRFSM_NO_TRIGGER: RETRY as the policy says */
 } airfsm_step_t;
@@ -367,6 +371,7 @@ def step_parts(c_name: str, step: Step) -> tuple[list[str], list[str]]:
         f".urc_timeout_ms = {c_uint(step.urc_timeout_ms)}, .urc_is_final = {c_bool(final)},",
         f".poll_ms = {c_uint(step.poll_ms)}, .poll_limit = {c_uint(step.poll_limit, 16)},",
         f".on_fail = {on_fail}, .settle_ms = {c_uint(step.settle_ms)},",
+        f".per_topic = {c_bool(step.per_topic)},",
     ]
 
 
@@ -792,6 +797,10 @@ EXPORTS: tuple[Export, ...] = (
         Constant("CMD_CAPACITY", CMD_CAPACITY, "one command and its CR"),
         Constant("BODY_CAPACITY", BODY_CAPACITY, "the HTTP auth body"),
         Constant("OUTBOX_RING", OUTBOX_RING, "messages the RAM outbox holds (and dead letters)"),
+        Constant("INFO_TEXT_MAX", INFO_TEXT_MAX,
+                 "IMEI, ICCID, operator: text kept of each (a longer answer is cut)"),
+        Constant("MAX_SUBSCRIPTIONS", MAX_SUBSCRIPTIONS,
+                 "topics subscribed to, one per_topic step each"),
     )),
     Constants("publish limits (payload.py)", (
         Constant("MAX_PAYLOAD_TEXT", payload.MAX_PAYLOAD_TEXT,

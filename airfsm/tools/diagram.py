@@ -50,6 +50,7 @@ from transitions.extensions.diagrams_graphviz import Graph
 
 from airfsm.core import aliyun, payload
 from airfsm.core.codes import Check, Cond, FailReason, State, Trigger
+from airfsm.core.judge import INFORMATIONAL
 from airfsm.core.settings import Settings
 from airfsm.core.table import (
     CACHE_READ,
@@ -62,6 +63,7 @@ from airfsm.core.table import (
     MACHINE,
     MIN_FIRMWARE,
     SESSION_KEEPALIVE,
+    SIGNAL_REFRESH,
     Edge,
     StateSpec,
     Step,
@@ -152,6 +154,15 @@ CHECK_ANSWERS: dict[Check, Answer] = {
                              fails="a body that is not the expected JSON",
                              rejected="code not 200 (e.g. 460: device or sign rejected)"),
     Check.MQTT_STATUS: Answer("+MQTTSTATU :1 / OK", fails="+MQTTSTATU :0 or :2"),
+    # informational: recorded for the status; any answer, even none, passes
+    Check.IMEI: Answer("{imei} (or +CGSN: {imei}) / OK, ERROR or nothing: recorded, all "
+                       "accepted"),
+    Check.ICCID: Answer("{iccid} (or +CCID: / +ICCID: {iccid}) / OK, ERROR or nothing: "
+                        "recorded, all accepted"),
+    Check.OPERATOR: Answer("+COPS: 0,0,\"{operator}\",{act} / OK, ERROR or nothing: "
+                           "recorded, all accepted"),
+    Check.REGISTRATION: Answer("+CEREG: {n},{stat} / OK, ERROR or nothing: recorded, all "
+                               "accepted"),
 }
 
 # Participants of the sequence diagrams (Mermaid id, shown name), in drawing order.
@@ -225,7 +236,7 @@ def _placeholders() -> dict[str, str]:
                       f"{aliyun.mqtt_host('{productKey}', region)}"),
         "mqtt_port": f"the auth reply's port, else {aliyun.MQTT_PORT}",
         "keepalive_s": f"MQTT keepalive (default {_setting_default('keepalive_s')} s)",
-        "sub_topic": ("subscribe topic (default "
+        "sub_topic": ("each topic of `subscribe` in turn, 1 to 8 (default "
                       f"{aliyun.topic_get('{productKey}', '{deviceName}')})"),
         "sub_qos": f"subscribe QoS (default {_setting_default('sub_qos')})",
     }
@@ -368,6 +379,8 @@ def step_detail(step: Step) -> str:
         parts.append(f"then wait {secs(step.settle_ms)}")
     if step.when != Cond.ALWAYS:
         parts.append(COND_DESCRIPTIONS[step.when])
+    if step.per_topic:
+        parts.append("once per subscribed topic")
     return ", ".join(parts)
 
 
@@ -375,7 +388,7 @@ def _online_lines() -> list[str]:
     probe = LIVENESS_PROBE
     return [
         f"{probe.command} every {secs(_setting_default('liveness_ms'))}, "
-        f"answer within {secs(probe.timeout_ms)}",
+        f"answer within {secs(probe.timeout_ms)}, then {SIGNAL_REFRESH.command}",
         f"AT+MPUB QoS 0/1 from the outbox, one in flight, "
         f"PUBACK within {secs(_setting_default('puback_timeout_ms'))}",
     ]
@@ -523,6 +536,8 @@ def _sequence_step(seq: _Seq, row: StateSpec, index: int, step: Step,
         timing += f", then {' or '.join(step.urc_ok)} within {secs(step.urc_timeout_ms)}"
     if step.settle_ms:
         timing += f", then wait {secs(step.settle_ms)} before the next step"
+    if step.per_topic:
+        timing += "; sent for each subscribed topic in turn, passes once all have"
     seq.note("MCU,Module", f"step {index + 1}/{count} {step.name}: {timing}")
     conditional = step.when != Cond.ALWAYS
     if conditional:
@@ -531,7 +546,7 @@ def _sequence_step(seq: _Seq, row: StateSpec, index: int, step: Step,
     if step.command in NETWORK_NOTES:
         over, text = NETWORK_NOTES[step.command]
         seq.note(over, text)
-    if step.check == Check.ANY:
+    if step.check == Check.ANY or step.check in INFORMATIONAL:
         _network(seq, step)
         seq.msg("Module", "MCU", answer.passes, reply=True)
         if conditional:
@@ -648,6 +663,9 @@ def _sequence_online(seq: _Seq, row: StateSpec) -> None:
     seq.other(f"no answer within {secs(probe.timeout_ms)}")
     seq.note("MCU", f"{_setting_default('silence_limit')} unanswered in a row → mqtt_lost")
     seq.end()
+    seq.msg("MCU", "Module", SIGNAL_REFRESH.command)
+    seq.msg("Module", "MCU", f"{CHECK_ANSWERS[SIGNAL_REFRESH.check].passes} (the signal again, "
+                             f"for the status)", reply=True)
     seq.end()
     _sequence_session_upkeep(seq)
 
@@ -661,7 +679,7 @@ def _sequence_session_upkeep(seq: _Seq) -> None:
                      f"the server acknowledged nothing for {every} ({num}/{den} keepalive)")
     seq.msg("MCU", "Module", keepalive.command)
     seq.msg("Module", "MCU", f"OK (within {secs(keepalive.timeout_ms)})", reply=True)
-    seq.msg("Module", "Cloud", "MQTT SUBSCRIBE (the same subscription again)")
+    seq.msg("Module", "Cloud", "MQTT SUBSCRIBE (a subscription again: the next topic each time)")
     seq.msg("Cloud", "Module", "SUBACK", reply=True)
     seq.msg("Module", "MCU", f"SUBACK (URC, within {secs(keepalive.urc_timeout_ms)}, else the "
                              f"session is dead → mqtt_lost)", reply=True)

@@ -36,6 +36,7 @@ from airfsm.core.table import (
     LIVENESS_PROBE,
     MACHINE,
     SESSION_KEEPALIVE,
+    SIGNAL_REFRESH,
     StateSpec,
     Step,
 )
@@ -45,23 +46,25 @@ from airfsm.host.gateway import REOPEN_BACKOFF_MS
 STATES: tuple[State, ...] = tuple(row.state for row in MACHINE if row.state != State.FAILED)
 
 
-def step_ms(step: Step) -> int:
+def step_ms(step: Step, topics: int = 1) -> int:
     """The longest one step can take: its final code, its URC, its settle time, every poll.
-    A prompt step (AT+HTTPDATA) waits twice: for DOWNLOAD, then for OK after the body."""
+    A prompt step (AT+HTTPDATA) waits twice: for DOWNLOAD, then for OK after the body. A
+    per_topic step (the subscription) is sent once for each of the `topics`."""
     answer = step.timeout_ms * (2 if step.prompt else 1) + step.urc_timeout_ms
-    return answer + step.settle_ms + step.poll_limit * (step.poll_ms + step.timeout_ms)
+    once = answer + step.settle_ms + step.poll_limit * (step.poll_ms + step.timeout_ms)
+    return once * (topics if step.per_topic else 1)
 
 
-def attempt_ms(state: State, table: tuple[StateSpec, ...] = MACHINE) -> int:
+def attempt_ms(state: State, table: tuple[StateSpec, ...] = MACHINE, topics: int = 1) -> int:
     """One attempt of `state` with every step at its deadline (conditional steps included)."""
-    return sum(step_ms(step) for step in table[state].steps)
+    return sum(step_ms(step, topics) for step in table[state].steps)
 
 
-def path_ms(start: State, table: tuple[StateSpec, ...] = MACHINE) -> int:
+def path_ms(start: State, table: tuple[StateSpec, ...] = MACHINE, topics: int = 1) -> int:
     """A clean run from `start` along DONE to ONLINE."""
     total, state = 0, start
     while state != State.ONLINE:
-        total += attempt_ms(state, table)
+        total += attempt_ms(state, table, topics)
         nxt = table[state].next
         assert nxt is not None, f"{state.name} has no DONE edge towards ONLINE"
         state = nxt
@@ -87,7 +90,8 @@ def online_ms(settings: Settings) -> int:
     keepalive = settings.keepalive_s * 1000 * num // den
     notice = settings.liveness_ms + settings.silence_limit * max(
         LIVENESS_PROBE.timeout_ms, settings.publish_timeout_ms)
-    upkeep = (keepalive + step_ms(SESSION_KEEPALIVE) + step_ms(CACHE_READ))
+    upkeep = (keepalive + step_ms(SESSION_KEEPALIVE) + step_ms(CACHE_READ)
+              + step_ms(SIGNAL_REFRESH))
     deliver = (settings.publish_timeout_ms + 2 * settings.puback_timeout_ms
                + settings.publish_backoff_cap_ms + STORE_BACKOFF_MS[1])
     return notice + upkeep + deliver
@@ -114,16 +118,20 @@ class Bound:
 def fault_bound(state: State, settings: Settings,
                 table: tuple[StateSpec, ...] = MACHINE) -> Bound:
     """One fault hits `state`: ONLINE again, outbox drained, within this."""
-    hit = attempt_ms(state, table) if state != State.ONLINE else 0
+    topics = len(settings.subscriptions())
+    hit = attempt_ms(state, table, topics) if state != State.ONLINE else 0
     wait = wait_ms(state, table)
-    return Bound(hit, wait, path_ms(State.AUTOBAUD, table), online_ms(settings), REOPEN_MS)
+    return Bound(hit, wait, path_ms(State.AUTOBAUD, table, topics), online_ms(settings),
+                 REOPEN_MS)
 
 
 def quiet_bound(settings: Settings, table: tuple[StateSpec, ...] = MACHINE) -> Bound:
     """Faults stop with the controller anywhere: ONLINE again, outbox drained, within this."""
-    hit = max(attempt_ms(s, table) for s in STATES if s != State.ONLINE)
+    topics = len(settings.subscriptions())
+    hit = max(attempt_ms(s, table, topics) for s in STATES if s != State.ONLINE)
     wait = max(wait_ms(s, table) for s in STATES)
     # A token revoked while faults raged is refused at the next connect: one more way round.
-    refused = (attempt_ms(State.MQTT_CONNECT, table) + wait + path_ms(State.HTTP_AUTH, table))
-    return Bound(hit, wait + refused, path_ms(State.AUTOBAUD, table), online_ms(settings),
-                 REOPEN_MS)
+    refused = (attempt_ms(State.MQTT_CONNECT, table, topics) + wait
+               + path_ms(State.HTTP_AUTH, table, topics))
+    return Bound(hit, wait + refused, path_ms(State.AUTOBAUD, table, topics),
+                 online_ms(settings), REOPEN_MS)

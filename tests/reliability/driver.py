@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from airfsm.core import aliyun
 from airfsm.core.settings import Settings
 from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log
@@ -118,8 +117,7 @@ class Run:
         self.rounds = 0
         self._replug_at: int | None = None  # elapsed ms
         self._state = self.subject.state
-        self._sub_topic = self.settings.sub_topic or aliyun.topic_get(
-            self.settings.identity.product_key, self.settings.identity.device_name)
+        self._sub_topic = self.settings.subscriptions()[0]
 
     # -- the schedule -------------------------------------------------------------------------
 

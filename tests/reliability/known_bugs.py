@@ -33,17 +33,6 @@ class KnownBug:
 
 KNOWN_BUGS: tuple[KnownBug, ...] = (
     KnownBug(
-        "busy-loop",
-        "A state entered (a link loss, an escalation) while the previous state's command is "
-        "still in flight asks for a tick at once, every tick, until that command ends: "
-        "`next_deadline()` returns `now` because the new state's wait is over, but nothing "
-        "can be sent while the channel is busy. The host loop spins at 100 % CPU for up to "
-        "that command's timeout (30 s for AT+SAPBR=1,1).",
-        "tests/test_reliability_bugs.py::"
-        "test_a_state_entered_while_a_command_is_in_flight_asks_for_no_tick_until_it_can_send",
-        lambda facts, problem: "busy loop" in problem,
-    ),
-    KnownBug(
         "duplicated-final",
         "With echo on, a final code that arrives before the echo of the command in flight is "
         "the previous command's (a duplicated OK, split from it by the UART), but the channel "
@@ -54,17 +43,6 @@ KNOWN_BUGS: tuple[KnownBug, ...] = (
         "test_a_duplicated_final_code_is_never_taken_for_the_next_commands_answer",
         lambda facts, problem: any(f.startswith("dup-final") for f in facts.faults)
         and "was unanswered and before its deadline" in problem,
-    ),
-    KnownBug(
-        "auth-rejection-after-transient-failures",
-        "HTTP_AUTH counts every failed attempt towards the rejection limit: after five "
-        "transient failures (HTTP 601, an ERROR), one rejected auth (401) is taken as "
-        "'credentials rejected for good' and the controller ends in FAILED (the gateway exits "
-        "5), although `Settings.auth_attempts` promises that many *rejected* auths first.",
-        "tests/test_reliability_bugs.py::"
-        "test_one_rejected_auth_after_transient_failures_is_not_fatal",
-        lambda facts, problem: facts.final_state == "FAILED"
-        and facts.fail_reason == "CREDENTIALS" and problem.startswith("not ONLINE"),
     ),
 )
 

@@ -59,7 +59,8 @@ def _targets() -> tuple[Target, ...]:
     out += [Target(State.ONLINE, "publish", b"AT+MPUB="),
             Target(State.ONLINE, "mode switch", b"AT+MQTTMODE=1"),
             Target(State.ONLINE, "probe", b"AT+MQTTSTATU"),
-            Target(State.ONLINE, "keepalive", b"AT+MSUB=")]
+            Target(State.ONLINE, "keepalive", b"AT+MSUB="),
+            Target(State.ONLINE, "signal", b"AT+CSQ")]
     return tuple(out)
 
 

@@ -189,8 +189,8 @@ def render(fig: Figures) -> str:
         "The secret set stays bounded (the device secret, and the newest signs and iotTokens "
         "of each device: `tests/test_reliability_bugs.py::"
         "test_the_secret_set_stays_bounded_over_ten_days_of_daily_reauth`). "
-        "`status()['since_ms']` turns negative after 24.8 days in one state (a known bug, "
-        "reproducer `test_status_since_ms_stays_sane_after_25_days_online`).",
+        "`status()['since_ms']` saturates at 2**31-1 ms (24.8 days) in one state instead of "
+        "wrapping (`test_status_since_ms_stays_sane_after_25_days_online`).",
         "",
         "## Not in these figures",
         "",

@@ -49,6 +49,10 @@ const char *const airfsm_check_name[AIRFSM_CHECK_COUNT] = {
     [AIRFSM_CHECK_HTTP_STATUS] = "HTTP_STATUS",
     [AIRFSM_CHECK_AUTH_REPLY] = "AUTH_REPLY",
     [AIRFSM_CHECK_MQTT_STATUS] = "MQTT_STATUS",
+    [AIRFSM_CHECK_IMEI] = "IMEI",
+    [AIRFSM_CHECK_ICCID] = "ICCID",
+    [AIRFSM_CHECK_OPERATOR] = "OPERATOR",
+    [AIRFSM_CHECK_REGISTRATION] = "REGISTRATION",
 };
 
 const char *const airfsm_cond_name[AIRFSM_COND_COUNT] = {
@@ -85,6 +89,7 @@ const char *const airfsm_purpose_name[AIRFSM_PURPOSE_COUNT] = {
     [AIRFSM_PURPOSE_STOP] = "STOP",
     [AIRFSM_PURPOSE_KEEPALIVE] = "KEEPALIVE",
     [AIRFSM_PURPOSE_CACHE_READ] = "CACHE_READ",
+    [AIRFSM_PURPOSE_SIGNAL] = "SIGNAL",
 };
 
 const char *const airfsm_fail_reason_name[AIRFSM_FAIL_REASON_COUNT] = {
@@ -161,6 +166,9 @@ const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT] = {
     [AIRFSM_LOG_EVENT_ON_STATE_FAILED] = "ON_STATE_FAILED",
     [AIRFSM_LOG_EVENT_ON_MESSAGE_FAILED] = "ON_MESSAGE_FAILED",
     [AIRFSM_LOG_EVENT_INTERNAL_ERROR] = "INTERNAL_ERROR",
+    [AIRFSM_LOG_EVENT_AT_RX] = "AT_RX",
+    [AIRFSM_LOG_EVENT_PUBLISH_SENT] = "PUBLISH_SENT",
+    [AIRFSM_LOG_EVENT_PUBLISH_ACKED] = "PUBLISH_ACKED",
 };
 
 const char *const airfsm_outbox_call_name[AIRFSM_OUTBOX_CALL_COUNT] = {
@@ -209,6 +217,7 @@ static const airfsm_step_t airfsm_autobaud_steps[2] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "at",
@@ -220,6 +229,7 @@ static const airfsm_step_t airfsm_autobaud_steps[2] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_autobaud_policy = {
@@ -230,7 +240,10 @@ static const airfsm_policy_t airfsm_autobaud_policy = {
 static const airfsm_piece_t airfsm_version_check_cgmr_pieces[1] = {
     { .text = "AT+CGMR", .len = 7u },
 };
-static const airfsm_step_t airfsm_version_check_steps[1] = {
+static const airfsm_piece_t airfsm_version_check_imei_pieces[1] = {
+    { .text = "AT+CGSN", .len = 7u },
+};
+static const airfsm_step_t airfsm_version_check_steps[2] = {
     {
         .name = "cgmr",
         .command = { airfsm_version_check_cgmr_pieces, 1u },
@@ -241,6 +254,19 @@ static const airfsm_step_t airfsm_version_check_steps[1] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "imei",
+        .command = { airfsm_version_check_imei_pieces, 1u },
+        .check = AIRFSM_CHECK_IMEI, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_version_check_policy = {
@@ -257,13 +283,22 @@ static const airfsm_piece_t airfsm_attach_radio_on_pieces[1] = {
 static const airfsm_piece_t airfsm_attach_cpin_pieces[1] = {
     { .text = "AT+CPIN?", .len = 8u },
 };
+static const airfsm_piece_t airfsm_attach_iccid_pieces[1] = {
+    { .text = "AT+CCID", .len = 7u },
+};
 static const airfsm_piece_t airfsm_attach_csq_pieces[1] = {
     { .text = "AT+CSQ", .len = 6u },
 };
 static const airfsm_piece_t airfsm_attach_cgatt_pieces[1] = {
     { .text = "AT+CGATT?", .len = 9u },
 };
-static const airfsm_step_t airfsm_attach_steps[5] = {
+static const airfsm_piece_t airfsm_attach_operator_pieces[1] = {
+    { .text = "AT+COPS?", .len = 8u },
+};
+static const airfsm_piece_t airfsm_attach_registration_pieces[1] = {
+    { .text = "AT+CEREG?", .len = 9u },
+};
+static const airfsm_step_t airfsm_attach_steps[8] = {
     {
         .name = "radio_off",
         .command = { airfsm_attach_radio_off_pieces, 1u },
@@ -274,17 +309,19 @@ static const airfsm_step_t airfsm_attach_steps[5] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 5000u,
+        .per_topic = false,
     },
     {
         .name = "radio_on",
         .command = { airfsm_attach_radio_on_pieces, 1u },
-        .check = AIRFSM_CHECK_ANY, .when = AIRFSM_COND_RETRYING,
+        .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_RETRYING,
         .timeout_ms = 10000u, .prompt = false,
         .urc_ok = NULL, .n_urc_ok = 0u,
         .urc_fail = NULL, .n_urc_fail = 0u,
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "cpin",
@@ -296,6 +333,19 @@ static const airfsm_step_t airfsm_attach_steps[5] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 1000u, .poll_limit = 20u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "iccid",
+        .command = { airfsm_attach_iccid_pieces, 1u },
+        .check = AIRFSM_CHECK_ICCID, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "csq",
@@ -307,6 +357,7 @@ static const airfsm_step_t airfsm_attach_steps[5] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "cgatt",
@@ -318,6 +369,31 @@ static const airfsm_step_t airfsm_attach_steps[5] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 2000u, .poll_limit = 60u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "operator",
+        .command = { airfsm_attach_operator_pieces, 1u },
+        .check = AIRFSM_CHECK_OPERATOR, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "registration",
+        .command = { airfsm_attach_registration_pieces, 1u },
+        .check = AIRFSM_CHECK_REGISTRATION, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_attach_policy = {
@@ -350,6 +426,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "apn",
@@ -361,6 +438,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "open",
@@ -372,6 +450,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "query",
@@ -383,6 +462,7 @@ static const airfsm_step_t airfsm_bearer_steps[4] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 1000u, .poll_limit = 10u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_bearer_policy = {
@@ -435,6 +515,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "init",
@@ -446,6 +527,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "url",
@@ -457,6 +539,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "header",
@@ -468,6 +551,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "data",
@@ -479,6 +563,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "action",
@@ -490,6 +575,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 20000u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "read",
@@ -501,6 +587,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "term",
@@ -512,6 +599,7 @@ static const airfsm_step_t airfsm_http_auth_steps[8] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
 };
 static const airfsm_policy_t airfsm_http_auth_policy = {
@@ -582,6 +670,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "config",
@@ -593,6 +682,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "msgset",
@@ -604,6 +694,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 0u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "tcp",
@@ -615,6 +706,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 15000u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "connect",
@@ -626,6 +718,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 10000u, .urc_is_final = true,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_TRIGGER_TOKEN_REJECTED, .settle_ms = 0u,
+        .per_topic = false,
     },
     {
         .name = "subscribe",
@@ -637,6 +730,7 @@ static const airfsm_step_t airfsm_mqtt_connect_steps[6] = {
         .urc_timeout_ms = 10000u, .urc_is_final = false,
         .poll_ms = 0u, .poll_limit = 0u,
         .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = true,
     },
 };
 static const airfsm_policy_t airfsm_mqtt_connect_policy = {
@@ -653,12 +747,12 @@ const airfsm_state_spec_t airfsm_machine[AIRFSM_STATE_COUNT] = {
         .summary = "train the UART: AT until OK",
     },
     [AIRFSM_STATE_VERSION_CHECK] = {
-        .steps = airfsm_version_check_steps, .n_steps = 1u,
+        .steps = airfsm_version_check_steps, .n_steps = 2u,
         .policy = &airfsm_version_check_policy, .next = AIRFSM_STATE_ATTACH,
         .summary = "firmware V409 or newer",
     },
     [AIRFSM_STATE_ATTACH] = {
-        .steps = airfsm_attach_steps, .n_steps = 5u,
+        .steps = airfsm_attach_steps, .n_steps = 8u,
         .policy = &airfsm_attach_policy, .next = AIRFSM_STATE_BEARER,
         .summary = "SIM ready, packet domain attached (+CGATT: 1)",
     },
@@ -969,6 +1063,22 @@ const airfsm_check_answer_t airfsm_check_answers[AIRFSM_CHECK_COUNT] = {
         .prefix = { "+MQTTSTATU", 10u }, .field = 0, .pass_value = 1,
         .token = { "", 0u }, .text_field = -1, .in_urc = false,
     },
+    [AIRFSM_CHECK_IMEI] = {
+        .prefix = { "", 0u }, .field = -1, .pass_value = -1,
+        .token = { "", 0u }, .text_field = 0, .in_urc = false,
+    },
+    [AIRFSM_CHECK_ICCID] = {
+        .prefix = { "", 0u }, .field = -1, .pass_value = -1,
+        .token = { "", 0u }, .text_field = 0, .in_urc = false,
+    },
+    [AIRFSM_CHECK_OPERATOR] = {
+        .prefix = { "+COPS", 5u }, .field = 3, .pass_value = -1,
+        .token = { "", 0u }, .text_field = 2, .in_urc = false,
+    },
+    [AIRFSM_CHECK_REGISTRATION] = {
+        .prefix = { "+CEREG", 6u }, .field = 1, .pass_value = -1,
+        .token = { "", 0u }, .text_field = -1, .in_urc = false,
+    },
 };
 
 const airfsm_setting_range_t airfsm_settings[AIRFSM_SETTING_COUNT] = {
@@ -1031,6 +1141,7 @@ const airfsm_step_t airfsm_online_probe = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_keepalive_pieces[4] = {
@@ -1052,6 +1163,7 @@ const airfsm_step_t airfsm_online_keepalive = {
     .urc_timeout_ms = 10000u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = true,
 };
 
 static const airfsm_piece_t airfsm_online_msgget_pieces[1] = {
@@ -1067,6 +1179,7 @@ const airfsm_step_t airfsm_online_msgget = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_hex_mode_pieces[1] = {
@@ -1082,6 +1195,7 @@ const airfsm_step_t airfsm_online_hex_mode = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_text_mode_pieces[1] = {
@@ -1097,6 +1211,7 @@ const airfsm_step_t airfsm_online_text_mode = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_online_disconnect_pieces[1] = {
@@ -1112,6 +1227,23 @@ const airfsm_step_t airfsm_online_disconnect = {
     .urc_timeout_ms = 0u, .urc_is_final = false,
     .poll_ms = 0u, .poll_limit = 0u,
     .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
+};
+
+static const airfsm_piece_t airfsm_online_signal_pieces[1] = {
+    { .text = "AT+CSQ", .len = 6u },
+};
+const airfsm_step_t airfsm_online_signal = {
+    .name = "signal",
+    .command = { airfsm_online_signal_pieces, 1u },
+    .check = AIRFSM_CHECK_SIGNAL, .when = AIRFSM_COND_ALWAYS,
+    .timeout_ms = 2000u, .prompt = false,
+    .urc_ok = NULL, .n_urc_ok = 0u,
+    .urc_fail = NULL, .n_urc_fail = 0u,
+    .urc_timeout_ms = 0u, .urc_is_final = false,
+    .poll_ms = 0u, .poll_limit = 0u,
+    .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+    .per_topic = false,
 };
 
 static const airfsm_piece_t airfsm_mpub_pieces[7] = {

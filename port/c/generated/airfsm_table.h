@@ -18,8 +18,8 @@ typedef struct {
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from.
  */
-#define AIRFSM_TABLE_HASH UINT64_C(0xd31100b2311af320)
-#define AIRFSM_TABLE_HASH_HEX "d31100b2311af320"
+#define AIRFSM_TABLE_HASH UINT64_C(0x35fd639811b93fe7)
+#define AIRFSM_TABLE_HASH_HEX "35fd639811b93fe7"
 /* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
  * linked. */
 extern const uint64_t airfsm_table_hash;
@@ -79,8 +79,12 @@ typedef enum {
     AIRFSM_CHECK_HTTP_STATUS = 8,
     AIRFSM_CHECK_AUTH_REPLY = 9,
     AIRFSM_CHECK_MQTT_STATUS = 10,
+    AIRFSM_CHECK_IMEI = 11,
+    AIRFSM_CHECK_ICCID = 12,
+    AIRFSM_CHECK_OPERATOR = 13,
+    AIRFSM_CHECK_REGISTRATION = 14,
 } airfsm_check_t;
-#define AIRFSM_CHECK_COUNT 11
+#define AIRFSM_CHECK_COUNT 15
 extern const char *const airfsm_check_name[AIRFSM_CHECK_COUNT];
 
 /* when a step runs at all (Python: airfsm.core.codes.Cond) */
@@ -127,8 +131,9 @@ typedef enum {
     AIRFSM_PURPOSE_STOP = 6,
     AIRFSM_PURPOSE_KEEPALIVE = 7,
     AIRFSM_PURPOSE_CACHE_READ = 8,
+    AIRFSM_PURPOSE_SIGNAL = 9,
 } airfsm_purpose_t;
-#define AIRFSM_PURPOSE_COUNT 9
+#define AIRFSM_PURPOSE_COUNT 10
 extern const char *const airfsm_purpose_name[AIRFSM_PURPOSE_COUNT];
 
 /* why the machine is in FAILED (Python: airfsm.core.codes.FailReason) */
@@ -212,8 +217,11 @@ typedef enum {
     AIRFSM_LOG_EVENT_ON_STATE_FAILED = 24,
     AIRFSM_LOG_EVENT_ON_MESSAGE_FAILED = 25,
     AIRFSM_LOG_EVENT_INTERNAL_ERROR = 26,
+    AIRFSM_LOG_EVENT_AT_RX = 27,
+    AIRFSM_LOG_EVENT_PUBLISH_SENT = 28,
+    AIRFSM_LOG_EVENT_PUBLISH_ACKED = 29,
 } airfsm_log_event_t;
-#define AIRFSM_LOG_EVENT_COUNT 27
+#define AIRFSM_LOG_EVENT_COUNT 30
 extern const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT];
 
 /* which outbox call was refused (Python: airfsm.core.codes.OutboxCall) */
@@ -262,6 +270,9 @@ extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_CMD_CAPACITY 1280u  /* one command and its CR */
 #define AIRFSM_BODY_CAPACITY 512u  /* the HTTP auth body */
 #define AIRFSM_OUTBOX_RING 1000u  /* messages the RAM outbox holds (and dead letters) */
+/* IMEI, ICCID, operator: text kept of each (a longer answer is cut) */
+#define AIRFSM_INFO_TEXT_MAX 32u
+#define AIRFSM_MAX_SUBSCRIPTIONS 8u  /* topics subscribed to, one per_topic step each */
 
 /* --- publish limits (payload.py) -------------------------------------------------------------- */
 #define AIRFSM_MAX_PAYLOAD_TEXT 1024u  /* bytes between AT+MPUB's quotes, escapes included */
@@ -322,6 +333,8 @@ typedef struct {
     uint8_t n_urc_fail;
     bool urc_is_final;                /* one of them is a final code (MCONNECT's ERROR): the
                                          channel passes that code on as a URC (final_urc) */
+    bool per_topic;                   /* sent once per subscription, {sub_topic} each topic in
+                                         turn (the keepalive: the next topic each time) */
     int8_t on_fail;                   /* airfsm_trigger_t fired at once on failure, or
                                          AIRFSM_NO_TRIGGER: RETRY as the policy says */
 } airfsm_step_t;
@@ -474,6 +487,7 @@ extern const airfsm_step_t airfsm_online_msgget;  /* AT+MQTTMSGGET */
 extern const airfsm_step_t airfsm_online_hex_mode;  /* AT+MQTTMODE=1 */
 extern const airfsm_step_t airfsm_online_text_mode;  /* AT+MQTTMODE=0 */
 extern const airfsm_step_t airfsm_online_disconnect;  /* AT+MDISCONNECT */
+extern const airfsm_step_t airfsm_online_signal;  /* AT+CSQ */
 /* AT+MPUB="{topic}",{qos},0,"{message}": its timeout is the publish_timeout_ms
  * setting; the message is escaped (text mode) or hex digits (hex mode), as
  * payload.put_mpub writes it. */
