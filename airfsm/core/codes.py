@@ -254,6 +254,17 @@ class LogEvent(IntEnum):
     PUBLISH_ACKED = 29  # a: message id, b: its QoS (1: by PUBACK, 0: by the OK of AT+MPUB)
 
 
+class OutboxStatus(IntEnum):
+    """What an outbox call returns (C: airfsm_outbox_status_t): the tick's outbox never raises.
+
+    UNAVAILABLE: the store cannot do it now (locked by another process, disk full, read-only);
+    nothing changed, the controller backs off and asks again. EMPTY: `peek` found nothing."""
+
+    OK = 0
+    EMPTY = 1
+    UNAVAILABLE = 2
+
+
 class OutboxCall(IntEnum):
     """Which outbox call was refused (the `a` of LogEvent.OUTBOX_UNAVAILABLE)."""
 

@@ -48,6 +48,7 @@ from airfsm.core.codes import (
     FailReason,
     LogEvent,
     OutboxCall,
+    OutboxStatus,
     Outcome,
     Placeholder,
     Purpose,
@@ -781,6 +782,7 @@ EXPORTS: tuple[Export, ...] = (
     Codes(Reason, "why something failed (with a bounded detail)"),
     Codes(LogEvent, "what the controller reports through its log hook"),
     Codes(OutboxCall, "which outbox call was refused"),
+    Codes(OutboxStatus, "what an outbox call returns"),
     Codes(Placeholder, "what a command template's placeholder stands for"),
     Constants("firmware (table.py)", (
         Constant("MIN_FIRMWARE", MIN_FIRMWARE, "older builds cannot do Alibaba Cloud: FATAL"),

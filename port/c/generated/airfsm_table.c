@@ -178,6 +178,12 @@ const char *const airfsm_outbox_call_name[AIRFSM_OUTBOX_CALL_COUNT] = {
     [AIRFSM_OUTBOX_CALL_DEAD_LETTER] = "DEAD_LETTER",
 };
 
+const char *const airfsm_outbox_status_name[AIRFSM_OUTBOX_STATUS_COUNT] = {
+    [AIRFSM_OUTBOX_STATUS_OK] = "OK",
+    [AIRFSM_OUTBOX_STATUS_EMPTY] = "EMPTY",
+    [AIRFSM_OUTBOX_STATUS_UNAVAILABLE] = "UNAVAILABLE",
+};
+
 const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT] = {
     [AIRFSM_PLACEHOLDER_APN] = "APN",
     [AIRFSM_PLACEHOLDER_AUTH_URL] = "AUTH_URL",

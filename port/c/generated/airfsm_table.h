@@ -18,8 +18,8 @@ typedef struct {
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from.
  */
-#define AIRFSM_TABLE_HASH UINT64_C(0x35fd639811b93fe7)
-#define AIRFSM_TABLE_HASH_HEX "35fd639811b93fe7"
+#define AIRFSM_TABLE_HASH UINT64_C(0x58ea897550740fc3)
+#define AIRFSM_TABLE_HASH_HEX "58ea897550740fc3"
 /* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
  * linked. */
 extern const uint64_t airfsm_table_hash;
@@ -233,6 +233,15 @@ typedef enum {
 } airfsm_outbox_call_t;
 #define AIRFSM_OUTBOX_CALL_COUNT 4
 extern const char *const airfsm_outbox_call_name[AIRFSM_OUTBOX_CALL_COUNT];
+
+/* what an outbox call returns (Python: airfsm.core.codes.OutboxStatus) */
+typedef enum {
+    AIRFSM_OUTBOX_STATUS_OK = 0,
+    AIRFSM_OUTBOX_STATUS_EMPTY = 1,
+    AIRFSM_OUTBOX_STATUS_UNAVAILABLE = 2,
+} airfsm_outbox_status_t;
+#define AIRFSM_OUTBOX_STATUS_COUNT 3
+extern const char *const airfsm_outbox_status_name[AIRFSM_OUTBOX_STATUS_COUNT];
 
 /* what a command template's placeholder stands for (Python: airfsm.core.codes.Placeholder) */
 typedef enum {
