@@ -1001,6 +1001,46 @@ def test_status_of_a_stopped_gateway_shows_no_current_state(
     assert "stopped (exit 0" in text and "ONLINE for" not in text
     code, out = _status(capsys, data, "--json")
     assert json.loads(out)["condition"] == "stopped"
+    # What is queued while it is down is counted: the outbox is read from the store, not
+    # copied from the file the gateway wrote before it stopped (which says 0).
+    for payload in ("a", "b"):
+        assert run_cli(capsys, "publish", "--data-dir", str(data), UPDATE, payload)[0] == 0
+    assert (g.status() or {})["outbox"]["queued"] == 0
+    code, text = _status(capsys, data)
+    assert "outbox     2 queued (oldest " in text and "as of the last update" not in text
+    code, out = _status(capsys, data, "--json")
+    outbox = json.loads(out)["outbox"]
+    assert outbox["queued"] == 2 and outbox["checked_now"] is True
+    assert outbox["oldest_age_s"] is not None
+
+
+def test_status_without_a_readable_store_says_its_outbox_is_the_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "status.json").write_text(json.dumps(
+        {"pid": 1, "running": False, "state": "ONLINE", "counters": {},
+         "exit": {"code": 0, "reason": "stopped by signal (clean)"},
+         "outbox": {"queued": 7, "dead_letters": 0, "capacity": 10}}))
+    code, text = _status(capsys, tmp_path)
+    assert code == Exit.FAILURE
+    assert "7 queued" in text and "(as of the last update)" in text
+    code, out = _status(capsys, tmp_path, "--json")
+    outbox = json.loads(out)["outbox"]
+    assert outbox["queued"] == 7 and outbox["checked_now"] is False
+    assert not db_path(tmp_path).exists()  # status never creates a store
+
+
+def test_status_text_gives_the_signals_age_and_a_port_lost_before_the_stop() -> None:
+    now = 1_700_000_100.0
+    status = {"pid": 1, "state": "ONLINE", "started_at": "2023-11-14T22:00:00Z",
+              "updated_at": "2023-11-14T22:15:00Z", "rssi": 24,
+              "signal_at": "2023-11-14T22:14:20Z", "counters": {}}
+    assert "signal 24/31 (40s ago)" in format_status(status, alive=True, now=now)
+    unknown = format_status({**status, "rssi": 99}, alive=True, now=now)
+    assert "signal ?/31," in unknown and "ago), ip" not in unknown
+    stopped = {**status, "port_lost": True, "exit": {"code": 0, "reason": "stopped"}}
+    text = format_status(stopped, alive=False, now=now)
+    assert "last seen SERIAL PORT LOST (0s ago; the machine was in ONLINE)" in text
+    assert "last seen ONLINE" not in text
 
 
 def test_status_while_the_port_is_gone_says_so(
@@ -1100,6 +1140,7 @@ def test_publish_and_inbox_without_a_gateway_store_refuse_and_create_nothing(
     """A mistyped --data-dir used to get a fresh store no gateway would ever read."""
     data = tmp_path / "typo"
     for args in (("publish", "--data-dir", str(data), UPDATE, "lost?"),
+                 ("publish", "--data-dir", str(data), "update", "relative"),
                  ("inbox", "--data-dir", str(data)),
                  ("inbox", "--data-dir", str(data), "--follow")):
         code, out, err = run_cli(capsys, *args)

@@ -171,6 +171,10 @@ def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             pk = pk or device.get("product_key")
             dn = dn or device.get("device_name")
     if not topic.startswith("/") and not (pk and dn):
+        try:  # a mistyped --data-dir has no store either: say that rather than ask for pk/dn
+            SqliteOutbox(db_path(data_dir), create=False).close()
+        except StoreError as exc:
+            raise HostError(str(exc), Exit.FAILURE) from None
         raise HostError(
             f"relative topic {topic!r} needs the ProductKey and DeviceName: pass "
             "--product-key and --device-name, set AIRFSM_PRODUCT_KEY and AIRFSM_DEVICE_NAME, "

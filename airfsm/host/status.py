@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.host.paths import LOCK_FILE
-from airfsm.host.store import StatusFile
+from airfsm.host.store import SqliteOutbox, StatusFile, StoreError, db_path, iso_utc
 
 # What `condition` can say, and what it means.
 CONDITIONS = {
@@ -187,7 +187,10 @@ def format_status(status: Mapping[str, Any], alive: bool, now: float | None = No
         lines.append(f"gateway    NOT RUNNING: pid {pid} is gone without stopping (killed, "
                      f"crashed or powered off) after {up_text}; last update {seen} ago")
     trigger = status.get("last_trigger")
-    if not alive:
+    if not alive and status.get("port_lost"):
+        lines.append(f"state      last seen SERIAL PORT LOST ({seen} ago; the machine was in "
+                     f"{state}); nothing is connected now")
+    elif not alive:
         lines.append(f"state      last seen {state} ({seen} ago); nothing is connected now")
     elif condition == "port_lost":
         since = status.get("port_lost_since")
@@ -210,23 +213,27 @@ def format_status(status: Mapping[str, Any], alive: bool, now: float | None = No
     lines.append(f"device     /{device.get('product_key')}/{device.get('device_name')} on "
                  f"{device.get('port')}")
     rssi = status.get("rssi")
+    known = rssi not in (None, 99)
+    signal_at = status.get("signal_at")
+    signal_age = f" ({_ago(signal_at, now)} ago)" if known and signal_at else ""
     lines.append(f"module     firmware {_or_unknown(status.get('firmware'))}, "
                  f"IMEI {_or_unknown(status.get('imei'))}, "
                  f"ICCID {_or_unknown(status.get('iccid'))}")
     lines.append(f"network    operator {_or_unknown(status.get('operator'))}, "
                  f"registration {_or_unknown(status.get('registration'))}, "
                  f"access {_or_unknown(status.get('access_technology'))}, "
-                 f"signal {rssi if rssi not in (None, 99) else '?'}/31, "
+                 f"signal {rssi if known else '?'}/31{signal_age}, "
                  f"ip {status.get('ip') or '-'}")
     outbox = current.get("outbox") or {}
     inbox = status.get("inbox") or {}
     oldest = outbox.get("oldest_age_s")
     puback = outbox.get("last_puback_s_ago")
+    unchecked = "" if outbox.get("checked_now", True) else " (as of the last update)"
     lines.append(f"outbox     {outbox.get('queued')} queued"
                  + (f" (oldest {duration(oldest)})" if oldest is not None else "")
                  + f", {outbox.get('dead_letters', 0)} dead letters "
                  f"(capacity {outbox.get('capacity')}), last PUBACK "
-                 + ("never" if puback is None else f"{duration(puback)} ago"))
+                 + ("never" if puback is None else f"{duration(puback)} ago") + unchecked)
     lines.append(f"inbox      {inbox.get('stored')} stored")
     c = status.get("counters") or {}
     lines.append(f"publishes  sent {c.get('publish_sent', 0)}, acked {c.get('publish_acked', 0)}"
@@ -252,10 +259,33 @@ def format_status(status: Mapping[str, Any], alive: bool, now: float | None = No
     return "\n".join(lines)
 
 
+# `status` reads the store beside the gateway; it waits this long at most for a lock.
+STORE_READ_TIMEOUT_MS = 1_000
+
+
+def _outbox_now(data_dir: str | Path, written: Any) -> dict[str, Any]:
+    """The status file's `outbox` with what the store says now: `queued`, `dead_letters` and
+    `oldest_enqueued_at` read from the outbox itself (`checked_now: true`), so messages
+    published while the gateway is down (or since its last write) are counted. Where the store
+    cannot be read, the file's values stay, marked `checked_now: false`."""
+    outbox = dict(written) if isinstance(written, Mapping) else {}
+    path = db_path(data_dir)
+    try:
+        with SqliteOutbox(path, busy_timeout_ms=STORE_READ_TIMEOUT_MS, create=False) as store:
+            queued, dead, oldest = store.count(), store.dead_count(), store.oldest_enqueued_at()
+    except (StoreError, OSError):
+        outbox["checked_now"] = False
+        return outbox
+    outbox.update(queued=queued, dead_letters=dead, checked_now=True,
+                  oldest_enqueued_at=None if oldest is None else iso_utc(oldest))
+    return outbox
+
+
 def read_current(data_dir: str | Path) -> tuple[dict[str, Any], bool]:
-    """The status file of `data_dir` and whether its gateway runs now (StoreError when there
-    is no readable status file)."""
+    """The status file of `data_dir`, its `outbox` read from the store now, and whether its
+    gateway runs now (StoreError when there is no readable status file)."""
     status = StatusFile.read(data_dir)
+    status["outbox"] = _outbox_now(data_dir, status.get("outbox"))
     return status, gateway_running(data_dir, status.get("pid"))
 
 
