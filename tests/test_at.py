@@ -1423,3 +1423,23 @@ def test_runs_copied_in_one_slice_digest_like_single_bytes(chunk: int) -> None:
     pieces.feed(stream, cuts=list(range(chunk, len(stream), chunk)))
     assert pieces.events == whole.events and whole.events
     assert pieces.ch.lines_dropped == whole.ch.lines_dropped == 1
+
+
+def test_lines_that_mean_nothing_are_passed_to_on_ignored_and_no_others() -> None:
+    """The echo, a late final code, a stray line: what a log of both directions still needs
+    to see. A URC, the answer's lines and its final code are not "ignored" (their own
+    callbacks carry them); a +HTTPREAD body read after a timeout is no line at all."""
+    ignored: list[bytes] = []
+    h = Harness(on_ignored=lambda line: ignored.append(bytes(line)))
+    h.send(b"AT+CSQ", NOW, 300)
+    h.feed(b"AT+CSQ\r" + frame(b"+CEREG: 1", b"+CSQ: 24,99", b"OK"))
+    assert ignored == [b"AT+CSQ"]
+    assert h.events[-1][:3] == ("rsp", b"AT+CSQ", AtResult.OK)
+    assert h.events[-1][4] == (b"+CSQ: 24,99",)
+    h.feed(frame(b"OK", b"hello there") + b"\xff\x00junk\r\n")
+    assert ignored == [b"AT+CSQ", b"OK", b"hello there", b"\xff\x00junk"]  # as received
+    assert h.ch.stray_lines == 3
+    h.send(b"AT+HTTPREAD", NOW, 300)
+    h.ch.check_timeout(NOW + 301)  # timed out: its late body is read and discarded
+    h.feed(frame(b"+HTTPREAD: 9") + b"OK\r\nOK\r\n" + b"\r\n")
+    assert ignored[4:] == [b"+HTTPREAD: 9"] and h.ch.data_dropped == 1

@@ -1,12 +1,12 @@
 """The C AT channel (port/c/core/at.c) against its Python twin (airfsm/core/at.py), event for event.
 
 A script is a channel's life as events: made over buffers of given sizes (`init`), commands sent,
-bytes fed at given times, check_timeout, reset. `port/c/tests/at_harness.c` runs a script and
-prints every callback as it fires (write, response with its arena spans, URC, truncation) and the
-channel's state after each event (busy, both deadlines, hex mode, the stall window and all eight
-counters); `PyAt` below runs the same script through `AtChannel` and prints the same lines. The
-two must be identical, line for line. The C side runs under ASan+UBSan with every buffer exactly
-as large as it says, so a read or write past one fails the test.
+bytes fed at given times, check_timeout, reset. `port/c/tests/at_harness.c` runs a script and prints
+every callback as it fires (write, response with its arena spans, URC, truncation, ignored line) and
+the channel's state after each event (busy, both deadlines, hex mode, the stall window and all eight
+counters); `PyAt` below runs the same script through `AtChannel` and prints the same lines. The two
+must be identical, line for line. The C side runs under ASan+UBSan with every buffer exactly as
+large as it says, so a read or write past one fails the test.
 
 The scripts: every test of tests/test_at.py, recorded as it runs (its exchanges split at every
 byte boundary, its fuzz runs, the resync, hex and header-lookalike cases); then thousands of
@@ -112,6 +112,9 @@ class PyAt:
     def _on_truncated(self, header: bytes, declared: int, received: int) -> None:
         self.out.append(f"trunc {hexfield(header)} {declared} {received}")
 
+    def _on_ignored(self, line: memoryview) -> None:
+        self.out.append(f"ign {hexfield(bytes(line))}")
+
     def run(self, script: list[str]) -> list[str]:
         for event in script:
             self.step(event.split(" "))
@@ -131,7 +134,8 @@ class PyAt:
             urcs = tuple(self.custom) if self.custom else URCS
             self.custom = []
             self.ch = AtChannel(self._write, self._on_response, self._on_urc, urcs,
-                                on_truncated=self._on_truncated, baud=int(t[1]),
+                                on_truncated=self._on_truncated, on_ignored=self._on_ignored,
+                                baud=int(t[1]),
                                 line_buf=bytearray(int(t[2])), data_buf=bytearray(int(t[3])),
                                 info_arena=bytearray(int(t[4])))
             self.out.append("init")

@@ -120,14 +120,28 @@ def test_each_received_line_is_logged_at_debug_after_the_command_it_answers() ->
     wire = [(e["event"], e.get("command") or e.get("line")) for e in events
             if e["event"] in ("at_tx", "at_rx")]
     cgatt = wire.index(("at_tx", "AT+CGATT?"))
-    assert wire[cgatt + 1:cgatt + 3] == [("at_rx", "+CGATT: 1"), ("at_rx", "OK")]
+    # The module echoes (nobody sends ATE0): the echo is a received line like the others.
+    assert wire[cgatt + 1:cgatt + 4] == [("at_rx", "AT+CGATT?"), ("at_rx", "+CGATT: 1"),
+                                         ("at_rx", "OK")]
     assert ("at_rx", "CONNACK OK") in wire and ("at_rx", "SUBACK") in wire  # URCs too
     assert ("at_rx", "DOWNLOAD") in wire  # the prompt
     read = wire.index(("at_tx", "AT+HTTPREAD"))
-    header, final = wire[read + 1:read + 3]
-    assert header[1].startswith("+HTTPREAD: ") and final == ("at_rx", "OK")  # not the body
+    echo, header, final = wire[read + 1:read + 4]
+    assert echo == ("at_rx", "AT+HTTPREAD") and header[1].startswith("+HTTPREAD: ")
+    assert final == ("at_rx", "OK")  # not the body
     assert all(e.get("state") for e in events if e["event"] == "at_rx")
     assert not any(e["event"] == "at_rx" for e in _events_of("info", online_rig))
+
+
+def test_a_stray_line_is_logged_at_debug_too() -> None:
+    """A final code that comes twice: the second belongs to no command (stray), and a log of
+    both directions still shows it where it came."""
+    events = _events_of("debug", lambda: online_rig(faults=faults("dup-final:AT+CSQ")))
+    wire = [(e["event"], e.get("command") or e.get("line")) for e in events
+            if e["event"] in ("at_tx", "at_rx")]
+    csq = wire.index(("at_tx", "AT+CSQ"))
+    answer_end = wire.index(("at_rx", "OK"), csq)
+    assert wire[answer_end + 1] == ("at_rx", "OK")  # the duplicate, before the next command
 
 
 def test_each_message_is_logged_by_id_from_its_send_to_its_puback_or_dead_letter() -> None:

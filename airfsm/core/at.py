@@ -34,7 +34,8 @@ Leading noise bytes (control bytes and bytes >= 0x7F: what a UART prints while t
 boots, e.g. `\\xff\\x00RDY`) are skipped for every decision below and dropped from the lines
 it recognises; a line that ends up as a plain info line keeps its bytes as received.
 With a command in flight:
-  1. echo       a line equal to the command is its echo: dropped (echo on or off both work).
+  1. echo       a line equal to the command is its echo: dropped (echo on or off both work),
+                passed to on_ignored (a log of the line, both directions).
   2. final      `OK`, `ERROR`, `ERROR: n` (how the HTTP commands refuse), `+CME ERROR: n`,
                 `+CMS ERROR: n` (FINAL_CODES) complete the response: the channel goes idle, then
                 on_response(response) fires.
@@ -45,7 +46,8 @@ With a command in flight:
                 `+CGATT:` is also in the URC table. Exception: the table's urc_only rows
                 (`+HTTPACTION:`, `+MSUB:`) are never answers, whatever command is in flight.
 With no command in flight:
-  2'. final     a final code is a late answer of a command that timed out (counted stray) -
+  2'. final     a final code is a late answer of a command that timed out (counted stray,
+                passed to on_ignored) -
                 except when the last command was sent with final_urc and answered OK: then
                 the first final code after it is that command's outcome, reported as a URC
                 (AT+MCONNECT answers OK, then `CONNACK OK` or, refused, a bare `ERROR`).
@@ -54,7 +56,8 @@ With or without a command in flight:
                 one table the controller reads too): on_urc(row, line, b""), without touching
                 the response being assembled (URCs do arrive between a command and its OK).
   6. the rest   with a command in flight: an info line of its response (at most
-                MAX_INFO_LINES kept); with none: a stray line, only counted.
+                MAX_INFO_LINES kept); with none: a stray line, counted and passed to
+                on_ignored.
 Then, whatever the line was: a `+HTTPREAD: <n>` line is followed by n raw bytes. They become
 the response's `data` when the line was step 4 (an answer to AT+HTTPREAD); otherwise they are
 read and discarded so the stream stays in sync (a late body after a timeout must not be parsed
@@ -465,6 +468,8 @@ def _by_first_byte(urcs: tuple[Urc, ...]) -> UrcIndex:
     _URC_INDEXES[id(urcs)] = (urcs, index)
     return index
 TruncatedCallback = Callable[[bytes, int, int], None]
+# on_ignored(line): a line that means nothing (the echo, a stray line); valid during the call.
+IgnoredCallback = Callable[[memoryview], None]
 # on_urc(urc, line, payload): `urc` is the row of the URC table the line matched (URC_NONE for a
 # final code that no FINAL row names), `payload` the bytes of a length-counted +MSUB message.
 UrcCallback = Callable[[int, bytes, bytes], None]
@@ -477,7 +482,8 @@ class AtChannel:
     """
 
     __slots__ = (
-        "_write", "_on_response", "_on_urc", "_on_truncated", "_urcs", "_urc_only",
+        "_write", "_on_response", "_on_urc", "_on_truncated", "_on_ignored", "_urcs",
+        "_urc_only",
         "_urcs_by_first", "_msub_urc",
         "_baud", "stall_ms",
         "_active", "_command", "_prefix", "_deadline", "_prompt", "_final_urc",
@@ -498,6 +504,7 @@ class AtChannel:
         urcs: Sequence[Urc] = URCS,
         *,
         on_truncated: TruncatedCallback | None = None,
+        on_ignored: IgnoredCallback | None = None,
         baud: int = DEFAULT_BAUD,
         line_buf: bytearray | None = None,
         data_buf: bytearray | None = None,
@@ -511,6 +518,11 @@ class AtChannel:
         # on_truncated(header line, declared length, bytes received) for a payload that came
         # short; the payload itself is dropped (module docstring).
         self._on_truncated = on_truncated
+        # on_ignored(line) for a line that means nothing to anyone: the echo of the command in
+        # flight, a late final code, a stray line (steps 1, 2' and 6; the last as received,
+        # noise included). A view of the line buffer, valid during the call only. For a log of
+        # every line received, as modem logs show both directions.
+        self._on_ignored = on_ignored
         # The URC table: matched by prefix in order (its FINAL rows only name final codes that
         # are passed on after an OK); urc_only rows are never a command's own answer line.
         self._urcs = urcs if isinstance(urcs, tuple) else tuple(urcs)
@@ -849,6 +861,7 @@ class AtChannel:
             command = self._command
             # 1. echo
             if n - s == len(command) and line.startswith(command, s, n):
+                self._ignore(s, n)
                 return
             # 2. final result code
             final = final_code(line, s, n)
@@ -873,6 +886,7 @@ class AtChannel:
                 self._on_urc(self._match_urc(s, n, UrcKind.FINAL), bytes(line[s:n]), b"")
             else:
                 self.stray_lines += 1
+                self._ignore(s, n)
             return
         if not own:
             # 5. URC
@@ -885,6 +899,7 @@ class AtChannel:
                 self._add_info_line(0, n)
             else:
                 self.stray_lines += 1
+                self._ignore(0, n)  # as received, like an info line
         # length-counted data after the line, whatever the line was
         if n - s > len(HTTPREAD_HEADER) and line.startswith(HTTPREAD_HEADER, s, n):
             length = parse_uint(line, s + len(HTTPREAD_HEADER), n)
@@ -892,6 +907,13 @@ class AtChannel:
                 if s:
                     line[0:n - s] = line[s:n]  # keep the header at the front (C: memmove)
                 self._start_data(n - s, length, _Sink.RESPONSE if own else _Sink.DISCARD)
+
+    def _ignore(self, s: int, n: int) -> None:
+        """The line self._line[s:n] means nothing: tell on_ignored, if anyone listens.
+
+        C: at_ignore()."""
+        if self._on_ignored is not None:
+            self._on_ignored(memoryview(self._line)[s:n])
 
     def _is_own_line(self, s: int, n: int) -> bool:
         """C: at_is_own_line()."""

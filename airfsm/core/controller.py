@@ -236,7 +236,8 @@ class Controller:
         # The topics a per_topic step subscribes to, each in turn (C: pointers into settings).
         self.subscriptions = tuple(t.encode("ascii") for t in settings.subscriptions())
         self.channel = AtChannel(self._write, self._on_response, self._on_urc,
-                                 on_truncated=self._on_truncated, baud=settings.baud,
+                                 on_truncated=self._on_truncated,
+                                 on_ignored=self._on_ignored_line, baud=settings.baud,
                                  line_buf=self.line_buf, data_buf=self.data_buf,
                                  info_arena=self.info_arena)
 
@@ -935,6 +936,11 @@ class Controller:
             start = resp.line_start[i]
             self.log(LogLevel.DEBUG, LogEvent.AT_RX, data=arena[start:start + resp.line_length[i]])
         self.log(LogLevel.DEBUG, LogEvent.AT_RX, resp.result, resp.cme_error)
+
+    def _on_ignored_line(self, line: memoryview) -> None:
+        """at_rx for a line that means nothing: the echo of a command, a late final code, a
+        stray line. C: airfsm_on_ignored_line()."""
+        self.log(LogLevel.DEBUG, LogEvent.AT_RX, data=line)
 
     def _on_step_response(self, resp: AtResponse) -> None:
         """C: airfsm_on_step_response()."""

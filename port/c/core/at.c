@@ -650,6 +650,14 @@ static bool at_is_own_line(const at_channel_t *ch, size_t s, size_t n)
     return true;
 }
 
+/* Twin: AtChannel._ignore(): the line ch->line[s:n] means nothing: tell on_ignored. */
+static void at_ignore(at_channel_t *ch, size_t s, size_t n)
+{
+    if (ch->config.on_ignored != NULL) {
+        ch->config.on_ignored(ch->config.ctx, ch->line + s, n - s);
+    }
+}
+
 /* Twin: AtChannel._add_info_line(): line[s:n] into the info arena as the next line. */
 static void at_add_info_line(at_channel_t *ch, size_t s, size_t n)
 {
@@ -678,6 +686,7 @@ static void at_digest(at_channel_t *ch, size_t n)
     if (ch->active) {
         /* 1. echo */
         if (n - s == ch->command_len && memcmp(line + s, ch->command, ch->command_len) == 0) {
+            at_ignore(ch, s, n);
             return;
         }
         /* 2. final result code */
@@ -711,6 +720,7 @@ static void at_digest(at_channel_t *ch, size_t n)
                               NULL, 0);
         } else {
             ch->stray_lines++;
+            at_ignore(ch, s, n);
         }
         return;
     }
@@ -725,6 +735,7 @@ static void at_digest(at_channel_t *ch, size_t n)
             at_add_info_line(ch, 0, n);
         } else {
             ch->stray_lines++;
+            at_ignore(ch, 0, n); /* as received, like an info line */
         }
     }
     /* length-counted data after the line, whatever the line was */

@@ -104,6 +104,10 @@ typedef void (*at_urc_fn)(void *ctx, int urc, const uint8_t *line, size_t line_l
  * the bytes that were read as payload. */
 typedef void (*at_truncated_fn)(void *ctx, const uint8_t *header, size_t header_len,
                                 uint32_t declared, uint32_t received);
+/* on_ignored: a line that means nothing to anyone: the echo of the command in flight or a late
+ * final code (without leading noise), a stray line (as received); valid during the call only.
+ * For a log of every line received. */
+typedef void (*at_line_fn)(void *ctx, const uint8_t *line, size_t line_len);
 
 /* What at_init() takes (Python: AtChannel's arguments). */
 typedef struct {
@@ -112,6 +116,7 @@ typedef struct {
     at_response_fn on_response;
     at_urc_fn on_urc;
     at_truncated_fn on_truncated; /* NULL: not told */
+    at_line_fn on_ignored;        /* NULL: not told */
     const airfsm_urc_t *urcs;     /* the URC table; NULL: airfsm_urcs (the generated one) */
     size_t urc_count;
     uint32_t baud;                /* the UART's rate (0 is taken as 1: Python's max(baud, 1)) */

@@ -21,6 +21,7 @@
  *   rsp <result> <cme> <truncated> <busy> <command> <arena_used> <spans> <lines> <data_span> <data>
  *   urc <row> <line> <payload>
  *   trunc <header> <declared> <received>
+ *   ign <line>
  * and after each channel event the channel's state:
  *   = busy=<0|1> deadline=<n|-> receive=<n|-> hex=<0|1> stall=<n> <the eight counters>
  */
@@ -101,6 +102,14 @@ static void on_truncated(void *ctx, const uint8_t *header, size_t header_len, ui
     printf(" %lu %lu\n", (unsigned long)declared, (unsigned long)received);
 }
 
+static void on_ignored(void *ctx, const uint8_t *line, size_t line_len)
+{
+    (void)ctx;
+    printf("ign ");
+    field_print(line, line_len);
+    putchar('\n');
+}
+
 static void print_optional(const char *name, bool has, uint32_t value)
 {
     if (has) {
@@ -169,6 +178,7 @@ static void do_init(char **tokens)
     config.on_response = on_response;
     config.on_urc = on_urc;
     config.on_truncated = on_truncated;
+    config.on_ignored = on_ignored;
     config.baud = number(tokens[1]);
     config.line_cap = number(tokens[2]);
     config.data_cap = number(tokens[3]);
