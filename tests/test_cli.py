@@ -228,9 +228,11 @@ def test_sim_command_serves_a_pty_and_prints_it() -> None:
 
 # --- lazy subcommands -------------------------------------------------------------------------
 
+# What `--help`, `publish`, `status` do without; the AT channel and the machine table were a
+# third of publish's start-up (bench.cli_startup measures it).
 HEAVY = ("structlog", "transitions", "serial", "airfsm.sim", "airfsm.core.controller",
          "airfsm.host.gateway", "airfsm.host.log", "paho", "prometheus_client",
-         "airfsm.host.bridge", "airfsm.host.metrics")
+         "airfsm.host.bridge", "airfsm.host.metrics", "airfsm.core.at", "airfsm.core.table")
 _LOADED = """
 import sys
 from airfsm.cli import main

@@ -378,3 +378,14 @@ def test_a_bad_credential_is_refused_without_showing_it(tmp_path: Path) -> None:
     text = "\n".join(x for x in REQUIRED_TOML.splitlines() if "device_secret" not in x)
     message = error_of(write(tmp_path, text), {"CREDENTIALS_DIRECTORY": str(creds)})
     assert "'device_secret'" in message and "credential" in message
+
+
+def test_the_longest_timeout_is_what_the_32_bit_clock_holds(tmp_path: Path) -> None:
+    from airfsm.core.at import MAX_TIMEOUT_MS
+    from airfsm.host.config import MAX_TIMEOUT_S
+
+    assert MAX_TIMEOUT_S == MAX_TIMEOUT_MS // 1000  # one figure, kept in two places
+    path = write(tmp_path, REQUIRED_TOML)
+    assert load_config(path, {"AIRFSM_TIMEOUT_S": str(MAX_TIMEOUT_S)},
+                       {}).timeout_s == MAX_TIMEOUT_S
+    assert "timeout_s" in error_of(path, {"AIRFSM_TIMEOUT_S": str(MAX_TIMEOUT_S + 1)})

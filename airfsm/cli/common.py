@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from airfsm.core.aliyun import SIGN_METHODS
-from airfsm.core.at import MAX_TIMEOUT_MS
 from airfsm.host.config import (
+    MAX_TIMEOUT_S,
     STANDARD_BAUDS,
     ConfigError,
     GatewayConfig,
@@ -25,8 +25,7 @@ from airfsm.host.redact import redact
 
 DEFAULT_BAUD = 115200
 # A deadline is compared by the sign of its 32-bit ms difference: one further off would wrap
-# into the past (2200000 s exited at once). 2147483 s is about 24.8 days.
-MAX_TIMEOUT_S = MAX_TIMEOUT_MS // 1000
+# into the past (2200000 s exited at once): timeout_seconds() takes at most MAX_TIMEOUT_S.
 
 
 def timeout_seconds(text: str) -> float:

@@ -15,7 +15,6 @@ from airfsm.cli.commands import add_command
 from airfsm.cli.common import (
     CONNECTION_KEYS,
     DISPLAY_LOG_LEVEL,
-    MAX_TIMEOUT_S,
     add_connection_options,
     load_settings,
     timeout_seconds,
@@ -24,6 +23,7 @@ from airfsm.core.codes import State
 from airfsm.core.controller import Controller
 from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log, reasons
+from airfsm.host.config import MAX_TIMEOUT_S
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.gateway import settings_from_config
 from airfsm.host.loop import monotonic_ms, run

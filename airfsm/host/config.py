@@ -50,6 +50,10 @@ CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # systemd's LoadCredential= directory
 CREDENTIAL_FIELDS = ("device_secret",)  # settings a credential file may hold, by field name
 MAX_TOPIC_LEN = 128  # what AT+MSUB carries (airfsm.core.payload.MAX_TOPIC)
 MIN_SECRET_LEN = 4  # what airfsm.host.log can redact; real DeviceSecrets are 32 characters
+# The longest `timeout_s`: a deadline past 2**31 ms would wrap on the 32-bit clock
+# (airfsm.core.at.MAX_TIMEOUT_MS // 1000, about 24.8 days; not imported from there: `airfsm
+# publish` reads this module and needs no AT channel. tests/test_config.py checks they agree.)
+MAX_TIMEOUT_S = 2_147_483
 MAX_CAPACITY = 10_000_000
 
 _PRODUCT_KEY_RE = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -201,8 +205,7 @@ class GatewayConfig:
         _require(0 <= self.shutdown_grace_s <= 300, "shutdown_grace_s",
                  "expected 0..300 seconds")
         if self.timeout_s is not None:
-            # a deadline past 2**31 ms would wrap on the 32-bit clock
-            _require(0 < self.timeout_s <= 2_147_483, "timeout_s",
+            _require(0 < self.timeout_s <= MAX_TIMEOUT_S, "timeout_s",
                      "expected a positive number of seconds, or '' for no timeout")
         _require(1 <= len(self.subscribe) <= MAX_SUBSCRIPTIONS, "subscribe",
                  f"expected 1..{MAX_SUBSCRIPTIONS} topics")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airfsm.core import aliyun, payload
-from airfsm.core.at import PROMPT_LINES, msub_topic
 from airfsm.core.codes import (
     AtResult,
     FailReason,
@@ -23,12 +22,15 @@ from airfsm.core.codes import (
     State,
     Trigger,
 )
-from airfsm.core.table import MIN_FIRMWARE, URCS, StateSpec
 
+# The store imports this module for the words of a dead letter, and so does `airfsm publish`,
+# which must start fast: the AT channel and the machine table (core.at, core.table, a third of
+# its start-up) are imported only by the functions that read them, which the store never calls.
 if TYPE_CHECKING:
-    # Only read here, never imported for it: the words of a dead letter (the store, `airfsm
-    # publish`) must not load the controller.
+    # Only read here, never imported for it: the words of a dead letter must not load the
+    # controller.
     from airfsm.core.controller import Controller
+    from airfsm.core.table import StateSpec
 
 # A step failure as the controller keeps it (`Controller.last_error`, a StepError): the state,
 # the step's index in its script, the Reason and its detail.
@@ -63,8 +65,6 @@ _PLAIN: dict[Reason, str] = {
     Reason.NO_PUBACK: "no PUBACK within {} ms",
     Reason.SESSION_ENDED: "the MQTT session ended before its PUBACK",
     Reason.BAD_QOS: "qos must be 0 or 1, got {}",
-    Reason.FIRMWARE_TOO_OLD: f"firmware V{{}} is older than V{MIN_FIRMWARE}: it cannot connect "
-                             "to Alibaba Cloud",
 }
 # The commands of the publish reasons, each with its three answers (no answer, ERROR, +CME).
 _PUBLISH_COMMANDS: dict[Reason, str] = {
@@ -110,6 +110,8 @@ def final_line(result: int, code: int) -> str:
     if result == AtResult.OK:
         return "OK"
     if result == AtResult.PROMPT:
+        from airfsm.core.at import PROMPT_LINES
+
         return PROMPT_LINES[0].decode("ascii")
     if result == AtResult.CME_ERROR:
         return "+CME ERROR" if code < 0 else f"+CME ERROR: {code}"
@@ -127,7 +129,14 @@ def describe(reason: Reason, detail: int) -> str:
     if reason == Reason.URC_TIMEOUT:
         return "wanted URC did not come" + (f" within {detail} ms" if detail > 0 else "")
     if reason == Reason.FAILING_URC:
+        from airfsm.core.table import URCS
+
         return URCS[detail].prefix.decode("latin-1") if 0 <= detail < len(URCS) else "a URC"
+    if reason == Reason.FIRMWARE_TOO_OLD:
+        from airfsm.core.table import MIN_FIRMWARE
+
+        return (f"firmware V{detail} is older than V{MIN_FIRMWARE}: it cannot connect to "
+                "Alibaba Cloud")
     if reason == Reason.SIM_NOT_READY:
         return "SIM not ready" + (f" ({cme_text(detail)})" if detail >= 0 else "")
     if reason == Reason.AUTH_REPLY_UNUSABLE:
@@ -290,6 +299,8 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
     if event == LogEvent.DOWNLINK_CACHED:
         return {"slot": a, "state": state}
     if event == LogEvent.PAYLOAD_TRUNCATED:
+        from airfsm.core.at import msub_topic
+
         header = bytes(data)
         downlink = header.startswith(b"+MSUB")
         return {"what": "downlink" if downlink else "http body",
