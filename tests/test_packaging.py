@@ -50,6 +50,12 @@ def test_sdist_and_wheel_carry_docs_unit_license_and_types(tmp_path: Path) -> No
     assert any(m.endswith("licenses/LICENSE") for m in members)
     assert "Classifier: License :: OSI Approved :: MIT License" in metadata
     assert "Provides-Extra: bridge" in metadata and "Provides-Extra: metrics" in metadata
+    # No project URL is invented (pyproject.toml says why there are none yet); one added
+    # later must be a real https address, not a placeholder.
+    for line in metadata.splitlines():
+        if line.startswith("Project-URL:"):
+            url = line.split(",", 1)[-1].strip()
+            assert url.startswith("https://") and "example" not in url, line
 
 
 def _shell_blocks(text: str) -> list[str]:
