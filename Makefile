@@ -17,7 +17,8 @@ run: $(STAMP)
 	$(BIN)/airfsm demo
 
 # mosquitto (end-to-end broker tests), systemd (`systemd-analyze` checks contrib/airfsm.service),
-# graphviz (`dot`, SVG diagrams) and, for the C port's
+# zsh (the documented shell examples run in bash and zsh alike), graphviz (`dot`, SVG diagrams)
+# and, for the C port's
 # firmware tests, the Cortex-M cross toolchain with newlib and QEMU come from Debian.
 # As root (CI, fresh machines) what is missing is installed here; otherwise the tests that need
 # it say so.
@@ -25,6 +26,7 @@ system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v zsh >/dev/null 2>&1 || missing="$$missing zsh"; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing="$$missing gcc-arm-none-eabi"; \
 	[ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || missing="$$missing libnewlib-arm-none-eabi"; \

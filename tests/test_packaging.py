@@ -4,6 +4,7 @@ py.typed), and documentation examples that a shell runs as written (bash and zsh
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -113,3 +114,56 @@ def test_mosquitto_clients_is_named_where_its_commands_are(doc: Path) -> None:
     text = doc.read_text()
     if "mosquitto_sub" in text or "mosquitto_pub" in text:
         assert "mosquitto-clients" in text, f"{doc.name}: name the Debian package"
+
+
+# ---------------------------------------------------------------------- the examples, run
+
+# Every command the documented examples run, as a stub that records its arguments: the
+# examples themselves run unchanged in bash and in zsh, and each stub call must be the same in
+# both (what zsh would expand, split or refuse differently shows up as a difference).
+EXAMPLE_COMMANDS = ("airfsm", "make", "mosquitto", "mosquitto_sub", "mosquitto_pub", "sudo",
+                    "python3", "systemctl", "journalctl", "grep", "some-sensor")
+# One file per call (by pid): the commands of a pipeline run at once.
+_STUB = '#!/bin/sh\nprintf "%s\\037" "${0##*/}" "$@" > "$STUB_LOG/$$"\n'
+# What a shell says when it takes a documented line for something else than it is.
+_SHELL_TROUBLE = ("no matches found", "bad pattern", "parse error", "unmatched",
+                  "bad substitution", "syntax error", "command not found", "unexpected")
+
+
+def _run_example(shell: list[str], script: str, tmp_path: Path) -> tuple[list[str], int, str]:
+    """Run one documented block with every example command stubbed; (the stub calls, sorted:
+    background jobs and pipelines run in any order; the exit status; stderr)."""
+    stubs = tmp_path / "stubs"
+    venv_bin = tmp_path / "cwd" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True, exist_ok=True)
+    stubs.mkdir(exist_ok=True)
+    for name in EXAMPLE_COMMANDS:
+        for where in (stubs, venv_bin) if name == "airfsm" else (stubs,):
+            (where / name).write_text(_STUB)
+            (where / name).chmod(0o755)
+    log = tmp_path / f"calls-{Path(shell[0]).name}"
+    shutil.rmtree(log, ignore_errors=True)
+    log.mkdir()
+    env = {"PATH": str(stubs), "STUB_LOG": str(log), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    result = subprocess.run([*shell, "-c", script + "\nwait\n"], cwd=tmp_path / "cwd", env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT_S)
+    calls = sorted(call.read_text() for call in log.iterdir())
+    return calls, result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+def test_documented_shell_examples_run_alike_in_bash_and_zsh(doc: Path, tmp_path: Path) -> None:
+    """Verbatim: each block as written, in bash and in zsh (as a script: an interactive zsh
+    takes `#` for a comment only with `setopt interactive_comments`, README says so)."""
+    bash, zsh = shutil.which("bash"), shutil.which("zsh")
+    if bash is None or zsh is None:
+        pytest.skip("bash and zsh are needed (Debian package zsh: `make system-deps`)")
+    for block in _shell_blocks(doc.read_text()):
+        in_bash = _run_example([bash, "--norc", "--noprofile"], block, tmp_path)
+        in_zsh = _run_example([zsh, "-f"], block, tmp_path)
+        for shell, (_calls, _code, err) in (("bash", in_bash), ("zsh", in_zsh)):
+            trouble = [word for word in _SHELL_TROUBLE if word in err.lower()]
+            allowed = "/opt/airfsm/bin/pip" in err and "no such file" in err.lower()
+            assert not trouble or allowed, f"{doc.name}, {shell}: {err}\n{block}"
+        assert in_bash[0], f"{doc.name}: nothing ran in\n{block}"
+        assert in_zsh[:2] == in_bash[:2], f"{doc.name}: bash and zsh differ on\n{block}"
