@@ -27,6 +27,9 @@ UP = f"{PREFIX}/up/{SEED_PK}/{SEED_DN}/update"
 CLOUD_UPDATE = f"/{SEED_PK}/{SEED_DN}/update"
 CLOUD_GET = f"/{SEED_PK}/{SEED_DN}/get"
 DOWN = f"{PREFIX}/down/{SEED_PK}/{SEED_DN}/get"
+# an Alink topic on a second subscription: its downlinks reach the bridge too
+PROPERTY_SET = f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set"
+DOWN_SET = f"{PREFIX}/down/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set"
 
 
 @pytest.fixture
@@ -73,7 +76,8 @@ def test_bridge_up_and_down_and_a_local_broker_that_comes_back(
         early.publish(UP, b"stale, retained", qos=1, retain=True)
         early.close()
         data = tmp_path / "data"
-        g = gateways(sim_pty, data, "--bridge", local.url, "--log-level", "info")
+        g = gateways(sim_pty, data, "--bridge", local.url, "--log-level", "info",
+                     "--subscribe", "get,/sys/{pk}/{dn}/thing/service/property/set")
         g.wait_online()
         g.wait_status(lambda s: (s.get("bridge") or {}).get("connected") is True,
                       what="the bridge connected")
@@ -100,6 +104,9 @@ def test_bridge_up_and_down_and_a_local_broker_that_comes_back(
         # --- down: a cloud downlink appears on the local broker
         cloud_app.publish(CLOUD_GET, b'{"method":"blink"}', qos=1)
         assert app.wait_for(lambda: b'{"method":"blink"}' in app.payloads(DOWN), DEADLINE_S)
+        cloud_app.publish(PROPERTY_SET, b'{"params":{"LightSwitch":1}}', qos=1)
+        assert app.wait_for(lambda: b'{"params":{"LightSwitch":1}}' in app.payloads(DOWN_SET),
+                            DEADLINE_S)
 
         # --- the local broker goes away and comes back: the bridge reconnects by itself
         app.close()

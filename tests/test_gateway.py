@@ -1184,7 +1184,7 @@ def test_a_wildcard_subscription_from_the_config_reaches_the_module_and_the_inbo
     assert result == [Exit.OK]
 
 
-def test_several_subscriptions_each_reach_the_module(
+def test_several_subscriptions_each_reach_the_module_and_the_inbox(
         tmp_path: Path, sims: Callable[..., SimServer], log_buffer: io.StringIO) -> None:
     server = sims()
     config = _config(server.endpoint, tmp_path, subscribe=(
@@ -1192,8 +1192,18 @@ def test_several_subscriptions_each_reach_the_module(
     gateway, thread, result = _online_gateway(config)
     try:
         commands, _ = module_record(server)
-        for topic in (GET, f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set", RRPC):
+        property_set = f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set"
+        for topic in (GET, property_set, RRPC):
             assert f'AT+MSUB="{topic}",0' in commands
+        # what the cloud sends on each of them reaches the inbox, in order
+        request = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request/42"
+        sent = [(property_set, b'{"params":{"LightSwitch":1}}'), (request, b'{"id":"42"}'),
+                (GET, b'{"method":"blink"}')]
+        for topic, payload in sent:
+            assert server.send_downlink(topic, payload)
+        with SqliteInbox(db_path(tmp_path)) as inbox:
+            wait_until(lambda: len(inbox.read(0)) == len(sent), what="three downlinks stored")
+            assert [(m.topic, m.payload) for _id, m in inbox.read(0)] == sent
     finally:
         gateway.request_stop()
         thread.join(timeout=DEADLINE_S)
