@@ -202,6 +202,17 @@ def test_demo_runs_the_whole_job_without_hardware() -> None:
     assert "cloud received  2 message(s)" in out
 
 
+def test_demo_shows_every_poll_and_retry_as_it_happens() -> None:
+    result = airfsm("demo", "--profile", "fast", "--attach-after", "3", "--fault", "auth=401@1",
+                    secret=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    polls = [line for line in lines if "ATTACH        waiting for +CGATT: 1 (poll " in line]
+    assert polls and polls[0].endswith("(poll 1/60)"), result.stdout
+    assert any("HTTP_AUTH     auth code 401" in line and "retry 1/5 in " in line
+               for line in lines), result.stdout
+
+
 def test_python_dash_m_and_help() -> None:
     result = airfsm("--help")
     assert result.returncode == 0
