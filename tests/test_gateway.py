@@ -849,6 +849,7 @@ def test_status_of_a_malformed_status_file_is_one_line_and_nonzero(
         assert code == Exit.FAILURE and out == ""
         assert len(err.strip().splitlines()) == 1 and "corrupt" in err, err
     # `publish` only wanted the device from it: it says what it is missing, nothing worse
+    SqliteOutbox(db_path(tmp_path)).close()  # the store the gateway made
     code, _, err = run_cli(capsys, "publish", "--data-dir", str(tmp_path), "update", "x")
     assert code == Exit.USAGE and "needs the ProductKey" in err
 
