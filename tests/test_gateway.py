@@ -31,7 +31,7 @@ from airfsm.host import log
 from airfsm.host.config import GatewayConfig
 from airfsm.host.errors import Exit
 from airfsm.host.gateway import Gateway
-from airfsm.host.status import format_status
+from airfsm.host.status import current_status, format_status
 from airfsm.host.store import SqliteInbox, SqliteOutbox, db_path
 from airfsm.sim import SimConfig, SimServer, parse_fault
 from tests.harness import SEED_DN, SEED_DS, SEED_PK
@@ -1036,6 +1036,8 @@ def test_status_text_gives_the_signals_age_and_a_port_lost_before_the_stop() -> 
               "updated_at": "2023-11-14T22:15:00Z", "rssi": 24,
               "signal_at": "2023-11-14T22:14:20Z", "counters": {}}
     assert "signal 24/31 (40s ago)" in format_status(status, alive=True, now=now)
+    assert current_status(status, alive=True, now=now)["signal_age_s"] == 40.0
+    assert current_status({**status, "signal_at": None}, True, now)["signal_age_s"] is None
     unknown = format_status({**status, "rssi": 99}, alive=True, now=now)
     assert "signal ?/31," in unknown and "ago), ip" not in unknown
     stopped = {**status, "port_lost": True, "exit": {"code": 0, "reason": "stopped"}}

@@ -132,8 +132,8 @@ def current_status(status: Mapping[str, Any], alive: bool,
                    now: float | None = None) -> dict[str, Any]:
     """The status file, corrected by what is true now: `running` (checked, not copied),
     `condition`, `online` (ONLINE with its port, in a running gateway), and the ages a reader
-    would otherwise compute: `uptime_s`, `updated_s_ago`, the outbox's `oldest_age_s` and
-    `last_puback_s_ago`. `airfsm status --json` prints this."""
+    would otherwise compute: `uptime_s`, `updated_s_ago`, `signal_age_s`, the outbox's
+    `oldest_age_s` and `last_puback_s_ago`. `airfsm status --json` prints this."""
     now = time.time() if now is None else now
     out = dict(status)
     condition = condition_of(status, alive)
@@ -146,6 +146,8 @@ def current_status(status: Mapping[str, Any], alive: bool,
     end = now if alive else (last_seen if last_seen is not None else now)
     out["uptime_s"] = None if started is None else round(max(0.0, end - started), 3)
     out["updated_s_ago"] = None if last_seen is None else round(max(0.0, now - last_seen), 3)
+    signal_read = _ago_s(status.get("signal_at"), now) if status.get("signal_at") else None
+    out["signal_age_s"] = None if signal_read is None else round(signal_read, 3)
     outbox = status.get("outbox")
     if isinstance(outbox, Mapping):
         outbox = dict(outbox)
