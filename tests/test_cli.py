@@ -403,6 +403,23 @@ def test_connect_on_a_terminal_keeps_the_current_wait_in_place() -> None:
     assert "online in" in text
 
 
+def test_a_wait_that_stays_as_a_line_is_not_repeated_in_place() -> None:
+    """On a terminal a retry of a second or more is a line of its own; the in-place line below
+    it starts only when the wait says something new (its countdown)."""
+    import io
+
+    from airfsm.cli.connect import StageDisplay
+    out = io.StringIO()
+    display = StageDisplay(out, 0, clock=lambda: 90, live=True)
+    retry = "HTTP_AUTH     auth code 401 (signature mismatch), retry 1/5 in 2 s"
+    display._line(retry)
+    display._in_place(retry)
+    assert out.getvalue().count(retry) == 1
+    display._in_place(retry.replace("in 2 s", "in 1 s"))
+    display._in_place(retry)  # after something else, the same words are news again
+    assert out.getvalue().count("in 1 s") == 1 and out.getvalue().count(retry) == 2
+
+
 def test_config_check_prints_every_setting_with_its_source_and_masks_the_secret(
         tmp_path: Path) -> None:
     config = tmp_path / "airfsm.toml"

@@ -62,6 +62,7 @@ class StageDisplay:
         self.live = bool(out.isatty()) if live is None else live
         self.controller: Controller | None = None
         self._live_text = ""  # the in-place line shown now ("" none)
+        self._kept_text = ""  # the text of the last line that stays (not repeated in place)
         self._shown_poll: tuple[str, str | None, int] | None = None
 
     def _stamp(self) -> str:
@@ -74,12 +75,16 @@ class StageDisplay:
             self._live_text = ""
         self.out.write(f"{self._stamp()} {text}\n")
         self.out.flush()
+        self._kept_text = text
 
     def _in_place(self, text: str) -> None:
-        if text != self._live_text:
+        """The current wait, rewritten in place; not when the line above already says it (a
+        retry's line stays; its countdown comes in place once it changes)."""
+        if text != self._live_text and text != self._kept_text:
             self.out.write(f"{_CLEAR_LINE}{self._stamp()} {text}")
             self.out.flush()
             self._live_text = text
+            self._kept_text = ""
 
     def __call__(self, source: State, dest: State, trigger: str) -> None:
         if not self.enabled:
