@@ -22,6 +22,8 @@ differs is caught at the first byte, state change, log event or deadline it diff
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from airfsm.core.codes import FailReason, State, Trigger
 from airfsm.core.controller import Controller
 from airfsm.sim import SimConfig, parse_fault
+from tests.cport import PORT_C, ROOT
 from tests.ctwin import LockstepSubject
 from tests.harness import seed_settings
 from tests.reliability.campaign import CAMPAIGN_SEEDS, run_schedule
@@ -37,6 +40,7 @@ from tests.reliability.matrix import FAULTS, TARGETS, Fault, run_trial
 from tests.reliability.schedules import RandomChoose, draw_schedule
 
 WRAP = 1 << 32
+CORE = ROOT / "airfsm" / "core"
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
@@ -158,3 +162,43 @@ def test_a_clean_stop_in_lockstep() -> None:
     run.run_until(lambda: subject.controller.stopped, 60_000)
     assert subject.controller.state == State.ONLINE
     assert "AT+MDISCONNECT" in run.module.commands
+
+
+# --- the names the Python twins give their C twins ------------------------------------------------
+
+CONTROLLER_LAYER = ("controller", "judge", "online", "outbox", "settings", "counters")
+C_FILES = ("airfsm", "judge", "online", "outbox", "settings")
+C_DEFINITION = re.compile(r"^(?:static )?(?:inline )?[a-z][\w ]*?\*?\b(\w+)\([^;]*?\)\s*\{",
+                          re.M | re.S)
+
+
+def test_every_c_twin_the_controller_layer_names_exists() -> None:
+    """Each `C: name()` of airfsm/core/{controller,judge,online,outbox,settings,counters}.py is a
+    function, type or macro of port/c/core (or of the generated table)."""
+    c_text = "".join(p.read_text() for p in sorted((PORT_C / "core").glob("*.[ch]")))
+    c_text += (PORT_C / "generated" / "airfsm_table.h").read_text()
+    named: set[str] = set()
+    for module in CONTROLLER_LAYER:
+        for segment in re.findall(r"C: ([^.\n]*)", (CORE / f"{module}.py").read_text()):
+            named |= set(re.findall(r"\b((?:airfsm|judge|online|outbox|settings)_\w+)", segment))
+    assert len(named) > 100
+    missing = [name for name in sorted(named)
+               if not (re.search(rf"\b{name}\b\s*[(;{{\[]", c_text)
+                       or re.search(rf"}}\s*{name};", c_text))]
+    assert missing == [], f"no C twin in port/c/core: {missing}"
+
+
+def test_every_c_function_of_the_controller_names_its_python_twin() -> None:
+    """The comment right above each function of airfsm.c, judge.c, online.c, outbox.c and
+    settings.c says which Python it mirrors."""
+    checked = 0
+    for module in C_FILES:
+        path = PORT_C / "core" / f"{module}.c"
+        text = path.read_text()
+        for match in C_DEFINITION.finditer(text):
+            before = text[:match.start()].rstrip()
+            assert before.endswith("*/"), f"{path.name}: {match[1]} has no comment"
+            comment = before[before.rindex("/*"):]
+            assert "Twin" in comment or "Python" in comment, f"{path.name}: {match[1]}"
+            checked += 1
+    assert checked > 120
