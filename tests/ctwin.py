@@ -53,7 +53,10 @@ def settings_lines(settings: Settings) -> list[str]:
         "mqtt_host": settings.mqtt_host or "",
     }
     numbers = {
-        "sign_method": aliyun.SIGN_METHODS.index(settings.sign_method),
+        # the index in aliyun_sign_method_t (one past the end for one C does not know)
+        "sign_method": (aliyun.SIGN_METHODS.index(settings.sign_method)
+                        if settings.sign_method in aliyun.SIGN_METHODS
+                        else len(aliyun.SIGN_METHODS)),
         "keepalive_s": settings.keepalive_s, "baud": settings.baud,
         "sub_qos": settings.sub_qos, "mqtt_port": settings.mqtt_port or 0,
         "body_window_ms": settings.body_window_ms, "liveness_ms": settings.liveness_ms,

@@ -10,7 +10,9 @@
  *
  * Requests, one a line; each answer ends with a line "." :
  *   set <name> <value>        a setting (strings as x<hex>); sub <x-topic> adds a subscription
- *   init <now> <reset>        airfsm_init_ex(); reset 1: the board has a RESET pin (a hook)
+ *   defaults / validate       airfsm_settings_default() / "valid <airfsm_settings_validate()>"
+ *   init <now> <reset> <capacity>  airfsm_init_ex() over a host outbox of `capacity` slots;
+ *                             reset 1: the board has a RESET pin (a hook)
  *   rx <bytes>                the module sent these (dropped while unplugged)
  *   tick <now>                airfsm_tick()
  *   publish <x-topic> <qos> <bytes>   resolve the topic and enqueue (Controller.publish)
@@ -391,6 +393,10 @@ int main(void)
             }
             copy_text(settings.subscribe[settings.n_subscribe++], AIRFSM_MAX_TOPIC + 1, &f);
             free(f.bytes);
+        } else if (strcmp(what, "defaults") == 0) {
+            airfsm_settings_default(&settings);
+        } else if (strcmp(what, "validate") == 0) {
+            printf("valid %d\n", airfsm_settings_validate(&settings));
         } else if (strcmp(what, "init") == 0 && n == 4) {
             init((uint32_t)strtoul(tokens[1], NULL, 10), strcmp(tokens[2], "1") == 0,
                  (size_t)strtoul(tokens[3], NULL, 10));
