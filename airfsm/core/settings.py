@@ -139,8 +139,8 @@ class Settings:
 
     def subscriptions(self) -> tuple[str, ...]:
         """The topics subscribed to, in order: `subscribe`, else `sub_topic`, else the device's
-        /{pk}/{dn}/get. C: airfsm_t.subscriptions, set by airfsm_init_ex() (the settings hold an array
-        and a count)."""
+        /{pk}/{dn}/get. C: airfsm_t.subscriptions, set by airfsm_init_ex() (the settings hold
+        an array and a count)."""
         if self.subscribe:
             return tuple(self.subscribe)
         if self.sub_topic is not None:
