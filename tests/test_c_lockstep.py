@@ -36,7 +36,7 @@ from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
 from tests import cport
 from tests.cport import PORT_C, ROOT
-from tests.ctwin import HARNESS, CTwin, LockstepSubject, settings_lines
+from tests.ctwin import HARNESS, RAM_SLOTS, CTwin, LockstepSubject, settings_lines
 from tests.harness import seed_settings
 from tests.reliability.campaign import CAMPAIGN_SEEDS, run_schedule
 from tests.reliability.driver import Event, Run, Schedule
@@ -158,6 +158,21 @@ def test_publish_refused_and_qos0_in_lockstep() -> None:
     run.run_for(60_000)
     assert refused == 5  # all but the QoS0 one, by both (the C's answers are compared)
     assert subject.controller.counters.publish_acked >= 2
+
+
+def test_the_ram_outbox_of_airfsm_t_in_lockstep() -> None:
+    """airfsm_publish() into the ring inside airfsm_t, against a MemoryOutbox as small: the
+    same messages taken and refused (full), sent and deleted."""
+    run = Run(SimConfig(), seed_settings(),
+              lambda s, now: LockstepSubject(s, now, ram=True))
+    refused = sum(not run.publish(f"early {i}".encode()) for i in range(RAM_SLOTS + 2))
+    assert refused == 2
+    run.run_until(lambda: run.online and not run.subject.queued(), 120_000)
+    refused = sum(not run.publish(f"online {i}".encode(), qos=i % 2)
+                  for i in range(RAM_SLOTS + 1))
+    assert refused == 1
+    run.run_for(60_000)
+    assert _lockstep(run).controller.counters.publish_acked == 2 * RAM_SLOTS
 
 
 def test_a_clean_stop_in_lockstep() -> None:

@@ -886,8 +886,7 @@ static void airfsm_on_truncated(void *context, const uint8_t *header, size_t hea
                                 uint32_t declared, uint32_t received)
 {
     airfsm_t *ctl = context;
-    if (header_len >= airfsm_msub_header.len - 1u &&
-        memcmp(header, "+MSUB", 5) == 0) {
+    if (header_len >= 5 && memcmp(header, "+MSUB", 5) == 0) {
         ctl->counters.downlinks_truncated++;
     }
     airfsm_log(ctl, AIRFSM_LOG_WARNING, AIRFSM_LOG_EVENT_PAYLOAD_TRUNCATED, (int32_t)declared,
