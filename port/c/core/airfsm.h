@@ -6,7 +6,7 @@
  * allocates it (static on an MCU: see `make size` for its size) and nothing is ever allocated
  * after. The controller is driven by one call:
  *
- *     airfsm_t modem;                              // static: about 14 KB at the default sizes
+ *     airfsm_t modem;                              // static: about 20 KB at the default sizes
  *     airfsm_settings_t s;
  *     airfsm_settings_default(&s);                 // the generated defaults
  *     strcpy(s.product_key, "a1B2c3D4e5F"); ...    // the device triple
