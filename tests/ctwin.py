@@ -87,6 +87,7 @@ class CTwin:
                  capacity: int = 1000) -> None:
         cport.require_host_compiler()
         cport.make("harnesses")
+        self.trace: list[str] = []  # every request: `controller-harness < trace` replays it
         self.proc = subprocess.Popen([str(cport.BUILD / "asan" / HARNESS)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -96,6 +97,7 @@ class CTwin:
 
     def request(self, line: str) -> list[str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.trace.append(line)
         try:
             self.proc.stdin.write(line + "\n")
             self.proc.stdin.flush()
@@ -264,7 +266,8 @@ class LockstepSubject:
             raise LockstepError(
                 f"the C twin differs from the Python controller at {request!r}\n"
                 f"python:\n  " + "\n  ".join(python) + "\nc:\n  " + "\n  ".join(c) +
-                f"\nbefore that:\n{shown}")
+                f"\nbefore that:\n{shown}\n(the whole conversation: {len(self.c.trace)} requests "
+                f"in LockstepSubject.c.trace; `controller-harness < file` replays them)")
         self.history.extend(python)
 
     def _both(self, request: str) -> list[str]:
