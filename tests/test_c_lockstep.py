@@ -22,6 +22,7 @@ differs is caught at the first byte, state change, log event or deadline it diff
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from airfsm.core.controller import Controller
 from airfsm.core.settings import Settings
 from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
-from tests import cport
+from tests import auth_replies, cport
 from tests.cport import PORT_C, ROOT
 from tests.ctwin import HARNESS, RAM_SLOTS, CTwin, LockstepSubject, settings_lines
 from tests.harness import seed_settings
@@ -338,3 +339,110 @@ def test_settings_defaults_are_pythons() -> None:
         assert twin.request("tick 0")[-1].split()[:3] == ["next", str(python.tick(0)), "0"]
     finally:
         twin.close()
+
+
+# --- a sloppy random module --------------------------------------------------------------------
+
+# What a sloppy module may say to a command (its info lines), after its OK (a URC), or at any
+# time: right, wrong, odd and garbage, so the judge, the step runner and ONLINE meet every answer.
+INFO = {
+    "AT+CGMR": [b"AirM2M_Air72xUy_V409_LTE_AT", b'+CGMR: "AirM2M_Air72xUy_V838_LTE_AT"',
+                b"AirM2M_V401_LTE", b"no version", b"_V_V1234567890"],
+    "AT+CPIN?": [b"+CPIN: READY", b"+CPIN: SIM PIN", b"+CPIN:READY"],
+    "AT+CSQ": [b"+CSQ: 24,99", b"+CSQ: 99,99", b"+CSQ: x", b"+CSQ: 1234567890,1"],
+    "AT+CGATT?": [b"+CGATT: 1", b"+CGATT: 0", b"+CGATT:1"],
+    "AT+SAPBR=2,1": [b'+SAPBR: 1,1,"10.1.2.3"', b'+SAPBR: 1,0,"0.0.0.0"', b"+SAPBR: 1,3",
+                     b"+SAPBR: 1"],
+    "AT+CGSN": [b"862991419835241", b"+CGSN: 8629", b"\x01bad"],
+    "AT+CCID": [b"89860123456789012345", b"+ICCID: 8986ABCD", b"+CCID: 1"],
+    "AT+COPS?": [b'+COPS: 0,0,"CHINA MOBILE",7', b"+COPS: 0", b'+COPS: 0,0,"' + b"x" * 40 + b'",7'],
+    "AT+CEREG?": [b"+CEREG: 0,1", b"+CEREG: 0,5", b"+CEREG: 2"],
+    "AT+MQTTSTATU": [b"+MQTTSTATU :1", b"+MQTTSTATU :0", b"+MQTTSTATU :2"],
+}
+FINALS = [b"OK"] * 12 + [b"ERROR", b"+CME ERROR: 3", b"ERROR: 601", b"+CMS ERROR: 500"]
+AFTER_OK = {
+    "AT+HTTPACTION": [b"+HTTPACTION: 1,200,73", b"+HTTPACTION: 1,601,0", b"+HTTPACTION:1,200,9"],
+    "AT+SSLMIPSTART": [b"CONNECT OK", b"CONNECT FAIL"],
+    "AT+MCONNECT": [b"CONNACK OK", b"ERROR"], "AT+MSUB": [b"SUBACK"], "AT+MPUB": [b"PUBACK"],
+}
+ANYTIME = [b"CLOSED", b"RDY", b"+PDP DEACT", b"+CGEV: ME DETACH", b'+MSUB: "/a/b",5 byte,hello',
+           b"+MSUB: 1", b"+CEREG: 1", b"ERROR", b"OK", b"\xff\xfe garbage", b"PUBACK", b"SUBACK",
+           b"+SAPBR 1: DEACT", b'+MSUB: "/a/b",3 byte,4142', b'+MSUB: "/a/b",9 byte,cut']
+GOOD_REPLY = b'{"code":200,"data":{"iotId":"id1","iotToken":"tok1"},"message":"success"}'
+
+
+def _answer(rng: random.Random, command: bytes) -> list[bytes]:
+    """What the sloppy module sends back for one write of the controller, in pieces."""
+    text = command.rstrip(b"\r").decode("latin-1")
+    if rng.random() < 0.06:
+        return []  # silence
+    out = b""
+    if text.startswith("AT") and rng.random() < 0.7:
+        out += command  # the echo
+    if not text.startswith("AT"):
+        out += b"\r\nOK\r\n"  # an auth body after DOWNLOAD
+    elif text.startswith("AT+HTTPDATA") and rng.random() < 0.9:
+        out += b"\r\nDOWNLOAD\r\n"
+    elif text.startswith("AT+HTTPREAD") and rng.random() < 0.9:
+        body = GOOD_REPLY if rng.random() < 0.8 else \
+            auth_replies._reply_text(rng).encode("utf-8", "surrogatepass")
+        declared = len(body) + rng.choice([0] * 8 + [-3, 5])
+        out += b"\r\n+HTTPREAD: %d\r\n" % max(declared, 0) + body + b"\r\nOK\r\n"
+    else:
+        for prefix, lines in INFO.items():
+            if text.startswith(prefix) and rng.random() < 0.9:
+                line = lines[0] if rng.random() < 0.8 else rng.choice(lines)  # mostly right
+                out += b"\r\n" + line + b"\r\n"
+        final = rng.choice(FINALS)
+        out += b"\r\n" + final + b"\r\n"
+        for prefix, urcs in AFTER_OK.items():
+            if text.startswith(prefix) and final == b"OK" and rng.random() < 0.85:
+                urc = urcs[0] if rng.random() < 0.8 else rng.choice(urcs)
+                out += b"\r\n" + urc + b"\r\n"
+    if rng.random() < 0.05:
+        out += b"\r\n" + rng.choice(ANYTIME) + b"\r\n"
+    pieces, at = [], 0
+    while at < len(out):
+        size = rng.choice([len(out), len(out), 1, 3, 17])
+        pieces.append(out[at:at + size])
+        at += size
+    return pieces
+
+
+@pytest.mark.parametrize("block", range(4))
+def test_a_sloppy_random_module_in_lockstep(block: int) -> None:
+    """A module model that answers each command right, wrong, oddly, late, split or not at all,
+    with URCs at any time, publishes, unplugs and store failures on the way: both
+    controllers, every answer, in lockstep (random but seeded: the same every run)."""
+    states: set[str] = set()
+    for session in range(block * 25, block * 25 + 25):
+        rng = random.Random(session)
+        now = rng.choice([0, WRAP - rng.randint(1, 600_000)])
+        subject = LockstepSubject(seed_settings(), now)
+        for _round in range(rng.randint(100, 500)):
+            deadline = subject.tick(now)
+            states.add(subject.state)
+            pieces = [p for _state, data in subject.transmitted() for p in _answer(rng, data)]
+            if rng.random() < 0.02:
+                pieces.append(b"\r\n" + rng.choice(ANYTIME) + b"\r\n")
+            if rng.random() < 0.03:
+                with contextlib.suppress(ValueError):
+                    subject.publish("update", rng.choice([b"text", b"\x00bin", b"q\"\r\n"]),
+                                    rng.randint(0, 1))
+            if rng.random() < 0.005:
+                subject.fail_store(rng.choice(["peek", "write", "ack"]), rng.randint(1, 3))
+            if rng.random() < 0.003:
+                subject.unplug()
+                subject.tick(now)
+                subject.replug(now)
+            for piece in pieces:
+                now = (now + rng.choice([0, 0, 1, 7])) & (WRAP - 1)
+                subject.receive(piece)
+                if rng.random() < 0.3:
+                    subject.tick(now)
+            if not pieces:
+                wait = (deadline - now) & (WRAP - 1)
+                now = (now + (wait if 0 < wait < 1 << 31 else rng.choice([1, 100, 1000]))) \
+                    & (WRAP - 1)
+        subject.close()
+    assert {"AUTOBAUD", "ATTACH", "HTTP_AUTH", "MQTT_CONNECT", "ONLINE"} <= states, states
