@@ -83,8 +83,9 @@ def settings_lines(settings: Settings) -> list[str]:
 class CTwin:
     """The C controller in its harness: one request a line, its output lines back."""
 
-    def __init__(self, settings: Settings, now_ms: int, *, reset_pin: bool = False,
+    def __init__(self, settings: Settings, now_ms: int, *, reset_pin: int = 0,
                  capacity: int = 1000) -> None:
+        """reset_pin: 0 none, 1 the hardware_reset hook, 2 the HAL's reset_pin."""
         cport.require_host_compiler()
         cport.make("harnesses")
         self.trace: list[str] = []  # every request: `controller-harness < trace` replays it
@@ -93,7 +94,7 @@ class CTwin:
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
         for line in settings_lines(settings):
             self.request(line)
-        self.init_lines = self.request(f"init {now_ms} {int(reset_pin)} {capacity}")
+        self.init_lines = self.request(f"init {now_ms} {reset_pin} {capacity}")
 
     def request(self, line: str) -> list[str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -230,9 +231,10 @@ class LockstepSubject:
     name = "lockstep"
 
     def __init__(self, settings: Settings, now_ms: int, outbox_capacity: int = 1000, *,
-                 reset_pin: bool = False, ram: bool = False) -> None:
-        """ram: the C twin publishes into the RAM ring inside airfsm_t (airfsm_publish()),
-        the Python into a MemoryOutbox as small."""
+                 reset_pin: int = 0, ram: bool = False) -> None:
+        """reset_pin: 0 none, 1 (the C's hardware_reset hook) or 2 (the C's HAL reset_pin): the
+        Python's hardware_reset callback. ram: the C twin publishes into the RAM ring inside
+        airfsm_t (airfsm_publish()), the Python into a MemoryOutbox as small."""
         if ram:
             outbox_capacity = RAM_SLOTS
         self.recorder = PyRecorder()

@@ -94,14 +94,14 @@ def test_auth_rejected_for_good_fails_in_lockstep() -> None:
     assert not any(c.startswith("AT+MCONFIG") for c in run.module.commands)
 
 
-@pytest.mark.parametrize("reset_pin", [False, True], ids=["no reset pin", "reset pin"])
-def test_a_mute_module_in_lockstep(reset_pin: bool) -> None:
+@pytest.mark.parametrize("reset_pin", [0, 1, 2], ids=["no reset pin", "reset hook", "HAL pin"])
+def test_a_mute_module_in_lockstep(reset_pin: int) -> None:
     settings = seed_settings()
     run = Run(SimConfig(faults=[parse_fault("silence@*")]), settings,
               lambda s, now: LockstepSubject(s, now, reset_pin=reset_pin))
     run.run_until(lambda: run.subject.state == "FAILED", 60 * 60_000)
     assert _lockstep(run).controller.fail_reason == FailReason.NO_RESPONSE
-    assert (_lockstep(run).controller.hardware_resets > 0) == reset_pin
+    assert (_lockstep(run).controller.hardware_resets > 0) == bool(reset_pin)
 
 
 def _sent(run: Run, prefix: str) -> int:
@@ -174,6 +174,18 @@ def test_the_ram_outbox_of_airfsm_t_in_lockstep() -> None:
     assert refused == 1
     run.run_for(60_000)
     assert _lockstep(run).controller.counters.publish_acked == 2 * RAM_SLOTS
+
+
+def test_a_stale_token_is_refreshed_on_reconnect_in_lockstep() -> None:
+    run = _run(SimConfig(), token_refresh_ms=60_000)
+    run.run_until(lambda: run.online, 60_000)
+    run.run_for(90_000)  # the token is stale by now (ONLINE keeps its session)
+    run.apply(Event(0, "drop"))
+    run.run_until(lambda: not run.online, 60_000)
+    run.run_until(lambda: run.online, 120_000)
+    controller = _lockstep(run).controller
+    assert controller.counters.reconnects[Trigger.TOKEN_REJECTED] >= 1
+    assert _sent(run, "AT+HTTPACTION") >= 2
 
 
 def test_a_clean_stop_in_lockstep() -> None:

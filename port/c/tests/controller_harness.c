@@ -13,7 +13,8 @@
  *   defaults / validate       airfsm_settings_default() / "valid <airfsm_settings_validate()>"
  *   init <now> <reset> <capacity>  airfsm_init_ex() over a host outbox of `capacity` slots
  *                             (0: the RAM ring inside airfsm_t, filled by airfsm_publish(),
- *                             its calls printed all the same); reset 1: a RESET pin (a hook)
+ *                             its calls printed all the same); reset 1: a RESET pin pulsed by
+ *                             the hardware_reset hook, 2: by the HAL's reset_pin (no hook)
  *   rx <bytes>                the module sent these (dropped while unplugged)
  *   tick <now>                airfsm_tick()
  *   publish <x-topic> <qos> <bytes>   resolve the topic and enqueue (Controller.publish)
@@ -84,6 +85,17 @@ static uint32_t line_millis(void *ctx)
     return ctl.now_ms;
 }
 
+static bool hal_pin; /* the board's RESET pin is the HAL's reset_pin */
+
+/* The pin asserted, then released: one pulse, printed as the hook's is. */
+static void line_reset_pin(void *ctx, bool asserted)
+{
+    (void)ctx;
+    if (asserted) {
+        printf("reset\n");
+    }
+}
+
 static hal_t line_hal(void)
 {
     hal_t hal;
@@ -91,6 +103,7 @@ static hal_t line_hal(void)
     hal.uart_read = line_read;
     hal.uart_write = line_write;
     hal.millis = line_millis;
+    hal.reset_pin = hal_pin ? line_reset_pin : NULL;
     return hal;
 }
 
@@ -344,14 +357,17 @@ static void fail(const char *call, unsigned count)
     }
 }
 
-static void init(uint32_t now, bool reset_pin, size_t capacity)
+static void init(uint32_t now, int reset_pin, size_t capacity)
 {
     static outbox_slot_t *slots;
     static outbox_dead_t *dead;
     airfsm_hooks_t hooks;
     airfsm_outbox_t box;
-    hal_t hal = line_hal();
+    hal_t hal;
     int result;
+
+    hal_pin = reset_pin == 2;
+    hal = line_hal();
 
     ram = capacity == 0;
     if (!ram) {
@@ -370,7 +386,7 @@ static void init(uint32_t now, bool reset_pin, size_t capacity)
     hooks.log_level = AIRFSM_LOG_DEBUG;
     hooks.on_message = on_message;
     hooks.on_state = on_state;
-    hooks.hardware_reset = reset_pin ? on_reset : NULL;
+    hooks.hardware_reset = reset_pin == 1 ? on_reset : NULL;
     result = airfsm_init_ex(&ctl, &settings, &hal, &hooks, ram ? NULL : &box, now);
     if (ram && result == AIRFSM_SETTINGS_OK) {
         /* the same ring, its calls printed: airfsm_publish() still fills it (store == ring) */
@@ -413,7 +429,7 @@ int main(void)
         } else if (strcmp(what, "validate") == 0) {
             printf("valid %d\n", airfsm_settings_validate(&settings));
         } else if (strcmp(what, "init") == 0 && n == 4) {
-            init((uint32_t)strtoul(tokens[1], NULL, 10), strcmp(tokens[2], "1") == 0,
+            init((uint32_t)strtoul(tokens[1], NULL, 10), (int)strtol(tokens[2], NULL, 10),
                  (size_t)strtoul(tokens[3], NULL, 10));
         } else if (!initialised) {
             fprintf(stderr, "controller-harness: %s before a good init\n", what);
