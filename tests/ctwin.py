@@ -24,10 +24,10 @@ from collections import deque
 from typing import Any
 
 from airfsm.core import aliyun
-from airfsm.core.codes import LogEvent, LogLevel, Reason, State, Trigger
+from airfsm.core import outbox as core_outbox
+from airfsm.core.codes import LogEvent, LogLevel, OutboxStatus, Reason, State, Trigger
 from airfsm.core.controller import Controller
-from airfsm.core.messages import OutboundMessage
-from airfsm.core.outbox import OutboxFullError, OutboxUnavailable
+from airfsm.core.outbox import OutboxFullError
 from airfsm.core.settings import Settings
 from airfsm.host import log, reasons
 from airfsm.host.serial import MemoryPort, memory_pair
@@ -173,6 +173,11 @@ class RecordingTap(TapPort):
         return written
 
 
+# The Outbox protocol's calls raised OutboxUnavailable before they answered OutboxStatus codes
+# (issue 8): RecordingOutbox records either, so the lockstep holds across that change.
+_RAISED = getattr(core_outbox, "OutboxUnavailable", ())
+
+
 class RecordingOutbox(WatchedOutbox):
     """WatchedOutbox, each call of the controller's recorded as the C harness prints it."""
 
@@ -183,44 +188,51 @@ class RecordingOutbox(WatchedOutbox):
     def _note(self, line: str) -> None:
         self._recorder.lines.append(line)
 
-    def peek(self) -> OutboundMessage | None:
+    def peek(self) -> Any:
         try:
-            message = super().peek()
-        except OutboxUnavailable:
+            result = super().peek()
+        except _RAISED:
             self._note("outbox peek unavailable")
             raise
-        self._note(f"outbox peek {message.id if message is not None else '-'}")
-        return message
+        status, message = result if isinstance(result, tuple) else (OutboxStatus.OK, result)
+        if status == OutboxStatus.UNAVAILABLE:
+            self._note("outbox peek unavailable")
+        else:
+            self._note(f"outbox peek {message.id if message is not None else '-'}")
+        return result
 
-    def mark_attempt(self, message_id: int) -> int:
+    def mark_attempt(self, message_id: int) -> Any:
         try:
-            attempts = super().mark_attempt(message_id)
-        except OutboxUnavailable:
+            result = super().mark_attempt(message_id)
+        except _RAISED:
             self._note(f"outbox mark {message_id} unavailable")
             raise
-        self._note(f"outbox mark {message_id} {attempts}")
-        return attempts
+        status, attempts = result if isinstance(result, tuple) else (OutboxStatus.OK, result)
+        if status == OutboxStatus.UNAVAILABLE:
+            self._note(f"outbox mark {message_id} unavailable")
+        else:
+            self._note(f"outbox mark {message_id} {attempts}")
+        return result
 
-    def ack(self, message_id: int) -> None:
+    def ack(self, message_id: int) -> Any:
         try:
-            self._check("ack")
-        except OutboxUnavailable:
+            status = super().ack(message_id)
+        except _RAISED:
             self._note(f"outbox ack {message_id} unavailable")
             raise
-        self._note(f"outbox ack {message_id}")
-        for message in self.box.queued(message_id - 1, 1):
-            if message.id == message_id:
-                self.deleted.append((message.payload, message.qos))
-        self.box.ack(message_id)
+        refused = status == OutboxStatus.UNAVAILABLE
+        self._note(f"outbox ack {message_id}{' unavailable' if refused else ''}")
+        return status
 
-    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> Any:
+        line = f"outbox dead {message_id} {int(reason)} {detail}"
         try:
-            self._check("dead_letter")
-        except OutboxUnavailable:
-            self._note(f"outbox dead {message_id} {int(reason)} {detail} unavailable")
+            status = super().dead_letter(message_id, reason, detail)
+        except _RAISED:
+            self._note(f"{line} unavailable")
             raise
-        self._note(f"outbox dead {message_id} {int(reason)} {detail}")
-        self.box.dead_letter(message_id, reason, detail)
+        self._note(f"{line}{' unavailable' if status == OutboxStatus.UNAVAILABLE else ''}")
+        return status
 
 
 class LockstepSubject:
