@@ -384,3 +384,31 @@ class LockstepSubject:
     def close(self) -> None:
         self.c.close()
         self.controller.close()
+
+
+def record(seed: int, start_ms: int = 0) -> list[str]:
+    """The conversation with the C twin of one seeded campaign schedule run in lockstep: a
+    trace `controller-harness < file` replays on its own (the same lines come out)."""
+    from tests.reliability.campaign import run_schedule
+    from tests.reliability.schedules import RandomChoose, draw_schedule
+
+    subjects: list[LockstepSubject] = []
+
+    def factory(settings: Settings, now_ms: int) -> LockstepSubject:
+        subjects.append(LockstepSubject(settings, now_ms))
+        return subjects[-1]
+
+    run_schedule(draw_schedule(RandomChoose(seed)), subject_factory=factory, start_ms=start_ms)
+    return subjects[0].c.trace
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m tests.ctwin SEED [START_MS] > trace  (then: "
+                 "port/c/build/asan/controller-harness < trace)")
+    try:
+        print("\n".join(record(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) == 3 else 0)))
+    except ValueError as exc:
+        sys.exit(f"python -m tests.ctwin: {exc}")

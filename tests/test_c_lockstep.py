@@ -37,7 +37,7 @@ from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
 from tests import auth_replies, cport
 from tests.cport import PORT_C, ROOT
-from tests.ctwin import HARNESS, RAM_SLOTS, CTwin, LockstepSubject, settings_lines
+from tests.ctwin import HARNESS, RAM_SLOTS, CTwin, LockstepSubject, record, settings_lines
 from tests.harness import seed_settings
 from tests.reliability.campaign import CAMPAIGN_SEEDS, run_schedule
 from tests.reliability.driver import Event, Run, Schedule
@@ -458,3 +458,13 @@ def test_a_sloppy_random_module_in_lockstep(block: int) -> None:
                     & (WRAP - 1)
         subject.close()
     assert {"AUTOBAUD", "ATTACH", "HTTP_AUTH", "MQTT_CONNECT", "ONLINE"} <= states, states
+
+
+def test_a_recorded_trace_replays_on_its_own() -> None:
+    """The conversation of a lockstep run is a trace: piped into the harness alone it gives the
+    C controller's lines again, the same each time, ONLINE reached (state 5 -> 6 by DONE)."""
+    trace = record(7)
+    first = cport.run_script(HARNESS, trace)
+    assert first == cport.run_script(HARNESS, trace)
+    assert "state 5 6 0" in first
+    assert sum(line.startswith("tx ") for line in first) > 20
