@@ -49,4 +49,31 @@
 #define AIRFSM_JSON_MAX_DEPTH 32
 #endif
 
+/* The controller's settings (twins: settings.APN_MAX; the DeviceSecret has no bound in Python,
+ * Alibaba Cloud's are 32 characters). */
+#define AIRFSM_APN_MAX 64
+#ifndef AIRFSM_MAX_SECRET_LEN
+#define AIRFSM_MAX_SECRET_LEN 128
+#endif
+
+/* The RAM outbox inside airfsm_t (outbox.h): how many messages it holds, each up to
+ * AIRFSM_OUTBOX_PAYLOAD_MAX bytes (the longest payload AT+MPUB carries in text mode). Each slot
+ * costs about 1.2 KB: an MCU that publishes one reading at a time needs one or two; a host
+ * (or a port with a flash queue) hands the controller its own outbox instead. The Python
+ * MemoryOutbox holds AIRFSM_OUTBOX_RING by default. */
+#ifndef AIRFSM_OUTBOX_SLOTS
+#define AIRFSM_OUTBOX_SLOTS 2
+#endif
+#define AIRFSM_OUTBOX_PAYLOAD_MAX AIRFSM_MAX_PAYLOAD_TEXT
+
+/* Text the controller keeps of what the module said (the Python keeps str of any length; what
+ * the C cuts never changes a decision): the firmware line, the IP address, and the line of a
+ * URC that overtook its final code (+HTTPACTION: 1,200,164: its status is read from it). */
+#define AIRFSM_FIRMWARE_TEXT_MAX 64
+#define AIRFSM_IP_TEXT_MAX 64
+#define AIRFSM_URC_LINE_MAX 128
+/* https://iot-auth.<region>.aliyuncs.com/auth/devicename */
+#define AIRFSM_AUTH_URL_MAX                                                                    \
+    (sizeof "https://iot-auth." - 1 + AIRFSM_MAX_REGION_LEN + sizeof ".aliyuncs.com/auth/devicename" - 1)
+
 #endif /* AIRFSM_CONFIG_H */
