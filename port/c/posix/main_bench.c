@@ -62,10 +62,11 @@ static int bench_tick(void)
     canned_module_init(&module, 1000u);
     hal = canned_module_hal(&module);
     airfsm_settings_default(&settings);
-    settings.product_key = "b0FMK1Ga5cp";
-    settings.device_name = "862991419835241";
-    settings.device_secret = "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q";
-    if (airfsm_init(&controller, &settings, &hal, module.now) != 0) {
+    /* The simulator's seed device: the canned answers are those it gets. */
+    strcpy(settings.product_key, "b0FMK1Ga5cp");
+    strcpy(settings.device_name, "862991419835241");
+    strcpy(settings.device_secret, "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q");
+    if (airfsm_init(&controller, &settings, &hal, module.now) != AIRFSM_SETTINGS_OK) {
         return fail("airfsm_init refused the bench settings");
     }
     /* The canned module answers at once, so time only moves when the controller waits: to
