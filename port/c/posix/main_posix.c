@@ -1,7 +1,8 @@
 /* airfsm-c: the C controller on a serial port, the twin of `airfsm connect` (airfsm/cli/connect.py).
  *
  *   airfsm-c --port PATH --product-key PK --device-name DN [--region R] [--timeout S]
- *            [--baud B] [--publish TOPIC=TEXT ...] [--qos 0|1] [--log-level LEVEL]
+ *            [--baud B] [--auth-attempts N] [--publish TOPIC=TEXT ...] [--qos 0|1]
+ *            [--log-level LEVEL]
  *
  * Brings the module ONLINE once and exits 0, printing `online in 3.2 s: PK/DN via PATH`. With
  * --publish (repeatable) it then queues each message (a relative TOPIC is under /PK/DN/) and
@@ -39,8 +40,8 @@ enum { EXIT_OK = 0, EXIT_FAILURE_ = 1, EXIT_USAGE = 2, EXIT_PORT = 3, EXIT_FIRMW
 
 static const char usage_text[] =
     "usage: " PROGRAM " --port PATH --product-key PK --device-name DN [--region R]\n"
-    "       [--timeout S] [--baud B] [--publish TOPIC=TEXT ...] [--qos 0|1]\n"
-    "       [--log-level debug|info|warning|error]\n"
+    "       [--timeout S] [--baud B] [--auth-attempts N] [--publish TOPIC=TEXT ...]\n"
+    "       [--qos 0|1] [--log-level debug|info|warning|error]\n"
     "The DeviceSecret is read from AIRFSM_DEVICE_SECRET.\n"
     "Exit: 0 online (and published), 2 usage, 3 port, 4 firmware older than V409,\n"
     "5 credentials rejected, 6 timeout, 7 no answer to AT.\n";
@@ -57,6 +58,7 @@ typedef struct {
     const char *region;
     double timeout_s;
     uint32_t baud;
+    uint32_t auth_attempts; /* 0: the table's */
     publish_t publish[MAX_PUBLISH];
     size_t n_publish;
     uint8_t qos;
@@ -126,6 +128,7 @@ static int parse_args(int argc, char **argv, options_t *o, bool *help)
         if (strcmp(arg, "--port") != 0 && strcmp(arg, "--product-key") != 0 &&
             strcmp(arg, "--device-name") != 0 && strcmp(arg, "--region") != 0 &&
             strcmp(arg, "--timeout") != 0 && strcmp(arg, "--baud") != 0 &&
+            strcmp(arg, "--auth-attempts") != 0 &&
             strcmp(arg, "--publish") != 0 && strcmp(arg, "--qos") != 0 &&
             strcmp(arg, "--log-level") != 0) {
             return usage("unknown argument: ", option_name(arg, name, sizeof name));
@@ -156,6 +159,13 @@ static int parse_args(int argc, char **argv, options_t *o, bool *help)
                              "230400, 460800 or 921600", "");
             }
             o->baud = (uint32_t)baud;
+        } else if (strcmp(arg, "--auth-attempts") == 0) {
+            char *end;
+            unsigned long n = strtoul(value, &end, 10);
+            if (*end != '\0' || value[0] == '-' || n < 1 || n > 100) {
+                return usage("--auth-attempts takes 1-100", "");
+            }
+            o->auth_attempts = (uint32_t)n;
         } else if (strcmp(arg, "--publish") == 0) {
             const char *equals = strchr(value, '=');
             if (equals == NULL || equals == value) {
@@ -496,6 +506,7 @@ int main(int argc, char **argv)
         return usage("--region must be 1-64 of lowercase letters, digits and -", "");
     }
     settings.baud = o.baud;
+    settings.auth_attempts = o.auth_attempts;
     code = airfsm_settings_validate(&settings);
     if (code != AIRFSM_SETTINGS_OK) {
         return usage(settings_problem(code, &settings), "");
