@@ -108,3 +108,16 @@ def test_controller_firmware_gets_online_and_publishes_one_qos1_message(
     assert "RX ring dropped 0" in log  # the interrupt-driven ring kept up with the simulator
     for secret in (SEED_DS, next(e.text for e in events if e.kind == "grant").split("\t")[2]):
         assert secret not in log  # the firmware's log carries codes and names, no secrets
+
+
+def test_controller_firmware_exits_4_on_old_firmware_without_any_http_command(
+        qemu_binary: str) -> None:
+    config = SimConfig(profile="fast", firmware=OLD_FIRMWARE)
+    with SimServer(config, transport="pty") as server:
+        assert server.port_path is not None
+        result = run_firmware(qemu_binary, "airfsm.elf", server.port_path)
+        commands = server.call(lambda module, _now: list(module.commands))
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "FAILED: firmware older than V409; exit 4" in result.stdout
+    assert "AT+CGMR" in commands
+    assert not any(c.startswith("AT+HTTP") for c in commands)
