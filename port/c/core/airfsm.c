@@ -1053,10 +1053,9 @@ int airfsm_init(airfsm_t *ctx, const airfsm_settings_t *s, const hal_t *hal, uin
     return airfsm_init_ex(ctx, s, hal, NULL, NULL, now_ms);
 }
 
-/* Twin: aliyun.resolve_topic(): refuses an empty topic or one with a quote, CR, LF or NUL;
- * absolute as is, relative under /{pk}/{dn}/; false when it does not fit out. */
-static bool airfsm_resolve_topic(const airfsm_t *ctx, const char *topic, char *out, size_t cap,
-                                 size_t *len)
+/* Twin: aliyun.resolve_topic(). */
+bool airfsm_resolve_topic(const airfsm_t *ctx, const char *topic, char *out, size_t cap,
+                          size_t *len)
 {
     size_t i, n = 0;
 

@@ -342,6 +342,12 @@ uint32_t airfsm_next_deadline(const airfsm_t *ctx);
 int32_t airfsm_publish(airfsm_t *ctx, const char *topic, const uint8_t *data, size_t len,
                        uint8_t qos);
 
+/* Twin: aliyun.resolve_topic(pk, dn, topic): an absolute topic as is, a relative one under
+ * /{pk}/{dn}/, into out (NUL-terminated, its length in *len); false for an empty topic, one
+ * with a quote, CR or LF, or one that does not fit `cap`. For a host outbox's enqueue. */
+bool airfsm_resolve_topic(const airfsm_t *ctx, const char *topic, char *out, size_t cap,
+                          size_t *len);
+
 /* Twin: Controller.request_stop(): take no new message, finish the one in flight, then
  * AT+MDISCONNECT; airfsm_stopped() turns true when done. */
 void airfsm_request_stop(airfsm_t *ctx);
