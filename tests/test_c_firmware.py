@@ -4,9 +4,9 @@
 linker script of port/c/mps2/: `vectors.elf` runs the hash/HMAC/sign known answers on the
 emulated core, `smoke.elf` talks to the simulator over UART0, which QEMU maps onto the
 simulator's pty (the first -serial), and `airfsm.elf` is the whole controller: ONLINE against
-the simulator and one QoS1 message published and acknowledged. The firmware writes its log to UART1 (the second -serial: QEMU's stdout here)
-and ends with a semihosting exit, whose status QEMU returns. A deadline on the QEMU process stands
-in for any hang; nothing sleeps.
+the simulator and one QoS1 message published and acknowledged. The firmware writes its log to
+UART1 (the second -serial: QEMU's stdout here) and ends with a semihosting exit, whose status
+QEMU returns. A deadline on the QEMU process stands in for any hang; nothing sleeps.
 
 Needs arm-none-eabi-gcc with newlib and qemu-system-arm (`make system-deps` installs them as
 root): without them these tests skip locally and fail on CI.

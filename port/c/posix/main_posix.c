@@ -13,7 +13,8 @@
  * Exit codes are those of `airfsm connect` (airfsm/host/errors.py): 0 online (and published),
  * 2 bad arguments (one line), 3 the port cannot be opened or vanished, 4 firmware older than
  * V409, 5 the auth server rejected the device, 6 not done within --timeout, 7 the module never
- * answered AT, 1 another failure. Every failure is one line on stderr.
+ * answered AT, 1 another failure (a --publish message given up after its attempts, say). Every
+ * failure is one line on stderr.
  *
  * The loop is the one a firmware runs: airfsm_tick() returns the time it next needs to run, and
  * the process sleeps in poll() until then, until the --timeout deadline, or until the module
@@ -554,6 +555,9 @@ int main(int argc, char **argv)
                 break;
             }
         }
+        if (airfsm_counters(&controller)->publish_dead > 0) {
+            break; /* a message was given up after its attempts: it will never be acknowledged */
+        }
         if (airfsm_failed(&controller) || port.lost) {
             break;
         }
@@ -577,6 +581,12 @@ int main(int argc, char **argv)
             printf("published %lu\n", (unsigned long)airfsm_acked_count(&controller));
         }
         return EXIT_OK;
+    }
+    if (airfsm_counters(&controller)->publish_dead > 0) {
+        fprintf(stderr, PROGRAM ": %lu of %lu messages given up after their attempts\n",
+                (unsigned long)airfsm_counters(&controller)->publish_dead,
+                (unsigned long)o.n_publish);
+        return EXIT_FAILURE_;
     }
     code = exit_for(&controller, &port, o.port, why, sizeof why);
     if (code == EXIT_TIMEOUT && airfsm_online(&controller)) {
