@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.sim import SimConfig, SimServer
+from airfsm.sim import SimConfig, SimServer, parse_fault
 from airfsm.sim.module import OLD_FIRMWARE, SimEvent
 from tests.cport import BUILD, make, require_cross_toolchain, require_host_compiler, require_qemu
 from tests.harness import SEED_DN, SEED_DS, SEED_PK
@@ -121,3 +121,25 @@ def test_controller_firmware_exits_4_on_old_firmware_without_any_http_command(
     assert "FAILED: firmware older than V409; exit 4" in result.stdout
     assert "AT+CGMR" in commands
     assert not any(c.startswith("AT+HTTP") for c in commands)
+
+
+@pytest.mark.parametrize("faults, baud", [
+    (["split", "http=601@1", "garbage:AT+CSQ"], None),  # every write in 1-3 byte pieces
+    (["reboot:AT+MCONNECT@1"], None),  # the module reboots: AUTOBAUD again
+    (["puback=lost@1"], None),  # resent after the PUBACK deadline, acknowledged then
+    ([], 115200),  # the simulator paced at the UART's real rate, both ways
+])
+def test_controller_firmware_recovers_from_faults(qemu_binary: str, faults: list[str],
+                                                  baud: int | None) -> None:
+    config = SimConfig(profile="fast", faults=[parse_fault(f) for f in faults])
+    with SimServer(config, transport="pty", baud=baud) as server:
+        assert server.port_path is not None
+        result = run_firmware(qemu_binary, "airfsm.elf", server.port_path)
+        published = server.call(lambda module, _now: list(module.published))
+        boots = server.call(lambda module, _now: module.boots)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ONLINE, message acknowledged (PUBACK); exit 0" in result.stdout
+    assert "RX ring dropped 0" in result.stdout
+    expected = (f"/{SEED_PK}/{SEED_DN}/update", b'{"hello":"from the Cortex-M3"}', 1)
+    assert published == [expected] * (2 if "puback=lost@1" in faults else 1)
+    assert boots == (2 if "reboot:AT+MCONNECT@1" in faults else 1)
