@@ -3,10 +3,10 @@
 The driver (`tests.reliability.driver`) runs a schedule against a `Subject`: bytes from the
 simulated module go in, the bytes it writes for the module come out, and the driver asks it
 the few questions the monitors need (its state, its outbox, its buffers). `PythonSubject` is
-`airfsm.core.controller.Controller` on an in-memory port. The C twin (issue 9) becomes a second
-implementation - the controller binary fed the same bytes over a pipe, answering the same
-questions through its test hooks - and every schedule, the fault matrix and the monitors run
-against it unchanged: add it to `SUBJECTS`.
+`airfsm.core.controller.Controller` on an in-memory port. The C twin (port/c) runs as
+`tests.ctwin.LockstepSubject` ("lockstep" in `SUBJECTS`): the Python controller and the C one
+fed the same bytes, their outputs compared after every request, so every schedule, the fault
+matrix and the monitors run against it unchanged.
 """
 
 from __future__ import annotations
@@ -255,5 +255,16 @@ class PythonSubject:
 
 
 SubjectFactory = Callable[[Settings, int], Subject]
-# Every controller implementation the schedules run against (the C twin joins here).
-SUBJECTS: dict[str, SubjectFactory] = {"python": PythonSubject}
+
+
+def lockstep_subject(settings: Settings, now_ms: int) -> Subject:
+    """The Python controller and the C twin side by side, compared after every request
+    (tests/ctwin.py; needs a host C compiler: skips without one, as the other C tests do)."""
+    from tests.ctwin import LockstepSubject  # it builds on this module's pieces
+
+    return LockstepSubject(settings, now_ms)
+
+
+# Every controller implementation the schedules run against: "lockstep" runs the C twin
+# (port/c) in lockstep with the Python one, so every schedule is also a proof that they agree.
+SUBJECTS: dict[str, SubjectFactory] = {"python": PythonSubject, "lockstep": lockstep_subject}

@@ -1,0 +1,354 @@
+"""The proof of lockstep: the Python controller and its C twin fed the same bytes at the same
+virtual times, every request's output compared line for line.
+
+`CTwin` talks to `port/c/build/asan/controller-harness` (port/c/tests/controller_harness.c: the
+C controller on an in-memory line, under ASan+UBSan). `LockstepSubject` is a
+`tests.reliability.subject.Subject` that runs `airfsm.core.controller.Controller` exactly as
+`PythonSubject` does and the C twin beside it: every byte the simulated module sends goes to
+both, every tick, publish, unplug, replug and store failure happens to both, and what each did -
+every write (with the state it was made in), state change, log event (codes and data), inbound
+message, outbox call, and after a tick the deadline, state, step, command deadline and whether
+input waits - is printed in the same line format by both (`PyRecorder` here, the harness in
+C) and compared after every request. The first difference raises `LockstepError` with both
+outputs and the recent history, so any schedule the reliability driver runs (the fault matrix,
+the random schedules, the campaign) is a lockstep proof; the monitors watch the Python side,
+whose every output the C one then equals.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import weakref
+from collections import deque
+from typing import Any
+
+from airfsm.core import aliyun
+from airfsm.core.codes import LogEvent, LogLevel, Reason, State, Trigger
+from airfsm.core.controller import Controller
+from airfsm.core.messages import OutboundMessage
+from airfsm.core.outbox import OutboxUnavailable
+from airfsm.core.settings import Settings
+from airfsm.host import log, reasons
+from airfsm.host.serial import MemoryPort, memory_pair
+from tests import cport, observe
+from tests.reliability.subject import TapPort, WatchedOutbox
+
+HARNESS = "controller-harness"
+HISTORY_LINES = 60  # how much of the conversation a LockstepError shows
+
+
+class LockstepError(AssertionError):
+    """The Python controller and the C twin did something different."""
+
+
+def settings_lines(settings: Settings) -> list[str]:
+    """The harness's `set`/`sub` requests for `settings` (None in Python: 0 or "" in C)."""
+    ident = settings.identity
+    if settings.jitter_seed == 0:
+        raise ValueError("jitter_seed 0 is 'derived from the device name' in C: use None")
+    text = {
+        "product_key": ident.product_key, "device_name": ident.device_name,
+        "device_secret": ident.device_secret, "region": ident.region,
+        "client_id": ident.client_id or "", "apn": settings.apn,
+        "mqtt_host": settings.mqtt_host or "",
+    }
+    numbers = {
+        "sign_method": aliyun.SIGN_METHODS.index(settings.sign_method),
+        "keepalive_s": settings.keepalive_s, "baud": settings.baud,
+        "sub_qos": settings.sub_qos, "mqtt_port": settings.mqtt_port or 0,
+        "body_window_ms": settings.body_window_ms, "liveness_ms": settings.liveness_ms,
+        "silence_limit": settings.silence_limit,
+        "publish_timeout_ms": settings.publish_timeout_ms,
+        "puback_timeout_ms": settings.puback_timeout_ms,
+        "publish_attempts": settings.publish_attempts,
+        "publish_backoff_base_ms": settings.publish_backoff_base_ms,
+        "publish_backoff_cap_ms": settings.publish_backoff_cap_ms,
+        "auth_attempts": settings.auth_attempts or 0,
+        "token_refresh_ms": settings.token_refresh_ms, "watchdog_ms": settings.watchdog_ms,
+        "outbox_poll_ms": settings.outbox_poll_ms, "jitter_seed": settings.jitter_seed or 0,
+    }
+    lines = [f"set {name} {cport.hexfield(value)}" for name, value in text.items()]
+    lines += [f"set {name} {value}" for name, value in numbers.items()]
+    lines += [f"sub {cport.hexfield(topic)}" for topic in settings.subscriptions()]
+    return lines
+
+
+class CTwin:
+    """The C controller in its harness: one request a line, its output lines back."""
+
+    def __init__(self, settings: Settings, now_ms: int, *, reset_pin: bool = False,
+                 capacity: int = 1000) -> None:
+        cport.require_host_compiler()
+        cport.make("harnesses")
+        self.proc = subprocess.Popen([str(cport.BUILD / "asan" / HARNESS)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        for line in settings_lines(settings):
+            self.request(line)
+        self.init_lines = self.request(f"init {now_ms} {int(reset_pin)} {capacity}")
+
+    def request(self, line: str) -> list[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise LockstepError(f"the C twin died before {line!r}: {self._stderr()}") from None
+        out: list[str] = []
+        while True:
+            answer = self.proc.stdout.readline()
+            if answer == "":
+                raise LockstepError(f"the C twin died at {line!r}: {self._stderr()}")
+            answer = answer.rstrip("\n")
+            if answer == ".":
+                return out
+            out.append(answer)
+
+    def _stderr(self) -> str:
+        self.proc.kill()
+        _out, err = self.proc.communicate(timeout=30)
+        return err[-4000:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+class PyRecorder:
+    """What the Python controller does, in the harness's line format."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.reset_pin = False
+
+    def take(self) -> list[str]:
+        lines, self.lines = self.lines, []
+        return lines
+
+    # the log hook: every event at DEBUG recorded; passed on to the host's hook as it wants
+    level = LogLevel.DEBUG
+
+    def __call__(self, ctl: Any, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
+                 data: bytes | bytearray | memoryview) -> None:
+        # The one event whose data is the host's own words: the refusing store's error text
+        # (the C outbox returns a code and nothing to say), so its data is not compared.
+        shown = b"" if event == LogEvent.OUTBOX_UNAVAILABLE else bytes(data)
+        self.lines.append(f"log {int(level)} {int(event)} {int(a)} {int(b)} {int(c)} "
+                          f"x{shown.hex()}")
+        if event == LogEvent.SECRET or level >= log.CORE_LOG.level:
+            log.CORE_LOG(ctl, level, event, a, b, c, data)
+
+    def on_state(self, source: State, dest: State, trigger: str) -> None:
+        self.lines.append(f"state {int(source)} {int(dest)} {int(Trigger[trigger.upper()])}")
+
+    def hardware_reset(self) -> None:
+        self.lines.append("reset")
+
+
+class RecordingTap(TapPort):
+    """TapPort, each write that reached the line also recorded as `tx <state> <bytes>`."""
+
+    def __init__(self, port: MemoryPort, controller: Any, recorder: PyRecorder) -> None:
+        super().__init__(port, lambda: controller().state.name)
+        self._controller = controller
+        self._recorder = recorder
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        written = super().write(data)
+        if written >= 0:
+            state = int(self._controller().state)
+            self._recorder.lines.append(f"tx {state} x{bytes(data).hex()}")
+        return written
+
+
+class RecordingOutbox(WatchedOutbox):
+    """WatchedOutbox, each call of the controller's recorded as the C harness prints it."""
+
+    def __init__(self, recorder: PyRecorder, capacity: int = 1000) -> None:
+        super().__init__(capacity)
+        self._recorder = recorder
+
+    def _note(self, line: str) -> None:
+        self._recorder.lines.append(line)
+
+    def peek(self) -> OutboundMessage | None:
+        try:
+            message = super().peek()
+        except OutboxUnavailable:
+            self._note("outbox peek unavailable")
+            raise
+        self._note(f"outbox peek {message.id if message is not None else '-'}")
+        return message
+
+    def mark_attempt(self, message_id: int) -> int:
+        try:
+            attempts = super().mark_attempt(message_id)
+        except OutboxUnavailable:
+            self._note(f"outbox mark {message_id} unavailable")
+            raise
+        self._note(f"outbox mark {message_id} {attempts}")
+        return attempts
+
+    def ack(self, message_id: int) -> None:
+        try:
+            self._check("ack")
+        except OutboxUnavailable:
+            self._note(f"outbox ack {message_id} unavailable")
+            raise
+        self._note(f"outbox ack {message_id}")
+        for message in self.box.queued(message_id - 1, 1):
+            if message.id == message_id:
+                self.deleted.append((message.payload, message.qos))
+        self.box.ack(message_id)
+
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
+        try:
+            self._check("dead_letter")
+        except OutboxUnavailable:
+            self._note(f"outbox dead {message_id} {int(reason)} {detail} unavailable")
+            raise
+        self._note(f"outbox dead {message_id} {int(reason)} {detail}")
+        self.box.dead_letter(message_id, reason, detail)
+
+
+class LockstepSubject:
+    """The Python controller (as PythonSubject runs it) and the C twin, compared request by
+    request. The driver's questions are answered by the Python side; after every tick the C
+    side's answers to them are part of what is compared."""
+
+    name = "lockstep"
+
+    def __init__(self, settings: Settings, now_ms: int, outbox_capacity: int = 1000, *,
+                 reset_pin: bool = False) -> None:
+        self.recorder = PyRecorder()
+        self.history: deque[str] = deque(maxlen=HISTORY_LINES)
+        self.outbox = RecordingOutbox(self.recorder, outbox_capacity)
+        self._inbound: list[tuple[str, bytes]] = []
+        self._tap, self._far = self._new_line()
+        self.controller = Controller(
+            self._tap, settings, now_ms=now_ms, outbox=self.outbox,
+            on_message=self._on_message, on_state=self.recorder.on_state,
+            hardware_reset=self.recorder.hardware_reset if reset_pin else None,
+            log_hook=self.recorder)
+        self.c = CTwin(settings, now_ms, reset_pin=reset_pin, capacity=outbox_capacity)
+        weakref.finalize(self, self.c.close)  # the driver never closes a subject
+        self._compare("init", [*self.recorder.take(), "init -1"], self.c.init_lines)
+        self.requests = 0
+
+    def _new_line(self) -> tuple[TapPort, MemoryPort]:
+        near, far = memory_pair(("controller", "module"))
+        return RecordingTap(near, lambda: self.controller, self.recorder), far
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        self.recorder.lines.append(f"msg x{topic.encode('utf-8').hex()} x{payload.hex()}")
+        self._inbound.append((topic, payload))
+
+    def _compare(self, request: str, python: list[str], c: list[str]) -> None:
+        self.history.append(f">>> {request}")
+        if python != c:
+            shown = "\n".join(self.history)
+            raise LockstepError(
+                f"the C twin differs from the Python controller at {request!r}\n"
+                f"python:\n  " + "\n  ".join(python) + "\nc:\n  " + "\n  ".join(c) +
+                f"\nbefore that:\n{shown}")
+        self.history.extend(python)
+
+    def _both(self, request: str) -> list[str]:
+        python = self.recorder.take()
+        self._compare(request, python, self.c.request(request))
+        return python
+
+    # -- the Subject protocol ------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        if not self._far.closed:
+            self._far.write(data)
+            self._both(f"rx x{data.hex()}")
+
+    def tick(self, now_ms: int) -> int:
+        deadline = self.controller.tick(now_ms)
+        command = observe.command_deadline(self.controller)
+        self.recorder.lines.append(
+            f"next {deadline} {int(self.controller.state)} {self.controller.step_name() or '-'} "
+            f"{'-' if command is None else command} {int(self._tap.port.pending > 0)}")
+        self._both(f"tick {now_ms}")
+        return deadline
+
+    def transmitted(self) -> list[tuple[str, bytes]]:
+        writes, self._tap.writes = self._tap.writes, []
+        if not self._far.closed:
+            self._far.drain()
+        return writes
+
+    def input_pending(self) -> bool:
+        return self._tap.port.pending > 0
+
+    def command_deadline(self) -> int | None:
+        return observe.command_deadline(self.controller)
+
+    @property
+    def state(self) -> str:
+        return self.controller.state.name
+
+    def step(self) -> str | None:
+        return self.controller.step_name()
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        refused: ValueError | None = None
+        try:
+            message_id = self.controller.publish(topic, payload, qos)
+            self.recorder.lines.append(f"published {message_id}")
+        except ValueError as exc:
+            refused = exc
+            self.recorder.lines.append("refused")
+        self._both(f"publish x{topic.encode('utf-8', 'surrogateescape').hex()} {qos} "
+                   f"x{payload.hex()}")
+        if refused is not None:
+            raise refused
+
+    def request_stop(self) -> None:
+        self.controller.request_stop()
+        self._both("stop")
+
+    def queued(self) -> list[bytes]:
+        return [m.payload for m in self.outbox.queued(0, 1 << 30)]
+
+    def dead(self) -> list[bytes]:
+        return [d.payload for d in self.outbox.dead_letters(0, 1 << 30)]
+
+    def delivered(self) -> list[tuple[bytes, int]]:
+        deleted, self.outbox.deleted = self.outbox.deleted, []
+        return deleted
+
+    def inbound(self) -> list[tuple[str, bytes]]:
+        inbound, self._inbound = self._inbound, []
+        return inbound
+
+    def unplug(self) -> None:
+        self._far.close()
+        self._both("unplug")
+
+    def replug(self, now_ms: int) -> None:
+        self._tap, self._far = self._new_line()
+        self.controller.replace_port(self._tap, now_ms)
+        self._both(f"replug {now_ms}")
+
+    def fail_store(self, operation: str, count: int) -> None:
+        self.outbox.fail(operation, count)
+        self._both(f"fail {operation} {count}")
+
+    def heal_store(self) -> None:
+        self.outbox.heal()
+        self._both("heal")
+
+    def buffer_levels(self) -> list[tuple[str, int, int]]:
+        return observe.buffer_levels(self.controller)
+
+    def status(self) -> dict[str, Any]:
+        return reasons.status(self.controller)
+
+    def close(self) -> None:
+        self.c.close()
+        self.controller.close()
