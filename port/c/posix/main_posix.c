@@ -30,7 +30,7 @@
 #include "hal_posix.h"
 #include "timebase.h"
 
-enum { EXIT_OK = 0, EXIT_FAILURE_ = 1, EXIT_USAGE = 2, EXIT_PORT = 3, EXIT_FIRMWARE = 4,
+enum { EXIT_OK = 0, EXIT_OTHER = 1, EXIT_USAGE = 2, EXIT_PORT = 3, EXIT_FIRMWARE = 4,
        EXIT_CREDENTIALS = 5, EXIT_TIMEOUT = 6, EXIT_NO_RESPONSE = 7, EXIT_INTERNAL = 70 };
 
 #define PROGRAM "airfsm-c"
@@ -401,7 +401,7 @@ static int exit_for(const airfsm_t *ctx, const hal_posix_t *port, const char *pa
         case AIRFSM_FAIL_REASON_INTERNAL:
             return EXIT_INTERNAL;
         default:
-            return EXIT_FAILURE_;
+            return EXIT_OTHER;
         }
     }
     if (port->lost) {
@@ -476,8 +476,7 @@ int main(int argc, char **argv)
     size_t queued = 0;
     int code;
 
-    memset(&o, 0, sizeof o);
-    o.timeout_s = 0;
+    memset(&o, 0, sizeof o); /* no --timeout: wait for ever, as `airfsm connect` does */
     o.baud = 115200u;
     o.qos = 1;
     o.log_level = HAL_LOG_WARNING;
@@ -586,7 +585,7 @@ int main(int argc, char **argv)
         fprintf(stderr, PROGRAM ": %lu of %lu messages given up after their attempts\n",
                 (unsigned long)airfsm_counters(&controller)->publish_dead,
                 (unsigned long)o.n_publish);
-        return EXIT_FAILURE_;
+        return EXIT_OTHER;
     }
     code = exit_for(&controller, &port, o.port, why, sizeof why);
     if (code == EXIT_TIMEOUT && airfsm_online(&controller)) {

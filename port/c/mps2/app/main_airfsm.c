@@ -25,7 +25,7 @@
 #include "logline.h"
 #include "timebase.h"
 
-enum { EXIT_OK = 0, EXIT_FAILURE_ = 1, EXIT_SETTINGS = 2, EXIT_FIRMWARE = 4,
+enum { EXIT_OK = 0, EXIT_OTHER = 1, EXIT_SETTINGS = 2, EXIT_FIRMWARE = 4,
        EXIT_CREDENTIALS = 5, EXIT_TIMEOUT = 6, EXIT_NO_RESPONSE = 7 };
 
 static airfsm_t modem; /* every buffer of the controller: `make size` says how much */
@@ -159,7 +159,7 @@ int main(void)
             case AIRFSM_FAIL_REASON_NO_RESPONSE:
                 return finish("FAILED: the module never answered AT", EXIT_NO_RESPONSE);
             default:
-                return finish("FAILED", EXIT_FAILURE_);
+                return finish("FAILED", EXIT_OTHER);
             }
         }
         if (ms_reached(board_millis(), deadline)) {
