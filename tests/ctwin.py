@@ -17,6 +17,7 @@ whose every output the C one then equals.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import weakref
 from collections import deque
@@ -26,7 +27,7 @@ from airfsm.core import aliyun
 from airfsm.core.codes import LogEvent, LogLevel, Reason, State, Trigger
 from airfsm.core.controller import Controller
 from airfsm.core.messages import OutboundMessage
-from airfsm.core.outbox import OutboxUnavailable
+from airfsm.core.outbox import OutboxFullError, OutboxUnavailable
 from airfsm.core.settings import Settings
 from airfsm.host import log, reasons
 from airfsm.host.serial import MemoryPort, memory_pair
@@ -34,6 +35,9 @@ from tests import cport, observe
 from tests.reliability.subject import TapPort, WatchedOutbox
 
 HARNESS = "controller-harness"
+# The RAM outbox inside airfsm_t holds this many messages (port/c/core/airfsm_config.h).
+RAM_SLOTS = int(re.search(r"#define AIRFSM_OUTBOX_SLOTS (\d+)",
+                          (cport.PORT_C / "core" / "airfsm_config.h").read_text())[1])  # type: ignore[index]
 HISTORY_LINES = 60  # how much of the conversation a LockstepError shows
 
 
@@ -53,7 +57,10 @@ def settings_lines(settings: Settings) -> list[str]:
         "mqtt_host": settings.mqtt_host or "",
     }
     numbers = {
-        "sign_method": aliyun.SIGN_METHODS.index(settings.sign_method),
+        # the index in aliyun_sign_method_t (one past the end for one C does not know)
+        "sign_method": (aliyun.SIGN_METHODS.index(settings.sign_method)
+                        if settings.sign_method in aliyun.SIGN_METHODS
+                        else len(aliyun.SIGN_METHODS)),
         "keepalive_s": settings.keepalive_s, "baud": settings.baud,
         "sub_qos": settings.sub_qos, "mqtt_port": settings.mqtt_port or 0,
         "body_window_ms": settings.body_window_ms, "liveness_ms": settings.liveness_ms,
@@ -221,7 +228,11 @@ class LockstepSubject:
     name = "lockstep"
 
     def __init__(self, settings: Settings, now_ms: int, outbox_capacity: int = 1000, *,
-                 reset_pin: bool = False) -> None:
+                 reset_pin: bool = False, ram: bool = False) -> None:
+        """ram: the C twin publishes into the RAM ring inside airfsm_t (airfsm_publish()),
+        the Python into a MemoryOutbox as small."""
+        if ram:
+            outbox_capacity = RAM_SLOTS
         self.recorder = PyRecorder()
         self.history: deque[str] = deque(maxlen=HISTORY_LINES)
         self.outbox = RecordingOutbox(self.recorder, outbox_capacity)
@@ -232,7 +243,8 @@ class LockstepSubject:
             on_message=self._on_message, on_state=self.recorder.on_state,
             hardware_reset=self.recorder.hardware_reset if reset_pin else None,
             log_hook=self.recorder)
-        self.c = CTwin(settings, now_ms, reset_pin=reset_pin, capacity=outbox_capacity)
+        self.c = CTwin(settings, now_ms, reset_pin=reset_pin,
+                       capacity=0 if ram else outbox_capacity)
         weakref.finalize(self, self.c.close)  # the driver never closes a subject
         self._compare("init", [*self.recorder.take(), "init -1"], self.c.init_lines)
         self.requests = 0
@@ -302,6 +314,9 @@ class LockstepSubject:
             self.recorder.lines.append(f"published {message_id}")
         except ValueError as exc:
             refused = exc
+            self.recorder.lines.append("refused")
+        except OutboxFullError as exc:  # the application keeps it (and says why)
+            refused = ValueError(str(exc))
             self.recorder.lines.append("refused")
         self._both(f"publish x{topic.encode('utf-8', 'surrogateescape').hex()} {qos} "
                    f"x{payload.hex()}")

@@ -22,14 +22,21 @@ differs is caught at the first byte, state change, log event or deadline it diff
 
 from __future__ import annotations
 
-import pytest
-
+import random
+import re
 from collections.abc import Callable
 
+import pytest
+
+from airfsm.core import aliyun
 from airfsm.core.codes import FailReason, State, Trigger
 from airfsm.core.controller import Controller
+from airfsm.core.settings import Settings
+from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
-from tests.ctwin import LockstepSubject
+from tests import cport
+from tests.cport import PORT_C, ROOT
+from tests.ctwin import HARNESS, RAM_SLOTS, CTwin, LockstepSubject, settings_lines
 from tests.harness import seed_settings
 from tests.reliability.campaign import CAMPAIGN_SEEDS, run_schedule
 from tests.reliability.driver import Event, Run, Schedule
@@ -37,6 +44,7 @@ from tests.reliability.matrix import FAULTS, TARGETS, Fault, run_trial
 from tests.reliability.schedules import RandomChoose, draw_schedule
 
 WRAP = 1 << 32
+CORE = ROOT / "airfsm" / "core"
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
@@ -139,15 +147,32 @@ def test_publish_refused_and_qos0_in_lockstep() -> None:
     run = _run(SimConfig())
     run.run_until(lambda: run.online, 60_000)
     subject = _lockstep(run)
+    refused = 0
     for topic, payload, qos in (("update", b"qos0", 0), ("", b"x", 1), ("bad\"topic", b"x", 1),
                                 ("update", b"x", 2), ("/a/+/b", b"x", 1),
                                 ("update", b"y" * 2000, 1)):
         try:
             subject.publish(topic, payload, qos)
         except ValueError:
-            pass
+            refused += 1
     run.run_for(60_000)
+    assert refused == 5  # all but the QoS0 one, by both (the C's answers are compared)
     assert subject.controller.counters.publish_acked >= 2
+
+
+def test_the_ram_outbox_of_airfsm_t_in_lockstep() -> None:
+    """airfsm_publish() into the ring inside airfsm_t, against a MemoryOutbox as small: the
+    same messages taken and refused (full), sent and deleted."""
+    run = Run(SimConfig(), seed_settings(),
+              lambda s, now: LockstepSubject(s, now, ram=True))
+    refused = sum(not run.publish(f"early {i}".encode()) for i in range(RAM_SLOTS + 2))
+    assert refused == 2
+    run.run_until(lambda: run.online and not run.subject.queued(), 120_000)
+    refused = sum(not run.publish(f"online {i}".encode(), qos=i % 2)
+                  for i in range(RAM_SLOTS + 1))
+    assert refused == 1
+    run.run_for(60_000)
+    assert _lockstep(run).controller.counters.publish_acked == 2 * RAM_SLOTS
 
 
 def test_a_clean_stop_in_lockstep() -> None:
@@ -158,3 +183,158 @@ def test_a_clean_stop_in_lockstep() -> None:
     run.run_until(lambda: subject.controller.stopped, 60_000)
     assert subject.controller.state == State.ONLINE
     assert "AT+MDISCONNECT" in run.module.commands
+
+
+# --- the names the Python twins give their C twins ------------------------------------------------
+
+CONTROLLER_LAYER = ("controller", "judge", "online", "outbox", "settings", "counters")
+C_FILES = ("airfsm", "judge", "online", "outbox", "settings")
+C_DEFINITION = re.compile(r"^(?:static )?(?:inline )?[a-z][\w ]*?\*?\b(\w+)\([^;]*?\)\s*\{",
+                          re.M | re.S)
+
+
+def test_every_c_twin_the_controller_layer_names_exists() -> None:
+    """Each `C: name()` of airfsm/core/{controller,judge,online,outbox,settings,counters}.py is a
+    function, type or macro of port/c/core (or of the generated table)."""
+    c_text = "".join(p.read_text() for p in sorted((PORT_C / "core").glob("*.[ch]")))
+    c_text += (PORT_C / "generated" / "airfsm_table.h").read_text()
+    named: set[str] = set()
+    for module in CONTROLLER_LAYER:
+        for segment in re.findall(r"C: ([^.\n]*)", (CORE / f"{module}.py").read_text()):
+            named |= set(re.findall(r"\b((?:airfsm|judge|online|outbox|settings)_\w+)", segment))
+    assert len(named) > 100
+    missing = [name for name in sorted(named)
+               if not (re.search(rf"\b{name}\b\s*[(;{{\[]", c_text)
+                       or re.search(rf"}}\s*{name};", c_text))]
+    assert missing == [], f"no C twin in port/c/core: {missing}"
+
+
+def test_every_c_function_of_the_controller_names_its_python_twin() -> None:
+    """The comment right above each function of airfsm.c, judge.c, online.c, outbox.c and
+    settings.c says which Python it mirrors."""
+    checked = 0
+    for module in C_FILES:
+        path = PORT_C / "core" / f"{module}.c"
+        text = path.read_text()
+        for match in C_DEFINITION.finditer(text):
+            before = text[:match.start()].rstrip()
+            assert before.endswith("*/"), f"{path.name}: {match[1]} has no comment"
+            comment = before[before.rindex("/*"):]
+            assert "Twin" in comment or "Python" in comment, f"{path.name}: {match[1]}"
+            checked += 1
+    assert checked > 120
+
+
+# --- settings: airfsm_settings_validate() against Settings.validate() -----------------------------
+
+# What Settings.validate()'s message starts with for each C code (airfsm_setting_t or one of the
+# AIRFSM_SETTING_* of airfsm.h).
+VALIDATE_MESSAGES = {
+    -1: None, 0: "keepalive", 1: "baud", 2: "subscribe qos", 3: "mqtt port",
+    4: "body_window_ms", 5: "liveness_ms", 7: "publish_timeout_ms", 8: "puback_timeout_ms",
+    9: "publish_attempts", 10: "publish backoff", 11: "publish backoff", 12: "auth attempts",
+    13: "token_refresh_ms", 14: "watchdog_ms", 15: "watchdog_ms",
+    100: ("product_key", "device_name", "device_secret", "region", "client_id"),
+    101: "sign method", 102: "apn", 103: "subscribe", 104: "mqtt host",
+}
+U32 = (1 << 32) - 1
+
+
+def _random_settings(rng: random.Random) -> Settings:
+    """Settings near every bound, each value one C can hold: no string longer than its array,
+    no NUL in one, no number past 32 bits (None where C has 0 or "")."""
+
+    def text(alphabet: str, low: int, high: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(low, high)))
+
+    def number(*edges: int) -> int:
+        """Mostly the first (a valid value), else an edge, one past it, or anything."""
+        if rng.random() < 0.9:
+            return edges[0]
+        value = rng.choice([*edges, *(e + d for e in edges for d in (-1, 1)),
+                            rng.randint(0, U32)])
+        return min(max(value, 0), U32)
+
+    name = "abcXYZ019_.@:-"
+    printable = "".join(chr(c) for c in range(0x20, 0x7F))
+    odd = printable + "\r\n\"\\\x7f\xe9"  # no NUL: C strings end there
+    topic_alphabet = "ab/+#" + rng.choice(["", "\"", "\\", " ", "\x7f"])
+    identity = aliyun.DeviceIdentity(
+        text(rng.choice(["abcXYZ0189", "ab-"]), 0, 64) if rng.random() < 0.2 else "b0FMK1Ga5cp",
+        text(name + rng.choice(["", "!", " "]), 2, 32) if rng.random() < 0.2
+        else "862991419835241",
+        text(rng.choice([printable, odd]), 0, 40) if rng.random() < 0.2 else "s3cret",
+        text("abc-019" + rng.choice(["", "A", "_"]), 1, 64) if rng.random() < 0.2
+        else "cn-shanghai",
+        rng.choice([None, None, "", text(name + rng.choice(["", "#"]), 0, 64)]))
+    def topic() -> str:
+        if rng.random() < 0.8:
+            return rng.choice(["/a/b", "/a/+/c", "/a/#", "/+", "/b0FMK1Ga5cp/dn/get"])
+        return ("/" if rng.random() < 0.9 else "") + text(topic_alphabet, 0, 20)
+
+    topics = tuple(topic() for _ in range(rng.choice([0, 0, 1, 2, 8])))
+    return Settings(
+        identity=identity,
+        apn=rng.choice(["CMIOT"] * 6 + ["", text(odd, 0, 30), text(printable, 60, 64)]),
+        sign_method=rng.choice([*aliyun.SIGN_METHODS] * 3 + ["hmacsha512"]),
+        keepalive_s=number(120, 30, 240), baud=number(115200, 0, 1),
+        subscribe=topics, sub_qos=rng.choice([0] * 8 + [1, 2, 255]),
+        mqtt_host=rng.choice([None] * 6 + ["broker.example.com", text(odd, 1, 20)]),
+        mqtt_port=rng.choice([None, None, 1, 1883, 65535]),
+        body_window_ms=number(20_000, 1_000, 120_000),
+        liveness_ms=number(60_000, 1_000, 2**31 - 1),
+        silence_limit=number(3, 0),
+        publish_timeout_ms=number(10_000, 1_000, 2**31 - 1),
+        puback_timeout_ms=number(10_000, 1_000, 2**31 - 1),
+        publish_attempts=number(5, 1, 100),
+        publish_backoff_base_ms=number(2_000, 100, 60_000, 2**31 - 1),
+        publish_backoff_cap_ms=number(60_000, 100, 2_000, 2**31 - 1),
+        auth_attempts=rng.choice([None] * 6 + [1, 100, 101]),
+        token_refresh_ms=number(518_400_000, 1_000, 2**31 - 1),
+        watchdog_ms=number(0, 2**31 - 1), outbox_poll_ms=number(0, 2**31 - 1),
+    )
+
+
+def test_settings_validate_agrees_with_python() -> None:
+    """airfsm_settings_validate() refuses exactly what Settings.validate() refuses, naming the
+    same setting first; the defaults are the same settings."""
+    rng = random.Random(20261206)
+    cases = [_random_settings(rng) for _ in range(3000)]
+    script = []
+    for settings in cases:
+        script += ["defaults", *settings_lines(settings), "validate"]
+    answers = [line for line in cport.run_script(HARNESS, script) if line.startswith("valid ")]
+    assert len(answers) == len(cases)
+    refused = 0
+    for settings, answer in zip(cases, answers, strict=True):
+        code = int(answer.split()[1])
+        try:
+            settings.validate()
+            message = None
+        except ValueError as exc:
+            message = str(exc)
+            refused += 1
+        expected = VALIDATE_MESSAGES[code]
+        if expected is None:
+            assert message is None, f"C took what Python refuses ({message}): {settings}"
+        else:
+            assert message is not None, f"C refused {code}, Python took it: {settings}"
+            assert message.startswith(expected), f"C {code}, Python {message!r}: {settings}"
+            if code == 103:
+                assert not message.startswith("subscribe qos"), message
+    assert 0.2 * len(cases) < refused < 0.9 * len(cases)
+
+
+def test_settings_defaults_are_pythons() -> None:
+    ident = aliyun.DeviceIdentity("b0FMK1Ga5cp", "862991419835241", "s3cret")
+    script = ["defaults", *[line for line in settings_lines(Settings(identity=ident))
+                            if line.split()[1] in ("product_key", "device_name",
+                                                   "device_secret")], "validate"]
+    assert "valid -1" in cport.run_script(HARNESS, script)
+    twin = CTwin(Settings(identity=ident), 0)
+    try:
+        near, _far = memory_pair()
+        python = Controller(near, Settings(identity=ident))
+        assert twin.request("tick 0")[-1].split()[:3] == ["next", str(python.tick(0)), "0"]
+    finally:
+        twin.close()

@@ -1,4 +1,5 @@
-"""Every enum of the tick path, in one place. C twin: `port/c/core/codes.h`.
+"""Every enum of the tick path, in one place. C twin: the enums of
+`port/c/generated/airfsm_table.h`.
 
 The tick deals in small integers only: a state, a trigger, an outcome, the reason a step failed
 and one bounded number that goes with it. Text is made from these codes at the edge (the host's

@@ -1,6 +1,6 @@
 """The controller: one `tick(now_ms)` that runs the machine of `airfsm.core.table`.
 
-C twin: `port/c/core/controller.c` (with `airfsm_t`, the struct `Controller` is).
+C twin: `port/c/core/airfsm.c` (with `airfsm_t` in `airfsm.h`, the struct `Controller` is).
 
 A tick reads what the port has, feeds the AT channel, lets the channel's callbacks record what
 happened (a step's answer, a wanted URC, a link-loss URC), turns that into at most one machine

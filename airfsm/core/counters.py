@@ -1,6 +1,6 @@
 """What an operator sees of a controller: its counters, in the status file.
 
-C twin: `airfsm_counters_t`, a sub-struct of the controller (`port/c/core/controller.h`). Its
+C twin: `airfsm_counters_t`, a sub-struct of the controller (`port/c/core/airfsm.h`). Its
 own module so that the parts of the tick that count (`airfsm.core.online`) need not import the
 controller that holds them.
 """

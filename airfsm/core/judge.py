@@ -257,7 +257,7 @@ def _alphanumeric(text: str) -> bool:
 
 
 def _judge_version(ctl: Learner, resp: AtResponse) -> Judgement:
-    """C: judge_judge_version()."""
+    """C: judge_version()."""
     arena = resp.arena
     for i in range(resp.line_count):
         start, end = resp.line_start[i], resp.line_end(i)
@@ -281,7 +281,7 @@ def _judge_version(ctl: Learner, resp: AtResponse) -> Judgement:
 
 
 def _judge_bearer(ctl: Learner, resp: AtResponse) -> Judgement:
-    """C: judge_judge_bearer()."""
+    """C: judge_bearer()."""
     answer = ANSWERS[Check.BEARER_QUERY]
     i = resp.find_line(answer.prefix)
     if i < 0:
@@ -302,7 +302,7 @@ def _judge_bearer(ctl: Learner, resp: AtResponse) -> Judgement:
 
 
 def _judge_auth(ctl: Learner, resp: AtResponse) -> Judgement:
-    """C: judge_judge_auth()."""
+    """C: judge_auth()."""
     arena = resp.arena
     reply = aliyun.parse_auth_reply(
         bytes(arena[resp.data_start:resp.data_start + resp.data_length]))

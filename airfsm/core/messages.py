@@ -1,4 +1,5 @@
-"""The messages that cross the controller / gateway boundary. C twin: `port/c/core/messages.h`.
+"""The messages that cross the controller / gateway boundary. C twin: `port/c/core/outbox.h`
+(`airfsm_message_t`, a view of a queued message).
 
 Kept in their own tiny module so that both the tick path (controller, outbox) and the host-only
 storage (store) can use them without either importing the other.

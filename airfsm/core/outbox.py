@@ -94,7 +94,7 @@ class MemoryOutbox:
     def __init__(self, capacity: int = OUTBOX_RING, *,
                  wall_clock: Callable[[], float] | None = None,
                  describe: DescribeDeath | None = None) -> None:
-        """C: outbox_init()."""
+        """C: outbox_ring_init()."""
         if capacity < 1:
             raise ValueError("outbox capacity must be at least 1")
         self.capacity = capacity
@@ -211,7 +211,7 @@ class MemoryOutbox:
         return dead
 
     def _find_dead(self, dead_id: int) -> int:
-        """C: outbox_find_dead()."""
+        """Python only (no C twin: the C ring keeps no bytes to re-queue)."""
         for k in range(self._dead_count):
             if self._dead_at(k).message.id == dead_id:
                 return k
@@ -220,7 +220,7 @@ class MemoryOutbox:
     def _take_dead(self, k: int) -> _Dead:
         """Take the k-th oldest dead letter out (the younger ones move up one slot).
 
-        C: outbox_take_dead()."""
+        C: outbox_drop_oldest_dead() (k = 0, the only one the C ring takes)."""
         dead = self._dead_at(k)
         cap = self.capacity
         for j in range(k, self._dead_count - 1):

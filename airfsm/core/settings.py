@@ -86,7 +86,7 @@ class Settings:
     def validate(self) -> None:
         """ValueError with a one-line message naming the setting (never a secret's value).
 
-        C: settings_validate() (returns the index of the first bad setting)."""
+        C: airfsm_settings_validate() (returns the index of the first bad setting)."""
         self.identity.validate()
         if self.sign_method not in aliyun.SIGN_METHODS:
             raise ValueError(f"sign method must be one of {', '.join(aliyun.SIGN_METHODS)}")
@@ -139,7 +139,8 @@ class Settings:
 
     def subscriptions(self) -> tuple[str, ...]:
         """The topics subscribed to, in order: `subscribe`, else `sub_topic`, else the device's
-        /{pk}/{dn}/get. C: settings_subscription() (the settings hold an array and a count)."""
+        /{pk}/{dn}/get. C: airfsm_t.subscriptions, set by airfsm_init_ex() (the settings hold
+        an array and a count)."""
         if self.subscribe:
             return tuple(self.subscribe)
         if self.sub_topic is not None:
@@ -192,7 +193,7 @@ def _quotable(text: str) -> bool:
 def topic_filter_problem(topic: str) -> str | None:
     """Why `topic` cannot be subscribed to (None: it can): it travels in a quoted AT string,
     is absolute (Alibaba Cloud's topics all start with `/`), and an MQTT wildcard is a whole
-    level (`+` anywhere, `#` the last one). C: settings_topic_problem()."""
+    level (`+` anywhere, `#` the last one). C: settings_topic_ok()."""
     if not topic or len(topic) > payload.MAX_TOPIC or not _quotable(topic):
         return f"must be 1-{payload.MAX_TOPIC} printable ASCII characters without quotes"
     if not topic.startswith("/"):
@@ -203,7 +204,7 @@ def topic_filter_problem(topic: str) -> str | None:
 def wildcard_problem(topic: str) -> str | None:
     """Why the MQTT wildcards of a topic filter are misplaced (None: they are not).
 
-    C: settings_wildcard_problem()."""
+    C: settings_wildcards_ok()."""
     levels = topic.split("/")
     for i, level in enumerate(levels):
         if "+" in level and level != "+":

@@ -58,7 +58,7 @@ void airfsm_emit_secret(const airfsm_t *ctl, const char *secret, bool lasting)
     }
 }
 
-/* A placeholder's value: text (Python: bytes). */
+/* Twin: `self.values[p] = text` (bytes). */
 static void airfsm_set_text(airfsm_t *ctl, airfsm_placeholder_t p, const char *text)
 {
     ctl->values[p].text = (const uint8_t *)text;
@@ -66,14 +66,15 @@ static void airfsm_set_text(airfsm_t *ctl, airfsm_placeholder_t p, const char *t
     ctl->values[p].is_number = false;
 }
 
-/* A placeholder's value: a number (Python: an int). */
+/* Twin: `self.values[p] = number` (an int). */
 static void airfsm_set_number(airfsm_t *ctl, airfsm_placeholder_t p, uint32_t number)
 {
     ctl->values[p].number = number;
     ctl->values[p].is_number = true;
 }
 
-/* Appends `text` at out[*n] within cap (NUL kept): the f-strings of aliyun.auth_url & co. */
+/* Twin: the f-strings of aliyun.auth_url, mqtt_host, topic_get: `text` appended at out[*n]
+ * within cap (NUL kept). */
 static void airfsm_append(char *out, size_t cap, size_t *n, const char *text)
 {
     size_t len = strlen(text);
@@ -85,7 +86,7 @@ static void airfsm_append(char *out, size_t cap, size_t *n, const char *text)
     out[*n] = '\0';
 }
 
-/* The device's region ("" in the settings: aliyun.DEFAULT_REGION). */
+/* Twin: DeviceIdentity.region ("" in the settings: aliyun.DEFAULT_REGION). */
 static const char *airfsm_region(const airfsm_t *ctl)
 {
     return ctl->settings.region[0] != '\0' ? ctl->settings.region : ALIYUN_DEFAULT_REGION;
@@ -105,7 +106,7 @@ static aliyun_identity_t airfsm_identity(const airfsm_t *ctl)
 
 /* Twin: table.expand(): write the command into out; its length, or -1 (EXPAND_FAILED) when a
  * value is over its placeholder's bound or the command would leave no byte for its CR. */
-static int32_t airfsm_expand(const airfsm_template_t *command, const airfsm_value_t *values,
+static int32_t table_expand(const airfsm_template_t *command, const airfsm_value_t *values,
                              uint8_t *out, size_t cap)
 {
     size_t room = cap - 1, n = 0, k;
@@ -249,7 +250,7 @@ void airfsm_send_step(airfsm_t *ctl, const airfsm_step_t *step, airfsm_purpose_t
     }
     /* A step that waits for a bare final code as its URC (AT+MCONNECT: OK, then ERROR when
      * refused) asks the channel to pass that code on rather than count it stray. */
-    airfsm_send(ctl, airfsm_expand(&step->command, ctl->values, ctl->cmd_buf, sizeof ctl->cmd_buf),
+    airfsm_send(ctl, table_expand(&step->command, ctl->values, ctl->cmd_buf, sizeof ctl->cmd_buf),
                 step->timeout_ms, purpose, step->prompt, step->urc_is_final);
 }
 
@@ -885,8 +886,7 @@ static void airfsm_on_truncated(void *context, const uint8_t *header, size_t hea
                                 uint32_t declared, uint32_t received)
 {
     airfsm_t *ctl = context;
-    if (header_len >= airfsm_msub_header.len - 1u &&
-        memcmp(header, "+MSUB", 5) == 0) {
+    if (header_len >= 5 && memcmp(header, "+MSUB", 5) == 0) {
         ctl->counters.downlinks_truncated++;
     }
     airfsm_log(ctl, AIRFSM_LOG_WARNING, AIRFSM_LOG_EVENT_PAYLOAD_TRUNCATED, (int32_t)declared,
@@ -1198,6 +1198,12 @@ int32_t airfsm_signal_age_ms(const airfsm_t *ctx)
         return -1;
     }
     return (int32_t)airfsm_age_ms(ctx->now_ms, ctx->signal_at, ctx->signal_age_saturated);
+}
+
+/* Twin: Controller.pub_phase: where the publish of the outbox head is (codes.PubPhase). */
+uint8_t airfsm_pub_phase(const airfsm_t *ctx)
+{
+    return ctx->session.pub_phase;
 }
 
 /* Twin: Controller.step_name(). */

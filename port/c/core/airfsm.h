@@ -6,7 +6,7 @@
  * allocates it (static on an MCU: see `make size` for its size) and nothing is ever allocated
  * after. The controller is driven by one call:
  *
- *     airfsm_t modem;                              // static: about 14 KB at the default sizes
+ *     airfsm_t modem;                              // static: about 20 KB at the default sizes
  *     airfsm_settings_t s;
  *     airfsm_settings_default(&s);                 // the generated defaults
  *     strcpy(s.product_key, "a1B2c3D4e5F"); ...    // the device triple
@@ -374,6 +374,9 @@ uint32_t airfsm_state_age_ms(const airfsm_t *ctx);
 
 /* Twin: Controller.signal_age_ms(): how old the signal reading is; -1: never read. */
 int32_t airfsm_signal_age_ms(const airfsm_t *ctx);
+
+/* Twin: Controller.pub_phase: 0 nothing in flight, 1 AT+MPUB sent, 2 awaiting its PUBACK. */
+uint8_t airfsm_pub_phase(const airfsm_t *ctx);
 
 /* Twin: Controller.step_name(): the current step's name, NULL in ONLINE/FAILED/past the end. */
 const char *airfsm_step_name(const airfsm_t *ctx);

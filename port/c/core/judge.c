@@ -12,7 +12,7 @@
 
 static const judge_t PASSED = { AIRFSM_OUTCOME_PASS, AIRFSM_REASON_NONE, 0 };
 
-/* A judgement (Python: a tuple). */
+/* Twin: a Judgement tuple. */
 static judge_t judged(airfsm_outcome_t outcome, airfsm_reason_t reason, int32_t detail)
 {
     judge_t j;

@@ -376,7 +376,7 @@ void online_check_deadlines(airfsm_t *ctl)
     }
 }
 
-/* ms_earliest into (has, deadline) (Python: `deadline = ms_earliest(deadline, t)`). */
+/* Twin: `deadline = ms_earliest(deadline, t)`, into (has, deadline). */
 static void online_earliest(bool *has, uint32_t *deadline, uint32_t t)
 {
     *has = ms_earliest(*has, *deadline, true, t, deadline);

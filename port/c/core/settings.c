@@ -19,7 +19,7 @@ static bool settings_quotable(const char *text)
     return true;
 }
 
-/* The bounded strlen of a fixed array (its last byte is never read past). */
+/* Twin: len(text), bounded by the fixed array (its last byte is never read past). */
 static size_t settings_len(const char *text, size_t cap)
 {
     size_t n = 0;

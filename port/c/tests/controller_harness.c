@@ -10,7 +10,10 @@
  *
  * Requests, one a line; each answer ends with a line "." :
  *   set <name> <value>        a setting (strings as x<hex>); sub <x-topic> adds a subscription
- *   init <now> <reset>        airfsm_init_ex(); reset 1: the board has a RESET pin (a hook)
+ *   defaults / validate       airfsm_settings_default() / "valid <airfsm_settings_validate()>"
+ *   init <now> <reset> <capacity>  airfsm_init_ex() over a host outbox of `capacity` slots
+ *                             (0: the RAM ring inside airfsm_t, filled by airfsm_publish(),
+ *                             its calls printed all the same); reset 1: a RESET pin (a hook)
  *   rx <bytes>                the module sent these (dropped while unplugged)
  *   tick <now>                airfsm_tick()
  *   publish <x-topic> <qos> <bytes>   resolve the topic and enqueue (Controller.publish)
@@ -111,7 +114,8 @@ static void line_receive(const uint8_t *bytes, size_t len)
 /* --- the outbox (WatchedOutbox) ------------------------------------------------------------ */
 
 static outbox_ring_t ring;
-static airfsm_outbox_t ring_calls;
+static airfsm_outbox_t ring_calls; /* the ring behind the printing calls */
+static bool ram;                   /* the RAM ring of airfsm_t, airfsm_publish() */
 static unsigned failing[4]; /* peek, mark_attempt, ack, dead_letter */
 
 static bool refuses(int call)
@@ -304,7 +308,12 @@ static void publish(const char *topic_token, const char *qos_token, const char *
     if (field_decode(topic_token, &topic) != 0 || field_decode(payload_token, &payload) != 0) {
         exit(2);
     }
-    if (memchr(topic.bytes, 0, topic.len) == NULL &&
+    if (ram) {
+        id = memchr(topic.bytes, 0, topic.len) != NULL
+                 ? AIRFSM_PUBLISH_BAD_TOPIC
+                 : airfsm_publish(&ctl, (const char *)topic.bytes, payload.bytes, payload.len,
+                                  (uint8_t)strtol(qos_token, NULL, 10));
+    } else if (memchr(topic.bytes, 0, topic.len) == NULL &&
         airfsm_resolve_topic(&ctl, (const char *)topic.bytes, resolved, sizeof resolved, &len)) {
         id = outbox_enqueue(&ring, (const uint8_t *)resolved, len, payload.bytes, payload.len,
                             (int32_t)strtol(qos_token, NULL, 10));
@@ -344,13 +353,16 @@ static void init(uint32_t now, bool reset_pin, size_t capacity)
     hal_t hal = line_hal();
     int result;
 
-    slots = calloc(capacity, sizeof *slots);
-    dead = calloc(capacity, sizeof *dead);
-    if (slots == NULL || dead == NULL) {
-        exit(2);
+    ram = capacity == 0;
+    if (!ram) {
+        slots = calloc(capacity, sizeof *slots);
+        dead = calloc(capacity, sizeof *dead);
+        if (slots == NULL || dead == NULL) {
+            exit(2);
+        }
+        outbox_ring_init(&ring, slots, dead, capacity);
+        ring_calls = outbox_ring_outbox(&ring);
     }
-    outbox_ring_init(&ring, slots, dead, capacity);
-    ring_calls = outbox_ring_outbox(&ring);
     box.ops = &BOX_OPS;
     box.store = &ring;
     memset(&hooks, 0, sizeof hooks);
@@ -359,7 +371,12 @@ static void init(uint32_t now, bool reset_pin, size_t capacity)
     hooks.on_message = on_message;
     hooks.on_state = on_state;
     hooks.hardware_reset = reset_pin ? on_reset : NULL;
-    result = airfsm_init_ex(&ctl, &settings, &hal, &hooks, &box, now);
+    result = airfsm_init_ex(&ctl, &settings, &hal, &hooks, ram ? NULL : &box, now);
+    if (ram && result == AIRFSM_SETTINGS_OK) {
+        /* the same ring, its calls printed: airfsm_publish() still fills it (store == ring) */
+        ring_calls = outbox_ring_outbox(&ctl.ring);
+        ctl.outbox.ops = &BOX_OPS;
+    }
     printf("init %d\n", result);
     initialised = result == AIRFSM_SETTINGS_OK;
 }
@@ -391,6 +408,10 @@ int main(void)
             }
             copy_text(settings.subscribe[settings.n_subscribe++], AIRFSM_MAX_TOPIC + 1, &f);
             free(f.bytes);
+        } else if (strcmp(what, "defaults") == 0) {
+            airfsm_settings_default(&settings);
+        } else if (strcmp(what, "validate") == 0) {
+            printf("valid %d\n", airfsm_settings_validate(&settings));
         } else if (strcmp(what, "init") == 0 && n == 4) {
             init((uint32_t)strtoul(tokens[1], NULL, 10), strcmp(tokens[2], "1") == 0,
                  (size_t)strtoul(tokens[3], NULL, 10));
