@@ -1,8 +1,8 @@
-"""The C twin's tick and round trip, beside the Python figures, once the C port has a bench.
+"""The C twin's tick and round trip, beside the Python figures.
 
-The C port (port/c/) is not part of this harness; when its build leaves an executable
-`port/c/build/airfsm_bench`, this module runs it and reports what it says. The contract for
-that binary (so the C side can be written against it):
+The C port (port/c/) is not part of this harness; its build (`make -C port/c`) leaves an
+executable `port/c/build/airfsm_bench` (port/c/posix/main_bench.c), which this module runs and
+reports. The contract for that binary:
 
     airfsm_bench --tick                  -> prints {"idle_tick_ns": <mean ns of an idle ONLINE
                                             tick>, "one_line_tick_ns": <ns of a tick digesting
@@ -10,6 +10,8 @@ that binary (so the C side can be written against it):
     airfsm_bench --round-trip PTY COUNT  -> prints {"round_trip_us": <mean µs of COUNT AT -> OK
                                             round trips over the pty at PTY>}
 
+`--tick` brings the C controller ONLINE against an in-memory module that answers at once
+(port/c/posix/canned_module.c) and times the tick alone, as bench/rigs.py does for the Python.
 The round trip runs against the same responder as bench/round_trip.py. Without the binary the
 rows say "not built": that is not a failure of anything.
 """

@@ -12,11 +12,44 @@
 
 #define WRITE_TIMEOUT_MS 2000 /* port.WRITE_TIMEOUT_S: a UART that cannot take the bytes is gone */
 
-int hal_posix_open(hal_posix_t *port, const char *path, char *error, size_t error_size)
+/* The termios speed of a line rate; false for a rate termios has no constant for. */
+static bool speed_of(uint32_t baud, speed_t *speed)
+{
+    static const struct {
+        uint32_t baud;
+        speed_t speed;
+    } rates[] = {{9600u, B9600}, {19200u, B19200}, {38400u, B38400}, {57600u, B57600},
+                 {115200u, B115200}, {230400u, B230400}, {460800u, B460800},
+                 {921600u, B921600}};
+    size_t i;
+
+    for (i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        if (rates[i].baud == baud) {
+            *speed = rates[i].speed;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool hal_posix_baud_supported(uint32_t baud)
+{
+    speed_t speed;
+    return speed_of(baud, &speed);
+}
+
+int hal_posix_open(hal_posix_t *port, const char *path, uint32_t baud, char *error,
+                   size_t error_size)
 {
     struct termios tio;
-    int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
+    speed_t speed;
+    int fd;
 
+    if (!speed_of(baud, &speed)) {
+        snprintf(error, error_size, "unsupported baud rate %lu", (unsigned long)baud);
+        return -1;
+    }
+    fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
         return -1;
@@ -36,14 +69,15 @@ int hal_posix_open(hal_posix_t *port, const char *path, char *error, size_t erro
     tio.c_cflag |= (tcflag_t)(CS8 | CREAD | CLOCAL);
     tio.c_cc[VMIN] = 0;
     tio.c_cc[VTIME] = 0;
-    cfsetispeed(&tio, B115200);
-    cfsetospeed(&tio, B115200);
+    cfsetispeed(&tio, speed);
+    cfsetospeed(&tio, speed);
     if (tcsetattr(fd, TCSANOW, &tio) != 0) {
         snprintf(error, error_size, "cannot configure %s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     port->fd = fd;
+    port->lost = false;
     return 0;
 }
 
@@ -59,12 +93,14 @@ static int32_t posix_read(void *ctx, uint8_t *buf, size_t n)
         return (int32_t)got;
     }
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        return HAL_PORT_LOST; /* EIO: the pty master closed, the USB adapter went away */
+        port->lost = true; /* EIO: the pty master closed, the USB adapter went away */
+        return HAL_PORT_LOST;
     }
     pfd.fd = port->fd;
     pfd.events = POLLIN;
     pfd.revents = 0;
     if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) {
+        port->lost = true;
         return HAL_PORT_LOST;
     }
     return 0;
@@ -86,9 +122,11 @@ static int32_t posix_write(void *ctx, const uint8_t *buf, size_t n)
             pfd.events = POLLOUT;
             pfd.revents = 0;
             if (poll(&pfd, 1, WRITE_TIMEOUT_MS) <= 0 || (pfd.revents & POLLOUT) == 0) {
+                port->lost = true;
                 return HAL_PORT_LOST;
             }
         } else {
+            port->lost = true;
             return HAL_PORT_LOST;
         }
     }

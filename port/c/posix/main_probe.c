@@ -28,7 +28,7 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     double timeout_s = 30.0;
-    hal_posix_t port = {-1, "at-probe", HAL_LOG_WARNING};
+    hal_posix_t port = {-1, "at-probe", HAL_LOG_WARNING, false};
     char error[256];
     probe_t probe;
     hal_t hal;
@@ -52,7 +52,7 @@ int main(int argc, char **argv)
     if (path == NULL) {
         return usage("--port is required");
     }
-    if (hal_posix_open(&port, path, error, sizeof error) != 0) {
+    if (hal_posix_open(&port, path, 115200u, error, sizeof error) != 0) {
         fprintf(stderr, "at-probe: %s\n", error);
         return EXIT_PORT;
     }
