@@ -15,12 +15,12 @@ from airfsm.core import aliyun as aliyun_module
 from airfsm.core.aliyun import (
     AUTH_BODY_MAX,
     AUTH_ERRORS,
+    AUTH_REPLY_REASONS,
     DEFAULT_REGION,
     MQTT_PORT,
     SIGN_METHODS,
     AuthReply,
     DeviceIdentity,
-    AUTH_REPLY_REASONS,
     ReplyReason,
     auth_body,
     auth_form,

@@ -4,6 +4,9 @@ sign, and the timestamp in a sign (the `wall_clock_ms` hook)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from airfsm.core import aliyun
 from airfsm.core.codes import AuthMode, FailReason, Reason, State
 from airfsm.core.settings import Settings
@@ -63,8 +66,8 @@ def test_the_broker_the_auth_reply_names_is_the_one_connected_to() -> None:
     host = "iot-cn-0pp1n8t.mqtt.iothub.aliyuncs.com"
     rig = run(make_rig(SimConfig(broker_host=host), settings()))
     assert rig.controller.online, reasons.status(rig.controller)
-    body_len = [c for c in rig.commands if c.startswith("AT+HTTPDATA=")][0]
-    assert body_len.startswith(f"AT+HTTPDATA={len(aliyun.auth_form(settings().identity, resources=True).body)},")
+    form = aliyun.auth_form(settings().identity, resources=True)  # asks for resources=mqtt
+    assert sent(rig, "AT+HTTPDATA=")[0].startswith(f"AT+HTTPDATA={len(form.body)},")
     assert sent(rig, "AT+SSLMIPSTART") == [f'AT+SSLMIPSTART="{host}",1883']
 
 
@@ -163,8 +166,6 @@ def test_the_register_reply_is_scanned_with_bounds() -> None:
 def test_the_register_form_signs_what_the_api_names() -> None:
     identity = aliyun.DeviceIdentity(SEED_PK, SEED_DN, "", product_secret=PRODUCT_SECRET)
     form = aliyun.register_form(identity, 1234567, "hmacsha256")
-    import hashlib
-    import hmac
 
     text = f"deviceName{SEED_DN}productKey{SEED_PK}random1234567"
     expected = hmac.new(PRODUCT_SECRET.encode(), text.encode(), hashlib.sha256).hexdigest()

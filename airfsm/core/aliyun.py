@@ -372,7 +372,7 @@ def auth_body(
     return auth_form(identity, method, timestamp_ms).body
 
 
-# --- dynamic registration ("one type, one secret", 一型一密) ---------------------------------------
+# --- dynamic registration ("one type, one secret", 一型一密) -------------------------------------
 #
 # A product with dynamic registration on gives all its devices one ProductSecret. A device POSTs
 # productKey, deviceName, a random nonce, signMethod and the sign - the HMAC of

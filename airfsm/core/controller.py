@@ -616,12 +616,13 @@ class Controller:
         """A step failed for good: retry the state after backoff, or escalate.
 
         C: airfsm_fail_state()."""
-        if step.on_fail is not None:
-            if not (step.on_fail == Trigger.TOKEN_REJECTED and self.signs_directly):
-                self._fire(step.on_fail)
-                return
-            # A direct-sign CONNECT failed: no token to fetch again; the state retries with a
-            # fresh sign, and a refusal counts towards giving up like an auth rejection.
+        # A direct-sign CONNECT that failed has no token to fetch again (TOKEN_REJECTED): the
+        # state retries with a fresh sign, and a refusal counts towards giving up like an auth
+        # rejection.
+        if step.on_fail is not None and not (
+                step.on_fail == Trigger.TOKEN_REJECTED and self.signs_directly):
+            self._fire(step.on_fail)
+            return
         policy = self.table[self.state].policy
         if policy is None:
             return
