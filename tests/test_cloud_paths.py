@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
+import json
 
 from airfsm.core import aliyun
 from airfsm.core.codes import AuthMode, FailReason, Reason, State
 from airfsm.core.settings import Settings
-from airfsm.host import reasons
+from airfsm.host import log, reasons
 from airfsm.sim import SimConfig
 from airfsm.sim.module import REGISTER_REFUSED_CODE
 from tests.harness import SEED_DN, SEED_DS, SEED_PK, Rig, make_rig
@@ -255,3 +257,24 @@ def test_a_clock_that_knows_no_time_yet_sends_no_timestamp() -> None:
     run(rig)
     assert rig.controller.online
     assert "timestamp" not in sent(rig, "AT+MCONFIG=")[0]
+
+
+def test_no_secret_reaches_a_debug_log() -> None:
+    buffer = io.StringIO()
+    log.configure("debug", json=True, stream=buffer)
+    try:
+        stored: list[str] = []
+        rig = run(make_rig(SimConfig(product_secret=PRODUCT_SECRET),
+                           settings(device_secret="", product_secret=PRODUCT_SECRET,
+                                    auth_mode=AuthMode.MQTT_SIGN),
+                           on_registered=stored.append, wall_clock_ms=lambda: NOW_MS))
+    finally:
+        log.configure("warning", json=True, stream=io.StringIO())
+    assert rig.controller.online
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert any(line["event"] == "at_tx" and "AT+MCONFIG" in line["command"] for line in lines)
+    assert any(line["event"] == "registered" and line["stored"] for line in lines)
+    password = aliyun.mqtt_sign(aliyun.DeviceIdentity(SEED_PK, SEED_DN, stored[0]),
+                                "hmacmd5", NOW_MS).password
+    for secret in (PRODUCT_SECRET, stored[0], password):
+        assert secret not in buffer.getvalue()
