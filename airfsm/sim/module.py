@@ -219,7 +219,8 @@ class SimEvent:
 
     kind: "command" (text: the line), "answered" (text: the command whose final result code
     has just left the UART, up to its CR), "boot", "fault" (text: the fault spec that fired),
-    "grant" (text: clientId, iotId, iotToken joined by tabs), "published" (text: topic,
+    "grant" (text: clientId, iotId, iotToken joined by tabs), "registered" (text: the
+    DeviceSecret a dynamic registration issued), "published" (text: topic,
     data: payload, number: QoS), "puback" (data: the payload it acknowledges), "connack",
     "link_down", "downlink" (text: topic, data: payload as sent).
     """
@@ -1231,7 +1232,7 @@ class SimModule:
             # Each registration refreshes the device's secret (the cloud keeps the last).
             self.device_secret = self._random_text(_ALNUM, 32)
             self.registrations += 1
-            self._observe("registered", config.device_name)
+            self._observe("registered", self.device_secret)
             data = {"productKey": config.product_key, "deviceName": config.device_name,
                     "deviceSecret": self.device_secret}
         else:
