@@ -52,6 +52,19 @@ Module behaviour worth knowing (all from PROTOCOL.md unless noted as a simulator
   bad form or wrong Content-Type, 5001 unknown product/device. Only the latest issued token (with
   the clientId that was signed) is accepted by MCONNECT. A URL with a host other than
   `iot-auth.<region>.aliyuncs.com` fails with 603 (DNS); another region's auth host says 5001.
+  With `instance_id` the auth server is `<id>.auth.iothub.aliyuncs.com` (the regional one says
+  5001) and the broker `<id>.mqtt.iothub.aliyuncs.com`; `broker_host` names another broker. The
+  reply names the broker when the form asks (`resources=mqtt`); AT+SSLMIPSTART to any other
+  host is CONNECT FAIL.
+* Dynamic registration (`product_secret`): `/auth/register/device` checks the sign over
+  `deviceName…productKey…random…` with the ProductSecret and issues a fresh DeviceSecret each
+  time until the device first connects; after that (or with `device_activated`) it answers
+  6289 (a simulator choice: the real code is undocumented), 6288 with registration off.
+* The direct MQTT sign (`id|securemode=2,signmethod=…|`, `dn&pk`, the HMAC) is accepted by
+  MCONNECT as the cloud checks it (`sim.cloud.verify_mqtt_sign`). With a cloud clock
+  (`cloud_clock_ms`, the wall clock under `SimServer`) a timestamp in an auth form or a direct
+  sign must be within `timestamp_window_ms` of it: otherwise the auth says 460 and MCONNECT
+  refuses.
 """
 
 from __future__ import annotations
