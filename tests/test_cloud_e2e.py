@@ -183,3 +183,24 @@ def test_a_gateway_clock_an_hour_off_is_refused(sim_of: Any, tmp_path: Path, aut
                            device_secret=SEED_DS, data_dir=tmp_path, auth=auth)
     gateway, result = run_gateway(config, lambda: time.time_ns() // 1_000_000 - 3_600_000)
     assert result == [Exit.CREDENTIALS], gateway.exit_reason
+
+
+def test_the_gateway_registers_keeps_the_secret_and_restarts_with_it(
+        sim_of: Any, tmp_path: Path, log_buffer: io.StringIO) -> None:
+    server = sim_of(product_secret=PRODUCT_SECRET)
+    config = GatewayConfig(port=server.endpoint, product_key=SEED_PK, device_name=SEED_DN,
+                           product_secret=PRODUCT_SECRET, data_dir=tmp_path)
+    gateway, result = run_gateway(config, None)
+    assert result == [Exit.OK], gateway.exit_reason
+    issued = cloud(server, "device_secret")
+    assert read_device_secret(tmp_path) == issued
+    assert stat.S_IMODE((tmp_path / SECRET_FILE).stat().st_mode) == 0o600
+    assert gateway.settings.identity.device_secret == issued  # a new controller would sign so
+    again, result = run_gateway(config, None)
+    assert result == [Exit.OK], again.exit_reason
+    assert cloud(server, "register_requests") == 1
+    logged = log_buffer.getvalue()
+    assert "device_registered" in logged
+    for secret in (issued, PRODUCT_SECRET):
+        assert secret not in logged
+        assert secret not in (tmp_path / "status.json").read_text()
