@@ -340,12 +340,18 @@ def retry_policy(row: StateSpec) -> str:
 
 def fatal_causes(row: StateSpec) -> str:
     causes = []
+    attempts = row.policy.retries + 1 if row.policy is not None else 0
     for step in row.steps:
         answer = CHECK_ANSWERS[step.check]
         if answer.fatal:
             causes.append(answer.fatal)
-        if answer.rejected and row.policy is not None:
-            causes.append(f"auth rejected on all {row.policy.retries + 1} attempts")
+        if answer.rejected and attempts:
+            what = "registration refused" if step.check == Check.REGISTER_REPLY else (
+                "auth rejected")
+            causes.append(f"{what} on all {attempts} attempts")
+        if step.on_fail == Trigger.TOKEN_REJECTED and attempts:
+            causes.append(f"with auth = mqtt-sign: the signed CONNECT refused on all "
+                          f"{attempts} attempts")
     return ", ".join(causes) if causes else TRIGGER_CAUSES[Trigger.FATAL].full
 
 

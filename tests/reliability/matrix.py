@@ -312,14 +312,19 @@ def registering(settings: Settings) -> Settings:
     return replace(settings, identity=identity)
 
 
+def settings_for(state: State, settings: Settings) -> Settings:
+    """The settings a cell of `state` runs with: PROVISION runs only for a device that has its
+    ProductSecret and no DeviceSecret."""
+    return registering(settings) if state == State.PROVISION else settings
+
+
 def run_matrix(settings: Settings | None = None,
                subject_factory: SubjectFactory = PythonSubject) -> list[Cell]:
     settings = settings or seed_settings()
     cells = []
     for fault in FAULTS:
         for state in STATES:
-            # PROVISION runs only for a device that has its ProductSecret and no DeviceSecret.
-            cell_settings = registering(settings) if state == State.PROVISION else settings
+            cell_settings = settings_for(state, settings)
             cell = Cell(state, fault.name, fault_bound(state, cell_settings))
             for target in TARGETS:
                 if target.state != state or not fault.applies(target):
