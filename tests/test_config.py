@@ -405,3 +405,12 @@ def test_bad_values_of_the_cloud_keys_are_one_line(key: str, value: str, words: 
     assert words in str(caught.value) and "\n" not in str(caught.value)
     if key == "product_secret":
         assert value not in str(caught.value)
+
+
+def test_the_product_secret_may_be_a_systemd_credential(tmp_path: Path) -> None:
+    (tmp_path / "product_secret").write_text("pr0duct-secret\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    config, sources = load_config_sources(
+        None, env, {"port": "/dev/ttyUSB0", "product_key": "pk1", "device_name": "dn_1"})
+    assert config.product_secret == "pr0duct-secret" and config.device_secret == ""
+    assert sources["product_secret"] == f"credential {tmp_path / 'product_secret'}"
