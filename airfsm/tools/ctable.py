@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from airfsm.core import aliyun, at, payload
 from airfsm.core.codes import (
     AtResult,
+    AuthMode,
     Check,
     Cond,
     FailReason,
@@ -813,6 +814,7 @@ EXPORTS: tuple[Export, ...] = (
     Codes(OutboxCall, "which outbox call was refused"),
     Codes(OutboxStatus, "what an outbox call returns"),
     Codes(Placeholder, "what a command template's placeholder stands for"),
+    Codes(AuthMode, "how the device proves itself to the broker (Settings.auth_mode)"),
     Constants("firmware (table.py)", (
         Constant("MIN_FIRMWARE", MIN_FIRMWARE, "older builds cannot do Alibaba Cloud: FATAL"),
         Constant("FIRMWARE_HEARTBEAT", FIRMWARE_HEARTBEAT,
@@ -826,7 +828,7 @@ EXPORTS: tuple[Export, ...] = (
         Constant("READ_CHUNK", READ_CHUNK, "bytes asked of the port at a time"),
         Constant("MAX_READ_PER_TICK", MAX_READ_PER_TICK, "the rest waits for the next tick"),
         Constant("CMD_CAPACITY", CMD_CAPACITY, "one command and its CR"),
-        Constant("BODY_CAPACITY", BODY_CAPACITY, "the HTTP auth body"),
+        Constant("BODY_CAPACITY", BODY_CAPACITY, "the HTTP body: the auth or register form"),
         Constant("OUTBOX_RING", OUTBOX_RING, "messages the RAM outbox holds (and dead letters)"),
         Constant("INFO_TEXT_MAX", INFO_TEXT_MAX,
                  "IMEI, ICCID, operator: text kept of each (a longer answer is cut)"),

@@ -217,6 +217,11 @@ const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT] = {
     [AIRFSM_PLACEHOLDER_REGISTER_URL] = "REGISTER_URL",
 };
 
+const char *const airfsm_auth_mode_name[AIRFSM_AUTH_MODE_COUNT] = {
+    [AIRFSM_AUTH_MODE_HTTPS] = "HTTPS",
+    [AIRFSM_AUTH_MODE_MQTT_SIGN] = "MQTT_SIGN",
+};
+
 const airfsm_text_t airfsm_content_type =
     { "Content-Type: application/x-www-form-urlencoded", 47u };
 

@@ -18,8 +18,8 @@ typedef struct {
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from.
  */
-#define AIRFSM_TABLE_HASH UINT64_C(0x62e2628af86aa28b)
-#define AIRFSM_TABLE_HASH_HEX "62e2628af86aa28b"
+#define AIRFSM_TABLE_HASH UINT64_C(0xbde1b654593f5e1f)
+#define AIRFSM_TABLE_HASH_HEX "bde1b654593f5e1f"
 /* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
  * linked. */
 extern const uint64_t airfsm_table_hash;
@@ -279,6 +279,14 @@ typedef enum {
 #define AIRFSM_PLACEHOLDER_COUNT 17
 extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
 
+/* how the device proves itself to the broker (Settings.auth_mode) (Python: airfsm.core.codes.AuthMode) */
+typedef enum {
+    AIRFSM_AUTH_MODE_HTTPS = 0,
+    AIRFSM_AUTH_MODE_MQTT_SIGN = 1,
+} airfsm_auth_mode_t;
+#define AIRFSM_AUTH_MODE_COUNT 2
+extern const char *const airfsm_auth_mode_name[AIRFSM_AUTH_MODE_COUNT];
+
 /* --- firmware (table.py) ---------------------------------------------------------------------- */
 #define AIRFSM_MIN_FIRMWARE 409u  /* older builds cannot do Alibaba Cloud: FATAL */
 #define AIRFSM_FIRMWARE_HEARTBEAT 838u  /* from this build the module sends PINGREQ itself */
@@ -291,7 +299,7 @@ extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_READ_CHUNK 512u  /* bytes asked of the port at a time */
 #define AIRFSM_MAX_READ_PER_TICK 4096u  /* the rest waits for the next tick */
 #define AIRFSM_CMD_CAPACITY 1280u  /* one command and its CR */
-#define AIRFSM_BODY_CAPACITY 640u  /* the HTTP auth body */
+#define AIRFSM_BODY_CAPACITY 640u  /* the HTTP body: the auth or register form */
 #define AIRFSM_OUTBOX_RING 1000u  /* messages the RAM outbox holds (and dead letters) */
 /* IMEI, ICCID, operator: text kept of each (a longer answer is cut) */
 #define AIRFSM_INFO_TEXT_MAX 32u
