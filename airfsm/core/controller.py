@@ -228,8 +228,9 @@ class Controller:
         `wall_clock_ms`: the host's wall-clock hook (Unix ms, or None while unknown; C: the
         optional `hal_wall_clock_ms`, 0 = unknown). With it, the HTTPS auth form and the
         direct MQTT sign carry a signed timestamp, so a captured sign cannot be replayed once
-        the server's window has passed; a gateway feeds it a clock corrected by the NTP skew
-        it learned from the server. Without it nothing is timestamped (the seed's form).
+        the server's window has passed. It is the place for a clock corrected by the skew the
+        host learned from the server (the NTP exchange over MQTT). Without it nothing is
+        timestamped (the seed's form).
         `on_registered`: where the DeviceSecret of a dynamic registration goes (PROVISION).
         """
         settings.validate()
