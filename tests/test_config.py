@@ -97,7 +97,8 @@ def test_every_setting_from_the_environment() -> None:
         "shutdown_grace_s": "1.5", "timeout_s": "12.5", "publish_attempts": "9",
         "subscribe": "get, /sys/{pk}/{dn}/rrpc/request/+", "bridge": "mqtt://127.0.0.1:1884",
         "bridge_prefix": "site/{dn}", "metrics_textfile": "/tmp/airfsm.prom",
-        "metrics_listen": "127.0.0.1:9464"}.items()}
+        "metrics_listen": "127.0.0.1:9464", "product_secret": "pr0duct-secret",
+        "instance_id": "iot-06z00ax1o4qtest", "auth": "mqtt-sign"}.items()}
     assert set(env) == {env_var(f.name) for f in fields(GatewayConfig)}  # every key covered
     cfg = load_config(None, env, {})
     assert cfg.port == "socket://localhost:7000" and cfg.device_secret == SECRET
@@ -110,6 +111,8 @@ def test_every_setting_from_the_environment() -> None:
     assert cfg.bridge_address() == ("127.0.0.1", 1884) and cfg.bridge_prefix == "site/{dn}"
     assert cfg.metrics_textfile == Path("/tmp/airfsm.prom")
     assert cfg.metrics_listen == "127.0.0.1:9464"
+    assert cfg.product_secret == "pr0duct-secret" and cfg.instance_id == "iot-06z00ax1o4qtest"
+    assert cfg.auth == "mqtt-sign"
 
 
 def test_precedence_file_env_flags(tmp_path: Path) -> None:
@@ -389,3 +392,36 @@ def test_the_longest_timeout_is_what_the_32_bit_clock_holds(tmp_path: Path) -> N
     assert load_config(path, {"AIRFSM_TIMEOUT_S": str(MAX_TIMEOUT_S)},
                        {}).timeout_s == MAX_TIMEOUT_S
     assert "timeout_s" in error_of(path, {"AIRFSM_TIMEOUT_S": str(MAX_TIMEOUT_S + 1)})
+
+
+def test_a_product_secret_stands_in_for_the_device_secret() -> None:
+    base = {"port": "/dev/ttyUSB0", "product_key": "pk1", "device_name": "dn_1"}
+    cfg = load_config(None, {}, {**base, "product_secret": "pr0duct-secret"})
+    assert cfg.device_secret == "" and cfg.product_secret == "pr0duct-secret"
+    assert "pr0duct-secret" not in repr(cfg) and cfg.public_dict()["product_secret"] == "***"
+    with pytest.raises(ConfigError, match="or give product_secret"):
+        load_config(None, {}, base)
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("auth", "token", "expected one of https, mqtt-sign"),
+    ("instance_id", "iot_06z", "expected 1-64 letters, digits and '-'"),
+    ("product_secret", "ab", "at least 4 characters (value not shown)"),
+])
+def test_bad_values_of_the_cloud_keys_are_one_line(key: str, value: str, words: str) -> None:
+    base = {"port": "/dev/ttyUSB0", "product_key": "pk1", "device_name": "dn_1",
+            "device_secret": SECRET}
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {}, {**base, key: value})
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+    if key == "product_secret":
+        assert value not in str(caught.value)
+
+
+def test_the_product_secret_may_be_a_systemd_credential(tmp_path: Path) -> None:
+    (tmp_path / "product_secret").write_text("pr0duct-secret\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    config, sources = load_config_sources(
+        None, env, {"port": "/dev/ttyUSB0", "product_key": "pk1", "device_name": "dn_1"})
+    assert config.product_secret == "pr0duct-secret" and config.device_secret == ""
+    assert sources["product_secret"] == f"credential {tmp_path / 'product_secret'}"

@@ -52,14 +52,15 @@ def test_seed_dialect_reaches_online_with_the_seed_commands() -> None:
     cmds = rig.commands
     # The seed transcript's commands, in its order (our clean-up steps may sit between them),
     # but for two deliberate changes: the keepalive is the vendor's advised 120 s, not the
-    # seed's 300 (carrier NATs drop idle links), and AT+MQTTMSGSET=0 comes before the MQTT
-    # session, not after it, so no message can land in the module's cache.
+    # seed's 300 (carrier NATs drop idle links), AT+MQTTMSGSET=0 comes before the MQTT
+    # session, not after it, so no message can land in the module's cache, and the auth form
+    # asks for `resources=mqtt` (112 + 15 bytes) so the reply names the broker to use.
     seed_order = [
         "AT", "AT+CGMR", "AT+CGATT?", 'AT+SAPBR=3,1,"CONTYPE","GPRS"',
         'AT+SAPBR=3,1,"APN","CMIOT"', "AT+SAPBR=1,1", "AT+HTTPINIT",
         'AT+HTTPPARA="URL","https://iot-auth.cn-shanghai.aliyuncs.com/auth/devicename"',
         'AT+HTTPPARA="USER_DEFINED","Content-Type: application/x-www-form-urlencoded"',
-        "AT+HTTPDATA=112,20000", "AT+HTTPACTION=1", "AT+HTTPREAD", "AT+HTTPTERM",
+        "AT+HTTPDATA=127,20000", "AT+HTTPACTION=1", "AT+HTTPREAD", "AT+HTTPTERM",
         "AT+MQTTMSGSET=0",
         f'AT+SSLMIPSTART="{SEED_PK}.iot-as-mqtt.cn-shanghai.aliyuncs.com",1883',
         "AT+MCONNECT=1,120", f'AT+MSUB="{GET}",0',

@@ -390,7 +390,7 @@ def expected_dump() -> list[str]:
                          f"{reset}")
     for trigger in Trigger:
         lines.append(f"trigger {trigger.name} "
-                     f"escalates={int(trigger not in (Trigger.DONE, Trigger.RETRY))} "
+                     f"escalates={int(trigger in table.ESCALATING_TRIGGERS)} "
                      f"priority={table.link_priority(trigger)}")
     base_ms, cap_ms = table.ESCALATION_BACKOFF_MS
     lines.append(f"escalation {base_ms} {cap_ms} {table.ESCALATIONS_WITHOUT_BACKOFF}")
@@ -563,13 +563,23 @@ def test_each_placeholder_maximum_is_what_the_core_enforces() -> None:
     assert refused(apn="a" * (longest[Placeholder.APN] + 1))
     region = "r" * 64
     assert not identity_refused(region=region) and identity_refused(region=region + "r")
-    assert len(aliyun.auth_url(region)) == longest[Placeholder.AUTH_URL]
+    instance = "i" * aliyun.MAX_INSTANCE_ID_LEN
+    assert not identity_refused(instance_id=instance)
+    assert identity_refused(instance_id=instance + "i")
+    assert max(len(aliyun.auth_url(region)), len(aliyun.auth_url(instance_id=instance))) == (
+        longest[Placeholder.AUTH_URL])
+    assert len(aliyun.register_url(region)) == longest[Placeholder.REGISTER_URL]
     assert longest[Placeholder.CONTENT_TYPE] == len(table.CONTENT_TYPE)
     # the longest auth body fits the body buffer, whose length has this many digits
     assert ctable.longest_auth_body() <= BODY_CAPACITY
     assert len(str(BODY_CAPACITY)) == longest[Placeholder.BODY_LEN]
-    client = "c" * longest[Placeholder.CLIENT_ID]
+    # the configured clientId is bounded by the identity, the longest MQTT clientId is the
+    # direct sign's: that clientId, |securemode=2,signmethod=hmacsha256,timestamp=<20>|
+    client = "c" * aliyun.MAX_CLIENT_ID_LEN
     assert not identity_refused(client_id=client) and identity_refused(client_id=client + "c")
+    signing = aliyun.DeviceIdentity("a1B2c3D4e5F", "device-01", "s", client_id=client)
+    assert len(aliyun.mqtt_sign(signing, "hmacsha256", aliyun.MAX_TIMESTAMP_MS).client_id) == (
+        longest[Placeholder.CLIENT_ID])
     for name, placeholder in (("iotId", Placeholder.IOT_ID), ("iotToken", Placeholder.IOT_TOKEN)):
         credential = "t" * longest[placeholder]
         assert aliyun.parse_auth_reply(reply_with(**{name: credential})).ok
@@ -673,6 +683,7 @@ def test_check_answers_are_what_the_judge_reads() -> None:
                 Check.ATTACHED: b"+CGATT: 1", Check.BEARER_QUERY: b'+SAPBR: 1,1,"10.1.2.3"',
                 Check.HTTP_STATUS: b"+HTTPACTION: 1,200,148",
                 Check.MQTT_STATUS: b"+MQTTSTATU :1", Check.AUTH_REPLY: b"+HTTPREAD: 148",
+                Check.REGISTER_REPLY: b"+HTTPREAD: 148",
                 Check.VERSION: b"AirM2M_Air72xUy_V409_LTE_AT",
                 Check.IMEI: b"+CGSN: 862991419835241", Check.ICCID: b"89860117831003134201",
                 Check.OPERATOR: b'+COPS: 0,0,"CHINA MOBILE",7', Check.REGISTRATION: b"+CEREG: 0,5"}

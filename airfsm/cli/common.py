@@ -61,6 +61,14 @@ def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True)
     p.add_argument("--device-secret",
                    help="DeviceSecret (better: the AIRFSM_DEVICE_SECRET environment variable, "
                         "which other users cannot read from the process list)")
+    p.add_argument("--product-secret", default=None,
+                   help="ProductSecret: register the device once and keep its DeviceSecret in "
+                        "the data directory (better: AIRFSM_PRODUCT_SECRET)")
+    p.add_argument("--instance-id", default=None,
+                   help="the instance's id (iot-...): its own auth server and MQTT broker")
+    p.add_argument("--auth", default=None, choices=("https", "mqtt-sign"),
+                   help="https: pre-auth for an iotToken (default); mqtt-sign: sign the MQTT "
+                        "CONNECT itself")
     p.add_argument("--region", default=None, help="cn-shanghai (default), ap-southeast-1, ...")
     p.add_argument("--apn", default=None,
                    help='APN of the SIM (default CMIOT; "" for the network\'s default APN)')
@@ -73,8 +81,9 @@ def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True)
 
 
 # The settings every command that talks to the module takes as flags (config.flag(key)).
-CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "region", "apn",
-                   "baud", "client_id", "sign_method", "log_level")
+CONNECTION_KEYS = ("port", "product_key", "device_name", "device_secret", "product_secret",
+                   "instance_id", "auth", "region", "apn", "baud", "client_id", "sign_method",
+                   "log_level")
 
 
 def config_path(args: argparse.Namespace, env: Mapping[str, str]) -> Path | None:

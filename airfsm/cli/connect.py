@@ -25,7 +25,7 @@ from airfsm.core.timebase import ms_add, ms_diff
 from airfsm.host import log, reasons
 from airfsm.host.config import MAX_TIMEOUT_S
 from airfsm.host.errors import Exit, HostError, fail_exit
-from airfsm.host.gateway import settings_from_config
+from airfsm.host.gateway import registered_secret_keeper, settings_from_config
 from airfsm.host.loop import monotonic_ms, run
 from airfsm.host.progress import wait_of
 from airfsm.host.serial import PortError, open_port
@@ -165,7 +165,9 @@ def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> Exit:
     start = monotonic_ms()
     display = StageDisplay(sys.stdout, start, enabled=sys.stdout.isatty() or args.progress)
     controller = Controller(port, settings, now_ms=start, on_state=display,
-                            log_hook=log.CORE_LOG)
+                            log_hook=log.CORE_LOG,
+                            on_registered=registered_secret_keeper(config, log.get_logger(
+                                "airfsm.cli.connect")))
     display.controller = controller
     deadline = ms_add(start, int(config.timeout_s * 1000)) if config.timeout_s else None
     try:

@@ -49,6 +49,14 @@ def add_sim_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault; repeatable. " + FAULT_HELP.splitlines()[0])
     p.add_argument("--seed", type=int, default=1, help="PRNG seed for tokens and garbage")
+    p.add_argument("--instance-id", default=None,
+                   help="serve as this instance: only <id>.auth/.mqtt.iothub.aliyuncs.com answer")
+    p.add_argument("--broker-host", default=None,
+                   help="the only MQTT host that answers (the auth reply names it)")
+    p.add_argument("--product-secret", default=None,
+                   help="turn dynamic registration on, checking signs against this secret")
+    p.add_argument("--device-activated", action="store_true",
+                   help="the device has connected before: a registration is refused")
 
 
 def sim_config_from(args: argparse.Namespace, default_profile: str) -> SimConfig:
@@ -62,7 +70,9 @@ def sim_config_from(args: argparse.Namespace, default_profile: str) -> SimConfig
         product_key=args.product_key, device_name=args.device_name, region=args.region,
         firmware=args.firmware, cgmr_quoted=args.cgmr_quoted, echo=not args.no_echo,
         profile=args.profile or default_profile, attach_after_ms=int(args.attach_after * 1000),
-        faults=faults, seed=args.seed,
+        faults=faults, seed=args.seed, instance_id=args.instance_id,
+        broker_host=args.broker_host, product_secret=args.product_secret,
+        device_activated=args.device_activated,
     )
     if args.device_secret:
         config.device_secret = args.device_secret

@@ -89,15 +89,18 @@ MIN_DEVICE_NAME_LEN = 4
 MAX_DEVICE_NAME_LEN = 32
 MAX_CLIENT_ID_LEN = 64
 MAX_REGION_LEN = 64
+MAX_INSTANCE_ID_LEN = 64
 MAX_TIMESTAMP_MS = 2**64 - 1  # the C's uint64_t: at most 20 decimal digits
 # The reply may nest this deep before the scan calls it unparseable; the server's nests 3 deep.
 JSON_MAX_DEPTH = 32
 # The longest auth body: productKey=<64>&sign=<64 hex>&clientId=<64, each char up to %XX>
-# &deviceName=<32, up to %XX each>&timestamp=<20 digits>&signmethod=hmacsha256 = 508 bytes.
+# &deviceName=<32, up to %XX each>&timestamp=<20 digits>&signmethod=hmacsha256
+# &resources=mqtt = 523 bytes.
 AUTH_BODY_MAX = (len("productKey=") + MAX_PRODUCT_KEY_LEN + len("&sign=") + 64
                  + len("&clientId=") + 3 * MAX_CLIENT_ID_LEN
                  + len("&deviceName=") + 3 * MAX_DEVICE_NAME_LEN
-                 + len("&timestamp=") + 20 + len("&signmethod=hmacsha256"))
+                 + len("&timestamp=") + 20 + len("&signmethod=hmacsha256")
+                 + len("&resources=mqtt"))
 
 
 # --- the identity -------------------------------------------------------------------------------
@@ -114,6 +117,11 @@ def _is_name_char(cp: int) -> bool:
 
 def _is_region_char(cp: int) -> bool:
     return 0x61 <= cp <= 0x7A or 0x30 <= cp <= 0x39 or cp == 0x2D
+
+
+def _is_instance_char(cp: int) -> bool:
+    """An instance id's characters: letters, digits and -"""
+    return _is_alnum(cp) or cp == 0x2D
 
 
 def _is_secret_char(cp: int) -> bool:
@@ -150,9 +158,20 @@ class DeviceIdentity:
 
     product_key: str
     device_name: str
-    device_secret: str = field(repr=False)
+    device_secret: str = field(repr=False)  # "": not known yet (dynamic registration)
     region: str = DEFAULT_REGION
     client_id: str | None = None
+    # "One type, one secret": the product's secret, which registers the device once and earns
+    # its DeviceSecret (PROVISION). "": none (the DeviceSecret is given).
+    product_secret: str = field(default="", repr=False)
+    # An instance opened since mid-2021 (`iot-06z00...`): its own MQTT endpoint,
+    # `<instance_id>.mqtt.iothub.aliyuncs.com`. None: the legacy regional endpoints.
+    instance_id: str | None = None
+
+    @property
+    def registered(self) -> bool:
+        """The DeviceSecret is known (given, or stored after a registration). C: none yet."""
+        return bool(self.device_secret)
 
     @property
     def effective_client_id(self) -> str:
@@ -172,15 +191,25 @@ class DeviceIdentity:
         secret = self.device_secret
         if not isinstance(secret, str):
             raise ValueError(f"device_secret must be a string, not {type(secret).__name__}")
-        if not secret:
+        product_secret = self.product_secret
+        if not isinstance(product_secret, str):
+            raise ValueError("product_secret must be a string, not "
+                             f"{type(product_secret).__name__}")
+        if not secret and not product_secret:
             raise ValueError("device_secret must not be empty")
-        if not _text_matches(secret, _is_secret_char, 1, len(secret)):
+        if secret and not _text_matches(secret, _is_secret_char, 1, len(secret)):
             raise ValueError("device_secret must be printable ASCII without quotes, CR or LF")
+        if product_secret and not _text_matches(product_secret, _is_secret_char, 1,
+                                                len(product_secret)):
+            raise ValueError("product_secret must be printable ASCII without quotes, CR or LF")
         _check("region", self.region, _is_region_char, 1, MAX_REGION_LEN,
                "lowercase letters, digits and - (e.g. cn-shanghai)")
         if self.client_id is not None:
             _check("client_id", self.client_id, _is_name_char, 0, MAX_CLIENT_ID_LEN,
                    "at most 64 characters of letters, digits and _ . @ : -")
+        if self.instance_id is not None:
+            _check("instance_id", self.instance_id, _is_instance_char, 1, MAX_INSTANCE_ID_LEN,
+                   "1-64 letters, digits and - (e.g. iot-06z00ax1o4qxxxx)")
 
 
 # --- signing ------------------------------------------------------------------------------------
@@ -204,29 +233,42 @@ def sign(params: Mapping[str, str], device_secret: str, method: str = DEFAULT_SI
     return hmac.new(device_secret.encode("utf-8"), text.encode("utf-8"), digest).hexdigest()
 
 
+def _check_timestamp(timestamp_ms: int | None) -> None:
+    """ValueError unless None or an integer 0 .. 2**64-1 (the C's uint64_t)."""
+    if timestamp_ms is not None and (
+            isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int)
+            or not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS):
+        raise ValueError("timestamp_ms must be an integer from 0 to 2**64-1")
+
+
 def auth_params(
     identity: DeviceIdentity,
     method: str = DEFAULT_SIGN_METHOD,
     timestamp_ms: int | None = None,
+    resources: bool = False,
 ) -> dict[str, str]:
     """The auth form's parameters in the seed's order: productKey, sign, clientId, deviceName,
-    then timestamp (if given), then signmethod (only when not hmacmd5, the server's default).
-    Signs once. C: aliyun_auth_params().
+    then timestamp (if given), then signmethod (only when not hmacmd5, the server's default),
+    then `resources=mqtt` (with `resources`: the reply then names the MQTT host and port, which
+    an instance's device must use). Signs once. C: aliyun_auth_params().
 
-    Raises ValueError for an invalid identity, an unknown method or a timestamp outside
-    0 .. 2**64-1.
+    The timestamp (Unix ms) is signed, so a captured sign is good only as long as the server
+    accepts that timestamp; without one (no wall clock) the sign never changes.
+
+    Raises ValueError for an invalid identity (or one with no DeviceSecret yet), an unknown
+    method or a timestamp outside 0 .. 2**64-1.
     """
     identity.validate()
+    if not identity.registered:
+        raise ValueError("device_secret must not be empty (register the device first)")
     _digest_for(method)
+    _check_timestamp(timestamp_ms)
     signed: dict[str, str] = {
         "productKey": identity.product_key,
         "clientId": identity.effective_client_id,
         "deviceName": identity.device_name,
     }
     if timestamp_ms is not None:
-        if (isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int)
-                or not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS):
-            raise ValueError("timestamp_ms must be an integer from 0 to 2**64-1")
         signed["timestamp"] = str(timestamp_ms)
     params: dict[str, str] = {
         "productKey": signed["productKey"],
@@ -238,6 +280,8 @@ def auth_params(
         params["timestamp"] = signed["timestamp"]
     if method != DEFAULT_SIGN_METHOD:
         params["signmethod"] = method
+    if resources:
+        params["resources"] = "mqtt"
     return params
 
 
@@ -298,17 +342,22 @@ def auth_form(
     identity: DeviceIdentity,
     method: str = DEFAULT_SIGN_METHOD,
     timestamp_ms: int | None = None,
+    resources: bool = False,
 ) -> AuthForm:
     """The POST body and its sign, the HMAC computed once. At most AUTH_BODY_MAX bytes.
 
     C: aliyun_auth_params() then aliyun_form_encode() (aliyun_auth_body() does both).
     ValueError as `auth_params`.
     """
-    params = auth_params(identity, method, timestamp_ms)
-    out = bytearray(AUTH_BODY_MAX)
+    return _encoded(auth_params(identity, method, timestamp_ms, resources), AUTH_BODY_MAX)
+
+
+def _encoded(params: Mapping[str, str], capacity: int) -> AuthForm:
+    """A form of at most `capacity` bytes and the sign inside it. C: aliyun_form_encode()."""
+    out = bytearray(capacity)
     length = form_encode(params, out)
     if length < 0:  # the identity's limits make this impossible; the C twin checks it too
-        raise ValueError(f"auth body longer than {AUTH_BODY_MAX} bytes")
+        raise ValueError(f"form longer than {capacity} bytes")
     return AuthForm(body=bytes(out[:length]), sign=params["sign"])
 
 
@@ -323,18 +372,129 @@ def auth_body(
     return auth_form(identity, method, timestamp_ms).body
 
 
+# --- dynamic registration ("one type, one secret", 一型一密) -------------------------------------
+#
+# A product with dynamic registration on gives all its devices one ProductSecret. A device POSTs
+# productKey, deviceName, a random nonce, signMethod and the sign - the HMAC of
+# `deviceName<dn>productKey<pk>random<random>` with the ProductSecret - to
+# /auth/register/device and gets back its DeviceSecret: `{"code":200,"data":{"productKey":…,
+# "deviceName":…,"deviceSecret":…}}`. It must keep it: once the device has connected, the
+# server refuses to register it again (until the console resets it, ResetThing).
+
+REGISTER_SIGN_PARAM = "signMethod"  # this API's spelling (the auth API's is `signmethod`)
+MAX_NONCE = 2**64 - 1  # the random nonce: at most 20 decimal digits (the C's uint64_t)
+# productKey=<64>&deviceName=<32, up to %XX each>&random=<20 digits>&sign=<64 hex>
+# &signMethod=hmacsha256 = 326 bytes.
+REGISTER_BODY_MAX = (len("productKey=") + MAX_PRODUCT_KEY_LEN
+                     + len("&deviceName=") + 3 * MAX_DEVICE_NAME_LEN
+                     + len("&random=") + 20 + len("&sign=") + 64
+                     + len("&signMethod=hmacsha256"))
+
+
+def register_form(identity: DeviceIdentity, nonce: int,
+                  method: str = DEFAULT_SIGN_METHOD) -> AuthForm:
+    """The /auth/register/device POST body and its sign (a secret: an HMAC of the
+    ProductSecret). C: none yet (port/c/README.md).
+
+    ValueError for an invalid identity, one without a ProductSecret, an unknown method or a
+    nonce outside 0 .. 2**64-1.
+    """
+    identity.validate()
+    if not identity.product_secret:
+        raise ValueError("product_secret must not be empty to register the device")
+    _digest_for(method)
+    if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce <= MAX_NONCE:
+        raise ValueError("the registration nonce must be an integer from 0 to 2**64-1")
+    signed = {"deviceName": identity.device_name, "productKey": identity.product_key,
+              "random": str(nonce)}
+    params = {"productKey": identity.product_key, "deviceName": identity.device_name,
+              "random": signed["random"], "sign": sign(signed, identity.product_secret, method),
+              REGISTER_SIGN_PARAM: method}
+    return _encoded(params, REGISTER_BODY_MAX)
+
+
+# --- direct MQTT sign ---------------------------------------------------------------------------
+#
+# Instead of the HTTPS pre-auth, the MQTT CONNECT itself carries the proof (Alibaba Cloud's
+# "MQTT-TCP connection"): clientId `<id>|securemode=2,signmethod=<m>[,timestamp=<t>]|`
+# (securemode=2: TLS, direct), username `<dn>&<pk>`, password the HMAC of
+# `clientId<id>deviceName<dn>productKey<pk>[timestamp<t>]` with the DeviceSecret, lowercase hex.
+
+DIRECT_SIGN_METHOD = "hmacsha256"
+SECURE_MODE_TLS = 2
+# <id 64>|securemode=2,signmethod=hmacsha256,timestamp=<20 digits>| = 131 characters.
+MAX_MQTT_CLIENT_ID_LEN = (MAX_CLIENT_ID_LEN + len("|securemode=2,signmethod=hmacsha256")
+                          + len(",timestamp=") + 20 + len("|"))
+
+
+@dataclass(frozen=True)
+class MqttSign:
+    """The AT+MCONFIG triple of a direct sign; `password` is a secret (`repr()` hides it)."""
+
+    client_id: str
+    username: str
+    password: str = field(repr=False)
+
+
+def mqtt_sign(identity: DeviceIdentity, method: str = DIRECT_SIGN_METHOD,
+              timestamp_ms: int | None = None) -> MqttSign:
+    """The direct-sign MQTT credentials. The timestamp (Unix ms, signed and in the clientId)
+    lets the server refuse a replayed CONNECT; without one (no wall clock) it is left out of
+    both, as the API allows. C: none yet (port/c/README.md).
+
+    ValueError as `auth_params`.
+    """
+    identity.validate()
+    if not identity.registered:
+        raise ValueError("device_secret must not be empty (register the device first)")
+    _digest_for(method)
+    _check_timestamp(timestamp_ms)
+    client_id = identity.effective_client_id
+    signed = {"clientId": client_id, "deviceName": identity.device_name,
+              "productKey": identity.product_key}
+    options = f"securemode={SECURE_MODE_TLS},signmethod={method}"
+    if timestamp_ms is not None:
+        signed["timestamp"] = str(timestamp_ms)
+        options += f",timestamp={timestamp_ms}"
+    return MqttSign(client_id=f"{client_id}|{options}|",
+                    username=f"{identity.device_name}&{identity.product_key}",
+                    password=sign(signed, identity.device_secret, method))
+
+
 # --- endpoints and topics -----------------------------------------------------------------------
 
 
-def auth_host(region: str = DEFAULT_REGION) -> str:
+# An instance (opened since mid-2021) has endpoints of its own under this domain: the MQTT
+# broker `<id>.mqtt.iothub.aliyuncs.com` and the device auth server `<id>.auth.iothub...`
+# (Alibaba Cloud's "Manage the endpoint of an instance"; the auth server's form as its docs give
+# it for /auth/bridge). The legacy public instance has none: `iot-auth.<region>` and
+# `<pk>.iot-as-mqtt.<region>`.
+INSTANCE_DOMAIN = "iothub.aliyuncs.com"
+
+
+def auth_host(region: str = DEFAULT_REGION, instance_id: str | None = None) -> str:
+    """The HTTPS pre-auth server: the instance's, else the region's (legacy)."""
+    if instance_id:
+        return f"{instance_id}.auth.{INSTANCE_DOMAIN}"
     return f"iot-auth.{region}.aliyuncs.com"
 
 
-def auth_url(region: str = DEFAULT_REGION) -> str:
-    return f"https://{auth_host(region)}/auth/devicename"
+def auth_url(region: str = DEFAULT_REGION, instance_id: str | None = None) -> str:
+    return f"https://{auth_host(region, instance_id)}/auth/devicename"
 
 
-def mqtt_host(product_key: str, region: str = DEFAULT_REGION) -> str:
+def register_url(region: str = DEFAULT_REGION) -> str:
+    """Dynamic registration over HTTPS: the regional auth server for every kind of instance
+    (Alibaba Cloud: "HTTPS动态注册的设备接入地址 iot-auth.${RegionId}.aliyuncs.com, 不区分公共实例和
+    企业实例")."""
+    return f"https://iot-auth.{region}.aliyuncs.com/auth/register/device"
+
+
+def mqtt_host(product_key: str, region: str = DEFAULT_REGION,
+              instance_id: str | None = None) -> str:
+    """The MQTT broker: the instance's, else the legacy regional one of the product."""
+    if instance_id:
+        return f"{instance_id}.mqtt.{INSTANCE_DOMAIN}"
     return f"{product_key}.iot-as-mqtt.{region}.aliyuncs.com"
 
 
@@ -388,7 +548,14 @@ class ReplyReason(IntEnum):
     BAD_IOT_ID = 9
     NO_IOT_TOKEN = 10
     BAD_IOT_TOKEN = 11
+    # The register reply (parse_register_reply).
+    NO_DEVICE_SECRET = 12
+    BAD_DEVICE_SECRET = 13
 
+
+# What parse_auth_reply can answer (the register reply's own reasons are not among them).
+AUTH_REPLY_REASONS = tuple(r for r in ReplyReason if r not in (
+    ReplyReason.NO_DEVICE_SECRET, ReplyReason.BAD_DEVICE_SECRET))
 
 _UNUSABLE = (f"(over {MAX_CREDENTIAL_LEN} bytes, or not printable ASCII, or holds a quote or "
              "backslash)")
@@ -405,6 +572,8 @@ REPLY_MESSAGES: dict[ReplyReason, str] = {
     ReplyReason.BAD_IOT_ID: "reply iotId is unusable " + _UNUSABLE,
     ReplyReason.NO_IOT_TOKEN: "reply has code 200 but no iotToken",
     ReplyReason.BAD_IOT_TOKEN: "reply iotToken is unusable " + _UNUSABLE,
+    ReplyReason.NO_DEVICE_SECRET: "reply has code 200 but no deviceSecret",
+    ReplyReason.BAD_DEVICE_SECRET: "reply deviceSecret is unusable " + _UNUSABLE,
 }
 
 
@@ -444,8 +613,10 @@ class AuthReply:
 
 
 def mqtt_endpoint(identity: DeviceIdentity, reply: AuthReply | None = None) -> tuple[str, int]:
-    """Where to AT+SSLMIPSTART: the host/port the reply named, else the regional default."""
-    host = (reply.mqtt_host if reply else None) or mqtt_host(identity.product_key, identity.region)
+    """Where to AT+SSLMIPSTART: the host/port the reply named, else the instance's broker (with
+    an instance id), else the legacy regional one."""
+    host = (reply.mqtt_host if reply else None) or mqtt_host(
+        identity.product_key, identity.region, identity.instance_id)
     port = (reply.mqtt_port if reply else None) or MQTT_PORT
     return host, port
 
@@ -574,6 +745,7 @@ class _Field(IntEnum):
     MQTT = 7
     HOST = 8
     PORT = 9
+    DEVICE_SECRET = 10  # the register reply's data.deviceSecret
 
 
 class _Role(IntEnum):
@@ -600,6 +772,7 @@ _FIELDS: tuple[tuple[_Role, str, _Field], ...] = (
     (_Role.DATA, "iotId", _Field.IOT_ID), (_Role.DATA, "iotToken", _Field.IOT_TOKEN),
     (_Role.DATA, "resources", _Field.RESOURCES), (_Role.RESOURCES, "mqtt", _Field.MQTT),
     (_Role.MQTT, "host", _Field.HOST), (_Role.MQTT, "port", _Field.PORT),
+    (_Role.DATA, "deviceSecret", _Field.DEVICE_SECRET),
 )
 _KEY_MAX = 15  # longer than any key of _FIELDS
 _ESCAPES: dict[str, int] = {'"': 0x22, "\\": 0x5C, "/": 0x2F, "b": 0x08, "f": 0x0C, "n": 0x0A,
@@ -611,9 +784,9 @@ class _Scan:
 
     C: scan_t plus the string fields of aliyun_auth_reply_t."""
 
-    __slots__ = ("code", "data_is_object", "end", "has_code", "host", "host_ok", "iot_id",
-                 "iot_id_found", "iot_token", "iot_token_found", "port", "port_ok", "pos",
-                 "root_is_object", "text")
+    __slots__ = ("code", "data_is_object", "device_secret", "device_secret_found", "end",
+                 "has_code", "host", "host_ok", "iot_id", "iot_id_found", "iot_token",
+                 "iot_token_found", "port", "port_ok", "pos", "root_is_object", "text")
 
     def __init__(self, text: str, start: int, end: int) -> None:
         self.text = text
@@ -632,6 +805,9 @@ class _Scan:
         self.iot_token = _Sink(_SinkMode.TEXT, bytearray(MAX_CREDENTIAL_LEN),
                                MAX_CREDENTIAL_LEN)
         self.host = _Sink(_SinkMode.TEXT, bytearray(MAX_HOST_LEN), MAX_HOST_LEN)
+        self.device_secret_found = _Found.ABSENT
+        self.device_secret = _Sink(_SinkMode.TEXT, bytearray(MAX_CREDENTIAL_LEN),
+                                   MAX_CREDENTIAL_LEN)
 
     def at(self, ch: str) -> bool:
         return self.pos < self.end and self.text[self.pos] == ch
@@ -762,12 +938,14 @@ def _forget_field(s: _Scan, which: _Field) -> None:
         s.has_code = False
     elif which == _Field.DATA:
         s.data_is_object = False
-        s.iot_id_found = s.iot_token_found = _Found.ABSENT
+        s.iot_id_found = s.iot_token_found = s.device_secret_found = _Found.ABSENT
         s.host_ok = s.port_ok = False
     elif which == _Field.IOT_ID:
         s.iot_id_found = _Found.ABSENT
     elif which == _Field.IOT_TOKEN:
         s.iot_token_found = _Found.ABSENT
+    elif which == _Field.DEVICE_SECRET:
+        s.device_secret_found = _Found.ABSENT
     elif which in (_Field.RESOURCES, _Field.MQTT):
         s.host_ok = s.port_ok = False
     elif which == _Field.HOST:
@@ -800,6 +978,8 @@ def _read_string_value(s: _Scan, which: _Field) -> bool:
         sink = s.iot_id = _Sink(_SinkMode.TEXT, s.iot_id.buf, MAX_CREDENTIAL_LEN)
     elif which == _Field.IOT_TOKEN:
         sink = s.iot_token = _Sink(_SinkMode.TEXT, s.iot_token.buf, MAX_CREDENTIAL_LEN)
+    elif which == _Field.DEVICE_SECRET:
+        sink = s.device_secret = _Sink(_SinkMode.TEXT, s.device_secret.buf, MAX_CREDENTIAL_LEN)
     elif which == _Field.HOST:
         sink = s.host = _Sink(_SinkMode.TEXT, s.host.buf, MAX_HOST_LEN)
     else:
@@ -817,6 +997,8 @@ def _read_string_value(s: _Scan, which: _Field) -> bool:
         s.iot_id_found = _credential_found(sink)
     elif which == _Field.IOT_TOKEN:
         s.iot_token_found = _credential_found(sink)
+    elif which == _Field.DEVICE_SECRET:
+        s.device_secret_found = _credential_found(sink)
     elif which == _Field.HOST:
         assert sink.buf is not None
         s.host_ok = sink.clean and _is_hostname(sink.buf, sink.length)
@@ -927,6 +1109,34 @@ def _failed(code: int, reason: ReplyReason) -> AuthReply:
     return AuthReply(code=code, iot_id="", iot_token="", reason=reason)
 
 
+def _scan_reply(body: bytes | bytearray | memoryview) -> tuple[_Scan | None, int, ReplyReason]:
+    """The bounded scan of a JSON reply, up to the verdict every reply shares: (the scan, its
+    code, OK) when the body is an object with code 200 and a data object; (None, the code,
+    why not) otherwise. Never raises. C: the first half of aliyun_parse_auth_reply()."""
+    try:
+        text = bytes(body).decode("utf-8")
+    except (UnicodeDecodeError, TypeError, ValueError):
+        return None, AUTH_UNPARSEABLE, ReplyReason.NOT_UTF8
+    start, end = _strip(text, 0, len(text), nul=False)
+    start, end = _strip(text, start, end, nul=True)
+    start, end = _strip(text, start, end, nul=False)
+    if start == end:
+        return None, AUTH_UNPARSEABLE, ReplyReason.EMPTY
+
+    s = _Scan(text, start, end)
+    if not _read_document(s):
+        return None, AUTH_UNPARSEABLE, ReplyReason.NOT_JSON
+    if not s.root_is_object:
+        return None, AUTH_UNPARSEABLE, ReplyReason.NOT_OBJECT
+    if not s.has_code:
+        return None, AUTH_UNPARSEABLE, ReplyReason.NO_CODE
+    if s.code != AUTH_OK:
+        return None, s.code, ReplyReason.REFUSED
+    if not s.data_is_object:
+        return None, s.code, ReplyReason.NO_DATA
+    return s, s.code, ReplyReason.OK
+
+
 def parse_auth_reply(body: bytes | bytearray | memoryview) -> AuthReply:
     """Scan the JSON the auth server returned (the +HTTPREAD data) for code, data.iotId,
     data.iotToken and data.resources.mqtt.host/port. Never raises; reads at most the body.
@@ -935,27 +1145,9 @@ def parse_auth_reply(body: bytes | bytearray | memoryview) -> AuthReply:
     the code that was there) with empty iot_id/iot_token and the `reason`; `ok` is then False.
     C: aliyun_parse_auth_reply(), the same verdict for every body.
     """
-    try:
-        text = bytes(body).decode("utf-8")
-    except (UnicodeDecodeError, TypeError, ValueError):
-        return _failed(AUTH_UNPARSEABLE, ReplyReason.NOT_UTF8)
-    start, end = _strip(text, 0, len(text), nul=False)
-    start, end = _strip(text, start, end, nul=True)
-    start, end = _strip(text, start, end, nul=False)
-    if start == end:
-        return _failed(AUTH_UNPARSEABLE, ReplyReason.EMPTY)
-
-    s = _Scan(text, start, end)
-    if not _read_document(s):
-        return _failed(AUTH_UNPARSEABLE, ReplyReason.NOT_JSON)
-    if not s.root_is_object:
-        return _failed(AUTH_UNPARSEABLE, ReplyReason.NOT_OBJECT)
-    if not s.has_code:
-        return _failed(AUTH_UNPARSEABLE, ReplyReason.NO_CODE)
-    if s.code != AUTH_OK:
-        return _failed(s.code, ReplyReason.REFUSED)
-    if not s.data_is_object:
-        return _failed(s.code, ReplyReason.NO_DATA)
+    s, code, reason = _scan_reply(body)
+    if s is None:
+        return _failed(code, reason)
     if s.iot_id_found != _Found.USABLE:
         return _failed(s.code, ReplyReason.NO_IOT_ID if s.iot_id_found == _Found.ABSENT
                        else ReplyReason.BAD_IOT_ID)
@@ -967,3 +1159,39 @@ def parse_auth_reply(body: bytes | bytearray | memoryview) -> AuthReply:
     port = s.port if host is not None and s.port_ok and 0 < s.port < 65536 else None
     return AuthReply(code=s.code, iot_id=s.iot_id.text(), iot_token=s.iot_token.text(),
                      reason=ReplyReason.OK, mqtt_host=host, mqtt_port=port)
+
+
+@dataclass(frozen=True)
+class RegisterReply:
+    """The register server's answer. `device_secret` is a secret: `repr()` hides it; it is ""
+    unless `ok`. C: none yet (port/c/README.md)."""
+
+    code: int  # the server's code (at most 9 digits), or AUTH_UNPARSEABLE
+    device_secret: str = field(repr=False)
+    reason: ReplyReason = ReplyReason.OK
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == ReplyReason.OK and self.code == AUTH_OK and bool(self.device_secret)
+
+    @property
+    def message(self) -> str:
+        """One line; never quotes the body (it may hold the secret)."""
+        if self.reason == ReplyReason.REFUSED:
+            return f"refused (code {self.code})"
+        return REPLY_MESSAGES[self.reason]
+
+
+def parse_register_reply(body: bytes | bytearray | memoryview) -> RegisterReply:
+    """Scan the /auth/register/device reply for code and data.deviceSecret, with the same
+    bounded scan as the auth reply (the same buffers, the same limits: a secret over
+    MAX_CREDENTIAL_LEN bytes, or with a character that could not travel inside a quoted AT
+    argument, is unusable). Never raises. C: none yet."""
+    s, code, reason = _scan_reply(body)
+    if s is None:
+        return RegisterReply(code=code, device_secret="", reason=reason)
+    if s.device_secret_found != _Found.USABLE:
+        return RegisterReply(code=code, device_secret="", reason=(
+            ReplyReason.NO_DEVICE_SECRET if s.device_secret_found == _Found.ABSENT
+            else ReplyReason.BAD_DEVICE_SECRET))
+    return RegisterReply(code=code, device_secret=s.device_secret.text())

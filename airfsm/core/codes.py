@@ -24,6 +24,9 @@ class State(IntEnum):
     MQTT_CONNECT = 5
     ONLINE = 6
     FAILED = 7
+    # Dynamic registration ("one type, one secret"): with a ProductSecret and no DeviceSecret,
+    # between BEARER and HTTP_AUTH. Numbered last (the values are ABI), drawn in flow order.
+    PROVISION = 8
 
 
 class Trigger(IntEnum):
@@ -40,6 +43,11 @@ class Trigger(IntEnum):
     WATCHDOG = 8  # not ONLINE for too long: reset the module
     PORT_LOST = 9  # the serial port vanished (USB unplugged) and was reopened
     HARDWARE_RESET = 10  # retries used up, the RESET pin was pulsed: start the state over
+    # The branches of a state (`table.Branch`): taken instead of DONE or EXHAUSTED when their
+    # condition holds, each an edge of its own in the table, the diagrams and the C header.
+    REGISTER = 11  # BEARER done, no DeviceSecret yet: register it (PROVISION) first
+    DIRECT_SIGN = 12  # BEARER / PROVISION done, auth = mqtt-sign: straight to MQTT_CONNECT
+    SIGN_EXHAUSTED = 13  # MQTT_CONNECT exhausted with mqtt-sign: no HTTP_AUTH to go back to
 
 
 class Outcome(IntEnum):
@@ -71,6 +79,7 @@ class Check(IntEnum):
     ICCID = 12  # AT+CCID: `<iccid>`, `+CCID: <iccid>` or `+ICCID: <iccid>`
     OPERATOR = 13  # AT+COPS?: +COPS: <mode>,<format>,"<oper>",<AcT>
     REGISTRATION = 14  # AT+CEREG?: +CEREG: <n>,<stat>
+    REGISTER_REPLY = 15  # +HTTPREAD body of /auth/register/device: code 200 with deviceSecret
 
 
 class Cond(IntEnum):
@@ -79,6 +88,18 @@ class Cond(IntEnum):
     ALWAYS = 0
     RESET_REQUESTED = 1  # only when the edge into the state asked for a module reset
     RETRYING = 2  # only when the state runs again after a failure (attempt 2 and later)
+    # The conditions of a state's branches (`table.Branch`).
+    UNREGISTERED = 3  # a ProductSecret and no DeviceSecret: dynamic registration is due
+    DIRECT_SIGN = 4  # Settings.auth_mode is MQTT_SIGN: no HTTPS pre-auth
+
+
+class AuthMode(IntEnum):
+    """How the device proves itself to the MQTT broker (Settings.auth_mode)."""
+
+    HTTPS = 0  # HTTP_AUTH: POST /auth/devicename, MQTT with the iotId / iotToken it returns
+    # Direct MQTT sign: clientId `id|securemode=2,signmethod=...,timestamp=...|`, username
+    # `dn&pk`, password the HMAC of the device's parameters (no HTTP round trip)
+    MQTT_SIGN = 1
 
 
 class AtResult(IntEnum):
@@ -151,6 +172,7 @@ class FailReason(IntEnum):
     CREDENTIALS = 2  # the auth server keeps rejecting the triple
     NO_RESPONSE = 3  # the module never answered AT
     INTERNAL = 4  # a bug: an exception inside tick()
+    REGISTRATION = 5  # dynamic registration refused (already registered, or not enabled)
 
 
 class Reason(IntEnum):
@@ -200,6 +222,11 @@ class Reason(IntEnum):
     BAD_TOPIC = 32  # detail: the topic's length
     BAD_QOS = 33  # detail: the QoS asked for
     PAYLOAD_UNSENDABLE = 34  # detail: the payload's length
+    # Dynamic registration (PROVISION). detail: the server's code (-1: not the JSON expected)
+    REGISTER_REPLY_UNUSABLE = 35  # code 200 without a usable deviceSecret, or no JSON
+    REGISTER_REJECTED = 36  # the register server said no (e.g. the device is already active)
+    REGISTRATION_REFUSED = 37  # why FAILED: the register server's last code
+    SIGN_REFUSED = 38  # why FAILED: the broker kept refusing the direct sign (detail: refusals)
 
 
 class LogLevel(IntEnum):
@@ -219,8 +246,9 @@ class LogEvent(IntEnum):
     is not there is read from the controller passed along (its state, attempt, ...).
     """
 
-    # data: a secret never to be printed; a = 1: the DeviceSecret (kept for good), 0: a sign or
-    # an iotToken (the host keeps the newest few)
+    # data: a secret never to be printed; a = 1: kept for good (the DeviceSecret, the
+    # ProductSecret, a DeviceSecret dynamic registration issued), 0: a sign, an iotToken or a
+    # direct-sign MQTT password (the host keeps the newest few)
     SECRET = 0
     STATE = 1  # a: source state, b: trigger, c: ms spent in the source state (saturating)
     STEP = 2  # a: Outcome, b: Reason, c: detail (of the current step)
@@ -253,6 +281,10 @@ class LogEvent(IntEnum):
     AT_RX = 27
     PUBLISH_SENT = 28  # a: message id, b: attempt, c: attempts allowed, data: the topic
     PUBLISH_ACKED = 29  # a: message id, b: its QoS (1: by PUBACK, 0: by the OK of AT+MPUB)
+    # PROVISION passed: the DeviceSecret the register server issued (given to the `on_registered`
+    # hook, which stores it; never printed: it was emitted as a SECRET first). a: 1 if the hook
+    # took it, 0 if it failed (data: its error)
+    REGISTERED = 30
 
 
 class OutboxStatus(IntEnum):
@@ -300,3 +332,4 @@ class Placeholder(IntEnum):
     TOPIC = 13
     QOS = 14
     MESSAGE = 15
+    REGISTER_URL = 16  # PROVISION: https://iot-auth.<region>.aliyuncs.com/auth/register/device

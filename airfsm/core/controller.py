@@ -22,12 +22,14 @@ events are codes (`airfsm.core.hal.LogHook`): with none, nothing is logged and n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import NamedTuple
 
 from airfsm.core import aliyun, online
 from airfsm.core.at import AtChannel, AtResponse, is_msub_message, msub_cache_slot, msub_topic
 from airfsm.core.codes import (
     AtResult,
+    AuthMode,
     Cond,
     FailReason,
     LogEvent,
@@ -68,6 +70,7 @@ from airfsm.core.table import (
     Edge,
     StateSpec,
     Step,
+    branch_for,
     expand,
     link_priority,
     shared_edges,
@@ -134,14 +137,17 @@ class StepRunner:
 
 
 class Credentials:
-    """What HTTP_AUTH produces for MQTT_CONNECT (C: a sub-struct)."""
+    """What HTTP_AUTH (or PROVISION) produces for MQTT_CONNECT (C: a sub-struct)."""
 
     __slots__ = ("body", "body_len", "iot_id", "iot_token", "token_at", "token_stale",
-                 "reply_host", "reply_port", "rejections")
+                 "reply_host", "reply_port", "rejections", "device_secret")
 
-    def __init__(self, now_ms: int) -> None:
+    def __init__(self, now_ms: int, device_secret: str) -> None:
         """C: part of airfsm_init()."""
-        self.body = bytearray(BODY_CAPACITY)  # the auth form of this HTTP_AUTH entry
+        # The DeviceSecret every sign is made with: the configured one, or the one PROVISION
+        # earned ("" until then). A secret (C: a fixed char array).
+        self.device_secret = device_secret
+        self.body = bytearray(BODY_CAPACITY)  # the form of this HTTP_AUTH / PROVISION entry
         self.body_len = 0
         self.iot_id = ""
         self.iot_token = ""  # the MQTT password: a secret
@@ -167,6 +173,12 @@ class _Model:
 
 InboundCallback = Callable[[str, bytes], None]
 StateCallback = Callable[[State, State, str], None]
+# The host's wall clock, for the timestamp a sign carries: Unix time in ms (skew-corrected where
+# the host knows the server's time), or None while unknown (no timestamp is sent then).
+WallClock = Callable[[], int | None]
+# PROVISION passed: the DeviceSecret the register server issued, for the host to keep (it must
+# survive a restart: the server registers a device once). Its error is logged, no more.
+RegisteredCallback = Callable[[str], None]
 
 
 class Controller:
@@ -178,7 +190,7 @@ class Controller:
     __slots__ = (
         # given
         "settings", "port", "outbox", "on_message", "on_state", "hardware_reset", "table",
-        "log_hook", "log_level",
+        "log_hook", "log_level", "wall_clock_ms", "on_registered",
         # the buffers, and what works in them
         "read_buf", "cmd_buf", "line_buf", "data_buf", "info_arena", "values", "subscriptions",
         "channel",
@@ -208,8 +220,19 @@ class Controller:
         hardware_reset: Callable[[], None] | None = None,
         table: tuple[StateSpec, ...] = MACHINE,
         log_hook: LogHook | None = None,
+        wall_clock_ms: WallClock | None = None,
+        on_registered: RegisteredCallback | None = None,
     ) -> None:
-        """C: airfsm_init()."""
+        """C: airfsm_init().
+
+        `wall_clock_ms`: the host's wall-clock hook (Unix ms, or None while unknown; C: the
+        optional `hal_wall_clock_ms`, 0 = unknown). With it, the HTTPS auth form and the
+        direct MQTT sign carry a signed timestamp, so a captured sign cannot be replayed once
+        the server's window has passed. It is the place for a clock corrected by the skew the
+        host learned from the server (the NTP exchange over MQTT). Without it nothing is
+        timestamped (the seed's form).
+        `on_registered`: where the DeviceSecret of a dynamic registration goes (PROVISION).
+        """
         settings.validate()
         self.settings = settings
         self.port = port
@@ -224,6 +247,8 @@ class Controller:
         # it while running). No hook: nothing is logged, and nothing is built to be.
         self.log_hook = log_hook
         self.log_level = log_hook.level if log_hook is not None else LOG_OFF
+        self.wall_clock_ms = wall_clock_ms
+        self.on_registered = on_registered
 
         # The buffers of the tick, allocated once (C: arrays in the struct).
         self.read_buf = bytearray(READ_CHUNK)
@@ -288,7 +313,7 @@ class Controller:
         self.ip = ""
         self.http_status = 0
         self.auth_code = 0
-        self.auth = Credentials(self.now_ms)
+        self.auth = Credentials(self.now_ms, ident.device_secret)
 
         self.session = online.Session(self.now_ms)
         self.port_lost = False
@@ -297,6 +322,8 @@ class Controller:
 
         self._init_values()
         self.emit_secret(ident.device_secret.encode("utf-8"), lasting=True)
+        if ident.product_secret:
+            self.emit_secret(ident.product_secret.encode("utf-8"), lasting=True)
 
     # ------------------------------------------------------------------ the tick
 
@@ -591,7 +618,11 @@ class Controller:
         """A step failed for good: retry the state after backoff, or escalate.
 
         C: airfsm_fail_state()."""
-        if step.on_fail is not None:
+        # A direct-sign CONNECT that failed has no token to fetch again (TOKEN_REJECTED): the
+        # state retries with a fresh sign, and a refusal counts towards giving up like an auth
+        # rejection.
+        if step.on_fail is not None and not (
+                step.on_fail == Trigger.TOKEN_REJECTED and self.signs_directly):
             self._fire(step.on_fail)
             return
         policy = self.table[self.state].policy
@@ -604,7 +635,14 @@ class Controller:
             self.auth.rejections += 1
             limit = self.settings.auth_attempts or policy.retries + 1
             if self.auth.rejections >= limit and (self.state, Trigger.FATAL) in self.edges:
-                self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED, self.auth_code)
+                if self.state == State.PROVISION:
+                    self._fail(FailReason.REGISTRATION, Reason.REGISTRATION_REFUSED,
+                               self.auth_code)
+                elif self.state == State.MQTT_CONNECT:
+                    self._fail(FailReason.CREDENTIALS, Reason.SIGN_REFUSED, self.auth.rejections)
+                else:
+                    self._fail(FailReason.CREDENTIALS, Reason.CREDENTIALS_REJECTED,
+                               self.auth_code)
                 return
             retries = limit - 1  # a rejection may retry the state until the limit
         if self.attempt <= retries:
@@ -649,11 +687,14 @@ class Controller:
         controller's model, then `_enter` does what entering the new state means.
 
         C: airfsm_fire()."""
-        edge = self.edges.get((self.state, trigger))
+        taken = branch_for(self.table[self.state], trigger, self._step_applies)
+        edge = self.edges.get((self.state, taken))
         if edge is None:
             return False
         source = self.state
         self.model.trigger(edge.trigger_name)
+        # What happened (DONE, EXHAUSTED, ...) decides the bookkeeping; the edge taken (a
+        # branch's own trigger) is what the log and the status name.
         self._enter(source, State[self.model.fsm_state], trigger, edge)
         return True
 
@@ -662,14 +703,15 @@ class Controller:
         now = self.now_ms
         runner = self.runner
         elapsed = self.state_age_ms()
+        taken = edge.trigger if edge is not None else trigger
         self.counters.transitions += 1
         if trigger in ESCALATING_TRIGGERS:
             self.counters.reconnects[trigger] += 1
-        self.last_trigger = trigger.name.lower()
+        self.last_trigger = taken.name.lower()
         self.state = dest
         self.attempt = self.attempt + 1 if trigger == Trigger.RETRY else 1
         # Logged with the runner still where the source state was left (its step is named).
-        self.log(LogLevel.INFO, LogEvent.STATE, source, trigger, elapsed)
+        self.log(LogLevel.INFO, LogEvent.STATE, source, taken, elapsed)
         self.entered_at = now
         self.state_age_saturated = False
         runner.index = 0
@@ -711,7 +753,7 @@ class Controller:
             online.module_restarted(self)
         if self.on_state is not None:
             try:
-                self.on_state(source, dest, trigger.name.lower())
+                self.on_state(source, dest, taken.name.lower())
             except Exception as exc:  # the application's callback: logged, no more
                 self._log_error(LogEvent.ON_STATE_FAILED, exc, with_type=False)
 
@@ -769,11 +811,16 @@ class Controller:
             runner.phase = Phase.IDLE
         if runner.phase != Phase.IDLE:
             return
-        if self.state == State.MQTT_CONNECT and runner.index == 0 and self.auth.token_stale:
-            self._fire(Trigger.TOKEN_REJECTED)  # no token, or one about to expire
-            return
+        if self.state == State.MQTT_CONNECT and runner.index == 0:
+            if self.signs_directly:
+                self._prepare_direct_sign()  # a fresh timestamp for every connect
+            elif self.auth.token_stale:
+                self._fire(Trigger.TOKEN_REJECTED)  # no token, or one about to expire
+                return
         if self.state == State.HTTP_AUTH and runner.index == 0:
             self._prepare_auth()
+        if self.state == State.PROVISION and runner.index == 0:
+            self._prepare_register()
         steps = self.table[self.state].steps
         while runner.index < len(steps):
             step = steps[runner.index]
@@ -788,12 +835,21 @@ class Controller:
             self._advance()  # start the new state's first step in this same tick
 
     def _step_applies(self, when: Cond) -> bool:
-        """C: airfsm_step_applies()."""
+        """Whether a step's or a branch's condition holds now. C: airfsm_step_applies()."""
         if when == Cond.RESET_REQUESTED:
             return self.reset_requested
         if when == Cond.RETRYING:
             return self.attempt > 1
+        if when == Cond.UNREGISTERED:
+            return not self.auth.device_secret
+        if when == Cond.DIRECT_SIGN:
+            return self.signs_directly
         return True
+
+    @property
+    def signs_directly(self) -> bool:
+        """The direct MQTT sign, not the HTTPS pre-auth. C: airfsm_signs_directly()."""
+        return self.settings.auth_mode == AuthMode.MQTT_SIGN
 
     def send_step(self, step: Step, purpose: Purpose = Purpose.STEP, topic: int = 0) -> None:
         """Expand the step's command into the command buffer and send it; a per_topic step for
@@ -837,7 +893,8 @@ class Controller:
         ident = s.identity
         v = self.values
         v[Placeholder.APN] = s.apn.encode("ascii")
-        v[Placeholder.AUTH_URL] = aliyun.auth_url(ident.region).encode("ascii")
+        v[Placeholder.AUTH_URL] = aliyun.auth_url(ident.region, ident.instance_id).encode("ascii")
+        v[Placeholder.REGISTER_URL] = aliyun.register_url(ident.region).encode("ascii")
         v[Placeholder.CONTENT_TYPE] = CONTENT_TYPE.encode("ascii")
         v[Placeholder.BODY_LEN] = 0
         v[Placeholder.BODY_WINDOW_MS] = s.body_window_ms
@@ -859,21 +916,94 @@ class Controller:
             s.mqtt_host or self.auth.reply_host or host).encode("ascii")
         self.values[Placeholder.MQTT_PORT] = s.mqtt_port or self.auth.reply_port or port
 
+    def wall_clock(self) -> int | None:
+        """The host's wall clock (Unix ms) for a sign's timestamp; None without the hook, when
+        it knows no time yet (or answers nonsense), or when it raises. C: airfsm_wall_clock()."""
+        if self.wall_clock_ms is None:
+            return None
+        try:
+            now = self.wall_clock_ms()
+        except Exception as exc:  # the host's callback: no timestamp this time, no more
+            self._log_error(LogEvent.INTERNAL_ERROR, exc)
+            return None
+        if isinstance(now, bool) or not isinstance(now, int) or not (
+                0 < now <= aliyun.MAX_TIMESTAMP_MS):
+            return None
+        return now
+
+    def _identity(self) -> aliyun.DeviceIdentity:
+        """The identity with the DeviceSecret signs are made with now (the one PROVISION earned,
+        if it did). C: the identity struct and the secret buffer beside it."""
+        ident = self.settings.identity
+        if ident.device_secret == self.auth.device_secret:
+            return ident
+        return replace(ident, device_secret=self.auth.device_secret)
+
+    def _load_body(self, body: bytes) -> None:
+        """The form the next AT+HTTPDATA sends. C: memcpy into auth.body."""
+        auth = self.auth
+        n = min(len(body), len(auth.body))  # BODY_CAPACITY holds the longest form
+        auth.body[:n] = body[:n]
+        auth.body_len = n
+        self.values[Placeholder.BODY_LEN] = n
+
     def _prepare_auth(self) -> None:
-        """A fresh auth body per HTTP_AUTH entry; its sign is a secret. C: airfsm_prepare_auth()."""
+        """A fresh auth body per HTTP_AUTH entry, timestamped when the host knows the time, and
+        asking for `resources=mqtt` (the broker the reply names is the one to use); its sign is
+        a secret. C: airfsm_prepare_auth()."""
         s = self.settings
         auth = self.auth
-        form = aliyun.auth_form(s.identity, s.sign_method)  # one HMAC per auth
+        form = aliyun.auth_form(self._identity(), s.sign_method, self.wall_clock(),
+                                resources=True)  # one HMAC per auth
         self.emit_secret(form.sign.encode("ascii"))
-        body = form.body
-        n = min(len(body), len(auth.body))  # BODY_CAPACITY holds the longest identity's
-        auth.body[:n] = body[:n]  # C: memcpy
-        auth.body_len = n
+        self._load_body(form.body)
         auth.iot_id = ""
         auth.iot_token = ""
-        self.values[Placeholder.BODY_LEN] = n
         self.values[Placeholder.IOT_ID] = b""
         self.values[Placeholder.IOT_TOKEN] = b""
+
+    def _prepare_register(self) -> None:
+        """The register form of this PROVISION entry: a fresh nonce (the jitter generator, the
+        clock and the wall clock mixed: the server wants it random, not secret), signed with
+        the ProductSecret; the sign is a secret. C: airfsm_prepare_register()."""
+        s = self.settings
+        nonce = (self.rng.next() << 32 | (self.rng.next() ^ self.now_ms)) ^ (self.wall_clock() or 0)
+        form = aliyun.register_form(s.identity, nonce & aliyun.MAX_NONCE, s.sign_method)
+        self.emit_secret(form.sign.encode("ascii"))
+        self._load_body(form.body)
+
+    def _prepare_direct_sign(self) -> None:
+        """The AT+MCONFIG triple of a direct-sign connect, timestamped when the host knows the
+        time; the password is a secret. C: airfsm_prepare_direct_sign()."""
+        auth = self.auth
+        signed = aliyun.mqtt_sign(self._identity(), self.settings.sign_method, self.wall_clock())
+        self.emit_secret(signed.password.encode("ascii"))
+        auth.iot_id = signed.username
+        auth.iot_token = signed.password
+        v = self.values
+        v[Placeholder.CLIENT_ID] = signed.client_id.encode("ascii")
+        v[Placeholder.IOT_ID] = signed.username.encode("ascii")
+        v[Placeholder.IOT_TOKEN] = signed.password.encode("ascii")
+
+    def take_device_secret(self, secret: str) -> None:
+        """PROVISION passed (the judge says so): sign with this DeviceSecret from now on, and
+        hand it to the host to keep. Its failure to keep it is logged (REGISTERED, a = 0): the
+        device still connects now, but a restart would find no secret and the server will not
+        register it twice. C: airfsm_take_device_secret()."""
+        self.auth.device_secret = secret
+        self.auth.rejections = 0
+        if self.on_registered is None:
+            self.log(LogLevel.WARNING, LogEvent.REGISTERED, 0,
+                     data=b"no on_registered hook: the DeviceSecret is kept in memory only")
+            return
+        try:
+            self.on_registered(secret)
+        except Exception as exc:  # the host's callback: logged (never with the secret)
+            if self.wants(LogLevel.ERROR):
+                self.log(LogLevel.ERROR, LogEvent.REGISTERED, 0,
+                         data=f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
+            return
+        self.log(LogLevel.INFO, LogEvent.REGISTERED, 1)
 
     def take_credentials(self, reply: aliyun.AuthReply) -> None:
         """The auth passed (the judge says so): the credentials and broker for MQTT_CONNECT.

@@ -20,9 +20,9 @@ from typing import Protocol
 
 from airfsm.core import aliyun
 from airfsm.core.at import HTTPREAD_HEADER, AtResponse
-from airfsm.core.codes import AtResult, Check, FailReason, Outcome, Reason
+from airfsm.core.codes import AtResult, Check, FailReason, Outcome, Reason, Trigger, UrcKind
 from airfsm.core.settings import INFO_TEXT_MAX
-from airfsm.core.table import MIN_FIRMWARE, Step
+from airfsm.core.table import MIN_FIRMWARE, URCS, Step
 from airfsm.core.textparse import field_span, field_uint, is_digit, parse_uint
 
 
@@ -47,6 +47,8 @@ class Learner(Protocol):
     def set_failure(self, reason: FailReason, cause: Reason, detail: int) -> None: ...
 
     def take_credentials(self, reply: aliyun.AuthReply) -> None: ...
+
+    def take_device_secret(self, secret: str) -> None: ...
 
     def emit_secret(self, secret: bytes, *, lasting: bool = False) -> None: ...
 
@@ -83,6 +85,7 @@ ANSWERS: dict[Check, CheckAnswer] = {
     # +HTTPACTION: 1,<status>,<length>, a URC after the OK
     Check.HTTP_STATUS: CheckAnswer(b"+HTTPACTION:", field=1, pass_value=200, in_urc=True),
     Check.AUTH_REPLY: CheckAnswer(HTTPREAD_HEADER),  # its data: the reply (aliyun's scan)
+    Check.REGISTER_REPLY: CheckAnswer(HTTPREAD_HEADER),  # its data: the register reply
     Check.MQTT_STATUS: CheckAnswer(b"+MQTTSTATU", field=0, pass_value=1),  # +MQTTSTATU :1
     # The first info line, its text after a `+NAME:` head if it has one (field_span): a bare
     # `862991419835241`, `+CGSN: 862991419835241`, `+ICCID: 89860...` alike.
@@ -154,6 +157,10 @@ def judge_answer(ctl: Learner, step: Step, resp: AtResponse) -> Judgement:
         if resp.truncated:
             return Outcome.FAIL, Reason.AUTH_REPLY_TRUNCATED, 0
         return _judge_auth(ctl, resp)
+    if check == Check.REGISTER_REPLY:
+        if resp.truncated:
+            return Outcome.FAIL, Reason.AUTH_REPLY_TRUNCATED, 0
+        return _judge_register(ctl, resp)
     if check == Check.MQTT_STATUS:
         status = mqtt_status(resp)
         if status == ANSWERS[check].pass_value:
@@ -165,7 +172,10 @@ def judge_answer(ctl: Learner, step: Step, resp: AtResponse) -> Judgement:
 def judge_urc(ctl: Learner, step: Step, urc: int, line: bytes) -> Judgement:
     """A URC the step waits for (or fails on) came. C: judge_urc()."""
     if urc in step.urc_fail_ids:
-        return Outcome.FAIL, Reason.FAILING_URC, urc
+        # A bare final code after the OK is the server's no (AT+MCONNECT: the CONNECT was
+        # refused): the credentials' fault, where the step says what fetches new ones.
+        refused = URCS[urc].kind == UrcKind.FINAL and step.on_fail == Trigger.TOKEN_REJECTED
+        return (Outcome.REJECTED if refused else Outcome.FAIL), Reason.FAILING_URC, urc
     if step.check == Check.HTTP_STATUS:
         # +HTTPACTION: 1,<status>,<len>   (also without the space)
         answer = ANSWERS[Check.HTTP_STATUS]
@@ -315,4 +325,21 @@ def _judge_auth(ctl: Learner, resp: AtResponse) -> Judgement:
             return Outcome.FAIL, Reason.AUTH_REPLY_UNUSABLE, reply.code
         return Outcome.REJECTED, Reason.AUTH_REJECTED, reply.code
     ctl.take_credentials(reply)
+    return PASSED
+
+
+def _judge_register(ctl: Learner, resp: AtResponse) -> Judgement:
+    """The /auth/register/device reply: the DeviceSecret (a secret before anything else is
+    done with it), or the server's refusal. C: none yet (port/c/README.md)."""
+    arena = resp.arena
+    reply = aliyun.parse_register_reply(
+        bytes(arena[resp.data_start:resp.data_start + resp.data_length]))
+    ctl.auth_code = reply.code
+    if reply.device_secret:
+        ctl.emit_secret(reply.device_secret.encode("ascii", "replace"), lasting=True)
+    if not reply.ok:
+        if reply.code in (aliyun.AUTH_UNPARSEABLE, aliyun.AUTH_OK):
+            return Outcome.FAIL, Reason.REGISTER_REPLY_UNUSABLE, reply.code
+        return Outcome.REJECTED, Reason.REGISTER_REJECTED, reply.code
+    ctl.take_device_secret(reply.device_secret)
     return PASSED

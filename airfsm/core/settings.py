@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from airfsm.core import aliyun, payload
+from airfsm.core.codes import AuthMode
 
 # The AT channel (airfsm.core.at).
 LINE_CAPACITY = 2048  # one received line; a longer one is dropped and counted
@@ -25,7 +26,9 @@ READ_CHUNK = 512  # bytes taken from the port per read
 
 # The controller (airfsm.core.controller).
 CMD_CAPACITY = 1280  # one command and its CR: the longest AT+MPUB is 1169 bytes
-BODY_CAPACITY = 512  # the HTTP auth body (airfsm.core.aliyun.auth_body)
+# The HTTP body: the auth form (airfsm.core.aliyun.AUTH_BODY_MAX, 523 bytes with
+# resources=mqtt) or the register form (REGISTER_BODY_MAX, 326).
+BODY_CAPACITY = 640
 # What the module tells of itself and its network (IMEI 15 digits, ICCID 19-20, an operator's
 # long name at most 16): each kept in a text field of this many bytes; a longer answer is cut.
 INFO_TEXT_MAX = 32
@@ -57,7 +60,10 @@ class Settings:
 
     identity: aliyun.DeviceIdentity
     apn: str = "CMIOT"  # "" is legal: the network's default APN
-    sign_method: str = aliyun.DEFAULT_SIGN_METHOD
+    sign_method: str = aliyun.DEFAULT_SIGN_METHOD  # HTTPS auth, registration, direct sign
+    # How the device proves itself to the broker: HTTP_AUTH's iotToken (HTTPS, the seed's way)
+    # or the direct MQTT sign (MQTT_SIGN: BEARER goes straight to MQTT_CONNECT).
+    auth_mode: AuthMode = AuthMode.HTTPS
     keepalive_s: int = DEFAULT_KEEPALIVE_S
     baud: int = 115200  # the UART's rate: how long a length-counted payload may pause
     # Topic filters subscribed to in MQTT_CONNECT, each one in turn: 1-8 absolute topics,
@@ -90,6 +96,8 @@ class Settings:
         self.identity.validate()
         if self.sign_method not in aliyun.SIGN_METHODS:
             raise ValueError(f"sign method must be one of {', '.join(aliyun.SIGN_METHODS)}")
+        if self.auth_mode not in tuple(AuthMode):
+            raise ValueError("auth mode must be HTTPS or MQTT_SIGN")
         if not _quotable(self.apn) or len(self.apn) > APN_MAX:
             raise ValueError("apn must be 0-64 printable ASCII characters without quotes")
         if not MIN_KEEPALIVE_S <= self.keepalive_s <= MAX_KEEPALIVE_S:

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 COND_DESCRIPTIONS = {
     Cond.RESET_REQUESTED: "only after an edge that resets the module",
     Cond.RETRYING: "only when the state runs again after a failure",
+    Cond.UNREGISTERED: "a ProductSecret and no DeviceSecret yet",
+    Cond.DIRECT_SIGN: "auth = mqtt-sign",
 }
 
 
@@ -151,14 +153,16 @@ CONTENT_TYPE = "Content-Type: application/x-www-form-urlencoded"  # the space ma
 # Each bound is what makes a longer value impossible (C comments: the generated header).
 PLACEHOLDER_MAX: dict[Placeholder, int] = {
     Placeholder.APN: APN_MAX,  # Settings.validate
-    Placeholder.AUTH_URL: len(aliyun.auth_url("r" * aliyun.MAX_REGION_LEN)),
+    Placeholder.AUTH_URL: max(len(aliyun.auth_url("r" * aliyun.MAX_REGION_LEN)),
+                              len(aliyun.auth_url(instance_id="i" * aliyun.MAX_INSTANCE_ID_LEN))),
     Placeholder.CONTENT_TYPE: len(CONTENT_TYPE),
     Placeholder.BODY_LEN: len(str(BODY_CAPACITY)),  # the auth body fits BODY_CAPACITY
     Placeholder.BODY_WINDOW_MS: len(str(BODY_WINDOW_MS[1])),  # digits, Settings.validate
-    Placeholder.CLIENT_ID: aliyun.MAX_CLIENT_ID_LEN,  # DeviceIdentity.validate (or the name's)
+    # DeviceIdentity.validate (or the name's), with the direct sign's |securemode=...| after it
+    Placeholder.CLIENT_ID: aliyun.MAX_MQTT_CLIENT_ID_LEN,
     Placeholder.IOT_ID: aliyun.MAX_CREDENTIAL_LEN,  # parse_auth_reply
     Placeholder.IOT_TOKEN: aliyun.MAX_CREDENTIAL_LEN,
-    Placeholder.MQTT_HOST: aliyun.MAX_HOST_LEN,  # a DNS name (parse_auth_reply)
+    Placeholder.MQTT_HOST: aliyun.MAX_HOST_LEN,  # a DNS name (parse_auth_reply, instance_id)
     Placeholder.MQTT_PORT: len(str(PORT_RANGE[1])),
     Placeholder.KEEPALIVE_S: len(str(MAX_KEEPALIVE_S)),
     Placeholder.SUB_TOPIC: payload.MAX_TOPIC,  # Settings.validate
@@ -166,6 +170,7 @@ PLACEHOLDER_MAX: dict[Placeholder, int] = {
     Placeholder.TOPIC: payload.MAX_TOPIC,  # payload.put_mpub
     Placeholder.QOS: len(str(max(payload.QOS_LEVELS))),
     Placeholder.MESSAGE: payload.MAX_PAYLOAD_TEXT,  # escapes, or two hex digits a byte, included
+    Placeholder.REGISTER_URL: len(aliyun.register_url("r" * aliyun.MAX_REGION_LEN)),
 }
 EXPAND_FAILED = -1  # expand(): a value over its bound, or no room in the buffer
 
@@ -296,12 +301,25 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Branch:
+    """Another way out of a state: when `instead_of` (DONE or EXHAUSTED) would fire and `when`
+    holds, `trigger` fires instead and leads to `dest`. An edge of its own, so the diagrams
+    draw it and the C header holds it; the first branch whose condition holds wins."""
+
+    instead_of: Trigger
+    when: Cond
+    trigger: Trigger
+    dest: State
+
+
+@dataclass(frozen=True)
 class StateSpec:
     state: State
     steps: tuple[Step, ...]
     policy: Policy | None  # None: no steps to retry (ONLINE, FAILED)
     next: State | None  # where DONE goes
     summary: str
+    branches: tuple[Branch, ...] = ()
 
 
 # fmt: off
@@ -376,6 +394,12 @@ MACHINE: tuple[StateSpec, ...] = (
                       on_exhausted=State.ATTACH),
         next=State.HTTP_AUTH,
         summary="open the IP bearer (SAPBR profile 1)",
+        # A device that has only its ProductSecret registers first; one that signs its MQTT
+        # CONNECT itself needs no HTTPS pre-auth.
+        branches=(
+            Branch(Trigger.DONE, Cond.UNREGISTERED, Trigger.REGISTER, State.PROVISION),
+            Branch(Trigger.DONE, Cond.DIRECT_SIGN, Trigger.DIRECT_SIGN, State.MQTT_CONNECT),
+        ),
     ),
     StateSpec(
         State.HTTP_AUTH,
@@ -427,6 +451,10 @@ MACHINE: tuple[StateSpec, ...] = (
                       on_exhausted=State.HTTP_AUTH),
         next=State.ONLINE,
         summary="TLS to the MQTT broker, CONNACK, subscribe",
+        # With the direct sign there is no token to fetch again: open the bearer afresh.
+        branches=(
+            Branch(Trigger.EXHAUSTED, Cond.DIRECT_SIGN, Trigger.SIGN_EXHAUSTED, State.BEARER),
+        ),
     ),
     StateSpec(
         State.ONLINE,
@@ -437,13 +465,42 @@ MACHINE: tuple[StateSpec, ...] = (
     ),
     StateSpec(State.FAILED, steps=(), policy=None, next=None,
               summary="terminal: the reason says why"),
+    # Dynamic registration: the HTTP commands of HTTP_AUTH, posting the register form (signed
+    # with the ProductSecret) to /auth/register/device; the reply's deviceSecret goes to the
+    # host (`on_registered`), which keeps it, so the next start skips this state. A refusal
+    # (the device is already registered) is retried like an auth rejection, then FAILED.
+    StateSpec(
+        State.PROVISION,
+        steps=(
+            Step("term_stale", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
+            Step("init", "AT+HTTPINIT", Check.OK, timeout_ms=5_000),
+            Step("url", 'AT+HTTPPARA="URL","{register_url}"', Check.OK, timeout_ms=5_000),
+            Step("header", 'AT+HTTPPARA="USER_DEFINED","{content_type}"', Check.OK,
+                 timeout_ms=5_000),
+            Step("data", "AT+HTTPDATA={body_len},{body_window_ms}", Check.OK, timeout_ms=5_000,
+                 prompt=True),
+            Step("action", "AT+HTTPACTION=1", Check.HTTP_STATUS, timeout_ms=5_000,
+                 urc_ok=("+HTTPACTION:",), urc_timeout_ms=20_000),
+            Step("read", "AT+HTTPREAD", Check.REGISTER_REPLY, timeout_ms=5_000),
+            Step("term", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
+        ),
+        policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
+                      on_exhausted=State.BEARER),
+        next=State.HTTP_AUTH,
+        summary="dynamic registration: ProductSecret -> DeviceSecret (once)",
+        branches=(
+            Branch(Trigger.DONE, Cond.DIRECT_SIGN, Trigger.DIRECT_SIGN, State.MQTT_CONNECT),
+        ),
+    ),
 )
 
 # Entering a state other than FAILED by one of these triggers (an escalation or a link loss:
 # anything but DONE and RETRY) counts one escalation. The first ESCALATIONS_WITHOUT_BACKOFF of
 # them since ONLINE last held for liveness_ms are immediate, later ones back off within
 # ESCALATION_BACKOFF_MS, so a flapping link cannot hammer the network.
-ESCALATING_TRIGGERS = frozenset(t for t in Trigger if t not in (Trigger.DONE, Trigger.RETRY))
+# (A branch taken instead of DONE, REGISTER or DIRECT_SIGN, is progress like DONE.)
+ESCALATING_TRIGGERS = frozenset(t for t in Trigger if t not in (
+    Trigger.DONE, Trigger.RETRY, Trigger.REGISTER, Trigger.DIRECT_SIGN))
 ESCALATIONS_WITHOUT_BACKOFF = 1
 ESCALATION_BACKOFF_MS = (1_000, 120_000)
 
@@ -494,9 +551,9 @@ class LinkEvent:
     priority: int
 
 
-_AFTER_AUTOBAUD = (State.VERSION_CHECK, State.ATTACH, State.BEARER, State.HTTP_AUTH,
-                   State.MQTT_CONNECT, State.ONLINE)
-_NETWORK_STATES = (State.HTTP_AUTH, State.MQTT_CONNECT, State.ONLINE)
+_AFTER_AUTOBAUD = (State.VERSION_CHECK, State.ATTACH, State.BEARER, State.PROVISION,
+                   State.HTTP_AUTH, State.MQTT_CONNECT, State.ONLINE)
+_NETWORK_STATES = (State.PROVISION, State.HTTP_AUTH, State.MQTT_CONNECT, State.ONLINE)
 LINK_EVENTS: tuple[LinkEvent, ...] = (
     LinkEvent(Trigger.MQTT_LOST, (State.ONLINE,), State.MQTT_CONNECT, False, priority=1),
     LinkEvent(Trigger.BEARER_LOST, (State.BEARER, *_NETWORK_STATES), State.ATTACH, False,
@@ -574,6 +631,8 @@ def edges(table: Sequence[StateSpec] = MACHINE) -> list[Edge]:
                             pol.reset_on_exhausted))
             if _can_be_fatal(row) and pol.on_exhausted != State.FAILED:
                 out.append(Edge(Trigger.FATAL, row.state, State.FAILED))
+        for branch in row.branches:
+            out.append(Edge(branch.trigger, row.state, branch.dest))
         for step in row.steps:
             if step.on_fail is not None and step.on_fail != Trigger.RETRY:
                 dest = _ON_FAIL_DEST[step.on_fail]
@@ -592,8 +651,20 @@ _ON_FAIL_DEST = {Trigger.TOKEN_REJECTED: State.HTTP_AUTH}
 
 
 def _can_be_fatal(row: StateSpec) -> bool:
-    """C: none: used to generate the table."""
-    return any(s.check in (Check.VERSION, Check.AUTH_REPLY) for s in row.steps)
+    """Some answer of the state can mean "no retry will help": old firmware, credentials or a
+    registration refused for good, or a direct-sign CONNECT refused (the step that would fetch
+    a fresh token, TOKEN_REJECTED, has none to fetch). C: none: used to generate the table."""
+    return any(s.check in (Check.VERSION, Check.AUTH_REPLY, Check.REGISTER_REPLY)
+               or s.on_fail == Trigger.TOKEN_REJECTED for s in row.steps)
+
+
+def branch_for(row: StateSpec, trigger: Trigger, holds: Callable[[Cond], bool]) -> Trigger:
+    """The trigger that fires when `trigger` would: the first branch of the row instead of it
+    whose condition holds, else `trigger` itself. C: table_branch()."""
+    for branch in row.branches:
+        if branch.instead_of == trigger and holds(branch.when):
+            return branch.trigger
+    return trigger
 
 
 def edge_table(table: Sequence[StateSpec] = MACHINE) -> dict[tuple[State, Trigger], Edge]:

@@ -43,11 +43,16 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 INBOX_MODES = ("stdout",)
 STANDARD_BAUDS = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400, 460800,
                   921600)
+# device_secret too, unless product_secret is given (dynamic registration earns it).
 REQUIRED = ("port", "product_key", "device_name", "device_secret")
 ENV_PREFIX = "AIRFSM_"
-SECRET_FIELDS = frozenset({"device_secret"})
+SECRET_FIELDS = frozenset({"device_secret", "product_secret"})
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # systemd's LoadCredential= directory
-CREDENTIAL_FIELDS = ("device_secret",)  # settings a credential file may hold, by field name
+# settings a credential file may hold, by field name
+CREDENTIAL_FIELDS = ("device_secret", "product_secret")
+# How the device proves itself to the broker: the HTTPS pre-auth (an iotToken from
+# /auth/devicename), or the direct MQTT sign (no HTTP round trip).
+AUTH_MODES = ("https", "mqtt-sign")
 MAX_TOPIC_LEN = 128  # what AT+MSUB carries (airfsm.core.payload.MAX_TOPIC)
 MIN_SECRET_LEN = 4  # what airfsm.host.log can redact; real DeviceSecrets are 32 characters
 # The longest `timeout_s`: a deadline past 2**31 ms would wrap on the 32-bit clock
@@ -60,6 +65,7 @@ _PRODUCT_KEY_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 _DEVICE_NAME_RE = re.compile(r"[A-Za-z0-9_@.:-]{1,64}")  # Alibaba: letters, digits, - _ @ . :
 _CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_@.:-]{1,64}")
 _REGION_RE = re.compile(r"[a-z0-9-]{1,63}")
+_INSTANCE_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")  # iot-06z00ax1o4qxxxx
 _APN_RE = re.compile(r"[A-Za-z0-9._-]{0,100}")  # goes inside a quoted AT string: no escapes
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _BRIDGE_URL_RE = re.compile(r"mqtt://([A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:]{2,39}\])(?::([0-9]{1,5}))?/?")
@@ -82,6 +88,9 @@ _KINDS: dict[str, str] = {
     "product_key": "str",
     "device_name": "str",
     "device_secret": "str",
+    "product_secret": "optstr",
+    "instance_id": "optstr",
+    "auth": "str",
     "region": "str",
     "apn": "str",
     "baud": "int",
@@ -116,7 +125,14 @@ class GatewayConfig:
     port: str  # serial device or pyserial URL
     product_key: str
     device_name: str
-    device_secret: str  # never printed: see __repr__
+    device_secret: str = ""  # never printed: see __repr__; "": registered (product_secret)
+    # "One type, one secret": the product's secret. With it and no device_secret the gateway
+    # registers the device once and keeps the DeviceSecret in <data_dir>/device_secret.
+    product_secret: str | None = None  # never printed
+    # An instance's id (opened since mid-2021): its own auth server and MQTT broker,
+    # <id>.auth.iothub.aliyuncs.com and <id>.mqtt.iothub.aliyuncs.com. None: legacy endpoints.
+    instance_id: str | None = None
+    auth: str = "https"  # "https" (pre-auth, an iotToken) or "mqtt-sign" (direct sign)
     region: str = "cn-shanghai"
     apn: str = "CMIOT"
     baud: int = 115200
@@ -169,10 +185,20 @@ class GatewayConfig:
                  "expected 1-64 letters and digits")
         _require(bool(_DEVICE_NAME_RE.fullmatch(self.device_name)), "device_name",
                  "expected 1-64 letters, digits and - _ @ . :")
-        _require(len(self.device_secret) >= MIN_SECRET_LEN, "device_secret",
-                 f"must be at least {MIN_SECRET_LEN} characters (value not shown)")
-        _require(all(0x21 <= ord(c) <= 0x7E for c in self.device_secret), "device_secret",
-                 "must be printable ASCII without spaces (value not shown)")
+        for key in ("device_secret", "product_secret"):
+            value = getattr(self, key) or ""
+            if key == "product_secret" and not value:
+                continue
+            if key == "device_secret" and not value and self.product_secret:
+                continue  # registration will earn it
+            _require(len(value) >= MIN_SECRET_LEN, key,
+                     f"must be at least {MIN_SECRET_LEN} characters (value not shown)")
+            _require(all(0x21 <= ord(c) <= 0x7E for c in value), key,
+                     "must be printable ASCII without spaces (value not shown)")
+        if self.instance_id is not None:
+            _require(bool(_INSTANCE_ID_RE.fullmatch(self.instance_id)), "instance_id",
+                     "expected 1-64 letters, digits and '-', e.g. 'iot-06z00ax1o4qxxxx'")
+        _require(self.auth in AUTH_MODES, "auth", "expected one of " + ", ".join(AUTH_MODES))
         _require(bool(_REGION_RE.fullmatch(self.region)), "region",
                  "expected lowercase letters, digits and '-', e.g. 'cn-shanghai'")
         _require(bool(_APN_RE.fullmatch(self.apn)), "apn",
@@ -525,7 +551,8 @@ def load_config_sources(path: Path | None, env: Mapping[str, str],
         if value is not None:
             take(key, value, f"from {flag(key)}", f"flag {flag(key)}")
 
-    missing = [key for key in REQUIRED if key not in values]
+    missing = [key for key in REQUIRED if key not in values
+               and not (key == "device_secret" and values.get("product_secret"))]
     if missing:
         hints = "; ".join(_missing_hint(key) for key in missing)
         raise ConfigError(f"missing required setting{'s' if len(missing) > 1 else ''} {hints}",
@@ -543,7 +570,8 @@ def load_config_sources(path: Path | None, env: Mapping[str, str],
 
 def _missing_hint(key: str) -> str:
     where = f"pass {flag(key)}, set {env_var(key)}, or put {key} in the config file"
-    if key in CREDENTIAL_FIELDS:
+    if key == "device_secret":
         where = (f"the DeviceSecret: set {env_var(key)}, give a systemd credential '{key}' "
-                 f"(LoadCredential=), put {key} in the config file, or pass {flag(key)}")
+                 f"(LoadCredential=), put {key} in the config file, or pass {flag(key)}; "
+                 "or give product_secret to register the device")
     return f"'{key}' ({where})"

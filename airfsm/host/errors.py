@@ -18,7 +18,7 @@ class Exit(IntEnum):
     USAGE = 2  # bad arguments or configuration (argparse uses 2 as well)
     PORT = 3  # the port cannot be opened, or vanished during `connect`
     FIRMWARE = 4  # firmware older than V409
-    CREDENTIALS = 5  # the auth server rejected the device
+    CREDENTIALS = 5  # the auth server rejected the device (or its registration, or its sign)
     TIMEOUT = 6  # not ONLINE within --timeout
     NO_RESPONSE = 7  # the module never answered AT
     INTERNAL = 70  # a bug (EX_SOFTWARE)
@@ -39,6 +39,7 @@ def fail_exit(reason: FailReason) -> Exit | None:
     return {
         FailReason.FIRMWARE: Exit.FIRMWARE,
         FailReason.CREDENTIALS: Exit.CREDENTIALS,
+        FailReason.REGISTRATION: Exit.CREDENTIALS,
         FailReason.NO_RESPONSE: Exit.NO_RESPONSE,
         FailReason.INTERNAL: Exit.INTERNAL,
     }.get(reason)

@@ -46,8 +46,8 @@ from typing import Any, TextIO, TypeVar
 
 from airfsm.core import aliyun
 from airfsm.core.aliyun import resolve_topic
-from airfsm.core.codes import FailReason, Reason, State
-from airfsm.core.controller import Controller
+from airfsm.core.codes import AuthMode, FailReason, Reason, State
+from airfsm.core.controller import Controller, WallClock
 from airfsm.core.messages import InboundMessage, OutboundMessage
 from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.settings import Settings
@@ -60,6 +60,7 @@ from airfsm.host.loop import monotonic_ms
 from airfsm.host.loop import run as run_loop
 from airfsm.host.paths import LOCK_FILE
 from airfsm.host.publish import wake_socket_path
+from airfsm.host.secret_file import SecretFileError, read_device_secret, store_device_secret
 from airfsm.host.serial import Port, PortError, open_port
 from airfsm.host.store import (
     SqliteInbox,
@@ -209,14 +210,44 @@ class GatewayOutbox:
 # ---------------------------------------------------------------------- the gateway
 
 
+def device_secret_of(config: GatewayConfig) -> str:
+    """The DeviceSecret to sign with: the configured one, else the one a dynamic registration
+    stored in the data directory, else "" (PROVISION will register the device). HostError
+    (exit 2, never the secret) when the stored one is unreadable."""
+    if config.device_secret or not config.product_secret:
+        return config.device_secret
+    try:
+        return read_device_secret(config.data_dir_or_default()) or ""
+    except SecretFileError as exc:
+        raise HostError(f"bad configuration: {exc}", Exit.USAGE) from None
+
+
+def registered_secret_keeper(config: GatewayConfig, logger: Any) -> Callable[[str], None]:
+    """The controller's `on_registered`: store the DeviceSecret a registration earned in the
+    data directory (mode 0600, atomically) for every later start. Never logs the value."""
+    def keep(secret: str) -> None:
+        try:
+            path = store_device_secret(config.data_dir_or_default(), secret)
+        except SecretFileError as exc:
+            logger.error("device_secret_not_stored", error=str(exc))
+            raise
+        logger.warning("device_registered", product_key=config.product_key,
+                       device_name=config.device_name, secret_file=str(path))
+    return keep
+
+
 def settings_from_config(config: GatewayConfig, **extra: Any) -> Settings:
     """The controller's Settings for a configuration (`run` and `connect` alike); `extra` are
     more Settings fields. HostError (exit 2) if unusable."""
     identity = aliyun.DeviceIdentity(
         product_key=config.product_key, device_name=config.device_name,
-        device_secret=config.device_secret, region=config.region, client_id=config.client_id)
+        device_secret=device_secret_of(config), region=config.region,
+        client_id=config.client_id, product_secret=config.product_secret or "",
+        instance_id=config.instance_id)
+    auth_mode = AuthMode.MQTT_SIGN if config.auth == "mqtt-sign" else AuthMode.HTTPS
     settings = Settings(
-        identity=identity, apn=config.apn, sign_method=config.sign_method, baud=config.baud,
+        identity=identity, auth_mode=auth_mode, apn=config.apn, sign_method=config.sign_method,
+        baud=config.baud,
         keepalive_s=config.keepalive_s, liveness_ms=config.liveness_s * 1000,
         puback_timeout_ms=config.puback_timeout_s * 1000, silence_limit=config.silence_limit,
         publish_attempts=config.publish_attempts,
@@ -252,9 +283,13 @@ class Gateway:
         clock: Callable[[], int] = monotonic_ms,
         install_signals: bool = True,
         table: tuple[StateSpec, ...] = MACHINE,
+        wall_clock_ms: WallClock | None = None,
     ) -> None:
         self.config = config
         self.table = table
+        # The controller's `wall_clock_ms` hook (Unix ms or None while unknown): the timestamp
+        # of the auth form and of the direct MQTT sign. None: nothing is timestamped.
+        self.wall_clock_ms = wall_clock_ms
         self.settings = settings_from_config(config)
         self.config_path = config_path
         self.overrides = dict(overrides or {})
@@ -567,11 +602,18 @@ class Gateway:
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
-            log_hook=log.CORE_LOG,
+            log_hook=log.CORE_LOG, wall_clock_ms=self.wall_clock_ms,
+            on_registered=self._registered,
             hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
         self._since = time.time()
         self._status_dirty = True
         return self.controller
+
+    def _registered(self, secret: str) -> None:
+        """PROVISION earned the DeviceSecret: keep it in the data directory, and sign with it
+        from now on (a later controller of this gateway starts with it)."""
+        registered_secret_keeper(self.config, self.log)(secret)
+        self.settings.identity = replace(self.settings.identity, device_secret=secret)
 
     def _pulse_reset_pin(self) -> None:
         """Run `reset_command` (the board's way of pulsing RESET). Bounded; never raises."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 STATES = ("AUTOBAUD", "VERSION_CHECK", "ATTACH", "BEARER", "HTTP_AUTH", "MQTT_CONNECT",
-          "ONLINE", "FAILED")
+          "ONLINE", "FAILED", "PROVISION")
 
 
 class Family(NamedTuple):

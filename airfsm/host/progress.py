@@ -23,6 +23,7 @@ _WANTED = {
     "SIGNAL": "+CSQ",
     "HTTP_STATUS": "+HTTPACTION: 1,200",
     "AUTH_REPLY": "the auth reply",
+    "REGISTER_REPLY": "the register reply (deviceSecret)",
     "MQTT_STATUS": "+MQTTSTATU: 1",
     "IMEI": "the IMEI",
     "ICCID": "the ICCID",

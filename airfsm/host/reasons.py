@@ -148,6 +148,20 @@ def describe(reason: Reason, detail: int) -> str:
     if reason == Reason.CREDENTIALS_REJECTED:
         return (f"auth server rejected the device: code {detail} "
                 f"({aliyun.describe_auth_code(detail)})")
+    if reason == Reason.REGISTER_REPLY_UNUSABLE:
+        what = ("code 200 without a usable deviceSecret" if detail == aliyun.AUTH_OK
+                else "not the JSON reply expected")
+        return f"register reply unusable: {what}"
+    if reason == Reason.REGISTER_REJECTED:
+        return f"register code {detail} ({aliyun.describe_auth_code(detail)})"
+    if reason == Reason.REGISTRATION_REFUSED:
+        return (f"register server refused the device: code {detail} "
+                f"({aliyun.describe_auth_code(detail)}); a device registers only once: if it "
+                "did before, its stored DeviceSecret is gone - reset the device in the console "
+                "(ResetThing) or configure its device_secret")
+    if reason == Reason.SIGN_REFUSED:
+        return (f"the broker refused the direct MQTT sign {detail} times (wrong DeviceSecret, "
+                "or a timestamp outside the server's window: check the clock)")
     if reason == Reason.MODULE_MUTE:
         return "the module does not answer AT" + (
             f" (not even after {detail} RESET-pin pulses)" if detail else "")
@@ -342,5 +356,11 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
         return {"state": state, "reset": a, "of": b}
     if event == LogEvent.INTERNAL_ERROR:
         return {"error": bytes(data).decode("utf-8", "replace"), "state": state}
+    if event == LogEvent.REGISTERED:  # never the secret: only whether the host kept it
+        fields = {"product_key": controller.settings.identity.product_key,
+                  "device_name": controller.settings.identity.device_name, "stored": bool(a)}
+        if not a:
+            fields["error"] = bytes(data).decode("utf-8", "replace")
+        return fields
     # HARDWARE_RESET_FAILED, ON_STATE_FAILED, ON_MESSAGE_FAILED: what the callback raised
     return {"error": bytes(data).decode("utf-8", "replace")}

@@ -52,6 +52,19 @@ Module behaviour worth knowing (all from PROTOCOL.md unless noted as a simulator
   bad form or wrong Content-Type, 5001 unknown product/device. Only the latest issued token (with
   the clientId that was signed) is accepted by MCONNECT. A URL with a host other than
   `iot-auth.<region>.aliyuncs.com` fails with 603 (DNS); another region's auth host says 5001.
+  With `instance_id` the auth server is `<id>.auth.iothub.aliyuncs.com` (the regional one says
+  5001) and the broker `<id>.mqtt.iothub.aliyuncs.com`; `broker_host` names another broker. The
+  reply names the broker when the form asks (`resources=mqtt`); AT+SSLMIPSTART to any other
+  host is CONNECT FAIL.
+* Dynamic registration (`product_secret`): `/auth/register/device` checks the sign over
+  `deviceName…productKey…random…` with the ProductSecret and issues a fresh DeviceSecret each
+  time until the device first connects; after that (or with `device_activated`) it answers
+  6289 (a simulator choice: the real code is undocumented), 6288 with registration off.
+* The direct MQTT sign (`id|securemode=2,signmethod=…|`, `dn&pk`, the HMAC) is accepted by
+  MCONNECT as the cloud checks it (`sim.cloud.verify_mqtt_sign`). With a cloud clock
+  (`cloud_clock_ms`, the wall clock under `SimServer`) a timestamp in an auth form or a direct
+  sign must be within `timestamp_window_ms` of it: otherwise the auth says 460 and MCONNECT
+  refuses.
 """
 
 from __future__ import annotations
@@ -136,6 +149,11 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 PUBACK_LATE_FACTOR = 5
+# The register server's answers (simulator choices: Alibaba Cloud documents the refusal of an
+# active device, not its code): dynamic registration not enabled, the device already active.
+REGISTER_DISABLED_CODE = 6288
+REGISTER_REFUSED_CODE = 6289
+TIMESTAMP_REFUSED_CODE = 460  # a timestamp outside the window: a parameter error
 
 
 @dataclass
@@ -165,6 +183,21 @@ class SimConfig:
     # How long an issued iotToken lets MCONNECT in (Alibaba Cloud: 7 days); 0 = for ever.
     # A session already up is not dropped when its token ages.
     token_lifetime_ms: int = 0
+    # An instance (opened since mid-2021): its auth server `<id>.auth.iothub.aliyuncs.com` and
+    # broker `<id>.mqtt.iothub.aliyuncs.com` are the only ones that answer for the device.
+    instance_id: str | None = None
+    # The broker the auth reply names when asked (`resources=mqtt`) and the only host
+    # AT+SSLMIPSTART reaches; None: the instance's or the legacy regional one.
+    broker_host: str | None = None
+    # "One type, one secret": the product's secret; None: dynamic registration is off (the
+    # register server answers 6288 to any request). The device is pre-registered under
+    # `device_name`; each registration issues a fresh DeviceSecret until the device first
+    # connects (activates): after that the server refuses (REGISTER_REFUSED_CODE).
+    product_secret: str | None = field(default=None, repr=False)
+    device_activated: bool = False  # the device has connected before (registration refused)
+    # A `timestamp` in an auth form or a direct-sign clientId must be within this of the
+    # cloud's clock (when the module has one: `cloud_clock_ms`), or the request is refused.
+    timestamp_window_ms: int = 15 * 60_000
 
 
 # Where the MQTT link is. AT+MQTTSTATU folds these into 0/1/2.
@@ -199,7 +232,8 @@ class SimEvent:
 
     kind: "command" (text: the line), "answered" (text: the command whose final result code
     has just left the UART, up to its CR), "boot", "fault" (text: the fault spec that fired),
-    "grant" (text: clientId, iotId, iotToken joined by tabs), "published" (text: topic,
+    "grant" (text: clientId, iotId, iotToken joined by tabs), "registered" (text: the
+    DeviceSecret a dynamic registration issued), "published" (text: topic,
     data: payload, number: QoS), "puback" (data: the payload it acknowledges), "connack",
     "link_down", "downlink" (text: topic, data: payload as sent).
     """
@@ -351,7 +385,8 @@ class SimModule:
     _brownout_left: int | None  # brownout fault: answer bytes still sent before the reboot
 
     def __init__(
-        self, config: SimConfig, now_ms: int = 0, session: MqttSession | None = None
+        self, config: SimConfig, now_ms: int = 0, session: MqttSession | None = None,
+        cloud_clock_ms: Callable[[], int] | None = None,
     ) -> None:
         if config.profile not in PROFILES:
             raise ValueError(f"unknown profile {config.profile!r}: expected one of "
@@ -374,6 +409,12 @@ class SimModule:
 
         # The cloud's memory, which a module reboot does not erase.
         self._grant: _Grant | None = None
+        self.device_secret = config.device_secret  # the cloud's: a registration replaces it
+        self.device_activated = config.device_activated
+        self.registrations = 0  # DeviceSecrets issued by dynamic registration
+        self.register_requests = 0
+        # The cloud's wall clock (Unix ms), for timestamps; None: timestamps are not checked.
+        self.cloud_clock_ms = cloud_clock_ms
 
         # The clock and the event machinery.
         self._clock = now_ms & MS_MASK  # "now" for scheduling: an event's due time while it fires
@@ -1143,19 +1184,83 @@ class SimModule:
         """The far end of the HTTP request: (HTTP status, body)."""
         url = urlsplit(http.url)
         host = url.hostname or ""
-        expected = urlsplit(aliyun.auth_url(self.config.region))
-        if not (host.startswith("iot-auth.") and host.endswith(".aliyuncs.com")):
+        config = self.config
+        expected = urlsplit(aliyun.auth_url(config.region, config.instance_id))
+        register = urlsplit(aliyun.register_url(config.region))
+        known = (host.startswith("iot-auth.") and host.endswith(".aliyuncs.com")) or (
+            host.endswith(".auth." + aliyun.INSTANCE_DOMAIN))
+        if not known:
             return HTTP_DNS_ERROR, b""
-        if url.scheme != "https" or url.path != expected.path:
+        if url.scheme != "https" or url.path not in (expected.path, register.path):
             return 404, b""
         if method != 1:
             return 405, b""
+        if url.path == register.path:
+            self.register_requests += 1
+            code = 5001 if host != register.hostname else self._check_register_form(http)
+            forced = self._take_fault({FaultKind.AUTH})
+            return 200, self._register_reply(code if forced is None else forced.value)
         self.auth_requests += 1
         code = 5001 if host != expected.hostname else self._check_auth_form(http)
         forced = self._take_fault({FaultKind.AUTH})
         if forced is not None:
             code = forced.value
         return 200, self._auth_reply(code, http.body or b"")
+
+    def timestamp_ok(self, text: str | None) -> bool:
+        """A request's timestamp (Unix ms, as text) is within the window of the cloud's clock;
+        True when none was given or the cloud has no clock."""
+        if text is None or self.cloud_clock_ms is None:
+            return True
+        if not text.isdigit() or len(text) > 20:
+            return False
+        return abs(int(text) - self.cloud_clock_ms()) <= self.config.timestamp_window_ms
+
+    def _check_register_form(self, http: _Http) -> int:
+        """The register server's verdict: 200, 460 (bad form, sign), 5001 (unknown device),
+        6288 (registration off), 6289 (already active)."""
+        content_type_ok = (http.user_defined == CONTENT_TYPE_HEADER
+                           or http.content == FORM_CONTENT_TYPE)
+        if not content_type_ok or not http.body:
+            return 460
+        ok, reason, params = cloud.verify_register_body(http.body, self.config.product_secret)
+        if params is None or not ok and reason.startswith("missing"):
+            return 460
+        if (params["productKey"] != self.config.product_key
+                or params["deviceName"] != self.config.device_name):
+            return 5001
+        if self.config.product_secret is None:
+            return REGISTER_DISABLED_CODE
+        if not ok:
+            return 460 if reason.startswith("unknown") else 401
+        if self.device_activated:
+            return REGISTER_REFUSED_CODE
+        return 200
+
+    def _register_reply(self, code: int) -> bytes:
+        config = self.config
+        data: dict[str, object] = {}
+        message = "success"
+        if code == 200:
+            # Each registration refreshes the device's secret (the cloud keeps the last).
+            self.device_secret = self._random_text(_ALNUM, 32)
+            self.registrations += 1
+            self._observe("registered", self.device_secret)
+            data = {"productKey": config.product_key, "deviceName": config.device_name,
+                    "deviceSecret": self.device_secret}
+        else:
+            message = {REGISTER_REFUSED_CODE: "device already active",
+                       REGISTER_DISABLED_CODE: "dynamic registration is off"}.get(
+                code, aliyun.AUTH_ERRORS.get(code, "error"))
+        reply = {"code": code, "data": data, "message": message}
+        return json.dumps(reply, separators=(",", ":")).encode("ascii")
+
+    @property
+    def broker_host(self) -> str:
+        """The one MQTT host that answers: the configured one, the instance's, or legacy."""
+        config = self.config
+        return config.broker_host or aliyun.mqtt_host(config.product_key, config.region,
+                                                      config.instance_id)
 
     def _check_auth_form(self, http: _Http) -> int:
         """Alibaba Cloud's verdict on the form: 200, 401, 460 or 5001."""
@@ -1174,9 +1279,11 @@ class SimModule:
         if (params["productKey"] != self.config.product_key
                 or params["deviceName"] != self.config.device_name):
             return 5001
-        ok, reason = cloud.verify_auth_body(http.body, self.config.device_secret)
+        ok, reason = cloud.verify_auth_body(http.body, self.device_secret)
         if not ok:
             return 460 if reason.startswith("unknown signmethod") else 401
+        if not self.timestamp_ok(params.get("timestamp")):
+            return TIMESTAMP_REFUSED_CODE  # a replayed (or badly clocked) request
         return 200
 
     def _auth_reply(self, code: int, body: bytes) -> bytes:
@@ -1199,10 +1306,7 @@ class SimModule:
             self._observe("grant", "\t".join((grant.client_id, grant.iot_id, grant.iot_token)))
             data: dict[str, object] = {"iotId": grant.iot_id, "iotToken": grant.iot_token}
             if params.get("resources") == "mqtt":
-                data["resources"] = {"mqtt": {
-                    "host": aliyun.mqtt_host(self.config.product_key, self.config.region),
-                    "port": aliyun.MQTT_PORT,
-                }}
+                data["resources"] = {"mqtt": {"host": self.broker_host, "port": aliyun.MQTT_PORT}}
             reply = {"code": 200, "data": data, "message": "success"}
         return json.dumps(reply, separators=(",", ":")).encode("ascii")
 
@@ -1259,8 +1363,7 @@ class SimModule:
         if self._link != _LINK_IDLE:
             self._later(self.profile.answer_ms, self._urc("ALREADY CONNECT"))
             return
-        right_place = (parts[0] == aliyun.mqtt_host(self.config.product_key, self.config.region)
-                       and _int_arg(parts[1]) == aliyun.MQTT_PORT)
+        right_place = parts[0] == self.broker_host and _int_arg(parts[1]) == aliyun.MQTT_PORT
         unreachable = self._take_fault({FaultKind.CONNECT_FAIL}) is not None
         if not right_place or self._bearer_status != BEARER_CONNECTED or unreachable:
             self._later(self.profile.connect_ms, self._urc("CONNECT FAIL"))
@@ -1279,11 +1382,22 @@ class SimModule:
         self._schedule_link(ms_add(self._clock, self.config.connect_window_ms), too_slow)
 
     def _credentials_accepted(self) -> bool:
+        config = self._mqtt_config
+        if config is not None and "|" in config[0]:
+            return self._direct_sign_accepted(*config)
         grant = self._grant
-        if grant is None or self._mqtt_config != (grant.client_id, grant.iot_id, grant.iot_token):
+        if grant is None or config != (grant.client_id, grant.iot_id, grant.iot_token):
             return False
         lifetime = self.config.token_lifetime_ms
         return not lifetime or ms_diff(self._clock, grant.issued_at) < lifetime
+
+    def _direct_sign_accepted(self, client_id: str, username: str, password: str) -> bool:
+        """A direct-sign CONNECT (`id|securemode=2,signmethod=...,timestamp=...|`, `dn&pk`,
+        the HMAC): the cloud's check, through `sim.cloud`."""
+        ok, _reason, timestamp = cloud.verify_mqtt_sign(
+            client_id, username, password, self.config.product_key, self.config.device_name,
+            self.device_secret)
+        return ok and self.timestamp_ok(timestamp)
 
     def _cmd_mconnect(self, args: str) -> None:
         parts = split_args(args[1:]) if args.startswith("=") else []
@@ -1313,6 +1427,7 @@ class SimModule:
                 self._link = _LINK_MQTT_UP
                 self._server_gone = False
                 self._keepalive_s = keepalive
+                self.device_activated = True  # no more dynamic registration for it
                 self.session.connect(config[0], config[1], config[2], clean == 1, keepalive)
                 self._emit(_frame("CONNACK OK"))
                 self._observe("connack")

@@ -41,6 +41,12 @@ from airfsm.sim.module import SimConfig, SimModule
 from airfsm.sim.session import MqttSession
 
 T = TypeVar("T")
+
+
+def wall_clock_ms() -> int:
+    """Unix time in ms: the simulated cloud's clock."""
+    return time.time_ns() // 1_000_000
+
 _READ_SIZE = 4096
 BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
 PACE_BATCH_NS = 1_000_000  # paced bytes between line ends are handed over at least this often
@@ -216,7 +222,9 @@ class SimServer:
             bound_host, bound_port = self._listener.getsockname()[:2]
             self.port_url = f"socket://{bound_host}:{bound_port}"
 
-        self.module = SimModule(config or SimConfig(), monotonic_ms(), session)
+        # The cloud's clock is the wall clock: a timestamp the device signs is checked against it.
+        self.module = SimModule(config or SimConfig(), monotonic_ms(), session,
+                                cloud_clock_ms=wall_clock_ms)
 
     @property
     def endpoint(self) -> str:

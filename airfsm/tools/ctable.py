@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from airfsm.core import aliyun, at, payload
 from airfsm.core.codes import (
     AtResult,
+    AuthMode,
     Check,
     Cond,
     FailReason,
@@ -119,22 +120,25 @@ def setting_default(name: str) -> Any:
 
 def longest_auth_body() -> int:
     """The longest AT+HTTPDATA body: every identity field at its longest in characters the form
-    encoding triples, the longest sign (SHA-256) and method name, a 20-digit timestamp."""
+    encoding triples, the longest sign (SHA-256) and method name, a 20-digit timestamp and
+    resources=mqtt (what the controller asks for)."""
     identity = aliyun.DeviceIdentity(product_key="P" * aliyun.MAX_PRODUCT_KEY_LEN,
                                      device_name="@" * aliyun.MAX_DEVICE_NAME_LEN,
                                      device_secret="s", client_id="@" * aliyun.MAX_CLIENT_ID_LEN)
-    return len(aliyun.auth_body(identity, "hmacsha256", aliyun.MAX_TIMESTAMP_MS))
+    return len(aliyun.auth_form(identity, "hmacsha256", aliyun.MAX_TIMESTAMP_MS,
+                                resources=True).body)
 
 
 # What enforces each placeholder's maximum (table.PLACEHOLDER_MAX): comments of the C table.
 PLACEHOLDER_BOUNDS: dict[Placeholder, str] = {
     Placeholder.APN: "Settings.validate",
-    Placeholder.AUTH_URL: "https://iot-auth.<region of <= 64>.aliyuncs.com/auth/devicename",
+    Placeholder.AUTH_URL: ("https://iot-auth.<region of <= 64>.aliyuncs.com/auth/devicename, "
+                           "or https://<instance id of <= 64>.auth.iothub.aliyuncs.com/..."),
     Placeholder.CONTENT_TYPE: "the fixed form header",
     Placeholder.BODY_LEN: f"digits of BODY_CAPACITY (the longest auth body: "
                           f"{longest_auth_body()} bytes)",
     Placeholder.BODY_WINDOW_MS: "digits of 120000 (AT+HTTPDATA's limit, Settings.validate)",
-    Placeholder.CLIENT_ID: "DeviceIdentity.validate",
+    Placeholder.CLIENT_ID: "DeviceIdentity.validate, with mqtt-sign's |securemode=...| after it",
     Placeholder.IOT_ID: "parse_auth_reply (AT+MCONFIG takes <= 256 a field)",
     Placeholder.IOT_TOKEN: "parse_auth_reply (AT+MCONFIG takes <= 256 a field)",
     Placeholder.MQTT_HOST: "a DNS name (parse_auth_reply)",
@@ -145,6 +149,8 @@ PLACEHOLDER_BOUNDS: dict[Placeholder, str] = {
     Placeholder.TOPIC: "payload.MAX_TOPIC",
     Placeholder.QOS: "0 or 1",
     Placeholder.MESSAGE: "payload.MAX_PAYLOAD_TEXT (escapes or hex digits included)",
+    Placeholder.REGISTER_URL: ("https://iot-auth.<region of <= 64>.aliyuncs.com"
+                               "/auth/register/device"),
 }
 
 # Every command template the port expands: the machine's steps, ONLINE's, AT+MPUB.
@@ -391,6 +397,16 @@ def render_machine(table: Sequence[StateSpec]) -> Section:
               "    uint8_t hardware_resets;      /* RESET-pin restarts before escalating */",
               "} airfsm_policy_t;",
               "",
+              "/* Another way out of a state (Python: table.Branch): when instead_of would",
+              "   fire and `when` holds, `trigger` fires instead (next[state][trigger] leads",
+              "   to dest); the first branch whose condition holds wins (table_branch()). */",
+              "typedef struct {",
+              "    airfsm_trigger_t instead_of;  /* DONE or EXHAUSTED */",
+              "    airfsm_cond_t when;",
+              "    airfsm_trigger_t trigger;",
+              "    airfsm_state_t dest;",
+              "} airfsm_branch_t;",
+              "",
               "/* One row of the machine (Python: table.StateSpec). */",
               "typedef struct {",
               "    const airfsm_step_t *steps;    /* run in order (NULL: none) */",
@@ -398,6 +414,8 @@ def render_machine(table: Sequence[StateSpec]) -> Section:
               "    const airfsm_policy_t *policy; /* NULL: nothing to retry */",
               "    int8_t next;                   /* where DONE goes, or AIRFSM_NO_STATE */",
               "    const char *summary;",
+              "    const airfsm_branch_t *branches; /* NULL: none */",
+              "    uint8_t n_branches;",
               "} airfsm_state_spec_t;",
               "",
               f"#define AIRFSM_INITIAL_STATE {c_member(table[0].state)}",
@@ -431,12 +449,24 @@ def render_machine(table: Sequence[StateSpec]) -> Section:
                 f" .reset_on_exhausted = {c_bool(p.reset_on_exhausted)},"
                 f" .hardware_resets = {c_uint(p.hardware_resets, 8)},",
                 "};"]
+        branches_name = "NULL"
+        if row.branches:
+            branches_name = f"{base}_branches"
+            source.append(f"static const airfsm_branch_t {branches_name}[{len(row.branches)}]"
+                          " = {")
+            for b in row.branches:
+                source.append(f"    {{ .instead_of = {c_member(b.instead_of)}, .when ="
+                              f" {c_member(b.when)}, .trigger = {c_member(b.trigger)},"
+                              f" .dest = {c_member(b.dest)} }},")
+            source.append("};")
         source.append("")
         nxt = c_member(row.next) if row.next is not None else "AIRFSM_NO_STATE"
         rows += [f"    [{c_member(row.state)}] = {{",
                  f"        .steps = {steps_name}, .n_steps = {c_uint(len(row.steps), 8)},",
                  f"        .policy = {policy_name}, .next = {nxt},",
                  f"        .summary = {c_string(row.summary)},",
+                 f"        .branches = {branches_name},"
+                 f" .n_branches = {c_uint(len(row.branches), 8)},",
                  "    },"]
     source += ["const airfsm_state_spec_t airfsm_machine[AIRFSM_STATE_COUNT] = {", *rows, "};"]
     return Section(header, source)
@@ -784,6 +814,7 @@ EXPORTS: tuple[Export, ...] = (
     Codes(OutboxCall, "which outbox call was refused"),
     Codes(OutboxStatus, "what an outbox call returns"),
     Codes(Placeholder, "what a command template's placeholder stands for"),
+    Codes(AuthMode, "how the device proves itself to the broker (Settings.auth_mode)"),
     Constants("firmware (table.py)", (
         Constant("MIN_FIRMWARE", MIN_FIRMWARE, "older builds cannot do Alibaba Cloud: FATAL"),
         Constant("FIRMWARE_HEARTBEAT", FIRMWARE_HEARTBEAT,
@@ -797,7 +828,7 @@ EXPORTS: tuple[Export, ...] = (
         Constant("READ_CHUNK", READ_CHUNK, "bytes asked of the port at a time"),
         Constant("MAX_READ_PER_TICK", MAX_READ_PER_TICK, "the rest waits for the next tick"),
         Constant("CMD_CAPACITY", CMD_CAPACITY, "one command and its CR"),
-        Constant("BODY_CAPACITY", BODY_CAPACITY, "the HTTP auth body"),
+        Constant("BODY_CAPACITY", BODY_CAPACITY, "the HTTP body: the auth or register form"),
         Constant("OUTBOX_RING", OUTBOX_RING, "messages the RAM outbox holds (and dead letters)"),
         Constant("INFO_TEXT_MAX", INFO_TEXT_MAX,
                  "IMEI, ICCID, operator: text kept of each (a longer answer is cut)"),

@@ -116,6 +116,15 @@ TRIGGER_CAUSES: dict[Trigger, Cause] = {
     Trigger.HARDWARE_RESET: Cause("RESET pin pulsed",
                                   "retries used up and the board has a reset pin: pulse it, "
                                   "start over"),
+    # Branches (table.Branch): the condition is drawn with the edge.
+    Trigger.REGISTER: Cause("no DeviceSecret yet",
+                            "all steps passed, a ProductSecret and no DeviceSecret yet: "
+                            "register first"),
+    Trigger.DIRECT_SIGN: Cause("auth = mqtt-sign",
+                               "all steps passed and auth = mqtt-sign: no HTTPS pre-auth"),
+    Trigger.SIGN_EXHAUSTED: Cause("retries used up, mqtt-sign",
+                                  "retries used up with auth = mqtt-sign: no token to fetch, "
+                                  "open the bearer again"),
 }
 
 
@@ -153,6 +162,11 @@ CHECK_ANSWERS: dict[Check, Answer] = {
                              "\"iotToken\":...}} / OK",
                              fails="a body that is not the expected JSON",
                              rejected="code not 200 (e.g. 460: device or sign rejected)"),
+    Check.REGISTER_REPLY: Answer("+HTTPREAD: {len} / {\"code\":200,\"data\":{"
+                                 "\"deviceSecret\":...}} / OK",
+                                 fails="a body that is not the expected JSON",
+                                 rejected="code not 200 (e.g. the device is already "
+                                          "registered)"),
     Check.MQTT_STATUS: Answer("+MQTTSTATU :1 / OK", fails="+MQTTSTATU :0 or :2"),
     # informational: recorded for the status; any answer, even none, passes
     Check.IMEI: Answer("{imei} (or +CGSN: {imei}) / OK, ERROR or nothing: recorded, all "
@@ -182,8 +196,9 @@ NETWORK: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("Net", "Module", "IP address"),
     ),
     "AT+HTTPACTION=1": (
-        ("Module", "Cloud", "HTTPS POST {auth_url} (TLS), the form body"),
-        ("Cloud", "Module", "200 application/json: code, iotId, iotToken"),
+        ("Module", "Cloud", "HTTPS POST to the URL set above (TLS), the form body"),
+        ("Cloud", "Module", "200 application/json: code and data (iotId and iotToken, or the "
+                            "deviceSecret of a registration)"),
     ),
     "AT+MIPCLOSE": (
         ("Module", "Cloud", "close a stale TCP link, if one is open"),
@@ -224,16 +239,21 @@ def _placeholders() -> dict[str, str]:
     region = "{region}"
     return {
         "apn": f"APN of the SIM (default {_setting_default('apn')}; empty: the network's default)",
-        "auth_url": aliyun.auth_url(region),
+        "auth_url": (f"{aliyun.auth_url(region)} (with instance_id: "
+                     f"{aliyun.auth_url(instance_id='{instanceId}')})"),
+        "register_url": aliyun.register_url(region),
         "content_type": CONTENT_TYPE,
-        "body_len": "length of the auth body in bytes, computed (never counted by hand)",
+        "body_len": ("length of the auth (or register) body in bytes, computed (never counted "
+                     "by hand)"),
         "body_window_ms": (f"how long the module waits for the body "
                            f"(default {_setting_default('body_window_ms')} ms)"),
-        "client_id": "MQTT clientId (default: the DeviceName)",
-        "iot_id": "iotId from the auth reply",
-        "iot_token": "iotToken from the auth reply (a secret)",
+        "client_id": ("MQTT clientId (default: the DeviceName; mqtt-sign: "
+                      "{clientId}|securemode=2,signmethod=...,timestamp=...|)"),
+        "iot_id": "iotId from the auth reply (mqtt-sign: {deviceName}&{productKey})",
+        "iot_token": "iotToken from the auth reply (mqtt-sign: the HMAC sign; a secret)",
         "mqtt_host": (f"the auth reply's host, else "
-                      f"{aliyun.mqtt_host('{productKey}', region)}"),
+                      f"{aliyun.mqtt_host('{productKey}', region, '{instanceId}')} with "
+                      f"instance_id, else {aliyun.mqtt_host('{productKey}', region)}"),
         "mqtt_port": f"the auth reply's port, else {aliyun.MQTT_PORT}",
         "keepalive_s": f"MQTT keepalive (default {_setting_default('keepalive_s')} s)",
         "sub_topic": ("each topic of `subscribe` in turn, 1 to 8 (default "
@@ -320,12 +340,18 @@ def retry_policy(row: StateSpec) -> str:
 
 def fatal_causes(row: StateSpec) -> str:
     causes = []
+    attempts = row.policy.retries + 1 if row.policy is not None else 0
     for step in row.steps:
         answer = CHECK_ANSWERS[step.check]
         if answer.fatal:
             causes.append(answer.fatal)
-        if answer.rejected and row.policy is not None:
-            causes.append(f"auth rejected on all {row.policy.retries + 1} attempts")
+        if answer.rejected and attempts:
+            what = "registration refused" if step.check == Check.REGISTER_REPLY else (
+                "auth rejected")
+            causes.append(f"{what} on all {attempts} attempts")
+        if step.on_fail == Trigger.TOKEN_REJECTED and attempts:
+            causes.append(f"with auth = mqtt-sign: the signed CONNECT refused on all "
+                          f"{attempts} attempts")
     return ", ".join(causes) if causes else TRIGGER_CAUSES[Trigger.FATAL].full
 
 
@@ -340,7 +366,10 @@ def edge_label(edge: Edge, table: Sequence[StateSpec] = MACHINE) -> str:
     if edge.trigger == Trigger.RETRY:
         return ", ".join(p for p in (retry_policy(row), step_timeouts(row)) if p)
     parts = [name]
-    if edge.trigger == Trigger.EXHAUSTED:
+    branch = next((b for b in row.branches if b.trigger == edge.trigger), None)
+    if branch is not None:
+        parts = [f"{name} [{COND_DESCRIPTIONS[branch.when]}]"]
+    elif edge.trigger == Trigger.EXHAUSTED:
         parts = [f"{name} {_exhausted_after(row)}"]
     elif edge.trigger == Trigger.HARDWARE_RESET:
         parts = [f"{name} ×{_hardware_resets(row)} ({TRIGGER_CAUSES[edge.trigger].short})"]
@@ -724,11 +753,12 @@ class EdgeKind(Enum):
 
 
 def edge_kind(trigger: Trigger) -> EdgeKind:
-    if trigger == Trigger.DONE:
+    if trigger in (Trigger.DONE, Trigger.REGISTER, Trigger.DIRECT_SIGN):
         return EdgeKind.DONE
     if trigger == Trigger.RETRY:
         return EdgeKind.RETRY
-    if trigger in (Trigger.EXHAUSTED, Trigger.TOKEN_REJECTED, Trigger.HARDWARE_RESET):
+    if trigger in (Trigger.EXHAUSTED, Trigger.TOKEN_REJECTED, Trigger.HARDWARE_RESET,
+                   Trigger.SIGN_EXHAUSTED):
         return EdgeKind.ESCALATE
     if trigger == Trigger.FATAL:
         return EdgeKind.FATAL

@@ -121,8 +121,16 @@ def fault_bound(state: State, settings: Settings,
     topics = len(settings.subscriptions())
     hit = attempt_ms(state, table, topics) if state != State.ONLINE else 0
     wait = wait_ms(state, table)
-    return Bound(hit, wait, path_ms(State.AUTOBAUD, table, topics), online_ms(settings),
+    return Bound(hit, wait, start_path_ms(settings, table, topics), online_ms(settings),
                  REOPEN_MS)
+
+
+def start_path_ms(settings: Settings, table: tuple[StateSpec, ...] = MACHINE,
+                  topics: int = 1) -> int:
+    """A clean run from AUTOBAUD to ONLINE; a device without its DeviceSecret yet registers on
+    the way (BEARER -> PROVISION -> HTTP_AUTH)."""
+    register = 0 if settings.identity.registered else attempt_ms(State.PROVISION, table, topics)
+    return path_ms(State.AUTOBAUD, table, topics) + register
 
 
 def quiet_bound(settings: Settings, table: tuple[StateSpec, ...] = MACHINE) -> Bound:
@@ -133,5 +141,5 @@ def quiet_bound(settings: Settings, table: tuple[StateSpec, ...] = MACHINE) -> B
     # A token revoked while faults raged is refused at the next connect: one more way round.
     refused = (attempt_ms(State.MQTT_CONNECT, table, topics) + wait
                + path_ms(State.HTTP_AUTH, table, topics))
-    return Bound(hit, wait + refused, path_ms(State.AUTOBAUD, table, topics),
+    return Bound(hit, wait + refused, start_path_ms(settings, table, topics),
                  online_ms(settings), REOPEN_MS)

@@ -16,7 +16,7 @@ with a prelude: faults that make ATTACH retry, or run out of retries, first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from airfsm.core.codes import State
 from airfsm.core.settings import Settings
@@ -244,8 +244,10 @@ def run_trial(fault: Fault, target: Target, variant: str, settings: Settings,
     trial = Trial(fault.name, target, variant)
     logs = LogWatch()
     with logs_into(logs):
-        run = Run(SimConfig(faults=[parse_fault(p) for p in target.prelude]), settings,
-                  subject_factory, logs=logs)
+        # A device that registers (PROVISION) meets a cloud with registration on.
+        product_secret = settings.identity.product_secret or None
+        run = Run(SimConfig(faults=[parse_fault(p) for p in target.prelude],
+                            product_secret=product_secret), settings, subject_factory, logs=logs)
         run.publish(b"queued before the start")
         armed_at: list[int] = []
 
@@ -300,18 +302,35 @@ class _OnlineTraffic:
         return False
 
 
+REGISTER_PRODUCT_SECRET = "Pr0ductS3cretForTheWholeProduct1"
+
+
+def registering(settings: Settings) -> Settings:
+    """`settings` for the same device with only the ProductSecret: it registers first."""
+    identity = replace(settings.identity, device_secret="",
+                       product_secret=REGISTER_PRODUCT_SECRET)
+    return replace(settings, identity=identity)
+
+
+def settings_for(state: State, settings: Settings) -> Settings:
+    """The settings a cell of `state` runs with: PROVISION runs only for a device that has its
+    ProductSecret and no DeviceSecret."""
+    return registering(settings) if state == State.PROVISION else settings
+
+
 def run_matrix(settings: Settings | None = None,
                subject_factory: SubjectFactory = PythonSubject) -> list[Cell]:
     settings = settings or seed_settings()
     cells = []
     for fault in FAULTS:
         for state in STATES:
-            cell = Cell(state, fault.name, fault_bound(state, settings))
+            cell_settings = settings_for(state, settings)
+            cell = Cell(state, fault.name, fault_bound(state, cell_settings))
             for target in TARGETS:
                 if target.state != state or not fault.applies(target):
                     continue
                 for variant in fault.variants:
-                    cell.trials.append(run_trial(fault, target, variant, settings,
+                    cell.trials.append(run_trial(fault, target, variant, cell_settings,
                                                  subject_factory))
             cells.append(cell)
     return cells

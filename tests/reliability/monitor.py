@@ -105,8 +105,11 @@ class Monitor:
         self.allowed = allowed_commands(settings)
         self.violations: list[str] = []
         ident = settings.identity
-        logs.secrets.add(ident.device_secret)
-        logs.secrets.add(aliyun.auth_params(ident, settings.sign_method)["sign"])
+        if ident.registered:
+            logs.secrets.add(ident.device_secret)
+            logs.secrets.add(aliyun.auth_params(ident, settings.sign_method)["sign"])
+        if ident.product_secret:
+            logs.secrets.add(ident.product_secret)
         self.grants: set[tuple[str, str, str]] = set()
         self.pubacked: set[bytes] = set()
         self.published: set[bytes] = set()
@@ -200,6 +203,8 @@ class Monitor:
             client_id, iot_id, token = event.text.split("\t")
             self.grants.add((client_id, iot_id, token))
             self.logs.secrets.add(token)
+        elif kind == "registered":  # the DeviceSecret a registration issued
+            self.logs.secrets.add(event.text)
         elif kind == "published":
             self.published.add(event.data)
             if event.number == 1 and self._in_flight is not None:

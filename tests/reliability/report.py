@@ -15,7 +15,7 @@ from tests.harness import seed_settings
 from tests.reliability.bounds import STATES, fault_bound, quiet_bound
 from tests.reliability.campaign import CAMPAIGN_SEEDS, Campaign, run_campaign
 from tests.reliability.known_bugs import KNOWN_BUGS
-from tests.reliability.matrix import FAULTS, Cell, run_matrix
+from tests.reliability.matrix import FAULTS, Cell, run_matrix, settings_for
 from tests.reliability.soak import (
     DROP_EVERY_MS,
     HOUR_MS,
@@ -112,7 +112,7 @@ def render(fig: Figures) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for state in STATES:
-        b = fault_bound(state, settings)
+        b = fault_bound(state, settings_for(state, settings))
         lines.append(f"| {state.name} | {_s(b.attempt_ms)} | {_s(b.wait_ms)} | "
                      f"{_s(b.path_ms)} | {_s(b.online_ms)} | {_s(b.reopen_ms)} | "
                      f"{_s(b.total_ms)} |")

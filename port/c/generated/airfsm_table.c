@@ -13,6 +13,7 @@ const char *const airfsm_state_name[AIRFSM_STATE_COUNT] = {
     [AIRFSM_STATE_MQTT_CONNECT] = "MQTT_CONNECT",
     [AIRFSM_STATE_ONLINE] = "ONLINE",
     [AIRFSM_STATE_FAILED] = "FAILED",
+    [AIRFSM_STATE_PROVISION] = "PROVISION",
 };
 
 const char *const airfsm_trigger_name[AIRFSM_TRIGGER_COUNT] = {
@@ -27,6 +28,9 @@ const char *const airfsm_trigger_name[AIRFSM_TRIGGER_COUNT] = {
     [AIRFSM_TRIGGER_WATCHDOG] = "WATCHDOG",
     [AIRFSM_TRIGGER_PORT_LOST] = "PORT_LOST",
     [AIRFSM_TRIGGER_HARDWARE_RESET] = "HARDWARE_RESET",
+    [AIRFSM_TRIGGER_REGISTER] = "REGISTER",
+    [AIRFSM_TRIGGER_DIRECT_SIGN] = "DIRECT_SIGN",
+    [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = "SIGN_EXHAUSTED",
 };
 
 const char *const airfsm_outcome_name[AIRFSM_OUTCOME_COUNT] = {
@@ -53,12 +57,15 @@ const char *const airfsm_check_name[AIRFSM_CHECK_COUNT] = {
     [AIRFSM_CHECK_ICCID] = "ICCID",
     [AIRFSM_CHECK_OPERATOR] = "OPERATOR",
     [AIRFSM_CHECK_REGISTRATION] = "REGISTRATION",
+    [AIRFSM_CHECK_REGISTER_REPLY] = "REGISTER_REPLY",
 };
 
 const char *const airfsm_cond_name[AIRFSM_COND_COUNT] = {
     [AIRFSM_COND_ALWAYS] = "ALWAYS",
     [AIRFSM_COND_RESET_REQUESTED] = "RESET_REQUESTED",
     [AIRFSM_COND_RETRYING] = "RETRYING",
+    [AIRFSM_COND_UNREGISTERED] = "UNREGISTERED",
+    [AIRFSM_COND_DIRECT_SIGN] = "DIRECT_SIGN",
 };
 
 const char *const airfsm_at_result_name[AIRFSM_AT_RESULT_COUNT] = {
@@ -98,6 +105,7 @@ const char *const airfsm_fail_reason_name[AIRFSM_FAIL_REASON_COUNT] = {
     [AIRFSM_FAIL_REASON_CREDENTIALS] = "CREDENTIALS",
     [AIRFSM_FAIL_REASON_NO_RESPONSE] = "NO_RESPONSE",
     [AIRFSM_FAIL_REASON_INTERNAL] = "INTERNAL",
+    [AIRFSM_FAIL_REASON_REGISTRATION] = "REGISTRATION",
 };
 
 const char *const airfsm_reason_name[AIRFSM_REASON_COUNT] = {
@@ -136,6 +144,10 @@ const char *const airfsm_reason_name[AIRFSM_REASON_COUNT] = {
     [AIRFSM_REASON_BAD_TOPIC] = "BAD_TOPIC",
     [AIRFSM_REASON_BAD_QOS] = "BAD_QOS",
     [AIRFSM_REASON_PAYLOAD_UNSENDABLE] = "PAYLOAD_UNSENDABLE",
+    [AIRFSM_REASON_REGISTER_REPLY_UNUSABLE] = "REGISTER_REPLY_UNUSABLE",
+    [AIRFSM_REASON_REGISTER_REJECTED] = "REGISTER_REJECTED",
+    [AIRFSM_REASON_REGISTRATION_REFUSED] = "REGISTRATION_REFUSED",
+    [AIRFSM_REASON_SIGN_REFUSED] = "SIGN_REFUSED",
 };
 
 const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT] = {
@@ -169,6 +181,7 @@ const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT] = {
     [AIRFSM_LOG_EVENT_AT_RX] = "AT_RX",
     [AIRFSM_LOG_EVENT_PUBLISH_SENT] = "PUBLISH_SENT",
     [AIRFSM_LOG_EVENT_PUBLISH_ACKED] = "PUBLISH_ACKED",
+    [AIRFSM_LOG_EVENT_REGISTERED] = "REGISTERED",
 };
 
 const char *const airfsm_outbox_call_name[AIRFSM_OUTBOX_CALL_COUNT] = {
@@ -201,6 +214,12 @@ const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT] = {
     [AIRFSM_PLACEHOLDER_TOPIC] = "TOPIC",
     [AIRFSM_PLACEHOLDER_QOS] = "QOS",
     [AIRFSM_PLACEHOLDER_MESSAGE] = "MESSAGE",
+    [AIRFSM_PLACEHOLDER_REGISTER_URL] = "REGISTER_URL",
+};
+
+const char *const airfsm_auth_mode_name[AIRFSM_AUTH_MODE_COUNT] = {
+    [AIRFSM_AUTH_MODE_HTTPS] = "HTTPS",
+    [AIRFSM_AUTH_MODE_MQTT_SIGN] = "MQTT_SIGN",
 };
 
 const airfsm_text_t airfsm_content_type =
@@ -475,6 +494,10 @@ static const airfsm_policy_t airfsm_bearer_policy = {
     .retries = 3u, .backoff_base_ms = 1000u, .backoff_cap_ms = 16000u,
     .on_exhausted = AIRFSM_STATE_ATTACH, .reset_on_exhausted = false, .hardware_resets = 0u,
 };
+static const airfsm_branch_t airfsm_bearer_branches[2] = {
+    { .instead_of = AIRFSM_TRIGGER_DONE, .when = AIRFSM_COND_UNREGISTERED, .trigger = AIRFSM_TRIGGER_REGISTER, .dest = AIRFSM_STATE_PROVISION },
+    { .instead_of = AIRFSM_TRIGGER_DONE, .when = AIRFSM_COND_DIRECT_SIGN, .trigger = AIRFSM_TRIGGER_DIRECT_SIGN, .dest = AIRFSM_STATE_MQTT_CONNECT },
+};
 
 static const airfsm_piece_t airfsm_http_auth_term_stale_pieces[1] = {
     { .text = "AT+HTTPTERM", .len = 11u },
@@ -743,49 +766,206 @@ static const airfsm_policy_t airfsm_mqtt_connect_policy = {
     .retries = 5u, .backoff_base_ms = 2000u, .backoff_cap_ms = 60000u,
     .on_exhausted = AIRFSM_STATE_HTTP_AUTH, .reset_on_exhausted = false, .hardware_resets = 0u,
 };
+static const airfsm_branch_t airfsm_mqtt_connect_branches[1] = {
+    { .instead_of = AIRFSM_TRIGGER_EXHAUSTED, .when = AIRFSM_COND_DIRECT_SIGN, .trigger = AIRFSM_TRIGGER_SIGN_EXHAUSTED, .dest = AIRFSM_STATE_BEARER },
+};
 
 
+
+static const airfsm_piece_t airfsm_provision_term_stale_pieces[1] = {
+    { .text = "AT+HTTPTERM", .len = 11u },
+};
+static const airfsm_piece_t airfsm_provision_init_pieces[1] = {
+    { .text = "AT+HTTPINIT", .len = 11u },
+};
+static const airfsm_piece_t airfsm_provision_url_pieces[3] = {
+    { .text = "AT+HTTPPARA=\"URL\",\"", .len = 19u },
+    { .placeholder = AIRFSM_PLACEHOLDER_REGISTER_URL },
+    { .text = "\"", .len = 1u },
+};
+static const airfsm_piece_t airfsm_provision_header_pieces[3] = {
+    { .text = "AT+HTTPPARA=\"USER_DEFINED\",\"", .len = 28u },
+    { .placeholder = AIRFSM_PLACEHOLDER_CONTENT_TYPE },
+    { .text = "\"", .len = 1u },
+};
+static const airfsm_piece_t airfsm_provision_data_pieces[4] = {
+    { .text = "AT+HTTPDATA=", .len = 12u },
+    { .placeholder = AIRFSM_PLACEHOLDER_BODY_LEN },
+    { .text = ",", .len = 1u },
+    { .placeholder = AIRFSM_PLACEHOLDER_BODY_WINDOW_MS },
+};
+static const airfsm_piece_t airfsm_provision_action_pieces[1] = {
+    { .text = "AT+HTTPACTION=1", .len = 15u },
+};
+static const uint8_t airfsm_provision_action_urc_ok[1] = {
+    16u,  /* +HTTPACTION: */
+};
+static const airfsm_piece_t airfsm_provision_read_pieces[1] = {
+    { .text = "AT+HTTPREAD", .len = 11u },
+};
+static const airfsm_piece_t airfsm_provision_term_pieces[1] = {
+    { .text = "AT+HTTPTERM", .len = 11u },
+};
+static const airfsm_step_t airfsm_provision_steps[8] = {
+    {
+        .name = "term_stale",
+        .command = { airfsm_provision_term_stale_pieces, 1u },
+        .check = AIRFSM_CHECK_ANY, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "init",
+        .command = { airfsm_provision_init_pieces, 1u },
+        .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 5000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "url",
+        .command = { airfsm_provision_url_pieces, 3u },
+        .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 5000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "header",
+        .command = { airfsm_provision_header_pieces, 3u },
+        .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 5000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "data",
+        .command = { airfsm_provision_data_pieces, 4u },
+        .check = AIRFSM_CHECK_OK, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 5000u, .prompt = true,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "action",
+        .command = { airfsm_provision_action_pieces, 1u },
+        .check = AIRFSM_CHECK_HTTP_STATUS, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 5000u, .prompt = false,
+        .urc_ok = airfsm_provision_action_urc_ok, .n_urc_ok = 1u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 20000u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "read",
+        .command = { airfsm_provision_read_pieces, 1u },
+        .check = AIRFSM_CHECK_REGISTER_REPLY, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 5000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+    {
+        .name = "term",
+        .command = { airfsm_provision_term_pieces, 1u },
+        .check = AIRFSM_CHECK_ANY, .when = AIRFSM_COND_ALWAYS,
+        .timeout_ms = 2000u, .prompt = false,
+        .urc_ok = NULL, .n_urc_ok = 0u,
+        .urc_fail = NULL, .n_urc_fail = 0u,
+        .urc_timeout_ms = 0u, .urc_is_final = false,
+        .poll_ms = 0u, .poll_limit = 0u,
+        .on_fail = AIRFSM_NO_TRIGGER, .settle_ms = 0u,
+        .per_topic = false,
+    },
+};
+static const airfsm_policy_t airfsm_provision_policy = {
+    .retries = 5u, .backoff_base_ms = 2000u, .backoff_cap_ms = 60000u,
+    .on_exhausted = AIRFSM_STATE_BEARER, .reset_on_exhausted = false, .hardware_resets = 0u,
+};
+static const airfsm_branch_t airfsm_provision_branches[1] = {
+    { .instead_of = AIRFSM_TRIGGER_DONE, .when = AIRFSM_COND_DIRECT_SIGN, .trigger = AIRFSM_TRIGGER_DIRECT_SIGN, .dest = AIRFSM_STATE_MQTT_CONNECT },
+};
 
 const airfsm_state_spec_t airfsm_machine[AIRFSM_STATE_COUNT] = {
     [AIRFSM_STATE_AUTOBAUD] = {
         .steps = airfsm_autobaud_steps, .n_steps = 2u,
         .policy = &airfsm_autobaud_policy, .next = AIRFSM_STATE_VERSION_CHECK,
         .summary = "train the UART: AT until OK",
+        .branches = NULL, .n_branches = 0u,
     },
     [AIRFSM_STATE_VERSION_CHECK] = {
         .steps = airfsm_version_check_steps, .n_steps = 2u,
         .policy = &airfsm_version_check_policy, .next = AIRFSM_STATE_ATTACH,
         .summary = "firmware V409 or newer",
+        .branches = NULL, .n_branches = 0u,
     },
     [AIRFSM_STATE_ATTACH] = {
         .steps = airfsm_attach_steps, .n_steps = 8u,
         .policy = &airfsm_attach_policy, .next = AIRFSM_STATE_BEARER,
         .summary = "SIM ready, packet domain attached (+CGATT: 1)",
+        .branches = NULL, .n_branches = 0u,
     },
     [AIRFSM_STATE_BEARER] = {
         .steps = airfsm_bearer_steps, .n_steps = 4u,
         .policy = &airfsm_bearer_policy, .next = AIRFSM_STATE_HTTP_AUTH,
         .summary = "open the IP bearer (SAPBR profile 1)",
+        .branches = airfsm_bearer_branches, .n_branches = 2u,
     },
     [AIRFSM_STATE_HTTP_AUTH] = {
         .steps = airfsm_http_auth_steps, .n_steps = 8u,
         .policy = &airfsm_http_auth_policy, .next = AIRFSM_STATE_MQTT_CONNECT,
         .summary = "HTTPS pre-auth: sign -> iotId + iotToken",
+        .branches = NULL, .n_branches = 0u,
     },
     [AIRFSM_STATE_MQTT_CONNECT] = {
         .steps = airfsm_mqtt_connect_steps, .n_steps = 6u,
         .policy = &airfsm_mqtt_connect_policy, .next = AIRFSM_STATE_ONLINE,
         .summary = "TLS to the MQTT broker, CONNACK, subscribe",
+        .branches = airfsm_mqtt_connect_branches, .n_branches = 1u,
     },
     [AIRFSM_STATE_ONLINE] = {
         .steps = NULL, .n_steps = 0u,
         .policy = NULL, .next = AIRFSM_NO_STATE,
         .summary = "publish queue, +MSUB inbound, liveness probe",
+        .branches = NULL, .n_branches = 0u,
     },
     [AIRFSM_STATE_FAILED] = {
         .steps = NULL, .n_steps = 0u,
         .policy = NULL, .next = AIRFSM_NO_STATE,
         .summary = "terminal: the reason says why",
+        .branches = NULL, .n_branches = 0u,
+    },
+    [AIRFSM_STATE_PROVISION] = {
+        .steps = airfsm_provision_steps, .n_steps = 8u,
+        .policy = &airfsm_provision_policy, .next = AIRFSM_STATE_HTTP_AUTH,
+        .summary = "dynamic registration: ProductSecret -> DeviceSecret (once)",
+        .branches = airfsm_provision_branches, .n_branches = 1u,
     },
 };
 
@@ -804,6 +984,8 @@ const airfsm_edge_t airfsm_edges[AIRFSM_EDGE_COUNT] = {
     { AIRFSM_TRIGGER_DONE, AIRFSM_STATE_BEARER, AIRFSM_STATE_HTTP_AUTH, false },
     { AIRFSM_TRIGGER_RETRY, AIRFSM_STATE_BEARER, AIRFSM_STATE_BEARER, false },
     { AIRFSM_TRIGGER_EXHAUSTED, AIRFSM_STATE_BEARER, AIRFSM_STATE_ATTACH, false },
+    { AIRFSM_TRIGGER_REGISTER, AIRFSM_STATE_BEARER, AIRFSM_STATE_PROVISION, false },
+    { AIRFSM_TRIGGER_DIRECT_SIGN, AIRFSM_STATE_BEARER, AIRFSM_STATE_MQTT_CONNECT, false },
     { AIRFSM_TRIGGER_DONE, AIRFSM_STATE_HTTP_AUTH, AIRFSM_STATE_MQTT_CONNECT, false },
     { AIRFSM_TRIGGER_RETRY, AIRFSM_STATE_HTTP_AUTH, AIRFSM_STATE_HTTP_AUTH, false },
     { AIRFSM_TRIGGER_EXHAUSTED, AIRFSM_STATE_HTTP_AUTH, AIRFSM_STATE_BEARER, false },
@@ -811,15 +993,24 @@ const airfsm_edge_t airfsm_edges[AIRFSM_EDGE_COUNT] = {
     { AIRFSM_TRIGGER_DONE, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_ONLINE, false },
     { AIRFSM_TRIGGER_RETRY, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_MQTT_CONNECT, false },
     { AIRFSM_TRIGGER_EXHAUSTED, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_HTTP_AUTH, false },
+    { AIRFSM_TRIGGER_FATAL, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_FAILED, false },
+    { AIRFSM_TRIGGER_SIGN_EXHAUSTED, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_BEARER, false },
     { AIRFSM_TRIGGER_TOKEN_REJECTED, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_HTTP_AUTH, false },
+    { AIRFSM_TRIGGER_DONE, AIRFSM_STATE_PROVISION, AIRFSM_STATE_HTTP_AUTH, false },
+    { AIRFSM_TRIGGER_RETRY, AIRFSM_STATE_PROVISION, AIRFSM_STATE_PROVISION, false },
+    { AIRFSM_TRIGGER_EXHAUSTED, AIRFSM_STATE_PROVISION, AIRFSM_STATE_BEARER, false },
+    { AIRFSM_TRIGGER_FATAL, AIRFSM_STATE_PROVISION, AIRFSM_STATE_FAILED, false },
+    { AIRFSM_TRIGGER_DIRECT_SIGN, AIRFSM_STATE_PROVISION, AIRFSM_STATE_MQTT_CONNECT, false },
     { AIRFSM_TRIGGER_MQTT_LOST, AIRFSM_STATE_ONLINE, AIRFSM_STATE_MQTT_CONNECT, false },
     { AIRFSM_TRIGGER_BEARER_LOST, AIRFSM_STATE_BEARER, AIRFSM_STATE_ATTACH, false },
+    { AIRFSM_TRIGGER_BEARER_LOST, AIRFSM_STATE_PROVISION, AIRFSM_STATE_ATTACH, false },
     { AIRFSM_TRIGGER_BEARER_LOST, AIRFSM_STATE_HTTP_AUTH, AIRFSM_STATE_ATTACH, false },
     { AIRFSM_TRIGGER_BEARER_LOST, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_ATTACH, false },
     { AIRFSM_TRIGGER_BEARER_LOST, AIRFSM_STATE_ONLINE, AIRFSM_STATE_ATTACH, false },
     { AIRFSM_TRIGGER_REBOOTED, AIRFSM_STATE_VERSION_CHECK, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_REBOOTED, AIRFSM_STATE_ATTACH, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_REBOOTED, AIRFSM_STATE_BEARER, AIRFSM_STATE_AUTOBAUD, false },
+    { AIRFSM_TRIGGER_REBOOTED, AIRFSM_STATE_PROVISION, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_REBOOTED, AIRFSM_STATE_HTTP_AUTH, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_REBOOTED, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_REBOOTED, AIRFSM_STATE_ONLINE, AIRFSM_STATE_AUTOBAUD, false },
@@ -827,6 +1018,7 @@ const airfsm_edge_t airfsm_edges[AIRFSM_EDGE_COUNT] = {
     { AIRFSM_TRIGGER_PORT_LOST, AIRFSM_STATE_VERSION_CHECK, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_PORT_LOST, AIRFSM_STATE_ATTACH, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_PORT_LOST, AIRFSM_STATE_BEARER, AIRFSM_STATE_AUTOBAUD, false },
+    { AIRFSM_TRIGGER_PORT_LOST, AIRFSM_STATE_PROVISION, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_PORT_LOST, AIRFSM_STATE_HTTP_AUTH, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_PORT_LOST, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_AUTOBAUD, false },
     { AIRFSM_TRIGGER_PORT_LOST, AIRFSM_STATE_ONLINE, AIRFSM_STATE_AUTOBAUD, false },
@@ -834,6 +1026,7 @@ const airfsm_edge_t airfsm_edges[AIRFSM_EDGE_COUNT] = {
     { AIRFSM_TRIGGER_WATCHDOG, AIRFSM_STATE_VERSION_CHECK, AIRFSM_STATE_AUTOBAUD, true },
     { AIRFSM_TRIGGER_WATCHDOG, AIRFSM_STATE_ATTACH, AIRFSM_STATE_AUTOBAUD, true },
     { AIRFSM_TRIGGER_WATCHDOG, AIRFSM_STATE_BEARER, AIRFSM_STATE_AUTOBAUD, true },
+    { AIRFSM_TRIGGER_WATCHDOG, AIRFSM_STATE_PROVISION, AIRFSM_STATE_AUTOBAUD, true },
     { AIRFSM_TRIGGER_WATCHDOG, AIRFSM_STATE_HTTP_AUTH, AIRFSM_STATE_AUTOBAUD, true },
     { AIRFSM_TRIGGER_WATCHDOG, AIRFSM_STATE_MQTT_CONNECT, AIRFSM_STATE_AUTOBAUD, true },
 };
@@ -851,6 +1044,9 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_STATE_AUTOBAUD, true },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_STATE_AUTOBAUD, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
     },
     [AIRFSM_STATE_VERSION_CHECK] = {
         [AIRFSM_TRIGGER_DONE] = { AIRFSM_STATE_ATTACH, false },
@@ -864,6 +1060,9 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_STATE_AUTOBAUD, true },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
     },
     [AIRFSM_STATE_ATTACH] = {
         [AIRFSM_TRIGGER_DONE] = { AIRFSM_STATE_BEARER, false },
@@ -877,6 +1076,9 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_STATE_AUTOBAUD, true },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
     },
     [AIRFSM_STATE_BEARER] = {
         [AIRFSM_TRIGGER_DONE] = { AIRFSM_STATE_HTTP_AUTH, false },
@@ -890,6 +1092,9 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_STATE_AUTOBAUD, true },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_STATE_PROVISION, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_STATE_MQTT_CONNECT, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
     },
     [AIRFSM_STATE_HTTP_AUTH] = {
         [AIRFSM_TRIGGER_DONE] = { AIRFSM_STATE_MQTT_CONNECT, false },
@@ -903,12 +1108,15 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_STATE_AUTOBAUD, true },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
     },
     [AIRFSM_STATE_MQTT_CONNECT] = {
         [AIRFSM_TRIGGER_DONE] = { AIRFSM_STATE_ONLINE, false },
         [AIRFSM_TRIGGER_RETRY] = { AIRFSM_STATE_MQTT_CONNECT, false },
         [AIRFSM_TRIGGER_EXHAUSTED] = { AIRFSM_STATE_HTTP_AUTH, false },
-        [AIRFSM_TRIGGER_FATAL] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_FATAL] = { AIRFSM_STATE_FAILED, false },
         [AIRFSM_TRIGGER_MQTT_LOST] = { AIRFSM_NO_STATE, false },
         [AIRFSM_TRIGGER_BEARER_LOST] = { AIRFSM_STATE_ATTACH, false },
         [AIRFSM_TRIGGER_REBOOTED] = { AIRFSM_STATE_AUTOBAUD, false },
@@ -916,6 +1124,9 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_STATE_AUTOBAUD, true },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_STATE_BEARER, false },
     },
     [AIRFSM_STATE_ONLINE] = {
         [AIRFSM_TRIGGER_DONE] = { AIRFSM_NO_STATE, false },
@@ -929,6 +1140,9 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_NO_STATE, false },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
     },
     [AIRFSM_STATE_FAILED] = {
         [AIRFSM_TRIGGER_DONE] = { AIRFSM_NO_STATE, false },
@@ -942,6 +1156,25 @@ const airfsm_next_t airfsm_next[AIRFSM_STATE_COUNT][AIRFSM_TRIGGER_COUNT] = {
         [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_NO_STATE, false },
         [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_NO_STATE, false },
         [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
+    },
+    [AIRFSM_STATE_PROVISION] = {
+        [AIRFSM_TRIGGER_DONE] = { AIRFSM_STATE_HTTP_AUTH, false },
+        [AIRFSM_TRIGGER_RETRY] = { AIRFSM_STATE_PROVISION, false },
+        [AIRFSM_TRIGGER_EXHAUSTED] = { AIRFSM_STATE_BEARER, false },
+        [AIRFSM_TRIGGER_FATAL] = { AIRFSM_STATE_FAILED, false },
+        [AIRFSM_TRIGGER_MQTT_LOST] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_BEARER_LOST] = { AIRFSM_STATE_ATTACH, false },
+        [AIRFSM_TRIGGER_REBOOTED] = { AIRFSM_STATE_AUTOBAUD, false },
+        [AIRFSM_TRIGGER_TOKEN_REJECTED] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_WATCHDOG] = { AIRFSM_STATE_AUTOBAUD, true },
+        [AIRFSM_TRIGGER_PORT_LOST] = { AIRFSM_STATE_AUTOBAUD, false },
+        [AIRFSM_TRIGGER_HARDWARE_RESET] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_REGISTER] = { AIRFSM_NO_STATE, false },
+        [AIRFSM_TRIGGER_DIRECT_SIGN] = { AIRFSM_STATE_MQTT_CONNECT, false },
+        [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = { AIRFSM_NO_STATE, false },
     },
 };
 
@@ -957,6 +1190,9 @@ const bool airfsm_trigger_escalates[AIRFSM_TRIGGER_COUNT] = {
     [AIRFSM_TRIGGER_WATCHDOG] = true,
     [AIRFSM_TRIGGER_PORT_LOST] = true,
     [AIRFSM_TRIGGER_HARDWARE_RESET] = true,
+    [AIRFSM_TRIGGER_REGISTER] = false,
+    [AIRFSM_TRIGGER_DIRECT_SIGN] = false,
+    [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = true,
 };
 
 const airfsm_urc_t airfsm_urcs[AIRFSM_URC_COUNT] = {
@@ -1022,6 +1258,9 @@ const uint8_t airfsm_link_priority[AIRFSM_TRIGGER_COUNT] = {
     [AIRFSM_TRIGGER_WATCHDOG] = 0u,
     [AIRFSM_TRIGGER_PORT_LOST] = 4u,
     [AIRFSM_TRIGGER_HARDWARE_RESET] = 0u,
+    [AIRFSM_TRIGGER_REGISTER] = 0u,
+    [AIRFSM_TRIGGER_DIRECT_SIGN] = 0u,
+    [AIRFSM_TRIGGER_SIGN_EXHAUSTED] = 0u,
 };
 
 const airfsm_check_answer_t airfsm_check_answers[AIRFSM_CHECK_COUNT] = {
@@ -1085,6 +1324,10 @@ const airfsm_check_answer_t airfsm_check_answers[AIRFSM_CHECK_COUNT] = {
         .prefix = { "+CEREG", 6u }, .field = 1, .pass_value = -1,
         .token = { "", 0u }, .text_field = -1, .in_urc = false,
     },
+    [AIRFSM_CHECK_REGISTER_REPLY] = {
+        .prefix = { "+HTTPREAD:", 10u }, .field = -1, .pass_value = -1,
+        .token = { "", 0u }, .text_field = -1, .in_urc = false,
+    },
 };
 
 const airfsm_setting_range_t airfsm_settings[AIRFSM_SETTING_COUNT] = {
@@ -1113,14 +1356,15 @@ const airfsm_text_t airfsm_default_sign_method = { "hmacmd5", 7u };
 
 const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT] = {
     [AIRFSM_PLACEHOLDER_APN] = 64u,  /* Settings.validate */
-    /* https://iot-auth.<region of <= 64>.aliyuncs.com/auth/devicename */
-    [AIRFSM_PLACEHOLDER_AUTH_URL] = 110u,
+    /* https://iot-auth.<region of <= 64>.aliyuncs.com/auth/devicename, or https://<instance id of <= 64>.auth.iothub.aliyuncs.com/... */
+    [AIRFSM_PLACEHOLDER_AUTH_URL] = 113u,
     [AIRFSM_PLACEHOLDER_CONTENT_TYPE] = 47u,  /* the fixed form header */
-    /* digits of BODY_CAPACITY (the longest auth body: 508 bytes) */
+    /* digits of BODY_CAPACITY (the longest auth body: 523 bytes) */
     [AIRFSM_PLACEHOLDER_BODY_LEN] = 3u,
     /* digits of 120000 (AT+HTTPDATA's limit, Settings.validate) */
     [AIRFSM_PLACEHOLDER_BODY_WINDOW_MS] = 6u,
-    [AIRFSM_PLACEHOLDER_CLIENT_ID] = 64u,  /* DeviceIdentity.validate */
+    /* DeviceIdentity.validate, with mqtt-sign's |securemode=...| after it */
+    [AIRFSM_PLACEHOLDER_CLIENT_ID] = 131u,
     [AIRFSM_PLACEHOLDER_IOT_ID] = 256u,  /* parse_auth_reply (AT+MCONFIG takes <= 256 a field) */
     [AIRFSM_PLACEHOLDER_IOT_TOKEN] = 256u,  /* parse_auth_reply (AT+MCONFIG takes <= 256 a field) */
     [AIRFSM_PLACEHOLDER_MQTT_HOST] = 253u,  /* a DNS name (parse_auth_reply) */
@@ -1132,6 +1376,8 @@ const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT] = {
     [AIRFSM_PLACEHOLDER_QOS] = 1u,  /* 0 or 1 */
     /* payload.MAX_PAYLOAD_TEXT (escapes or hex digits included) */
     [AIRFSM_PLACEHOLDER_MESSAGE] = 1024u,
+    /* https://iot-auth.<region of <= 64>.aliyuncs.com/auth/register/device */
+    [AIRFSM_PLACEHOLDER_REGISTER_URL] = 115u,
 };
 
 static const airfsm_piece_t airfsm_online_probe_pieces[1] = {

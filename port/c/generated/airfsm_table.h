@@ -18,8 +18,8 @@ typedef struct {
 /* The first 8 bytes of the SHA-256 of the canonical rendering of everything below (the
  * data, not its C spelling): firmware reports it to tell which table it was built from.
  */
-#define AIRFSM_TABLE_HASH UINT64_C(0x58ea897550740fc3)
-#define AIRFSM_TABLE_HASH_HEX "58ea897550740fc3"
+#define AIRFSM_TABLE_HASH UINT64_C(0xbde1b654593f5e1f)
+#define AIRFSM_TABLE_HASH_HEX "bde1b654593f5e1f"
 /* The same number from airfsm_table.c: not AIRFSM_TABLE_HASH when a stale object was
  * linked. */
 extern const uint64_t airfsm_table_hash;
@@ -34,8 +34,9 @@ typedef enum {
     AIRFSM_STATE_MQTT_CONNECT = 5,
     AIRFSM_STATE_ONLINE = 6,
     AIRFSM_STATE_FAILED = 7,
+    AIRFSM_STATE_PROVISION = 8,
 } airfsm_state_t;
-#define AIRFSM_STATE_COUNT 8
+#define AIRFSM_STATE_COUNT 9
 extern const char *const airfsm_state_name[AIRFSM_STATE_COUNT];
 
 /* what moves the machine (Python: airfsm.core.codes.Trigger) */
@@ -51,8 +52,11 @@ typedef enum {
     AIRFSM_TRIGGER_WATCHDOG = 8,
     AIRFSM_TRIGGER_PORT_LOST = 9,
     AIRFSM_TRIGGER_HARDWARE_RESET = 10,
+    AIRFSM_TRIGGER_REGISTER = 11,
+    AIRFSM_TRIGGER_DIRECT_SIGN = 12,
+    AIRFSM_TRIGGER_SIGN_EXHAUSTED = 13,
 } airfsm_trigger_t;
-#define AIRFSM_TRIGGER_COUNT 11
+#define AIRFSM_TRIGGER_COUNT 14
 extern const char *const airfsm_trigger_name[AIRFSM_TRIGGER_COUNT];
 
 /* a judgement of a step's answer (Python: airfsm.core.codes.Outcome) */
@@ -83,8 +87,9 @@ typedef enum {
     AIRFSM_CHECK_ICCID = 12,
     AIRFSM_CHECK_OPERATOR = 13,
     AIRFSM_CHECK_REGISTRATION = 14,
+    AIRFSM_CHECK_REGISTER_REPLY = 15,
 } airfsm_check_t;
-#define AIRFSM_CHECK_COUNT 15
+#define AIRFSM_CHECK_COUNT 16
 extern const char *const airfsm_check_name[AIRFSM_CHECK_COUNT];
 
 /* when a step runs at all (Python: airfsm.core.codes.Cond) */
@@ -92,8 +97,10 @@ typedef enum {
     AIRFSM_COND_ALWAYS = 0,
     AIRFSM_COND_RESET_REQUESTED = 1,
     AIRFSM_COND_RETRYING = 2,
+    AIRFSM_COND_UNREGISTERED = 3,
+    AIRFSM_COND_DIRECT_SIGN = 4,
 } airfsm_cond_t;
-#define AIRFSM_COND_COUNT 3
+#define AIRFSM_COND_COUNT 5
 extern const char *const airfsm_cond_name[AIRFSM_COND_COUNT];
 
 /* how a command ended (Python: airfsm.core.codes.AtResult) */
@@ -143,8 +150,9 @@ typedef enum {
     AIRFSM_FAIL_REASON_CREDENTIALS = 2,
     AIRFSM_FAIL_REASON_NO_RESPONSE = 3,
     AIRFSM_FAIL_REASON_INTERNAL = 4,
+    AIRFSM_FAIL_REASON_REGISTRATION = 5,
 } airfsm_fail_reason_t;
-#define AIRFSM_FAIL_REASON_COUNT 5
+#define AIRFSM_FAIL_REASON_COUNT 6
 extern const char *const airfsm_fail_reason_name[AIRFSM_FAIL_REASON_COUNT];
 
 /* why something failed (with a bounded detail) (Python: airfsm.core.codes.Reason) */
@@ -184,8 +192,12 @@ typedef enum {
     AIRFSM_REASON_BAD_TOPIC = 32,
     AIRFSM_REASON_BAD_QOS = 33,
     AIRFSM_REASON_PAYLOAD_UNSENDABLE = 34,
+    AIRFSM_REASON_REGISTER_REPLY_UNUSABLE = 35,
+    AIRFSM_REASON_REGISTER_REJECTED = 36,
+    AIRFSM_REASON_REGISTRATION_REFUSED = 37,
+    AIRFSM_REASON_SIGN_REFUSED = 38,
 } airfsm_reason_t;
-#define AIRFSM_REASON_COUNT 35
+#define AIRFSM_REASON_COUNT 39
 extern const char *const airfsm_reason_name[AIRFSM_REASON_COUNT];
 
 /* what the controller reports through its log hook (Python: airfsm.core.codes.LogEvent) */
@@ -220,8 +232,9 @@ typedef enum {
     AIRFSM_LOG_EVENT_AT_RX = 27,
     AIRFSM_LOG_EVENT_PUBLISH_SENT = 28,
     AIRFSM_LOG_EVENT_PUBLISH_ACKED = 29,
+    AIRFSM_LOG_EVENT_REGISTERED = 30,
 } airfsm_log_event_t;
-#define AIRFSM_LOG_EVENT_COUNT 30
+#define AIRFSM_LOG_EVENT_COUNT 31
 extern const char *const airfsm_log_event_name[AIRFSM_LOG_EVENT_COUNT];
 
 /* which outbox call was refused (Python: airfsm.core.codes.OutboxCall) */
@@ -261,9 +274,18 @@ typedef enum {
     AIRFSM_PLACEHOLDER_TOPIC = 13,
     AIRFSM_PLACEHOLDER_QOS = 14,
     AIRFSM_PLACEHOLDER_MESSAGE = 15,
+    AIRFSM_PLACEHOLDER_REGISTER_URL = 16,
 } airfsm_placeholder_t;
-#define AIRFSM_PLACEHOLDER_COUNT 16
+#define AIRFSM_PLACEHOLDER_COUNT 17
 extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
+
+/* how the device proves itself to the broker (Settings.auth_mode) (Python: airfsm.core.codes.AuthMode) */
+typedef enum {
+    AIRFSM_AUTH_MODE_HTTPS = 0,
+    AIRFSM_AUTH_MODE_MQTT_SIGN = 1,
+} airfsm_auth_mode_t;
+#define AIRFSM_AUTH_MODE_COUNT 2
+extern const char *const airfsm_auth_mode_name[AIRFSM_AUTH_MODE_COUNT];
 
 /* --- firmware (table.py) ---------------------------------------------------------------------- */
 #define AIRFSM_MIN_FIRMWARE 409u  /* older builds cannot do Alibaba Cloud: FATAL */
@@ -277,7 +299,7 @@ extern const char *const airfsm_placeholder_name[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_READ_CHUNK 512u  /* bytes asked of the port at a time */
 #define AIRFSM_MAX_READ_PER_TICK 4096u  /* the rest waits for the next tick */
 #define AIRFSM_CMD_CAPACITY 1280u  /* one command and its CR */
-#define AIRFSM_BODY_CAPACITY 512u  /* the HTTP auth body */
+#define AIRFSM_BODY_CAPACITY 640u  /* the HTTP body: the auth or register form */
 #define AIRFSM_OUTBOX_RING 1000u  /* messages the RAM outbox holds (and dead letters) */
 /* IMEI, ICCID, operator: text kept of each (a longer answer is cut) */
 #define AIRFSM_INFO_TEXT_MAX 32u
@@ -361,6 +383,16 @@ typedef struct {
     uint8_t hardware_resets;      /* RESET-pin restarts before escalating */
 } airfsm_policy_t;
 
+/* Another way out of a state (Python: table.Branch): when instead_of would
+   fire and `when` holds, `trigger` fires instead (next[state][trigger] leads
+   to dest); the first branch whose condition holds wins (table_branch()). */
+typedef struct {
+    airfsm_trigger_t instead_of;  /* DONE or EXHAUSTED */
+    airfsm_cond_t when;
+    airfsm_trigger_t trigger;
+    airfsm_state_t dest;
+} airfsm_branch_t;
+
 /* One row of the machine (Python: table.StateSpec). */
 typedef struct {
     const airfsm_step_t *steps;    /* run in order (NULL: none) */
@@ -368,6 +400,8 @@ typedef struct {
     const airfsm_policy_t *policy; /* NULL: nothing to retry */
     int8_t next;                   /* where DONE goes, or AIRFSM_NO_STATE */
     const char *summary;
+    const airfsm_branch_t *branches; /* NULL: none */
+    uint8_t n_branches;
 } airfsm_state_spec_t;
 
 #define AIRFSM_INITIAL_STATE AIRFSM_STATE_AUTOBAUD
@@ -380,7 +414,7 @@ typedef struct {
     airfsm_state_t dest;
     bool reset_module;   /* send AT+RESET on entering dest */
 } airfsm_edge_t;
-#define AIRFSM_EDGE_COUNT 46
+#define AIRFSM_EDGE_COUNT 59
 extern const airfsm_edge_t airfsm_edges[AIRFSM_EDGE_COUNT];
 
 /* next[source][trigger]: where a trigger leads; dest AIRFSM_NO_STATE: it does nothing there. */
@@ -487,7 +521,7 @@ extern const airfsm_text_t airfsm_default_sign_method;
 /* --- placeholders: the longest value of each (table.PLACEHOLDER_MAX) -------------------------- */
 extern const uint16_t airfsm_placeholder_max[AIRFSM_PLACEHOLDER_COUNT];
 #define AIRFSM_LONGEST_COMMAND 1169u  /* the longest expansion of any template */
-#define AIRFSM_LONGEST_AUTH_BODY 508u  /* the AT+HTTPDATA body at its longest */
+#define AIRFSM_LONGEST_AUTH_BODY 523u  /* the AT+HTTPDATA body at its longest */
 
 /* --- ONLINE's commands (table.ONLINE_STEPS, table.MPUB_TEMPLATE) ------------------------------ */
 extern const airfsm_step_t airfsm_online_probe;  /* AT+MQTTSTATU */
