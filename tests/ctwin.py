@@ -54,6 +54,7 @@ def settings_lines(settings: Settings) -> list[str]:
         "product_key": ident.product_key, "device_name": ident.device_name,
         "device_secret": ident.device_secret, "region": ident.region,
         "client_id": ident.client_id or "", "apn": settings.apn,
+        "product_secret": ident.product_secret, "instance_id": ident.instance_id or "",
         "mqtt_host": settings.mqtt_host or "",
     }
     numbers = {
@@ -61,6 +62,7 @@ def settings_lines(settings: Settings) -> list[str]:
         "sign_method": (aliyun.SIGN_METHODS.index(settings.sign_method)
                         if settings.sign_method in aliyun.SIGN_METHODS
                         else len(aliyun.SIGN_METHODS)),
+        "auth_mode": int(settings.auth_mode),
         "keepalive_s": settings.keepalive_s, "baud": settings.baud,
         "sub_qos": settings.sub_qos, "mqtt_port": settings.mqtt_port or 0,
         "body_window_ms": settings.body_window_ms, "liveness_ms": settings.liveness_ms,
@@ -84,8 +86,10 @@ class CTwin:
     """The C controller in its harness: one request a line, its output lines back."""
 
     def __init__(self, settings: Settings, now_ms: int, *, reset_pin: int = 0,
-                 capacity: int = 1000) -> None:
-        """reset_pin: 0 none, 1 the hardware_reset hook, 2 the HAL's reset_pin."""
+                 capacity: int = 1000, registered: int = 0, wall_base: int = 0) -> None:
+        """reset_pin: 0 none, 1 the hardware_reset hook, 2 the HAL's reset_pin. registered: 0
+        no on_registered hook, 1 one that keeps the secret, 2 one that fails to. wall_base: 0
+        no wall clock, else the HAL's wall_clock_ms answers wall_base + now."""
         cport.require_host_compiler()
         cport.make("harnesses")
         self.trace: list[str] = []  # every request: `controller-harness < trace` replays it
@@ -94,7 +98,8 @@ class CTwin:
                                      stderr=subprocess.PIPE, text=True, bufsize=1)
         for line in settings_lines(settings):
             self.request(line)
-        self.init_lines = self.request(f"init {now_ms} {reset_pin} {capacity}")
+        self.init_lines = self.request(
+            f"init {now_ms} {reset_pin} {capacity} {registered} {wall_base}")
 
     def request(self, line: str) -> list[str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -132,6 +137,7 @@ class PyRecorder:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.reset_pin = False
+        self.transitions: list[tuple[str, str, str]] = []  # (source, dest, TRIGGER) names
 
     def take(self) -> list[str]:
         lines, self.lines = self.lines, []
@@ -142,9 +148,12 @@ class PyRecorder:
 
     def __call__(self, ctl: Any, level: LogLevel, event: LogEvent, a: int, b: int, c: int,
                  data: bytes | bytearray | memoryview) -> None:
-        # The one event whose data is the host's own words: the refusing store's error text
-        # (the C outbox returns a code and nothing to say), so its data is not compared.
-        shown = b"" if event == LogEvent.OUTBOX_UNAVAILABLE else bytes(data)
+        # The events whose data is the host's own words: the refusing store's error text and
+        # the failing on_registered hook's (the C ones return a code and nothing to say), so
+        # their data is not compared.
+        hosts_words = event == LogEvent.OUTBOX_UNAVAILABLE or (
+            event == LogEvent.REGISTERED and level == LogLevel.ERROR)
+        shown = b"" if hosts_words else bytes(data)
         self.lines.append(f"log {int(level)} {int(event)} {int(a)} {int(b)} {int(c)} "
                           f"x{shown.hex()}")
         if event == LogEvent.SECRET or level >= log.CORE_LOG.level:
@@ -152,9 +161,17 @@ class PyRecorder:
 
     def on_state(self, source: State, dest: State, trigger: str) -> None:
         self.lines.append(f"state {int(source)} {int(dest)} {int(Trigger[trigger.upper()])}")
+        self.transitions.append((source.name, dest.name, trigger.upper()))
 
     def hardware_reset(self) -> None:
         self.lines.append("reset")
+
+    registered_keeps = True  # the on_registered hook stores the secret (else it raises)
+
+    def on_registered(self, secret: str) -> None:
+        self.lines.append(f"registered x{secret.encode('ascii').hex()}")
+        if not self.registered_keeps:
+            raise OSError("the secret file cannot be written")
 
 
 class RecordingTap(TapPort):
@@ -243,10 +260,13 @@ class LockstepSubject:
     name = "lockstep"
 
     def __init__(self, settings: Settings, now_ms: int, outbox_capacity: int = 1000, *,
-                 reset_pin: int = 0, ram: bool = False) -> None:
+                 reset_pin: int = 0, ram: bool = False, registered: int = 1,
+                 wall_base: int = 0) -> None:
         """reset_pin: 0 none, 1 (the C's hardware_reset hook) or 2 (the C's HAL reset_pin): the
         Python's hardware_reset callback. ram: the C twin publishes into the RAM ring inside
-        airfsm_t (airfsm_publish()), the Python into a MemoryOutbox as small."""
+        airfsm_t (airfsm_publish()), the Python into a MemoryOutbox as small. registered: 0 no
+        on_registered hook, 1 one that keeps the DeviceSecret, 2 one that fails to. wall_base:
+        0 no wall clock, else both clocks answer wall_base + the controller's now (Unix ms)."""
         if ram:
             outbox_capacity = RAM_SLOTS
         self.recorder = PyRecorder()
@@ -254,13 +274,17 @@ class LockstepSubject:
         self.outbox = RecordingOutbox(self.recorder, outbox_capacity)
         self._inbound: list[tuple[str, bytes]] = []
         self._tap, self._far = self._new_line()
+        self.recorder.registered_keeps = registered == 1
         self.controller = Controller(
             self._tap, settings, now_ms=now_ms, outbox=self.outbox,
             on_message=self._on_message, on_state=self.recorder.on_state,
             hardware_reset=self.recorder.hardware_reset if reset_pin else None,
-            log_hook=self.recorder)
+            log_hook=self.recorder,
+            wall_clock_ms=(lambda: wall_base + self.controller.now_ms) if wall_base else None,
+            on_registered=self.recorder.on_registered if registered else None)
         self.c = CTwin(settings, now_ms, reset_pin=reset_pin,
-                       capacity=0 if ram else outbox_capacity)
+                       capacity=0 if ram else outbox_capacity, registered=registered,
+                       wall_base=wall_base)
         weakref.finalize(self, self.c.close)  # the driver never closes a subject
         self._compare("init", [*self.recorder.take(), "init -1"], self.c.init_lines)
         self.requests = 0

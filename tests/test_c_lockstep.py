@@ -23,6 +23,7 @@ differs is caught at the first byte, state change, log event or deadline it diff
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import re
 from collections.abc import Callable
@@ -30,9 +31,10 @@ from collections.abc import Callable
 import pytest
 
 from airfsm.core import aliyun
-from airfsm.core.codes import FailReason, State, Trigger
+from airfsm.core.codes import AuthMode, FailReason, Reason, State, Trigger
 from airfsm.core.controller import Controller
 from airfsm.core.settings import Settings
+from airfsm.host import reasons
 from airfsm.host.serial import memory_pair
 from airfsm.sim import SimConfig, parse_fault
 from tests import auth_replies, cport
@@ -41,7 +43,7 @@ from tests.ctwin import HARNESS, RAM_SLOTS, CTwin, LockstepSubject, record, sett
 from tests.harness import seed_settings
 from tests.reliability.campaign import CAMPAIGN_SEEDS, run_schedule
 from tests.reliability.driver import Event, Run, Schedule
-from tests.reliability.matrix import FAULTS, TARGETS, Fault, run_trial
+from tests.reliability.matrix import FAULTS, TARGETS, Fault, run_trial, settings_for
 from tests.reliability.schedules import RandomChoose, draw_schedule
 
 WRAP = 1 << 32
@@ -50,7 +52,9 @@ CORE = ROOT / "airfsm" / "core"
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_every_fault_of_the_matrix_on_every_command_in_lockstep(fault: Fault) -> None:
-    trials = [run_trial(fault, target, variant, seed_settings(), LockstepSubject)
+    # settings_for: a PROVISION cell runs with a registering device (the matrix's own rule)
+    trials = [run_trial(fault, target, variant, settings_for(target.state, seed_settings()),
+                        LockstepSubject)
               for target in TARGETS if fault.applies(target) for variant in fault.variants]
     assert trials, fault.name
     assert any(t.fired for t in trials), f"{fault.name}: never fired: nothing was compared"
@@ -198,6 +202,135 @@ def test_a_clean_stop_in_lockstep() -> None:
     assert "AT+MDISCONNECT" in run.module.commands
 
 
+# --- issue 13's paths: registration, the direct sign, instances, timestamps ------------------------
+
+PRODUCT_SECRET = "Pr0ductS3cretForTheWholeProduct1"
+INSTANCE = "iot-06z00ax1o4qtest"
+WALL_MS = 1_780_000_000_000  # the wall clock both controllers are lent (plus their now)
+
+
+def _cloud_run(config: SimConfig, identity: dict[str, object] | None = None, *,
+               registered: int = 1, wall_base: int = 0, cloud_ms: int | None = None,
+               **settings: object) -> Run:
+    """A lockstep run whose identity has the fields of `identity` (device_secret,
+    product_secret, instance_id), an on_registered hook (0 none, 1 keeps, 2 fails), a wall clock
+    (0 none) and a cloud whose clock checks timestamps (None: it does not)."""
+    chosen = seed_settings(**settings)
+    chosen.identity = dataclasses.replace(chosen.identity, **(identity or {}))  # type: ignore[arg-type]
+    run = Run(config, chosen, lambda s, now: LockstepSubject(
+        s, now, registered=registered, wall_base=wall_base))
+    if cloud_ms is not None:
+        run.module.cloud_clock_ms = lambda: cloud_ms
+    run.publish(b"queued before the start")
+    return run
+
+
+def _settle(run: Run) -> Controller:
+    """Run until ONLINE (and its message delivered) or FAILED; the Python controller."""
+    run.run_until(lambda: run.subject.state == "FAILED"
+                  or (run.online and not run.subject.queued()), 30 * 60_000)
+    run.run_for(5_000)
+    return _lockstep(run).controller
+
+
+def _path(run: Run) -> list[tuple[str, str, str]]:
+    return _lockstep(run).recorder.transitions
+
+
+REGISTERING = {"device_secret": "", "product_secret": PRODUCT_SECRET}
+
+
+@pytest.mark.parametrize("registered", [1, 2, 0], ids=["kept", "hook fails", "no hook"])
+def test_a_registration_in_lockstep(registered: int) -> None:
+    run = _cloud_run(SimConfig(product_secret=PRODUCT_SECRET), REGISTERING,
+                     registered=registered)
+    controller = _settle(run)
+    assert controller.online, reasons.status(controller)
+    assert ("BEARER", "PROVISION", "REGISTER") in _path(run)
+    assert ("PROVISION", "HTTP_AUTH", "DONE") in _path(run)
+    assert controller.auth.device_secret == run.module.device_secret
+    assert run.module.registrations == 1
+
+
+@pytest.mark.parametrize("config", ["active", "wrong product secret"])
+def test_a_refused_registration_in_lockstep(config: str) -> None:
+    sim = (SimConfig(product_secret=PRODUCT_SECRET, device_activated=True)
+           if config == "active" else SimConfig(product_secret="another-product-secret"))
+    run = _cloud_run(sim, REGISTERING, auth_attempts=2)
+    controller = _settle(run)
+    assert controller.failed and controller.fail_reason == FailReason.REGISTRATION
+    assert controller.fail_cause == Reason.REGISTRATION_REFUSED
+    assert run.module.register_requests == 2 and run.module.auth_requests == 0
+
+
+def test_the_direct_sign_in_lockstep() -> None:
+    run = _cloud_run(SimConfig(), auth_mode=AuthMode.MQTT_SIGN, sign_method="hmacsha256")
+    controller = _settle(run)
+    assert controller.online, reasons.status(controller)
+    assert ("BEARER", "MQTT_CONNECT", "DIRECT_SIGN") in _path(run)
+    assert not any(c.startswith("AT+HTTP") for c in run.module.commands)
+
+
+def test_a_refused_direct_sign_in_lockstep() -> None:
+    run = _cloud_run(SimConfig(), {"device_secret": "not-the-secret"},
+                     auth_mode=AuthMode.MQTT_SIGN, auth_attempts=3)
+    controller = _settle(run)
+    assert controller.failed and controller.fail_reason == FailReason.CREDENTIALS
+    assert (controller.fail_cause, controller.fail_cause_detail) == (Reason.SIGN_REFUSED, 3)
+    assert _sent(run, "AT+MCONNECT") == 3
+
+
+def test_a_direct_sign_that_cannot_reach_the_broker_in_lockstep() -> None:
+    run = _cloud_run(SimConfig(broker_host="elsewhere.mqtt.iothub.aliyuncs.com"),
+                     auth_mode=AuthMode.MQTT_SIGN)
+    run.run_until(lambda: ("MQTT_CONNECT", "BEARER", "SIGN_EXHAUSTED") in _path(run),
+                  30 * 60_000)
+    run.run_for(60_000)
+    assert ("MQTT_CONNECT", "BEARER", "SIGN_EXHAUSTED") in _path(run)
+
+
+def test_a_registration_then_the_direct_sign_with_a_wall_clock_in_lockstep() -> None:
+    run = _cloud_run(SimConfig(product_secret=PRODUCT_SECRET), REGISTERING,
+                     wall_base=WALL_MS, cloud_ms=WALL_MS, auth_mode=AuthMode.MQTT_SIGN)
+    controller = _settle(run)
+    assert controller.online, reasons.status(controller)
+    assert ("PROVISION", "MQTT_CONNECT", "DIRECT_SIGN") in _path(run)
+    assert "timestamp=" in next(c for c in run.module.commands if c.startswith("AT+MCONFIG="))
+
+
+def test_an_instance_endpoint_in_lockstep() -> None:
+    run = _cloud_run(SimConfig(instance_id=INSTANCE), {"instance_id": INSTANCE})
+    controller = _settle(run)
+    assert controller.online, reasons.status(controller)
+    assert _sent(run, f'AT+HTTPPARA="URL","https://{INSTANCE}.auth.iothub.aliyuncs.com/') == 1
+    assert _sent(run, f'AT+SSLMIPSTART="{INSTANCE}.mqtt.iothub.aliyuncs.com",1883') == 1
+
+
+@pytest.mark.parametrize("cloud_offset_ms", [60_000, 3_600_000], ids=["fresh", "replayed"])
+def test_a_timestamped_https_sign_in_lockstep(cloud_offset_ms: int) -> None:
+    run = _cloud_run(SimConfig(), wall_base=WALL_MS, cloud_ms=WALL_MS + cloud_offset_ms,
+                     auth_attempts=2)
+    controller = _settle(run)
+    if cloud_offset_ms > run.config.timestamp_window_ms:
+        assert controller.failed and controller.auth_code == 460
+    else:
+        assert controller.online, reasons.status(controller)
+    form = aliyun.auth_form(seed_settings().identity, "hmacmd5", WALL_MS, resources=True)
+    body = next(c for c in run.module.commands if c.startswith("AT+HTTPDATA="))
+    assert body.startswith(f"AT+HTTPDATA={len(form.body)},")
+
+
+@pytest.mark.parametrize("cloud_offset_ms", [-60_000, 3_600_000], ids=["fresh", "replayed"])
+def test_a_timestamped_direct_sign_in_lockstep(cloud_offset_ms: int) -> None:
+    run = _cloud_run(SimConfig(), wall_base=WALL_MS, cloud_ms=WALL_MS + cloud_offset_ms,
+                     auth_mode=AuthMode.MQTT_SIGN, auth_attempts=2)
+    controller = _settle(run)
+    if cloud_offset_ms > run.config.timestamp_window_ms:
+        assert controller.failed and controller.fail_cause == Reason.SIGN_REFUSED
+    else:
+        assert controller.online, reasons.status(controller)
+
+
 # --- the names the Python twins give their C twins ------------------------------------------------
 
 CONTROLLER_LAYER = ("controller", "judge", "online", "outbox", "settings", "counters")
@@ -247,8 +380,9 @@ VALIDATE_MESSAGES = {
     4: "body_window_ms", 5: "liveness_ms", 7: "publish_timeout_ms", 8: "puback_timeout_ms",
     9: "publish_attempts", 10: "publish backoff", 11: "publish backoff", 12: "auth attempts",
     13: "token_refresh_ms", 14: "watchdog_ms", 15: "watchdog_ms",
-    100: ("product_key", "device_name", "device_secret", "region", "client_id"),
-    101: "sign method", 102: "apn", 103: "subscribe", 104: "mqtt host",
+    100: ("product_key", "device_name", "device_secret", "product_secret", "region", "client_id",
+          "instance_id"),
+    101: "sign method", 102: "apn", 103: "subscribe", 104: "mqtt host", 105: "auth mode",
 }
 U32 = (1 << 32) - 1
 
@@ -279,7 +413,15 @@ def _random_settings(rng: random.Random) -> Settings:
         text(rng.choice([printable, odd]), 0, 40) if rng.random() < 0.2 else "s3cret",
         text("abc-019" + rng.choice(["", "A", "_"]), 1, 64) if rng.random() < 0.2
         else "cn-shanghai",
-        rng.choice([None, None, "", text(name + rng.choice(["", "#"]), 0, 64)]))
+        rng.choice([None, None, "", text(name + rng.choice(["", "#"]), 0, 64)]),
+        # mostly none; a ProductSecret (with the DeviceSecret, or instead of it), an instance
+        rng.choice(["", "", "", text(rng.choice([printable, odd]), 0, 40)]),
+        rng.choice([None, None, None, "iot-06z00ax1o4qxxxx",
+                    text("abc-019" + rng.choice(["", "_", "."]), 1, 64)]))
+    if rng.random() < 0.1:
+        identity = aliyun.DeviceIdentity(identity.product_key, identity.device_name, "",
+                                         identity.region, identity.client_id,
+                                         identity.product_secret, identity.instance_id)
     def topic() -> str:
         if rng.random() < 0.8:
             return rng.choice(["/a/b", "/a/+/c", "/a/#", "/+", "/b0FMK1Ga5cp/dn/get"])
@@ -290,6 +432,7 @@ def _random_settings(rng: random.Random) -> Settings:
         identity=identity,
         apn=rng.choice(["CMIOT"] * 6 + ["", text(odd, 0, 30), text(printable, 60, 64)]),
         sign_method=rng.choice([*aliyun.SIGN_METHODS] * 3 + ["hmacsha512"]),
+        auth_mode=rng.choice([AuthMode.HTTPS] * 6 + [AuthMode.MQTT_SIGN] * 3 + [2]),
         keepalive_s=number(120, 30, 240), baud=number(115200, 0, 1),
         subscribe=topics, sub_qos=rng.choice([0] * 8 + [1, 2, 255]),
         mqtt_host=rng.choice([None] * 6 + ["broker.example.com", text(odd, 1, 20)]),

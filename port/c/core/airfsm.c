@@ -92,16 +92,25 @@ static const char *airfsm_region(const airfsm_t *ctl)
     return ctl->settings.region[0] != '\0' ? ctl->settings.region : ALIYUN_DEFAULT_REGION;
 }
 
-/* Twin: Settings.identity, as aliyun.h takes it. */
+/* Twin: Controller._identity(): the settings' identity, as aliyun.h takes it, with the
+ * DeviceSecret signs are made with now (the one PROVISION earned, if it did). */
 static aliyun_identity_t airfsm_identity(const airfsm_t *ctl)
 {
     aliyun_identity_t identity;
     identity.product_key = ctl->settings.product_key;
     identity.device_name = ctl->settings.device_name;
-    identity.device_secret = ctl->settings.device_secret;
+    identity.device_secret = ctl->auth.device_secret;
     identity.region = airfsm_region(ctl);
     identity.client_id = ctl->settings.client_id;
+    identity.product_secret = ctl->settings.product_secret;
+    identity.instance_id = ctl->settings.instance_id;
     return identity;
+}
+
+/* Twin: Controller.signs_directly: the direct MQTT sign, not the HTTPS pre-auth. */
+static bool airfsm_signs_directly(const airfsm_t *ctl)
+{
+    return ctl->settings.auth_mode == AIRFSM_AUTH_MODE_MQTT_SIGN;
 }
 
 /* Twin: table.expand(): write the command into out; its length, or -1 (EXPAND_FAILED) when a
@@ -284,6 +293,7 @@ static void airfsm_init_values(airfsm_t *ctl)
 
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_APN, s->apn);
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_AUTH_URL, ctl->auth_url);
+    airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_REGISTER_URL, ctl->register_url);
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_CONTENT_TYPE, airfsm_content_type.text);
     airfsm_set_number(ctl, AIRFSM_PLACEHOLDER_BODY_LEN, 0);
     airfsm_set_number(ctl, AIRFSM_PLACEHOLDER_BODY_WINDOW_MS, s->body_window_ms);
@@ -296,36 +306,133 @@ static void airfsm_init_values(airfsm_t *ctl)
     airfsm_set_mqtt_endpoint(ctl);
 }
 
-/* Twin: Controller._prepare_auth(): a fresh auth body per HTTP_AUTH entry (one HMAC); its sign
- * is a secret. */
+/* Twin: Controller.wall_clock(): the HAL's wall clock (Unix ms) for a sign's timestamp; false
+ * without one, or while it knows no time (0). */
+static bool airfsm_wall_clock(const airfsm_t *ctl, uint64_t *now)
+{
+    if (ctl->hal.wall_clock_ms == NULL) {
+        return false;
+    }
+    *now = ctl->hal.wall_clock_ms(ctl->hal.ctx);
+    return *now != 0;
+}
+
+/* Twin: Controller._load_body(): the form the next AT+HTTPDATA sends (it is in auth.body
+ * already: its length is what the placeholder says). */
+static void airfsm_load_body(airfsm_t *ctl, size_t len)
+{
+    ctl->auth.body_len = len; /* BODY_CAPACITY holds the longest form */
+    airfsm_set_number(ctl, AIRFSM_PLACEHOLDER_BODY_LEN, (uint32_t)len);
+}
+
+/* Twin: Controller._prepare_auth(): a fresh auth body per HTTP_AUTH entry (one HMAC),
+ * timestamped when the HAL knows the time and asking for resources=mqtt; its sign is a
+ * secret. */
 static void airfsm_prepare_auth(airfsm_t *ctl)
 {
     aliyun_identity_t identity = airfsm_identity(ctl);
     aliyun_auth_params_t params;
     airfsm_credentials_t *auth = &ctl->auth;
+    uint64_t timestamp = 0;
+    bool timestamped = airfsm_wall_clock(ctl, &timestamp);
     size_t len = 0;
 
-    auth->body_len = 0;
-    if (aliyun_auth_params(&identity, ctl->settings.sign_method, NULL, &params) == ALIYUN_OK) {
+    if (aliyun_auth_params(&identity, ctl->settings.sign_method, timestamped ? &timestamp : NULL,
+                           true, &params) == ALIYUN_OK) {
         airfsm_emit_secret(ctl, params.sign, false);
         if (aliyun_form_encode(params.params, params.count, (char *)auth->body,
-                               sizeof auth->body, &len) == ALIYUN_OK) {
-            auth->body_len = len; /* BODY_CAPACITY holds the longest identity's */
+                               sizeof auth->body, &len) != ALIYUN_OK) {
+            len = 0;
         }
     }
+    airfsm_load_body(ctl, len);
     auth->iot_id[0] = '\0';
     auth->iot_token[0] = '\0';
-    airfsm_set_number(ctl, AIRFSM_PLACEHOLDER_BODY_LEN, (uint32_t)auth->body_len);
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_IOT_ID, auth->iot_id);
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_IOT_TOKEN, auth->iot_token);
 }
 
-/* Twin: Controller.take_credentials(): the auth passed (ctl->reply): the credentials and broker
- * for MQTT_CONNECT. */
+/* Twin: Controller._prepare_register(): the register form of this PROVISION entry: a fresh
+ * nonce (the jitter generator, the clock and the wall clock mixed: the server wants it random,
+ * not secret), signed with the ProductSecret; the sign is a secret. */
+static void airfsm_prepare_register(airfsm_t *ctl)
+{
+    aliyun_identity_t identity = airfsm_identity(ctl);
+    char sign[ALIYUN_SIGN_HEX_SIZE];
+    uint64_t high = xorshift32_next(&ctl->rng); /* drawn in the Python's order */
+    uint64_t low = xorshift32_next(&ctl->rng) ^ ctl->now_ms;
+    uint64_t wall = 0;
+    size_t len = 0;
+
+    if (!airfsm_wall_clock(ctl, &wall)) {
+        wall = 0;
+    }
+    identity.device_secret = ctl->settings.device_secret; /* Python: settings.identity */
+    if (aliyun_register_form(&identity, (high << 32 | low) ^ wall, ctl->settings.sign_method,
+                             (char *)ctl->auth.body, sizeof ctl->auth.body, &len,
+                             sign) == ALIYUN_OK) {
+        airfsm_emit_secret(ctl, sign, false);
+    } else {
+        len = 0;
+    }
+    airfsm_load_body(ctl, len);
+}
+
+/* Twin: Controller._prepare_direct_sign(): the AT+MCONFIG triple of a direct-sign connect,
+ * timestamped when the HAL knows the time; the password is a secret. */
+static void airfsm_prepare_direct_sign(airfsm_t *ctl)
+{
+    aliyun_identity_t identity = airfsm_identity(ctl);
+    airfsm_credentials_t *auth = &ctl->auth;
+    aliyun_mqtt_sign_t signed_triple;
+    uint64_t timestamp = 0;
+    bool timestamped = airfsm_wall_clock(ctl, &timestamp);
+
+    if (aliyun_mqtt_sign(&identity, ctl->settings.sign_method, timestamped ? &timestamp : NULL,
+                         &signed_triple) != ALIYUN_OK) {
+        memset(&signed_triple, 0, sizeof signed_triple);
+    }
+    airfsm_emit_secret(ctl, signed_triple.password, false);
+    memcpy(auth->iot_id, signed_triple.username, sizeof signed_triple.username);
+    memcpy(auth->iot_token, signed_triple.password, sizeof signed_triple.password);
+    memcpy(auth->client_id, signed_triple.client_id, sizeof auth->client_id);
+    airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_CLIENT_ID, auth->client_id);
+    airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_IOT_ID, auth->iot_id);
+    airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_IOT_TOKEN, auth->iot_token);
+}
+
+/* The registration's text for the log when no hook keeps the secret (Python's words). */
+static const char NO_REGISTERED_HOOK[] =
+    "no on_registered hook: the DeviceSecret is kept in memory only";
+
+/* Twin: Controller.take_device_secret(): PROVISION passed (ctl->reply.reg): sign with this
+ * DeviceSecret from now on, and hand it to the host to keep. */
+void airfsm_take_device_secret(airfsm_t *ctl)
+{
+    const aliyun_register_reply_t *reply = &ctl->reply.reg;
+
+    memcpy(ctl->auth.device_secret, reply->device_secret, sizeof ctl->auth.device_secret);
+    ctl->auth.rejections = 0;
+    if (ctl->hooks.on_registered == NULL) {
+        airfsm_log(ctl, AIRFSM_LOG_WARNING, AIRFSM_LOG_EVENT_REGISTERED, 0, 0, 0,
+                   (const uint8_t *)NO_REGISTERED_HOOK, sizeof NO_REGISTERED_HOOK - 1);
+        return;
+    }
+    if (!ctl->hooks.on_registered(ctl->hooks.user, ctl->auth.device_secret)) {
+        /* the host's failure to keep it: the device still connects now, but a restart would
+         * find no secret (the C hook says no more than that it failed) */
+        airfsm_log(ctl, AIRFSM_LOG_ERROR, AIRFSM_LOG_EVENT_REGISTERED, 0, 0, 0, NULL, 0);
+        return;
+    }
+    airfsm_log(ctl, AIRFSM_LOG_INFO, AIRFSM_LOG_EVENT_REGISTERED, 1, 0, 0, NULL, 0);
+}
+
+/* Twin: Controller.take_credentials(): the auth passed (ctl->reply.auth): the credentials and
+ * broker for MQTT_CONNECT. */
 void airfsm_take_credentials(airfsm_t *ctl)
 {
     airfsm_credentials_t *auth = &ctl->auth;
-    const aliyun_auth_reply_t *reply = &ctl->reply;
+    const aliyun_auth_reply_t *reply = &ctl->reply.auth;
 
     memcpy(auth->iot_id, reply->iot_id, sizeof auth->iot_id);
     memcpy(auth->iot_token, reply->iot_token, sizeof auth->iot_token);
@@ -394,9 +501,11 @@ void airfsm_raise_link(airfsm_t *ctl, airfsm_trigger_t trigger)
     }
 }
 
-/* Twin: Controller._enter(): what entering a state resets. */
+/* Twin: Controller._enter(): what entering a state resets. `trigger` is what happened (DONE,
+ * EXHAUSTED, ...: it decides the bookkeeping), `taken` the edge's own trigger (a branch's:
+ * what the log and on_state name). */
 static void airfsm_enter(airfsm_t *ctl, airfsm_state_t source, airfsm_state_t dest,
-                         airfsm_trigger_t trigger, bool reset_module)
+                         airfsm_trigger_t trigger, airfsm_trigger_t taken, bool reset_module)
 {
     airfsm_runner_t *runner = &ctl->runner;
     uint32_t now = ctl->now_ms;
@@ -406,11 +515,11 @@ static void airfsm_enter(airfsm_t *ctl, airfsm_state_t source, airfsm_state_t de
     if (airfsm_trigger_escalates[trigger]) {
         ctl->counters.reconnects[trigger]++;
     }
-    ctl->last_trigger = (int8_t)trigger;
+    ctl->last_trigger = (int8_t)taken;
     ctl->state = dest;
     ctl->attempt = trigger == AIRFSM_TRIGGER_RETRY ? ctl->attempt + 1 : 1;
     /* Logged with the runner still where the source state was left (its step is named). */
-    airfsm_log(ctl, AIRFSM_LOG_INFO, AIRFSM_LOG_EVENT_STATE, (int32_t)source, (int32_t)trigger,
+    airfsm_log(ctl, AIRFSM_LOG_INFO, AIRFSM_LOG_EVENT_STATE, (int32_t)source, (int32_t)taken,
                (int32_t)elapsed, NULL, 0);
     ctl->entered_at = now;
     ctl->state_age_saturated = false;
@@ -459,18 +568,39 @@ static void airfsm_enter(airfsm_t *ctl, airfsm_state_t source, airfsm_state_t de
         online_module_restarted(ctl);
     }
     if (ctl->hooks.on_state != NULL) {
-        ctl->hooks.on_state(ctl->hooks.user, source, dest, trigger);
+        ctl->hooks.on_state(ctl->hooks.user, source, dest, taken);
     }
 }
 
-/* Twin: Controller._fire(): take the edge (state, trigger) if the table has it. */
+static bool airfsm_step_applies(const airfsm_t *ctl, airfsm_cond_t when);
+
+/* Twin: table.branch_for(): the trigger that fires when `trigger` would: the first branch of
+ * the state instead of it whose condition holds, else `trigger` itself. */
+static airfsm_trigger_t table_branch(const airfsm_t *ctl, airfsm_trigger_t trigger)
+{
+    const airfsm_state_spec_t *spec = &airfsm_machine[ctl->state];
+    uint8_t k;
+
+    for (k = 0; k < spec->n_branches; k++) {
+        const airfsm_branch_t *branch = &spec->branches[k];
+        if (branch->instead_of == trigger && airfsm_step_applies(ctl, branch->when)) {
+            return branch->trigger;
+        }
+    }
+    return trigger;
+}
+
+/* Twin: Controller._fire(): take the edge (state, trigger) - or the branch taken instead of
+ * it - if the table has it. */
 static bool airfsm_fire(airfsm_t *ctl, airfsm_trigger_t trigger)
 {
-    const airfsm_next_t *edge = &airfsm_next[ctl->state][trigger];
+    airfsm_trigger_t taken = table_branch(ctl, trigger);
+    const airfsm_next_t *edge = &airfsm_next[ctl->state][taken];
     if (edge->dest == AIRFSM_NO_STATE) {
         return false;
     }
-    airfsm_enter(ctl, ctl->state, (airfsm_state_t)edge->dest, trigger, edge->reset_module);
+    airfsm_enter(ctl, ctl->state, (airfsm_state_t)edge->dest, trigger, taken,
+                 edge->reset_module);
     return true;
 }
 
@@ -481,7 +611,8 @@ static void airfsm_fail(airfsm_t *ctl, airfsm_fail_reason_t reason, airfsm_reaso
     airfsm_set_failure(ctl, reason, cause, detail);
     if (!airfsm_fire(ctl, AIRFSM_TRIGGER_FATAL)) {
         /* a state with no FATAL edge: go there directly */
-        airfsm_enter(ctl, ctl->state, AIRFSM_STATE_FAILED, AIRFSM_TRIGGER_FATAL, false);
+        airfsm_enter(ctl, ctl->state, AIRFSM_STATE_FAILED, AIRFSM_TRIGGER_FATAL,
+                     AIRFSM_TRIGGER_FATAL, false);
     }
 }
 
@@ -492,7 +623,11 @@ static void airfsm_fail_state(airfsm_t *ctl, const airfsm_step_t *step, bool rej
     const airfsm_policy_t *policy = airfsm_machine[ctl->state].policy;
     uint32_t retries;
 
-    if (step->on_fail != AIRFSM_NO_TRIGGER) {
+    /* A direct-sign CONNECT that failed has no token to fetch again (TOKEN_REJECTED): the
+     * state retries with a fresh sign, and a refusal counts towards giving up like an auth
+     * rejection. */
+    if (step->on_fail != AIRFSM_NO_TRIGGER &&
+        !(step->on_fail == AIRFSM_TRIGGER_TOKEN_REJECTED && airfsm_signs_directly(ctl))) {
         (void)airfsm_fire(ctl, (airfsm_trigger_t)step->on_fail);
         return;
     }
@@ -507,8 +642,16 @@ static void airfsm_fail_state(airfsm_t *ctl, const airfsm_step_t *step, bool rej
                                                      : policy->retries + 1u;
         ctl->auth.rejections++;
         if (ctl->auth.rejections >= limit && airfsm_has_edge(ctl, AIRFSM_TRIGGER_FATAL)) {
-            airfsm_fail(ctl, AIRFSM_FAIL_REASON_CREDENTIALS, AIRFSM_REASON_CREDENTIALS_REJECTED,
-                        ctl->auth_code);
+            if (ctl->state == AIRFSM_STATE_PROVISION) {
+                airfsm_fail(ctl, AIRFSM_FAIL_REASON_REGISTRATION,
+                            AIRFSM_REASON_REGISTRATION_REFUSED, ctl->auth_code);
+            } else if (ctl->state == AIRFSM_STATE_MQTT_CONNECT) {
+                airfsm_fail(ctl, AIRFSM_FAIL_REASON_CREDENTIALS, AIRFSM_REASON_SIGN_REFUSED,
+                            (int32_t)ctl->auth.rejections);
+            } else {
+                airfsm_fail(ctl, AIRFSM_FAIL_REASON_CREDENTIALS,
+                            AIRFSM_REASON_CREDENTIALS_REJECTED, ctl->auth_code);
+            }
             return;
         }
         retries = limit - 1u; /* a rejection may retry the state until the limit */
@@ -639,16 +782,21 @@ static void airfsm_check_deadlines(airfsm_t *ctl)
     }
 }
 
-/* Twin: Controller._step_applies(). */
+/* Twin: Controller._step_applies(): whether a step's or a branch's condition holds now. */
 static bool airfsm_step_applies(const airfsm_t *ctl, airfsm_cond_t when)
 {
-    if (when == AIRFSM_COND_RESET_REQUESTED) {
+    switch (when) {
+    case AIRFSM_COND_RESET_REQUESTED:
         return ctl->reset_requested;
-    }
-    if (when == AIRFSM_COND_RETRYING) {
+    case AIRFSM_COND_RETRYING:
         return ctl->attempt > 1;
+    case AIRFSM_COND_UNREGISTERED:
+        return ctl->auth.device_secret[0] == '\0';
+    case AIRFSM_COND_DIRECT_SIGN:
+        return airfsm_signs_directly(ctl);
+    default:
+        return true;
     }
-    return true;
 }
 
 /* Twin: Controller._advance(): send what is due. */
@@ -682,13 +830,19 @@ static void airfsm_advance(airfsm_t *ctl)
         if (runner->phase != PHASE_IDLE) {
             return;
         }
-        if (ctl->state == AIRFSM_STATE_MQTT_CONNECT && runner->index == 0 &&
-            ctl->auth.token_stale) {
-            (void)airfsm_fire(ctl, AIRFSM_TRIGGER_TOKEN_REJECTED); /* none, or about to expire */
-            return;
+        if (ctl->state == AIRFSM_STATE_MQTT_CONNECT && runner->index == 0) {
+            if (airfsm_signs_directly(ctl)) {
+                airfsm_prepare_direct_sign(ctl); /* a fresh timestamp for every connect */
+            } else if (ctl->auth.token_stale) {
+                (void)airfsm_fire(ctl, AIRFSM_TRIGGER_TOKEN_REJECTED); /* none, or stale */
+                return;
+            }
         }
         if (ctl->state == AIRFSM_STATE_HTTP_AUTH && runner->index == 0) {
             airfsm_prepare_auth(ctl);
+        }
+        if (ctl->state == AIRFSM_STATE_PROVISION && runner->index == 0) {
+            airfsm_prepare_register(ctl);
         }
         spec = &airfsm_machine[ctl->state];
         while (runner->index < spec->n_steps) {
@@ -881,6 +1035,13 @@ static void airfsm_on_urc(void *context, int urc, const uint8_t *line, size_t le
     airfsm_log(ctl, AIRFSM_LOG_DEBUG, AIRFSM_LOG_EVENT_URC, 0, 0, 0, line, len);
 }
 
+/* Twin: Controller._on_ignored_line(): at_rx for a line that means nothing: the echo of a
+ * command, a late final code, a stray line. */
+static void airfsm_on_ignored_line(void *context, const uint8_t *line, size_t len)
+{
+    airfsm_log(context, AIRFSM_LOG_DEBUG, AIRFSM_LOG_EVENT_AT_RX, 0, 0, 0, line, len);
+}
+
 /* Twin: Controller._on_truncated(): a length-counted payload came short. */
 static void airfsm_on_truncated(void *context, const uint8_t *header, size_t header_len,
                                 uint32_t declared, uint32_t received)
@@ -987,16 +1148,36 @@ int airfsm_init_ex(airfsm_t *ctx, const airfsm_settings_t *s, const hal_t *hal,
         }
         ctx->n_subscriptions = s->n_subscribe;
     }
-    /* aliyun.auth_url(region), aliyun.mqtt_host(product_key, region) */
+    /* aliyun.auth_url(region, instance_id), aliyun.register_url(region),
+     * aliyun.mqtt_host(product_key, region, instance_id): an instance's own endpoints, else the
+     * legacy regional ones (registration is always the region's) */
     n = 0;
-    airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, "https://iot-auth.");
-    airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, airfsm_region(ctx));
-    airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, ".aliyuncs.com/auth/devicename");
+    if (s->instance_id[0] != '\0') {
+        airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, "https://");
+        airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, s->instance_id);
+        airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, ".auth." ALIYUN_INSTANCE_DOMAIN);
+    } else {
+        airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, "https://iot-auth.");
+        airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, airfsm_region(ctx));
+        airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, ".aliyuncs.com");
+    }
+    airfsm_append(ctx->auth_url, sizeof ctx->auth_url, &n, "/auth/devicename");
     n = 0;
-    airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, s->product_key);
-    airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, ".iot-as-mqtt.");
-    airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, airfsm_region(ctx));
-    airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, ".aliyuncs.com");
+    airfsm_append(ctx->register_url, sizeof ctx->register_url, &n, "https://iot-auth.");
+    airfsm_append(ctx->register_url, sizeof ctx->register_url, &n, airfsm_region(ctx));
+    airfsm_append(ctx->register_url, sizeof ctx->register_url, &n,
+                  ".aliyuncs.com/auth/register/device");
+    n = 0;
+    if (s->instance_id[0] != '\0') {
+        airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, s->instance_id);
+        airfsm_append(ctx->default_host, sizeof ctx->default_host, &n,
+                      ".mqtt." ALIYUN_INSTANCE_DOMAIN);
+    } else {
+        airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, s->product_key);
+        airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, ".iot-as-mqtt.");
+        airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, airfsm_region(ctx));
+        airfsm_append(ctx->default_host, sizeof ctx->default_host, &n, ".aliyuncs.com");
+    }
 
     memset(&config, 0, sizeof config);
     config.ctx = ctx;
@@ -1004,6 +1185,7 @@ int airfsm_init_ex(airfsm_t *ctx, const airfsm_settings_t *s, const hal_t *hal,
     config.on_response = airfsm_on_response;
     config.on_urc = airfsm_on_urc;
     config.on_truncated = airfsm_on_truncated;
+    config.on_ignored = airfsm_on_ignored_line;
     config.baud = s->baud;
     config.line_buf = ctx->line_buf;
     config.line_cap = sizeof ctx->line_buf;
@@ -1040,10 +1222,14 @@ int airfsm_init_ex(airfsm_t *ctx, const airfsm_settings_t *s, const hal_t *hal,
     ctx->signal_at = now_ms;
     ctx->auth.token_at = now_ms;
     ctx->auth.token_stale = true; /* no token yet */
+    memcpy(ctx->auth.device_secret, s->device_secret, sizeof s->device_secret);
 
     online_init(&ctx->session, now_ms);
     airfsm_init_values(ctx);
     airfsm_emit_secret(ctx, s->device_secret, true);
+    if (s->product_secret[0] != '\0') {
+        airfsm_emit_secret(ctx, s->product_secret, true);
+    }
     return AIRFSM_SETTINGS_OK;
 }
 

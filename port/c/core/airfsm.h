@@ -51,9 +51,16 @@ typedef struct {
     char device_secret[AIRFSM_MAX_SECRET_LEN + 1]; /* a secret: never logged */
     char region[AIRFSM_MAX_REGION_LEN + 1];        /* "": ALIYUN_DEFAULT_REGION */
     char client_id[AIRFSM_MAX_CLIENT_ID_LEN + 1];  /* "": the device name */
+    /* "One type, one secret": the product's secret, which registers the device once (PROVISION)
+     * and earns its DeviceSecret; "": none (device_secret is given). A secret: never logged. */
+    char product_secret[AIRFSM_MAX_SECRET_LEN + 1];
+    char instance_id[AIRFSM_MAX_INSTANCE_ID_LEN + 1]; /* "": the legacy regional endpoints */
 
     char apn[AIRFSM_APN_MAX + 1];                  /* "" is legal: the network's default */
-    aliyun_sign_method_t sign_method;
+    aliyun_sign_method_t sign_method;              /* HTTPS auth, registration, direct sign */
+    /* HTTPS: HTTP_AUTH's iotToken (the seed's way); MQTT_SIGN: the CONNECT signs itself, BEARER
+     * goes straight to MQTT_CONNECT. */
+    airfsm_auth_mode_t auth_mode;
     uint32_t keepalive_s;
     uint32_t baud;
     /* Topic filters subscribed to in MQTT_CONNECT, each in turn (settings.subscribe; the one
@@ -88,6 +95,7 @@ typedef struct {
 #define AIRFSM_SETTING_APN 102
 #define AIRFSM_SETTING_SUBSCRIBE 103   /* 1-8 absolute topic filters, wildcards whole levels */
 #define AIRFSM_SETTING_MQTT_HOST 104
+#define AIRFSM_SETTING_AUTH_MODE 105   /* checked right after the sign method */
 
 /* Twin: Settings(identity) with every default: the generated airfsm_settings[] defaults, the
  * default APN and sign method; the device triple empty (to be filled in). */
@@ -130,6 +138,12 @@ typedef struct {
      * reset_pin, asserted then released (it must hold the pulse itself), if the HAL has one;
      * neither: the board has no reset pin and the controller skips that recovery. */
     void (*hardware_reset)(void *user);
+    /* Twin: on_registered: PROVISION passed, `device_secret` is what the register server issued
+     * (NUL-terminated, a secret: never log it). Store it where the next start finds it (flash, a
+     * 0600 file) and put it in the settings' device_secret then: the server registers a device
+     * once. Return false when it could not be stored (logged; the device still connects now).
+     * NULL: kept in RAM only (logged as a warning). */
+    bool (*on_registered)(void *user, const char *device_secret);
 } airfsm_hooks_t;
 
 /* --- the controller's parts (twins: the sub-structs of Controller) ---------------------------- */
@@ -150,12 +164,16 @@ typedef struct {
     int8_t outcome;           /* recorded by callbacks, applied by airfsm_process (-1: none) */
 } airfsm_runner_t;
 
-/* Twin: controller.Credentials: what HTTP_AUTH produces for MQTT_CONNECT. */
+/* Twin: controller.Credentials: what HTTP_AUTH (or PROVISION) produces for MQTT_CONNECT. */
 typedef struct {
-    uint8_t body[AIRFSM_BODY_CAPACITY]; /* the auth form of this HTTP_AUTH entry */
+    /* The DeviceSecret every sign is made with: the configured one, or the one PROVISION earned
+     * ("" until then). A secret. */
+    char device_secret[AIRFSM_MAX_CREDENTIAL_LEN + 1];
+    uint8_t body[AIRFSM_BODY_CAPACITY]; /* the form of this HTTP_AUTH / PROVISION entry */
     size_t body_len;
     char iot_id[AIRFSM_MAX_CREDENTIAL_LEN + 1];
     char iot_token[AIRFSM_MAX_CREDENTIAL_LEN + 1]; /* the MQTT password: a secret */
+    char client_id[ALIYUN_MAX_MQTT_CLIENT_ID_LEN + 1]; /* the direct sign's clientId */
     uint32_t token_at;
     bool token_stale;                              /* no token yet, or an old one */
     char reply_host[AIRFSM_MAX_HOST_LEN + 1];      /* the broker the reply named ("": none) */
@@ -257,6 +275,7 @@ typedef struct airfsm {
     uint8_t n_subscriptions;
     char default_topic[AIRFSM_MAX_TOPIC + 1];            /* /{pk}/{dn}/get */
     char auth_url[AIRFSM_AUTH_URL_MAX + 1];
+    char register_url[AIRFSM_REGISTER_URL_MAX + 1];
     char default_host[AIRFSM_MAX_HOST_LEN + 1];          /* {pk}.iot-as-mqtt.{region}... */
     at_channel_t channel;
 
@@ -298,7 +317,10 @@ typedef struct airfsm {
     int32_t http_status;
     int32_t auth_code;
     airfsm_credentials_t auth;
-    aliyun_auth_reply_t reply;       /* the scan's work space (judge_auth) */
+    union {                          /* the scan's work space */
+        aliyun_auth_reply_t auth;    /* judge_auth */
+        aliyun_register_reply_t reg; /* judge_register */
+    } reply;
 
     /* ONLINE and shutting down */
     airfsm_session_t session;

@@ -32,10 +32,10 @@
 #define AIRFSM_MAX_DEVICE_NAME_LEN 32
 #define AIRFSM_MAX_CLIENT_ID_LEN 64
 #define AIRFSM_MAX_REGION_LEN 64
+#define AIRFSM_MAX_INSTANCE_ID_LEN 64 /* aliyun.MAX_INSTANCE_ID_LEN: iot-06z00ax1o4qxxxx */
 /* The longest auth body: productKey=<64>&sign=<64 hex>&clientId=<64, each char up to %XX>
  * &deviceName=<32, up to %XX each>&timestamp=<20 digits>&signmethod=hmacsha256
- * &resources=mqtt = 523 bytes (the Python controller asks for resources=mqtt; the C encoder
- * does not yet, port/c/README.md). */
+ * &resources=mqtt = 523 bytes (the controller asks for resources=mqtt). */
 #define AIRFSM_AUTH_BODY_MAX                                                                   \
     (sizeof "productKey=" - 1 + AIRFSM_MAX_PRODUCT_KEY_LEN + sizeof "&sign=" - 1 + 64 +        \
      sizeof "&clientId=" - 1 + 3 * AIRFSM_MAX_CLIENT_ID_LEN + sizeof "&deviceName=" - 1 +       \
@@ -74,8 +74,14 @@
 #define AIRFSM_FIRMWARE_TEXT_MAX 64
 #define AIRFSM_IP_TEXT_MAX 64
 #define AIRFSM_URC_LINE_MAX 128
-/* https://iot-auth.<region>.aliyuncs.com/auth/devicename */
+/* https://<instance_id>.auth.iothub.aliyuncs.com/auth/devicename, the longer of the two forms
+ * (https://iot-auth.<region>.aliyuncs.com/auth/devicename) */
 #define AIRFSM_AUTH_URL_MAX                                                                    \
-    (sizeof "https://iot-auth." - 1 + AIRFSM_MAX_REGION_LEN + sizeof ".aliyuncs.com/auth/devicename" - 1)
+    (sizeof "https://" - 1 + AIRFSM_MAX_INSTANCE_ID_LEN +                                      \
+     sizeof ".auth.iothub.aliyuncs.com/auth/devicename" - 1)
+/* https://iot-auth.<region>.aliyuncs.com/auth/register/device */
+#define AIRFSM_REGISTER_URL_MAX                                                                \
+    (sizeof "https://iot-auth." - 1 + AIRFSM_MAX_REGION_LEN +                                  \
+     sizeof ".aliyuncs.com/auth/register/device" - 1)
 
 #endif /* AIRFSM_CONFIG_H */

@@ -36,8 +36,11 @@ void airfsm_take_signal(airfsm_t *ctl, int32_t rssi);
 void airfsm_set_failure(airfsm_t *ctl, airfsm_fail_reason_t reason, airfsm_reason_t cause,
                         int32_t detail);
 
-/* Twin: Controller.take_credentials(): from ctl->reply. */
+/* Twin: Controller.take_credentials(): from ctl->reply.auth. */
 void airfsm_take_credentials(airfsm_t *ctl);
+
+/* Twin: Controller.take_device_secret(): from ctl->reply.reg. */
+void airfsm_take_device_secret(airfsm_t *ctl);
 
 /* Twin: Controller.raise_link(). */
 void airfsm_raise_link(airfsm_t *ctl, airfsm_trigger_t trigger);

@@ -58,10 +58,24 @@ const char *aliyun_sign_method_name(aliyun_sign_method_t method)
     return NULL;
 }
 
+/* aliyun._is_instance_char: letters, digits and - */
+static bool is_instance_char(uint8_t c)
+{
+    return is_alnum(c) || c == '-';
+}
+
+/* "" for NULL: an optional text of the identity. */
+static const char *text_or_empty(const char *text)
+{
+    return text != NULL ? text : "";
+}
+
 /* Twin: DeviceIdentity.validate */
 aliyun_status_t aliyun_identity_check(const aliyun_identity_t *identity)
 {
     const char *region = identity->region ? identity->region : ALIYUN_DEFAULT_REGION;
+    const char *secret = text_or_empty(identity->device_secret);
+    const char *product_secret = text_or_empty(identity->product_secret);
 
     if (!text_matches(identity->product_key, is_alnum, 1, AIRFSM_MAX_PRODUCT_KEY_LEN)) {
         return ALIYUN_BAD_PRODUCT_KEY;
@@ -70,8 +84,14 @@ aliyun_status_t aliyun_identity_check(const aliyun_identity_t *identity)
                       AIRFSM_MAX_DEVICE_NAME_LEN)) {
         return ALIYUN_BAD_DEVICE_NAME;
     }
-    if (!text_matches(identity->device_secret, is_secret_char, 1, SIZE_MAX)) {
+    if (secret[0] == '\0' && product_secret[0] == '\0') {
+        return ALIYUN_BAD_DEVICE_SECRET; /* neither secret: nothing to sign with */
+    }
+    if (secret[0] != '\0' && !text_matches(secret, is_secret_char, 1, SIZE_MAX)) {
         return ALIYUN_BAD_DEVICE_SECRET;
+    }
+    if (product_secret[0] != '\0' && !text_matches(product_secret, is_secret_char, 1, SIZE_MAX)) {
+        return ALIYUN_BAD_PRODUCT_SECRET;
     }
     if (!text_matches(region, is_region_char, 1, AIRFSM_MAX_REGION_LEN)) {
         return ALIYUN_BAD_REGION;
@@ -79,6 +99,28 @@ aliyun_status_t aliyun_identity_check(const aliyun_identity_t *identity)
     if (identity->client_id != NULL &&
         !text_matches(identity->client_id, is_name_char, 0, AIRFSM_MAX_CLIENT_ID_LEN)) {
         return ALIYUN_BAD_CLIENT_ID;
+    }
+    if (identity->instance_id != NULL && identity->instance_id[0] != '\0' &&
+        !text_matches(identity->instance_id, is_instance_char, 1, AIRFSM_MAX_INSTANCE_ID_LEN)) {
+        return ALIYUN_BAD_INSTANCE_ID;
+    }
+    return ALIYUN_OK;
+}
+
+/* Twin: DeviceIdentity.validate, then `if not identity.registered` (the auth form and the
+ * direct sign need the DeviceSecret), then _digest_for(method). */
+static aliyun_status_t check_signable(const aliyun_identity_t *identity, aliyun_sign_method_t method)
+{
+    aliyun_status_t status = aliyun_identity_check(identity);
+
+    if (status != ALIYUN_OK) {
+        return status;
+    }
+    if (text_or_empty(identity->device_secret)[0] == '\0') {
+        return ALIYUN_NOT_REGISTERED;
+    }
+    if (aliyun_sign_method_name(method) == NULL) {
+        return ALIYUN_BAD_METHOD;
     }
     return ALIYUN_OK;
 }
@@ -173,18 +215,16 @@ static void format_u64(uint64_t n, char out[ALIYUN_TIMESTAMP_SIZE])
 
 /* Twin: aliyun.auth_params */
 aliyun_status_t aliyun_auth_params(const aliyun_identity_t *identity, aliyun_sign_method_t method,
-                                   const uint64_t *timestamp_ms, aliyun_auth_params_t *out)
+                                   const uint64_t *timestamp_ms, bool resources,
+                                   aliyun_auth_params_t *out)
 {
     /* The signed set; aliyun_sign sorts it (clientId, deviceName, productKey, timestamp). */
     aliyun_param_t signed_params[4];
     size_t n_signed = 3;
-    aliyun_status_t status = aliyun_identity_check(identity);
+    aliyun_status_t status = check_signable(identity, method);
 
     if (status != ALIYUN_OK) {
         return status;
-    }
-    if (aliyun_sign_method_name(method) == NULL) {
-        return ALIYUN_BAD_METHOD;
     }
     memset(out, 0, sizeof *out);
     signed_params[0].name = "productKey";
@@ -203,7 +243,8 @@ aliyun_status_t aliyun_auth_params(const aliyun_identity_t *identity, aliyun_sig
     if (status != ALIYUN_OK) {
         return status;
     }
-    /* The seed's order: productKey, sign, clientId, deviceName, [timestamp], [signmethod]. */
+    /* The seed's order: productKey, sign, clientId, deviceName, [timestamp], [signmethod],
+     * [resources]. */
     out->params[0] = signed_params[0];
     out->params[1].name = "sign";
     out->params[1].value = out->sign;
@@ -217,6 +258,113 @@ aliyun_status_t aliyun_auth_params(const aliyun_identity_t *identity, aliyun_sig
         out->params[out->count].name = "signmethod";
         out->params[out->count].value = aliyun_sign_method_name(method);
         out->count++;
+    }
+    if (resources) {
+        out->params[out->count].name = "resources";
+        out->params[out->count].value = "mqtt";
+        out->count++;
+    }
+    return ALIYUN_OK;
+}
+
+/* Twin: aliyun.register_form */
+aliyun_status_t aliyun_register_form(const aliyun_identity_t *identity, uint64_t nonce,
+                                     aliyun_sign_method_t method, char *out, size_t cap,
+                                     size_t *len, char sign_hex[ALIYUN_SIGN_HEX_SIZE])
+{
+    char random[ALIYUN_TIMESTAMP_SIZE];
+    aliyun_param_t params[5];
+    aliyun_status_t status = aliyun_identity_check(identity);
+
+    if (status != ALIYUN_OK) {
+        return status;
+    }
+    if (text_or_empty(identity->product_secret)[0] == '\0') {
+        return ALIYUN_NO_PRODUCT_SECRET;
+    }
+    if (aliyun_sign_method_name(method) == NULL) {
+        return ALIYUN_BAD_METHOD;
+    }
+    format_u64(nonce, random);
+    /* The signed set (deviceName, productKey, random) is the first three of the form. */
+    params[0].name = "productKey";
+    params[0].value = identity->product_key;
+    params[1].name = "deviceName";
+    params[1].value = identity->device_name;
+    params[2].name = "random";
+    params[2].value = random;
+    status = aliyun_sign(params, 3, identity->product_secret, method, sign_hex);
+    if (status != ALIYUN_OK) {
+        return status;
+    }
+    params[3].name = "sign";
+    params[3].value = sign_hex;
+    params[4].name = "signMethod"; /* aliyun.REGISTER_SIGN_PARAM: this API's spelling */
+    params[4].value = aliyun_sign_method_name(method);
+    return aliyun_form_encode(params, 5, out, cap, len);
+}
+
+/* `text` appended at out[*n] (NUL kept); false when it does not fit `cap`. */
+static bool append_text(char *out, size_t cap, size_t *n, const char *text)
+{
+    size_t len = strlen(text);
+
+    if (*n + len >= cap) {
+        return false;
+    }
+    memcpy(out + *n, text, len + 1);
+    *n += len;
+    return true;
+}
+
+/* Twin: aliyun.mqtt_sign */
+aliyun_status_t aliyun_mqtt_sign(const aliyun_identity_t *identity, aliyun_sign_method_t method,
+                                 const uint64_t *timestamp_ms, aliyun_mqtt_sign_t *out)
+{
+    char timestamp[ALIYUN_TIMESTAMP_SIZE];
+    aliyun_param_t signed_params[4];
+    size_t n_signed = 3, n = 0;
+    const char *client_id = aliyun_client_id(identity);
+    aliyun_status_t status = check_signable(identity, method);
+    bool fits;
+
+    if (status != ALIYUN_OK) {
+        return status;
+    }
+    memset(out, 0, sizeof *out);
+    signed_params[0].name = "clientId";
+    signed_params[0].value = client_id;
+    signed_params[1].name = "deviceName";
+    signed_params[1].value = identity->device_name;
+    signed_params[2].name = "productKey";
+    signed_params[2].value = identity->product_key;
+    if (timestamp_ms != NULL) {
+        format_u64(*timestamp_ms, timestamp);
+        signed_params[3].name = "timestamp";
+        signed_params[3].value = timestamp;
+        n_signed = 4;
+    }
+    status = aliyun_sign(signed_params, n_signed, identity->device_secret, method, out->password);
+    if (status != ALIYUN_OK) {
+        return status;
+    }
+    /* <id>|securemode=2,signmethod=<m>[,timestamp=<t>]| and <dn>&<pk>: the identity's limits
+     * make them fit (ALIYUN_MAX_MQTT_CLIENT_ID_LEN); checked all the same. */
+    fits = append_text(out->client_id, sizeof out->client_id, &n, client_id) &&
+           append_text(out->client_id, sizeof out->client_id, &n, "|securemode=2,signmethod=") &&
+           append_text(out->client_id, sizeof out->client_id, &n, aliyun_sign_method_name(method));
+    if (fits && timestamp_ms != NULL) {
+        fits = append_text(out->client_id, sizeof out->client_id, &n, ",timestamp=") &&
+               append_text(out->client_id, sizeof out->client_id, &n, timestamp);
+    }
+    fits = fits && append_text(out->client_id, sizeof out->client_id, &n, "|");
+    n = 0;
+    fits = fits && append_text(out->username, sizeof out->username, &n, identity->device_name) &&
+           append_text(out->username, sizeof out->username, &n, "&") &&
+           append_text(out->username, sizeof out->username, &n, identity->product_key);
+    if (!fits) {
+        memset(out, 0, sizeof *out);
+        return ALIYUN_NO_ROOM;
     }
     return ALIYUN_OK;
 }
@@ -281,7 +429,7 @@ aliyun_status_t aliyun_auth_body(const aliyun_identity_t *identity, aliyun_sign_
                                  const uint64_t *timestamp_ms, char *out, size_t cap, size_t *len)
 {
     aliyun_auth_params_t form;
-    aliyun_status_t status = aliyun_auth_params(identity, method, timestamp_ms, &form);
+    aliyun_status_t status = aliyun_auth_params(identity, method, timestamp_ms, false, &form);
 
     if (status != ALIYUN_OK) {
         return status;
@@ -496,7 +644,7 @@ static bool parse_int_text(const char *text, size_t len, int32_t *value)
 
 typedef enum {
     FIELD_NONE, FIELD_ROOT, FIELD_CODE, FIELD_DATA, FIELD_IOT_ID, FIELD_IOT_TOKEN,
-    FIELD_RESOURCES, FIELD_MQTT, FIELD_HOST, FIELD_PORT
+    FIELD_RESOURCES, FIELD_MQTT, FIELD_HOST, FIELD_PORT, FIELD_DEVICE_SECRET
 } field_t;
 
 /* What an object is, by the key that holds it (its fields are looked up by this). */
@@ -509,12 +657,13 @@ typedef enum { FOUND_ABSENT, FOUND_USABLE, FOUND_UNUSABLE } found_t;
 typedef struct {
     const uint8_t *pos;
     const uint8_t *end;
-    aliyun_auth_reply_t *reply;
+    aliyun_auth_reply_t *reply;  /* the auth reply's buffers (NULL: the register reply's scan) */
+    char *device_secret;         /* the register reply's buffer (NULL: the auth reply's scan) */
     bool root_is_object;
     bool has_code; /* code is an integer (json int or int text) that fits */
     int32_t code;
     bool data_is_object;
-    found_t iot_id, iot_token;
+    found_t iot_id, iot_token, device_secret_found;
     bool host_ok, port_ok;
     int32_t port;
 } scan_t;
@@ -702,6 +851,7 @@ static field_t field_of(role_t role, const char *key, size_t len, bool clean)
         {ROLE_DATA, "iotId", FIELD_IOT_ID},       {ROLE_DATA, "iotToken", FIELD_IOT_TOKEN},
         {ROLE_DATA, "resources", FIELD_RESOURCES}, {ROLE_RESOURCES, "mqtt", FIELD_MQTT},
         {ROLE_MQTT, "host", FIELD_HOST},           {ROLE_MQTT, "port", FIELD_PORT},
+        {ROLE_DATA, "deviceSecret", FIELD_DEVICE_SECRET},
     };
     size_t i;
 
@@ -726,8 +876,11 @@ static void forget_field(scan_t *s, field_t field)
         break;
     case FIELD_DATA:
         s->data_is_object = false;
-        s->iot_id = s->iot_token = FOUND_ABSENT;
+        s->iot_id = s->iot_token = s->device_secret_found = FOUND_ABSENT;
         s->host_ok = s->port_ok = false;
+        break;
+    case FIELD_DEVICE_SECRET:
+        s->device_secret_found = FOUND_ABSENT;
         break;
     case FIELD_IOT_ID:
         s->iot_id = FOUND_ABSENT;
@@ -781,13 +934,32 @@ static bool read_string_value(scan_t *s, field_t field)
         sink_start(&sink, SINK_INT, int_text, INT_TEXT_MAX);
         break;
     case FIELD_IOT_ID:
-        sink_start(&sink, SINK_TEXT, s->reply->iot_id, AIRFSM_MAX_CREDENTIAL_LEN);
+        if (s->reply != NULL) {
+            sink_start(&sink, SINK_TEXT, s->reply->iot_id, AIRFSM_MAX_CREDENTIAL_LEN);
+        } else {
+            sink_start(&sink, SINK_SKIP, NULL, 0);
+        }
         break;
     case FIELD_IOT_TOKEN:
-        sink_start(&sink, SINK_TEXT, s->reply->iot_token, AIRFSM_MAX_CREDENTIAL_LEN);
+        if (s->reply != NULL) {
+            sink_start(&sink, SINK_TEXT, s->reply->iot_token, AIRFSM_MAX_CREDENTIAL_LEN);
+        } else {
+            sink_start(&sink, SINK_SKIP, NULL, 0);
+        }
         break;
     case FIELD_HOST:
-        sink_start(&sink, SINK_TEXT, s->reply->mqtt_host, AIRFSM_MAX_HOST_LEN);
+        if (s->reply != NULL) {
+            sink_start(&sink, SINK_TEXT, s->reply->mqtt_host, AIRFSM_MAX_HOST_LEN);
+        } else {
+            sink_start(&sink, SINK_SKIP, NULL, 0);
+        }
+        break;
+    case FIELD_DEVICE_SECRET:
+        if (s->device_secret != NULL) {
+            sink_start(&sink, SINK_TEXT, s->device_secret, AIRFSM_MAX_CREDENTIAL_LEN);
+        } else {
+            sink_start(&sink, SINK_SKIP, NULL, 0);
+        }
         break;
     default:
         sink_start(&sink, SINK_SKIP, NULL, 0);
@@ -814,7 +986,12 @@ static bool read_string_value(scan_t *s, field_t field)
                                        : FOUND_UNUSABLE;
         break;
     case FIELD_HOST:
-        s->host_ok = sink.clean && is_hostname(s->reply->mqtt_host, sink.len);
+        s->host_ok = s->reply != NULL && sink.clean && is_hostname(s->reply->mqtt_host, sink.len);
+        break;
+    case FIELD_DEVICE_SECRET:
+        s->device_secret_found = sink.count == 0 ? FOUND_ABSENT
+                                 : sink.clean    ? FOUND_USABLE
+                                                 : FOUND_UNUSABLE;
         break;
     default:
         break;
@@ -973,25 +1150,26 @@ static bool judge(aliyun_auth_reply_t *reply, int32_t code, aliyun_reply_reason_
     return reason == ALIYUN_REPLY_OK;
 }
 
-/* Twin: aliyun.parse_auth_reply (and _as_int, _credential, _mqtt_resource). */
-bool aliyun_parse_auth_reply(const uint8_t *body, size_t len, aliyun_auth_reply_t *reply)
+/* Twin: aliyun._scan_reply: the bounded scan of a JSON reply up to the verdict every reply
+ * shares: ALIYUN_REPLY_OK (the scan's fields in `s`) when the body is an object with code 200
+ * and a data object; why not otherwise, with the code in *code. */
+static aliyun_reply_reason_t scan_reply(const uint8_t *body, size_t len, scan_t *s, int32_t *code)
 {
     static const uint8_t nothing = 0;
     const uint8_t *start, *end, *p;
-    scan_t s;
     uint32_t cp;
 
+    *code = ALIYUN_AUTH_UNPARSEABLE;
     if (body == NULL) { /* an empty reply; NULL + 0 would be undefined */
         body = &nothing;
         len = 0;
     }
     start = body;
     end = body + len;
-    clear_strings(reply);
     for (p = start; p < end;) {
         size_t n = utf8_decode(p, end, &cp);
         if (n == 0) {
-            return judge(reply, ALIYUN_AUTH_UNPARSEABLE, ALIYUN_REPLY_NOT_UTF8);
+            return ALIYUN_REPLY_NOT_UTF8;
         }
         p += n;
     }
@@ -999,27 +1177,42 @@ bool aliyun_parse_auth_reply(const uint8_t *body, size_t len, aliyun_auth_reply_
     strip(&start, &end, STRIP_NUL);
     strip(&start, &end, STRIP_SPACE);
     if (start == end) {
-        return judge(reply, ALIYUN_AUTH_UNPARSEABLE, ALIYUN_REPLY_EMPTY);
+        return ALIYUN_REPLY_EMPTY;
     }
+    s->pos = start;
+    s->end = end;
+    if (!read_document(s)) {
+        return ALIYUN_REPLY_NOT_JSON;
+    }
+    if (!s->root_is_object) {
+        return ALIYUN_REPLY_NOT_OBJECT;
+    }
+    if (!s->has_code) {
+        return ALIYUN_REPLY_NO_CODE;
+    }
+    *code = s->code;
+    if (s->code != ALIYUN_AUTH_OK) {
+        return ALIYUN_REPLY_REFUSED;
+    }
+    if (!s->data_is_object) {
+        return ALIYUN_REPLY_NO_DATA;
+    }
+    return ALIYUN_REPLY_OK;
+}
 
+/* Twin: aliyun.parse_auth_reply (and _as_int, _credential, _mqtt_resource). */
+bool aliyun_parse_auth_reply(const uint8_t *body, size_t len, aliyun_auth_reply_t *reply)
+{
+    scan_t s;
+    int32_t code;
+    aliyun_reply_reason_t reason;
+
+    clear_strings(reply);
     memset(&s, 0, sizeof s);
-    s.pos = start;
-    s.end = end;
     s.reply = reply;
-    if (!read_document(&s)) {
-        return judge(reply, ALIYUN_AUTH_UNPARSEABLE, ALIYUN_REPLY_NOT_JSON);
-    }
-    if (!s.root_is_object) {
-        return judge(reply, ALIYUN_AUTH_UNPARSEABLE, ALIYUN_REPLY_NOT_OBJECT);
-    }
-    if (!s.has_code) {
-        return judge(reply, ALIYUN_AUTH_UNPARSEABLE, ALIYUN_REPLY_NO_CODE);
-    }
-    if (s.code != ALIYUN_AUTH_OK) {
-        return judge(reply, s.code, ALIYUN_REPLY_REFUSED);
-    }
-    if (!s.data_is_object) {
-        return judge(reply, s.code, ALIYUN_REPLY_NO_DATA);
+    reason = scan_reply(body, len, &s, &code);
+    if (reason != ALIYUN_REPLY_OK) {
+        return judge(reply, code, reason);
     }
     if (s.iot_id != FOUND_USABLE) {
         return judge(reply, s.code,
@@ -1037,4 +1230,29 @@ bool aliyun_parse_auth_reply(const uint8_t *body, size_t len, aliyun_auth_reply_
         reply->mqtt_port = (uint16_t)s.port;
     }
     return judge(reply, s.code, ALIYUN_REPLY_OK);
+}
+
+/* Twin: aliyun.parse_register_reply */
+bool aliyun_parse_register_reply(const uint8_t *body, size_t len, aliyun_register_reply_t *reply)
+{
+    scan_t s;
+    int32_t code;
+    aliyun_reply_reason_t reason;
+
+    memset(reply->device_secret, 0, sizeof reply->device_secret);
+    memset(&s, 0, sizeof s);
+    s.device_secret = reply->device_secret;
+    reason = scan_reply(body, len, &s, &code);
+    if (reason == ALIYUN_REPLY_OK && s.device_secret_found != FOUND_USABLE) {
+        reason = s.device_secret_found == FOUND_ABSENT ? ALIYUN_REPLY_NO_DEVICE_SECRET
+                                                       : ALIYUN_REPLY_BAD_DEVICE_SECRET;
+    }
+    reply->code = code;
+    reply->reason = reason;
+    if (reason != ALIYUN_REPLY_OK) {
+        /* a partial secret never lingers in a refused reply */
+        memset(reply->device_secret, 0, sizeof reply->device_secret);
+        return false;
+    }
+    return true;
 }

@@ -1,9 +1,12 @@
 /* aliyun.h: Alibaba Cloud IoT "one device, one secret" HTTPS pre-auth.
  * Python twin: airfsm/core/aliyun.py.
  *
- * The device POSTs a form to https://iot-auth.<region>.aliyuncs.com/auth/devicename, signed with
- * its DeviceSecret, and gets back an iotId (the MQTT username) and an iotToken (the password).
- * This file builds that form and scans the reply. It is pure: no I/O, no clock, no allocation,
+ * The device POSTs a form to https://iot-auth.<region>.aliyuncs.com/auth/devicename (an
+ * instance's: https://<instance_id>.auth.iothub.aliyuncs.com/...), signed with its DeviceSecret,
+ * and gets back an iotId (the MQTT username) and an iotToken (the password). This file builds
+ * that form and scans the reply; it also builds the dynamic registration's form ("one type, one
+ * secret": signed with the ProductSecret, answered with the DeviceSecret) and scans its reply,
+ * and makes the direct MQTT sign (clientId, username, password without the HTTPS round trip). It is pure: no I/O, no clock, no allocation,
  * no logging; every buffer is the caller's, every length explicit.
  *
  * What ends up inside an AT command (the credentials in AT+MCONFIG="…", the host in
@@ -43,17 +46,36 @@ typedef enum {
     ALIYUN_BAD_CLIENT_ID,     /* over 64, or not letters, digits and _ . @ : - */
     ALIYUN_BAD_METHOD,        /* not one of aliyun_sign_method_t */
     ALIYUN_BAD_PARAMS,        /* more than ALIYUN_MAX_PARAMS parameters */
-    ALIYUN_NO_ROOM            /* the caller's buffer is too small */
+    ALIYUN_NO_ROOM,           /* the caller's buffer is too small */
+    ALIYUN_BAD_PRODUCT_SECRET, /* not printable ASCII, or holds a quote */
+    ALIYUN_BAD_INSTANCE_ID,   /* not 1-64 letters, digits and - */
+    ALIYUN_NOT_REGISTERED,    /* no DeviceSecret yet: register the device first */
+    ALIYUN_NO_PRODUCT_SECRET  /* registering needs the ProductSecret */
 } aliyun_status_t;
 
 /* aliyun.DeviceIdentity: NUL-terminated strings the caller keeps alive. */
 typedef struct {
     const char *product_key;
     const char *device_name;
-    const char *device_secret;
-    const char *region;    /* NULL: ALIYUN_DEFAULT_REGION */
-    const char *client_id; /* NULL or "": the device name */
+    const char *device_secret;  /* "": not known yet (dynamic registration earns it) */
+    const char *region;         /* NULL: ALIYUN_DEFAULT_REGION */
+    const char *client_id;      /* NULL or "": the device name */
+    const char *product_secret; /* NULL or "": none ("one type, one secret" registers with it) */
+    const char *instance_id;    /* NULL or "": the legacy regional endpoints */
 } aliyun_identity_t;
+
+/* aliyun.INSTANCE_DOMAIN: an instance's endpoints are <id>.auth.<it> and <id>.mqtt.<it>. */
+#define ALIYUN_INSTANCE_DOMAIN "iothub.aliyuncs.com"
+/* aliyun.MAX_MQTT_CLIENT_ID_LEN: <id 64>|securemode=2,signmethod=hmacsha256,timestamp=<20>| */
+#define ALIYUN_MAX_MQTT_CLIENT_ID_LEN                                                           \
+    (AIRFSM_MAX_CLIENT_ID_LEN + sizeof "|securemode=2,signmethod=hmacsha256" - 1 +              \
+     sizeof ",timestamp=" - 1 + 20 + 1)
+/* aliyun.REGISTER_BODY_MAX: productKey=<64>&deviceName=<32, up to %XX each>&random=<20 digits>
+ * &sign=<64 hex>&signMethod=hmacsha256. */
+#define ALIYUN_REGISTER_BODY_MAX                                                                \
+    (sizeof "productKey=" - 1 + AIRFSM_MAX_PRODUCT_KEY_LEN + sizeof "&deviceName=" - 1 +       \
+     3 * AIRFSM_MAX_DEVICE_NAME_LEN + sizeof "&random=" - 1 + 20 + sizeof "&sign=" - 1 + 64 +  \
+     sizeof "&signMethod=hmacsha256" - 1)
 
 /* One form parameter (a row of the Python dict). */
 typedef struct {
@@ -65,7 +87,7 @@ typedef struct {
  * `params` points into this struct (sign, timestamp) and into the identity: use it in place,
  * do not copy it. */
 typedef struct {
-    aliyun_param_t params[6];
+    aliyun_param_t params[7];
     size_t count;
     char sign[ALIYUN_SIGN_HEX_SIZE];
     char timestamp[ALIYUN_TIMESTAMP_SIZE];
@@ -88,7 +110,9 @@ typedef enum {
     ALIYUN_REPLY_NO_IOT_ID,     /* "reply has code 200 but no iotId" */
     ALIYUN_REPLY_BAD_IOT_ID,    /* "reply iotId is unusable (...)" */
     ALIYUN_REPLY_NO_IOT_TOKEN,  /* "reply has code 200 but no iotToken" */
-    ALIYUN_REPLY_BAD_IOT_TOKEN  /* "reply iotToken is unusable (...)" */
+    ALIYUN_REPLY_BAD_IOT_TOKEN, /* "reply iotToken is unusable (...)" */
+    ALIYUN_REPLY_NO_DEVICE_SECRET, /* the register reply: "code 200 but no deviceSecret" */
+    ALIYUN_REPLY_BAD_DEVICE_SECRET /* the register reply: "deviceSecret is unusable (...)" */
 } aliyun_reply_reason_t;
 
 /* aliyun.AuthReply in caller-owned fixed buffers (about 780 bytes at the default sizes).
@@ -102,11 +126,27 @@ typedef struct {
     uint16_t mqtt_port;                            /* data.resources.mqtt.port, or 0 */
 } aliyun_auth_reply_t;
 
+/* aliyun.RegisterReply: the register server's answer. device_secret (a secret) is "" unless
+ * the reason is ALIYUN_REPLY_OK. */
+typedef struct {
+    int32_t code; /* the server's code, or ALIYUN_AUTH_UNPARSEABLE */
+    aliyun_reply_reason_t reason;
+    char device_secret[AIRFSM_MAX_CREDENTIAL_LEN + 1];
+} aliyun_register_reply_t;
+
+/* aliyun.MqttSign: the AT+MCONFIG triple of a direct-sign connect; password is a secret. */
+typedef struct {
+    char client_id[ALIYUN_MAX_MQTT_CLIENT_ID_LEN + 1];
+    char username[AIRFSM_MAX_DEVICE_NAME_LEN + 1 + AIRFSM_MAX_PRODUCT_KEY_LEN + 1];
+    char password[ALIYUN_SIGN_HEX_SIZE];
+} aliyun_mqtt_sign_t;
+
 /* aliyun.SIGN_METHODS[method]: "hmacmd5", "hmacsha1", "hmacsha256"; NULL for anything else. */
 const char *aliyun_sign_method_name(aliyun_sign_method_t method);
 
 /* DeviceIdentity.validate(): ALIYUN_OK or the first field that is unusable, checked in the
- * Python's order (product key, device name, secret, region, client id). */
+ * Python's order (product key, device name, device secret - which may be empty when there is a
+ * product secret -, product secret, region, client id, instance id). */
 aliyun_status_t aliyun_identity_check(const aliyun_identity_t *identity);
 
 /* DeviceIdentity.effective_client_id: the client id, or the device name when it has none. */
@@ -118,10 +158,13 @@ const char *aliyun_client_id(const aliyun_identity_t *identity);
 aliyun_status_t aliyun_sign(const aliyun_param_t *params, size_t count, const char *device_secret,
                             aliyun_sign_method_t method, char sign_hex[ALIYUN_SIGN_HEX_SIZE]);
 
-/* aliyun.auth_params(identity, method, timestamp_ms): productKey, sign, clientId, deviceName,
- * then timestamp (when `timestamp_ms` is not NULL), then signmethod (only when not hmacmd5). */
+/* aliyun.auth_params(identity, method, timestamp_ms, resources): productKey, sign, clientId,
+ * deviceName, then timestamp (when `timestamp_ms` is not NULL), then signmethod (only when not
+ * hmacmd5), then resources=mqtt (with `resources`: the reply names the broker to use).
+ * ALIYUN_NOT_REGISTERED for an identity without a DeviceSecret. */
 aliyun_status_t aliyun_auth_params(const aliyun_identity_t *identity, aliyun_sign_method_t method,
-                                   const uint64_t *timestamp_ms, aliyun_auth_params_t *out);
+                                   const uint64_t *timestamp_ms, bool resources,
+                                   aliyun_auth_params_t *out);
 
 /* aliyun._form_encode(params): name=value pairs joined by &, each percent-encoded as Python's
  * quote(s, safe='') does. Writes a NUL after the form; `*len` is the form's length (no NUL).
@@ -134,6 +177,20 @@ aliyun_status_t aliyun_form_encode(const aliyun_param_t *params, size_t count, c
 aliyun_status_t aliyun_auth_body(const aliyun_identity_t *identity, aliyun_sign_method_t method,
                                  const uint64_t *timestamp_ms, char *out, size_t cap, size_t *len);
 
+/* aliyun.register_form(identity, nonce, method): the /auth/register/device POST body
+ * (productKey, deviceName, random, sign, signMethod) into out (NUL-terminated, `*len` bytes) and
+ * its sign (a secret: an HMAC of the ProductSecret) into sign_hex. ALIYUN_NO_PRODUCT_SECRET
+ * without one; ALIYUN_REGISTER_BODY_MAX + 1 bytes always suffice. */
+aliyun_status_t aliyun_register_form(const aliyun_identity_t *identity, uint64_t nonce,
+                                     aliyun_sign_method_t method, char *out, size_t cap,
+                                     size_t *len, char sign_hex[ALIYUN_SIGN_HEX_SIZE]);
+
+/* aliyun.mqtt_sign(identity, method, timestamp_ms): the direct-sign clientId
+ * `<id>|securemode=2,signmethod=<m>[,timestamp=<t>]|`, username `<dn>&<pk>` and password (the
+ * HMAC of clientId, deviceName, productKey[, timestamp] with the DeviceSecret). */
+aliyun_status_t aliyun_mqtt_sign(const aliyun_identity_t *identity, aliyun_sign_method_t method,
+                                 const uint64_t *timestamp_ms, aliyun_mqtt_sign_t *out);
+
 /* aliyun.parse_auth_reply(body): scan the auth server's JSON (the +HTTPREAD data, `len` bytes,
  * not NUL-terminated) for code, data.iotId, data.iotToken and data.resources.mqtt.host/port.
  * Returns AuthReply.ok: true when reason is ALIYUN_REPLY_OK. Never reads past body + len.
@@ -143,5 +200,11 @@ aliyun_status_t aliyun_auth_body(const aliyun_identity_t *identity, aliyun_sign_
  * wins), with the same two bounds: the JSON may nest at most AIRFSM_JSON_MAX_DEPTH levels, and a
  * code with more than 9 digits is no integer code. */
 bool aliyun_parse_auth_reply(const uint8_t *body, size_t len, aliyun_auth_reply_t *reply);
+
+/* aliyun.parse_register_reply(body): the same scan for code and data.deviceSecret (a secret
+ * over AIRFSM_MAX_CREDENTIAL_LEN bytes, or with a character that could not travel in a quoted AT
+ * argument, is unusable). Returns RegisterReply.ok. Never reads past body + len. */
+bool aliyun_parse_register_reply(const uint8_t *body, size_t len,
+                                 aliyun_register_reply_t *reply);
 
 #endif /* AIRFSM_ALIYUN_H */

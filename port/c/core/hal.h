@@ -17,6 +17,10 @@
  *   reset_pin   optional (NULL when the board has none): drive the module's RESET line,
  *               asserted = true holds the module in reset. The vendor asks for at least 150 ms.
  *   log         optional (NULL: no log): one line of text, no line break, never a secret.
+ *   wall_clock_ms  optional (NULL: none): Unix time in ms (an RTC, SNTP, or a clock corrected by
+ *               the skew learned from the server), 0 while unknown. With it the auth form and
+ *               the direct MQTT sign carry a signed timestamp, so a captured sign cannot be
+ *               replayed once the server's window has passed; without it nothing is timestamped.
  */
 #ifndef AIRFSM_HAL_H
 #define AIRFSM_HAL_H
@@ -41,6 +45,7 @@ typedef struct {
     uint32_t (*millis)(void *ctx);
     void (*reset_pin)(void *ctx, bool asserted);
     void (*log)(void *ctx, hal_log_level_t level, const char *line);
+    uint64_t (*wall_clock_ms)(void *ctx);
 } hal_t;
 
 #endif /* AIRFSM_HAL_H */

@@ -261,7 +261,7 @@ static judge_t judge_bearer(airfsm_t *ctl, const at_response_t *resp)
 /* Twin: judge._judge_auth(). */
 static judge_t judge_auth(airfsm_t *ctl, const at_response_t *resp)
 {
-    aliyun_auth_reply_t *reply = &ctl->reply;
+    aliyun_auth_reply_t *reply = &ctl->reply.auth;
     bool ok = aliyun_parse_auth_reply(resp->arena + resp->data_start, resp->data_length, reply);
 
     ctl->auth_code = reply->code;
@@ -276,6 +276,28 @@ static judge_t judge_auth(airfsm_t *ctl, const at_response_t *resp)
         return judged(AIRFSM_OUTCOME_REJECTED, AIRFSM_REASON_AUTH_REJECTED, reply->code);
     }
     airfsm_take_credentials(ctl);
+    return PASSED;
+}
+
+/* Twin: judge._judge_register(): the /auth/register/device reply: the DeviceSecret (a secret
+ * before anything else is done with it), or the server's refusal. */
+static judge_t judge_register(airfsm_t *ctl, const at_response_t *resp)
+{
+    aliyun_register_reply_t *reply = &ctl->reply.reg;
+    bool ok = aliyun_parse_register_reply(resp->arena + resp->data_start, resp->data_length,
+                                          reply);
+
+    ctl->auth_code = reply->code;
+    if (reply->device_secret[0] != '\0') {
+        airfsm_emit_secret(ctl, reply->device_secret, true);
+    }
+    if (!ok) {
+        if (reply->code == ALIYUN_AUTH_UNPARSEABLE || reply->code == ALIYUN_AUTH_OK) {
+            return judged(AIRFSM_OUTCOME_FAIL, AIRFSM_REASON_REGISTER_REPLY_UNUSABLE, reply->code);
+        }
+        return judged(AIRFSM_OUTCOME_REJECTED, AIRFSM_REASON_REGISTER_REJECTED, reply->code);
+    }
+    airfsm_take_device_secret(ctl);
     return PASSED;
 }
 
@@ -344,6 +366,11 @@ judge_t judge_answer(airfsm_t *ctl, const airfsm_step_t *step, const at_response
             return judged(AIRFSM_OUTCOME_FAIL, AIRFSM_REASON_AUTH_REPLY_TRUNCATED, 0);
         }
         return judge_auth(ctl, resp);
+    case AIRFSM_CHECK_REGISTER_REPLY:
+        if (resp->truncated) {
+            return judged(AIRFSM_OUTCOME_FAIL, AIRFSM_REASON_AUTH_REPLY_TRUNCATED, 0);
+        }
+        return judge_register(ctl, resp);
     case AIRFSM_CHECK_MQTT_STATUS:
         detail = judge_mqtt_status(resp);
         if (detail == airfsm_check_answers[check].pass_value) {
@@ -372,7 +399,12 @@ judge_t judge_urc(airfsm_t *ctl, const airfsm_step_t *step, int urc, const uint8
                   size_t len)
 {
     if (judge_urc_in(step->urc_fail, step->n_urc_fail, urc)) {
-        return judged(AIRFSM_OUTCOME_FAIL, AIRFSM_REASON_FAILING_URC, urc);
+        /* A bare final code after the OK is the server's no (AT+MCONNECT: the CONNECT was
+         * refused): the credentials' fault, where the step says what fetches new ones. */
+        bool refused = airfsm_urcs[urc].kind == AIRFSM_URC_KIND_FINAL &&
+                       step->on_fail == AIRFSM_TRIGGER_TOKEN_REJECTED;
+        return judged(refused ? AIRFSM_OUTCOME_REJECTED : AIRFSM_OUTCOME_FAIL,
+                      AIRFSM_REASON_FAILING_URC, urc);
     }
     if (step->check == AIRFSM_CHECK_HTTP_STATUS) {
         /* +HTTPACTION: 1,<status>,<len>   (also without the space) */

@@ -80,6 +80,7 @@ void airfsm_settings_default(airfsm_settings_t *s)
     memcpy(s->region, ALIYUN_DEFAULT_REGION, sizeof ALIYUN_DEFAULT_REGION);
     memcpy(s->apn, airfsm_default_apn.text, airfsm_default_apn.len);
     s->sign_method = ALIYUN_HMACMD5; /* airfsm_default_sign_method */
+    s->auth_mode = AIRFSM_AUTH_MODE_HTTPS;
     s->keepalive_s = airfsm_settings[AIRFSM_SETTING_KEEPALIVE_S].default_value;
     s->baud = airfsm_settings[AIRFSM_SETTING_BAUD].default_value;
     s->sub_qos = (uint8_t)airfsm_settings[AIRFSM_SETTING_SUB_QOS].default_value;
@@ -118,7 +119,9 @@ int airfsm_settings_validate(const airfsm_settings_t *s)
         settings_len(s->device_name, sizeof s->device_name) == sizeof s->device_name ||
         settings_len(s->device_secret, sizeof s->device_secret) == sizeof s->device_secret ||
         settings_len(s->region, sizeof s->region) == sizeof s->region ||
-        settings_len(s->client_id, sizeof s->client_id) == sizeof s->client_id) {
+        settings_len(s->client_id, sizeof s->client_id) == sizeof s->client_id ||
+        settings_len(s->product_secret, sizeof s->product_secret) == sizeof s->product_secret ||
+        settings_len(s->instance_id, sizeof s->instance_id) == sizeof s->instance_id) {
         return AIRFSM_SETTING_IDENTITY;
     }
     identity.product_key = s->product_key;
@@ -126,11 +129,16 @@ int airfsm_settings_validate(const airfsm_settings_t *s)
     identity.device_secret = s->device_secret;
     identity.region = s->region[0] != '\0' ? s->region : NULL;
     identity.client_id = s->client_id;
+    identity.product_secret = s->product_secret;
+    identity.instance_id = s->instance_id;
     if (aliyun_identity_check(&identity) != ALIYUN_OK) {
         return AIRFSM_SETTING_IDENTITY;
     }
     if (aliyun_sign_method_name(s->sign_method) == NULL) {
         return AIRFSM_SETTING_SIGN_METHOD;
+    }
+    if (s->auth_mode != AIRFSM_AUTH_MODE_HTTPS && s->auth_mode != AIRFSM_AUTH_MODE_MQTT_SIGN) {
+        return AIRFSM_SETTING_AUTH_MODE;
     }
     if (settings_len(s->apn, sizeof s->apn) > AIRFSM_APN_MAX || !settings_quotable(s->apn)) {
         return AIRFSM_SETTING_APN;

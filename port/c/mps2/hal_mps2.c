@@ -58,6 +58,7 @@ hal_t hal_mps2(void)
     hal.reset_pin = NULL; /* QEMU's board has no line to a module's RESET; a real one would
                              drive a GPIO (the CMSDK GPIO at 0x40010000) here */
     hal.log = mps2_log;
+    hal.wall_clock_ms = NULL;
     return hal;
 }
 

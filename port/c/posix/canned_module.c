@@ -148,5 +148,6 @@ hal_t canned_module_hal(canned_module_t *module)
     hal.millis = canned_millis;
     hal.reset_pin = NULL;
     hal.log = NULL;
+    hal.wall_clock_ms = NULL;
     return hal;
 }

@@ -163,6 +163,7 @@ hal_t hal_posix(hal_posix_t *port)
     hal.millis = posix_millis;
     hal.reset_pin = NULL; /* a host has no RESET line to the module */
     hal.log = posix_log;
+    hal.wall_clock_ms = NULL;
     return hal;
 }
 

@@ -220,6 +220,8 @@ static const char *settings_problem(int code, const airfsm_settings_t *s)
         identity.device_secret = s->device_secret;
         identity.region = s->region[0] != '\0' ? s->region : NULL;
         identity.client_id = s->client_id[0] != '\0' ? s->client_id : NULL;
+        identity.product_secret = s->product_secret;
+        identity.instance_id = s->instance_id;
         switch (aliyun_identity_check(&identity)) {
         case ALIYUN_BAD_PRODUCT_KEY:
             return "--product-key must be 1-64 letters or digits";

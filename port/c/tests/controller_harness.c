@@ -11,10 +11,13 @@
  * Requests, one a line; each answer ends with a line "." :
  *   set <name> <value>        a setting (strings as x<hex>); sub <x-topic> adds a subscription
  *   defaults / validate       airfsm_settings_default() / "valid <airfsm_settings_validate()>"
- *   init <now> <reset> <capacity>  airfsm_init_ex() over a host outbox of `capacity` slots
- *                             (0: the RAM ring inside airfsm_t, filled by airfsm_publish(),
- *                             its calls printed all the same); reset 1: a RESET pin pulsed by
- *                             the hardware_reset hook, 2: by the HAL's reset_pin (no hook)
+ *   init <now> <reset> <capacity> [<registered> <wall>]  airfsm_init_ex() over a host outbox
+ *                             of `capacity` slots (0: the RAM ring inside airfsm_t, filled by
+ *                             airfsm_publish(), its calls printed all the same); reset 1: a
+ *                             RESET pin pulsed by the hardware_reset hook, 2: by the HAL's
+ *                             reset_pin (no hook); registered 0: no on_registered hook, 1: one
+ *                             that keeps the secret, 2: one that fails to; wall 0: no
+ *                             wall_clock_ms in the HAL, else it answers wall + now (Unix ms)
  *   rx <bytes>                the module sent these (dropped while unplugged)
  *   tick <now>                airfsm_tick()
  *   publish <x-topic> <qos> <bytes>   resolve the topic and enqueue (Controller.publish)
@@ -29,6 +32,7 @@
  *   state <source> <dest> <trigger>
  *   msg <topic> <payload>
  *   reset                     the RESET pin was pulsed
+ *   registered <secret>       the on_registered hook got this DeviceSecret
  *   outbox peek <id|-|unavailable>, outbox mark <id> <attempts|unavailable>,
  *   outbox ack <id>[ unavailable], outbox dead <id> <reason> <detail>[ unavailable]
  *   published <id> | refused
@@ -85,6 +89,14 @@ static uint32_t line_millis(void *ctx)
     return ctl.now_ms;
 }
 
+static uint64_t wall_base; /* 0: the HAL has no wall clock */
+
+static uint64_t line_wall_clock(void *ctx)
+{
+    (void)ctx;
+    return wall_base + ctl.now_ms;
+}
+
 static bool hal_pin; /* the board's RESET pin is the HAL's reset_pin */
 
 /* The pin asserted, then released: one pulse, printed as the hook's is. */
@@ -104,6 +116,7 @@ static hal_t line_hal(void)
     hal.uart_write = line_write;
     hal.millis = line_millis;
     hal.reset_pin = hal_pin ? line_reset_pin : NULL;
+    hal.wall_clock_ms = wall_base != 0 ? line_wall_clock : NULL;
     return hal;
 }
 
@@ -232,6 +245,17 @@ static void on_reset(void *user)
     printf("reset\n");
 }
 
+static bool registered_keeps; /* the on_registered hook stores the secret (else it fails) */
+
+static bool on_registered(void *user, const char *device_secret)
+{
+    (void)user;
+    printf("registered ");
+    field_print(device_secret, strlen(device_secret));
+    putchar('\n');
+    return registered_keeps;
+}
+
 /* --- settings ------------------------------------------------------------------------------ */
 
 static void copy_text(char *out, size_t cap, const field_t *f)
@@ -269,9 +293,12 @@ static void set_setting(const char *name, const char *value)
     TEXT(device_secret)
     TEXT(region)
     TEXT(client_id)
+    TEXT(product_secret)
+    TEXT(instance_id)
     TEXT(apn)
     TEXT(mqtt_host)
     NUMBER(sign_method, aliyun_sign_method_t)
+    NUMBER(auth_mode, airfsm_auth_mode_t)
     NUMBER(keepalive_s, uint32_t)
     NUMBER(baud, uint32_t)
     NUMBER(sub_qos, uint8_t)
@@ -357,7 +384,7 @@ static void fail(const char *call, unsigned count)
     }
 }
 
-static void init(uint32_t now, int reset_pin, size_t capacity)
+static void init(uint32_t now, int reset_pin, size_t capacity, int registered, uint64_t wall)
 {
     static outbox_slot_t *slots;
     static outbox_dead_t *dead;
@@ -367,6 +394,7 @@ static void init(uint32_t now, int reset_pin, size_t capacity)
     int result;
 
     hal_pin = reset_pin == 2;
+    wall_base = wall;
     hal = line_hal();
 
     ram = capacity == 0;
@@ -387,6 +415,8 @@ static void init(uint32_t now, int reset_pin, size_t capacity)
     hooks.on_message = on_message;
     hooks.on_state = on_state;
     hooks.hardware_reset = reset_pin == 1 ? on_reset : NULL;
+    hooks.on_registered = registered != 0 ? on_registered : NULL;
+    registered_keeps = registered == 1;
     result = airfsm_init_ex(&ctl, &settings, &hal, &hooks, ram ? NULL : &box, now);
     if (ram && result == AIRFSM_SETTINGS_OK) {
         /* the same ring, its calls printed: airfsm_publish() still fills it (store == ring) */
@@ -428,9 +458,11 @@ int main(void)
             airfsm_settings_default(&settings);
         } else if (strcmp(what, "validate") == 0) {
             printf("valid %d\n", airfsm_settings_validate(&settings));
-        } else if (strcmp(what, "init") == 0 && n == 4) {
+        } else if (strcmp(what, "init") == 0 && (n == 4 || n == 6)) {
             init((uint32_t)strtoul(tokens[1], NULL, 10), (int)strtol(tokens[2], NULL, 10),
-                 (size_t)strtoul(tokens[3], NULL, 10));
+                 (size_t)strtoul(tokens[3], NULL, 10),
+                 n == 6 ? (int)strtol(tokens[4], NULL, 10) : 0,
+                 n == 6 ? (uint64_t)strtoull(tokens[5], NULL, 10) : 0);
         } else if (!initialised) {
             fprintf(stderr, "controller-harness: %s before a good init\n", what);
             return 2;

@@ -222,12 +222,13 @@ static void run_vector(const vector_t *v)
 static void run_seed(void)
 {
     static const aliyun_identity_t seed = {"b0FMK1Ga5cp", "862991419835241",
-                                           "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q", NULL, NULL};
+                                           "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q", NULL, NULL,
+                                           NULL, NULL};
     aliyun_auth_params_t form;
     char body[AIRFSM_AUTH_BODY_MAX + 1];
     char length[8];
     size_t len = 0;
-    aliyun_status_t status = aliyun_auth_params(&seed, ALIYUN_HMACMD5, NULL, &form);
+    aliyun_status_t status = aliyun_auth_params(&seed, ALIYUN_HMACMD5, NULL, false, &form);
 
     check("seed sign", status == ALIYUN_OK ? form.sign : "(refused)",
           "1eb96463ad2345b6c261e2f7cc78a7a0");
