@@ -44,10 +44,12 @@ def binary(sanitized: bool = True) -> str:
     return str(BUILD / ("asan/airfsm-c" if sanitized else "airfsm-c"))
 
 
-def clean_env(secret: str | None = SEED_DS) -> dict[str, str]:
+def clean_env(secret: str | None = SEED_DS, product_secret: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFSM_")}
     if secret is not None:
         env["AIRFSM_DEVICE_SECRET"] = secret
+    if product_secret is not None:
+        env["AIRFSM_PRODUCT_SECRET"] = product_secret
     return env
 
 
@@ -78,6 +80,8 @@ class Run:
     events: list[SimEvent] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     result: subprocess.CompletedProcess[str] | None = None
+    secret: str | None = SEED_DS
+    product_secret: str | None = None
 
     def start(self, session: Any = None) -> Run:
         self.server = SimServer(self.config, transport="pty", session=session)
@@ -86,7 +90,8 @@ class Run:
         assert self.server.port_path is not None
         self.proc = subprocess.Popen([binary(), *connect_args(self.server.port_path, *self.args)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=clean_env(), stdin=subprocess.DEVNULL)
+                                     env=clean_env(self.secret, self.product_secret),
+                                     stdin=subprocess.DEVNULL)
         return self
 
     def wait(self) -> Run:
@@ -264,6 +269,72 @@ def test_debug_log_names_every_stage_and_never_a_secret() -> None:
     for secret in (SEED_DS, sign, iot_token):
         assert secret not in log + r.result.stdout
     assert f'"{iot_id}","***"' in log  # the token's place in AT+MCONFIG, masked
+
+
+# --- issue 13: registration, the direct sign, instances, timestamps ------------------------
+
+PRODUCT_SECRET = "Pr0ductS3cretForTheWholeProduct1"
+
+
+def test_a_registering_device_keeps_its_secret_in_a_0600_file(tmp_path: Any) -> None:
+    """AIRFSM_PRODUCT_SECRET and no DeviceSecret: PROVISION, the issued secret written to
+    --secret-file (0600) and never logged; the next start reads it and registers no more."""
+    path = tmp_path / "device_secret"
+    first = Run(sim(product_secret=PRODUCT_SECRET),
+                ("--timeout", "60", "--log-level", "debug", "--secret-file", str(path)),
+                secret=None, product_secret=PRODUCT_SECRET).start().wait()
+    assert first.result is not None and first.result.returncode == 0, first.result.stderr
+    assert "-> PROVISION (REGISTER)" in first.result.stderr
+    assert first.server is not None
+    issued = first.server.module.device_secret
+    assert path.read_text() == issued + "\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    for secret in (issued, PRODUCT_SECRET):
+        assert secret not in first.result.stderr + first.result.stdout
+    # the next start: the same cloud (registration refused now: the device is active)
+    again = Run(sim(product_secret=PRODUCT_SECRET, device_activated=True,
+                    device_secret=issued),
+                ("--timeout", "60", "--secret-file", str(path)),
+                secret=None, product_secret=PRODUCT_SECRET).start().wait()
+    assert again.result is not None and again.result.returncode == 0, again.result.stderr
+    assert again.server is not None and again.server.module.register_requests == 0
+
+
+def test_a_refused_registration_exits_5_in_one_line(tmp_path: Any) -> None:
+    r = Run(sim(product_secret=PRODUCT_SECRET, device_activated=True),
+            ("--timeout", "60", "--auth-attempts", "2", "--secret-file",
+             str(tmp_path / "secret")), secret=None, product_secret=PRODUCT_SECRET)
+    r.start().wait()
+    assert r.result is not None and r.result.returncode == 5, r.result.stderr
+    assert "registers only once" in one_line_error(r.result)
+    assert not (tmp_path / "secret").exists()
+
+
+def test_registering_without_a_secret_file_is_refused_in_one_line() -> None:
+    result = airfsm_c(*connect_args("/dev/null"), secret=None)
+    assert result.returncode == 2
+    assert "AIRFSM_DEVICE_SECRET is not set" in one_line_error(result)
+    env_result = subprocess.run([binary(), *connect_args("/dev/null")], capture_output=True,
+                                text=True, env=clean_env(None, PRODUCT_SECRET),
+                                timeout=DEADLINE_S, stdin=subprocess.DEVNULL)
+    assert env_result.returncode == 2
+    assert "--secret-file" in one_line_error(env_result)
+
+
+def test_the_direct_sign_with_timestamps_skips_the_https_pre_auth() -> None:
+    r = run(sim(), "--timeout", "60", "--auth", "mqtt-sign", "--timestamps")
+    assert r.result is not None and r.result.returncode == 0, r.result.stderr
+    assert not any(c.startswith("AT+HTTP") for c in r.commands)
+    (config,) = [c for c in r.commands if c.startswith("AT+MCONFIG=")]
+    assert config.startswith(f'AT+MCONFIG="{SEED_DN}|securemode=2,signmethod=hmacmd5,'
+                             "timestamp=")
+
+
+def test_an_instance_device_uses_its_instance_endpoints() -> None:
+    instance = "iot-06z00ax1o4qtest"
+    r = run(sim(instance_id=instance), "--timeout", "60", "--instance-id", instance)
+    assert r.result is not None and r.result.returncode == 0, r.result.stderr
+    assert f'AT+SSLMIPSTART="{instance}.mqtt.iothub.aliyuncs.com",1883' in r.commands
 
 
 # --- every recoverable fault: ONLINE all the same, and the fault really fired ---------------

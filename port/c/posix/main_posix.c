@@ -2,13 +2,18 @@
  *
  *   airfsm-c --port PATH --product-key PK --device-name DN [--region R] [--timeout S]
  *            [--baud B] [--auth-attempts N] [--publish TOPIC=TEXT ...] [--qos 0|1]
- *            [--log-level LEVEL]
+ *            [--log-level LEVEL] [--instance-id ID] [--auth https|mqtt-sign]
+ *            [--secret-file PATH] [--timestamps]
  *
  * Brings the module ONLINE once and exits 0, printing `online in 3.2 s: PK/DN via PATH`. With
  * --publish (repeatable) it then queues each message (a relative TOPIC is under /PK/DN/) and
  * exits 0 once every one is acknowledged (PUBACK for QoS 1, the default; AT+MPUB's OK for QoS 0),
  * printing `published N`. The DeviceSecret comes from AIRFSM_DEVICE_SECRET only: never from the
- * command line, never printed.
+ * command line, never printed. Dynamic registration ("one type, one secret"): with
+ * AIRFSM_PRODUCT_SECRET and no DeviceSecret the device registers (PROVISION) and the secret the
+ * server issues is written to --secret-file (mode 0600, replaced atomically), which the next
+ * start reads when AIRFSM_DEVICE_SECRET is not set. --timestamps puts the system's clock
+ * (CLOCK_REALTIME) into the auth form and the direct sign.
  *
  * Exit codes are those of `airfsm connect` (airfsm/host/errors.py): 0 online (and published),
  * 2 bad arguments (one line), 3 the port cannot be opened or vanished, 4 firmware older than
@@ -22,9 +27,13 @@
  * here, with every secret it announced (AIRFSM_LOG_EVENT_SECRET) masked wherever it appears.
  */
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "airfsm.h"
 #include "hal_posix.h"
@@ -36,14 +45,17 @@ enum { EXIT_OK = 0, EXIT_OTHER = 1, EXIT_USAGE = 2, EXIT_PORT = 3, EXIT_FIRMWARE
 #define PROGRAM "airfsm-c"
 #define MAX_PUBLISH 16
 #define MAX_TIMEOUT_S 2147483.0 /* cli.common.MAX_TIMEOUT_S: the longest wrap-safe interval */
-#define SECRETS_KEPT 4          /* the DeviceSecret and the newest signs and iotTokens */
+#define LASTING_SECRETS 3       /* the DeviceSecret, the ProductSecret, a registered secret */
+#define SECRETS_KEPT (LASTING_SECRETS + 3) /* ... and the newest signs and iotTokens */
 #define LOG_LINE_MAX 1200       /* longer lines are cut (an AT+MPUB may be 1169 bytes) */
 
 static const char usage_text[] =
     "usage: " PROGRAM " --port PATH --product-key PK --device-name DN [--region R]\n"
     "       [--timeout S] [--baud B] [--auth-attempts N] [--publish TOPIC=TEXT ...]\n"
-    "       [--qos 0|1] [--log-level debug|info|warning|error]\n"
-    "The DeviceSecret is read from AIRFSM_DEVICE_SECRET.\n"
+    "       [--qos 0|1] [--log-level debug|info|warning|error] [--instance-id ID]\n"
+    "       [--auth https|mqtt-sign] [--secret-file PATH] [--timestamps]\n"
+    "The DeviceSecret is read from AIRFSM_DEVICE_SECRET, else from --secret-file; with\n"
+    "AIRFSM_PRODUCT_SECRET and neither, the device registers and keeps it in --secret-file.\n"
     "Exit: 0 online (and published), 2 usage, 3 port, 4 firmware older than V409,\n"
     "5 credentials rejected, 6 timeout, 7 no answer to AT.\n";
 
@@ -64,6 +76,10 @@ typedef struct {
     size_t n_publish;
     uint8_t qos;
     hal_log_level_t log_level;
+    const char *instance_id;
+    airfsm_auth_mode_t auth_mode;
+    const char *secret_file; /* where a registered DeviceSecret is kept (NULL: not kept) */
+    bool timestamps;         /* the system clock into the signs */
 } options_t;
 
 /* --- arguments ---------------------------------------------------------------------------- */
@@ -119,9 +135,18 @@ static int parse_args(int argc, char **argv, options_t *o, bool *help)
             *help = true;
             return EXIT_OK;
         }
-        if (strncmp(arg, "--device-secret", 15) == 0 || strncmp(arg, "--secret", 8) == 0) {
+        if (strcmp(arg, "--timestamps") == 0) {
+            o->timestamps = true;
+            continue;
+        }
+        if (strncmp(arg, "--device-secret", 15) == 0 || strcmp(arg, "--secret") == 0 ||
+            strncmp(arg, "--secret=", 9) == 0) {
             return usage("the DeviceSecret is never given on the command line: set "
                          "AIRFSM_DEVICE_SECRET", "");
+        }
+        if (strncmp(arg, "--product-secret", 16) == 0) {
+            return usage("the ProductSecret is never given on the command line: set "
+                         "AIRFSM_PRODUCT_SECRET", "");
         }
         if (strncmp(arg, "--", 2) != 0 || strchr(arg, '=') != NULL) {
             return usage("unknown argument: ", option_name(arg, name, sizeof name));
@@ -131,7 +156,8 @@ static int parse_args(int argc, char **argv, options_t *o, bool *help)
             strcmp(arg, "--timeout") != 0 && strcmp(arg, "--baud") != 0 &&
             strcmp(arg, "--auth-attempts") != 0 &&
             strcmp(arg, "--publish") != 0 && strcmp(arg, "--qos") != 0 &&
-            strcmp(arg, "--log-level") != 0) {
+            strcmp(arg, "--log-level") != 0 && strcmp(arg, "--instance-id") != 0 &&
+            strcmp(arg, "--auth") != 0 && strcmp(arg, "--secret-file") != 0) {
             return usage("unknown argument: ", option_name(arg, name, sizeof name));
         }
         if (value == NULL) {
@@ -178,6 +204,18 @@ static int parse_args(int argc, char **argv, options_t *o, bool *help)
             o->publish[o->n_publish].topic = value;
             o->publish[o->n_publish].text = equals + 1;
             o->n_publish++;
+        } else if (strcmp(arg, "--instance-id") == 0) {
+            o->instance_id = value;
+        } else if (strcmp(arg, "--secret-file") == 0) {
+            o->secret_file = value;
+        } else if (strcmp(arg, "--auth") == 0) {
+            if (strcmp(value, "https") == 0) {
+                o->auth_mode = AIRFSM_AUTH_MODE_HTTPS;
+            } else if (strcmp(value, "mqtt-sign") == 0) {
+                o->auth_mode = AIRFSM_AUTH_MODE_MQTT_SIGN;
+            } else {
+                return usage("--auth must be https or mqtt-sign", "");
+            }
         } else if (strcmp(arg, "--qos") == 0) {
             if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) {
                 return usage("--qos must be 0 or 1", "");
@@ -231,6 +269,10 @@ static const char *settings_problem(int code, const airfsm_settings_t *s)
             return "AIRFSM_DEVICE_SECRET must be printable ASCII without quotes";
         case ALIYUN_BAD_REGION:
             return "--region must be 1-64 of lowercase letters, digits and -";
+        case ALIYUN_BAD_PRODUCT_SECRET:
+            return "AIRFSM_PRODUCT_SECRET must be printable ASCII without quotes";
+        case ALIYUN_BAD_INSTANCE_ID:
+            return "--instance-id must be 1-64 letters, digits and - (e.g. iot-06z00ax1o4qxxxx)";
         default:
             return "the device identity is not usable";
         }
@@ -247,11 +289,13 @@ static const char *settings_problem(int code, const airfsm_settings_t *s)
 
 typedef struct {
     hal_t hal;
-    char secrets[SECRETS_KEPT][AIRFSM_MAX_CREDENTIAL_LEN + 1]; /* [0]: the DeviceSecret */
-    size_t next_secret;                                        /* the next of [1..] to reuse */
+    char secrets[SECRETS_KEPT][AIRFSM_MAX_CREDENTIAL_LEN + 1]; /* the lasting ones first */
+    size_t lasting;                                            /* lasting slots used */
+    size_t next_secret; /* the next of the session slots to reuse */
 } logger_t;
 
-/* Twin of log.register_secret: the DeviceSecret is kept for good, the newest others in turn. */
+/* Twin of log.register_secret: the lasting ones (the DeviceSecret, the ProductSecret, the
+ * DeviceSecret a registration issued) are kept for good, the newest others in turn. */
 static void keep_secret(logger_t *logger, int32_t permanent, const uint8_t *data, size_t len)
 {
     size_t slot;
@@ -260,10 +304,11 @@ static void keep_secret(logger_t *logger, int32_t permanent, const uint8_t *data
         return;
     }
     if (permanent) {
-        slot = 0;
+        /* the controller announces at most LASTING_SECRETS; another replaces the last */
+        slot = logger->lasting < LASTING_SECRETS ? logger->lasting++ : LASTING_SECRETS - 1;
     } else {
-        slot = 1 + logger->next_secret;
-        logger->next_secret = (logger->next_secret + 1) % (SECRETS_KEPT - 1);
+        slot = LASTING_SECRETS + logger->next_secret;
+        logger->next_secret = (logger->next_secret + 1) % (SECRETS_KEPT - LASTING_SECRETS);
     }
     memcpy(logger->secrets[slot], data, len);
     logger->secrets[slot][len] = '\0';
@@ -360,6 +405,17 @@ static void describe(char *out, size_t cap, airfsm_reason_t reason, int32_t deta
     case AIRFSM_REASON_AUTH_REJECTED:
         snprintf(out, cap, "auth code %ld", (long)detail);
         break;
+    case AIRFSM_REASON_REGISTRATION_REFUSED:
+        snprintf(out, cap, "register server refused the device: code %ld; a device registers "
+                 "only once: if it did before, its stored DeviceSecret is gone - reset the "
+                 "device in the console (ResetThing) or configure its device_secret",
+                 (long)detail);
+        break;
+    case AIRFSM_REASON_SIGN_REFUSED:
+        snprintf(out, cap, "the broker refused the direct MQTT sign %ld times (wrong "
+                 "DeviceSecret, or a timestamp outside the server's window: check the clock)",
+                 (long)detail);
+        break;
     case AIRFSM_REASON_MODULE_MUTE:
         snprintf(out, cap, "the module does not answer AT");
         break;
@@ -388,7 +444,7 @@ static void describe(char *out, size_t cap, airfsm_reason_t reason, int32_t deta
 static int exit_for(const airfsm_t *ctx, const hal_posix_t *port, const char *path, char *why,
                     size_t cap)
 {
-    char text[200];
+    char text[360];
 
     if (airfsm_failed(ctx)) {
         describe(text, sizeof text, ctx->fail_cause, ctx->fail_cause_detail);
@@ -397,6 +453,7 @@ static int exit_for(const airfsm_t *ctx, const hal_posix_t *port, const char *pa
         case AIRFSM_FAIL_REASON_FIRMWARE:
             return EXIT_FIRMWARE;
         case AIRFSM_FAIL_REASON_CREDENTIALS:
+        case AIRFSM_FAIL_REASON_REGISTRATION:
             return EXIT_CREDENTIALS;
         case AIRFSM_FAIL_REASON_NO_RESPONSE:
             return EXIT_NO_RESPONSE;
@@ -425,10 +482,73 @@ static int exit_for(const airfsm_t *ctx, const hal_posix_t *port, const char *pa
     return EXIT_TIMEOUT;
 }
 
+/* --- the registered DeviceSecret: a 0600 file (twin of airfsm/host/secret_file.py) ----------- */
+
+/* The hook's target (NULL: none given, no hook). */
+static const char *secret_path;
+
+/* Twin: the gateway's registered_secret_keeper: write the secret to secret_path.tmp (0600),
+ * flush it to the disk, rename it over secret_path; false (logged by the controller, never
+ * with the secret) when any of it fails. */
+static bool keep_registered_secret(void *user, const char *device_secret)
+{
+    char tmp[4096];
+    size_t len = strlen(device_secret);
+    int fd;
+    bool ok;
+
+    (void)user;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", secret_path) >= (int)sizeof tmp) {
+        return false;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        return false;
+    }
+    ok = fchmod(fd, 0600) == 0 && write(fd, device_secret, len) == (ssize_t)len &&
+         write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, secret_path) != 0) {
+        (void)unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
+/* The secret a registration stored: the first line of the file into out (cap bytes, NUL
+ * included); false when there is no such file, or it is empty or too long. */
+static bool read_registered_secret(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (f == NULL) {
+        return false;
+    }
+    n = fread(out, 1, cap - 1, f);
+    (void)fclose(f);
+    out[n] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] != '\0' && strlen(out) < cap - 1;
+}
+
+/* The system's wall clock for the signs (Unix ms; 0: before 1970, unknown). */
+static uint64_t system_wall_clock_ms(void *ctx)
+{
+    struct timespec ts;
+
+    (void)ctx;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || ts.tv_sec < 0) {
+        return 0;
+    }
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000);
+}
+
 /* --- the run ------------------------------------------------------------------------------- */
 
 static airfsm_t controller; /* static: it holds every buffer (see `make size`) */
 static logger_t logger;
+static char stored_secret[AIRFSM_MAX_SECRET_LEN + 2];
 
 /* Queue what is left of the messages while the RAM outbox takes them; false on a refusal. */
 static bool queue_messages(const options_t *o, size_t *queued)
@@ -469,6 +589,7 @@ int main(int argc, char **argv)
     options_t o;
     bool help = false;
     const char *secret = getenv("AIRFSM_DEVICE_SECRET");
+    const char *product_secret = getenv("AIRFSM_PRODUCT_SECRET");
     hal_posix_t port = {-1, PROGRAM, HAL_LOG_WARNING, false};
     airfsm_settings_t settings;
     airfsm_hooks_t hooks;
@@ -490,8 +611,22 @@ int main(int argc, char **argv)
     if (code >= 0) {
         return code;
     }
-    if (secret == NULL || secret[0] == '\0') {
+    if ((secret == NULL || secret[0] == '\0') && o.secret_file != NULL &&
+        read_registered_secret(o.secret_file, stored_secret, sizeof stored_secret)) {
+        secret = stored_secret; /* registered before: no second registration */
+    }
+    if (secret == NULL) {
+        secret = "";
+    }
+    if (product_secret == NULL) {
+        product_secret = "";
+    }
+    if (secret[0] == '\0' && product_secret[0] == '\0') {
         return usage("AIRFSM_DEVICE_SECRET is not set", "");
+    }
+    if (secret[0] == '\0' && o.secret_file == NULL) {
+        return usage("registering with AIRFSM_PRODUCT_SECRET needs --secret-file to keep the "
+                     "DeviceSecret in (the server registers a device once)", "");
     }
 
     airfsm_settings_default(&settings);
@@ -507,6 +642,15 @@ int main(int argc, char **argv)
     if (o.region != NULL && !set_text(settings.region, sizeof settings.region, o.region)) {
         return usage("--region must be 1-64 of lowercase letters, digits and -", "");
     }
+    if (!set_text(settings.product_secret, sizeof settings.product_secret, product_secret)) {
+        return usage("AIRFSM_PRODUCT_SECRET is too long", "");
+    }
+    if (o.instance_id != NULL &&
+        !set_text(settings.instance_id, sizeof settings.instance_id, o.instance_id)) {
+        return usage("--instance-id must be 1-64 letters, digits and - (e.g. "
+                     "iot-06z00ax1o4qxxxx)", "");
+    }
+    settings.auth_mode = o.auth_mode;
     settings.baud = o.baud;
     settings.auth_attempts = o.auth_attempts;
     code = airfsm_settings_validate(&settings);
@@ -520,10 +664,15 @@ int main(int argc, char **argv)
         return EXIT_PORT;
     }
     hal = hal_posix(&port);
+    if (o.timestamps) {
+        hal.wall_clock_ms = system_wall_clock_ms;
+    }
     logger.hal = hal;
     memset(&hooks, 0, sizeof hooks);
     hooks.user = &logger;
     hooks.log = on_log;
+    secret_path = o.secret_file;
+    hooks.on_registered = secret_path != NULL ? keep_registered_secret : NULL;
     hooks.log_level = o.log_level == HAL_LOG_DEBUG     ? AIRFSM_LOG_DEBUG
                       : o.log_level == HAL_LOG_INFO    ? AIRFSM_LOG_INFO
                       : o.log_level == HAL_LOG_WARNING ? AIRFSM_LOG_WARNING
