@@ -165,6 +165,15 @@ def test_the_register_reply_is_scanned_with_bounds() -> None:
     assert aliyun.parse_register_reply(b"\xff").reason == aliyun.ReplyReason.NOT_UTF8
 
 
+def test_a_registered_secret_no_sign_could_use_is_refused() -> None:
+    """A deviceSecret with a ' is a credential the scan would take but no DeviceSecret the
+    identity takes: accepted, every sign made with it raised inside the tick (FAILED
+    INTERNAL, the host keeping a useless secret). It is an unusable reply instead."""
+    reply = aliyun.parse_register_reply(b'{"code":200,"data":{"deviceSecret":"ab\'cd"}}')
+    assert not reply.ok and reply.reason == aliyun.ReplyReason.BAD_DEVICE_SECRET
+    assert reply.device_secret == ""
+
+
 def test_the_register_form_signs_what_the_api_names() -> None:
     identity = aliyun.DeviceIdentity(SEED_PK, SEED_DN, "", product_secret=PRODUCT_SECRET)
     form = aliyun.register_form(identity, 1234567, "hmacsha256")

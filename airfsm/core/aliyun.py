@@ -1194,4 +1194,9 @@ def parse_register_reply(body: bytes | bytearray | memoryview) -> RegisterReply:
         return RegisterReply(code=code, device_secret="", reason=(
             ReplyReason.NO_DEVICE_SECRET if s.device_secret_found == _Found.ABSENT
             else ReplyReason.BAD_DEVICE_SECRET))
-    return RegisterReply(code=code, device_secret=s.device_secret.text())
+    secret = s.device_secret.text()
+    # It must also be a DeviceSecret the identity takes (no '), or every sign made with it
+    # would be refused (a ValueError inside the tick).
+    if not _text_matches(secret, _is_secret_char, 1, len(secret)):
+        return RegisterReply(code=code, device_secret="", reason=ReplyReason.BAD_DEVICE_SECRET)
+    return RegisterReply(code=code, device_secret=secret)
