@@ -390,6 +390,7 @@ REGISTER_REPLIES = [
     b'{"code":6289,"message":"device is already active"}',
     b'{"code":200,"data":{}}', b'{"code":200,"data":{"deviceSecret":""}}',
     b'{"code":200,"data":{"deviceSecret":"a\\"b"}}', b'{"code":200,"data":{"deviceSecret":7}}',
+    b'{"code":200,"data":{"deviceSecret":"it\'s"}}', b'{"code":200,"data":{"deviceSecret":" "}}',
     b'{"code":200,"data":{"deviceSecret":"' + b"s" * 256 + b'"}}',
     b'{"code":200,"data":{"deviceSecret":"' + b"s" * 257 + b'"}}',
     b'{"code":200,"data":{"deviceSecret":"old","deviceSecret":"new"}}',

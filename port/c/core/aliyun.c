@@ -1247,6 +1247,11 @@ bool aliyun_parse_register_reply(const uint8_t *body, size_t len, aliyun_registe
         reason = s.device_secret_found == FOUND_ABSENT ? ALIYUN_REPLY_NO_DEVICE_SECRET
                                                        : ALIYUN_REPLY_BAD_DEVICE_SECRET;
     }
+    /* It must also be a DeviceSecret the identity takes (no '), or no sign could use it. */
+    if (reason == ALIYUN_REPLY_OK &&
+        !text_matches(reply->device_secret, is_secret_char, 1, SIZE_MAX)) {
+        reason = ALIYUN_REPLY_BAD_DEVICE_SECRET;
+    }
     reply->code = code;
     reply->reason = reason;
     if (reason != ALIYUN_REPLY_OK) {
