@@ -384,18 +384,18 @@ static void airfsm_prepare_direct_sign(airfsm_t *ctl)
 {
     aliyun_identity_t identity = airfsm_identity(ctl);
     airfsm_credentials_t *auth = &ctl->auth;
-    aliyun_mqtt_sign_t signed_triple;
+    aliyun_mqtt_sign_t *signed_triple = &ctl->reply.sign; /* work space, not the stack */
     uint64_t timestamp = 0;
     bool timestamped = airfsm_wall_clock(ctl, &timestamp);
 
     if (aliyun_mqtt_sign(&identity, ctl->settings.sign_method, timestamped ? &timestamp : NULL,
-                         &signed_triple) != ALIYUN_OK) {
-        memset(&signed_triple, 0, sizeof signed_triple);
+                         signed_triple) != ALIYUN_OK) {
+        memset(signed_triple, 0, sizeof *signed_triple);
     }
-    airfsm_emit_secret(ctl, signed_triple.password, false);
-    memcpy(auth->iot_id, signed_triple.username, sizeof signed_triple.username);
-    memcpy(auth->iot_token, signed_triple.password, sizeof signed_triple.password);
-    memcpy(auth->client_id, signed_triple.client_id, sizeof auth->client_id);
+    airfsm_emit_secret(ctl, signed_triple->password, false);
+    memcpy(auth->iot_id, signed_triple->username, sizeof signed_triple->username);
+    memcpy(auth->iot_token, signed_triple->password, sizeof signed_triple->password);
+    memcpy(auth->client_id, signed_triple->client_id, sizeof auth->client_id);
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_CLIENT_ID, auth->client_id);
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_IOT_ID, auth->iot_id);
     airfsm_set_text(ctl, AIRFSM_PLACEHOLDER_IOT_TOKEN, auth->iot_token);

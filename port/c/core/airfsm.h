@@ -317,9 +317,10 @@ typedef struct airfsm {
     int32_t http_status;
     int32_t auth_code;
     airfsm_credentials_t auth;
-    union {                          /* the scan's work space */
-        aliyun_auth_reply_t auth;    /* judge_auth */
-        aliyun_register_reply_t reg; /* judge_register */
+    union {                          /* the work space of the auth (off the stack) */
+        aliyun_auth_reply_t auth;    /* judge_auth's reply scan */
+        aliyun_register_reply_t reg; /* judge_register's reply scan */
+        aliyun_mqtt_sign_t sign;     /* airfsm_prepare_direct_sign, copied out at once */
     } reply;
 
     /* ONLINE and shutting down */
