@@ -202,7 +202,7 @@ def test_a_clean_stop_in_lockstep() -> None:
     assert "AT+MDISCONNECT" in run.module.commands
 
 
-# --- issue 13's paths: registration, the direct sign, instances, timestamps ------------------------
+# --- issue 13's paths: registration, the direct sign, instances, timestamps -----------------------
 
 PRODUCT_SECRET = "Pr0ductS3cretForTheWholeProduct1"
 INSTANCE = "iot-06z00ax1o4qtest"

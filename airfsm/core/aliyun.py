@@ -170,7 +170,8 @@ class DeviceIdentity:
 
     @property
     def registered(self) -> bool:
-        """The DeviceSecret is known (given, or stored after a registration). C: none yet."""
+        """The DeviceSecret is known (given, or stored after a registration). C:
+        `device_secret[0] != '\\0'`."""
         return bool(self.device_secret)
 
     @property
@@ -384,7 +385,7 @@ def auth_body(
 REGISTER_SIGN_PARAM = "signMethod"  # this API's spelling (the auth API's is `signmethod`)
 MAX_NONCE = 2**64 - 1  # the random nonce: at most 20 decimal digits (the C's uint64_t)
 # productKey=<64>&deviceName=<32, up to %XX each>&random=<20 digits>&sign=<64 hex>
-# &signMethod=hmacsha256 = 326 bytes.
+# &signMethod=hmacsha256 = 303 bytes.
 REGISTER_BODY_MAX = (len("productKey=") + MAX_PRODUCT_KEY_LEN
                      + len("&deviceName=") + 3 * MAX_DEVICE_NAME_LEN
                      + len("&random=") + 20 + len("&sign=") + 64
@@ -394,7 +395,7 @@ REGISTER_BODY_MAX = (len("productKey=") + MAX_PRODUCT_KEY_LEN
 def register_form(identity: DeviceIdentity, nonce: int,
                   method: str = DEFAULT_SIGN_METHOD) -> AuthForm:
     """The /auth/register/device POST body and its sign (a secret: an HMAC of the
-    ProductSecret). C: none yet (port/c/README.md).
+    ProductSecret). C: aliyun_register_form().
 
     ValueError for an invalid identity, one without a ProductSecret, an unknown method or a
     nonce outside 0 .. 2**64-1.
@@ -440,7 +441,7 @@ def mqtt_sign(identity: DeviceIdentity, method: str = DIRECT_SIGN_METHOD,
               timestamp_ms: int | None = None) -> MqttSign:
     """The direct-sign MQTT credentials. The timestamp (Unix ms, signed and in the clientId)
     lets the server refuse a replayed CONNECT; without one (no wall clock) it is left out of
-    both, as the API allows. C: none yet (port/c/README.md).
+    both, as the API allows. C: aliyun_mqtt_sign().
 
     ValueError as `auth_params`.
     """
@@ -1164,7 +1165,7 @@ def parse_auth_reply(body: bytes | bytearray | memoryview) -> AuthReply:
 @dataclass(frozen=True)
 class RegisterReply:
     """The register server's answer. `device_secret` is a secret: `repr()` hides it; it is ""
-    unless `ok`. C: none yet (port/c/README.md)."""
+    unless `ok`. C: aliyun_register_reply_t."""
 
     code: int  # the server's code (at most 9 digits), or AUTH_UNPARSEABLE
     device_secret: str = field(repr=False)
@@ -1186,7 +1187,7 @@ def parse_register_reply(body: bytes | bytearray | memoryview) -> RegisterReply:
     """Scan the /auth/register/device reply for code and data.deviceSecret, with the same
     bounded scan as the auth reply (the same buffers, the same limits: a secret over
     MAX_CREDENTIAL_LEN bytes, or with a character that could not travel inside a quoted AT
-    argument, is unusable). Never raises. C: none yet."""
+    argument, is unusable). Never raises. C: aliyun_parse_register_reply()."""
     s, code, reason = _scan_reply(body)
     if s is None:
         return RegisterReply(code=code, device_secret="", reason=reason)

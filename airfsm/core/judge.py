@@ -330,7 +330,7 @@ def _judge_auth(ctl: Learner, resp: AtResponse) -> Judgement:
 
 def _judge_register(ctl: Learner, resp: AtResponse) -> Judgement:
     """The /auth/register/device reply: the DeviceSecret (a secret before anything else is
-    done with it), or the server's refusal. C: none yet (port/c/README.md)."""
+    done with it), or the server's refusal. C: judge_register()."""
     arena = resp.arena
     reply = aliyun.parse_register_reply(
         bytes(arena[resp.data_start:resp.data_start + resp.data_length]))

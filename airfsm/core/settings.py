@@ -27,7 +27,7 @@ READ_CHUNK = 512  # bytes taken from the port per read
 # The controller (airfsm.core.controller).
 CMD_CAPACITY = 1280  # one command and its CR: the longest AT+MPUB is 1169 bytes
 # The HTTP body: the auth form (airfsm.core.aliyun.AUTH_BODY_MAX, 523 bytes with
-# resources=mqtt) or the register form (REGISTER_BODY_MAX, 326).
+# resources=mqtt) or the register form (REGISTER_BODY_MAX, 303).
 BODY_CAPACITY = 640
 # What the module tells of itself and its network (IMEI 15 digits, ICCID 19-20, an operator's
 # long name at most 16): each kept in a text field of this many bytes; a longer answer is cut.
