@@ -524,9 +524,12 @@ ANYTIME = [b"CLOSED", b"RDY", b"+PDP DEACT", b"+CGEV: ME DETACH", b'+MSUB: "/a/b
            b"+MSUB: 1", b"+CEREG: 1", b"ERROR", b"OK", b"\xff\xfe garbage", b"PUBACK", b"SUBACK",
            b"+SAPBR 1: DEACT", b'+MSUB: "/a/b",3 byte,4142', b'+MSUB: "/a/b",9 byte,cut']
 GOOD_REPLY = b'{"code":200,"data":{"iotId":"id1","iotToken":"tok1"},"message":"success"}'
+# A reply both scans take: the auth reply's credentials and the register reply's secret.
+GOOD_EITHER_REPLY = (b'{"code":200,"data":{"iotId":"id1","iotToken":"tok1",'
+                     b'"deviceSecret":"s3cretIssued"},"message":"success"}')
 
 
-def _answer(rng: random.Random, command: bytes) -> list[bytes]:
+def _answer(rng: random.Random, command: bytes, good_reply: bytes = GOOD_REPLY) -> list[bytes]:
     """What the sloppy module sends back for one write of the controller, in pieces."""
     text = command.rstrip(b"\r").decode("latin-1")
     if rng.random() < 0.06:
@@ -539,7 +542,7 @@ def _answer(rng: random.Random, command: bytes) -> list[bytes]:
     elif text.startswith("AT+HTTPDATA") and rng.random() < 0.9:
         out += b"\r\nDOWNLOAD\r\n"
     elif text.startswith("AT+HTTPREAD") and rng.random() < 0.9:
-        body = GOOD_REPLY if rng.random() < 0.8 else \
+        body = good_reply if rng.random() < 0.8 else \
             auth_replies._reply_text(rng).encode("utf-8", "surrogatepass")
         declared = len(body) + rng.choice([0] * 8 + [-3, 5])
         out += b"\r\n+HTTPREAD: %d\r\n" % max(declared, 0) + body + b"\r\nOK\r\n"
@@ -569,15 +572,45 @@ def test_a_sloppy_random_module_in_lockstep(block: int) -> None:
     """A module model that answers each command right, wrong, oddly, late, split or not at all,
     with URCs at any time, publishes, unplugs and store failures on the way: both
     controllers, every answer, in lockstep (random but seeded: the same every run)."""
+    states = _sloppy_sessions(range(block * 25, block * 25 + 25), lambda _rng: seed_settings())
+    assert {"AUTOBAUD", "ATTACH", "HTTP_AUTH", "MQTT_CONNECT", "ONLINE"} <= states, states
+
+
+def _registering_or_signing(rng: random.Random) -> Settings:
+    """A device that registers, signs its CONNECT itself, or both; with a wall clock or not."""
+    settings = seed_settings(auth_mode=rng.choice([AuthMode.HTTPS, AuthMode.MQTT_SIGN]))
+    if rng.random() < 0.7:
+        settings.identity = dataclasses.replace(settings.identity, device_secret="",
+                                                product_secret=PRODUCT_SECRET)
+    return settings
+
+
+@pytest.mark.parametrize("block", range(2))
+def test_a_sloppy_random_module_registering_or_signing_directly_in_lockstep(block: int) -> None:
+    """The same sloppy module for devices that register (PROVISION) or sign directly, the
+    HTTPREAD reply one both scans take, the wall clock and the registration hook varied."""
+    states = _sloppy_sessions(range(1000 + block * 25, 1000 + block * 25 + 25),
+                              _registering_or_signing, GOOD_EITHER_REPLY, issue13=True)
+    assert {"BEARER", "PROVISION", "MQTT_CONNECT", "ONLINE"} <= states, states
+
+
+def _sloppy_sessions(sessions: range, settings_of: Callable[[random.Random], Settings],
+                     good_reply: bytes = GOOD_REPLY, *, issue13: bool = False) -> set[str]:
+    """Run each seeded session against the sloppy module in lockstep; the states seen."""
     states: set[str] = set()
-    for session in range(block * 25, block * 25 + 25):
+    for session in sessions:
         rng = random.Random(session)
         now = rng.choice([0, WRAP - rng.randint(1, 600_000)])
-        subject = LockstepSubject(seed_settings(), now)
+        extra: dict[str, int] = {}
+        if issue13:
+            extra = {"registered": rng.choice([0, 1, 2]),
+                     "wall_base": rng.choice([0, WALL_MS])}
+        subject = LockstepSubject(settings_of(rng), now, **extra)  # type: ignore[arg-type]
         for _round in range(rng.randint(100, 500)):
             deadline = subject.tick(now)
             states.add(subject.state)
-            pieces = [p for _state, data in subject.transmitted() for p in _answer(rng, data)]
+            pieces = [p for _state, data in subject.transmitted()
+                      for p in _answer(rng, data, good_reply)]
             if rng.random() < 0.02:
                 pieces.append(b"\r\n" + rng.choice(ANYTIME) + b"\r\n")
             if rng.random() < 0.03:
@@ -600,7 +633,7 @@ def test_a_sloppy_random_module_in_lockstep(block: int) -> None:
                 now = (now + (wait if 0 < wait < 1 << 31 else rng.choice([1, 100, 1000]))) \
                     & (WRAP - 1)
         subject.close()
-    assert {"AUTOBAUD", "ATTACH", "HTTP_AUTH", "MQTT_CONNECT", "ONLINE"} <= states, states
+    return states
 
 
 def test_a_recorded_trace_replays_on_its_own() -> None:
