@@ -226,12 +226,13 @@ class Controller:
         """C: airfsm_init().
 
         `wall_clock_ms`: the host's wall-clock hook (Unix ms, or None while unknown; C: the
-        optional `hal_wall_clock_ms`, 0 = unknown). With it, the HTTPS auth form and the
+        optional `hal_t.wall_clock_ms`, 0 = unknown). With it, the HTTPS auth form and the
         direct MQTT sign carry a signed timestamp, so a captured sign cannot be replayed once
         the server's window has passed. It is the place for a clock corrected by the skew the
         host learned from the server (the NTP exchange over MQTT). Without it nothing is
         timestamped (the seed's form).
-        `on_registered`: where the DeviceSecret of a dynamic registration goes (PROVISION).
+        `on_registered`: where the DeviceSecret of a dynamic registration goes (PROVISION; C:
+        `airfsm_hooks_t.on_registered`, which returns false where this one raises).
         """
         settings.validate()
         self.settings = settings
