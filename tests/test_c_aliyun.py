@@ -19,7 +19,7 @@ import pytest
 
 from airfsm.core import aliyun
 from tests.auth_replies import JSON_MAX_DEPTH, RAW_HOSTILE, generated_bodies, reply_line
-from tests.cport import hexfield, make, require_host_compiler, run_harness, unhexfield
+from tests.cport import PORT_C, hexfield, make, require_host_compiler, run_harness, unhexfield
 from tests.harness import SEED_DN, SEED_DS, SEED_PK
 
 METHODS = list(aliyun.SIGN_METHODS)  # the C enum's order
@@ -421,3 +421,17 @@ def test_register_replies_match_python() -> None:
         assert answer == register_reply_line(reply), body
     assert ok > 50
     assert answers[0].endswith(f"secret={hexfield('8b7bS1e6tU3fMzY2v5dX')} ok=1")
+
+
+def test_the_issue13_vectors_of_test_vectors_c_are_hmacs_answers() -> None:
+    """port/c/tests/test_vectors.c (run on the host and on the Cortex-M3 in QEMU) expects the
+    register and direct signs hmac gives, so a typo there cannot hide behind one in the code."""
+    source = (PORT_C / "tests" / "test_vectors.c").read_text()
+    nonce, ts, method = 8_446_744_073_709_551_615, 1_700_000_000_123, "hmacsha256"
+    for expected in (
+            _hmac(KAT_PS, f"deviceName{KAT_DN}productKey{KAT_PK}random{nonce}", method),
+            _hmac(SEED_DS, f"clientId{KAT_DN}deviceName{KAT_DN}productKey{KAT_PK}", method),
+            _hmac(SEED_DS, f"clientId{KAT_DN}deviceName{KAT_DN}productKey{KAT_PK}"
+                           f"timestamp{ts}", method)):
+        assert f'"{expected}"' in source
+    assert f'"{KAT_PS}"' in source and f"UINT64_C({nonce})" in source

@@ -243,6 +243,44 @@ static void run_seed(void)
           "&deviceName=862991419835241");
 }
 
+/* Issue 13's signs (hmacsha256), the expected values stated with Python's hmac alone
+ * (tests/test_c_aliyun.py checks the same for every method): the register sign over
+ * deviceName...productKey...random... with the ProductSecret, the direct MQTT sign without and
+ * with a timestamp. */
+static void run_issue13(void)
+{
+    static const aliyun_identity_t registering = {"a1B2c3D4e5F", "sensor-0001", "", NULL, NULL,
+                                                  "pRoDuCtSeCrEt0123456789abcdefABCD", NULL};
+    static const aliyun_identity_t device = {"a1B2c3D4e5F", "sensor-0001",
+                                             "y7MTCG6Gk33Ux26bbWSpANl4OaI0bg5Q", NULL, NULL,
+                                             NULL, NULL};
+    static const uint64_t timestamp = UINT64_C(1700000000123);
+    static char body[ALIYUN_REGISTER_BODY_MAX + 1];
+    static aliyun_mqtt_sign_t signed_triple;
+    char sign[ALIYUN_SIGN_HEX_SIZE];
+    size_t len = 0;
+    aliyun_status_t status = aliyun_register_form(&registering, UINT64_C(8446744073709551615),
+                                                  ALIYUN_HMACSHA256, body, sizeof body, &len,
+                                                  sign);
+
+    check("register sign", status == ALIYUN_OK ? sign : "(refused)",
+          "73d1ef92cabe3fce974ab43e0294d99c11f5fbd050d61a6676f8171614ed7f1d");
+    check("register body", status == ALIYUN_OK ? body : "(refused)",
+          "productKey=a1B2c3D4e5F&deviceName=sensor-0001&random=8446744073709551615"
+          "&sign=73d1ef92cabe3fce974ab43e0294d99c11f5fbd050d61a6676f8171614ed7f1d"
+          "&signMethod=hmacsha256");
+    status = aliyun_mqtt_sign(&device, ALIYUN_HMACSHA256, NULL, &signed_triple);
+    check("direct sign", status == ALIYUN_OK ? signed_triple.password : "(refused)",
+          "17f881cd35462d7c5244d51f8a1bd046b3a56b544ebe7df38d5e81c272159cb6");
+    check("direct sign client id", status == ALIYUN_OK ? signed_triple.client_id : "(refused)",
+          "sensor-0001|securemode=2,signmethod=hmacsha256|");
+    status = aliyun_mqtt_sign(&device, ALIYUN_HMACSHA256, &timestamp, &signed_triple);
+    check("direct sign, timestamped", status == ALIYUN_OK ? signed_triple.password : "(refused)",
+          "35f5ac15ad14a8ef46dc7b18f49e1c988192e8435ae552f2f6077fd2e664ed0c");
+    check("direct sign username", status == ALIYUN_OK ? signed_triple.username : "(refused)",
+          "sensor-0001&a1B2c3D4e5F");
+}
+
 int main(void)
 {
     size_t i;
@@ -252,6 +290,7 @@ int main(void)
         run_vector(&vectors[i]);
     }
     run_seed();
+    run_issue13();
     report(failures == 0 ? "all vectors pass" : "some vectors FAIL");
     finish(failures);
     return failures > 0 ? 1 : 0;
