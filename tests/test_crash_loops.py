@@ -120,7 +120,7 @@ while True:
     message_id = box.enqueue("/p/d/update", b"power %d" % n, 1)
     print("E", message_id, flush=True)
     box.mark_attempt(message_id)
-    head = box.peek()
+    _status, head = box.peek()
     if head is not None and n % 3 == 0:
         print("a", head.id, flush=True)  # about to go: killed now, it may or may not be
         box.ack(head.id)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.codes import Reason
+from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.messages import InboundMessage, OutboundMessage
 from airfsm.core.outbox import MemoryOutbox, OutboxFullError
 from airfsm.core.payload import MAX_PAYLOAD_HEX_RAW
@@ -54,21 +54,24 @@ def child_env() -> dict[str, str]:
 
 # --- outbox ---------------------------------------------------------------------------------
 
+OK = OutboxStatus.OK
+
+
 def test_outbox_is_fifo_and_keeps_fields(outbox: SqliteOutbox) -> None:
-    assert outbox.peek() is None and outbox.count() == 0
+    assert outbox.peek() == (OutboxStatus.EMPTY, None) and outbox.count() == 0
     first = outbox.enqueue(TOPIC, b"one", 1)
     second = outbox.enqueue("/pk/dn/other", b"\x00\xff binary", 0)
     third = outbox.enqueue("relative/topic", b"", 1)
     assert first < second < third
     assert outbox.count() == 3
-    assert outbox.peek() == OutboundMessage(first, TOPIC, b"one", 1)
-    assert outbox.peek() == OutboundMessage(first, TOPIC, b"one", 1)  # peek does not consume
-    outbox.ack(first)
-    assert outbox.peek() == OutboundMessage(second, "/pk/dn/other", b"\x00\xff binary", 0)
+    assert outbox.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1))
+    assert outbox.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1))  # not consumed
+    assert outbox.ack(first) == OK
+    assert outbox.peek() == (OK, OutboundMessage(second, "/pk/dn/other", b"\x00\xff binary", 0))
     outbox.ack(second)
-    assert outbox.peek() == OutboundMessage(third, "relative/topic", b"", 1)
+    assert outbox.peek() == (OK, OutboundMessage(third, "relative/topic", b"", 1))
     outbox.ack(third)
-    assert outbox.peek() is None and outbox.count() == 0
+    assert outbox.peek() == (OutboxStatus.EMPTY, None) and outbox.count() == 0
 
 
 def test_ids_are_never_reused(outbox: SqliteOutbox) -> None:
@@ -82,10 +85,10 @@ def test_ack_is_idempotent(outbox: SqliteOutbox) -> None:
     a = outbox.enqueue(TOPIC, b"a", 1)
     b = outbox.enqueue(TOPIC, b"b", 1)
     outbox.ack(a)
-    outbox.ack(a)
-    outbox.ack(999_999)
+    assert outbox.ack(a) == OK
+    assert outbox.ack(999_999) == OK
     assert outbox.count() == 1
-    peeked = outbox.peek()
+    _status, peeked = outbox.peek()
     assert peeked is not None and peeked.id == b
 
 
@@ -99,23 +102,22 @@ def test_capacity_refuses_without_losing_rows(tmp_path: Path) -> None:
         assert box.count() == 3
         # the old rows are all still there, in order, unchanged
         for i, message_id in enumerate(ids):
-            head = box.peek()
-            assert head == OutboundMessage(message_id, TOPIC, f"m{i}".encode(), 1)
+            assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, f"m{i}".encode(), 1))
             box.ack(message_id)
             if i == 0:
                 box.enqueue(TOPIC, b"after", 1)  # room again once one is acked
-        head = box.peek()
+        _status, head = box.peek()
         assert head is not None and head.payload == b"after"
 
 
 def test_mark_attempt_counts(outbox: SqliteOutbox) -> None:
     a = outbox.enqueue(TOPIC, b"a", 1)
     assert outbox.attempts(a) == 0
-    assert outbox.mark_attempt(a) == 1
-    assert outbox.mark_attempt(a) == 2
+    assert outbox.mark_attempt(a) == (OK, 1)
+    assert outbox.mark_attempt(a) == (OK, 2)
     assert outbox.attempts(a) == 2
     outbox.ack(a)
-    assert outbox.mark_attempt(a) == 0  # gone: nothing to count, no error
+    assert outbox.mark_attempt(a) == (OK, 0)  # gone: nothing to count, no error
 
 
 @pytest.mark.parametrize(("topic", "payload", "qos", "word"), [
@@ -153,7 +155,7 @@ def test_outbox_survives_reopen_and_uses_wal_full_and_a_schema_version(tmp_path:
     finally:
         raw.close()
     with SqliteOutbox(path) as box:
-        assert box.peek() == OutboundMessage(message_id, TOPIC, b"kept", 1)
+        assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, b"kept", 1))
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -189,8 +191,9 @@ def test_a_schema_1_store_is_migrated_to_2_and_keeps_its_rows(tmp_path: Path) ->
     raw.commit()
     raw.close()
     with SqliteOutbox(path) as box:
-        assert box.peek() == OutboundMessage(1, TOPIC, b"queued under schema 1", 1, attempts=2)
-        box.dead_letter(1, "moved after the migration")
+        assert box.peek() == (OK, OutboundMessage(1, TOPIC, b"queued under schema 1", 1,
+                                                  attempts=2))
+        assert box.dead_letter(1, "moved after the migration") == OK
         assert [d.payload for d in box.dead_letters()] == [b"queued under schema 1"]
         assert box.enqueue(TOPIC, b"new", 1) == 2  # ids go on where schema 1 left them
     with SqliteInbox(path) as inbox:
@@ -221,9 +224,9 @@ def test_dead_letter_moves_the_whole_message_and_the_queue_goes_on(any_outbox: o
     box.mark_attempt(first)
     box.mark_attempt(first)
     before = time.time()
-    box.dead_letter(first, Reason.NONE, 0)  # the budget spent, no failure on record
-    box.dead_letter(999, Reason.NO_PUBACK, 1)  # unknown ids are ignored
-    assert box.peek() == OutboundMessage(second, TOPIC, b"next", 0)
+    assert box.dead_letter(first, Reason.NONE, 0) == OK  # the budget spent, no failure known
+    assert box.dead_letter(999, Reason.NO_PUBACK, 1) == OK  # unknown ids are ignored
+    assert box.peek() == (OK, OutboundMessage(second, TOPIC, b"next", 0))
     [dead] = box.dead_letters()
     assert (dead.id, dead.topic, dead.payload, dead.qos, dead.attempts, dead.reason) == (
         first, TOPIC, b"\x00poison", 1, 2, "2 attempts without PUBACK")
@@ -276,14 +279,23 @@ def test_unopenable_path_is_a_one_line_store_error(tmp_path: Path) -> None:
         SqliteOutbox(garbage)
 
 
-def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+def test_closed_store_raises_store_error_and_the_tick_calls_answer_unavailable(
+        tmp_path: Path) -> None:
     box = SqliteOutbox(db_path(tmp_path))
+    message_id = box.enqueue(TOPIC, b"x", 1)
     box.close()
     box.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
-        box.peek()
-    with pytest.raises(StoreError, match="closed"):
         box.enqueue(TOPIC, b"x", 1)
+    with pytest.raises(StoreError, match="closed"):
+        box.queued()
+    # the controller's calls never raise: UNAVAILABLE, and why
+    unavailable = OutboxStatus.UNAVAILABLE
+    assert box.peek() == (unavailable, None)
+    assert box.mark_attempt(message_id) == (unavailable, 0)
+    assert box.ack(message_id) == unavailable
+    assert box.dead_letter(message_id, Reason.NONE, 0) == unavailable
+    assert "closed" in box.last_error and "\n" not in box.last_error
 
 
 def test_bad_capacity() -> None:
@@ -353,7 +365,8 @@ def test_two_processes_enqueue_while_the_gateway_drains(tmp_path: Path) -> None:
                 break
             time.sleep(0.001)
             continue
-        head = box.peek()
+        status, head = box.peek()
+        assert status != OutboxStatus.UNAVAILABLE, box.last_error
         if head is None:
             if done:
                 break
@@ -411,8 +424,8 @@ def test_enqueued_message_survives_sigkill(tmp_path: Path) -> None:
                 stream.close()
     assert proc.returncode == -signal.SIGKILL
     with SqliteOutbox(path) as box:
-        assert box.peek() == OutboundMessage(int(line), "/pk/dn/update",
-                                             b"must survive kill -9", 1)
+        assert box.peek() == (OK, OutboundMessage(int(line), "/pk/dn/update",
+                                                  b"must survive kill -9", 1))
 
 
 # --- inbox ----------------------------------------------------------------------------------

@@ -28,9 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from airfsm.core.codes import Reason
+from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.messages import DeadLetter, InboundMessage, OutboundMessage
-from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.payload import check_message
 from airfsm.host import reasons
 from airfsm.host.redact import redact
@@ -74,10 +73,10 @@ _SCHEMA = (
 _MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,)}
 
 
-class StoreError(OutboxUnavailable):
+class StoreError(Exception):
     """The store cannot do what was asked (cannot open, corrupt, locked, full): one line.
-    A call that raises it changed nothing, so for the controller it is `OutboxUnavailable`
-    (a `SqliteOutbox` can serve a controller directly)."""
+    A call that raises it changed nothing. (The controller's four calls on `SqliteOutbox` do
+    not raise it: they answer OutboxStatus.UNAVAILABLE and keep its words in `last_error`.)"""
 
 
 class NoStore(StoreError):
@@ -193,6 +192,7 @@ class _Store:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.path = Path(path)
         self.capacity = capacity
+        self.last_error = ""  # why the latest call that answered UNAVAILABLE could not work
         self._conn: sqlite3.Connection | None = _connect(self.path, busy_timeout_ms, create)
 
     def _db(self) -> sqlite3.Connection:
@@ -202,6 +202,11 @@ class _Store:
 
     def _fail(self, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{self._what} {self.path}: {_one_line(exc)}")
+
+    def _unavailable(self, exc: sqlite3.Error | StoreError) -> OutboxStatus:
+        """A call of the controller's failed: keep why (one line), answer UNAVAILABLE."""
+        self.last_error = str(exc) if isinstance(exc, StoreError) else str(self._fail(exc))
+        return OutboxStatus.UNAVAILABLE
 
     def count(self) -> int:
         """How many rows the table holds now."""
@@ -233,6 +238,11 @@ class SqliteOutbox(_Store):
     given (at-least-once). The outbox is bounded: `enqueue` refuses with OutboxFull rather than
     drop older data. `busy_timeout_ms=0` (the gateway's tick) makes every call answer "database
     is locked" at once instead of waiting for another process's write.
+
+    The controller's calls (`peek`, `mark_attempt`, `ack`, `dead_letter`) answer an
+    `OutboxStatus` and never raise: SQLite's trouble is UNAVAILABLE there, with its words in
+    `last_error`. The operator's and the publisher's calls (`enqueue`, `queued`, `requeue`, ...)
+    raise StoreError, one line for the CLI.
     """
 
     _what = "outbox"
@@ -279,10 +289,18 @@ class SqliteOutbox(_Store):
         assert cur.lastrowid is not None
         return int(cur.lastrowid)
 
-    def peek(self) -> OutboundMessage | None:
-        """The oldest message not yet acknowledged, or None when the outbox is empty."""
-        queued = self.queued(limit=1)
-        return queued[0] if queued else None
+    def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
+        """The oldest message not yet acknowledged: (OK, it), (EMPTY, None) when the outbox
+        is empty, (UNAVAILABLE, None) when the store cannot say. C: outbox_peek()."""
+        try:
+            row = self._db().execute(
+                "SELECT id, topic, payload, qos, attempts FROM outbox ORDER BY id LIMIT 1"
+            ).fetchone()
+        except (sqlite3.Error, StoreError) as exc:
+            return self._unavailable(exc), None
+        if row is None:
+            return OutboxStatus.EMPTY, None
+        return OutboxStatus.OK, _outbound(row)
 
     def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
         """Up to `limit` queued messages with id > `after_id`, oldest first."""
@@ -292,8 +310,7 @@ class SqliteOutbox(_Store):
                 "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
-        return [OutboundMessage(id=int(r[0]), topic=str(r[1]), payload=bytes(r[2]),
-                                qos=int(r[3]), attempts=int(r[4])) for r in rows]
+        return [_outbound(r) for r in rows]
 
     def oldest_enqueued_at(self) -> float | None:
         """When the oldest queued message was enqueued (Unix time), None when empty."""
@@ -304,22 +321,25 @@ class SqliteOutbox(_Store):
             raise self._fail(exc) from None
         return None if row is None else float(row[0])
 
-    def ack(self, message_id: int) -> None:
-        """Delivered: delete the message for good. Unknown ids are ignored."""
+    def ack(self, message_id: int) -> OutboxStatus:
+        """Delivered: delete the message for good. Unknown ids are ignored. OK, or UNAVAILABLE
+        having deleted nothing. C: outbox_ack()."""
         try:
             self._db().execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
+        except (sqlite3.Error, StoreError) as exc:
+            return self._unavailable(exc)
+        return OutboxStatus.OK
 
-    def mark_attempt(self, message_id: int) -> int:
-        """Count one more send attempt; return the new count (0 if the message is gone)."""
+    def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
+        """Count one more send attempt: (OK, the new count), (OK, 0) if the message is gone,
+        (UNAVAILABLE, 0) having counted nothing. C: outbox_mark_attempt()."""
         try:
             row = self._db().execute(
                 "UPDATE outbox SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
                 (message_id,)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-        return 0 if row is None else int(row[0])
+        except (sqlite3.Error, StoreError) as exc:
+            return self._unavailable(exc), 0
+        return OutboxStatus.OK, 0 if row is None else int(row[0])
 
     def attempts(self, message_id: int) -> int:
         """How many send attempts `mark_attempt` has counted (0 if the message is gone)."""
@@ -332,10 +352,12 @@ class SqliteOutbox(_Store):
 
     # ------------------------------------------------------------------ dead letters
 
-    def dead_letter(self, message_id: int, reason: str | Reason, detail: int = 0) -> None:
+    def dead_letter(self, message_id: int, reason: str | Reason,
+                    detail: int = 0) -> OutboxStatus:
         """Move a queued message, whole, to the dead letters (one transaction: it is in exactly
         one of the two tables at any moment). Unknown ids are ignored. `reason` is the text kept
-        with it, or the controller's code and detail, worded here (`reasons.dead_letter_text`)."""
+        with it, or the controller's code and detail, worded here (`reasons.dead_letter_text`).
+        OK, or UNAVAILABLE having moved nothing. C: outbox_dead_letter()."""
         try:
             with _immediate(self._db()) as db:
                 if not isinstance(reason, str):
@@ -347,8 +369,9 @@ class SqliteOutbox(_Store):
                     "reason, died_at) SELECT id, topic, payload, qos, enqueued_at, attempts, ?, ? "
                     "FROM outbox WHERE id = ?", (reason, time.time(), message_id))
                 db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
+        except (sqlite3.Error, StoreError) as exc:
+            return self._unavailable(exc)
+        return OutboxStatus.OK
 
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
         """Up to `limit` dead letters with id > `after_id`, by id (the order they were queued)."""
@@ -443,6 +466,12 @@ class SqliteInbox(_Store):
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
         return 0 if row is None or row[0] is None else int(row[0])
+
+
+def _outbound(row: tuple[Any, ...]) -> OutboundMessage:
+    """An outbox row (id, topic, payload, qos, attempts) as the message it holds."""
+    return OutboundMessage(id=int(row[0]), topic=str(row[1]), payload=bytes(row[2]),
+                           qos=int(row[3]), attempts=int(row[4]))
 
 
 def iso_utc(timestamp: float) -> str:
