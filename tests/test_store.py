@@ -428,6 +428,83 @@ def test_enqueued_message_survives_sigkill(tmp_path: Path) -> None:
                                                   b"must survive kill -9", 1))
 
 
+# --- peek without a query -------------------------------------------------------------------
+
+def _statements(box: SqliteOutbox) -> list[str]:
+    """Every statement `box`'s connection runs from now on."""
+    seen: list[str] = []
+    box._db().set_trace_callback(seen.append)
+    return seen
+
+
+def test_an_idle_peek_runs_no_statement_until_something_is_committed(tmp_path: Path) -> None:
+    box = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
+    first = box.enqueue(TOPIC, b"one", 1)
+    seen = _statements(box)
+    for _ in range(100):
+        assert box.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1))
+    assert len(seen) == 1  # the first peek asked; the other 99 knew
+    assert box.mark_attempt(first) == (OK, 1)  # a write of ours: the next peek asks again
+    assert box.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1, attempts=1))
+    assert box.ack(first) == OK
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+    seen.clear()
+    for _ in range(100):
+        assert box.peek() == (OutboxStatus.EMPTY, None)
+    assert seen == []
+    box.close()
+
+
+_ENQUEUE = """
+import sys
+from airfsm.host.store import SqliteOutbox
+with SqliteOutbox(sys.argv[1]) as box:
+    if sys.argv[2] == "checkpoint":  # the WAL starts again from its first frame
+        box._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(box.enqueue("/pk/dn/update", sys.argv[2].encode(), 1))
+"""
+
+
+def test_peek_sees_what_other_processes_commit_at_once(tmp_path: Path) -> None:
+    """`airfsm publish` and the bridge write into the same file: the very next peek sees it."""
+    path = db_path(tmp_path)
+    box = SqliteOutbox(path, busy_timeout_ms=0)
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+
+    def other_process_enqueues(payload: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _ENQUEUE, str(path), payload],
+                             capture_output=True, text=True, env=child_env(), timeout=60)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout)
+
+    for payload in ("first", "checkpoint", "after the checkpoint"):
+        message_id = other_process_enqueues(payload)
+        assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, payload.encode(), 1))
+        assert box.ack(message_id) == OK
+        assert box.peek() == (OutboxStatus.EMPTY, None)
+    other = SqliteOutbox(path)  # another connection deletes the head: seen too
+    message_id = other.enqueue(TOPIC, b"gone", 1)
+    assert box.peek()[1] is not None
+    other.ack(message_id)
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+    other.close()
+    box.close()
+
+
+def test_without_a_commit_stamp_every_peek_asks(tmp_path: Path) -> None:
+    """Where the WAL index cannot be read (not Linux), peek queries each time: never stale."""
+    box = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
+    box._watch.close()
+    other = SqliteOutbox(db_path(tmp_path))
+    seen = _statements(box)
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+    message_id = other.enqueue(TOPIC, b"x", 1)
+    assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, b"x", 1))
+    assert len(seen) == 2
+    other.close()
+    box.close()
+
+
 # --- inbox ----------------------------------------------------------------------------------
 
 def test_inbox_add_read_in_order(tmp_path: Path) -> None:

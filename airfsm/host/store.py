@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import math
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -71,6 +73,11 @@ _SCHEMA = (
 )
 # What turns version N into N+1; a fresh store runs _SCHEMA instead. Rows are never touched.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,)}
+# The WAL-index header at the start of `<db>-shm` (https://www.sqlite.org/walformat.html): two
+# 48-byte copies that every commit, by any connection of any process, rewrites; its first field
+# is the wal-index version, 3007000.
+_WAL_INDEX_HEADER = 96
+_WAL_INDEX_VERSION = 3007000
 
 
 class StoreError(Exception):
@@ -181,6 +188,51 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+class CommitWatch:
+    """Whether anything was committed to the database since a stamp, without a query.
+
+    The stamp is the WAL-index header: the first bytes of `<db>-shm`, which all of SQLite's
+    connections to the file share, in every process, through a shared mapping. Every commit
+    rewrites it (the frame count and checksums change; a WAL restart changes the salts), so
+    equal stamps mean nothing was committed in between; a changed one may be a false alarm (a
+    checkpoint, a recovery) and costs one query. Take the stamp *before* the query it vouches
+    for: a commit between the two is then seen next time.
+
+    It is read where this process's SQLite has mapped the file (found once in
+    /proc/self/maps), never through a descriptor of our own: closing any descriptor of the
+    file would drop the POSIX locks SQLite holds on it. SQLite keeps that mapping while a
+    connection of this process has the database open, so `close()` this watch before the
+    connection it was made after. Where there is no such mapping (not Linux, another
+    journal mode), `stamp()` is None: no stamp vouches for anything, every peek queries."""
+
+    def __init__(self, db: Path) -> None:
+        self._header: ctypes.Array[ctypes.c_char] | None = None
+        address = _mapped_at(os.path.realpath(f"{db}-shm"))
+        if address is not None:
+            header = (ctypes.c_char * _WAL_INDEX_HEADER).from_address(address)
+            if int.from_bytes(header.raw[:4], sys.byteorder) == _WAL_INDEX_VERSION:
+                self._header = header
+
+    def stamp(self) -> bytes | None:
+        return None if self._header is None else self._header.raw
+
+    def close(self) -> None:
+        self._header = None
+
+
+def _mapped_at(path: str) -> int | None:
+    """Where this process has mapped the start of file `path`, if it has (Linux)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.rstrip("\n").split(maxsplit=5)
+                if len(fields) == 6 and fields[5] == path and int(fields[2], 16) == 0:
+                    return int(fields[0].split("-", 1)[0], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class _Store:
     """Connection handling shared by the outbox and the inbox."""
 
@@ -254,6 +306,22 @@ class SqliteOutbox(_Store):
         `create=False` opens an existing store only (NoStore otherwise)."""
         super().__init__(path, capacity, busy_timeout_ms, create)
         self.allow_hex = allow_hex
+        # peek's answer and the commit stamp it was read under: an idle tick asks again and
+        # again, and while no connection has committed anything the answer stands.
+        self._watch = CommitWatch(self.path)
+        self._head: OutboundMessage | None = None
+        self._head_stamp: bytes | None = None
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Every later call raises StoreError (the
+        controller's: answers UNAVAILABLE)."""
+        self._forget_head()
+        self._watch.close()  # before the connection: see CommitWatch
+        super().close()
+
+    def _forget_head(self) -> None:
+        """A write of ours: peek asks the database again (the stamp would tell it too)."""
+        self._head_stamp = None
 
     def __enter__(self) -> SqliteOutbox:
         return self
@@ -270,6 +338,7 @@ class SqliteOutbox(_Store):
         reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
         if reason is not None:
             raise ValueError(reason)
+        self._forget_head()
         try:
             with _immediate(self._db()) as db:
                 return self._insert(db, topic, bytes(payload), qos, time.time())
@@ -291,16 +360,23 @@ class SqliteOutbox(_Store):
 
     def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
         """The oldest message not yet acknowledged: (OK, it), (EMPTY, None) when the outbox
-        is empty, (UNAVAILABLE, None) when the store cannot say. C: outbox_peek()."""
-        try:
-            row = self._db().execute(
-                "SELECT id, topic, payload, qos, attempts FROM outbox ORDER BY id LIMIT 1"
-            ).fetchone()
-        except (sqlite3.Error, StoreError) as exc:
-            return self._unavailable(exc), None
-        if row is None:
+        is empty, (UNAVAILABLE, None) when the store cannot say. C: outbox_peek().
+
+        Without a query while nothing was committed since the last one, by any process (see
+        CommitWatch): an idle tick costs the store nothing."""
+        stamp = self._watch.stamp()
+        if stamp is None or stamp != self._head_stamp:
+            try:
+                row = self._db().execute(
+                    "SELECT id, topic, payload, qos, attempts FROM outbox ORDER BY id LIMIT 1"
+                ).fetchone()
+            except (sqlite3.Error, StoreError) as exc:
+                return self._unavailable(exc), None
+            self._head = None if row is None else _outbound(row)
+            self._head_stamp = stamp
+        if self._head is None:
             return OutboxStatus.EMPTY, None
-        return OutboxStatus.OK, _outbound(row)
+        return OutboxStatus.OK, self._head
 
     def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
         """Up to `limit` queued messages with id > `after_id`, oldest first."""
@@ -324,6 +400,7 @@ class SqliteOutbox(_Store):
     def ack(self, message_id: int) -> OutboxStatus:
         """Delivered: delete the message for good. Unknown ids are ignored. OK, or UNAVAILABLE
         having deleted nothing. C: outbox_ack()."""
+        self._forget_head()
         try:
             self._db().execute("DELETE FROM outbox WHERE id = ?", (message_id,))
         except (sqlite3.Error, StoreError) as exc:
@@ -333,6 +410,7 @@ class SqliteOutbox(_Store):
     def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
         """Count one more send attempt: (OK, the new count), (OK, 0) if the message is gone,
         (UNAVAILABLE, 0) having counted nothing. C: outbox_mark_attempt()."""
+        self._forget_head()
         try:
             row = self._db().execute(
                 "UPDATE outbox SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
@@ -358,6 +436,7 @@ class SqliteOutbox(_Store):
         one of the two tables at any moment). Unknown ids are ignored. `reason` is the text kept
         with it, or the controller's code and detail, worded here (`reasons.dead_letter_text`).
         OK, or UNAVAILABLE having moved nothing. C: outbox_dead_letter()."""
+        self._forget_head()
         try:
             with _immediate(self._db()) as db:
                 if not isinstance(reason, str):
@@ -395,6 +474,7 @@ class SqliteOutbox(_Store):
         """Put a dead letter back at the tail of the outbox with a fresh attempt budget; return
         its new outbox id (ids are never reused, so it cannot take a late PUBACK meant for its
         old self). ValueError when no dead letter has that id; OutboxFull when full."""
+        self._forget_head()
         try:
             with _immediate(self._db()) as db:
                 row = db.execute("SELECT topic, payload, qos FROM dead_letter WHERE id = ?",
