@@ -414,6 +414,7 @@ def test_a_locked_sqlite_outbox_answers_unavailable_having_changed_nothing(
         assert "locked" in store.last_error and "\n" not in store.last_error
         assert store.ack(first) == unavailable
         assert store.dead_letter(first, Reason.NO_PUBACK, 0) == unavailable
+        assert store._db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL still
     assert store.queued() == [OutboundMessage(first, UPDATE, b"one", 1)]  # nothing changed
     assert store.dead_count() == 0
     store.close()

@@ -92,6 +92,20 @@ def test_ack_is_idempotent(outbox: SqliteOutbox) -> None:
     assert peeked is not None and peeked.id == b
 
 
+def test_only_the_ack_commits_without_waiting_for_the_disk(outbox: SqliteOutbox) -> None:
+    """enqueue and mark_attempt are synced (power loss); the DELETE after a PUBACK is not: a
+    power cut undoing it costs one resend, which at-least-once allows."""
+    a = outbox.enqueue(TOPIC, b"a", 1)
+    assert outbox.mark_attempt(a) == (OK, 1)
+    seen = _statements(outbox)
+    assert outbox.ack(a) == OK
+    assert [q.split()[0] for q in seen] == ["PRAGMA", "DELETE", "PRAGMA"]
+    assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[-1] == "PRAGMA synchronous=FULL"
+    assert outbox._db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    outbox.close()
+    assert outbox.ack(a) == OutboxStatus.UNAVAILABLE
+
+
 def test_capacity_refuses_without_losing_rows(tmp_path: Path) -> None:
     with SqliteOutbox(db_path(tmp_path), capacity=3) as box:
         ids = [box.enqueue(TOPIC, f"m{i}".encode(), 1) for i in range(3)]

@@ -5,10 +5,15 @@ Host-only code (the MCU port keeps its queue in RAM or flash its own way).
 One database file, `<data_dir>/airfsm.db`, holds both tables; any number of processes may open
 it at once (`airfsm publish` enqueues while `airfsm run` reads). It runs in WAL mode so readers
 never block the writer, with `synchronous=FULL` so that a message `enqueue` has returned an id
-for survives kill -9 and power loss, and with a busy timeout so that writers queue up instead of
-failing. The gateway's own connection is the exception: its tick must never wait, so it opens
-the outbox with `busy_timeout_ms=0` and treats "locked" as "try again later". The schema carries
-its version in `PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters).
+for survives kill -9 and power loss (and so does an attempt `mark_attempt` counted: a message
+that takes the power down as it is sent still runs out of attempts), and with a busy timeout so
+that writers queue up instead of failing. Every commit survives kill -9; only the DELETE after a
+PUBACK (`ack`) does not wait for the disk: a power cut may undo it, and the message goes once
+more (at least once). The gateway's own connection never waits for a lock: its tick must never
+block, so it opens the outbox with `busy_timeout_ms=0` and treats "locked" as "try again
+later". `peek` asks the database only when something was committed since it last did
+(`CommitWatch`), so an idle tick costs no query. The schema carries its version in
+`PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters).
 """
 
 from __future__ import annotations
@@ -399,10 +404,20 @@ class SqliteOutbox(_Store):
 
     def ack(self, message_id: int) -> OutboxStatus:
         """Delivered: delete the message for good. Unknown ids are ignored. OK, or UNAVAILABLE
-        having deleted nothing. C: outbox_ack()."""
+        having deleted nothing. C: outbox_ack().
+
+        The one write that does not wait for the disk (synchronous=NORMAL for its commit): a
+        kill -9 cannot undo it (the WAL is written before COMMIT returns), a power cut can,
+        until the next synced commit or checkpoint - and then the message is sent once more,
+        which at-least-once allows. Waiting would cost an fsync per message for nothing else."""
         self._forget_head()
         try:
-            self._db().execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+            db = self._db()
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+            finally:
+                db.execute("PRAGMA synchronous=FULL")
         except (sqlite3.Error, StoreError) as exc:
             return self._unavailable(exc)
         return OutboxStatus.OK
