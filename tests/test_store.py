@@ -22,7 +22,7 @@ from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.messages import InboundMessage, OutboundMessage
 from airfsm.core.outbox import MemoryOutbox, OutboxFullError
 from airfsm.core.payload import MAX_PAYLOAD_HEX_RAW
-from airfsm.host import log, reasons
+from airfsm.host import log, reasons, store
 from airfsm.host.paths import default_data_dir
 from airfsm.host.store import (
     SCHEMA_VERSION,
@@ -505,16 +505,18 @@ def test_peek_sees_what_other_processes_commit_at_once(tmp_path: Path) -> None:
     box.close()
 
 
-def test_without_a_commit_stamp_every_peek_asks(tmp_path: Path) -> None:
+def test_without_a_commit_stamp_every_peek_asks(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the WAL index cannot be read (not Linux), peek queries each time: never stale."""
+    monkeypatch.setattr(store, "_mapped_at", lambda _path: None)
     box = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
-    box._watch.close()
     other = SqliteOutbox(db_path(tmp_path))
     seen = _statements(box)
     assert box.peek() == (OutboxStatus.EMPTY, None)
     message_id = other.enqueue(TOPIC, b"x", 1)
     assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, b"x", 1))
     assert len(seen) == 2
+    assert box._watch is not None and box._watch.stamp() is None
     other.close()
     box.close()
 

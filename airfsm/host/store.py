@@ -313,7 +313,7 @@ class SqliteOutbox(_Store):
         self.allow_hex = allow_hex
         # peek's answer and the commit stamp it was read under: an idle tick asks again and
         # again, and while no connection has committed anything the answer stands.
-        self._watch = CommitWatch(self.path)
+        self._watch: CommitWatch | None = None  # made at the first peek (a CLI never peeks)
         self._head: OutboundMessage | None = None
         self._head_stamp: bytes | None = None
 
@@ -321,7 +321,9 @@ class SqliteOutbox(_Store):
         """Close the connection; idempotent. Every later call raises StoreError (the
         controller's: answers UNAVAILABLE)."""
         self._forget_head()
-        self._watch.close()  # before the connection: see CommitWatch
+        if self._watch is not None:
+            self._watch.close()  # before the connection: see CommitWatch
+            self._watch = None
         super().close()
 
     def _forget_head(self) -> None:
@@ -369,7 +371,9 @@ class SqliteOutbox(_Store):
 
         Without a query while nothing was committed since the last one, by any process (see
         CommitWatch): an idle tick costs the store nothing."""
-        stamp = self._watch.stamp()
+        if self._watch is None and self._conn is not None:
+            self._watch = CommitWatch(self.path)
+        stamp = None if self._watch is None else self._watch.stamp()
         if stamp is None or stamp != self._head_stamp:
             try:
                 row = self._db().execute(
