@@ -38,22 +38,22 @@ class Outbox(Protocol):
     def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
         """The oldest message still queued: (OK, it), (EMPTY, None) or (UNAVAILABLE, None).
 
-        C: airfsm_outbox_status_t outbox_peek(outbox_t *box, outbound_t *out) - fills
-        `*out` on OK."""
+        C: airfsm_outbox_status_t outbox_peek(const airfsm_outbox_t *outbox,
+        airfsm_message_t *out) - fills `*out` on OK."""
         ...
 
     def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
         """Count one more attempt for the message: (OK, the new count), (OK, 0) when it is
         gone, or (UNAVAILABLE, 0).
 
-        C: airfsm_outbox_status_t outbox_mark_attempt(outbox_t *box, uint32_t id,
-        uint32_t *attempts) - sets `*attempts` on OK."""
+        C: airfsm_outbox_status_t outbox_mark_attempt(const airfsm_outbox_t *outbox,
+        uint32_t id, uint32_t *attempts) - sets `*attempts` on OK."""
         ...
 
     def ack(self, message_id: int) -> OutboxStatus:
         """Delivered: remove the message for good. Unknown ids are ignored (OK).
 
-        C: airfsm_outbox_status_t outbox_ack(outbox_t *box, uint32_t id)."""
+        C: airfsm_outbox_status_t outbox_ack(const airfsm_outbox_t *outbox, uint32_t id)."""
         ...
 
     def dead_letter(self, message_id: int, reason: Reason, detail: int) -> OutboxStatus:
@@ -61,8 +61,8 @@ class Outbox(Protocol):
         keeps text words them with `airfsm.host.reasons.dead_letter_text`). Unknown ids are
         ignored (OK).
 
-        C: airfsm_outbox_status_t outbox_dead_letter(outbox_t *box, uint32_t id,
-        airfsm_reason_t reason, int32_t detail)."""
+        C: airfsm_outbox_status_t outbox_dead_letter(const airfsm_outbox_t *outbox,
+        uint32_t id, airfsm_reason_t reason, int32_t detail)."""
         ...
 
 
