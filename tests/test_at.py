@@ -1171,6 +1171,23 @@ def test_truncated_httpread_body_is_flagged_and_its_ok_still_completes_the_comma
     assert h.truncated_flags == [True, False]
 
 
+def test_httpread_header_ending_in_a_bare_cr_then_a_stall_is_a_truncated_payload() -> None:
+    # The wait for the LF after `+HTTPREAD: n\r` is part of the payload: it stalls alike, so
+    # the OK that comes long after it is the command's answer, not 5 bytes of body.
+    h = Harness()
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.feed(b"\r\n+HTTPREAD: 5\r")
+    assert h.ch.receive_deadline == NOW + STALL
+    h.ch.check_timeout(NOW + STALL - 1)
+    assert h.truncations == []
+    h.ch.check_timeout(NOW + 2000)
+    assert h.truncations == [(b"+HTTPREAD: 5", 5, 0)]
+    assert h.ch.receive_deadline is None and h.ch.payloads_truncated == 1
+    h.feed(b"\r\nOK\r\n", now=NOW + 2000)
+    assert h.events == [rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 5",))]  # no data
+    assert h.truncated_flags == [True]
+
+
 @pytest.mark.parametrize("boot", [frame(b"RDY", b"+CFUN: 1"), b"\r\n\xff\x00RDY\r\n+CFUN: 1\r\n"])
 def test_module_reboot_in_the_middle_of_an_httpread_body_is_recognised(boot: bytes) -> None:
     h = Harness()

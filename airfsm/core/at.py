@@ -18,7 +18,9 @@ Receive states (`_Rx`)
 ----------------------
 LINE          assemble a line; CR or LF ends it; empty lines are skipped.
 SKIP_LINE     the line overflowed LINE_CAPACITY: discard bytes up to the next CR/LF.
-SKIP_LF       a `+HTTPREAD: <n>` line ended at CR: swallow one LF, then read the data.
+SKIP_LF       a `+HTTPREAD: <n>` line ended at CR: swallow one LF, then read the data. The
+              wait for that LF is part of the payload (same stall and overrun rule): a CR
+              with nothing after it for the stall window is a truncated payload.
 DATA          read exactly n raw bytes (they may hold CR, LF, commas, quotes, "OK" ...); they
               are kept in the data buffer (its first DATA_CAPACITY bytes) whatever their sink.
 HEX_TAIL      a `+MSUB:` payload of n hex digits while the module may be in hex mode
@@ -587,7 +589,7 @@ class AtChannel:
         rx = self._rx
         if rx == _Rx.MSUB_END:
             return ms_add(self._data_last_at, self.stall_ms)
-        if rx in (_Rx.DATA, _Rx.HEX_TAIL):
+        if rx in (_Rx.SKIP_LF, _Rx.DATA, _Rx.HEX_TAIL):  # SKIP_LF: the wait is the payload's
             return ms_earliest(ms_add(self._data_last_at, self.stall_ms),
                                ms_add(self._data_started_at, self._data_budget_ms))
         return None
@@ -667,7 +669,7 @@ class AtChannel:
             if ms_diff(now_ms, self._data_last_at) >= self.stall_ms:
                 self._deliver_msub(self._data, 0, self._data_len)  # nothing followed it
                 self._end_payload()
-        elif rx in (_Rx.DATA, _Rx.HEX_TAIL):
+        elif rx in (_Rx.SKIP_LF, _Rx.DATA, _Rx.HEX_TAIL):
             stalled = ms_diff(now_ms, self._data_last_at) >= self.stall_ms
             overrun = ms_diff(now_ms, self._data_started_at) >= self._data_budget_ms
             if stalled or overrun:

@@ -341,7 +341,8 @@ bool at_receive_deadline(const at_channel_t *ch, uint32_t *deadline)
         *deadline = ms_add(ch->data_last_at, ch->stall_ms);
         return true;
     }
-    if (ch->rx == AT_RX_DATA || ch->rx == AT_RX_HEX_TAIL) {
+    if (ch->rx == AT_RX_SKIP_LF || ch->rx == AT_RX_DATA || ch->rx == AT_RX_HEX_TAIL) {
+        /* SKIP_LF: the wait for the header's LF is the payload's */
         return ms_earliest(true, ms_add(ch->data_last_at, ch->stall_ms), true,
                            ms_add(ch->data_started_at, ch->data_budget_ms), deadline);
     }
@@ -1006,7 +1007,7 @@ void at_check_timeout(at_channel_t *ch, uint32_t now_ms)
             at_deliver_msub(ch, ch->data, 0, ch->data_len); /* nothing followed it */
             at_end_payload(ch);
         }
-    } else if (rx == AT_RX_DATA || rx == AT_RX_HEX_TAIL) {
+    } else if (rx == AT_RX_SKIP_LF || rx == AT_RX_DATA || rx == AT_RX_HEX_TAIL) {
         bool stalled = ms_diff(now_ms, ch->data_last_at) >= (int32_t)ch->stall_ms;
         bool overrun = ms_diff(now_ms, ch->data_started_at) >= (int32_t)ch->data_budget_ms;
         if (stalled || overrun) {
