@@ -37,6 +37,12 @@ boots, e.g. `\\xff\\x00RDY`) are skipped for every decision below and dropped fr
 it recognises; a line that ends up as a plain info line keeps its bytes as received.
 With a command in flight:
   1. echo       a line equal to the command is its echo: dropped (echo on or off both work).
+                Once an echo has come, the module is known to echo, and until the echo of
+                the command in flight comes, steps 2-4 and 6 do not apply (the line is
+                digested as with no command in flight): a final code before the echo is the
+                previous command's (a duplicated `OK`, or a late one), never this one's
+                answer. `ATE0` answered OK, reset(), or a command that timed out without its
+                echo make the channel take answers without an echo again.
   2. final      `OK`, `ERROR`, `ERROR: n` (how the HTTP commands refuse), `+CME ERROR: n`,
                 `+CMS ERROR: n` (FINAL_CODES) complete the response: the channel goes idle, then
                 on_response(response) fires.
@@ -173,6 +179,7 @@ HTTPREAD_HEADER = b"+HTTPREAD:"
 # (the table's commands: the controller sends those steps).
 HEX_MODE_ON = HEX_MODE.command.encode("ascii")
 HEX_MODE_OFF = TEXT_MODE.command.encode("ascii")
+ECHO_OFF = b"ATE0"  # the command that switches the module's echo off (V.25ter)
 _HEX_DIGITS = b"0123456789ABCDEFabcdef"
 
 
@@ -483,7 +490,7 @@ class AtChannel:
         "_urcs_by_first", "_msub_urc",
         "_baud", "stall_ms",
         "_active", "_command", "_prefix", "_deadline", "_prompt", "_final_urc",
-        "_final_urc_awaited", "_response",
+        "_final_urc_awaited", "_echo_seen", "_echo_on", "_response",
         "_now", "_rx", "_line", "_line_cap", "_line_len", "_msub_possible", "_header_len",
         "_data", "_data_cap", "_data_len", "_data_left", "_data_declared", "_data_read",
         "_data_started_at", "_data_last_at", "_data_budget_ms", "_sink", "_hex_possible",
@@ -531,6 +538,10 @@ class AtChannel:
         self._prompt = _Prompt.NONE
         self._final_urc = False  # the command in flight reports its outcome as a final URC
         self._final_urc_awaited = False  # ... it answered OK: the next final code is that
+        self._echo_seen = False  # the echo of the command in flight was dropped
+        # The module echoes: an echo came, and since then no ATE0, no reset, and no command
+        # timed out without its echo. Until the echo, a final code is not the command's.
+        self._echo_on = False
         self._response = AtResponse(info_arena if info_arena is not None
                                     else bytearray(INFO_ARENA))
 
@@ -643,6 +654,7 @@ class AtChannel:
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
         self._prompt = _Prompt.AWAITED if expect_prompt else _Prompt.NONE
         self._final_urc = final_urc
+        self._echo_seen = False
         buf[length] = _CR
         self._write(memoryview(buf)[:length + 1])
 
@@ -689,6 +701,8 @@ class AtChannel:
         self._final_urc = False
         self._final_urc_awaited = False
         self._hex_possible = False
+        self._echo_on = False
+        self._echo_seen = False
         self._line_len = 0
         self._end_payload()
 
@@ -848,10 +862,16 @@ class AtChannel:
         s = self._content_start(n)
         own = False
         if self._active:
-            command = self._command
             # 1. echo
+            command = self._command
             if n - s == len(command) and line.startswith(command, s, n):
+                self._echo_seen = True
+                self._echo_on = True
                 return
+        # A module that echoes sends the echo before anything of the answer: until it comes,
+        # what arrives is not this command's (a duplicated or late final code of the one before).
+        answering = self._active and (self._echo_seen or not self._echo_on)
+        if answering:
             # 2. final result code
             final = final_code(line, s, n)
             if final != NOT_FINAL:
@@ -868,7 +888,7 @@ class AtChannel:
             if own:
                 self._add_info_line(s, n)
         elif final_code(line, s, n) != NOT_FINAL:
-            # 2'. a final code with no command in flight
+            # 2'. a final code with no command in flight (or before its echo)
             if self._final_urc_awaited:
                 self._final_urc_awaited = False
                 self.urcs += 1
@@ -883,7 +903,7 @@ class AtChannel:
                 self.urcs += 1
                 self._on_urc(urc, bytes(line[s:n]), b"")
             # 6. info line (as received) or stray
-            elif self._active:
+            elif answering:
                 self._add_info_line(0, n)
             else:
                 self.stray_lines += 1
@@ -1115,6 +1135,11 @@ class AtChannel:
         self._final_urc_awaited = ok and self._final_urc
         if ok and _starts_with_nocase(self._command, len(self._command), HEX_MODE_OFF):
             self._hex_possible = False
+        if (ok and _starts_with_nocase(self._command, len(self._command), ECHO_OFF)
+                or (result == AtResult.TIMEOUT and not self._echo_seen)):
+            # Echo switched off, or no echo and no answer (the module may have stopped
+            # echoing): take answers without an echo again, until an echo shows it back on.
+            self._echo_on = False
         if self._sink == _Sink.RESPONSE:
             # Timed out in the middle of the body: keep reading it, but it belongs to no one.
             self._sink = _Sink.DISCARD

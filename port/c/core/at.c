@@ -26,6 +26,9 @@
 #define PLUS 0x2Bu
 #define CASE 0x20u /* ASCII letters: lower case = upper case | 0x20 */
 
+/* Twin: at.ECHO_OFF: the command that switches the module's echo off. */
+static const airfsm_text_t at_echo_off = {"ATE0", 4};
+
 /* `text` (airfsm_text_t) at buf[start:end]'s start: Python's buf.startswith(text, start, end). */
 static bool at_starts_with(const uint8_t *buf, size_t start, size_t end, const char *text,
                            size_t len)
@@ -298,6 +301,8 @@ void at_init(at_channel_t *ch, const at_config_t *config)
     ch->prompt = AT_PROMPT_NONE;
     ch->final_urc = false;
     ch->final_urc_awaited = false;
+    ch->echo_seen = false;
+    ch->echo_on = false;
     ch->response.arena = config->info_arena;
     ch->response.arena_cap = config->arena_cap;
     at_response_clear(&ch->response, NULL, 0);
@@ -374,6 +379,12 @@ static void at_complete(at_channel_t *ch, airfsm_at_result_t result, int32_t cme
     if (ok && at_starts_with_nocase(ch->command, ch->command_len, &airfsm_hex_mode_off)) {
         ch->hex_possible = false;
     }
+    if ((ok && at_starts_with_nocase(ch->command, ch->command_len, &at_echo_off)) ||
+        (result == AIRFSM_AT_RESULT_TIMEOUT && !ch->echo_seen)) {
+        /* Echo switched off, or no echo and no answer (the module may have stopped echoing):
+         * take answers without an echo again, until an echo shows it back on. */
+        ch->echo_on = false;
+    }
     if (ch->sink == AT_SINK_RESPONSE) {
         /* Timed out in the middle of the body: keep reading it, but it belongs to no one. */
         ch->sink = AT_SINK_DISCARD;
@@ -420,6 +431,7 @@ void at_send(at_channel_t *ch, uint8_t *buf, size_t cap, size_t length, uint32_t
     ch->deadline = ms_add(now_ms, at_clamp_timeout(timeout_ms));
     ch->prompt = expect_prompt ? AT_PROMPT_AWAITED : AT_PROMPT_NONE;
     ch->final_urc = final_urc;
+    ch->echo_seen = false;
     buf[length] = CR;
     ch->config.write(ch->config.ctx, buf, length + 1);
 }
@@ -673,14 +685,20 @@ static void at_digest(at_channel_t *ch, size_t n)
 {
     uint8_t *line = ch->line;
     size_t s = at_content_start(ch, n), i;
-    bool own = false;
+    bool own = false, answering;
     int final, urc;
 
-    if (ch->active) {
-        /* 1. echo */
-        if (n - s == ch->command_len && memcmp(line + s, ch->command, ch->command_len) == 0) {
-            return;
-        }
+    /* 1. echo */
+    if (ch->active && n - s == ch->command_len &&
+        memcmp(line + s, ch->command, ch->command_len) == 0) {
+        ch->echo_seen = true;
+        ch->echo_on = true;
+        return;
+    }
+    /* A module that echoes sends the echo before anything of the answer: until it comes, what
+     * arrives is not this command's (a duplicated or late final code of the one before). */
+    answering = ch->active && (ch->echo_seen || !ch->echo_on);
+    if (answering) {
         /* 2. final result code */
         final = at_final_code(line, s, n);
         if (final != AT_NOT_FINAL) {
@@ -704,7 +722,7 @@ static void at_digest(at_channel_t *ch, size_t n)
             at_add_info_line(ch, s, n);
         }
     } else if (at_final_code(line, s, n) != AT_NOT_FINAL) {
-        /* 2'. a final code with no command in flight */
+        /* 2'. a final code with no command in flight (or before its echo) */
         if (ch->final_urc_awaited) {
             ch->final_urc_awaited = false;
             ch->urcs++;
@@ -721,7 +739,7 @@ static void at_digest(at_channel_t *ch, size_t n)
         if (urc != AT_URC_NONE) {
             ch->urcs++;
             ch->config.on_urc(ch->config.ctx, urc, line + s, n - s, NULL, 0);
-        } else if (ch->active) {
+        } else if (answering) {
             /* 6. info line (as received) or stray */
             at_add_info_line(ch, 0, n);
         } else {
@@ -1031,6 +1049,8 @@ void at_reset(at_channel_t *ch)
     ch->final_urc = false;
     ch->final_urc_awaited = false;
     ch->hex_possible = false;
+    ch->echo_on = false;
+    ch->echo_seen = false;
     ch->line_len = 0;
     at_end_payload(ch);
 }
