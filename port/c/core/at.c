@@ -680,32 +680,46 @@ static void at_add_info_line(at_channel_t *ch, size_t s, size_t n)
     response->arena_used = at + count;
 }
 
-/* Twin: AtChannel._digest(): what the complete line line[:n] is, in the order of at.h. */
+/* Twin: AtChannel._digest(): what the complete line line[:n] is, in the order of at.h. Python
+ * looks at the codes and URC rows of the line's first byte only; here they are compared in
+ * turn (the same first match). */
 static void at_digest(at_channel_t *ch, size_t n)
 {
     uint8_t *line = ch->line;
     size_t s = at_content_start(ch, n), i;
-    bool own = false, answering;
+    bool own = false, answering = false;
     int final, urc;
 
-    /* 1. echo */
-    if (ch->active && n - s == ch->command_len &&
-        memcmp(line + s, ch->command, ch->command_len) == 0) {
-        ch->echo_seen = true;
-        ch->echo_on = true;
-        return;
-    }
-    /* A module that echoes sends the echo before anything of the answer: until it comes, what
-     * arrives is not this command's (a duplicated or late final code of the one before). */
-    answering = ch->active && (ch->echo_seen || !ch->echo_on);
-    if (answering) {
-        /* 2. final result code */
-        final = at_final_code(line, s, n);
-        if (final != AT_NOT_FINAL) {
-            at_complete(ch, airfsm_final_codes[final].result,
-                        at_final_code_number(line, s, n, final));
+    if (ch->active) {
+        /* 1. echo */
+        if (n - s == ch->command_len && memcmp(line + s, ch->command, ch->command_len) == 0) {
+            ch->echo_seen = true;
+            ch->echo_on = true;
             return;
         }
+        /* A module that echoes sends the echo before anything of the answer: until it comes,
+         * what arrives is not this command's (a duplicated or late final code of the one
+         * before): digested as with no command in flight. */
+        answering = ch->echo_seen || !ch->echo_on;
+    }
+    /* 2. final result code */
+    final = at_final_code(line, s, n);
+    if (final != AT_NOT_FINAL) {
+        if (answering) {
+            at_complete(ch, airfsm_final_codes[final].result,
+                        at_final_code_number(line, s, n, final));
+        } else if (ch->final_urc_awaited) {
+            /* 2'. no command in flight: the outcome of the one sent with final_urc */
+            ch->final_urc_awaited = false;
+            ch->urcs++;
+            ch->config.on_urc(ch->config.ctx, at_match_urc(ch, s, n, true), line + s, n - s,
+                              NULL, 0);
+        } else {
+            ch->stray_lines++; /* 2'. a late answer of a command that timed out */
+        }
+        return;
+    }
+    if (answering) {
         /* 3. prompt */
         if (ch->prompt == AT_PROMPT_AWAITED) {
             for (i = 0; i < AIRFSM_PROMPT_LINE_COUNT; i++) {
@@ -721,17 +735,6 @@ static void at_digest(at_channel_t *ch, size_t n)
         if (own) {
             at_add_info_line(ch, s, n);
         }
-    } else if (at_final_code(line, s, n) != AT_NOT_FINAL) {
-        /* 2'. a final code with no command in flight (or before its echo) */
-        if (ch->final_urc_awaited) {
-            ch->final_urc_awaited = false;
-            ch->urcs++;
-            ch->config.on_urc(ch->config.ctx, at_match_urc(ch, s, n, true), line + s, n - s,
-                              NULL, 0);
-        } else {
-            ch->stray_lines++;
-        }
-        return;
     }
     if (!own) {
         /* 5. URC */
@@ -859,7 +862,23 @@ static size_t at_take_line(at_channel_t *ch, const uint8_t *data, size_t i, size
     bool ends_line, at_comma = false;
 
     if (ch->line_len == 0) {
-        ch->msub_possible = true;
+        /* The first byte of a line: the CR and LF between lines are passed over, and only a
+         * line that starts with +MSUB: (or with noise, or not all here yet) may be a header. */
+        uint8_t b = data[i];
+        while (b == CR || b == LF) { /* the CR LF pairs around every module line */
+            i++;
+            if (i == end) {
+                return i;
+            }
+            b = data[i];
+        }
+        if (b == PLUS) {
+            ch->msub_possible = end - i < airfsm_msub_header.len ||
+                                memcmp(data + i, airfsm_msub_header.text,
+                                       airfsm_msub_header.len) == 0;
+        } else {
+            ch->msub_possible = at_is_noise(b);
+        }
     }
     if (ch->prompt == AT_PROMPT_AWAITED) {
         uint8_t b = data[i];
