@@ -519,7 +519,7 @@ class AtChannel:
         "_write", "_on_response", "_on_urc", "_on_truncated", "_urcs", "_urc_only",
         "_urcs_by_first", "_msub_urc",
         "_baud", "stall_ms",
-        "_active", "_command", "_prefix", "_deadline", "_prompt", "_final_urc",
+        "_active", "_command", "_prefix_end", "_deadline", "_prompt", "_final_urc",
         "_final_urc_awaited", "_echo_seen", "_echo_on", "_response",
         "_now", "_rx", "_line", "_line_cap", "_line_len", "_msub_possible", "_header_len",
         "_data", "_data_cap", "_data_len", "_data_left", "_data_declared", "_data_read",
@@ -563,7 +563,7 @@ class AtChannel:
         # the command in flight
         self._active = False
         self._command: Buffer = b""  # a view of the caller's command buffer
-        self._prefix: Buffer = b""  # its answer lines' prefix (`+CGATT`), a view of it too
+        self._prefix_end = 0  # its answer lines' prefix (`+CGATT`) is _command[2:_prefix_end]
         self._deadline = 0
         self._prompt = _PROMPT_NONE
         self._final_urc = False  # the command in flight reports its outcome as a final URC
@@ -681,7 +681,7 @@ class AtChannel:
         # State first, then write: should the write fail, the deadline still ends the wait.
         self._active = True
         self._command = command
-        self._prefix = command[2:response_prefix_end(buf, length)]
+        self._prefix_end = response_prefix_end(buf, length)
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
         self._prompt = _PROMPT_AWAITED if expect_prompt else _PROMPT_NONE
         self._final_urc = final_urc
@@ -727,7 +727,7 @@ class AtChannel:
         """
         self._active = False
         self._command = b""
-        self._prefix = b""
+        self._prefix_end = 0
         self._prompt = _PROMPT_NONE
         self._final_urc = False
         self._final_urc_awaited = False
@@ -975,10 +975,12 @@ class AtChannel:
 
     def _is_own_line(self, s: int, n: int) -> bool:
         """C: at_is_own_line()."""
-        prefix = self._prefix
-        p = len(prefix)
+        end = self._prefix_end
+        p = end - 2
         line = self._line
-        if p == 0 or n - s <= p or not line.startswith(prefix, s, n):
+        # The prefix starts with `+`: most lines are told apart before the command is sliced.
+        if (end == 0 or n - s <= p or line[s] != _PLUS
+                or not line.startswith(self._command[2:end], s, n)):
             return False
         after = s + p
         if not (line[after] == _COLON
