@@ -35,9 +35,10 @@
  * `+MSUB: <topic>,<n> byte,<payload>` (the payload is read by length; in hex mode 2n hex digits
  * are delivered decoded); a payload is delivered when a line end (or nothing, for a stall
  * window) follows it, else it may have been part of the topic and the line goes on. A payload
- * that stalls or overruns is closed as truncated in at_check_timeout(): counted, reported
- * through on_truncated, dropped, and the bytes it swallowed after its first line end are fed
- * through the receiver again.
+ * that stalls or overruns (the wait for the LF after a `+HTTPREAD: n` line that ended in CR
+ * included) is closed as truncated in at_check_timeout(): counted, reported through
+ * on_truncated, dropped, and the bytes it swallowed after its first line end are fed through
+ * the receiver again.
  *
  * Callbacks fire synchronously, in arrival order, after the channel's state is updated. They
  * must not call at_send()/at_send_data()/at_feed()/at_reset() (contract): they record, and the
