@@ -246,18 +246,20 @@ class AtResponse:
     Info line i is `arena[line_start[i]:line_start[i] + line_length[i]]` for i < line_count,
     the +HTTPREAD body `arena[data_start:data_start + data_length]`. `truncated` is set when
     the command's length-counted data came short (the data is then dropped: data_length 0).
-    `command` is the command as the caller passed it (a view of its buffer, valid until the
-    caller changes that buffer).
+    `command` is the command as the caller passed it: a view of `command_buf[:command_len]`,
+    the caller's buffer, valid until the caller changes that buffer.
     """
 
-    __slots__ = ("result", "cme_error", "command", "truncated", "arena", "arena_used",
-                 "line_count", "line_start", "line_length", "data_start", "data_length")
+    __slots__ = ("result", "cme_error", "command_buf", "command_len", "truncated", "arena",
+                 "arena_used", "line_count", "line_start", "line_length", "data_start",
+                 "data_length")
 
     def __init__(self, arena: bytearray) -> None:
         """C: part of at_init()."""
         self.result: AtResult = AtResult.OK
         self.cme_error: int = -1
-        self.command: bytes | bytearray | memoryview = b""
+        self.command_buf: bytes | bytearray = b""
+        self.command_len = 0
         self.truncated: bool = False
         self.arena = arena
         self.arena_used = 0
@@ -267,11 +269,12 @@ class AtResponse:
         self.data_start = 0
         self.data_length = 0
 
-    def clear(self, command: bytes | bytearray | memoryview) -> None:
+    def clear(self, buf: bytes | bytearray, length: int) -> None:
         """C: at_response_clear()."""
         self.result = _OK
         self.cme_error = -1
-        self.command = command
+        self.command_buf = buf
+        self.command_len = length
         self.truncated = False
         self.arena_used = 0
         self.line_count = 0
@@ -288,6 +291,12 @@ class AtResponse:
             if arena.startswith(prefix, start, start + self.line_length[i]):
                 return i
         return -1
+
+    @property
+    def command(self) -> memoryview:
+        """The command (a view, made when asked: the response keeps the buffer and a length,
+        as the C struct does). C: the command and command_len fields."""
+        return memoryview(self.command_buf)[:self.command_len]
 
     def line_end(self, index: int) -> int:
         """Where info line `index` ends in the arena. C: at_response_line_end()."""
@@ -519,7 +528,7 @@ class AtChannel:
         "_write", "_on_response", "_on_urc", "_on_truncated", "_urcs", "_urc_only",
         "_urcs_by_first", "_msub_urc",
         "_baud", "stall_ms",
-        "_active", "_command", "_prefix_end", "_deadline", "_prompt", "_final_urc",
+        "_active", "_command", "_command_len", "_prefix_end", "_deadline", "_prompt", "_final_urc",
         "_final_urc_awaited", "_echo_seen", "_echo_on", "_response",
         "_now", "_rx", "_line", "_line_cap", "_line_len", "_msub_possible", "_header_len",
         "_data", "_data_cap", "_data_len", "_data_left", "_data_declared", "_data_read",
@@ -562,7 +571,8 @@ class AtChannel:
 
         # the command in flight
         self._active = False
-        self._command: Buffer = b""  # a view of the caller's command buffer
+        self._command: bytes | bytearray = b""  # the caller's command buffer ...
+        self._command_len = 0  # ... and the command's length in it
         self._prefix_end = 0  # its answer lines' prefix (`+CGATT`) is _command[2:_prefix_end]
         self._deadline = 0
         self._prompt = _PROMPT_NONE
@@ -662,10 +672,8 @@ class AtChannel:
             # Precondition broken by the caller: keep the command in flight intact.
             self.commands_refused += 1
             return
-        whole = memoryview(buf)
-        command = whole[:length]
         response = self._response
-        response.clear(command)
+        response.clear(buf, min(length, len(buf)))
         self._final_urc_awaited = False
         if (length >= len(buf) or buf.find(_NUL, 0, length) >= 0 or buf.find(_CR, 0, length) >= 0
                 or buf.find(_LF, 0, length) >= 0):
@@ -680,14 +688,15 @@ class AtChannel:
             self._hex_possible = True  # the module may switch as soon as it reads this
         # State first, then write: should the write fail, the deadline still ends the wait.
         self._active = True
-        self._command = command
+        self._command = buf
+        self._command_len = length
         self._prefix_end = response_prefix_end(buf, length)
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
         self._prompt = _PROMPT_AWAITED if expect_prompt else _PROMPT_NONE
         self._final_urc = final_urc
         self._echo_seen = False
         buf[length] = _CR
-        self._write(whole[:length + 1])
+        self._write(memoryview(buf)[:length + 1])
 
     def send_data(self, buf: Buffer, length: int, now_ms: int, timeout_ms: int) -> None:
         """After PROMPT: write the raw body buf[:length] (no CR) and wait again for the final
@@ -727,6 +736,7 @@ class AtChannel:
         """
         self._active = False
         self._command = b""
+        self._command_len = 0
         self._prefix_end = 0
         self._prompt = _PROMPT_NONE
         self._final_urc = False
@@ -921,8 +931,8 @@ class AtChannel:
         answering = False
         if self._active:
             # 1. echo
-            command = self._command
-            if n - s == len(command) and line.startswith(command, s, n):
+            length = self._command_len
+            if n - s == length and line.startswith(self._command[:length], s, n):
                 self._echo_seen = True
                 self._echo_on = True
                 return
@@ -1192,9 +1202,9 @@ class AtChannel:
         self._prompt = _PROMPT_NONE
         ok = result == _OK
         self._final_urc_awaited = ok and self._final_urc
-        if ok and _starts_with_nocase(self._command, len(self._command), HEX_MODE_OFF):
+        if ok and _starts_with_nocase(self._command, self._command_len, HEX_MODE_OFF):
             self._hex_possible = False
-        if (ok and _starts_with_nocase(self._command, len(self._command), ECHO_OFF)
+        if (ok and _starts_with_nocase(self._command, self._command_len, ECHO_OFF)
                 or (result == _TIMEOUT and not self._echo_seen)):
             # Echo switched off, or no echo and no answer (the module may have stopped
             # echoing): take answers without an echo again, until an echo shows it back on.
