@@ -269,12 +269,12 @@ class AtResponse:
         self.data_start = 0
         self.data_length = 0
 
-    def clear(self, buf: bytes | bytearray, length: int) -> None:
-        """C: at_response_clear()."""
+    def clear(self, buf: bytes | bytearray, length: int | None = None) -> None:
+        """Reset for the command buf[:length] (all of buf by default). C: at_response_clear()."""
         self.result = _OK
         self.cme_error = -1
         self.command_buf = buf
-        self.command_len = length
+        self.command_len = len(buf) if length is None else length
         self.truncated = False
         self.arena_used = 0
         self.line_count = 0
