@@ -48,7 +48,8 @@ MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
              "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
              "shutdown_grace_s", "reset_command", "subscribe", "bridge", "bridge_prefix",
-             "metrics_textfile", "metrics_listen")
+             "metrics_textfile", "metrics_listen", "thing_model", "rrpc", "rrpc_timeout_s", "ntp",
+             "ntp_interval_s")
 RUN_KEYS = (*CONNECTION_KEYS, *_RUN_KEYS)  # every setting `run` takes as a flag
 _RUN_HELP = {
     "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
@@ -75,6 +76,14 @@ _RUN_HELP = {
                         "collector), atomically",
     "metrics_listen": "serve Prometheus /metrics on HOST:PORT (needs prometheus-client: the "
                       "'metrics' extra)",
+    "thing_model": "true: subscribe to the Alink property post replies, property set and "
+                   "service calls (default false)",
+    "rrpc": "true: subscribe to RRPC requests, answered through the priority lane (default "
+            "false)",
+    "rrpc_timeout_s": "how long the server waits for an RRPC answer; later ones are "
+                      "dead-lettered, not sent (default 8, the most it waits)",
+    "ntp": "true: ask the cloud's NTP service for the time on every ONLINE (default false)",
+    "ntp_interval_s": "ask again this often while ONLINE (default 86400)",
 }
 
 

@@ -8,7 +8,8 @@ never block the writer, with `synchronous=FULL` so that a message `enqueue` has 
 for survives kill -9 and power loss, and with a busy timeout so that writers queue up instead of
 failing. The gateway's own connection is the exception: its tick must never wait, so it opens
 the outbox with `busy_timeout_ms=0` and treats "locked" as "try again later". The schema carries
-its version in `PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters).
+its version in `PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters; 3: adds
+the counters (Alink request ids) and the outbox's priority lane: `lane`, `deadline_at`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -37,7 +38,7 @@ from airfsm.host.redact import redact
 
 DB_FILENAME = "airfsm.db"
 STATUS_FILENAME = "status.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000  # what a CLI waits for another process's write; the gateway waits 0
 DEFAULT_OUTBOX_CAPACITY = 10_000
 DEFAULT_INBOX_CAPACITY = 10_000
@@ -53,6 +54,16 @@ _DEAD_LETTER_TABLE = """CREATE TABLE IF NOT EXISTS dead_letter (
         reason      TEXT    NOT NULL,
         died_at     REAL    NOT NULL
     )"""
+# Schema 3: named counters that must survive restarts and be shared by every process (the
+# Alink request id of `airfsm publish --property`).
+_COUNTER_TABLE = """CREATE TABLE IF NOT EXISTS counter (
+        name        TEXT    PRIMARY KEY,
+        value       INTEGER NOT NULL
+    )"""
+# Schema 3, the priority lane: lane 1 is sent before lane 0 (whatever their ids), and a message
+# with a deadline (Unix time) still queued after it is dead-lettered instead of sent.
+_LANE_COLUMNS = ("ALTER TABLE outbox ADD COLUMN lane INTEGER NOT NULL DEFAULT 0",
+                 "ALTER TABLE outbox ADD COLUMN deadline_at REAL")
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS outbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK can't
@@ -60,7 +71,9 @@ _SCHEMA = (
         payload     BLOB    NOT NULL,
         qos         INTEGER NOT NULL CHECK (qos IN (0, 1)),
         enqueued_at REAL    NOT NULL,
-        attempts    INTEGER NOT NULL DEFAULT 0
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        lane        INTEGER NOT NULL DEFAULT 0,         -- 1: the priority lane (RRPC answers)
+        deadline_at REAL                                -- not sent after this (Unix time)
     )""",
     """CREATE TABLE IF NOT EXISTS inbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,9 +82,11 @@ _SCHEMA = (
         received_at REAL    NOT NULL
     )""",
     _DEAD_LETTER_TABLE,
+    _COUNTER_TABLE,
 )
 # What turns version N into N+1; a fresh store runs _SCHEMA instead. Rows are never touched.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,)}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,),
+                                           2: (_COUNTER_TABLE, *_LANE_COLUMNS)}
 
 
 class StoreError(OutboxUnavailable):
@@ -263,6 +278,27 @@ class SqliteOutbox(_Store):
         try:
             with _immediate(self._db()) as db:
                 return self._insert(db, topic, bytes(payload), qos, time.time())
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def enqueue_numbered(self, topic: str, qos: int, counter: str,
+                         build: Callable[[int], bytes], wrap: int = 2**31 - 1) -> tuple[int, int]:
+        """Take the next value of the named `counter` (1, 2, ... `wrap`, then 1 again), build the
+        payload with it and queue it: one transaction, so the number is used exactly once,
+        whichever process asks (the Alink request id of `airfsm publish --property`). Returns
+        (message id, number). ValueError and OutboxFull as `enqueue`; the number is then not
+        used up."""
+        try:
+            with _immediate(self._db()) as db:
+                row = db.execute(
+                    "INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO "
+                    "UPDATE SET value = value % ? + 1 RETURNING value", (counter, wrap)).fetchone()
+                number = int(row[0])
+                payload = build(number)
+                reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
+                if reason is not None:
+                    raise ValueError(reason)
+                return self._insert(db, topic, payload, qos, time.time()), number
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
 
