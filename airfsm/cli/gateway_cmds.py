@@ -14,17 +14,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from airfsm.cli.commands import add_command
 from airfsm.cli.common import CONNECTION_KEYS, add_connection_options, config_path, load_settings
 from airfsm.core.payload import QOS_LEVELS
+from airfsm.host import alink
 from airfsm.host.config import ConfigError, convert, env_var, flag, read_toml
 from airfsm.host.errors import Exit, HostError
 from airfsm.host.paths import default_data_dir
-from airfsm.host.publish import enqueue, poke
+from airfsm.host.publish import enqueue, enqueue_property_post, poke
 from airfsm.host.redact import redact
 from airfsm.host.status import current_status, format_status, read_current
 from airfsm.host.store import (
@@ -168,27 +169,65 @@ def _payload_from(args: argparse.Namespace) -> bytes:
     return os.fsencode(args.payload)
 
 
-def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    data_dir, found = _locate(args, env, ("product_key", "device_name", "outbox_capacity"))
-    topic: str = args.topic
-    if not topic:
-        raise HostError("refused: topic is empty")
+def _device_of(data_dir: Path, found: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The ProductKey and DeviceName (flags > environment > config file, else the running
+    gateway's status file), None when unknown."""
     pk, dn = found.get("product_key"), found.get("device_name")
-    if not topic.startswith("/") and not (pk and dn):
+    if not (pk and dn):
         with contextlib.suppress(StoreError):
             device = StatusFile.read(data_dir).get("device") or {}
             pk = pk or device.get("product_key")
             dn = dn or device.get("device_name")
-    if not topic.startswith("/") and not (pk and dn):
-        raise HostError(
-            f"relative topic {topic!r} needs the ProductKey and DeviceName: pass "
-            "--product-key and --device-name, set AIRFSM_PRODUCT_KEY and AIRFSM_DEVICE_NAME, "
-            "use --config, or give an absolute topic (/pk/dn/...)")
+    return (str(pk), str(dn)) if pk and dn else None
+
+
+_WHERE_THE_DEVICE_IS = ("pass --product-key and --device-name, set AIRFSM_PRODUCT_KEY and "
+                        "AIRFSM_DEVICE_NAME, or use --config")
+
+
+def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    data_dir, found = _locate(args, env, ("product_key", "device_name", "outbox_capacity"))
+    if args.property:
+        return _publish_properties(args, data_dir, found)
+    if args.topic is None or args.payload is None:
+        raise HostError("publish: give TOPIC and PAYLOAD, or --property NAME=VALUE",
+                        Exit.USAGE)
+    topic: str = args.topic
+    if not topic:
+        raise HostError("refused: topic is empty")
+    device = None if topic.startswith("/") else _device_of(data_dir, found)
+    if not topic.startswith("/") and device is None:
+        raise HostError(f"relative topic {topic!r} needs the ProductKey and DeviceName: "
+                        f"{_WHERE_THE_DEVICE_IS}, or give an absolute topic (/pk/dn/...)")
+    pk, dn = device if device is not None else (None, None)
     capacity = _capacity(found.get("outbox_capacity"), data_dir)
     payload = _payload_from(args)
+    return _queued(lambda: enqueue(data_dir, topic, payload, args.qos, product_key=pk,
+                                   device_name=dn, capacity=capacity, create=False))
+
+
+def _publish_properties(args: argparse.Namespace, data_dir: Path,
+                        found: Mapping[str, Any]) -> int:
+    """`publish --property NAME=VALUE ...`: an Alink property post, its id from the store."""
+    if args.topic is not None:
+        raise HostError("publish: --property builds the Alink JSON and its topic itself: give "
+                        "no TOPIC or PAYLOAD with it", Exit.USAGE)
     try:
-        message_id = enqueue(data_dir, topic, payload, args.qos, product_key=pk,
-                             device_name=dn, capacity=capacity, create=False)
+        params = alink.parse_properties(args.property)
+    except ValueError as exc:
+        raise HostError(f"refused: {exc}", Exit.USAGE) from None
+    device = _device_of(data_dir, found)
+    if device is None:
+        raise HostError(f"--property needs the ProductKey and DeviceName: {_WHERE_THE_DEVICE_IS}")
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    return _queued(lambda: enqueue_property_post(data_dir, *device, params, capacity=capacity,
+                                                 create=False)[0])
+
+
+def _queued(put: Callable[[], int]) -> int:
+    """Run an enqueue, print the message id; the store's refusals as one line and a code."""
+    try:
+        message_id = put()
     except ValueError as exc:
         raise HostError(f"refused: {exc}", Exit.USAGE) from None
     except OutboxFull as exc:
@@ -398,14 +437,21 @@ def register(sub: Any) -> None:
     p = add_command(
         sub, "publish",
         description="Queue TOPIC/PAYLOAD in the gateway's outbox and print the message id. "
-                    "A TOPIC without a leading '/' is relative to /{ProductKey}/{DeviceName}/.")
+                    "A TOPIC without a leading '/' is relative to /{ProductKey}/{DeviceName}/. "
+                    "With --property (no TOPIC/PAYLOAD): an Alink property post to "
+                    "/sys/{pk}/{dn}/thing/event/property/post, its id from the store's "
+                    "counter; the cloud's post_reply shows in `airfsm status` and the inbox.")
     _add_locating_options(p)
     p.add_argument("--qos", type=_qos, default=1, help="0 or 1 (default 1: at least once)")
-    p.add_argument("--product-key", default=None, help="for relative topics")
-    p.add_argument("--device-name", default=None, help="for relative topics")
+    p.add_argument("--product-key", default=None, help="for relative topics and --property")
+    p.add_argument("--device-name", default=None, help="for relative topics and --property")
+    p.add_argument("--property", action="append", default=[], metavar="NAME=VALUE",
+                   help="a thing-model property (repeat for more): 21 is an int, 21.5 a float, "
+                        "true/false a bool, anything else (or a quoted '\"21\"') a string")
     p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
-    p.add_argument("topic", metavar="TOPIC")
-    p.add_argument("payload", metavar="PAYLOAD", help="the message; '-' reads it from stdin")
+    p.add_argument("topic", metavar="TOPIC", nargs="?")
+    p.add_argument("payload", metavar="PAYLOAD", nargs="?",
+                   help="the message; '-' reads it from stdin")
     p.set_defaults(handler=cmd_publish)
 
     p = add_command(sub, "inbox",

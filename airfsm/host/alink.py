@@ -96,8 +96,25 @@ class Classified:
     identifier: str | None = None
 
 
-def classify(topic: str, payload: bytes, pk: str, dn: str) -> Classified | None:
-    """The Alink meaning of an inbound message on `topic`, None when it has none."""
+def device_of_topic(topic: str) -> tuple[str, str] | None:
+    """(ProductKey, DeviceName) of a `/sys/{pk}/{dn}/...` or `/ext/ntp/{pk}/{dn}/...` topic."""
+    parts = topic.split("/")
+    if len(parts) > 4 and parts[1] == "sys" and parts[2] and parts[3]:
+        return parts[2], parts[3]
+    if len(parts) > 5 and parts[1:3] == ["ext", "ntp"] and parts[3] and parts[4]:
+        return parts[3], parts[4]
+    return None
+
+
+def classify(topic: str, payload: bytes, pk: str | None = None,
+             dn: str | None = None) -> Classified | None:
+    """The Alink meaning of an inbound message on `topic`, None when it has none. Without
+    `pk` and `dn` the device is the one the topic names."""
+    if pk is None or dn is None:
+        device = device_of_topic(topic)
+        if device is None:
+            return None
+        pk, dn = device
     base = sys_prefix(pk, dn)
     if topic == ntp_response_topic(pk, dn):
         return Classified(KIND_NTP_RESPONSE)
@@ -117,6 +134,11 @@ def classify(topic: str, payload: bytes, pk: str, dn: str) -> Classified | None:
     if service and "/" not in service and not service.endswith(REPLY_SUFFIX):
         return Classified(KIND_SERVICE, alink_id, topic + REPLY_SUFFIX, service)
     return None
+
+
+def request_id(payload: bytes) -> str | None:
+    """The `id` of an Alink JSON message (a request or a reply), None when it has none."""
+    return _id_of(_json_object(payload))
 
 
 def _json_object(payload: bytes) -> dict[str, Any] | None:
@@ -274,11 +296,21 @@ def answer_for(found: Classified, request: bytes, code: int, data: Any,
     return found.reply_topic, reply_payload(request_id, code, data)
 
 
-def describe(found: Classified | None) -> dict[str, Any] | None:
-    """What `airfsm inbox` adds to a message's line under "alink" (None: not Alink)."""
+def describe(topic: str, payload: bytes) -> dict[str, Any] | None:
+    """What `airfsm inbox` adds to a message's line under "alink" (None: not Alink): the kind,
+    the request id, the topic an answer goes to; for a post_reply the cloud's code and whether
+    it accepted the post."""
+    found = classify(topic, payload)
     if found is None:
         return None
     out: dict[str, Any] = {"kind": found.kind}
+    if found.kind == KIND_POST_REPLY:
+        reply = parse_reply(payload)
+        if reply is not None:
+            out.update(id=reply.id, code=reply.code, accepted=reply.accepted)
+            if reply.message:
+                out["message"] = reply.message
+            return out
     if found.id is not None:
         out["id"] = found.id
     if found.identifier is not None:
@@ -318,6 +350,11 @@ def _ms(value: Any) -> int | None:
     return None
 
 
+def ntp_send_time(payload: bytes) -> int | None:
+    """The `deviceSendTime` a request carries, or a response echoes."""
+    return _ms((_json_object(payload) or {}).get("deviceSendTime"))
+
+
 def ntp_result(payload: bytes, device_recv_ms: int) -> NtpResult | None:
     """The server time from an NTP response received at local `device_recv_ms` (Unix ms):
     `(serverRecvTime + serverSendTime + deviceRecvTime - deviceSendTime) / 2`, Alibaba's
@@ -337,8 +374,9 @@ def ntp_result(payload: bytes, device_recv_ms: int) -> NtpResult | None:
 __all__ = [
     "CODE_OK", "KINDS_NEEDING_A_REPLY", "NTP_SUBSCRIPTIONS", "RRPC_SUBSCRIPTIONS",
     "RRPC_TIMEOUT_MS", "THING_MODEL_SUBSCRIPTIONS", "Classified", "NtpResult", "Reply",
-    "answer_for", "classify", "describe", "ntp_request_payload", "ntp_request_topic",
-    "ntp_response_topic", "ntp_result", "parse_data", "parse_properties", "parse_property",
-    "parse_reply", "property_post_payload", "property_post_topic", "reply_payload",
-    "rrpc_request_topic", "rrpc_response_topic",
+    "answer_for", "classify", "describe", "device_of_topic", "ntp_request_payload",
+    "ntp_request_topic", "ntp_response_topic", "ntp_result", "ntp_send_time", "parse_data",
+    "parse_properties", "parse_property", "parse_reply", "property_post_payload",
+    "property_post_topic", "reply_payload", "request_id", "rrpc_request_topic",
+    "rrpc_response_topic",
 ]

@@ -53,7 +53,8 @@ from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.settings import Settings
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
-from airfsm.host import log, progress, reasons
+from airfsm.host import alink, log, progress, reasons
+from airfsm.host.alink_gateway import AlinkTracker
 from airfsm.host.config import ConfigError, GatewayConfig, load_config
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
@@ -62,6 +63,7 @@ from airfsm.host.paths import LOCK_FILE
 from airfsm.host.publish import wake_socket_path
 from airfsm.host.serial import Port, PortError, open_port
 from airfsm.host.store import (
+    OutboxFull,
     SqliteInbox,
     SqliteOutbox,
     StatusFile,
@@ -148,8 +150,10 @@ class GatewayOutbox:
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
                  on_error: Callable[[str, StoreError], None],
-                 faults: StoreFaults | None = None, *, logger: Any = None) -> None:
+                 faults: StoreFaults | None = None, *, logger: Any = None,
+                 alink: AlinkTracker | None = None) -> None:
         self.store = store
+        self.alink = alink  # stamps NTP requests as they go, hears of acked property posts
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
@@ -172,6 +176,8 @@ class GatewayOutbox:
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
+        if message is not None and self.alink is not None:
+            message = self.alink.stamp(message)
         self._head = message
         return message
 
@@ -185,6 +191,8 @@ class GatewayOutbox:
         qos = message.qos if message is not None else None
         if qos != 0:
             self.last_puback_at = time.time()
+        if self.alink is not None:
+            self.alink.on_acked(message)
 
     def mark_attempt(self, message_id: int) -> int:
         return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
@@ -270,6 +278,10 @@ class Gateway:
         self.notifier = Notifier(self.env)  # systemd's Type=notify; does nothing without it
         self._metrics_server: Any = None  # host.metrics.MetricsServer with metrics_listen
         self.bridge: Any = None  # host.bridge.MqttBridge with --bridge
+        # Alink: post replies, cloud requests, RRPC deadlines, NTP (`host.alink_gateway`).
+        self.alink = AlinkTracker(config.product_key, config.device_name, ntp=config.ntp,
+                                  ntp_interval_s=config.ntp_interval_s,
+                                  rrpc_timeout_ms=config.rrpc_timeout_s * 1000, logger=self.log)
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -563,7 +575,7 @@ class Gateway:
         if self._view is None:  # one for the life of the gateway: it remembers the last PUBACK
             self._view = GatewayOutbox(self.outbox, self.config.product_key,
                                        self.config.device_name, self._store_error,
-                                       self.store_faults, logger=self.log)
+                                       self.store_faults, logger=self.log, alink=self.alink)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
@@ -654,6 +666,7 @@ class Gateway:
         if self._reload_requested:
             self._reload_requested = False
             self._reload_log_level()
+        self._maybe_request_ntp()
         self._maybe_write_status()
 
     def _sleep(self, delay_ms: int) -> bool:
@@ -776,11 +789,37 @@ class Gateway:
         self._status_dirty = True
         if dest == State.ONLINE:
             self._restart_streak = 0
+            self.alink.on_online()
+        elif source == State.ONLINE:
+            self.alink.on_offline()
 
     def _on_inbound(self, topic: str, payload: bytes) -> None:
-        self._inbox_pending.append(InboundMessage(topic=topic, payload=payload,
-                                                  received_at=time.time()))
+        message = InboundMessage(topic=topic, payload=payload, received_at=time.time())
+        try:
+            self.alink.on_inbound(topic, payload, message.received_at)
+        except Exception as exc:  # bookkeeping only: never the tick's problem
+            self.log.error("alink_tracking_failed", error=f"{type(exc).__name__}: {exc}")
+        self._inbox_pending.append(message)
         self._store_inbound()
+
+    def wall_clock_ms(self) -> int:
+        """Unix ms by the local clock corrected with the latest NTP skew (`ntp = true`): the
+        clock for timestamps the cloud checks, such as the auth sign's."""
+        return self.alink.wall_clock_ms()
+
+    def _maybe_request_ntp(self) -> None:
+        """`ntp = true`: queue a time request when one is due (ONLINE, then daily)."""
+        c = self.controller
+        if self._view is None or not self.alink.ntp_request_due(c is not None and c.online):
+            return
+        topic, payload, qos = self.alink.ntp_request()
+        try:
+            self._view.enqueue(topic, payload, qos)
+        except (StoreError, OutboxFull, ValueError) as exc:
+            if self._store_errors.due("ntp"):
+                self.log.warning("ntp_request_not_queued", error=str(exc))
+            return
+        self._wake()
 
     def _store_inbound(self) -> None:
         """Store the inbound messages waiting, in arrival order, and hand each on (stdout,
@@ -811,7 +850,9 @@ class Gateway:
             self.bridge.forward_down(message.topic, message.payload)
         if self.inbox_out is not None:
             try:
-                self.inbox_out.write(inbox_json_line(message, message_id) + "\n")
+                line = inbox_json_line(message, message_id,
+                                       alink=alink.describe(message.topic, message.payload))
+                self.inbox_out.write(line + "\n")
                 self.inbox_out.flush()
             except (OSError, ValueError) as exc:
                 self.log.error("inbox_output_failed", error=str(exc))
@@ -916,6 +957,7 @@ class Gateway:
             "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
             "counters": counters,
             "bridge": self.bridge.status() if self.bridge is not None else None,
+            "alink": self.alink.status(),
             "exit": None if self.exit_code is None else {
                 "code": int(self.exit_code), "reason": self.exit_reason},
         }

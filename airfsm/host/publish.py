@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 from airfsm.core.aliyun import resolve_topic
 from airfsm.core.payload import check_message
+from airfsm.host import alink
 from airfsm.host.store import DEFAULT_OUTBOX_CAPACITY, SqliteOutbox, db_path
 
 WAKE_SOCKET = "wake.sock"
@@ -58,3 +60,21 @@ def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
         message_id = outbox.enqueue(topic, payload, qos)
     poke(data_dir)
     return message_id
+
+
+ALINK_ID_COUNTER = "alink_id"  # the store's counter of the device's Alink request ids
+
+
+def enqueue_property_post(data_dir: str | Path, product_key: str, device_name: str,
+                          params: dict[str, Any], *, capacity: int = DEFAULT_OUTBOX_CAPACITY,
+                          create: bool = True) -> tuple[int, int]:
+    """Queue an Alink property post (`/sys/{pk}/{dn}/thing/event/property/post`, QoS 1) with
+    the next request id from the store's counter; return (message id, Alink id). The errors
+    are `enqueue`'s (ValueError when the JSON is too large to publish)."""
+    topic = alink.property_post_topic(product_key, device_name)
+    with SqliteOutbox(db_path(data_dir), capacity, create=create) as outbox:
+        message_id, alink_id = outbox.enqueue_numbered(
+            topic, 1, ALINK_ID_COUNTER, lambda number: alink.property_post_payload(number, params),
+            wrap=alink.MAX_ALINK_ID)
+    poke(data_dir)
+    return message_id, alink_id

@@ -502,13 +502,15 @@ def _json_line(message_id: int | None, topic: str, payload: bytes, **more: Any) 
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 
 
-def inbox_json_line(msg: InboundMessage, message_id: int | None = None) -> str:
+def inbox_json_line(msg: InboundMessage, message_id: int | None = None, **more: Any) -> str:
     """One JSON line (no trailing newline) for an inbound message.
 
     `{"topic", "payload", "payload_encoding": "utf-8" | "base64", "received_at"}`, plus `"id"`
-    first when given.
+    first when given, and the `more` fields not None last (`alink`).
     """
-    return _json_line(message_id, msg.topic, msg.payload, received_at=iso_utc(msg.received_at))
+    extra = {key: value for key, value in more.items() if value is not None}
+    return _json_line(message_id, msg.topic, msg.payload, received_at=iso_utc(msg.received_at),
+                      **extra)
 
 
 def outbox_json_line(msg: OutboundMessage) -> str:
@@ -545,7 +547,7 @@ def _scrub(value: Any) -> Any:
 
 # The parts of a status file that are JSON objects (`a.b`: b inside a), when present.
 _STATUS_OBJECTS = ("device", "outbox", "inbox", "counters", "exit", "counters.reconnects",
-                   "counters.at", "counters.gateway")
+                   "counters.at", "counters.gateway", "alink", "alink.thing_model", "alink.ntp")
 
 
 class StatusFile:
