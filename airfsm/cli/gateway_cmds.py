@@ -20,6 +20,7 @@ from typing import Any
 
 from airfsm.cli.commands import add_command
 from airfsm.cli.common import CONNECTION_KEYS, add_connection_options, config_path, load_settings
+from airfsm.core.messages import InboundMessage
 from airfsm.core.payload import QOS_LEVELS
 from airfsm.host import alink
 from airfsm.host.config import ConfigError, convert, env_var, flag, read_toml
@@ -271,7 +272,8 @@ def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         while True:
             batch = inbox.read(after, limit=500)
             for message_id, message in batch:
-                out.write(inbox_json_line(message, message_id) + "\n")
+                described = alink.describe(message.topic, message.payload)
+                out.write(inbox_json_line(message, message_id, alink=described) + "\n")
                 after = message_id
             if batch:
                 out.flush()
@@ -285,6 +287,39 @@ def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise HostError(str(exc), Exit.FAILURE) from None
     finally:
         inbox.close()
+
+
+def _inbox_message(data_dir: Path, inbox_id: int) -> InboundMessage:
+    """Inbox message `inbox_id`; HostError when the store or the message is not there."""
+    try:
+        with SqliteInbox(db_path(data_dir), create=False) as inbox:
+            found = inbox.read(inbox_id - 1, limit=1) if inbox_id > 0 else []
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+    if not found or found[0][0] != inbox_id:
+        raise HostError(f"no message {inbox_id} in the inbox (pruned, or never there: see "
+                        "`airfsm inbox`)", Exit.USAGE)
+    return found[0][1]
+
+
+def cmd_reply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Answer the cloud request stored as inbox message INBOX_ID: an Alink `_reply` to a
+    property set or service call, or the response to an RRPC request (before its deadline)."""
+    data_dir, found = _locate(args, env, ("outbox_capacity",))
+    request = _inbox_message(data_dir, args.inbox_id)
+    kind = alink.classify(request.topic, request.payload)
+    raw = None if args.payload is None else os.fsencode(args.payload)
+    try:
+        data = alink.parse_data(args.data)
+        if kind is None:
+            raise ValueError(f"message {args.inbox_id} ({request.topic}) is not a request that "
+                             "takes a reply (property set, service call or RRPC request)")
+        topic, payload = alink.answer_for(kind, request.payload, args.code, data, raw)
+    except ValueError as exc:
+        raise HostError(f"refused: {exc}", Exit.USAGE) from None
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    return _queued(lambda: enqueue(data_dir, topic, payload, args.qos, capacity=capacity,
+                                   create=False))
 
 
 def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -413,6 +448,16 @@ def _interval(text: str) -> float:
     return value
 
 
+def _alink_code(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 999_999:
+        raise argparse.ArgumentTypeError(f"expected 0 .. 999999, got {text}")
+    return value
+
+
 def _qos(text: str) -> int:
     try:
         value = int(text)
@@ -456,7 +501,9 @@ def register(sub: Any) -> None:
 
     p = add_command(sub, "inbox",
                     description="Print the inbox (oldest first) as JSON lines: id, topic, "
-                                "payload, payload_encoding, received_at.")
+                                "payload, payload_encoding, received_at, and for Alink "
+                                "messages 'alink' (kind, id, reply_topic; a post_reply's code "
+                                "and accepted).")
     _add_locating_options(p)
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing new messages until interrupted")
@@ -465,6 +512,27 @@ def register(sub: Any) -> None:
     p.add_argument("--last", type=_message_id, default=None, metavar="N",
                    help="start with the last N messages")
     p.set_defaults(handler=cmd_inbox)
+
+    p = add_command(
+        sub, "reply",
+        description="Answer a request from the cloud that is in the inbox: a property set or "
+                    "service call gets the Alink reply {\"id\", \"code\", \"data\"} on its "
+                    "<topic>_reply; an RRPC request gets its response on .../rrpc/response/<id> "
+                    "(an Alink reply when the request is Alink JSON, else --payload as given). "
+                    "Queued like `airfsm publish`; prints the message id.")
+    _add_locating_options(p)
+    p.add_argument("inbox_id", metavar="INBOX_ID", type=_message_id,
+                   help="the request's id in `airfsm inbox`")
+    p.add_argument("--code", type=_alink_code, default=alink.CODE_OK,
+                   help="the Alink result code (default 200: success)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--data", default=None, metavar="JSON",
+                      help="the reply's data, JSON (default {})")
+    what.add_argument("--payload", default=None, metavar="TEXT",
+                      help="RRPC only: the response exactly as given, for a format of your own")
+    p.add_argument("--qos", type=_qos, default=1, help="0 or 1 (default 1)")
+    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_reply)
 
     p = add_command(
         sub, "outbox",

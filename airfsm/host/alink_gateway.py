@@ -1,21 +1,21 @@
 """What the gateway keeps track of for Alink: post replies, cloud requests, RRPC, NTP.
 
-Host-only. The gateway hands this object what goes by (`on_acked` for every message the cloud
-took, `on_inbound` for every downlink, `stamp` for every message it is about to send) and asks
+Host-only. The gateway hands this object what goes by (`on_sending` for every message about to be
+sent, `on_acked` for every message the cloud took, `on_inbound` for every downlink) and asks
 it when to measure the time (`ntp_request_due`); `status()` is its part of the status file.
 Nothing here touches the store or the port, and nothing raises: a malformed reply is counted,
 not fatal.
 
-The thing model: a property post the cloud acknowledged (PUBACK) awaits its `post_reply`; the
-reply says 200 (accepted) or the cloud's error code, matched by the Alink id. Requests from the
-cloud (property set, service calls, RRPC) are counted by kind; RRPC requests are remembered
-with their arrival time, so an answer (from the bridge, or `airfsm reply`) can be given the
+The thing model: a property post, once sent, awaits its `post_reply`; the reply says 200
+(accepted) or the cloud's error code, matched by the Alink id. Requests from the cloud
+(property set, service calls, RRPC) are counted by kind; RRPC requests are remembered with
+their arrival time, so an answer (from the bridge, or `airfsm reply`) can be given the
 server's deadline.
 
 NTP (`ntp = true`): on every ONLINE, then every `ntp_interval_s`, a request goes to
 `/ext/ntp/{pk}/{dn}/request` through the outbox (QoS 0, as the service requires). Its
-`deviceSendTime` is written when the controller takes it for sending (`stamp`), not when it was
-queued, so time spent waiting in the outbox does not count as network delay. The response gives
+`deviceSendTime` is written when the controller takes it for sending (`on_sending`), not when it
+was queued, so time spent waiting in the outbox does not count as network delay. The response gives
 the server's time and so the skew of the local clock; `wall_clock_ms()` is the corrected clock.
 """
 
@@ -87,8 +87,17 @@ class AlinkTracker:
     def on_offline(self) -> None:
         self._ntp_next_at = None
 
-    def stamp(self, message: OutboundMessage) -> OutboundMessage:
-        """The message as it must be sent now: an NTP request gets the current time."""
+    def on_sending(self, message: OutboundMessage) -> OutboundMessage:
+        """The controller takes `message` to send it (perhaps again): return it as it must go
+        out now. A property post from now on awaits its reply (which may come before the
+        PUBACK); an NTP request gets the current time."""
+        if message.topic == self.post_topic:
+            request_id = alink.request_id(message.payload)
+            if request_id is not None and request_id not in self._awaiting:
+                self._awaiting[request_id] = (message.id, time.time())
+                while len(self._awaiting) > AWAITING_MAX:
+                    self._awaiting.popitem(last=False)
+            return message
         if message.topic != self.ntp_topic:
             return message
         now = self._wall_ms()
@@ -98,15 +107,8 @@ class AlinkTracker:
 
     def on_acked(self, message: OutboundMessage | None) -> None:
         """The cloud took `message` (PUBACK, or OK for QoS 0)."""
-        if message is None or message.topic != self.post_topic:
-            return
-        request_id = alink.request_id(message.payload)
-        if request_id is None:
-            return
-        self.counters["posts_acked"] += 1
-        self._awaiting[request_id] = (message.id, time.time())
-        while len(self._awaiting) > AWAITING_MAX:
-            self._awaiting.popitem(last=False)
+        if message is not None and message.topic == self.post_topic:
+            self.counters["posts_acked"] += 1
 
     def on_inbound(self, topic: str, payload: bytes, received_at: float) -> None:
         """A downlink (before it is stored): replies, requests and NTP responses."""
@@ -169,7 +171,7 @@ class AlinkTracker:
         return True
 
     def ntp_request(self) -> tuple[str, bytes, int]:
-        """(topic, payload, qos) to queue; the payload's time is rewritten by `stamp`."""
+        """(topic, payload, qos) to queue; the payload's time is rewritten by `on_sending`."""
         return self.ntp_topic, alink.ntp_request_payload(self._wall_ms()), 0
 
     def _on_ntp_response(self, payload: bytes, received_at: float) -> None:

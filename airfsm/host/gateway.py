@@ -177,7 +177,7 @@ class GatewayOutbox:
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
         if message is not None and self.alink is not None:
-            message = self.alink.stamp(message)
+            message = self.alink.on_sending(message)
         self._head = message
         return message
 
