@@ -1,0 +1,279 @@
+"""Alibaba Cloud's Alink on the gateway: the thing model (property post and its reply, property
+set and service calls answered with `airfsm reply`), NTP (the clock skew in the status).
+
+The protocol helpers are tested on their own; the rest end to end: the gateway as a real process
+on a pty served by the simulator in this process, whose Alink cloud (`airfsm.sim.alink`) answers
+posts and NTP requests and records what the device answered. Synchronisation polls observable
+state until a deadline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airfsm.host import alink
+from airfsm.host.errors import Exit
+from airfsm.host.store import SqliteOutbox, db_path
+from airfsm.sim import SimServer
+from airfsm.sim.alink import CODE_BAD_REQUEST, AlinkCloud
+from tests.harness import SEED_DN, SEED_PK
+from tests.test_gateway import (
+    GatewayProcess,
+    gateway_store,
+    run_cli,
+    wait_until,
+)
+
+POST = f"/sys/{SEED_PK}/{SEED_DN}/thing/event/property/post"
+SET = f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set"
+
+
+# ---------------------------------------------------------------------- the protocol
+
+
+@pytest.mark.parametrize("text, value", [
+    ("t=21", 21), ("t=-3", -3), ("t=21.5", 21.5), ("t=2e3", 2000.0), ("t=true", True),
+    ("t=false", False), ("t=on", "on"), ('t="21"', "21"), ("t=", ""), ("t=a=b", "a=b"),
+    ("t=温度", "温度"),
+])
+def test_property_values_are_typed_by_their_look(text: str, value: Any) -> None:
+    name, parsed = alink.parse_property(text)
+    assert name == "t" and parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("temperature", "expected NAME=VALUE"),
+    ("=5", "thing-model identifier"),
+    ("temp-c=5", "thing-model identifier"),
+    ("a" * 51 + "=1", "thing-model identifier"),
+    ("t=99999999999", "int32"),
+    ("t=1e999", "finite"),
+    ('t="unterminated', "JSON string"),
+])
+def test_bad_properties_are_refused_in_one_line(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why) as caught:
+        alink.parse_property(text)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_property_post_is_alink_json_and_its_reply_is_matched_by_id() -> None:
+    params = alink.parse_properties(["temperature=21.5", "on=true", "mode=eco"])
+    payload = alink.property_post_payload(7, params)
+    assert json.loads(payload) == {"id": "7", "version": "1.0", "method":
+                                   "thing.event.property.post", "params": {
+                                       "temperature": 21.5, "on": True, "mode": "eco"}}
+    with pytest.raises(ValueError, match="given twice"):
+        alink.parse_properties(["a=1", "a=2"])
+    reply = alink.parse_reply(b'{"id":"7","code":460,"data":{},"message":"bad"}')
+    assert reply == alink.Reply("7", 460, "bad") and not reply.accepted
+    assert alink.parse_reply(b'{"code":200}') is None
+    assert alink.parse_reply(b"not json") is None
+
+
+def test_requests_are_classified_and_answered_on_their_reply_topic() -> None:
+    request = b'{"id":"42","version":"1.0","params":{"light":1},"method":"thing.service.x"}'
+    found = alink.classify(SET, request)
+    assert found == alink.Classified(alink.KIND_PROPERTY_SET, "42", SET + "_reply")
+    topic, payload = alink.answer_for(found, request, 200, {"ok": 1})
+    assert topic == SET + "_reply"
+    assert json.loads(payload) == {"id": "42", "code": 200, "data": {"ok": 1}}
+    service = alink.classify(f"/sys/{SEED_PK}/{SEED_DN}/thing/service/reboot", request)
+    assert service is not None and service.identifier == "reboot"
+    rrpc = alink.classify(f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request/889455942124347392", b"raw")
+    assert rrpc is not None and rrpc.reply_topic == (
+        f"/sys/{SEED_PK}/{SEED_DN}/rrpc/response/889455942124347392")
+    with pytest.raises(ValueError, match="--payload"):
+        alink.answer_for(rrpc, b"raw", 200, {})  # not Alink JSON: the answer must be given
+    assert alink.answer_for(rrpc, b"raw", 200, {}, b"pong")[1] == b"pong"
+    assert alink.classify(f"/{SEED_PK}/{SEED_DN}/get", request) is None
+    assert alink.classify(f"/sys/{SEED_PK}/{SEED_DN}/thing/service/x_reply", request) is None
+
+
+def test_ntp_time_is_alibabas_formula_and_the_skew_its_difference() -> None:
+    # sent at 1000 by the device's clock, the server got it at 5050 and answered at 5060 by
+    # its own, the device got the answer at 1100: 100 ms round trip, 10 of them in the server
+    response = b'{"deviceSendTime":"1000","serverRecvTime":5050,"serverSendTime":5060}'
+    result = alink.ntp_result(response, 1100)
+    assert result == alink.NtpResult(server_ms=(5050 + 5060 + 1100 - 1000) // 2,
+                                     skew_ms=(5050 + 5060 + 1100 - 1000) // 2 - 1100,
+                                     round_trip_ms=90)
+    assert result.skew_ms == 4005
+    assert alink.ntp_result(b'{"deviceSendTime":"x"}', 1) is None
+
+
+def test_the_simulated_cloud_answers_posts_and_ntp_and_refuses_what_its_model_lacks() -> None:
+    cloud = AlinkCloud(SEED_PK, SEED_DN, properties={"temperature": "float"})
+    [(topic, reply)] = cloud.on_publish(POST, alink.property_post_payload(
+        1, {"temperature": 21}), 0, 0)
+    assert topic == POST + "_reply" and json.loads(reply)["code"] == 200
+    [(_, reply)] = cloud.on_publish(POST, alink.property_post_payload(2, {"humidity": 1}), 0, 0)
+    assert json.loads(reply)["code"] == CODE_BAD_REQUEST
+    assert "humidity" in json.loads(reply)["message"]
+    [(topic, ntp)] = cloud.on_publish(alink.ntp_request_topic(SEED_PK, SEED_DN),
+                                      alink.ntp_request_payload(10), 0, 777)
+    assert topic == alink.ntp_response_topic(SEED_PK, SEED_DN)
+    assert json.loads(ntp) == {"deviceSendTime": "10", "serverRecvTime": 777,
+                               "serverSendTime": 777}
+
+
+# ---------------------------------------------------------------------- the CLI, no gateway
+
+
+def test_publish_property_uses_the_stores_counter_for_the_id(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = gateway_store(tmp_path)
+    device = ("--product-key", SEED_PK, "--device-name", SEED_DN)
+    for _ in range(2):
+        code, _out, err = run_cli(capsys, "publish", "--data-dir", str(data), *device,
+                                  "--property", "temperature=21.5", "--property", "on=true")
+        assert code == 0, err
+    with SqliteOutbox(db_path(data)) as box:
+        queued = box.queued()
+    assert [m.topic for m in queued] == [POST, POST]
+    assert [json.loads(m.payload)["id"] for m in queued] == ["1", "2"]
+    assert json.loads(queued[0].payload)["params"] == {"temperature": 21.5, "on": True}
+
+
+@pytest.mark.parametrize("args, why", [
+    (("--property", "temp-c=1"), "thing-model identifier"),
+    (("--property", "t=1", "/x/y", "z"), "give no TOPIC"),
+    ((), "give TOPIC and PAYLOAD"),
+])
+def test_publish_property_refusals_are_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
+        why: str) -> None:
+    data = gateway_store(tmp_path)
+    code, out, err = run_cli(capsys, "publish", "--data-dir", str(data), "--product-key",
+                             SEED_PK, "--device-name", SEED_DN, *args)
+    assert code == Exit.USAGE and out == ""
+    assert why in err and len(err.strip().splitlines()) == 1
+    with SqliteOutbox(db_path(data)) as box:
+        assert box.count() == 0
+
+
+def test_reply_refuses_what_is_not_a_request(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from airfsm.host.store import SqliteInbox
+
+    data = gateway_store(tmp_path)
+    with SqliteInbox(db_path(data)) as inbox:
+        inbox.add(f"/{SEED_PK}/{SEED_DN}/get", b'{"id":"1"}', 1.0)
+        inbox.add(SET, b'{"id":"9","params":{}}', 2.0)
+    code, _, err = run_cli(capsys, "reply", "--data-dir", str(data), "1")
+    assert code == Exit.USAGE and "not a request that takes a reply" in err
+    code, _, err = run_cli(capsys, "reply", "--data-dir", str(data), "3")
+    assert code == Exit.USAGE and "no message 3" in err
+    code, _, err = run_cli(capsys, "reply", "--data-dir", str(data), "2", "--data", "{bad")
+    assert code == Exit.USAGE and "--data is not JSON" in err
+    code, out, err = run_cli(capsys, "reply", "--data-dir", str(data), "2", "--code", "460")
+    assert code == 0, err
+    with SqliteOutbox(db_path(data)) as box:
+        [queued] = box.queued()
+    assert queued.topic == SET + "_reply"
+    assert json.loads(queued.payload) == {"id": "9", "code": 460, "data": {}}
+
+
+# ---------------------------------------------------------------------- end to end
+
+
+def _alink_status(g: GatewayProcess, predicate: Callable[[dict[str, Any]], bool],
+                  what: str) -> dict[str, Any]:
+    return g.wait_status(lambda s: predicate(s.get("alink") or {}), what=what)["alink"]
+
+
+def test_property_posts_are_answered_and_the_reply_shows_in_status_and_inbox(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    server = sims(thing_properties={"temperature": "float", "on": "bool"})
+    data = gateway_store(tmp_path / "data")
+    g = gateways(server.endpoint, data, "--thing-model", "true")
+    g.wait_online()
+    commands = server.call(lambda m, _now: list(m.commands))
+    for topic in (f"/sys/{SEED_PK}/{SEED_DN}/thing/event/+/post_reply",
+                  f"/sys/{SEED_PK}/{SEED_DN}/thing/service/#"):
+        assert f'AT+MSUB="{topic}",0' in commands  # the thing model's subscriptions
+
+    publish = ("publish", "--data-dir", str(data))  # pk/dn from the gateway's status file
+    assert run_cli(capsys, *publish, "--property", "temperature=21.5",
+                   "--property", "on=true")[0] == 0
+    alink_status = _alink_status(g, lambda a: a["thing_model"]["accepted"] == 1, "accepted")
+    assert alink_status["thing_model"]["last_reply"]["id"] == "1"
+    assert alink_status["thing_model"]["awaiting_reply"] == 0
+    posts = server.call(lambda m, _now: list(m.cloud.property_posts))
+    assert posts == [("1", 200, {"temperature": 21.5, "on": True})]
+
+    # a property the cloud's thing model does not define: refused with its code
+    assert run_cli(capsys, *publish, "--property", "humidity=40")[0] == 0
+    alink_status = _alink_status(g, lambda a: a["thing_model"]["rejected"] == 1, "rejected")
+    rejected = alink_status["thing_model"]["last_rejected"]
+    assert (rejected["id"], rejected["code"], rejected["accepted"]) == ("2", 460, False)
+    assert "humidity" in rejected["message"]
+    code, out, _ = run_cli(capsys, "status", "--data-dir", str(data))
+    assert code == 0 and "rejected, code 460" in out and "posts accepted 1, rejected 1" in out
+
+    _, out, _ = run_cli(capsys, "inbox", "--data-dir", str(data))
+    replies = [json.loads(line) for line in out.splitlines()]
+    assert [r["alink"] for r in replies] == [
+        {"kind": "post_reply", "id": "1", "code": 200, "accepted": True},
+        {"kind": "post_reply", "id": "2", "code": 460, "accepted": False,
+         "message": replies[1]["alink"]["message"]}]
+    assert g.stop() == 0
+
+
+def test_property_set_and_service_calls_reach_the_inbox_and_airfsm_reply_answers_them(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    server = sims()
+    data = gateway_store(tmp_path / "data")
+    g = gateways(server.endpoint, data, "--thing-model", "true")
+    g.wait_online()
+    set_id = server.property_set({"light": 1})
+    call_id = server.service_call("reboot", {"delay": 5})
+    g.wait_status(lambda s: s["alink"]["thing_model"]["service"] == 1
+                  and s["alink"]["thing_model"]["property_set"] == 1, what="both requests")
+    _, out, _ = run_cli(capsys, "inbox", "--data-dir", str(data))
+    lines = {json.loads(line)["alink"]["kind"]: json.loads(line) for line in out.splitlines()}
+    assert lines["property_set"]["alink"] == {"kind": "property_set", "id": set_id,
+                                              "reply_topic": SET + "_reply"}
+    assert lines["service"]["alink"]["service"] == "reboot"
+
+    code, _, err = run_cli(capsys, "reply", "--data-dir", str(data),
+                           str(lines["property_set"]["id"]))
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "reply", "--data-dir", str(data),
+                           str(lines["service"]["id"]), "--code", "200", "--data",
+                           '{"rebooting":true}')
+    assert code == 0, err
+    replies = wait_until(lambda: server.call(lambda m, _now: dict(m.cloud.replies))
+                         if len(server.call(lambda m, _now: m.cloud.replies)) == 2 else None,
+                         what="both replies in the cloud")
+    assert replies[set_id] == {"id": set_id, "code": 200, "data": {}}
+    assert replies[call_id] == {"id": call_id, "code": 200, "data": {"rebooting": True}}
+    assert g.stop() == 0
+
+
+def test_ntp_measures_the_clock_skew_and_status_shows_it(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    # The simulated cloud's clock runs 5 s ahead of this machine's, which the gateway uses.
+    server = sims(cloud_clock_offset_ms=5_000)
+    data = gateway_store(tmp_path / "data")
+    g = gateways(server.endpoint, data, "--ntp", "true")
+    g.wait_online()
+    ntp = _alink_status(g, lambda a: a["ntp"]["skew_ms"] is not None, "the skew")["ntp"]
+    assert ntp["responses"] == 1 and ntp["measured_at"].endswith("Z")
+    # The formula assumes the way there and back take as long: its error is at most half the
+    # round trip (plus the rounding of the halves).
+    assert abs(ntp["skew_ms"] - 5_000) <= ntp["round_trip_ms"] // 2 + 1
+    commands = server.call(lambda m, _now: list(m.commands))
+    assert f'AT+MSUB="/ext/ntp/{SEED_PK}/{SEED_DN}/response",0' in commands
+    assert server.call(lambda m, _now: m.cloud.ntp_requests) == 1
+    _, out, _ = run_cli(capsys, "status", "--data-dir", str(data))
+    assert "clock      skew +" in out and "local clock behind" in out
+    _, out, _ = run_cli(capsys, "status", "--data-dir", str(data), "--json")
+    assert json.loads(out)["alink"]["ntp"]["skew_ms"] == ntp["skew_ms"]
+    assert g.stop() == 0
