@@ -20,8 +20,11 @@ from airfsm.host.errors import Exit
 from airfsm.host.store import SqliteOutbox, db_path
 from airfsm.sim import SimServer
 from airfsm.sim.alink import CODE_BAD_REQUEST, AlinkCloud
+from tests.conftest import BrokerProbe, Mosquitto, start_mosquitto
 from tests.harness import SEED_DN, SEED_PK
+from tests.test_bridge import sim_pty  # noqa: F401 (a fixture)
 from tests.test_gateway import (
+    DEADLINE_S,
     GatewayProcess,
     gateway_store,
     run_cli,
@@ -182,7 +185,7 @@ def test_reply_refuses_what_is_not_a_request(
 
 def _alink_status(g: GatewayProcess, predicate: Callable[[dict[str, Any]], bool],
                   what: str) -> dict[str, Any]:
-    return g.wait_status(lambda s: predicate(s.get("alink") or {}), what=what)["alink"]
+    return dict(g.wait_status(lambda s: predicate(s.get("alink") or {}), what=what)["alink"])
 
 
 def test_property_posts_are_answered_and_the_reply_shows_in_status_and_inbox(
@@ -277,3 +280,50 @@ def test_ntp_measures_the_clock_skew_and_status_shows_it(
     _, out, _ = run_cli(capsys, "status", "--data-dir", str(data), "--json")
     assert json.loads(out)["alink"]["ntp"]["skew_ms"] == ntp["skew_ms"]
     assert g.stop() == 0
+
+
+# ---------------------------------------------------------------------- through the bridge
+
+
+def test_the_bridge_carries_requests_down_and_replies_up_with_a_real_mosquitto(
+        tmp_path: Path, mosquitto: Mosquitto, sim_pty: str,
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    """`airfsm sim --broker` plays the cloud on one mosquitto, the gateway bridges to another:
+    a property set from a cloud application reaches the local application on the bridge's down
+    topic, its `_reply` on the up topic reaches the cloud; a property post's reply comes down."""
+    (tmp_path / "local").mkdir()
+    local = start_mosquitto(tmp_path / "local")
+    prefix = f"airfsm/{SEED_DN}"
+    cloud_app = BrokerProbe.connect_to(mosquitto, client_id="cloud-app")
+    cloud_app.subscribe(SET + "_reply")
+    app: BrokerProbe | None = None
+    try:
+        data = tmp_path / "data"
+        g = gateways(sim_pty, data, "--bridge", local.url, "--thing-model", "true")
+        g.wait_status(lambda s: s.get("state") == "ONLINE"
+                      and (s.get("bridge") or {}).get("connected") is True,
+                      what="ONLINE with the bridge connected")
+        app = BrokerProbe.connect_to(local, client_id="local-app")
+        app.subscribe(f"{prefix}/down/#")
+
+        request = (b'{"id":"77","version":"1.0","params":{"light":1},'
+                   b'"method":"thing.service.property.set"}')
+        cloud_app.publish(SET, request)
+        down = f"{prefix}/down{SET}"
+        assert app.wait_for(lambda: request in app.payloads(down), DEADLINE_S)
+        app.publish(f"{prefix}/up{SET}_reply", b'{"id":"77","code":200,"data":{}}')
+        assert cloud_app.wait_for(lambda: b'{"id":"77","code":200,"data":{}}' in
+                                  cloud_app.payloads(SET + "_reply"), DEADLINE_S)
+
+        assert run_cli(capsys, "publish", "--data-dir", str(data), "--property",
+                       "temperature=20")[0] == 0
+        post_reply = f"{prefix}/down{POST}_reply"
+        assert app.wait_for(lambda: any(json.loads(p)["id"] == "1" and json.loads(p)["code"]
+                                        == 200 for p in app.payloads(post_reply)), DEADLINE_S)
+        g.wait_status(lambda s: s["alink"]["thing_model"]["accepted"] == 1, what="accepted")
+        assert g.stop() == 0
+    finally:
+        if app is not None:
+            app.close()
+        cloud_app.close()
+        local.stop()
