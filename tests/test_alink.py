@@ -22,7 +22,7 @@ from airfsm.sim import SimServer
 from airfsm.sim.alink import CODE_BAD_REQUEST, AlinkCloud
 from tests.conftest import BrokerProbe, Mosquitto, start_mosquitto
 from tests.harness import SEED_DN, SEED_PK
-from tests.test_bridge import sim_pty  # noqa: F401 (a fixture)
+from tests.test_bridge import sim_pty  # noqa: F401, F811 (a fixture)
 from tests.test_gateway import (
     DEADLINE_S,
     GatewayProcess,
@@ -286,7 +286,7 @@ def test_ntp_measures_the_clock_skew_and_status_shows_it(
 
 
 def test_the_bridge_carries_requests_down_and_replies_up_with_a_real_mosquitto(
-        tmp_path: Path, mosquitto: Mosquitto, sim_pty: str,
+        tmp_path: Path, mosquitto: Mosquitto, sim_pty: str,  # noqa: F811
         gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
     """`airfsm sim --broker` plays the cloud on one mosquitto, the gateway bridges to another:
     a property set from a cloud application reaches the local application on the bridge's down
