@@ -9,6 +9,7 @@ state until a deadline."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from tests.test_gateway import (
 
 POST = f"/sys/{SEED_PK}/{SEED_DN}/thing/event/property/post"
 SET = f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/set"
+RRPC_REQUEST = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request"
+RRPC_RESPONSE = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/response"
 
 
 # ---------------------------------------------------------------------- the protocol
@@ -299,7 +302,8 @@ def test_the_bridge_carries_requests_down_and_replies_up_with_a_real_mosquitto(
     app: BrokerProbe | None = None
     try:
         data = tmp_path / "data"
-        g = gateways(sim_pty, data, "--bridge", local.url, "--thing-model", "true")
+        g = gateways(sim_pty, data, "--bridge", local.url, "--thing-model", "true", "--rrpc",
+                     "true")
         g.wait_status(lambda s: s.get("state") == "ONLINE"
                       and (s.get("bridge") or {}).get("connected") is True,
                       what="ONLINE with the bridge connected")
@@ -321,9 +325,121 @@ def test_the_bridge_carries_requests_down_and_replies_up_with_a_real_mosquitto(
         assert app.wait_for(lambda: any(json.loads(p)["id"] == "1" and json.loads(p)["code"]
                                         == 200 for p in app.payloads(post_reply)), DEADLINE_S)
         g.wait_status(lambda s: s["alink"]["thing_model"]["accepted"] == 1, what="accepted")
+
+        # RRPC: the request comes down, the answer on the response topic goes up through the
+        # priority lane with the request's deadline
+        cloud_app.subscribe(f"{RRPC_RESPONSE}/555")
+        cloud_app.publish(f"{RRPC_REQUEST}/555", b"ping")
+        assert app.wait_for(lambda: b"ping" in app.payloads(f"{prefix}/down{RRPC_REQUEST}/555"),
+                            DEADLINE_S)
+        app.publish(f"{prefix}/up{RRPC_RESPONSE}/555", b"pong")
+        assert cloud_app.wait_for(lambda: b"pong" in cloud_app.payloads(f"{RRPC_RESPONSE}/555"),
+                                  DEADLINE_S)
+        [queued] = [e for e in g.log_events() if e.get("event") == "message_queued"
+                    and e.get("topic") == f"{RRPC_RESPONSE}/555"]
+        assert queued["lane"] == "priority" and queued["deadline"].endswith("Z")
         assert g.stop() == 0
     finally:
         if app is not None:
             app.close()
         cloud_app.close()
         local.stop()
+
+
+# ---------------------------------------------------------------------- the priority lane, RRPC
+
+
+def test_the_priority_lane_goes_first_survives_a_reopen_and_expires_past_its_deadline(
+        tmp_path: Path) -> None:
+    from airfsm.host.alink_gateway import late_reason
+
+    path = db_path(tmp_path)
+    with SqliteOutbox(path, capacity=4) as box:
+        first = box.enqueue("/a/b/c", b"normal 1", 1)
+        box.enqueue("/a/b/c", b"normal 2", 1)
+        urgent = box.enqueue_priority(f"{RRPC_RESPONSE}/1", b"answer", 1, deadline_at=4e9)
+        stale = box.enqueue_priority(f"{RRPC_RESPONSE}/2", b"too late", 1, deadline_at=100.0)
+        with pytest.raises(Exception, match="outbox full"):  # the lane counts towards capacity
+            box.enqueue_priority(f"{RRPC_RESPONSE}/3", b"x", 1)
+    with SqliteOutbox(path, capacity=4) as box:  # durable like the rest
+        head = box.peek()
+        assert head is not None and (head.id, head.payload) == (urgent, b"answer")
+        assert box.expire_overdue(1_000.0, late_reason) == [stale]
+        [dead] = box.dead_letters()
+        assert dead.id == stale and dead.payload == b"too late"
+        assert dead.reason.startswith("RRPC answer too late: its deadline 1970-01-01T00:01:40")
+        assert "before it could be sent" in dead.reason
+        assert box.expire_overdue(1_000.0, late_reason) == []  # nothing else is overdue
+        box.ack(urgent)
+        head = box.peek()
+        assert head is not None and head.id == first  # then the normal lane, oldest first
+
+
+def test_an_rrpc_answer_is_sent_ahead_of_the_queue(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    # The first message's PUBACK is lost: the gateway waits for it (3 s), backs off, and
+    # meanwhile the queue behind it waits; an RRPC request comes, and its answer goes first.
+    server = sims("puback=lost@1")
+    data = gateway_store(tmp_path / "data")
+    for i in range(5):
+        assert run_cli(capsys, "publish", "--data-dir", str(data), f"/{SEED_PK}/{SEED_DN}/update",
+                       f"queued {i}")[0] == 0
+    g = gateways(server.endpoint, data, "--rrpc", "true", "--puback-timeout-s", "3")
+    g.wait_online()
+    wait_until(lambda: server.call(lambda m, _now: len(m.published)) >= 1, what="a publish")
+    message_id = server.rrpc_request(b'{"id":"5","version":"1.0","params":{},'
+                                     b'"method":"thing.service.ping"}')
+    inbox = wait_until(lambda: [json.loads(line) for line in run_cli(
+        capsys, "inbox", "--data-dir", str(data))[1].splitlines()], what="the request")
+    assert inbox[0]["alink"] == {"kind": "rrpc_request", "id": message_id,
+                                 "reply_topic": f"{RRPC_RESPONSE}/{message_id}"}
+    code, _, err = run_cli(capsys, "reply", "--data-dir", str(data), str(inbox[0]["id"]),
+                           "--data", '{"pong":true}')
+    assert code == 0, err
+    wait_until(lambda: server.call(lambda m, _now: len(m.published)) >= 7, what="everything")
+    topics = [t for t, _p, _q in server.call(lambda m, _now: list(m.published))]
+    # the first message (in flight when the answer was queued, sent again after it), then the
+    # answer, then the rest of the normal queue
+    update = f"/{SEED_PK}/{SEED_DN}/update"
+    assert topics == [update, f"{RRPC_RESPONSE}/{message_id}", update, update, update, update,
+                      update]
+    [answer] = server.call(lambda m, _now: list(m.cloud.rrpc_answers))
+    assert json.loads(answer.payload) == {"id": "5", "code": 200, "data": {"pong": True}}
+    assert g.stop() == 0
+
+
+def test_a_late_rrpc_answer_is_refused_or_dead_lettered_never_sent(
+        tmp_path: Path, sims: Callable[..., SimServer],
+        gateways: Callable[..., GatewayProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    from airfsm.host.publish import enqueue
+    from airfsm.host.store import SqliteInbox
+
+    server = sims()
+    data = gateway_store(tmp_path / "data")
+    with SqliteInbox(db_path(data)) as inbox:  # a request that came a minute ago
+        old = inbox.add(f"{RRPC_REQUEST}/41", b"ping", time.time() - 60)
+    code, out, err = run_cli(capsys, "reply", "--data-dir", str(data), str(old),
+                             "--payload", "pong")
+    assert code == Exit.FAILURE and out == "" and "too late" in err
+    assert len(err.strip().splitlines()) == 1
+    with SqliteOutbox(db_path(data)) as box:
+        assert box.count() == 0
+
+    g = gateways(server.endpoint, data, "--rrpc", "true")
+    g.wait_online()
+    # queued while in time, but the gateway gets to it only after its deadline
+    enqueue(data, f"{RRPC_RESPONSE}/42", b"pong", 1, priority=True, deadline_at=1.0)
+    assert run_cli(capsys, "publish", "--data-dir", str(data), f"/{SEED_PK}/{SEED_DN}/update",
+                   "after it")[0] == 0
+    wait_until(lambda: any(t.endswith("/update") for t, _p, _q in
+                           server.call(lambda m, _now: list(m.published))), what="the next one")
+    assert not any("/rrpc/response/" in t for t, _p, _q in
+                   server.call(lambda m, _now: list(m.published)))
+    code, out, _ = run_cli(capsys, "outbox", "--data-dir", str(data), "--dead")
+    [dead] = [json.loads(line) for line in out.splitlines()]
+    assert dead["topic"] == f"{RRPC_RESPONSE}/42"
+    assert dead["reason"].startswith("RRPC answer too late") and "not sent" in dead["reason"]
+    status = g.wait_status(lambda s: s["outbox"]["dead_letters"] == 1, what="the dead letter")
+    assert status["outbox"]["queued"] == 0
+    assert g.stop() == 0

@@ -305,7 +305,7 @@ def _inbox_message(data_dir: Path, inbox_id: int) -> InboundMessage:
 def cmd_reply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Answer the cloud request stored as inbox message INBOX_ID: an Alink `_reply` to a
     property set or service call, or the response to an RRPC request (before its deadline)."""
-    data_dir, found = _locate(args, env, ("outbox_capacity",))
+    data_dir, found = _locate(args, env, ("outbox_capacity", "rrpc_timeout_s"))
     request = _inbox_message(data_dir, args.inbox_id)
     kind = alink.classify(request.topic, request.payload)
     raw = None if args.payload is None else os.fsencode(args.payload)
@@ -318,8 +318,33 @@ def cmd_reply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError as exc:
         raise HostError(f"refused: {exc}", Exit.USAGE) from None
     capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    deadline_at = None
+    if kind.kind == alink.KIND_RRPC_REQUEST:
+        deadline_at = request.received_at + _rrpc_timeout_s(found, data_dir)
+        if time.time() >= deadline_at:
+            raise HostError(f"refused: too late: the RRPC request {kind.id} came "
+                            f"{time.time() - request.received_at:.1f} s ago and the server "
+                            f"waits {deadline_at - request.received_at:g} s for its answer",
+                            Exit.FAILURE)
     return _queued(lambda: enqueue(data_dir, topic, payload, args.qos, capacity=capacity,
-                                   create=False))
+                                   create=False, priority=deadline_at is not None,
+                                   deadline_at=deadline_at))
+
+
+def _rrpc_timeout_s(found: Mapping[str, Any], data_dir: Path) -> float:
+    """How long the server waits for an RRPC answer: `rrpc_timeout_s` as configured, else
+    what the running gateway uses, else the server's longest (8 s)."""
+    given = found.get("rrpc_timeout_s")
+    if given is not None:
+        try:
+            return float(int(given))
+        except (TypeError, ValueError):
+            raise HostError(f"bad value for 'rrpc_timeout_s': {given!r}") from None
+    with contextlib.suppress(StoreError, TypeError, ValueError, AttributeError):
+        timeout_ms = StatusFile.read(data_dir).get("alink", {}).get("rrpc_timeout_ms")
+        if isinstance(timeout_ms, int) and timeout_ms > 0:
+            return timeout_ms / 1000
+    return alink.RRPC_TIMEOUT_MS / 1000
 
 
 def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -37,6 +37,15 @@ NTP_STAMPS_KEPT = 8  # deviceSendTimes a response may echo (older ones: not ours
 NTP_RETRY_S = 60.0  # a request that got no response is asked again after this
 
 
+def late_reason(topic: str, attempts: int, deadline_at: float) -> str:
+    """Why a priority message whose deadline passed is a dead letter (RRPC answers)."""
+    what = "RRPC answer" if "/rrpc/response/" in topic else "priority message"
+    how = ("before it could be sent" if attempts == 0 else
+           f"after {attempts} send{'s' if attempts != 1 else ''} without a PUBACK")
+    return (f"{what} too late: its deadline {iso_utc(deadline_at)} passed {how}; the server "
+            "had stopped waiting for it, so it is not sent")
+
+
 def unix_ms() -> int:
     """The host's wall clock, Unix milliseconds."""
     return time.time_ns() // 1_000_000
@@ -73,6 +82,7 @@ class AlinkTracker:
         self._ntp_next_at: float | None = None  # monotonic; None: not before the next ONLINE
         self.ntp_requests = 0
         self.ntp_responses = 0
+        self.ntp_queued = False  # the latest request still waits in the outbox
         self.skew_ms: int | None = None
         self.round_trip_ms: int | None = None
         self.measured_at: float | None = None  # Unix seconds (local clock) of the measurement
@@ -107,8 +117,12 @@ class AlinkTracker:
 
     def on_acked(self, message: OutboundMessage | None) -> None:
         """The cloud took `message` (PUBACK, or OK for QoS 0)."""
-        if message is not None and message.topic == self.post_topic:
+        if message is None:
+            return
+        if message.topic == self.post_topic:
             self.counters["posts_acked"] += 1
+        elif message.topic == self.ntp_topic:
+            self.ntp_queued = False
 
     def on_inbound(self, topic: str, payload: bytes, received_at: float) -> None:
         """A downlink (before it is stored): replies, requests and NTP responses."""
@@ -150,24 +164,27 @@ class AlinkTracker:
 
     # ------------------------------------------------------------------ RRPC
 
-    def rrpc_deadline(self, message_id: str) -> float | None:
+    def rrpc_deadline(self, message_id: str) -> float:
         """Until when (Unix seconds) the server waits for the answer to RRPC request
-        `message_id`; None when no such request came to this gateway."""
-        arrived = self._rrpc_arrivals.get(message_id)
-        return None if arrived is None else arrived + self.rrpc_timeout_ms / 1000
+        `message_id`: `rrpc_timeout_ms` after it came, or from now for one this gateway did
+        not see come (it came before a restart: the inbox has it, this memory not)."""
+        arrived = self._rrpc_arrivals.get(message_id, time.time())
+        return arrived + self.rrpc_timeout_ms / 1000
 
     # ------------------------------------------------------------------ NTP
 
     def ntp_request_due(self, online: bool) -> bool:
         """Should a request be queued now? If so, the next one is scheduled (a retry after
-        NTP_RETRY_S until the response comes, then `ntp_interval_s`)."""
-        if not self.ntp_enabled or not online or self._ntp_next_at is None:
+        NTP_RETRY_S until the response comes, then `ntp_interval_s`). Never while the last one
+        is still queued."""
+        if not self.ntp_enabled or not online or self._ntp_next_at is None or self.ntp_queued:
             return False
         now = self._monotonic()
         if now < self._ntp_next_at:
             return False
         self._ntp_next_at = now + min(NTP_RETRY_S, self.ntp_interval_s)
         self.ntp_requests += 1
+        self.ntp_queued = True
         return True
 
     def ntp_request(self) -> tuple[str, bytes, int]:
@@ -210,4 +227,4 @@ class AlinkTracker:
         }
 
 
-__all__ = ["AlinkTracker", "unix_ms"]
+__all__ = ["AlinkTracker", "late_reason", "unix_ms"]

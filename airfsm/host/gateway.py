@@ -54,7 +54,7 @@ from airfsm.core.settings import Settings
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
 from airfsm.host import alink, log, progress, reasons
-from airfsm.host.alink_gateway import AlinkTracker
+from airfsm.host.alink_gateway import AlinkTracker, late_reason
 from airfsm.host.config import ConfigError, GatewayConfig, load_config
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
@@ -172,6 +172,7 @@ class GatewayOutbox:
             raise OutboxUnavailable(str(exc)) from None
 
     def peek(self) -> OutboundMessage | None:
+        self._expire_overdue()
         message = self._call("peek", self.store.peek)
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
@@ -180,6 +181,30 @@ class GatewayOutbox:
             message = self.alink.on_sending(message)
         self._head = message
         return message
+
+    # The priority lane (RRPC answers, NTP requests): sent before the normal queue; what is
+    # still queued past its deadline is dead-lettered, not sent.
+
+    def enqueue_priority(self, topic: str, data: bytes, qos: int,
+                         deadline_at: float | None = None) -> int:
+        topic = resolve_topic(self.product_key, self.device_name, topic)
+        message_id = self.store.enqueue_priority(topic, data, qos, deadline_at)
+        self._log.info("message_queued", id=message_id, topic=topic, qos=qos, bytes=len(data),
+                       lane="priority",
+                       deadline=None if deadline_at is None else iso_utc(deadline_at))
+        return message_id
+
+    def _expire_overdue(self) -> None:
+        """Before each look at the head: the priority messages past their deadline go to the
+        dead letters (a store that refuses now is asked again at the next look)."""
+        try:
+            expired = self.store.expire_overdue(time.time(), late_reason)
+        except StoreError as exc:
+            self._on_error("expire", exc)
+            return
+        for message_id in expired:
+            self._log.warning("publish_dead", id=message_id, lane="priority",
+                              reason="deadline passed")
 
     def _known(self, message_id: int) -> OutboundMessage | None:
         head = self._head
@@ -457,10 +482,20 @@ class Gateway:
         if self._view is None:
             raise OutboxUnavailable("the outbox is not open yet")
         try:
+            rrpc = self._rrpc_answered(topic)
+            if rrpc is not None:
+                return self._view.enqueue_priority(topic, payload, qos,
+                                                   self.alink.rrpc_deadline(rrpc))
             return self._view.enqueue(topic, payload, qos)
         except StoreError as exc:
             self._store_error("bridge", exc)
             raise
+
+    def _rrpc_answered(self, topic: str) -> str | None:
+        """The messageId when `topic` is this device's RRPC response topic."""
+        prefix = alink.rrpc_response_topic(self.config.product_key, self.config.device_name, "")
+        message_id = topic[len(prefix):] if topic.startswith(prefix) else ""
+        return message_id if message_id and "/" not in message_id else None
 
     def _publish_metrics(self, status: Mapping[str, Any]) -> None:
         """The textfile and the /metrics endpoint follow the status file."""
@@ -814,8 +849,9 @@ class Gateway:
             return
         topic, payload, qos = self.alink.ntp_request()
         try:
-            self._view.enqueue(topic, payload, qos)
+            self._view.enqueue_priority(topic, payload, qos)
         except (StoreError, OutboxFull, ValueError) as exc:
+            self.alink.ntp_queued = False  # asked again after NTP_RETRY_S
             if self._store_errors.due("ntp"):
                 self.log.warning("ntp_request_not_queued", error=str(exc))
             return

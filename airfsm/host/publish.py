@@ -37,7 +37,8 @@ def poke(data_dir: str | Path) -> bool:
 
 def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
             product_key: str | None = None, device_name: str | None = None,
-            capacity: int = DEFAULT_OUTBOX_CAPACITY, create: bool = True) -> int:
+            capacity: int = DEFAULT_OUTBOX_CAPACITY, create: bool = True,
+            priority: bool = False, deadline_at: float | None = None) -> int:
     """Durably queue a message for the gateway of `data_dir`; return its id.
 
     A topic without a leading `/` is relative to `/{product_key}/{device_name}/` (ValueError
@@ -45,7 +46,9 @@ def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
     QoS, payload); `store.OutboxFull` when the outbox holds `capacity` messages (nothing is
     dropped); `store.StoreError` when the store cannot be opened or written. `create=False`
     (what `airfsm publish` does) refuses with `store.NoStore` when no gateway store exists yet,
-    rather than making a new one no gateway may ever read.
+    rather than making a new one no gateway may ever read. `priority` queues it in the
+    priority lane (sent before the normal queue), where `deadline_at` (Unix time) is when it is
+    no longer worth sending (`SqliteOutbox.enqueue_priority`).
     """
     if not topic:
         raise ValueError("topic is empty")
@@ -57,7 +60,10 @@ def enqueue(data_dir: str | Path, topic: str, payload: bytes, qos: int = 1, *,
     if reason is not None:
         raise ValueError(reason)
     with SqliteOutbox(db_path(data_dir), capacity, create=create) as outbox:
-        message_id = outbox.enqueue(topic, payload, qos)
+        if priority:
+            message_id = outbox.enqueue_priority(topic, payload, qos, deadline_at)
+        else:
+            message_id = outbox.enqueue(topic, payload, qos)
     poke(data_dir)
     return message_id
 

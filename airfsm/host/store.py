@@ -62,8 +62,10 @@ _COUNTER_TABLE = """CREATE TABLE IF NOT EXISTS counter (
     )"""
 # Schema 3, the priority lane: lane 1 is sent before lane 0 (whatever their ids), and a message
 # with a deadline (Unix time) still queued after it is dead-lettered instead of sent.
+_LANE_INDEX = "CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (id) WHERE lane = 1"
 _LANE_COLUMNS = ("ALTER TABLE outbox ADD COLUMN lane INTEGER NOT NULL DEFAULT 0",
-                 "ALTER TABLE outbox ADD COLUMN deadline_at REAL")
+                 "ALTER TABLE outbox ADD COLUMN deadline_at REAL", _LANE_INDEX)
+PRIORITY_LANE = 1
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS outbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK can't
@@ -83,6 +85,7 @@ _SCHEMA = (
     )""",
     _DEAD_LETTER_TABLE,
     _COUNTER_TABLE,
+    _LANE_INDEX,
 )
 # What turns version N into N+1; a fresh store runs _SCHEMA instead. Rows are never touched.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,),
@@ -316,9 +319,72 @@ class SqliteOutbox(_Store):
         return int(cur.lastrowid)
 
     def peek(self) -> OutboundMessage | None:
-        """The oldest message not yet acknowledged, or None when the outbox is empty."""
+        """The oldest message not yet acknowledged, or None when the outbox is empty; the
+        oldest of the priority lane first, while it has any."""
+        priority = self.peek_priority()
+        if priority is not None:
+            return priority
         queued = self.queued(limit=1)
         return queued[0] if queued else None
+
+    # ------------------------------------------------------------------ the priority lane
+
+    def enqueue_priority(self, topic: str, payload: bytes, qos: int,
+                         deadline_at: float | None = None) -> int:
+        """`enqueue` into the priority lane: sent before every message of the normal lane
+        (oldest first within the lane). With `deadline_at` (Unix time) a message still queued
+        then is not sent any more: `expire_overdue` moves it to the dead letters. Errors as
+        `enqueue` (the lane counts towards the capacity)."""
+        reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
+        if reason is not None:
+            raise ValueError(reason)
+        try:
+            with _immediate(self._db()) as db:
+                message_id = self._insert(db, topic, bytes(payload), qos, time.time())
+                db.execute("UPDATE outbox SET lane = ?, deadline_at = ? WHERE id = ?",
+                           (PRIORITY_LANE, deadline_at, message_id))
+                return message_id
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def peek_priority(self) -> OutboundMessage | None:
+        """The oldest message of the priority lane, None when the lane is empty."""
+        try:
+            row = self._db().execute(
+                "SELECT id, topic, payload, qos, attempts FROM outbox WHERE lane = ? "
+                "ORDER BY id LIMIT 1", (PRIORITY_LANE,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return None if row is None else OutboundMessage(
+            id=int(row[0]), topic=str(row[1]), payload=bytes(row[2]), qos=int(row[3]),
+            attempts=int(row[4]))
+
+    def expire_overdue(self, now: float, reason: Callable[[str, int, float], str]) -> list[int]:
+        """Move every priority message whose deadline is before `now` to the dead letters,
+        worded by `reason(topic, attempts, deadline_at)`; return their ids (usually none: a
+        read, no write then)."""
+        try:
+            db = self._db()
+            overdue = db.execute(
+                "SELECT id FROM outbox WHERE lane = ? AND deadline_at < ?",
+                (PRIORITY_LANE, now)).fetchall()
+            if not overdue:
+                return []
+            with _immediate(db):
+                rows = db.execute(
+                    "SELECT id, topic, attempts, deadline_at FROM outbox WHERE lane = ? AND "
+                    "deadline_at < ?", (PRIORITY_LANE, now)).fetchall()
+                for message_id, topic, attempts, deadline_at in rows:
+                    db.execute(
+                        "INSERT INTO dead_letter (id, topic, payload, qos, enqueued_at, "
+                        "attempts, reason, died_at) SELECT id, topic, payload, qos, enqueued_at, "
+                        "attempts, ?, ? FROM outbox WHERE id = ?",
+                        (reason(str(topic), int(attempts), float(deadline_at)), now,
+                         message_id))
+                    db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return [int(row[0]) for row in rows]
 
     def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
         """Up to `limit` queued messages with id > `after_id`, oldest first."""
