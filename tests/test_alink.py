@@ -443,3 +443,79 @@ def test_a_late_rrpc_answer_is_refused_or_dead_lettered_never_sent(
     status = g.wait_status(lambda s: s["outbox"]["dead_letters"] == 1, what="the dead letter")
     assert status["outbox"]["queued"] == 0
     assert g.stop() == 0
+
+
+# ---------------------------------------------------------------------- the gateway's bookkeeping
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ntp_is_asked_on_online_retried_without_an_answer_then_daily() -> None:
+    from airfsm.core.messages import OutboundMessage
+    from airfsm.host import log
+    from airfsm.host.alink_gateway import NTP_RETRY_S, AlinkTracker
+
+    clock = _Clock()
+    wall = [1_700_000_000_000]
+    tracker = AlinkTracker(SEED_PK, SEED_DN, ntp=True, ntp_interval_s=86_400,
+                           logger=log.get_logger("test"), wall_ms=lambda: wall[0],
+                           monotonic=clock)
+    assert not tracker.ntp_request_due(online=True)  # not before the session is up
+    tracker.on_online()
+    assert tracker.ntp_request_due(online=True)
+    assert not tracker.ntp_request_due(online=True)  # one at a time: it is still queued
+    topic, payload, qos = tracker.ntp_request()
+    queued = OutboundMessage(9, topic, payload, qos)
+    wall[0] += 5_000  # it waited 5 s in the outbox: the time sent is the time it goes
+    sent = tracker.on_sending(queued)
+    assert alink.ntp_send_time(sent.payload) == 1_700_000_005_000
+    tracker.on_acked(sent)
+    clock.now += NTP_RETRY_S - 1
+    assert not tracker.ntp_request_due(online=True)
+    clock.now += 1  # no answer within a minute: asked again
+    assert tracker.ntp_request_due(online=True)
+    sent = tracker.on_sending(queued)
+    tracker.on_acked(sent)
+    # a response echoing a time we never sent is not ours
+    tracker.on_inbound(alink.ntp_response_topic(SEED_PK, SEED_DN),
+                       b'{"deviceSendTime":"1","serverRecvTime":2,"serverSendTime":2}', 1.0)
+    assert tracker.skew_ms is None
+    send = alink.ntp_send_time(sent.payload)
+    assert send is not None
+    response = json.dumps({"deviceSendTime": str(send), "serverRecvTime": send + 3_050,
+                           "serverSendTime": send + 3_050}).encode()
+    tracker.on_inbound(alink.ntp_response_topic(SEED_PK, SEED_DN), response, (send + 100) / 1000)
+    assert (tracker.skew_ms, tracker.round_trip_ms) == (3_000, 100)
+    assert tracker.wall_clock_ms() == wall[0] + 3_000  # the corrected clock
+    clock.now += 86_400 - 1
+    assert not tracker.ntp_request_due(online=True)
+    clock.now += 1
+    assert not tracker.ntp_request_due(online=False)  # only while ONLINE
+    assert tracker.ntp_request_due(online=True)  # daily
+
+
+def test_post_replies_are_matched_by_id_even_before_the_puback() -> None:
+    from airfsm.core.messages import OutboundMessage
+    from airfsm.host import log
+    from airfsm.host.alink_gateway import AlinkTracker
+
+    tracker = AlinkTracker(SEED_PK, SEED_DN, logger=log.get_logger("test"))
+    post = OutboundMessage(12, POST, alink.property_post_payload(3, {"t": 1}), 1)
+    tracker.on_sending(post)
+    assert tracker.status()["thing_model"]["awaiting_reply"] == 1
+    tracker.on_inbound(POST + "_reply", b'{"id":"3","code":200,"data":{}}', 5.0)
+    tracker.on_acked(post)
+    thing = tracker.status()["thing_model"]
+    assert (thing["accepted"], thing["awaiting_reply"], thing["posts_acked"]) == (1, 0, 1)
+    assert thing["last_reply"]["message_id"] == 12
+    tracker.on_inbound(POST + "_reply", b'{"id":"99","code":6813,"data":{}}', 6.0)
+    tracker.on_inbound(POST + "_reply", b"garbage", 7.0)
+    thing = tracker.status()["thing_model"]
+    assert (thing["rejected"], thing["replies_unmatched"], thing["malformed"]) == (1, 1, 1)
+    assert thing["last_rejected"]["code"] == 6813 and thing["last_rejected"]["message_id"] is None
