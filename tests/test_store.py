@@ -176,7 +176,7 @@ SCHEMA_1 = (  # what airfsm wrote before the dead letters existed
 )
 
 
-def test_a_schema_1_store_is_migrated_to_the_current_schema_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_schema_1_store_is_migrated_to_the_current_one_and_keeps_its_rows(tmp_path: Path) -> None:
     path = db_path(tmp_path)
     raw = sqlite3.connect(path)
     for statement in SCHEMA_1:
