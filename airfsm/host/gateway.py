@@ -172,8 +172,9 @@ class GatewayOutbox:
             raise OutboxUnavailable(str(exc)) from None
 
     def peek(self) -> OutboundMessage | None:
-        self._expire_overdue()
         message = self._call("peek", self.store.peek)
+        if self.store.overdue(time.time()) and self._expire_overdue():
+            message = self._call("peek", self.store.peek)
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
@@ -194,17 +195,18 @@ class GatewayOutbox:
                        deadline=None if deadline_at is None else iso_utc(deadline_at))
         return message_id
 
-    def _expire_overdue(self) -> None:
-        """Before each look at the head: the priority messages past their deadline go to the
-        dead letters (a store that refuses now is asked again at the next look)."""
+    def _expire_overdue(self) -> bool:
+        """The priority messages past their deadline go to the dead letters; True when some
+        did (a store that refuses now is asked again at the next look)."""
         try:
             expired = self.store.expire_overdue(time.time(), late_reason)
         except StoreError as exc:
             self._on_error("expire", exc)
-            return
+            return False
         for message_id in expired:
             self._log.warning("publish_dead", id=message_id, lane="priority",
                               reason="deadline passed")
+        return bool(expired)
 
     def _known(self, message_id: int) -> OutboundMessage | None:
         head = self._head

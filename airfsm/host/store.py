@@ -262,6 +262,7 @@ class SqliteOutbox(_Store):
         `create=False` opens an existing store only (NoStore otherwise)."""
         super().__init__(path, capacity, busy_timeout_ms, create)
         self.allow_hex = allow_hex
+        self.lane_deadline: float | None = None  # the priority lane's earliest, at the last peek
 
     def __enter__(self) -> SqliteOutbox:
         return self
@@ -348,21 +349,29 @@ class SqliteOutbox(_Store):
             raise self._fail(exc) from None
 
     def peek_priority(self) -> OutboundMessage | None:
-        """The oldest message of the priority lane, None when the lane is empty."""
+        """The oldest message of the priority lane, None when the lane is empty. Also notes
+        the lane's earliest deadline in `lane_deadline` (None: none has one), so that whether
+        anything is overdue is known without another query."""
         try:
             row = self._db().execute(
-                "SELECT id, topic, payload, qos, attempts FROM outbox WHERE lane = ? "
-                "ORDER BY id LIMIT 1", (PRIORITY_LANE,)).fetchone()
+                "SELECT id, topic, payload, qos, attempts, (SELECT MIN(deadline_at) FROM outbox "
+                "WHERE lane = ?1) FROM outbox WHERE lane = ?1 ORDER BY id LIMIT 1",
+                (PRIORITY_LANE,)).fetchone()
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
+        self.lane_deadline = None if row is None or row[5] is None else float(row[5])
         return None if row is None else OutboundMessage(
             id=int(row[0]), topic=str(row[1]), payload=bytes(row[2]), qos=int(row[3]),
             attempts=int(row[4]))
 
+    def overdue(self, now: float) -> bool:
+        """Did the earliest deadline of the priority lane, as the latest peek saw it, pass?"""
+        return self.lane_deadline is not None and self.lane_deadline < now
+
     def expire_overdue(self, now: float, reason: Callable[[str, int, float], str]) -> list[int]:
         """Move every priority message whose deadline is before `now` to the dead letters,
-        worded by `reason(topic, attempts, deadline_at)`; return their ids (usually none: a
-        read, no write then)."""
+        worded by `reason(topic, attempts, deadline_at)`; return their ids. (`overdue` says,
+        without a query, whether there is any.)"""
         try:
             db = self._db()
             overdue = db.execute(
