@@ -89,6 +89,9 @@ def test_requests_are_classified_and_answered_on_their_reply_topic() -> None:
     assert json.loads(payload) == {"id": "42", "code": 200, "data": {"ok": 1}}
     service = alink.classify(f"/sys/{SEED_PK}/{SEED_DN}/thing/service/reboot", request)
     assert service is not None and service.identifier == "reboot"
+    get = alink.classify(f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/get", request)
+    assert get is not None and get.reply_topic == (
+        f"/sys/{SEED_PK}/{SEED_DN}/thing/service/property/get_reply")
     rrpc = alink.classify(f"/sys/{SEED_PK}/{SEED_DN}/rrpc/request/889455942124347392", b"raw")
     assert rrpc is not None and rrpc.reply_topic == (
         f"/sys/{SEED_PK}/{SEED_DN}/rrpc/response/889455942124347392")

@@ -131,7 +131,7 @@ def classify(topic: str, payload: bytes, pk: str | None = None,
         return Classified(KIND_PROPERTY_SET, alink_id, topic + REPLY_SUFFIX)
     service = topic[len(f"{base}/thing/service/"):] if topic.startswith(
         f"{base}/thing/service/") else ""
-    if service and "/" not in service and not service.endswith(REPLY_SUFFIX):
+    if service and not service.endswith(REPLY_SUFFIX):  # a service, or property/get
         return Classified(KIND_SERVICE, alink_id, topic + REPLY_SUFFIX, service)
     return None
 
