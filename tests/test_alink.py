@@ -44,7 +44,8 @@ RRPC_RESPONSE = f"/sys/{SEED_PK}/{SEED_DN}/rrpc/response"
 @pytest.mark.parametrize("text, value", [
     ("t=21", 21), ("t=-3", -3), ("t=21.5", 21.5), ("t=2e3", 2000.0), ("t=true", True),
     ("t=false", False), ("t=on", "on"), ('t="21"', "21"), ("t=", ""), ("t=a=b", "a=b"),
-    ("t=温度", "温度"),
+    ("t=温度", "温度"), ('t={"lat":30.5,"on":true}', {"lat": 30.5, "on": True}),
+    ("t=[1,2]", [1, 2]),
 ])
 def test_property_values_are_typed_by_their_look(text: str, value: Any) -> None:
     name, parsed = alink.parse_property(text)
@@ -59,6 +60,8 @@ def test_property_values_are_typed_by_their_look(text: str, value: Any) -> None:
     ("t=99999999999", "int32"),
     ("t=1e999", "finite"),
     ('t="unterminated', "JSON string"),
+    ('t={"a":', "JSON object"),
+    ('t=[NaN]', "JSON array"),
 ])
 def test_bad_properties_are_refused_in_one_line(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why) as caught:

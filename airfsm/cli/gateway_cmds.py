@@ -517,7 +517,8 @@ def register(sub: Any) -> None:
     p.add_argument("--device-name", default=None, help="for relative topics and --property")
     p.add_argument("--property", action="append", default=[], metavar="NAME=VALUE",
                    help="a thing-model property (repeat for more): 21 is an int, 21.5 a float, "
-                        "true/false a bool, anything else (or a quoted '\"21\"') a string")
+                        "true/false a bool, {...} / [...] a JSON struct / array, anything else "
+                        "(or a quoted '\"21\"') a string")
     p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
     p.add_argument("topic", metavar="TOPIC", nargs="?")
     p.add_argument("payload", metavar="PAYLOAD", nargs="?",

@@ -165,7 +165,8 @@ def parse_property(text: str) -> tuple[str, Any]:
     """`NAME=VALUE` as `--property` takes it: (name, typed value). ValueError, one line.
 
     The value's type is what it looks like: `21` an int, `21.5` (or `2e3`) a float, `true` /
-    `false` a bool, anything else a string; a JSON string (`'"21"'`) is always a string.
+    `false` a bool, anything else a string; a JSON string (`'"21"'`) is always a string, and a
+    JSON object or array (`{"lat":30.2,"lon":120.1}`) is the thing model's struct or array.
     """
     name, sep, raw = text.partition("=")
     name = name.strip()
@@ -191,15 +192,18 @@ def _typed(name: str, raw: str) -> Any:
         if not math.isfinite(number):
             raise ValueError(f"property {name}: {raw} is not a finite number")
         return number
-    if raw.startswith('"'):
+    if raw[:1] in ('"', "{", "["):
+        what = "string" if raw.startswith('"') else "object" if raw.startswith("{") else "array"
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, parse_constant=_no_constant)
         except ValueError:
-            raise ValueError(f"property {name}: {raw} is not a valid JSON string") from None
-        if not isinstance(value, str):
-            raise ValueError(f"property {name}: {raw} is not a JSON string")
+            raise ValueError(f"property {name}: {raw} is not a valid JSON {what}") from None
         return value
     return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
 
 
 def parse_properties(items: list[str]) -> dict[str, Any]:
