@@ -368,7 +368,7 @@ def test_the_priority_lane_goes_first_survives_a_reopen_and_expires_past_its_dea
         with pytest.raises(Exception, match="outbox full"):  # the lane counts towards capacity
             box.enqueue_priority(f"{RRPC_RESPONSE}/3", b"x", 1)
     with SqliteOutbox(path, capacity=4) as box:  # durable like the rest
-        head = box.peek()
+        _status, head = box.peek()
         assert head is not None and (head.id, head.payload) == (urgent, b"answer")
         assert box.expire_overdue(1_000.0, late_reason) == [stale]
         [dead] = box.dead_letters()
@@ -377,7 +377,7 @@ def test_the_priority_lane_goes_first_survives_a_reopen_and_expires_past_its_dea
         assert "before it could be sent" in dead.reason
         assert box.expire_overdue(1_000.0, late_reason) == []  # nothing else is overdue
         box.ack(urgent)
-        head = box.peek()
+        _status, head = box.peek()
         assert head is not None and head.id == first  # then the normal lane, oldest first
 
 

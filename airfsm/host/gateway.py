@@ -42,14 +42,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 from airfsm.core import aliyun
 from airfsm.core.aliyun import resolve_topic
-from airfsm.core.codes import FailReason, Reason, State
+from airfsm.core.codes import FailReason, OutboxStatus, Reason, State
 from airfsm.core.controller import Controller
 from airfsm.core.messages import InboundMessage, OutboundMessage
-from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.settings import Settings
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
@@ -130,17 +129,16 @@ class _RateLimitedLog:
         return True
 
 
-_T = TypeVar("_T")
-
 
 class GatewayOutbox:
-    """The controller's view of the SQLite outbox (`airfsm.core.messages.Outbox`).
+    """The controller's view of the SQLite outbox (`airfsm.core.outbox.Outbox`).
 
     Resolves relative topics (a library user may have enqueued one directly), applies injected
-    store faults, and turns store trouble (locked by another process, disk full, read-only)
-    into a logged `OutboxUnavailable`: the controller then backs off and asks again, never
-    sending a message twice or losing one because of it. The store should be opened with
-    `busy_timeout_ms=0`, so that no call waits for a lock inside the tick.
+    store faults, and reports store trouble (locked by another process, disk full, read-only)
+    to `on_error(operation, error)` as it answers OutboxStatus.UNAVAILABLE, the words kept in
+    `last_error`: the controller then backs off and asks again, never sending a message twice
+    or losing one because of it. The store should be opened with `busy_timeout_ms=0`, so that
+    no call waits for a lock inside the tick.
 
     A message enqueued here (the bridge, a library user) is logged `message_queued` with its
     id; the rest of its way is logged by the controller, which decides it: `publish_sent`
@@ -149,7 +147,7 @@ class GatewayOutbox:
     """
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
-                 on_error: Callable[[str, StoreError], None],
+                 on_error: Callable[[str, str], None],
                  faults: StoreFaults | None = None, *, logger: Any = None,
                  alink: AlinkTracker | None = None) -> None:
         self.store = store
@@ -161,27 +159,49 @@ class GatewayOutbox:
         self._log = logger if logger is not None else log.get_logger("airfsm.host.gateway")
         self._head: OutboundMessage | None = None  # the latest peek: an ack's qos and topic
         self.last_puback_at: float | None = None  # wall-clock time of the latest PUBACK
+        self.last_error = ""  # why the latest call that answered UNAVAILABLE could not work
 
-    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
+    def _refused(self, operation: str) -> bool:
+        """True when an injected fault refuses `operation` (then reported like the store's)."""
+        if self._faults is None:
+            return False
         try:
-            if self._faults is not None:
-                self._faults.check(operation, self.store.path)
-            return call()
+            self._faults.check(operation, self.store.path)
         except StoreError as exc:
-            self._on_error(operation, exc)
-            raise OutboxUnavailable(str(exc)) from None
+            self._unavailable(operation, str(exc))
+            return True
+        return False
 
-    def peek(self) -> OutboundMessage | None:
-        message = self._call("peek", self.store.peek)
-        if self.store.overdue(time.time()) and self._expire_overdue():
-            message = self._call("peek", self.store.peek)
+    def _unavailable(self, operation: str, error: str) -> OutboxStatus:
+        self.last_error = error
+        self._on_error(operation, error)
+        return OutboxStatus.UNAVAILABLE
+
+    def _answer(self, operation: str, status: OutboxStatus) -> OutboxStatus:
+        """The store's answer, its trouble reported."""
+        if status == OutboxStatus.UNAVAILABLE:
+            return self._unavailable(operation, self.store.last_error)
+        return status
+
+    def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
+        """C: outbox_peek() of a host store. Priority messages past their deadline are
+        dead-lettered first (`_expire_overdue`); the message to be sent is what the Alink
+        tracker makes of it (an NTP request gets the current time)."""
+        if self._refused("peek"):
+            return OutboxStatus.UNAVAILABLE, None
+        status, message = self.store.peek()
+        if status != OutboxStatus.UNAVAILABLE and self.store.overdue(time.time()) and (
+                self._expire_overdue()):
+            status, message = self.store.peek()
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
+        if status == OutboxStatus.UNAVAILABLE:
+            return self._answer("peek", status), None
         if message is not None and self.alink is not None:
             message = self.alink.on_sending(message)
         self._head = message
-        return message
+        return status, message
 
     # The priority lane (RRPC answers, NTP requests): sent before the normal queue; what is
     # still queued past its deadline is dead-lettered, not sent.
@@ -201,7 +221,7 @@ class GatewayOutbox:
         try:
             expired = self.store.expire_overdue(time.time(), late_reason)
         except StoreError as exc:
-            self._on_error("expire", exc)
+            self._on_error("expire", str(exc))
             return False
         for message_id in expired:
             self._log.warning("publish_dead", id=message_id, lane="priority",
@@ -212,20 +232,32 @@ class GatewayOutbox:
         head = self._head
         return head if head is not None and head.id == message_id else None
 
-    def ack(self, message_id: int) -> None:
-        self._call("ack", lambda: self.store.ack(message_id))
-        message = self._known(message_id)
-        qos = message.qos if message is not None else None
-        if qos != 0:
-            self.last_puback_at = time.time()
-        if self.alink is not None:
-            self.alink.on_acked(message)
+    def ack(self, message_id: int) -> OutboxStatus:
+        """C: outbox_ack() of a host store."""
+        if self._refused("ack"):
+            return OutboxStatus.UNAVAILABLE
+        status = self._answer("ack", self.store.ack(message_id))
+        if status == OutboxStatus.OK:
+            message = self._known(message_id)
+            qos = message.qos if message is not None else None
+            if qos != 0:
+                self.last_puback_at = time.time()
+            if self.alink is not None:
+                self.alink.on_acked(message)
+        return status
 
-    def mark_attempt(self, message_id: int) -> int:
-        return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
+    def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
+        """C: outbox_mark_attempt() of a host store."""
+        if self._refused("mark_attempt"):
+            return OutboxStatus.UNAVAILABLE, 0
+        status, attempts = self.store.mark_attempt(message_id)
+        return self._answer("mark_attempt", status), attempts
 
-    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
-        self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason, detail))
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> OutboxStatus:
+        """C: outbox_dead_letter() of a host store."""
+        if self._refused("dead_letter"):
+            return OutboxStatus.UNAVAILABLE
+        return self._answer("dead_letter", self.store.dead_letter(message_id, reason, detail))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(self.product_key, self.device_name, topic)
@@ -237,7 +269,7 @@ class GatewayOutbox:
         try:
             return self.store.count()
         except StoreError as exc:
-            self._on_error("count", exc)
+            self._on_error("count", str(exc))
             return 0
 
 
@@ -480,9 +512,9 @@ class Gateway:
 
     def _bridge_enqueue(self, topic: str, payload: bytes, qos: int) -> int:
         """An up message from the local broker into the outbox (the controller's own view,
-        so it is logged like any other); the store's trouble is OutboxUnavailable."""
+        so it is logged like any other); the store's trouble is StoreError."""
         if self._view is None:
-            raise OutboxUnavailable("the outbox is not open yet")
+            raise StoreError("the outbox is not open yet")
         try:
             rrpc = self._rrpc_answered(topic)
             if rrpc is not None:
@@ -490,7 +522,7 @@ class Gateway:
                                                    self.alink.rrpc_deadline(rrpc))
             return self._view.enqueue(topic, payload, qos)
         except StoreError as exc:
-            self._store_error("bridge", exc)
+            self._store_error("bridge", str(exc))
             raise
 
     def _rrpc_answered(self, topic: str) -> str | None:
@@ -875,7 +907,7 @@ class Gateway:
                 message_id = self.inbox.add(message.topic, message.payload, message.received_at)
                 self.gateway_counters["inbox_stored"] += 1
             except StoreError as exc:
-                self._store_error("inbox", exc)
+                self._store_error("inbox", str(exc))
                 if len(self._inbox_pending) <= INBOX_PENDING_MAX:
                     return
                 self.gateway_counters["inbox_errors"] += 1
@@ -901,10 +933,10 @@ class Gateway:
             except Exception as exc:
                 self.log.error("on_message_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _store_error(self, operation: str, exc: StoreError) -> None:
+    def _store_error(self, operation: str, error: str) -> None:
         self.gateway_counters["store_errors"] += 1
         if self._store_errors.due(operation):
-            self.log.error("store_error", operation=operation, error=str(exc))
+            self.log.error("store_error", operation=operation, error=error)
 
     def _reload_log_level(self) -> None:
         """SIGHUP: the config file's (and environment's) log_level, flags still winning."""
