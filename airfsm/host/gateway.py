@@ -871,9 +871,10 @@ class Gateway:
         self._inbox_pending.append(message)
         self._store_inbound()
 
-    def wall_clock_ms(self) -> int:
-        """Unix ms by the local clock corrected with the latest NTP skew (`ntp = true`): the
-        clock for timestamps the cloud checks, such as the auth sign's."""
+    def corrected_wall_clock_ms(self) -> int:
+        """Unix ms by the local clock corrected with the latest NTP skew (`ntp = true`; the
+        local clock until the first measurement): the clock for timestamps the cloud checks,
+        such as the auth sign's (the controller's `wall_clock_ms` hook)."""
         return self.alink.wall_clock_ms()
 
     def _maybe_request_ntp(self) -> None:
