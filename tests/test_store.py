@@ -192,7 +192,7 @@ SCHEMA_1 = (  # what airfsm wrote before the dead letters existed
 )
 
 
-def test_a_schema_1_store_is_migrated_to_2_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_schema_1_store_is_migrated_to_the_current_one_and_keeps_its_rows(tmp_path: Path) -> None:
     path = db_path(tmp_path)
     raw = sqlite3.connect(path)
     for statement in SCHEMA_1:
@@ -214,7 +214,9 @@ def test_a_schema_1_store_is_migrated_to_2_and_keeps_its_rows(tmp_path: Path) ->
         assert [m.payload for _id, m in inbox.read()] == [b"received under schema 1"]
     raw = sqlite3.connect(path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(outbox)")]
+        assert columns[-2:] == ["lane", "deadline_at"]  # schema 3: the priority lane
     finally:
         raw.close()
 

@@ -10,6 +10,9 @@ Applications talk MQTT to a broker on the gateway's own machine (mosquitto) inst
     <prefix>/bridge/state                               "online" / "offline" (retained; the
                                                         broker says "offline" if we vanish)
 
+An up message on `<prefix>/up/sys/{pk}/{dn}/rrpc/response/<id>` is an RRPC answer: the gateway's
+`enqueue` puts it in the outbox's priority lane, with the deadline of the request it answers.
+
 `prefix` is `bridge_prefix` (default `airfsm/{dn}`). So `airfsm/gw1/up/a1B2c3D4e5F/gw1/update`
 goes to `/a1B2c3D4e5F/gw1/update`, and `/sys/a1B2c3D4e5F/gw1/rrpc/request/7` arrives on
 `airfsm/gw1/down/sys/a1B2c3D4e5F/gw1/rrpc/request/7`.

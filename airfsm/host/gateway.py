@@ -52,7 +52,8 @@ from airfsm.core.messages import InboundMessage, OutboundMessage
 from airfsm.core.settings import Settings
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
-from airfsm.host import log, progress, reasons
+from airfsm.host import alink, log, progress, reasons
+from airfsm.host.alink_gateway import AlinkTracker, late_reason
 from airfsm.host.config import ConfigError, GatewayConfig, load_config
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
@@ -62,6 +63,7 @@ from airfsm.host.publish import wake_socket_path
 from airfsm.host.secret_file import SecretFileError, read_device_secret, store_device_secret
 from airfsm.host.serial import Port, PortError, open_port
 from airfsm.host.store import (
+    OutboxFull,
     SqliteInbox,
     SqliteOutbox,
     StatusFile,
@@ -147,8 +149,10 @@ class GatewayOutbox:
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
                  on_error: Callable[[str, str], None],
-                 faults: StoreFaults | None = None, *, logger: Any = None) -> None:
+                 faults: StoreFaults | None = None, *, logger: Any = None,
+                 alink: AlinkTracker | None = None) -> None:
         self.store = store
+        self.alink = alink  # stamps NTP requests as they go, hears of acked property posts
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
@@ -181,17 +185,49 @@ class GatewayOutbox:
         return status
 
     def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
-        """C: outbox_peek() of a host store."""
+        """C: outbox_peek() of a host store. Priority messages past their deadline are
+        dead-lettered first (`_expire_overdue`); the message to be sent is what the Alink
+        tracker makes of it (an NTP request gets the current time)."""
         if self._refused("peek"):
             return OutboxStatus.UNAVAILABLE, None
         status, message = self.store.peek()
+        if status != OutboxStatus.UNAVAILABLE and self.store.overdue(time.time()) and (
+                self._expire_overdue()):
+            status, message = self.store.peek()
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
         if status == OutboxStatus.UNAVAILABLE:
             return self._answer("peek", status), None
+        if message is not None and self.alink is not None:
+            message = self.alink.on_sending(message)
         self._head = message
         return status, message
+
+    # The priority lane (RRPC answers, NTP requests): sent before the normal queue; what is
+    # still queued past its deadline is dead-lettered, not sent.
+
+    def enqueue_priority(self, topic: str, data: bytes, qos: int,
+                         deadline_at: float | None = None) -> int:
+        topic = resolve_topic(self.product_key, self.device_name, topic)
+        message_id = self.store.enqueue_priority(topic, data, qos, deadline_at)
+        self._log.info("message_queued", id=message_id, topic=topic, qos=qos, bytes=len(data),
+                       lane="priority",
+                       deadline=None if deadline_at is None else iso_utc(deadline_at))
+        return message_id
+
+    def _expire_overdue(self) -> bool:
+        """The priority messages past their deadline go to the dead letters; True when some
+        did (a store that refuses now is asked again at the next look)."""
+        try:
+            expired = self.store.expire_overdue(time.time(), late_reason)
+        except StoreError as exc:
+            self._on_error("expire", str(exc))
+            return False
+        for message_id in expired:
+            self._log.warning("publish_dead", id=message_id, lane="priority",
+                              reason="deadline passed")
+        return bool(expired)
 
     def _known(self, message_id: int) -> OutboundMessage | None:
         head = self._head
@@ -207,6 +243,8 @@ class GatewayOutbox:
             qos = message.qos if message is not None else None
             if qos != 0:
                 self.last_puback_at = time.time()
+            if self.alink is not None:
+                self.alink.on_acked(message)
         return status
 
     def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
@@ -334,6 +372,10 @@ class Gateway:
         self.notifier = Notifier(self.env)  # systemd's Type=notify; does nothing without it
         self._metrics_server: Any = None  # host.metrics.MetricsServer with metrics_listen
         self.bridge: Any = None  # host.bridge.MqttBridge with --bridge
+        # Alink: post replies, cloud requests, RRPC deadlines, NTP (`host.alink_gateway`).
+        self.alink = AlinkTracker(config.product_key, config.device_name, ntp=config.ntp,
+                                  ntp_interval_s=config.ntp_interval_s,
+                                  rrpc_timeout_ms=config.rrpc_timeout_s * 1000, logger=self.log)
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -509,10 +551,20 @@ class Gateway:
         if self._view is None:
             raise StoreError("the outbox is not open yet")
         try:
+            rrpc = self._rrpc_answered(topic)
+            if rrpc is not None:
+                return self._view.enqueue_priority(topic, payload, qos,
+                                                   self.alink.rrpc_deadline(rrpc))
             return self._view.enqueue(topic, payload, qos)
         except StoreError as exc:
             self._store_error("bridge", str(exc))
             raise
+
+    def _rrpc_answered(self, topic: str) -> str | None:
+        """The messageId when `topic` is this device's RRPC response topic."""
+        prefix = alink.rrpc_response_topic(self.config.product_key, self.config.device_name, "")
+        message_id = topic[len(prefix):] if topic.startswith(prefix) else ""
+        return message_id if message_id and "/" not in message_id else None
 
     def _publish_metrics(self, status: Mapping[str, Any]) -> None:
         """The textfile and the /metrics endpoint follow the status file."""
@@ -627,7 +679,7 @@ class Gateway:
         if self._view is None:  # one for the life of the gateway: it remembers the last PUBACK
             self._view = GatewayOutbox(self.outbox, self.config.product_key,
                                        self.config.device_name, self._store_error,
-                                       self.store_faults, logger=self.log)
+                                       self.store_faults, logger=self.log, alink=self.alink)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
@@ -725,6 +777,7 @@ class Gateway:
         if self._reload_requested:
             self._reload_requested = False
             self._reload_log_level()
+        self._maybe_request_ntp()
         self._maybe_write_status()
 
     def _sleep(self, delay_ms: int) -> bool:
@@ -847,11 +900,39 @@ class Gateway:
         self._status_dirty = True
         if dest == State.ONLINE:
             self._restart_streak = 0
+            self.alink.on_online()
+        elif source == State.ONLINE:
+            self.alink.on_offline()
 
     def _on_inbound(self, topic: str, payload: bytes) -> None:
-        self._inbox_pending.append(InboundMessage(topic=topic, payload=payload,
-                                                  received_at=time.time()))
+        message = InboundMessage(topic=topic, payload=payload, received_at=time.time())
+        try:
+            self.alink.on_inbound(topic, payload, message.received_at)
+        except Exception as exc:  # bookkeeping only: never the tick's problem
+            self.log.error("alink_tracking_failed", error=f"{type(exc).__name__}: {exc}")
+        self._inbox_pending.append(message)
         self._store_inbound()
+
+    def corrected_wall_clock_ms(self) -> int:
+        """Unix ms by the local clock corrected with the latest NTP skew (`ntp = true`; the
+        local clock until the first measurement): the clock for timestamps the cloud checks,
+        such as the auth sign's (the controller's `wall_clock_ms` hook)."""
+        return self.alink.wall_clock_ms()
+
+    def _maybe_request_ntp(self) -> None:
+        """`ntp = true`: queue a time request when one is due (ONLINE, then daily)."""
+        c = self.controller
+        if self._view is None or not self.alink.ntp_request_due(c is not None and c.online):
+            return
+        topic, payload, qos = self.alink.ntp_request()
+        try:
+            self._view.enqueue_priority(topic, payload, qos)
+        except (StoreError, OutboxFull, ValueError) as exc:
+            self.alink.ntp_queued = False  # asked again after NTP_RETRY_S
+            if self._store_errors.due("ntp"):
+                self.log.warning("ntp_request_not_queued", error=str(exc))
+            return
+        self._wake()
 
     def _store_inbound(self) -> None:
         """Store the inbound messages waiting, in arrival order, and hand each on (stdout,
@@ -882,7 +963,9 @@ class Gateway:
             self.bridge.forward_down(message.topic, message.payload)
         if self.inbox_out is not None:
             try:
-                self.inbox_out.write(inbox_json_line(message, message_id) + "\n")
+                line = inbox_json_line(message, message_id,
+                                       alink=alink.describe(message.topic, message.payload))
+                self.inbox_out.write(line + "\n")
                 self.inbox_out.flush()
             except (OSError, ValueError) as exc:
                 self.log.error("inbox_output_failed", error=str(exc))
@@ -987,6 +1070,7 @@ class Gateway:
             "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
             "counters": counters,
             "bridge": self.bridge.status() if self.bridge is not None else None,
+            "alink": self.alink.status(),
             "exit": None if self.exit_code is None else {
                 "code": int(self.exit_code), "reason": self.exit_reason},
         }

@@ -13,7 +13,8 @@ more (at least once). The gateway's own connection never waits for a lock: its t
 block, so it opens the outbox with `busy_timeout_ms=0` and treats "locked" as "try again
 later". `peek` asks the database only when something was committed since it last did
 (`CommitWatch`), so an idle tick costs no query. The schema carries its version in
-`PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters).
+`PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters; 3: adds the
+counters (Alink request ids) and the outbox's priority lane: `lane`, `deadline_at`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -43,7 +44,7 @@ from airfsm.host.redact import redact
 
 DB_FILENAME = "airfsm.db"
 STATUS_FILENAME = "status.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000  # what a CLI waits for another process's write; the gateway waits 0
 DEFAULT_OUTBOX_CAPACITY = 10_000
 DEFAULT_INBOX_CAPACITY = 10_000
@@ -59,6 +60,23 @@ _DEAD_LETTER_TABLE = """CREATE TABLE IF NOT EXISTS dead_letter (
         reason      TEXT    NOT NULL,
         died_at     REAL    NOT NULL
     )"""
+# Schema 3: named counters that must survive restarts and be shared by every process (the
+# Alink request id of `airfsm publish --property`).
+_COUNTER_TABLE = """CREATE TABLE IF NOT EXISTS counter (
+        name        TEXT    PRIMARY KEY,
+        value       INTEGER NOT NULL
+    )"""
+# Schema 3, the priority lane: lane 1 is sent before lane 0 (whatever their ids), and a message
+# with a deadline (Unix time) still queued after it is dead-lettered instead of sent.
+# The order messages are sent in: the priority lane first, each lane oldest first.
+_LANE_INDEX = "CREATE INDEX IF NOT EXISTS outbox_send_order ON outbox (lane DESC, id)"
+_LANE_COLUMNS = ("ALTER TABLE outbox ADD COLUMN lane INTEGER NOT NULL DEFAULT 0",
+                 "ALTER TABLE outbox ADD COLUMN deadline_at REAL", _LANE_INDEX)
+PRIORITY_LANE = 1
+# peek's one statement: the head in sending order (outbox_send_order), and the priority lane's
+# earliest deadline, so that whether anything is overdue is known without another query.
+_HEAD_QUERY = ("SELECT id, topic, payload, qos, attempts, (SELECT MIN(deadline_at) FROM outbox "
+               "WHERE lane = ?1) FROM outbox ORDER BY lane DESC, id LIMIT 1")
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS outbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK can't
@@ -66,7 +84,9 @@ _SCHEMA = (
         payload     BLOB    NOT NULL,
         qos         INTEGER NOT NULL CHECK (qos IN (0, 1)),
         enqueued_at REAL    NOT NULL,
-        attempts    INTEGER NOT NULL DEFAULT 0
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        lane        INTEGER NOT NULL DEFAULT 0,         -- 1: the priority lane (RRPC answers)
+        deadline_at REAL                                -- not sent after this (Unix time)
     )""",
     """CREATE TABLE IF NOT EXISTS inbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,9 +95,12 @@ _SCHEMA = (
         received_at REAL    NOT NULL
     )""",
     _DEAD_LETTER_TABLE,
+    _COUNTER_TABLE,
+    _LANE_INDEX,
 )
 # What turns version N into N+1; a fresh store runs _SCHEMA instead. Rows are never touched.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,)}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,),
+                                           2: (_COUNTER_TABLE, *_LANE_COLUMNS)}
 # The WAL-index header at the start of `<db>-shm` (https://www.sqlite.org/walformat.html): two
 # 48-byte copies that every commit, by any connection of any process, rewrites; its first field
 # is the wal-index version, 3007000.
@@ -311,6 +334,7 @@ class SqliteOutbox(_Store):
         `create=False` opens an existing store only (NoStore otherwise)."""
         super().__init__(path, capacity, busy_timeout_ms, create)
         self.allow_hex = allow_hex
+        self.lane_deadline: float | None = None  # the lane's earliest deadline at the last peek
         # peek's answer and the commit stamp it was read under: an idle tick asks again and
         # again, and while no connection has committed anything the answer stands.
         self._watch: CommitWatch | None = None  # made at the first peek (a CLI never peeks)
@@ -352,6 +376,28 @@ class SqliteOutbox(_Store):
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
 
+    def enqueue_numbered(self, topic: str, qos: int, counter: str,
+                         build: Callable[[int], bytes], wrap: int = 2**31 - 1) -> tuple[int, int]:
+        """Take the next value of the named `counter` (1, 2, ... `wrap`, then 1 again), build the
+        payload with it and queue it: one transaction, so the number is used exactly once,
+        whichever process asks (the Alink request id of `airfsm publish --property`). Returns
+        (message id, number). ValueError and OutboxFull as `enqueue`; the number is then not
+        used up."""
+        self._forget_head()
+        try:
+            with _immediate(self._db()) as db:
+                row = db.execute(
+                    "INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO "
+                    "UPDATE SET value = value % ? + 1 RETURNING value", (counter, wrap)).fetchone()
+                number = int(row[0])
+                payload = build(number)
+                reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
+                if reason is not None:
+                    raise ValueError(reason)
+                return self._insert(db, topic, payload, qos, time.time()), number
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
     def _insert(self, db: sqlite3.Connection, topic: str, payload: bytes, qos: int,
                 enqueued_at: float) -> int:
         """INSERT at the tail, inside the caller's IMMEDIATE transaction; OutboxFull first."""
@@ -366,8 +412,9 @@ class SqliteOutbox(_Store):
         return int(cur.lastrowid)
 
     def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
-        """The oldest message not yet acknowledged: (OK, it), (EMPTY, None) when the outbox
-        is empty, (UNAVAILABLE, None) when the store cannot say. C: outbox_peek().
+        """The oldest message not yet acknowledged (of the priority lane first, while it has
+        any): (OK, it), (EMPTY, None) when the outbox is empty, (UNAVAILABLE, None) when the
+        store cannot say. C: outbox_peek().
 
         Without a query while nothing was committed since the last one, by any process (see
         CommitWatch): an idle tick costs the store nothing."""
@@ -376,16 +423,68 @@ class SqliteOutbox(_Store):
         stamp = None if self._watch is None else self._watch.stamp()
         if stamp is None or stamp != self._head_stamp:
             try:
-                row = self._db().execute(
-                    "SELECT id, topic, payload, qos, attempts FROM outbox ORDER BY id LIMIT 1"
-                ).fetchone()
+                row = self._db().execute(_HEAD_QUERY, (PRIORITY_LANE,)).fetchone()
             except (sqlite3.Error, StoreError) as exc:
                 return self._unavailable(exc), None
             self._head = None if row is None else _outbound(row)
+            self.lane_deadline = None if row is None or row[5] is None else float(row[5])
             self._head_stamp = stamp
         if self._head is None:
             return OutboxStatus.EMPTY, None
         return OutboxStatus.OK, self._head
+
+    # ------------------------------------------------------------------ the priority lane
+
+    def enqueue_priority(self, topic: str, payload: bytes, qos: int,
+                         deadline_at: float | None = None) -> int:
+        """`enqueue` into the priority lane: sent before every message of the normal lane
+        (oldest first within the lane). With `deadline_at` (Unix time) a message still queued
+        then is not sent any more: `expire_overdue` moves it to the dead letters. Errors as
+        `enqueue` (the lane counts towards the capacity)."""
+        reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
+        if reason is not None:
+            raise ValueError(reason)
+        self._forget_head()
+        try:
+            with _immediate(self._db()) as db:
+                message_id = self._insert(db, topic, bytes(payload), qos, time.time())
+                db.execute("UPDATE outbox SET lane = ?, deadline_at = ? WHERE id = ?",
+                           (PRIORITY_LANE, deadline_at, message_id))
+                return message_id
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def overdue(self, now: float) -> bool:
+        """Did the earliest deadline of the priority lane, as the latest peek saw it, pass?"""
+        return self.lane_deadline is not None and self.lane_deadline < now
+
+    def expire_overdue(self, now: float, reason: Callable[[str, int, float], str]) -> list[int]:
+        """Move every priority message whose deadline is before `now` to the dead letters,
+        worded by `reason(topic, attempts, deadline_at)`; return their ids. (`overdue` says,
+        without a query, whether there is any.)"""
+        try:
+            db = self._db()
+            overdue = db.execute(
+                "SELECT id FROM outbox WHERE lane = ? AND deadline_at < ?",
+                (PRIORITY_LANE, now)).fetchall()
+            if not overdue:
+                return []
+            self._forget_head()
+            with _immediate(db):
+                rows = db.execute(
+                    "SELECT id, topic, attempts, deadline_at FROM outbox WHERE lane = ? AND "
+                    "deadline_at < ?", (PRIORITY_LANE, now)).fetchall()
+                for message_id, topic, attempts, deadline_at in rows:
+                    db.execute(
+                        "INSERT INTO dead_letter (id, topic, payload, qos, enqueued_at, "
+                        "attempts, reason, died_at) SELECT id, topic, payload, qos, enqueued_at, "
+                        "attempts, ?, ? FROM outbox WHERE id = ?",
+                        (reason(str(topic), int(attempts), float(deadline_at)), now,
+                         message_id))
+                    db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return [int(row[0]) for row in rows]
 
     def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
         """Up to `limit` queued messages with id > `after_id`, oldest first."""
@@ -594,13 +693,15 @@ def _json_line(message_id: int | None, topic: str, payload: bytes, **more: Any) 
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 
 
-def inbox_json_line(msg: InboundMessage, message_id: int | None = None) -> str:
+def inbox_json_line(msg: InboundMessage, message_id: int | None = None, **more: Any) -> str:
     """One JSON line (no trailing newline) for an inbound message.
 
     `{"topic", "payload", "payload_encoding": "utf-8" | "base64", "received_at"}`, plus `"id"`
-    first when given.
+    first when given, and the `more` fields not None last (`alink`).
     """
-    return _json_line(message_id, msg.topic, msg.payload, received_at=iso_utc(msg.received_at))
+    extra = {key: value for key, value in more.items() if value is not None}
+    return _json_line(message_id, msg.topic, msg.payload, received_at=iso_utc(msg.received_at),
+                      **extra)
 
 
 def outbox_json_line(msg: OutboundMessage) -> str:
@@ -637,7 +738,7 @@ def _scrub(value: Any) -> Any:
 
 # The parts of a status file that are JSON objects (`a.b`: b inside a), when present.
 _STATUS_OBJECTS = ("device", "outbox", "inbox", "counters", "exit", "counters.reconnects",
-                   "counters.at", "counters.gateway")
+                   "counters.at", "counters.gateway", "alink", "alink.thing_model", "alink.ntp")
 
 
 class StatusFile:
