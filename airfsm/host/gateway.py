@@ -355,7 +355,8 @@ class Gateway:
         self.config = config
         self.table = table
         # The controller's `wall_clock_ms` hook (Unix ms or None while unknown): the timestamp
-        # of the auth form and of the direct MQTT sign. None: nothing is timestamped.
+        # of the auth form and of the direct MQTT sign. None: with `ntp = true` the
+        # NTP-corrected wall clock (`_sign_clock`), else nothing is timestamped.
         self.wall_clock_ms = wall_clock_ms
         self.settings = settings_from_config(config)
         self.config_path = config_path
@@ -683,7 +684,7 @@ class Gateway:
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
-            log_hook=log.CORE_LOG, wall_clock_ms=self.wall_clock_ms,
+            log_hook=log.CORE_LOG, wall_clock_ms=self._sign_clock(),
             on_registered=self._registered,
             hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
         self._since = time.time()
@@ -912,6 +913,14 @@ class Gateway:
             self.log.error("alink_tracking_failed", error=f"{type(exc).__name__}: {exc}")
         self._inbox_pending.append(message)
         self._store_inbound()
+
+    def _sign_clock(self) -> WallClock | None:
+        """The clock the controller timestamps its signs by: the one given, else with
+        `ntp = true` the NTP-corrected wall clock (the local one until the first answer),
+        else none (nothing timestamped, as before NTP)."""
+        if self.wall_clock_ms is not None:
+            return self.wall_clock_ms
+        return self.corrected_wall_clock_ms if self.config.ntp else None
 
     def corrected_wall_clock_ms(self) -> int:
         """Unix ms by the local clock corrected with the latest NTP skew (`ntp = true`; the
