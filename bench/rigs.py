@@ -27,7 +27,7 @@ from airfsm.core.settings import Settings
 from airfsm.host import log, reasons
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import MemoryPort
-from airfsm.host.store import SqliteOutbox, StoreError, db_path
+from airfsm.host.store import SqliteOutbox, db_path
 from airfsm.sim import SimConfig
 from tests.harness import SEED_DN, SEED_DS, SEED_PK, Rig, make_rig
 
@@ -112,8 +112,8 @@ def sqlite_outbox(directory: Path | None = None) -> tuple[GatewayOutbox, Callabl
     work = Path(tempfile.mkdtemp(prefix="airfsm-bench-", dir=directory))
     store = SqliteOutbox(db_path(work))
 
-    def on_error(operation: str, exc: StoreError) -> None:
-        raise RuntimeError(f"store {operation} failed during a benchmark: {exc}")
+    def on_error(operation: str, error: str) -> None:
+        raise RuntimeError(f"store {operation} failed during a benchmark: {error}")
 
     def cleanup() -> None:
         store.close()

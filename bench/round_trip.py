@@ -9,6 +9,8 @@ run (9 runs, medians; the client's CPU time per round trip is reported beside it
 * hand-written select loop: a raw fd, `write(b"AT\\r")`, `select()` + `read()` until `OK\\r\\n`;
 * airfsm: `AtChannel` over airfsm's pyserial port, reading as the controller does (select on
   the fd, then 512-byte reads until the port is empty, each fed to the channel);
+* airfsm's `AtChannel` alone, on the hand-written loop's raw fd and reads (no pyserial): what
+  the channel adds, apart from the port layer (reported, no target);
 * pyserial `LineReader` (`serial.threaded.ReaderThread`, a reader thread and an event);
 * python-gsmmodem-new (`GsmModem.write("AT")` on its serial layer, without its initialisation
   sequence), from PyPI into a bench-only venv (`bench/.venv-peers`, created by `make bench`).
@@ -45,6 +47,7 @@ RATIO_TARGET = "<= 1.3"
 TITLES = {
     "select": "round trip, hand-written select loop",
     "airfsm": "round trip, airfsm AtChannel + SerialPort",
+    "channel": "round trip, AtChannel alone on the raw fd",
     "linereader": "round trip, pyserial LineReader",
     "gsmmodem": "round trip, python-gsmmodem-new",
 }
@@ -94,7 +97,7 @@ def measure(smoke: bool) -> list[Figure]:
     count = 100 if smoke else 1_000
     runs = runs_for(smoke, QUICK_RUNS)
     peer, why_no_peer = peer_python()
-    pythons = {"select": sys.executable, "airfsm": sys.executable,
+    pythons = {"select": sys.executable, "airfsm": sys.executable, "channel": sys.executable,
                "linereader": sys.executable, "gsmmodem": peer}
     wall: dict[str, list[float]] = {kind: [] for kind in TITLES}
     cpu: dict[str, list[float]] = {kind: [] for kind in TITLES}
@@ -120,13 +123,20 @@ def measure(smoke: bool) -> list[Figure]:
     ratio = from_runs("round_trip.airfsm_ratio", "round trip, airfsm / select loop",
                       ratio_runs(wall["airfsm"], wall["select"]), "x", RATIO_TARGET,
                       "run by run, the two clients one after the other")
+    channel_ratio = from_runs("round_trip.channel_ratio",
+                              "round trip, AtChannel alone / select loop",
+                              ratio_runs(wall["channel"], wall["select"]), "x",
+                              notes="the channel on the select loop's fd and reads, run by run")
     if ratio.passed is False:
         ratio.notes += (f"; missed: the airfsm client spends {cpu_us('airfsm'):.0f} µs of CPU "
-                        f"per round trip against {cpu_us('select'):.0f} µs for the select loop: "
-                        "pyserial's "
-                        "read() (its own select + read), a second read that finds the port "
-                        "empty (the controller's read-until-empty loop) and the per-byte feed")
+                        f"per round trip against {cpu_us('select'):.0f} µs for the select loop "
+                        f"and {cpu_us('channel'):.0f} µs for the channel alone on the raw fd "
+                        f"({channel_ratio.value:.2f}x the loop's wall time): the rest is the "
+                        "port layer, pyserial's write() (a select after every write) and read() "
+                        "(its own select before each read, a copy), and a second read that finds "
+                        "the port empty (the controller's read-until-empty loop)")
     figures.append(ratio)
+    figures.append(channel_ratio)
     figures.append(from_runs("round_trip.airfsm_cpu_ratio",
                              "round trip CPU, airfsm / select loop",
                              ratio_runs(cpu["airfsm"], cpu["select"]), "x",

@@ -1,7 +1,9 @@
 """The two ends of the round-trip benchmark, as a script (see bench/round_trip.py).
 
     python bench/rt_clients.py responder FD
-    python bench/rt_clients.py CLIENT PTY_PATH COUNT      CLIENT: select|airfsm|linereader|gsmmodem
+    python bench/rt_clients.py CLIENT PTY_PATH COUNT
+
+CLIENT: select|airfsm|channel|linereader|gsmmodem.
 
 Run as a plain script, not as part of the `bench` package, because the peers' clients run under
 the bench-only venv's interpreter, which has pyserial and python-gsmmodem-new but not airfsm:
@@ -88,6 +90,34 @@ def client_airfsm(path: str) -> Callable[[], None]:
     return round_trip
 
 
+def client_channel(path: str) -> Callable[[], None]:
+    """airfsm's AT channel alone: the select loop's raw fd and reads (no pyserial), each read
+    fed to the channel. What the channel itself adds to the hand-written loop."""
+    from airfsm.core.at import AtChannel, AtResponse
+
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd)
+    done = [False]
+
+    def on_response(_resp: AtResponse) -> None:
+        done[0] = True
+
+    channel = AtChannel(lambda data: os.write(fd, data), on_response,
+                        lambda _urc, _line, _data: None)
+    command = bytearray(b"AT\r")  # with room for the CR the channel puts there
+    buf = bytearray(512)
+
+    def round_trip() -> None:
+        done[0] = False
+        channel.send(command, 2, 0, 1_000)
+        while not done[0]:
+            if not select.select([fd], [], [], 1.0)[0]:
+                raise RuntimeError("channel on the fd: no answer within 1 s")
+            channel.feed(buf, 0, os.readv(fd, [buf]))
+
+    return round_trip
+
+
 def client_linereader(path: str) -> Callable[[], None]:
     """pyserial's own: `serial.threaded.ReaderThread` with a `LineReader` protocol."""
     import threading
@@ -134,6 +164,7 @@ def client_gsmmodem(path: str) -> Callable[[], None]:
 CLIENTS: dict[str, Callable[[str], Callable[[], None]]] = {
     "select": client_select,
     "airfsm": client_airfsm,
+    "channel": client_channel,
     "linereader": client_linereader,
     "gsmmodem": client_gsmmodem,
 }

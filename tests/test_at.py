@@ -468,6 +468,77 @@ def test_echo_is_dropped_only_while_its_command_is_in_flight() -> None:
     assert h.events == [rsp(b"AT+CSQ", lines=(b"+CSQ: 9,0", b"AT+CSQX"))]
 
 
+def echoed(command: bytes, *lines: bytes) -> bytes:
+    """What a module with echo on sends for a command: the echo (the line and its CR), then
+    the answer."""
+    return command + b"\r" + frame(*lines)
+
+
+@pytest.mark.parametrize("cuts", [[], [1], [3, 5]], ids=["whole", "split", "split_twice"])
+def test_a_duplicated_final_code_before_the_echo_is_not_the_next_commands_answer(
+        cuts: list[int]) -> None:
+    h = Harness()
+    h.send(b"AT+CSQ", NOW, TIMEOUT)
+    h.feed(echoed(b"AT+CSQ", b"+CSQ: 9,0", b"OK"))
+    h.send(b"AT+CGATT?", NOW, TIMEOUT)
+    # The OK again, split from the first by the UART, then the command in flight's echo.
+    h.feed(frame(b"OK") + echoed(b"AT+CGATT?", b"+CGATT: 1", b"OK"), cuts=cuts)
+    assert h.events == [rsp(b"AT+CSQ", lines=(b"+CSQ: 9,0",)),
+                        rsp(b"AT+CGATT?", lines=(b"+CGATT: 1",))]
+    assert h.ch.stray_lines == 1 and h.ch.urcs == 0 and not h.ch.busy
+
+
+def test_a_late_answer_after_a_timeout_is_not_the_next_commands_answer() -> None:
+    h = Harness()
+    h.send(b"AT+CSQ", NOW, 100)
+    h.feed(b"AT+CSQ\r")
+    h.ch.check_timeout(NOW + 100)
+    h.send(b"AT+CPIN?", NOW + 100, TIMEOUT)
+    h.feed(frame(b"ERROR") + echoed(b"AT+CPIN?", b"+CPIN: READY", b"OK"), now=NOW + 150)
+    assert h.events == [rsp(b"AT+CSQ", AtResult.TIMEOUT),
+                        rsp(b"AT+CPIN?", lines=(b"+CPIN: READY",))]
+    assert h.ch.stray_lines == 1
+
+
+@pytest.mark.parametrize("how", ["ate0", "timeout", "reset"])
+def test_answers_without_an_echo_are_taken_again_once_the_echo_may_be_off(how: str) -> None:
+    h = Harness()
+    h.send(b"AT", NOW, TIMEOUT)
+    h.feed(echoed(b"AT", b"OK"))  # the module echoes
+    if how == "ate0":
+        h.send(b"ATE0", NOW, TIMEOUT)
+        h.feed(echoed(b"ATE0", b"OK"))  # echoed as it arrives, then echo is off
+    elif how == "timeout":
+        h.send(b"AT", NOW, 100)  # no echo, no answer: the module stopped echoing, maybe
+        h.ch.check_timeout(NOW + 100)
+    else:
+        h.ch.reset()
+    h.send(b"AT+CSQ", NOW + 100, TIMEOUT)
+    h.feed(frame(b"+CSQ: 9,0", b"OK"), now=NOW + 100)
+    assert h.events[-1] == rsp(b"AT+CSQ", lines=(b"+CSQ: 9,0",))
+    assert h.ch.stray_lines == 0 and not h.ch.busy
+    h.send(b"AT+CSQ", NOW + 100, TIMEOUT)  # and once an echo comes, it is awaited again
+    h.feed(echoed(b"AT+CSQ", b"+CSQ: 8,0", b"OK") + frame(b"OK"), now=NOW + 100)
+    h.send(b"AT", NOW + 100, TIMEOUT)
+    h.feed(frame(b"OK"), now=NOW + 100)
+    assert h.events[-1] == rsp(b"AT+CSQ", lines=(b"+CSQ: 8,0",)) and h.ch.busy
+
+
+def test_an_echo_that_does_not_come_costs_one_timeout() -> None:
+    # A garbled echo (bytes lost on the UART) while the module is known to echo: the answer is
+    # not taken, the command times out, and the next one is answered without its echo.
+    h = Harness()
+    h.send(b"AT", NOW, TIMEOUT)
+    h.feed(echoed(b"AT", b"OK"))
+    h.send(b"AT+CSQ", NOW, 100)
+    h.feed(echoed(b"AT+SQ", b"+CSQ: 9,0", b"OK"))
+    h.ch.check_timeout(NOW + 100)
+    assert h.events[-1] == rsp(b"AT+CSQ", AtResult.TIMEOUT)
+    h.send(b"AT+CSQ", NOW + 100, TIMEOUT)
+    h.feed(frame(b"+CSQ: 9,0", b"OK"), now=NOW + 100)
+    assert h.events[-1] == rsp(b"AT+CSQ", lines=(b"+CSQ: 9,0",))
+
+
 @pytest.mark.parametrize(
     ("command", "prefix"),
     [
@@ -1169,6 +1240,23 @@ def test_truncated_httpread_body_is_flagged_and_its_ok_still_completes_the_comma
     h.feed(httpread_stream(b"abc", b"\r\nOK\r\n"))
     assert h.events[-1] == rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 3",), data=b"abc")
     assert h.truncated_flags == [True, False]
+
+
+def test_httpread_header_ending_in_a_bare_cr_then_a_stall_is_a_truncated_payload() -> None:
+    # The wait for the LF after `+HTTPREAD: n\r` is part of the payload: it stalls alike, so
+    # the OK that comes long after it is the command's answer, not 5 bytes of body.
+    h = Harness()
+    h.send(b"AT+HTTPREAD", NOW, TIMEOUT)
+    h.feed(b"\r\n+HTTPREAD: 5\r")
+    assert h.ch.receive_deadline == NOW + STALL
+    h.ch.check_timeout(NOW + STALL - 1)
+    assert h.truncations == []
+    h.ch.check_timeout(NOW + 2000)
+    assert h.truncations == [(b"+HTTPREAD: 5", 5, 0)]
+    assert h.ch.receive_deadline is None and h.ch.payloads_truncated == 1
+    h.feed(b"\r\nOK\r\n", now=NOW + 2000)
+    assert h.events == [rsp(b"AT+HTTPREAD", lines=(b"+HTTPREAD: 5",))]  # no data
+    assert h.truncated_flags == [True]
 
 
 @pytest.mark.parametrize("boot", [frame(b"RDY", b"+CFUN: 1"), b"\r\n\xff\x00RDY\r\n+CFUN: 1\r\n"])

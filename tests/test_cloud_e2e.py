@@ -175,6 +175,20 @@ def test_the_gateway_signs_with_its_wall_clock(sim_of: Any, tmp_path: Path, auth
     # (the auth body is not an AT command line: the cloud checked its timestamp, or refused)
 
 
+@pytest.mark.parametrize("ntp", [True, False])
+def test_with_ntp_the_gateway_signs_by_the_ntp_corrected_clock(
+        sim_of: Any, tmp_path: Path, ntp: bool, log_buffer: io.StringIO) -> None:
+    """No clock given: `ntp = true` timestamps the sign by the gateway's NTP-corrected wall
+    clock (the local one before the first answer); without NTP nothing is timestamped."""
+    server = sim_of()
+    config = GatewayConfig(port=server.endpoint, product_key=SEED_PK, device_name=SEED_DN,
+                           device_secret=SEED_DS, data_dir=tmp_path, auth="mqtt-sign", ntp=ntp)
+    gateway, result = run_gateway(config, None)
+    assert result == [Exit.OK], gateway.exit_reason
+    mconfig = [c for c in cloud(server, "commands") if c.startswith("AT+MCONFIG=")]
+    assert mconfig and all((",timestamp=" in c) == ntp for c in mconfig)
+
+
 @pytest.mark.parametrize("auth", ["https", "mqtt-sign"])
 def test_a_gateway_clock_an_hour_off_is_refused(sim_of: Any, tmp_path: Path, auth: str,
                                                 log_buffer: io.StringIO) -> None:

@@ -98,7 +98,8 @@ def test_every_setting_from_the_environment() -> None:
         "subscribe": "get, /sys/{pk}/{dn}/rrpc/request/+", "bridge": "mqtt://127.0.0.1:1884",
         "bridge_prefix": "site/{dn}", "metrics_textfile": "/tmp/airfsm.prom",
         "metrics_listen": "127.0.0.1:9464", "product_secret": "pr0duct-secret",
-        "instance_id": "iot-06z00ax1o4qtest", "auth": "mqtt-sign"}.items()}
+        "instance_id": "iot-06z00ax1o4qtest", "auth": "mqtt-sign", "thing_model": "yes",
+        "rrpc": "1", "rrpc_timeout_s": "5", "ntp": "on", "ntp_interval_s": "3600"}.items()}
     assert set(env) == {env_var(f.name) for f in fields(GatewayConfig)}  # every key covered
     cfg = load_config(None, env, {})
     assert cfg.port == "socket://localhost:7000" and cfg.device_secret == SECRET
@@ -107,12 +108,35 @@ def test_every_setting_from_the_environment() -> None:
     assert cfg.shutdown_grace_s == 1.5 and cfg.timeout_s == 12.5 and cfg.inbox == "stdout"
     assert (cfg.puback_timeout_s, cfg.silence_limit, cfg.publish_attempts) == (4, 6, 9)
     assert cfg.reset_command == "gpioset x 17=0"
-    assert cfg.subscriptions() == ("/pk1/dn_1/get", "/sys/pk1/dn_1/rrpc/request/+")
+    # the Alink features add what they need, each topic once (rrpc's was given already)
+    assert cfg.subscriptions() == (
+        "/pk1/dn_1/get", "/sys/pk1/dn_1/rrpc/request/+", "/sys/pk1/dn_1/thing/event/+/post_reply",
+        "/sys/pk1/dn_1/thing/service/#", "/ext/ntp/pk1/dn_1/response")
+    assert (cfg.thing_model, cfg.rrpc, cfg.ntp) == (True, True, True)
+    assert (cfg.rrpc_timeout_s, cfg.ntp_interval_s) == (5, 3600)
     assert cfg.bridge_address() == ("127.0.0.1", 1884) and cfg.bridge_prefix == "site/{dn}"
     assert cfg.metrics_textfile == Path("/tmp/airfsm.prom")
     assert cfg.metrics_listen == "127.0.0.1:9464"
     assert cfg.product_secret == "pr0duct-secret" and cfg.instance_id == "iot-06z00ax1o4qtest"
     assert cfg.auth == "mqtt-sign"
+
+
+def test_switches_take_toml_booleans_and_words_and_name_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, REQUIRED_TOML + "thing_model = true\nntp = false\n")
+    cfg = load_config(path, {"AIRFSM_RRPC": "off"}, {})
+    assert (cfg.thing_model, cfg.ntp, cfg.rrpc) == (True, False, False)
+    for bad in ("maybe", "2"):
+        with pytest.raises(ConfigError, match="'rrpc': expected true or false"):
+            load_config(path, {"AIRFSM_RRPC": bad}, {})
+    with pytest.raises(ConfigError, match="'ntp': expected true or false"):
+        load_config(write(tmp_path, REQUIRED_TOML + 'ntp = "sure"\n'), {}, {})
+    with pytest.raises(ConfigError, match="'rrpc_timeout_s'"):
+        load_config(write(tmp_path, REQUIRED_TOML), {"AIRFSM_RRPC_TIMEOUT_S": "9"}, {})
+    # seven of your own and the thing model's two: more than the module's eight
+    topics = ", ".join(f'"t{i}"' for i in range(7))
+    with pytest.raises(ConfigError, match="at most 8 topics together"):
+        load_config(write(tmp_path, REQUIRED_TOML + f"subscribe = [{topics}]\n"),
+                    {"AIRFSM_THING_MODEL": "true"}, {})
 
 
 def test_precedence_file_env_flags(tmp_path: Path) -> None:

@@ -685,7 +685,7 @@ def test_memory_outbox_is_bounded() -> None:
     box.enqueue("/a", b"2", 1)
     with pytest.raises(Exception, match="full"):
         box.enqueue("/a", b"3", 1)
-    assert [box.peek().payload] == [b"1"]  # type: ignore[union-attr]
+    assert [box.peek()[1].payload] == [b"1"]  # type: ignore[union-attr]
 
 
 def test_default_log_stream_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> None:

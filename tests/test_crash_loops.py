@@ -120,7 +120,7 @@ while True:
     message_id = box.enqueue("/p/d/update", b"power %d" % n, 1)
     print("E", message_id, flush=True)
     box.mark_attempt(message_id)
-    head = box.peek()
+    _status, head = box.peek()
     if head is not None and n % 3 == 0:
         print("a", head.id, flush=True)  # about to go: killed now, it may or may not be
         box.ack(head.id)
@@ -151,7 +151,13 @@ def test_a_writer_killed_in_the_middle_of_its_transactions_leaves_a_sound_store(
         assert first.startswith(b"E "), writer.stderr.read() if writer.stderr else b""
         time.sleep(rng.uniform(0, 0.2))
         writer.send_signal(signal.SIGKILL)
-        out, _err = writer.communicate(timeout=30)
+        writer.wait(timeout=30)
+        # The rest through the same buffered reader: readline() may have read lines past the
+        # first into its buffer, which communicate() (it reads the pipe itself) would skip.
+        out = writer.stdout.read()
+        writer.stdout.close()
+        assert writer.stderr is not None
+        writer.stderr.close()
         # A line cut by the kill (no newline yet) says nothing.
         for line in [first, *out.split(b"\n")[:-1]]:
             kind, _, number = line.decode().partition(" ")

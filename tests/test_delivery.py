@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from airfsm.core.codes import PubPhase, Trigger
-from airfsm.core.messages import DeadLetter
+from airfsm.core.codes import OutboxStatus, PubPhase, Reason, Trigger
+from airfsm.core.messages import DeadLetter, OutboundMessage
 from airfsm.core.outbox import MemoryOutbox
 from airfsm.host import reasons
 from airfsm.host.gateway import TICK_BUSY_TIMEOUT_MS, GatewayOutbox, StoreFaults
@@ -387,8 +387,8 @@ def test_the_tick_never_waits_for_a_store_another_process_has_locked(tmp_path: P
 
 def test_a_sqlite_outbox_serves_a_controller_directly_through_a_locked_spell(
         tmp_path: Path) -> None:
-    """Library use without the gateway: its StoreError is the controller's OutboxUnavailable,
-    so a lock is a backoff, not an internal error."""
+    """Library use without the gateway: the store answers a lock with UNAVAILABLE (no
+    exception), so a lock is a backoff, not an internal error."""
     store = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
     store.enqueue(UPDATE, b"direct", 1)
     with write_lock_held_by_another_process(db_path(tmp_path)) as release:
@@ -399,6 +399,25 @@ def test_a_sqlite_outbox_serves_a_controller_directly_through_a_locked_spell(
         release()
         assert rig.run_until(lambda: store.count() == 0)
     assert published(rig) == [b"direct"]
+
+
+def test_a_locked_sqlite_outbox_answers_unavailable_having_changed_nothing(
+        tmp_path: Path) -> None:
+    """The store's boundary: SQLite's "database is locked" is a code and its words, no raise."""
+    store = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
+    first = store.enqueue(UPDATE, b"one", 1)
+    unavailable = OutboxStatus.UNAVAILABLE
+    with write_lock_held_by_another_process(db_path(tmp_path)):
+        status, head = store.peek()  # WAL: a reader never waits for the writer
+        assert status == OutboxStatus.OK and head is not None and head.id == first
+        assert store.mark_attempt(first) == (unavailable, 0)
+        assert "locked" in store.last_error and "\n" not in store.last_error
+        assert store.ack(first) == unavailable
+        assert store.dead_letter(first, Reason.NO_PUBACK, 0) == unavailable
+        assert store._db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL still
+    assert store.queued() == [OutboundMessage(first, UPDATE, b"one", 1)]  # nothing changed
+    assert store.dead_count() == 0
+    store.close()
 
 
 def test_the_gateway_opens_its_stores_without_a_busy_wait(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def outbox_rows(data_dir: Path) -> list[tuple[str, bytes, int]]:
     with SqliteOutbox(db_path(data_dir)) as box:
         rows = []
         while True:
-            head = box.peek()
+            _status, head = box.peek()
             if head is None:
                 break
             rows.append((head.topic, head.payload, head.qos))

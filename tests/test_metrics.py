@@ -52,6 +52,13 @@ def test_the_samples_of_a_status_parse_back() -> None:
     assert got[("airfsm_outbox_queued", ())] == 3
     assert got[("airfsm_outbox_oldest_age_seconds", ())] == 120
     assert got[("airfsm_last_puback_timestamp_seconds", ())] == 1700000090.5
+    assert ("airfsm_clock_skew_seconds", ()) not in got  # not measured
+    alink = parse(render({**STATUS, "alink": {
+        "thing_model": {"accepted": 5, "rejected": 1, "property_set": 2, "service": 0,
+                        "rrpc_request": 3}, "ntp": {"skew_ms": -1_250}}}))
+    assert alink[("airfsm_alink_post_replies_total", (("result", "rejected"),))] == 1
+    assert alink[("airfsm_alink_requests_total", (("kind", "rrpc_request"),))] == 3
+    assert alink[("airfsm_clock_skew_seconds", ())] == -1.25
     unknown = parse(render({**STATUS, "rssi": 99, "running": False}))
     assert ("airfsm_signal_rssi", ()) not in unknown  # 99: not known, not a value
     assert unknown[("airfsm_up", ())] == 0

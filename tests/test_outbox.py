@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airfsm.core.codes import Reason
+from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.outbox import MemoryOutbox, OutboxFullError
 from airfsm.host import reasons
 
@@ -16,16 +16,16 @@ def test_the_ring_wraps_around_its_fixed_slots_many_times() -> None:
     for i in range(20):  # far more messages than slots, never more than 3 at once
         box.enqueue("/t", b"%d" % i, 1)
         if len(box) == 3:
-            head = box.peek()
-            assert head is not None
+            status, head = box.peek()
+            assert status == OutboxStatus.OK and head is not None
             sent.append(head.payload)
-            box.ack(head.id)
-    while (head := box.peek()) is not None:
+            assert box.ack(head.id) == OutboxStatus.OK
+    while (head := box.peek()[1]) is not None:
         sent.append(head.payload)
         box.ack(head.id)
     assert sent == [b"%d" % i for i in range(20)]  # in order, none lost or doubled
     assert box._slots is slots and len(slots) == 3  # the ring never grew
-    assert len(box) == 0 and box.peek() is None
+    assert len(box) == 0 and box.peek() == (OutboxStatus.EMPTY, None)
 
 
 def test_acking_and_dead_lettering_from_the_middle_keeps_the_order() -> None:
@@ -34,11 +34,14 @@ def test_acking_and_dead_lettering_from_the_middle_keeps_the_order() -> None:
     with pytest.raises(OutboxFullError):
         box.enqueue("/t", b"E", 1)
     box.ack(ids[1])
-    box.dead_letter(ids[2], Reason.NO_PUBACK, 10_000)
-    box.ack(12345)  # unknown ids are ignored
+    assert box.dead_letter(ids[2], Reason.NO_PUBACK, 10_000) == OutboxStatus.OK
+    assert box.ack(12345) == OutboxStatus.OK  # unknown ids are ignored
+    assert box.dead_letter(12345, Reason.NONE, 0) == OutboxStatus.OK
     box.enqueue("/t", b"E", 1)
     assert [m.payload for m in box.queued()] == [b"A", b"D", b"E"]
-    assert box.mark_attempt(ids[3]) == 1 and box.mark_attempt(ids[3]) == 2
+    assert box.mark_attempt(ids[3]) == (OutboxStatus.OK, 1)
+    assert box.mark_attempt(ids[3]) == (OutboxStatus.OK, 2)
+    assert box.mark_attempt(12345) == (OutboxStatus.OK, 0)  # gone: nothing to count
     assert [m.attempts for m in box.queued()] == [0, 2, 0]
     [dead] = box.dead_letters()
     assert (dead.id, dead.payload, dead.reason, dead.died_at) == (ids[2], b"C", "no_puback", 0.0)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.codes import PubPhase, State
+from airfsm.core.codes import OutboxStatus, PubPhase, State
 from airfsm.core.table import MACHINE
 from airfsm.host import reasons
 from airfsm.host.gateway import GatewayOutbox
 from airfsm.host.serial import memory_pair
-from airfsm.host.store import SqliteOutbox, StoreError, db_path
+from airfsm.host.store import SqliteOutbox, db_path
 from airfsm.sim import SimConfig, parse_fault
 from tests.harness import SEED_DN, SEED_PK, Rig, first_occurrences, make_rig, seed_settings
 
@@ -281,7 +281,7 @@ def test_puback_lost_is_retransmitted_and_deleted_only_after_puback(tmp_path: Pa
     rig = online_rig(tmp_path, SimConfig(faults=[parse_fault("puback=lost@1")]))
     enqueue(rig, b"m0", b"m1")
     view = rig.controller.outbox
-    head = view.peek()
+    _status, head = view.peek()
     assert head is not None
     kept_while_unacked: list[bool] = []
 
@@ -336,14 +336,17 @@ def test_store_trouble_is_logged_and_retried_not_fatal(tmp_path: Path) -> None:
     enqueue(rig, b"after the hiccup")
 
     class Broken:
-        def peek(self) -> None:
-            raise StoreError("outbox: database is locked")
+        last_error = "outbox: database is locked"
+
+        def peek(self) -> tuple[OutboxStatus, None]:
+            return OutboxStatus.UNAVAILABLE, None
 
     errors: list[str] = []
     view.store = Broken()  # type: ignore[assignment]
-    view._on_error = lambda op, exc: errors.append(op)
+    view._on_error = lambda op, error: errors.append(f"{op}: {error}")
     rig.run_for(3_000)
-    assert rig.controller.online and errors and set(errors) == {"peek"}
+    assert rig.controller.online and errors
+    assert set(errors) == {"peek: outbox: database is locked"}
     view.store = real
     assert rig.run_until(lambda: outbox_len(rig) == 0)
     assert published(rig) == [b"after the hiccup"]

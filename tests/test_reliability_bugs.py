@@ -1,13 +1,12 @@
-"""Minimal reproducers of the bugs the reliability proofs found in the core, not fixed yet.
+"""Minimal reproducers of the bugs the reliability proofs found in the core.
 
-Each is `xfail(strict=True)`: it fails today; once the bug is fixed it passes, the strict mark
-turns that into a failure, and the mark is flipped (and the bug's entry in
-tests/reliability/known_bugs.py, which the property tests tolerate meanwhile, deleted).
+A bug not fixed yet has its reproducer marked `xfail(strict=True, reason=<its summary in
+tests/reliability/known_bugs.py>)`: it fails until the bug is fixed, then the strict mark turns
+the pass into a failure, and the mark and the bug's entry there (which the property tests
+tolerate meanwhile) are deleted. The ones here are all fixed now: plain regression tests.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from airfsm.core.timebase import ms_diff
 from airfsm.host import reasons
@@ -15,14 +14,9 @@ from airfsm.sim import SimConfig, parse_fault
 from tests import observe
 from tests.harness import make_rig, seed_settings
 from tests.reliability.driver import Run, Schedule, logs_into
-from tests.reliability.known_bugs import KNOWN_BUGS
 from tests.reliability.monitor import LogWatch
 
 DAY_MS = 24 * 3600 * 1000
-
-
-def _bug(key: str) -> str:
-    return next(b.summary for b in KNOWN_BUGS if b.key == key)
 
 
 def test_a_state_entered_while_a_command_is_in_flight_asks_for_no_tick_until_it_can_send(
@@ -36,7 +30,6 @@ def test_a_state_entered_while_a_command_is_in_flight_asks_for_no_tick_until_it_
     assert ms_diff(rig.controller.tick(rig.now), rig.now) > 0
 
 
-@pytest.mark.xfail(strict=True, reason=_bug("duplicated-final"))
 def test_a_duplicated_final_code_is_never_taken_for_the_next_commands_answer() -> None:
     # Shrunk from a random schedule: every byte a write of its own (a UART) and one OK twice.
     logs = LogWatch()

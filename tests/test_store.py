@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from airfsm.core.codes import Reason
+from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.messages import InboundMessage, OutboundMessage
 from airfsm.core.outbox import MemoryOutbox, OutboxFullError
 from airfsm.core.payload import MAX_PAYLOAD_HEX_RAW
-from airfsm.host import log, reasons
+from airfsm.host import log, reasons, store
 from airfsm.host.paths import default_data_dir
 from airfsm.host.store import (
     SCHEMA_VERSION,
@@ -54,21 +54,24 @@ def child_env() -> dict[str, str]:
 
 # --- outbox ---------------------------------------------------------------------------------
 
+OK = OutboxStatus.OK
+
+
 def test_outbox_is_fifo_and_keeps_fields(outbox: SqliteOutbox) -> None:
-    assert outbox.peek() is None and outbox.count() == 0
+    assert outbox.peek() == (OutboxStatus.EMPTY, None) and outbox.count() == 0
     first = outbox.enqueue(TOPIC, b"one", 1)
     second = outbox.enqueue("/pk/dn/other", b"\x00\xff binary", 0)
     third = outbox.enqueue("relative/topic", b"", 1)
     assert first < second < third
     assert outbox.count() == 3
-    assert outbox.peek() == OutboundMessage(first, TOPIC, b"one", 1)
-    assert outbox.peek() == OutboundMessage(first, TOPIC, b"one", 1)  # peek does not consume
-    outbox.ack(first)
-    assert outbox.peek() == OutboundMessage(second, "/pk/dn/other", b"\x00\xff binary", 0)
+    assert outbox.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1))
+    assert outbox.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1))  # not consumed
+    assert outbox.ack(first) == OK
+    assert outbox.peek() == (OK, OutboundMessage(second, "/pk/dn/other", b"\x00\xff binary", 0))
     outbox.ack(second)
-    assert outbox.peek() == OutboundMessage(third, "relative/topic", b"", 1)
+    assert outbox.peek() == (OK, OutboundMessage(third, "relative/topic", b"", 1))
     outbox.ack(third)
-    assert outbox.peek() is None and outbox.count() == 0
+    assert outbox.peek() == (OutboxStatus.EMPTY, None) and outbox.count() == 0
 
 
 def test_ids_are_never_reused(outbox: SqliteOutbox) -> None:
@@ -82,11 +85,25 @@ def test_ack_is_idempotent(outbox: SqliteOutbox) -> None:
     a = outbox.enqueue(TOPIC, b"a", 1)
     b = outbox.enqueue(TOPIC, b"b", 1)
     outbox.ack(a)
-    outbox.ack(a)
-    outbox.ack(999_999)
+    assert outbox.ack(a) == OK
+    assert outbox.ack(999_999) == OK
     assert outbox.count() == 1
-    peeked = outbox.peek()
+    _status, peeked = outbox.peek()
     assert peeked is not None and peeked.id == b
+
+
+def test_only_the_ack_commits_without_waiting_for_the_disk(outbox: SqliteOutbox) -> None:
+    """enqueue and mark_attempt are synced (power loss); the DELETE after a PUBACK is not: a
+    power cut undoing it costs one resend, which at-least-once allows."""
+    a = outbox.enqueue(TOPIC, b"a", 1)
+    assert outbox.mark_attempt(a) == (OK, 1)
+    seen = _statements(outbox)
+    assert outbox.ack(a) == OK
+    assert [q.split()[0] for q in seen] == ["PRAGMA", "DELETE", "PRAGMA"]
+    assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[-1] == "PRAGMA synchronous=FULL"
+    assert outbox._db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    outbox.close()
+    assert outbox.ack(a) == OutboxStatus.UNAVAILABLE
 
 
 def test_capacity_refuses_without_losing_rows(tmp_path: Path) -> None:
@@ -99,23 +116,22 @@ def test_capacity_refuses_without_losing_rows(tmp_path: Path) -> None:
         assert box.count() == 3
         # the old rows are all still there, in order, unchanged
         for i, message_id in enumerate(ids):
-            head = box.peek()
-            assert head == OutboundMessage(message_id, TOPIC, f"m{i}".encode(), 1)
+            assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, f"m{i}".encode(), 1))
             box.ack(message_id)
             if i == 0:
                 box.enqueue(TOPIC, b"after", 1)  # room again once one is acked
-        head = box.peek()
+        _status, head = box.peek()
         assert head is not None and head.payload == b"after"
 
 
 def test_mark_attempt_counts(outbox: SqliteOutbox) -> None:
     a = outbox.enqueue(TOPIC, b"a", 1)
     assert outbox.attempts(a) == 0
-    assert outbox.mark_attempt(a) == 1
-    assert outbox.mark_attempt(a) == 2
+    assert outbox.mark_attempt(a) == (OK, 1)
+    assert outbox.mark_attempt(a) == (OK, 2)
     assert outbox.attempts(a) == 2
     outbox.ack(a)
-    assert outbox.mark_attempt(a) == 0  # gone: nothing to count, no error
+    assert outbox.mark_attempt(a) == (OK, 0)  # gone: nothing to count, no error
 
 
 @pytest.mark.parametrize(("topic", "payload", "qos", "word"), [
@@ -153,7 +169,7 @@ def test_outbox_survives_reopen_and_uses_wal_full_and_a_schema_version(tmp_path:
     finally:
         raw.close()
     with SqliteOutbox(path) as box:
-        assert box.peek() == OutboundMessage(message_id, TOPIC, b"kept", 1)
+        assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, b"kept", 1))
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -176,7 +192,7 @@ SCHEMA_1 = (  # what airfsm wrote before the dead letters existed
 )
 
 
-def test_a_schema_1_store_is_migrated_to_2_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_schema_1_store_is_migrated_to_the_current_one_and_keeps_its_rows(tmp_path: Path) -> None:
     path = db_path(tmp_path)
     raw = sqlite3.connect(path)
     for statement in SCHEMA_1:
@@ -189,15 +205,18 @@ def test_a_schema_1_store_is_migrated_to_2_and_keeps_its_rows(tmp_path: Path) ->
     raw.commit()
     raw.close()
     with SqliteOutbox(path) as box:
-        assert box.peek() == OutboundMessage(1, TOPIC, b"queued under schema 1", 1, attempts=2)
-        box.dead_letter(1, "moved after the migration")
+        assert box.peek() == (OK, OutboundMessage(1, TOPIC, b"queued under schema 1", 1,
+                                                  attempts=2))
+        assert box.dead_letter(1, "moved after the migration") == OK
         assert [d.payload for d in box.dead_letters()] == [b"queued under schema 1"]
         assert box.enqueue(TOPIC, b"new", 1) == 2  # ids go on where schema 1 left them
     with SqliteInbox(path) as inbox:
         assert [m.payload for _id, m in inbox.read()] == [b"received under schema 1"]
     raw = sqlite3.connect(path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(outbox)")]
+        assert columns[-2:] == ["lane", "deadline_at"]  # schema 3: the priority lane
     finally:
         raw.close()
 
@@ -221,9 +240,9 @@ def test_dead_letter_moves_the_whole_message_and_the_queue_goes_on(any_outbox: o
     box.mark_attempt(first)
     box.mark_attempt(first)
     before = time.time()
-    box.dead_letter(first, Reason.NONE, 0)  # the budget spent, no failure on record
-    box.dead_letter(999, Reason.NO_PUBACK, 1)  # unknown ids are ignored
-    assert box.peek() == OutboundMessage(second, TOPIC, b"next", 0)
+    assert box.dead_letter(first, Reason.NONE, 0) == OK  # the budget spent, no failure known
+    assert box.dead_letter(999, Reason.NO_PUBACK, 1) == OK  # unknown ids are ignored
+    assert box.peek() == (OK, OutboundMessage(second, TOPIC, b"next", 0))
     [dead] = box.dead_letters()
     assert (dead.id, dead.topic, dead.payload, dead.qos, dead.attempts, dead.reason) == (
         first, TOPIC, b"\x00poison", 1, 2, "2 attempts without PUBACK")
@@ -276,14 +295,23 @@ def test_unopenable_path_is_a_one_line_store_error(tmp_path: Path) -> None:
         SqliteOutbox(garbage)
 
 
-def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+def test_closed_store_raises_store_error_and_the_tick_calls_answer_unavailable(
+        tmp_path: Path) -> None:
     box = SqliteOutbox(db_path(tmp_path))
+    message_id = box.enqueue(TOPIC, b"x", 1)
     box.close()
     box.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
-        box.peek()
-    with pytest.raises(StoreError, match="closed"):
         box.enqueue(TOPIC, b"x", 1)
+    with pytest.raises(StoreError, match="closed"):
+        box.queued()
+    # the controller's calls never raise: UNAVAILABLE, and why
+    unavailable = OutboxStatus.UNAVAILABLE
+    assert box.peek() == (unavailable, None)
+    assert box.mark_attempt(message_id) == (unavailable, 0)
+    assert box.ack(message_id) == unavailable
+    assert box.dead_letter(message_id, Reason.NONE, 0) == unavailable
+    assert "closed" in box.last_error and "\n" not in box.last_error
 
 
 def test_bad_capacity() -> None:
@@ -353,7 +381,8 @@ def test_two_processes_enqueue_while_the_gateway_drains(tmp_path: Path) -> None:
                 break
             time.sleep(0.001)
             continue
-        head = box.peek()
+        status, head = box.peek()
+        assert status != OutboxStatus.UNAVAILABLE, box.last_error
         if head is None:
             if done:
                 break
@@ -411,8 +440,87 @@ def test_enqueued_message_survives_sigkill(tmp_path: Path) -> None:
                 stream.close()
     assert proc.returncode == -signal.SIGKILL
     with SqliteOutbox(path) as box:
-        assert box.peek() == OutboundMessage(int(line), "/pk/dn/update",
-                                             b"must survive kill -9", 1)
+        assert box.peek() == (OK, OutboundMessage(int(line), "/pk/dn/update",
+                                                  b"must survive kill -9", 1))
+
+
+# --- peek without a query -------------------------------------------------------------------
+
+def _statements(box: SqliteOutbox) -> list[str]:
+    """Every statement `box`'s connection runs from now on."""
+    seen: list[str] = []
+    box._db().set_trace_callback(seen.append)
+    return seen
+
+
+def test_an_idle_peek_runs_no_statement_until_something_is_committed(tmp_path: Path) -> None:
+    box = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
+    first = box.enqueue(TOPIC, b"one", 1)
+    seen = _statements(box)
+    for _ in range(100):
+        assert box.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1))
+    assert len(seen) == 1  # the first peek asked; the other 99 knew
+    assert box.mark_attempt(first) == (OK, 1)  # a write of ours: the next peek asks again
+    assert box.peek() == (OK, OutboundMessage(first, TOPIC, b"one", 1, attempts=1))
+    assert box.ack(first) == OK
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+    seen.clear()
+    for _ in range(100):
+        assert box.peek() == (OutboxStatus.EMPTY, None)
+    assert seen == []
+    box.close()
+
+
+_ENQUEUE = """
+import sys
+from airfsm.host.store import SqliteOutbox
+with SqliteOutbox(sys.argv[1]) as box:
+    if sys.argv[2] == "checkpoint":  # the WAL starts again from its first frame
+        box._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(box.enqueue("/pk/dn/update", sys.argv[2].encode(), 1))
+"""
+
+
+def test_peek_sees_what_other_processes_commit_at_once(tmp_path: Path) -> None:
+    """`airfsm publish` and the bridge write into the same file: the very next peek sees it."""
+    path = db_path(tmp_path)
+    box = SqliteOutbox(path, busy_timeout_ms=0)
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+
+    def other_process_enqueues(payload: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _ENQUEUE, str(path), payload],
+                             capture_output=True, text=True, env=child_env(), timeout=60)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout)
+
+    for payload in ("first", "checkpoint", "after the checkpoint"):
+        message_id = other_process_enqueues(payload)
+        assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, payload.encode(), 1))
+        assert box.ack(message_id) == OK
+        assert box.peek() == (OutboxStatus.EMPTY, None)
+    other = SqliteOutbox(path)  # another connection deletes the head: seen too
+    message_id = other.enqueue(TOPIC, b"gone", 1)
+    assert box.peek()[1] is not None
+    other.ack(message_id)
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+    other.close()
+    box.close()
+
+
+def test_without_a_commit_stamp_every_peek_asks(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the WAL index cannot be read (not Linux), peek queries each time: never stale."""
+    monkeypatch.setattr(store, "_mapped_at", lambda _path: None)
+    box = SqliteOutbox(db_path(tmp_path), busy_timeout_ms=0)
+    other = SqliteOutbox(db_path(tmp_path))
+    seen = _statements(box)
+    assert box.peek() == (OutboxStatus.EMPTY, None)
+    message_id = other.enqueue(TOPIC, b"x", 1)
+    assert box.peek() == (OK, OutboundMessage(message_id, TOPIC, b"x", 1))
+    assert len(seen) == 2
+    assert box._watch is not None and box._watch.stamp() is None
+    other.close()
+    box.close()
 
 
 # --- inbox ----------------------------------------------------------------------------------

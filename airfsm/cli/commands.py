@@ -34,6 +34,8 @@ COMMANDS = (
     Command("publish", "airfsm.cli.gateway_cmds",
             "queue a message for the gateway (durable; works while it is down)"),
     Command("inbox", "airfsm.cli.gateway_cmds", "print stored inbound messages as JSON lines"),
+    Command("reply", "airfsm.cli.gateway_cmds",
+            "answer a cloud request in the inbox (property set, service call, RRPC)"),
     Command("outbox", "airfsm.cli.gateway_cmds",
             "list queued messages or dead letters; re-queue or discard one"),
     Command("status", "airfsm.cli.gateway_cmds", "print the running gateway's status"),

@@ -52,6 +52,8 @@ def _text(value: Any) -> str:
         return "-"
     if isinstance(value, tuple):
         return ", ".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as the TOML file says it
     return str(value)
 
 

@@ -57,6 +57,12 @@ def add_sim_options(p: argparse.ArgumentParser) -> None:
                    help="turn dynamic registration on, checking signs against this secret")
     p.add_argument("--device-activated", action="store_true",
                    help="the device has connected before: a registration is refused")
+    p.add_argument("--cloud-clock-offset", type=float, default=0.0, metavar="SECONDS",
+                   help="the simulated cloud's clock runs this far ahead (negative: behind) "
+                        "of this machine's: what the gateway's NTP should measure as its skew")
+    p.add_argument("--thing-property", action="append", default=[], metavar="NAME:TYPE",
+                   help="a property of the simulated thing model (TYPE int, float, bool or "
+                        "text); with any, property posts naming others are refused (code 460)")
 
 
 def sim_config_from(args: argparse.Namespace, default_profile: str) -> SimConfig:
@@ -66,13 +72,22 @@ def sim_config_from(args: argparse.Namespace, default_profile: str) -> SimConfig
         raise HostError(f"bad --fault: {exc}") from None
     if args.attach_after < 0:
         raise HostError("--attach-after must not be negative")
+    properties: dict[str, str] = {}
+    for spec in args.thing_property:
+        name, _sep, kind = spec.partition(":")
+        if not name or kind not in ("int", "float", "bool", "text"):
+            raise HostError(f"bad --thing-property {spec!r}: expected NAME:int|float|bool|text")
+        properties[name] = kind
+    if not abs(args.cloud_clock_offset) <= 10 * 365 * 86400:
+        raise HostError("--cloud-clock-offset: expected at most ten years either way")
     config = SimConfig(
         product_key=args.product_key, device_name=args.device_name, region=args.region,
         firmware=args.firmware, cgmr_quoted=args.cgmr_quoted, echo=not args.no_echo,
         profile=args.profile or default_profile, attach_after_ms=int(args.attach_after * 1000),
         faults=faults, seed=args.seed, instance_id=args.instance_id,
         broker_host=args.broker_host, product_secret=args.product_secret,
-        device_activated=args.device_activated,
+        device_activated=args.device_activated, thing_properties=properties or None,
+        cloud_clock_offset_ms=int(args.cloud_clock_offset * 1000),
     )
     if args.device_secret:
         config.device_secret = args.device_secret

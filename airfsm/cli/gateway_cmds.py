@@ -14,17 +14,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from airfsm.cli.commands import add_command
 from airfsm.cli.common import CONNECTION_KEYS, add_connection_options, config_path, load_settings
+from airfsm.core.messages import InboundMessage
 from airfsm.core.payload import QOS_LEVELS
+from airfsm.host import alink
 from airfsm.host.config import ConfigError, convert, env_var, flag, read_toml
 from airfsm.host.errors import Exit, HostError
 from airfsm.host.paths import default_data_dir
-from airfsm.host.publish import enqueue, poke
+from airfsm.host.publish import enqueue, enqueue_property_post, poke
 from airfsm.host.redact import redact
 from airfsm.host.status import current_status, format_status, read_current
 from airfsm.host.store import (
@@ -48,7 +50,8 @@ MAX_MESSAGE_ID = 2**63 - 1  # SQLite's largest INTEGER
 _RUN_KEYS = ("data_dir", "inbox", "outbox_capacity", "inbox_capacity", "keepalive_s",
              "watchdog_s", "liveness_s", "puback_timeout_s", "silence_limit", "publish_attempts",
              "shutdown_grace_s", "reset_command", "subscribe", "bridge", "bridge_prefix",
-             "metrics_textfile", "metrics_listen")
+             "metrics_textfile", "metrics_listen", "thing_model", "rrpc", "rrpc_timeout_s", "ntp",
+             "ntp_interval_s")
 RUN_KEYS = (*CONNECTION_KEYS, *_RUN_KEYS)  # every setting `run` takes as a flag
 _RUN_HELP = {
     "data_dir": "where the outbox, inbox and status live (default: per-user state dir)",
@@ -75,6 +78,14 @@ _RUN_HELP = {
                         "collector), atomically",
     "metrics_listen": "serve Prometheus /metrics on HOST:PORT (needs prometheus-client: the "
                       "'metrics' extra)",
+    "thing_model": "true: subscribe to the Alink property post replies, property set and "
+                   "service calls (default false)",
+    "rrpc": "true: subscribe to RRPC requests, answered through the priority lane (default "
+            "false)",
+    "rrpc_timeout_s": "how long the server waits for an RRPC answer; later ones are "
+                      "dead-lettered, not sent (default 8, the most it waits)",
+    "ntp": "true: ask the cloud's NTP service for the time on every ONLINE (default false)",
+    "ntp_interval_s": "ask again this often while ONLINE (default 86400)",
 }
 
 
@@ -159,31 +170,75 @@ def _payload_from(args: argparse.Namespace) -> bytes:
     return os.fsencode(args.payload)
 
 
-def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    data_dir, found = _locate(args, env, ("product_key", "device_name", "outbox_capacity"))
-    topic: str = args.topic
-    if not topic:
-        raise HostError("refused: topic is empty")
+def _device_of(data_dir: Path, found: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The ProductKey and DeviceName (flags > environment > config file, else the running
+    gateway's status file), None when unknown."""
     pk, dn = found.get("product_key"), found.get("device_name")
-    if not topic.startswith("/") and not (pk and dn):
+    if not (pk and dn):
         with contextlib.suppress(StoreError):
             device = StatusFile.read(data_dir).get("device") or {}
             pk = pk or device.get("product_key")
             dn = dn or device.get("device_name")
-    if not topic.startswith("/") and not (pk and dn):
-        try:  # a mistyped --data-dir has no store either: say that rather than ask for pk/dn
-            SqliteOutbox(db_path(data_dir), create=False).close()
-        except StoreError as exc:
-            raise HostError(str(exc), Exit.FAILURE) from None
-        raise HostError(
-            f"relative topic {topic!r} needs the ProductKey and DeviceName: pass "
-            "--product-key and --device-name, set AIRFSM_PRODUCT_KEY and AIRFSM_DEVICE_NAME, "
-            "use --config, or give an absolute topic (/pk/dn/...)")
+    return (str(pk), str(dn)) if pk and dn else None
+
+
+def _require_store(data_dir: Path) -> None:
+    """HostError (exit 1) naming the problem when the data dir holds no gateway store."""
+    try:
+        SqliteOutbox(db_path(data_dir), create=False).close()
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+
+
+_WHERE_THE_DEVICE_IS = ("pass --product-key and --device-name, set AIRFSM_PRODUCT_KEY and "
+                        "AIRFSM_DEVICE_NAME, or use --config")
+
+
+def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    data_dir, found = _locate(args, env, ("product_key", "device_name", "outbox_capacity"))
+    if args.property:
+        return _publish_properties(args, data_dir, found)
+    if args.topic is None or args.payload is None:
+        raise HostError("publish: give TOPIC and PAYLOAD, or --property NAME=VALUE",
+                        Exit.USAGE)
+    topic: str = args.topic
+    if not topic:
+        raise HostError("refused: topic is empty")
+    device = None if topic.startswith("/") else _device_of(data_dir, found)
+    if not topic.startswith("/") and device is None:
+        _require_store(data_dir)  # a mistyped --data-dir: say that rather than ask for pk/dn
+        raise HostError(f"relative topic {topic!r} needs the ProductKey and DeviceName: "
+                        f"{_WHERE_THE_DEVICE_IS}, or give an absolute topic (/pk/dn/...)")
+    pk, dn = device if device is not None else (None, None)
     capacity = _capacity(found.get("outbox_capacity"), data_dir)
     payload = _payload_from(args)
+    return _queued(lambda: enqueue(data_dir, topic, payload, args.qos, product_key=pk,
+                                   device_name=dn, capacity=capacity, create=False))
+
+
+def _publish_properties(args: argparse.Namespace, data_dir: Path,
+                        found: Mapping[str, Any]) -> int:
+    """`publish --property NAME=VALUE ...`: an Alink property post, its id from the store."""
+    if args.topic is not None:
+        raise HostError("publish: --property builds the Alink JSON and its topic itself: give "
+                        "no TOPIC or PAYLOAD with it", Exit.USAGE)
     try:
-        message_id = enqueue(data_dir, topic, payload, args.qos, product_key=pk,
-                             device_name=dn, capacity=capacity, create=False)
+        params = alink.parse_properties(args.property)
+    except ValueError as exc:
+        raise HostError(f"refused: {exc}", Exit.USAGE) from None
+    device = _device_of(data_dir, found)
+    if device is None:
+        _require_store(data_dir)
+        raise HostError(f"--property needs the ProductKey and DeviceName: {_WHERE_THE_DEVICE_IS}")
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    return _queued(lambda: enqueue_property_post(data_dir, *device, params, capacity=capacity,
+                                                 create=False)[0])
+
+
+def _queued(put: Callable[[], int]) -> int:
+    """Run an enqueue, print the message id; the store's refusals as one line and a code."""
+    try:
+        message_id = put()
     except ValueError as exc:
         raise HostError(f"refused: {exc}", Exit.USAGE) from None
     except OutboxFull as exc:
@@ -227,7 +282,8 @@ def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         while True:
             batch = inbox.read(after, limit=500)
             for message_id, message in batch:
-                out.write(inbox_json_line(message, message_id) + "\n")
+                described = alink.describe(message.topic, message.payload)
+                out.write(inbox_json_line(message, message_id, alink=described) + "\n")
                 after = message_id
             if batch:
                 out.flush()
@@ -241,6 +297,64 @@ def cmd_inbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise HostError(str(exc), Exit.FAILURE) from None
     finally:
         inbox.close()
+
+
+def _inbox_message(data_dir: Path, inbox_id: int) -> InboundMessage:
+    """Inbox message `inbox_id`; HostError when the store or the message is not there."""
+    try:
+        with SqliteInbox(db_path(data_dir), create=False) as inbox:
+            found = inbox.read(inbox_id - 1, limit=1) if inbox_id > 0 else []
+    except StoreError as exc:
+        raise HostError(str(exc), Exit.FAILURE) from None
+    if not found or found[0][0] != inbox_id:
+        raise HostError(f"no message {inbox_id} in the inbox (pruned, or never there: see "
+                        "`airfsm inbox`)", Exit.USAGE)
+    return found[0][1]
+
+
+def cmd_reply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Answer the cloud request stored as inbox message INBOX_ID: an Alink `_reply` to a
+    property set or service call, or the response to an RRPC request (before its deadline)."""
+    data_dir, found = _locate(args, env, ("outbox_capacity", "rrpc_timeout_s"))
+    request = _inbox_message(data_dir, args.inbox_id)
+    kind = alink.classify(request.topic, request.payload)
+    raw = None if args.payload is None else os.fsencode(args.payload)
+    try:
+        data = alink.parse_data(args.data)
+        if kind is None:
+            raise ValueError(f"message {args.inbox_id} ({request.topic}) is not a request that "
+                             "takes a reply (property set, service call or RRPC request)")
+        topic, payload = alink.answer_for(kind, request.payload, args.code, data, raw)
+    except ValueError as exc:
+        raise HostError(f"refused: {exc}", Exit.USAGE) from None
+    capacity = _capacity(found.get("outbox_capacity"), data_dir)
+    deadline_at = None
+    if kind.kind == alink.KIND_RRPC_REQUEST:
+        deadline_at = request.received_at + _rrpc_timeout_s(found, data_dir)
+        if time.time() >= deadline_at:
+            raise HostError(f"refused: too late: the RRPC request {kind.id} came "
+                            f"{time.time() - request.received_at:.1f} s ago and the server "
+                            f"waits {deadline_at - request.received_at:g} s for its answer",
+                            Exit.FAILURE)
+    return _queued(lambda: enqueue(data_dir, topic, payload, args.qos, capacity=capacity,
+                                   create=False, priority=deadline_at is not None,
+                                   deadline_at=deadline_at))
+
+
+def _rrpc_timeout_s(found: Mapping[str, Any], data_dir: Path) -> float:
+    """How long the server waits for an RRPC answer: `rrpc_timeout_s` as configured, else
+    what the running gateway uses, else the server's longest (8 s)."""
+    given = found.get("rrpc_timeout_s")
+    if given is not None:
+        try:
+            return float(int(given))
+        except (TypeError, ValueError):
+            raise HostError(f"bad value for 'rrpc_timeout_s': {given!r}") from None
+    with contextlib.suppress(StoreError, TypeError, ValueError, AttributeError):
+        timeout_ms = StatusFile.read(data_dir).get("alink", {}).get("rrpc_timeout_ms")
+        if isinstance(timeout_ms, int) and timeout_ms > 0:
+            return timeout_ms / 1000
+    return alink.RRPC_TIMEOUT_MS / 1000
 
 
 def cmd_outbox(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -369,6 +483,16 @@ def _interval(text: str) -> float:
     return value
 
 
+def _alink_code(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 999_999:
+        raise argparse.ArgumentTypeError(f"expected 0 .. 999999, got {text}")
+    return value
+
+
 def _qos(text: str) -> int:
     try:
         value = int(text)
@@ -393,19 +517,29 @@ def register(sub: Any) -> None:
     p = add_command(
         sub, "publish",
         description="Queue TOPIC/PAYLOAD in the gateway's outbox and print the message id. "
-                    "A TOPIC without a leading '/' is relative to /{ProductKey}/{DeviceName}/.")
+                    "A TOPIC without a leading '/' is relative to /{ProductKey}/{DeviceName}/. "
+                    "With --property (no TOPIC/PAYLOAD): an Alink property post to "
+                    "/sys/{pk}/{dn}/thing/event/property/post, its id from the store's "
+                    "counter; the cloud's post_reply shows in `airfsm status` and the inbox.")
     _add_locating_options(p)
     p.add_argument("--qos", type=_qos, default=1, help="0 or 1 (default 1: at least once)")
-    p.add_argument("--product-key", default=None, help="for relative topics")
-    p.add_argument("--device-name", default=None, help="for relative topics")
+    p.add_argument("--product-key", default=None, help="for relative topics and --property")
+    p.add_argument("--device-name", default=None, help="for relative topics and --property")
+    p.add_argument("--property", action="append", default=[], metavar="NAME=VALUE",
+                   help="a thing-model property (repeat for more): 21 is an int, 21.5 a float, "
+                        "true/false a bool, {...} / [...] a JSON struct / array, anything else "
+                        "(or a quoted '\"21\"') a string")
     p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
-    p.add_argument("topic", metavar="TOPIC")
-    p.add_argument("payload", metavar="PAYLOAD", help="the message; '-' reads it from stdin")
+    p.add_argument("topic", metavar="TOPIC", nargs="?")
+    p.add_argument("payload", metavar="PAYLOAD", nargs="?",
+                   help="the message; '-' reads it from stdin")
     p.set_defaults(handler=cmd_publish)
 
     p = add_command(sub, "inbox",
                     description="Print the inbox (oldest first) as JSON lines: id, topic, "
-                                "payload, payload_encoding, received_at.")
+                                "payload, payload_encoding, received_at, and for Alink "
+                                "messages 'alink' (kind, id, reply_topic; a post_reply's code "
+                                "and accepted).")
     _add_locating_options(p)
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep printing new messages until interrupted")
@@ -414,6 +548,27 @@ def register(sub: Any) -> None:
     p.add_argument("--last", type=_message_id, default=None, metavar="N",
                    help="start with the last N messages")
     p.set_defaults(handler=cmd_inbox)
+
+    p = add_command(
+        sub, "reply",
+        description="Answer a request from the cloud that is in the inbox: a property set or "
+                    "service call gets the Alink reply {\"id\", \"code\", \"data\"} on its "
+                    "<topic>_reply; an RRPC request gets its response on .../rrpc/response/<id> "
+                    "(an Alink reply when the request is Alink JSON, else --payload as given). "
+                    "Queued like `airfsm publish`; prints the message id.")
+    _add_locating_options(p)
+    p.add_argument("inbox_id", metavar="INBOX_ID", type=_message_id,
+                   help="the request's id in `airfsm inbox`")
+    p.add_argument("--code", type=_alink_code, default=alink.CODE_OK,
+                   help="the Alink result code (default 200: success)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--data", default=None, metavar="JSON",
+                      help="the reply's data, JSON (default {})")
+    what.add_argument("--payload", default=None, metavar="TEXT",
+                      help="RRPC only: the response exactly as given, for a format of your own")
+    p.add_argument("--qos", type=_qos, default=1, help="0 or 1 (default 1)")
+    p.add_argument("--outbox-capacity", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_reply)
 
     p = add_command(
         sub, "outbox",

@@ -11,14 +11,17 @@ deadlines are wrap-safe 32-bit milliseconds.
 Received bytes go through a small receive state machine. In LINE it does not step byte by byte:
 it finds the next line end (C: memchr) and copies the run of bytes before it into the line
 buffer in one slice; only the bytes that can decide something without a line end are looked at
-one by one (a `,` on a line that may be a `+MSUB:` header, every byte while a `>` prompt is
-awaited). Length-counted data is copied as runs too.
+one by one (the first byte of a line, a `,` on a line that starts with `+MSUB:`, every byte
+while a `>` prompt is awaited). Length-counted data is copied as runs too. A complete line is
+compared only with the final codes and URC rows its first byte can start.
 
 Receive states (`_Rx`)
 ----------------------
 LINE          assemble a line; CR or LF ends it; empty lines are skipped.
 SKIP_LINE     the line overflowed LINE_CAPACITY: discard bytes up to the next CR/LF.
-SKIP_LF       a `+HTTPREAD: <n>` line ended at CR: swallow one LF, then read the data.
+SKIP_LF       a `+HTTPREAD: <n>` line ended at CR: swallow one LF, then read the data. The
+              wait for that LF is part of the payload (same stall and overrun rule): a CR
+              with nothing after it for the stall window is a truncated payload.
 DATA          read exactly n raw bytes (they may hold CR, LF, commas, quotes, "OK" ...); they
               are kept in the data buffer (its first DATA_CAPACITY bytes) whatever their sink.
 HEX_TAIL      a `+MSUB:` payload of n hex digits while the module may be in hex mode
@@ -36,6 +39,12 @@ it recognises; a line that ends up as a plain info line keeps its bytes as recei
 With a command in flight:
   1. echo       a line equal to the command is its echo: dropped (echo on or off both work),
                 passed to on_ignored (a log of the line, both directions).
+                Once an echo has come, the module is known to echo, and until the echo of
+                the command in flight comes, steps 2-4 and 6 do not apply (the line is
+                digested as with no command in flight): a final code before the echo is the
+                previous command's (a duplicated `OK`, or a late one), never this one's
+                answer. `ATE0` answered OK, reset(), or a command that timed out without its
+                echo make the channel take answers without an echo again.
   2. final      `OK`, `ERROR`, `ERROR: n` (how the HTTP commands refuse), `+CME ERROR: n`,
                 `+CMS ERROR: n` (FINAL_CODES) complete the response: the channel goes idle, then
                 on_response(response) fires.
@@ -161,6 +170,20 @@ FINAL_CODES: tuple[tuple[bytes, AtResult, bool], ...] = (
     (b"+CMS ERROR:", AtResult.CME_ERROR, True),
 )
 NOT_FINAL = -1  # final_code(): the line is not a final result code
+FinalIndex = dict[int, tuple[tuple[int, bytes, int, bool], ...]]
+
+
+def _finals_by_first_byte() -> FinalIndex:
+    """FINAL_CODES by the first byte of their text, in their order: (index, text, length,
+    has_code). A line is compared with the few codes that can match it (C: the five are
+    compared in turn). Python only (no C twin)."""
+    index: FinalIndex = {}
+    for i, (text, _result, has_code) in enumerate(FINAL_CODES):
+        index[text[0]] = (*index.get(text[0], ()), (i, text, len(text), has_code))
+    return index
+
+
+_FINALS_BY_FIRST = _finals_by_first_byte()
 
 # Whole-line prompts. The `>` prompt is not here: it is taken at its first byte, because the
 # module sends `> ` and then waits, with no line end (see the module docstring).
@@ -168,12 +191,15 @@ PROMPT_LINES: tuple[bytes, ...] = (b"DOWNLOAD",)
 DATA_PROMPT = 0x3E  # `>`: the prompt taken at its first byte
 
 MSUB_HEADER = b"+MSUB:"
+_MSUB_HEADER_LEN = len(MSUB_HEADER)
 MSUB_LENGTH_UNIT = b"byte,"
 HTTPREAD_HEADER = b"+HTTPREAD:"
+_HTTPREAD_HEADER_LEN = len(HTTPREAD_HEADER)
 # The payload form of +MSUB follows the module's AT+MQTTMODE, which the channel sees go by
 # (the table's commands: the controller sends those steps).
 HEX_MODE_ON = HEX_MODE.command.encode("ascii")
 HEX_MODE_OFF = TEXT_MODE.command.encode("ascii")
+ECHO_OFF = b"ATE0"  # the command that switches the module's echo off (V.25ter)
 _HEX_DIGITS = b"0123456789ABCDEFabcdef"
 
 
@@ -204,6 +230,18 @@ class _Prompt(IntEnum):
     GIVEN = 2  # PROMPT reported, waiting for send_data()
 
 
+# The members as module constants, for the receiver: looking a member up on its Enum class costs
+# ~150 ns in CPython (more than the rest of a short line's digest); a module constant, a few.
+# C: the enum constants themselves.
+_RX_LINE, _RX_SKIP_LINE, _RX_SKIP_LF, _RX_DATA, _RX_HEX_TAIL, _RX_MSUB_END, _RX_PROMPT_SPACE = _Rx
+_SINK_NONE, _SINK_RESPONSE, _SINK_URC, _SINK_DISCARD = _Sink
+_PROMPT_NONE, _PROMPT_AWAITED, _PROMPT_GIVEN = _Prompt
+_OK = AtResult.OK
+_ERROR = AtResult.ERROR
+_PROMPT = AtResult.PROMPT
+_TIMEOUT = AtResult.TIMEOUT
+
+
 class AtResponse:
     """The answer to one command. One object per channel, reused (C: a struct).
 
@@ -211,18 +249,20 @@ class AtResponse:
     Info line i is `arena[line_start[i]:line_start[i] + line_length[i]]` for i < line_count,
     the +HTTPREAD body `arena[data_start:data_start + data_length]`. `truncated` is set when
     the command's length-counted data came short (the data is then dropped: data_length 0).
-    `command` is the command as the caller passed it (a view of its buffer, valid until the
-    caller changes that buffer).
+    `command` is the command as the caller passed it: a view of `command_buf[:command_len]`,
+    the caller's buffer, valid until the caller changes that buffer.
     """
 
-    __slots__ = ("result", "cme_error", "command", "truncated", "arena", "arena_used",
-                 "line_count", "line_start", "line_length", "data_start", "data_length")
+    __slots__ = ("result", "cme_error", "command_buf", "command_len", "truncated", "arena",
+                 "arena_used", "line_count", "line_start", "line_length", "data_start",
+                 "data_length")
 
     def __init__(self, arena: bytearray) -> None:
         """C: part of at_init()."""
         self.result: AtResult = AtResult.OK
         self.cme_error: int = -1
-        self.command: bytes | bytearray | memoryview = b""
+        self.command_buf: bytes | bytearray = b""
+        self.command_len = 0
         self.truncated: bool = False
         self.arena = arena
         self.arena_used = 0
@@ -232,11 +272,12 @@ class AtResponse:
         self.data_start = 0
         self.data_length = 0
 
-    def clear(self, command: bytes | bytearray | memoryview) -> None:
-        """C: at_response_clear()."""
-        self.result = AtResult.OK
+    def clear(self, buf: bytes | bytearray, length: int | None = None) -> None:
+        """Reset for the command buf[:length] (all of buf by default). C: at_response_clear()."""
+        self.result = _OK
         self.cme_error = -1
-        self.command = command
+        self.command_buf = buf
+        self.command_len = len(buf) if length is None else length
         self.truncated = False
         self.arena_used = 0
         self.line_count = 0
@@ -253,6 +294,12 @@ class AtResponse:
             if arena.startswith(prefix, start, start + self.line_length[i]):
                 return i
         return -1
+
+    @property
+    def command(self) -> memoryview:
+        """The command (a view, made when asked: the response keeps the buffer and a length,
+        as the C struct does). C: the command and command_len fields."""
+        return memoryview(self.command_buf)[:self.command_len]
 
     def line_end(self, index: int) -> int:
         """Where info line `index` ends in the arena. C: at_response_line_end()."""
@@ -377,9 +424,10 @@ def final_code(buf: bytes | bytearray, start: int, end: int) -> int:
     """The index in FINAL_CODES of the final result code buf[start:end] is; NOT_FINAL if none.
 
     C: at_final_code()."""
+    if start >= end:
+        return NOT_FINAL
     n = end - start
-    for index, (text, _result, has_code) in enumerate(FINAL_CODES):
-        t = len(text)
+    for index, text, t, has_code in _FINALS_BY_FIRST.get(buf[start], ()):
         if (n >= t if has_code else n == t) and buf.startswith(text, start, end):
             return index
     return NOT_FINAL
@@ -486,8 +534,8 @@ class AtChannel:
         "_urc_only",
         "_urcs_by_first", "_msub_urc",
         "_baud", "stall_ms",
-        "_active", "_command", "_prefix", "_deadline", "_prompt", "_final_urc",
-        "_final_urc_awaited", "_response",
+        "_active", "_command", "_command_len", "_prefix_end", "_deadline", "_prompt", "_final_urc",
+        "_final_urc_awaited", "_echo_seen", "_echo_on", "_response",
         "_now", "_rx", "_line", "_line_cap", "_line_len", "_msub_possible", "_header_len",
         "_data", "_data_cap", "_data_len", "_data_left", "_data_declared", "_data_read",
         "_data_started_at", "_data_last_at", "_data_budget_ms", "_sink", "_hex_possible",
@@ -535,18 +583,23 @@ class AtChannel:
 
         # the command in flight
         self._active = False
-        self._command: Buffer = b""  # a view of the caller's command buffer
-        self._prefix: Buffer = b""  # its answer lines' prefix (`+CGATT`), a view of it too
+        self._command: bytes | bytearray = b""  # the caller's command buffer ...
+        self._command_len = 0  # ... and the command's length in it
+        self._prefix_end = 0  # its answer lines' prefix (`+CGATT`) is _command[2:_prefix_end]
         self._deadline = 0
-        self._prompt = _Prompt.NONE
+        self._prompt = _PROMPT_NONE
         self._final_urc = False  # the command in flight reports its outcome as a final URC
         self._final_urc_awaited = False  # ... it answered OK: the next final code is that
+        self._echo_seen = False  # the echo of the command in flight was dropped
+        # The module echoes: an echo came, and since then no ATE0, no reset, and no command
+        # timed out without its echo. Until the echo, a final code is not the command's.
+        self._echo_on = False
         self._response = AtResponse(info_arena if info_arena is not None
                                     else bytearray(INFO_ARENA))
 
         # the receiver
         self._now = 0  # the now_ms of the feed() or check_timeout() running
-        self._rx = _Rx.LINE
+        self._rx = _RX_LINE
         self._line = line_buf if line_buf is not None else bytearray(LINE_CAPACITY)
         self._line_cap = len(self._line)
         self._line_len = 0
@@ -561,7 +614,7 @@ class AtChannel:
         self._data_started_at = 0
         self._data_last_at = 0
         self._data_budget_ms = 0
-        self._sink = _Sink.NONE
+        self._sink = _SINK_NONE
         self._hex_possible = False  # AT+MQTTMODE=1 sent, AT+MQTTMODE=0 not answered OK since
         self._hex_candidate = False  # MSUB_END: the n payload bytes were all hex digits
         self._hex_payload = False  # the payload kept is 2n hex digits: deliver it decoded
@@ -597,9 +650,9 @@ class AtChannel:
 
         C: at_receive_deadline()."""
         rx = self._rx
-        if rx == _Rx.MSUB_END:
+        if rx == _RX_MSUB_END:
             return ms_add(self._data_last_at, self.stall_ms)
-        if rx in (_Rx.DATA, _Rx.HEX_TAIL):
+        if rx in (_RX_SKIP_LF, _RX_DATA, _RX_HEX_TAIL):  # SKIP_LF: the wait is the payload's
             return ms_earliest(ms_add(self._data_last_at, self.stall_ms),
                                ms_add(self._data_started_at, self._data_budget_ms))
         return None
@@ -631,9 +684,8 @@ class AtChannel:
             # Precondition broken by the caller: keep the command in flight intact.
             self.commands_refused += 1
             return
-        command = memoryview(buf)[:length]
         response = self._response
-        response.clear(command)
+        response.clear(buf, min(length, len(buf)))
         self._final_urc_awaited = False
         if (length >= len(buf) or buf.find(_NUL, 0, length) >= 0 or buf.find(_CR, 0, length) >= 0
                 or buf.find(_LF, 0, length) >= 0):
@@ -641,29 +693,31 @@ class AtChannel:
             # built this string (a NUL would cut it short in the C twin's string handling);
             # refuse it whole, and report it the way the module reports a bad command.
             self.commands_refused += 1
-            response.result = AtResult.ERROR
+            response.result = _ERROR
             self._on_response(response)
             return
         if _starts_with_nocase(buf, length, HEX_MODE_ON):
             self._hex_possible = True  # the module may switch as soon as it reads this
         # State first, then write: should the write fail, the deadline still ends the wait.
         self._active = True
-        self._command = command
-        self._prefix = command[2:response_prefix_end(buf, length)]
+        self._command = buf
+        self._command_len = length
+        self._prefix_end = response_prefix_end(buf, length)
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
-        self._prompt = _Prompt.AWAITED if expect_prompt else _Prompt.NONE
+        self._prompt = _PROMPT_AWAITED if expect_prompt else _PROMPT_NONE
         self._final_urc = final_urc
+        self._echo_seen = False
         buf[length] = _CR
         self._write(memoryview(buf)[:length + 1])
 
     def send_data(self, buf: Buffer, length: int, now_ms: int, timeout_ms: int) -> None:
         """After PROMPT: write the raw body buf[:length] (no CR) and wait again for the final
         code. C: at_send_data()."""
-        if not self._active or self._prompt != _Prompt.GIVEN:
+        if not self._active or self._prompt != _PROMPT_GIVEN:
             # Raw bytes outside a prompt would be parsed by the module as AT commands.
             self.commands_refused += 1
             return
-        self._prompt = _Prompt.NONE
+        self._prompt = _PROMPT_NONE
         self._deadline = ms_add(now_ms, _clamp_timeout(timeout_ms))
         self._write(memoryview(buf)[:length])
 
@@ -675,17 +729,17 @@ class AtChannel:
         may hold the command's final code). C: at_check_timeout()."""
         self._now = now_ms
         rx = self._rx
-        if rx == _Rx.MSUB_END:
+        if rx == _RX_MSUB_END:
             if ms_diff(now_ms, self._data_last_at) >= self.stall_ms:
                 self._deliver_msub(self._data, 0, self._data_len)  # nothing followed it
                 self._end_payload()
-        elif rx in (_Rx.DATA, _Rx.HEX_TAIL):
+        elif rx in (_RX_SKIP_LF, _RX_DATA, _RX_HEX_TAIL):
             stalled = ms_diff(now_ms, self._data_last_at) >= self.stall_ms
             overrun = ms_diff(now_ms, self._data_started_at) >= self._data_budget_ms
             if stalled or overrun:
                 self._truncate()
         if self._active and ms_reached(now_ms, self._deadline):
-            self._complete(AtResult.TIMEOUT, -1)
+            self._complete(_TIMEOUT, -1)
 
     def reset(self) -> None:
         """Forget the command in flight and any partial line or data (no callback).
@@ -694,11 +748,14 @@ class AtChannel:
         """
         self._active = False
         self._command = b""
-        self._prefix = b""
-        self._prompt = _Prompt.NONE
+        self._command_len = 0
+        self._prefix_end = 0
+        self._prompt = _PROMPT_NONE
         self._final_urc = False
         self._final_urc_awaited = False
         self._hex_possible = False
+        self._echo_on = False
+        self._echo_seen = False
         self._line_len = 0
         self._end_payload()
 
@@ -717,10 +774,10 @@ class AtChannel:
         end = len(data) if length is None else length
         while i < end:
             rx = self._rx
-            if rx == _Rx.LINE:
+            if rx == _RX_LINE:
                 i = self._take_line(data, view, i, end)
                 continue
-            if rx == _Rx.DATA:
+            if rx == _RX_DATA:
                 # C: memcpy of the run.
                 take = min(self._data_left, end - i)
                 self._keep(view, i, take)
@@ -730,15 +787,15 @@ class AtChannel:
                 if self._data_left == 0:
                     self._data_complete()
                 continue
-            if rx == _Rx.SKIP_LINE:
+            if rx == _RX_SKIP_LINE:
                 stop = _line_end(data, i, end)
                 if stop < end:  # the line end itself starts the next line
-                    self._rx = _Rx.LINE
+                    self._rx = _RX_LINE
                     stop += 1
                 i = stop
                 continue
             b = data[i]
-            if rx == _Rx.HEX_TAIL:
+            if rx == _RX_HEX_TAIL:
                 if hex_value(b) < 0:
                     self._truncate()  # fewer than 2n hex digits: digits were lost
                     continue  # this byte starts the next line
@@ -747,19 +804,19 @@ class AtChannel:
                 i += 1
                 if self._data_read == 2 * self._data_declared:
                     self._hex_payload = True
-                    self._rx = _Rx.MSUB_END
+                    self._rx = _RX_MSUB_END
                 continue
-            if rx == _Rx.MSUB_END:
+            if rx == _RX_MSUB_END:
                 self._after_msub_payload(b)
                 continue  # this byte is looked at again in the state just chosen
-            if rx == _Rx.SKIP_LF:
+            if rx == _RX_SKIP_LF:
                 # The CR LF after `+HTTPREAD: n` ends the header, it is not the body.
-                self._rx = _Rx.DATA
+                self._rx = _RX_DATA
                 if b == _LF:
                     i += 1
                 continue
             # rx == PROMPT_SPACE
-            self._rx = _Rx.LINE
+            self._rx = _RX_LINE
             if b == _SP:
                 i += 1
 
@@ -767,24 +824,45 @@ class AtChannel:
         """LINE: the run of data[i:end] up to the next line end goes into the line buffer in
         one copy; the line end completes the line. Returns where the next state starts.
 
+        At the start of a line its first byte is looked at: the CR and LF between lines are
+        passed over (an empty line says nothing), and only a line that starts with `+MSUB:`
+        (or with noise, or whose start is not all here yet) may be a `+MSUB:` header.
         Two things stop a run early. While a `>` prompt is awaited every byte is looked at, as
         the prompt comes without a line end. On a line that may be a `+MSUB:` header each `,`
         ends a run, since the header (and the payload right after it) may end there.
         C: at_take_line().
         """
-        if self._line_len == 0:
-            self._msub_possible = True
-        if self._prompt == _Prompt.AWAITED:
+        line_len = self._line_len
+        if line_len == 0:
             b = data[i]
-            if b == DATA_PROMPT and self._content_start(self._line_len) == self._line_len:
+            while b in (_CR, _LF):  # the CR LF pairs around every module line
+                i += 1
+                if i == end:
+                    return i
+                b = data[i]
+            if b == _PLUS:
+                # C: memcmp when the six bytes are here
+                self._msub_possible = end - i < _MSUB_HEADER_LEN or data.startswith(
+                    MSUB_HEADER, i, end)
+            else:
+                self._msub_possible = not _SP <= b <= _TILDE  # _is_noise(), inline
+        if self._prompt == _PROMPT_AWAITED:
+            b = data[i]
+            if b == DATA_PROMPT and self._content_start(line_len) == line_len:
                 self._line_len = 0  # only noise before it
                 self._give_prompt()
-                self._rx = _Rx.PROMPT_SPACE
+                self._rx = _RX_PROMPT_SPACE
                 return i + 1
             stop = i if b in (_CR, _LF) else i + 1  # this byte alone
             ends_line = stop == i
         else:
-            stop = _line_end(data, i, end)
+            # _line_end(), inline: the hot path of the receiver
+            stop = data.find(_CR, i, end)
+            if stop < 0:
+                stop = end
+            lf = data.find(_LF, i, stop)
+            if lf >= 0:
+                stop = lf
             ends_line = stop < end
         at_comma = False
         if self._msub_possible:
@@ -794,16 +872,17 @@ class AtChannel:
                 ends_line = False
                 at_comma = True
         count = stop - i
-        room = self._line_cap - self._line_len
+        room = self._line_cap - line_len
         if count > room:
             # C: memcpy of what fits; the byte after it overflows the line.
-            self._line[self._line_len:self._line_cap] = view[i:i + room]
+            self._line[line_len:self._line_cap] = view[i:i + room]
             self._line_len = self._line_cap
             self._overflow()
             return i + room + 1
         if count:
-            self._line[self._line_len:self._line_len + count] = view[i:stop]
-            self._line_len += count
+            self._line[line_len:line_len + count] = view[i:stop]
+            line_len += count
+            self._line_len = line_len
         if at_comma:
             self._check_msub_header()
             return stop
@@ -812,7 +891,7 @@ class AtChannel:
             self._end_line(terminator)
             stop += 1
             if (terminator == _CR and stop < end and data[stop] == _LF
-                    and self._rx == _Rx.LINE):
+                    and self._rx == _RX_LINE):
                 stop += 1  # the LF of a CR LF would end an empty line: nothing to digest
         return stop
 
@@ -824,12 +903,13 @@ class AtChannel:
             self._deliver_pending()  # the message was whole; the rest is too long
         self.lines_dropped += 1
         self._line_len = 0
-        self._rx = _Rx.SKIP_LINE
+        self._rx = _RX_SKIP_LINE
 
     def _content_start(self, n: int) -> int:
         """Index of the first byte of _line[:n] that is not leading noise. C: at_content_start()."""
+        line = self._line
         start = 0
-        while start < n and _is_noise(self._line[start]):
+        while start < n and not _SP <= line[start] <= _TILDE:  # _is_noise(), inline
             start += 1
         return start
 
@@ -847,29 +927,49 @@ class AtChannel:
         if n == 0:
             return  # the CR LF pairs around every module line
         self._digest(n)
-        if self._rx == _Rx.DATA and terminator == _CR:
-            self._rx = _Rx.SKIP_LF
+        if self._rx == _RX_DATA and terminator == _CR:
+            self._rx = _RX_SKIP_LF
 
     def _digest(self, n: int) -> None:
         """Decide what the complete line self._line[:n] is. The order is the module docstring's.
 
+        The line's first byte (after noise) picks the few final codes and URC rows that can
+        match it; a line no final code or URC starts with is not compared with any.
         C: at_digest()."""
         line = self._line
-        s = self._content_start(n)
+        s = 0 if _SP <= line[0] <= _TILDE else self._content_start(n)  # no noise: the usual
+        first = line[s] if s < n else -1
         own = False
+        answering = False
         if self._active:
-            command = self._command
             # 1. echo
-            if n - s == len(command) and line.startswith(command, s, n):
+            length = self._command_len
+            if n - s == length and line.startswith(self._command[:length], s, n):
+                self._echo_seen = True
+                self._echo_on = True
                 self._ignore(s, n)
                 return
-            # 2. final result code
-            final = final_code(line, s, n)
-            if final != NOT_FINAL:
+            # A module that echoes sends the echo before anything of the answer: until it
+            # comes, what arrives is not this command's (a duplicated or late final code of
+            # the one before): digested as with no command in flight.
+            answering = self._echo_seen or not self._echo_on
+        # 2. final result code
+        final = final_code(line, s, n) if first in _FINALS_BY_FIRST else NOT_FINAL
+        if final != NOT_FINAL:
+            if answering:
                 self._complete(FINAL_CODES[final][1], final_code_number(line, s, n, final))
-                return
+            elif self._final_urc_awaited:
+                # 2'. no command in flight: the outcome of the one sent with final_urc
+                self._final_urc_awaited = False
+                self.urcs += 1
+                self._on_urc(self._match_urc(s, n, True), bytes(line[s:n]), b"")
+            else:
+                self.stray_lines += 1  # 2'. a late answer of a command that timed out
+                self._ignore(s, n)
+            return
+        if answering:
             # 3. prompt
-            if self._prompt == _Prompt.AWAITED:
+            if self._prompt == _PROMPT_AWAITED:
                 for text in PROMPT_LINES:
                     if n - s == len(text) and line.startswith(text, s, n):
                         self._give_prompt()
@@ -878,35 +978,25 @@ class AtChannel:
             own = self._is_own_line(s, n)
             if own:
                 self._add_info_line(s, n)
-        elif final_code(line, s, n) != NOT_FINAL:
-            # 2'. a final code with no command in flight
-            if self._final_urc_awaited:
-                self._final_urc_awaited = False
-                self.urcs += 1
-                self._on_urc(self._match_urc(s, n, UrcKind.FINAL), bytes(line[s:n]), b"")
-            else:
-                self.stray_lines += 1
-                self._ignore(s, n)
-            return
         if not own:
             # 5. URC
-            urc = self._match_urc(s, n)
+            urc = self._match_urc(s, n, False) if first in self._urcs_by_first else URC_NONE
             if urc != URC_NONE:
                 self.urcs += 1
                 self._on_urc(urc, bytes(line[s:n]), b"")
             # 6. info line (as received) or stray
-            elif self._active:
+            elif answering:
                 self._add_info_line(0, n)
             else:
                 self.stray_lines += 1
                 self._ignore(0, n)  # as received, like an info line
         # length-counted data after the line, whatever the line was
-        if n - s > len(HTTPREAD_HEADER) and line.startswith(HTTPREAD_HEADER, s, n):
-            length = parse_uint(line, s + len(HTTPREAD_HEADER), n)
+        if n - s > _HTTPREAD_HEADER_LEN and line.startswith(HTTPREAD_HEADER, s, n):
+            length = parse_uint(line, s + _HTTPREAD_HEADER_LEN, n)
             if length > 0:
                 if s:
                     line[0:n - s] = line[s:n]  # keep the header at the front (C: memmove)
-                self._start_data(n - s, length, _Sink.RESPONSE if own else _Sink.DISCARD)
+                self._start_data(n - s, length, _SINK_RESPONSE if own else _SINK_DISCARD)
 
     def _ignore(self, s: int, n: int) -> None:
         """The line self._line[s:n] means nothing: tell on_ignored, if anyone listens.
@@ -917,25 +1007,26 @@ class AtChannel:
 
     def _is_own_line(self, s: int, n: int) -> bool:
         """C: at_is_own_line()."""
-        prefix = self._prefix
-        p = len(prefix)
+        end = self._prefix_end
+        p = end - 2
         line = self._line
-        if p == 0 or n - s <= p or not line.startswith(prefix, s, n):
+        # The prefix starts with `+`: most lines are told apart before the command is sliced.
+        if (end == 0 or n - s <= p or line[s] != _PLUS
+                or not line.startswith(self._command[2:end], s, n)):
             return False
         after = s + p
         if not (line[after] == _COLON
                 or (line[after] == _SP and n > after + 1 and line[after + 1] == _COLON)):
             return False
-        return not any(line.startswith(urc, s, n) for urc in self._urc_only)
+        return not line.startswith(self._urc_only, s, n)  # C: a loop over the urc_only rows
 
-    def _match_urc(self, s: int, n: int, kind: UrcKind | None = None) -> int:
+    def _match_urc(self, s: int, n: int, final: bool) -> int:
         """The first row of the URC table that _line[s:n] starts with: of the FINAL rows when
-        `kind` is FINAL, else of the others. URC_NONE when none (an empty prefix never
-        matches). C: at_match_urc()."""
+        `final`, else of the others. URC_NONE when none (an empty prefix never matches).
+        C: at_match_urc()."""
         line = self._line
         if s >= n:
             return URC_NONE
-        final = kind == UrcKind.FINAL
         for index, prefix, row_final in self._urcs_by_first.get(line[s], ()):
             if row_final == final and line.startswith(prefix, s, n):
                 return index
@@ -982,13 +1073,13 @@ class AtChannel:
             self.msub_resplits += 1
         self._line_len = 0
         # The header stays in self._line[:n] until the payload is complete.
-        self._start_data(n, length, _Sink.URC)
+        self._start_data(n, length, _SINK_URC)
 
     def _start_data(self, header_len: int, length: int, sink: _Sink) -> None:
         """C: at_start_data()."""
-        if length > self._data_cap or sink == _Sink.DISCARD:
+        if length > self._data_cap or sink == _SINK_DISCARD:
             self.data_dropped += 1
-            sink = _Sink.DISCARD
+            sink = _SINK_DISCARD
         self._sink = sink
         self._header_len = header_len
         self._data_len = 0
@@ -999,11 +1090,11 @@ class AtChannel:
         self._hex_payload = False
         self._data_started_at = self._now
         self._data_last_at = self._now
-        chars = 2 * length if sink == _Sink.URC and self._hex_possible else length
+        chars = 2 * length if sink == _SINK_URC and self._hex_possible else length
         line_ms = (2 * chars * UART_BITS_PER_CHAR * 1000 + self._baud - 1) // self._baud
         self._data_budget_ms = min(line_ms + PAYLOAD_OVERRUN_SLACK_MS + self.stall_ms,
                                    MAX_TIMEOUT_MS)
-        self._rx = _Rx.DATA
+        self._rx = _RX_DATA
         if length == 0:  # `+MSUB: "/t",0 byte,`: nothing to read, but the line end decides
             self._data_complete()
 
@@ -1018,14 +1109,14 @@ class AtChannel:
     def _data_complete(self) -> None:
         """C: at_data_complete()."""
         sink = self._sink
-        if sink == _Sink.URC:
+        if sink == _SINK_URC:
             n = self._data_len
             # Every byte a hex digit (C: a loop of textparse_hex(); here one C-level call).
             self._hex_candidate = (self._hex_possible and n > 0 and 2 * n <= self._data_cap
                                    and not self._data[:n].translate(None, _HEX_DIGITS))
-            self._rx = _Rx.MSUB_END
+            self._rx = _RX_MSUB_END
             return
-        if sink == _Sink.RESPONSE:
+        if sink == _SINK_RESPONSE:
             self._keep_response_data()
         self._end_payload()
 
@@ -1049,7 +1140,7 @@ class AtChannel:
         C: at_after_msub_payload()."""
         if self._hex_candidate and hex_value(b) >= 0:
             self._hex_candidate = False
-            self._rx = _Rx.HEX_TAIL  # n hex digits and more coming: the 2n-digit hex form
+            self._rx = _RX_HEX_TAIL  # n hex digits and more coming: the 2n-digit hex form
             return
         if b in (_CR, _LF):
             self._deliver_msub(self._data, 0, self._data_len)  # the usual case
@@ -1059,8 +1150,8 @@ class AtChannel:
         # payload appended to the header (C: memcpy); _end_line or a later header decides.
         header_len = self._header_len
         size = self._data_len
-        self._sink = _Sink.NONE
-        self._rx = _Rx.LINE
+        self._sink = _SINK_NONE
+        self._rx = _RX_LINE
         if header_len + size > self._line_cap:
             self._deliver_msub(self._data, 0, size)  # too long to be part of any header
             self._end_payload()
@@ -1090,8 +1181,8 @@ class AtChannel:
 
     def _end_payload(self) -> None:
         """Back to assembling lines; the data buffer is free again. C: at_end_payload()."""
-        self._rx = _Rx.LINE
-        self._sink = _Sink.NONE
+        self._rx = _RX_LINE
+        self._sink = _SINK_NONE
         self._data_len = 0
         self._data_left = 0
         self._data_read = 0
@@ -1108,7 +1199,7 @@ class AtChannel:
         header = bytes(self._line[:self._header_len])
         declared, received = self._data_declared, self._data_read
         swallowed = bytes(self._data[cut:kept])  # C: memmove to the front, fed from there
-        if self._sink == _Sink.RESPONSE:
+        if self._sink == _SINK_RESPONSE:
             self._response.truncated = True
         self.payloads_truncated += 1
         self._line_len = 0
@@ -1122,22 +1213,27 @@ class AtChannel:
 
     def _give_prompt(self) -> None:
         """C: at_give_prompt()."""
-        self._prompt = _Prompt.GIVEN
-        self._response.result = AtResult.PROMPT
+        self._prompt = _PROMPT_GIVEN
+        self._response.result = _PROMPT
         self._on_response(self._response)
 
     def _complete(self, result: AtResult, cme_error: int) -> None:
         # Idle first: the controller may send the next command as soon as it learns of this.
         """C: at_complete()."""
         self._active = False
-        self._prompt = _Prompt.NONE
-        ok = result == AtResult.OK
+        self._prompt = _PROMPT_NONE
+        ok = result == _OK
         self._final_urc_awaited = ok and self._final_urc
-        if ok and _starts_with_nocase(self._command, len(self._command), HEX_MODE_OFF):
+        if ok and _starts_with_nocase(self._command, self._command_len, HEX_MODE_OFF):
             self._hex_possible = False
-        if self._sink == _Sink.RESPONSE:
+        if (ok and _starts_with_nocase(self._command, self._command_len, ECHO_OFF)
+                or (result == _TIMEOUT and not self._echo_seen)):
+            # Echo switched off, or no echo and no answer (the module may have stopped
+            # echoing): take answers without an echo again, until an echo shows it back on.
+            self._echo_on = False
+        if self._sink == _SINK_RESPONSE:
             # Timed out in the middle of the body: keep reading it, but it belongs to no one.
-            self._sink = _Sink.DISCARD
+            self._sink = _SINK_DISCARD
             self.data_dropped += 1
         response = self._response
         response.result = result

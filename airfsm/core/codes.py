@@ -268,7 +268,7 @@ class LogEvent(IntEnum):
     PUBLISH_FAILED = 16  # a: message id, b: attempt, c: attempts allowed
     PUBLISH_DEAD = 17  # a: message id, b: attempts, data: the topic
     MQTT_MODE_REFUSED = 18  # a: AtResult, b: the number in the answer, c: failures in a row
-    OUTBOX_UNAVAILABLE = 19  # a: OutboxCall, b: failures in a row, c: backoff ms, data: error
+    OUTBOX_UNAVAILABLE = 19  # a: OutboxCall, b: failures in a row, c: backoff ms (the store: why)
     OUTBOX_AVAILABLE = 20  # a: failures before it worked again
     PORT_LOST = 21  # (the port says why)
     HARDWARE_RESET = 22  # a: pulse number, b: pulses allowed

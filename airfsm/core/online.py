@@ -16,8 +16,8 @@ letter - kept for an operator, never deleted - while the rest of the queue flows
 carries no packet id: a PUBACK is matched conservatively (any one proves the head arrived; the
 PUBACKs its other sends still owe are waited for before the next message goes).
 
-The store. A write the outbox refused (OutboxUnavailable: locked, disk full, read-only) is
-owed, retried after a backoff, and blocks the queue meanwhile: an acknowledged message is never
+The store. A write the outbox refused (OutboxStatus.UNAVAILABLE: locked, disk full, read-only)
+is owed, retried after a backoff, and blocks the queue meanwhile: an acknowledged message is never
 sent again because its DELETE failed, and a store that keeps failing costs neither a send storm
 nor a busy loop.
 
@@ -41,6 +41,7 @@ from airfsm.core.codes import (
     LogEvent,
     LogLevel,
     OutboxCall,
+    OutboxStatus,
     PubPhase,
     Purpose,
     Reason,
@@ -50,7 +51,7 @@ from airfsm.core.codes import (
 from airfsm.core.counters import Counters
 from airfsm.core.judge import answer_reason, mqtt_status, signal_of
 from airfsm.core.messages import OutboundMessage
-from airfsm.core.outbox import Outbox, OutboxUnavailable
+from airfsm.core.outbox import Outbox
 from airfsm.core.settings import Settings
 from airfsm.core.table import (
     CACHE_READ,
@@ -291,10 +292,9 @@ def _publish_head(ctl: Online) -> None:
 
     C: online_publish_head()."""
     s = ctl.session
-    try:
-        message = ctl.outbox.peek()
-    except OutboxUnavailable as exc:
-        _store_unavailable(ctl, OutboxCall.PEEK, exc)
+    status, message = ctl.outbox.peek()
+    if status == OutboxStatus.UNAVAILABLE:
+        _store_unavailable(ctl, OutboxCall.PEEK)
         return
     if message is not None and s.attempt_of != message.id and not _start_attempt(ctl, message):
         return
@@ -328,10 +328,9 @@ def _start_attempt(ctl: Online, message: OutboundMessage) -> bool:
     if message.attempts >= ctl.settings.publish_attempts:
         dead_letter(ctl, message, s.last_failure, s.last_failure_detail)
         return False
-    try:
-        attempts = ctl.outbox.mark_attempt(message.id)
-    except OutboxUnavailable as exc:
-        _store_unavailable(ctl, OutboxCall.MARK_ATTEMPT, exc)
+    status, attempts = ctl.outbox.mark_attempt(message.id)
+    if status != OutboxStatus.OK:
+        _store_unavailable(ctl, OutboxCall.MARK_ATTEMPT)
         return False
     _store_worked(ctl)
     if attempts == 0:
@@ -489,27 +488,24 @@ def settle_outbox(ctl: Online) -> bool:
     if s.store_holding:
         return False
     if s.ack_owed != NO_ID:
-        try:
-            ctl.outbox.ack(s.ack_owed)
-        except OutboxUnavailable as exc:
-            _store_unavailable(ctl, OutboxCall.ACK, exc)
+        if ctl.outbox.ack(s.ack_owed) != OutboxStatus.OK:
+            _store_unavailable(ctl, OutboxCall.ACK)
             return False
         s.ack_owed = NO_ID
         _store_worked(ctl)
     if s.dead_owed != NO_ID:
-        try:
-            ctl.outbox.dead_letter(s.dead_owed, s.dead_reason, s.dead_detail)
-        except OutboxUnavailable as exc:
-            _store_unavailable(ctl, OutboxCall.DEAD_LETTER, exc)
+        if ctl.outbox.dead_letter(s.dead_owed, s.dead_reason, s.dead_detail) != OutboxStatus.OK:
+            _store_unavailable(ctl, OutboxCall.DEAD_LETTER)
             return False
         s.dead_owed = NO_ID
         _store_worked(ctl)
     return True
 
 
-def _store_unavailable(ctl: Online, call: OutboxCall, exc: Exception) -> None:
+def _store_unavailable(ctl: Online, call: OutboxCall) -> None:
     """The outbox refused a call (locked by another process, disk full, read-only): leave it
-    alone for a backoff that grows while it keeps refusing. Nothing was changed.
+    alone for a backoff that grows while it keeps refusing. Nothing was changed. (Why is the
+    store's to say: the host's log asks it, see `Outbox`.)
 
     C: online_store_unavailable()."""
     s = ctl.session
@@ -519,9 +515,7 @@ def _store_unavailable(ctl: Online, call: OutboxCall, exc: Exception) -> None:
     s.store_holding = True
     s.store_hold_until = ms_add(ctl.now_ms, delay)
     level = LogLevel.WARNING if s.store_failures == 1 else LogLevel.DEBUG
-    if ctl.wants(level):  # the error's text only when it is printed
-        ctl.log(level, LogEvent.OUTBOX_UNAVAILABLE, call, s.store_failures, delay,
-                str(exc).encode("utf-8", "replace"))
+    ctl.log(level, LogEvent.OUTBOX_UNAVAILABLE, call, s.store_failures, delay)
 
 
 def _store_worked(ctl: Online) -> None:

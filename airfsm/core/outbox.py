@@ -3,9 +3,10 @@
 C twin: `port/c/core/outbox.c` (the ring; a host's store implements the same calls).
 
 `Outbox` is all the controller asks of an outbox: the oldest message, counting an attempt,
-deleting it once delivered, moving it to the dead letters once given up. `MemoryOutbox` is the
-one in the core: a ring of `capacity` slots addressed by index (C: an array and two indices),
-with a second ring of as many dead letters. The gateway's durable outbox is SQLite
+deleting it once delivered, moving it to the dead letters once given up. Each call answers an
+`OutboxStatus` code, as its C twin returns `airfsm_outbox_status_t`; none raises. `MemoryOutbox`
+is the one in the core: a ring of `capacity` slots addressed by index (C: an array and two
+indices), with a second ring of as many dead letters. The gateway's durable outbox is SQLite
 (`airfsm.host.store.SqliteOutbox`), behind the same calls.
 """
 
@@ -16,17 +17,9 @@ from dataclasses import replace
 from typing import Protocol
 
 from airfsm.core import payload
-from airfsm.core.codes import Reason
+from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.messages import DeadLetter, OutboundMessage
 from airfsm.core.settings import OUTBOX_RING
-
-
-class OutboxUnavailable(Exception):
-    """The outbox cannot do this now (locked by another process, disk full, read-only
-    filesystem). Nothing changed; the controller backs off and asks again later.
-
-    The one exception the tick expects, from a store the host supplies (C: the call returns
-    OUTBOX_UNAVAILABLE); the RAM ring never raises it."""
 
 
 class OutboxFullError(Exception):
@@ -34,28 +27,42 @@ class OutboxFullError(Exception):
 
 
 class Outbox(Protocol):
-    """What the controller needs from an outbox (`MemoryOutbox`, the gateway's view of
-    `store.SqliteOutbox`). Each call either does all of its work or raises OutboxUnavailable
-    having done none; none of them may wait."""
+    """What the controller needs from an outbox (`MemoryOutbox`, `store.SqliteOutbox`, the
+    gateway's view of it). Each call either does all of its work and answers OK, or answers
+    UNAVAILABLE having done none (the store is locked by another process, the disk is full,
+    the filesystem read-only: the controller backs off and asks again); none of them raises or
+    waits. The RAM ring is never UNAVAILABLE. A host store may say why it was in a text
+    `last_error`, which the host's log shows with LogEvent.OUTBOX_UNAVAILABLE (the core never
+    reads it: C keeps such words out of the core too)."""
 
-    def peek(self) -> OutboundMessage | None:
-        """The oldest message still queued, or None. C: outbox_peek()."""
+    def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
+        """The oldest message still queued: (OK, it), (EMPTY, None) or (UNAVAILABLE, None).
+
+        C: airfsm_outbox_status_t outbox_peek(const airfsm_outbox_t *outbox,
+        airfsm_message_t *out) - fills `*out` on OK."""
         ...
 
-    def mark_attempt(self, message_id: int) -> int:
-        """Count one more attempt for the message; the new count (0 if it is gone).
+    def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
+        """Count one more attempt for the message: (OK, the new count), (OK, 0) when it is
+        gone, or (UNAVAILABLE, 0).
 
-        C: outbox_mark_attempt()."""
+        C: airfsm_outbox_status_t outbox_mark_attempt(const airfsm_outbox_t *outbox,
+        uint32_t id, uint32_t *attempts) - sets `*attempts` on OK."""
         ...
 
-    def ack(self, message_id: int) -> None:
-        """Delivered: remove the message for good. Unknown ids are ignored. C: outbox_ack()."""
+    def ack(self, message_id: int) -> OutboxStatus:
+        """Delivered: remove the message for good. Unknown ids are ignored (OK).
+
+        C: airfsm_outbox_status_t outbox_ack(const airfsm_outbox_t *outbox, uint32_t id)."""
         ...
 
-    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> OutboxStatus:
         """Given up on: move the message to the dead letters, with why (codes: a store that
         keeps text words them with `airfsm.host.reasons.dead_letter_text`). Unknown ids are
-        ignored. C: outbox_dead_letter()."""
+        ignored (OK).
+
+        C: airfsm_outbox_status_t outbox_dead_letter(const airfsm_outbox_t *outbox,
+        uint32_t id, airfsm_reason_t reason, int32_t detail)."""
         ...
 
 
@@ -149,9 +156,11 @@ class MemoryOutbox:
         self._count += 1
         return message.id
 
-    def peek(self) -> OutboundMessage | None:
+    def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
         """C: outbox_peek()."""
-        return self._slots[self._head] if self._count else None
+        if not self._count:
+            return OutboxStatus.EMPTY, None
+        return OutboxStatus.OK, self._slots[self._head]
 
     def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
         """Python only (no C twin)."""
@@ -162,23 +171,24 @@ class MemoryOutbox:
                 out.append(message)
         return out
 
-    def mark_attempt(self, message_id: int) -> int:
+    def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
         """C: outbox_mark_attempt()."""
         k = self._find(message_id)
         if k < 0:
-            return 0
+            return OutboxStatus.OK, 0
         slot = self._slot(k)
         message = self._slots[slot]
         assert message is not None
         counted = replace(message, attempts=message.attempts + 1)
         self._slots[slot] = counted
-        return counted.attempts
+        return OutboxStatus.OK, counted.attempts
 
-    def ack(self, message_id: int) -> None:
+    def ack(self, message_id: int) -> OutboxStatus:
         """C: outbox_ack()."""
         k = self._find(message_id)
         if k >= 0:
             self._remove(k)
+        return OutboxStatus.OK
 
     def count(self) -> int:
         """C: outbox_count()."""
@@ -190,11 +200,11 @@ class MemoryOutbox:
 
     # -- dead letters ------------------------------------------------------------------------
 
-    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> OutboxStatus:
         """C: outbox_dead_letter()."""
         k = self._find(message_id)
         if k < 0:
-            return
+            return OutboxStatus.OK
         message = self._remove(k)
         if self._dead_count == self.capacity:
             self._take_dead(0)  # the oldest goes, so that this one is kept
@@ -203,6 +213,7 @@ class MemoryOutbox:
         self._dead[(self._dead_head + self._dead_count) % self.capacity] = _Dead(
             message, reason, detail, died_at)
         self._dead_count += 1
+        return OutboxStatus.OK
 
     def _dead_at(self, k: int) -> _Dead:
         """C: outbox_dead_at()."""

@@ -10,6 +10,9 @@ Applications talk MQTT to a broker on the gateway's own machine (mosquitto) inst
     <prefix>/bridge/state                               "online" / "offline" (retained; the
                                                         broker says "offline" if we vanish)
 
+An up message on `<prefix>/up/sys/{pk}/{dn}/rrpc/response/<id>` is an RRPC answer: the gateway's
+`enqueue` puts it in the outbox's priority lane, with the deadline of the request it answers.
+
 `prefix` is `bridge_prefix` (default `airfsm/{dn}`). So `airfsm/gw1/up/a1B2c3D4e5F/gw1/update`
 goes to `/a1B2c3D4e5F/gw1/update`, and `/sys/a1B2c3D4e5F/gw1/rrpc/request/7` arrives on
 `airfsm/gw1/down/sys/a1B2c3D4e5F/gw1/rrpc/request/7`.
@@ -40,8 +43,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from airfsm.core.outbox import OutboxUnavailable
-from airfsm.host.store import OutboxFull
+from airfsm.host.store import OutboxFull, StoreError
 
 CONNECT_TIMEOUT_S = 2.0  # a broker on this machine answers in milliseconds
 KEEPALIVE_S = 60
@@ -57,7 +59,7 @@ class MqttBridge:
     """One connection to the local broker, driven from the gateway's loop.
 
     `enqueue(topic, payload, qos) -> id` puts an up message in the outbox (it raises
-    ValueError for an unpublishable message, `OutboxFull` or `OutboxUnavailable` when the
+    ValueError for an unpublishable message, `OutboxFull` or `StoreError` when the
     outbox cannot take it now). Call `service()` after every wake-up of the loop and sleep in
     `select()` on `fileno()` too; `forward_down(topic, payload)` for every downlink.
     """
@@ -250,7 +252,7 @@ class MqttBridge:
         except ValueError as exc:
             self._refuse(message, local, str(exc))
             return
-        except (OutboxFull, OutboxUnavailable) as exc:
+        except (OutboxFull, StoreError) as exc:
             self._log.warning("bridge_deferred", topic=local, error=str(exc))
             self._leave_for_redelivery(f"outbox cannot take messages now: {exc}")
             return

@@ -14,7 +14,8 @@ Optional settings are switched off with an empty string (TOML has no null): `cli
 `data_dir = ""`, `inbox = ""` (or `"none"`), `timeout_s = ""` (or `"none"`, `"forever"`).
 
 A list (`subscribe`) is a TOML array of strings; in the environment and on the command line it
-is one string, the topics separated by commas.
+is one string, the topics separated by commas. A switch (`thing_model`, `rrpc`, `ntp`) is a TOML
+boolean; in the environment and on the command line `true`/`false` (or 1/0, yes/no, on/off).
 
 The DeviceSecret may also come from a systemd credential: with `LoadCredential=device_secret:…`
 the service manager puts it in `$CREDENTIALS_DIRECTORY/device_secret`, which counts as a source
@@ -37,6 +38,7 @@ from typing import Any
 
 from airfsm.core.aliyun import SIGN_METHODS
 from airfsm.core.settings import MAX_SUBSCRIPTIONS, wildcard_problem
+from airfsm.host.alink import NTP_SUBSCRIPTIONS, RRPC_SUBSCRIPTIONS, THING_MODEL_SUBSCRIPTIONS
 from airfsm.host.paths import default_data_dir
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -115,6 +117,11 @@ _KINDS: dict[str, str] = {
     "bridge_prefix": "str",
     "metrics_textfile": "optpath",
     "metrics_listen": "optstr",
+    "thing_model": "bool",
+    "rrpc": "bool",
+    "rrpc_timeout_s": "int",
+    "ntp": "bool",
+    "ntp_interval_s": "int",
 }
 
 
@@ -164,6 +171,12 @@ class GatewayConfig:
     # Prometheus: a node_exporter textfile (written atomically) and/or `host:port` for /metrics.
     metrics_textfile: Path | None = None
     metrics_listen: str | None = None
+    # Alibaba Cloud's Alink features (`airfsm.host.alink`); each adds the subscriptions it needs.
+    thing_model: bool = False  # property post replies, property set and service calls
+    rrpc: bool = False  # /sys/{pk}/{dn}/rrpc/request/+, answered through the priority lane
+    rrpc_timeout_s: int = 8  # how long the server waits for an RRPC answer (its Timeout, <= 8)
+    ntp: bool = False  # learn the server's time on every ONLINE and every ntp_interval_s
+    ntp_interval_s: int = 86_400
 
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, str):
@@ -235,6 +248,13 @@ class GatewayConfig:
                      "expected a positive number of seconds, or '' for no timeout")
         _require(1 <= len(self.subscribe) <= MAX_SUBSCRIPTIONS, "subscribe",
                  f"expected 1..{MAX_SUBSCRIPTIONS} topics")
+        _require(len(self.subscriptions()) <= MAX_SUBSCRIPTIONS, "subscribe",
+                 f"expected at most {MAX_SUBSCRIPTIONS} topics together with those thing_model, "
+                 "rrpc and ntp add")
+        _require(1 <= self.rrpc_timeout_s <= 8, "rrpc_timeout_s",
+                 "expected 1..8 seconds (the server waits at most 8 s)")
+        _require(600 <= self.ntp_interval_s <= 30 * 86400, "ntp_interval_s",
+                 "expected 600..2592000 seconds")
         for topic in self.subscriptions():
             problem = topic_filter_problem(topic)
             _require(problem is None, "subscribe", f"{topic!r}: {problem}")
@@ -257,12 +277,22 @@ class GatewayConfig:
         return topic.replace("{pk}", self.product_key).replace("{dn}", self.device_name)
 
     def subscriptions(self) -> tuple[str, ...]:
-        """The topics to subscribe to, absolute, placeholders expanded."""
-        out = []
-        for topic in self.subscribe:
+        """The topics to subscribe to, absolute, placeholders expanded: `subscribe`, then what
+        the Alink features switched on need (each topic once)."""
+        wanted = list(self.subscribe)
+        if self.thing_model:
+            wanted += THING_MODEL_SUBSCRIPTIONS
+        if self.rrpc:
+            wanted += RRPC_SUBSCRIPTIONS
+        if self.ntp:
+            wanted += NTP_SUBSCRIPTIONS
+        out: list[str] = []
+        for topic in wanted:
             topic = self.expand(topic)
-            out.append(topic if topic.startswith("/") else
-                       f"/{self.product_key}/{self.device_name}/{topic}")
+            topic = topic if topic.startswith("/") else (
+                f"/{self.product_key}/{self.device_name}/{topic}")
+            if topic not in out:
+                out.append(topic)
         return tuple(out)
 
     def bridge_address(self) -> tuple[str, int] | None:
@@ -369,8 +399,10 @@ def _bad(key: str, expected: str, value: Any) -> ConfigError:
                        key)
 
 
+_TRUE_WORDS = ("true", "1", "yes", "on")
+_FALSE_WORDS = ("false", "0", "no", "off")
 _TYPE_OF_KIND = {"str": (str,), "optstr": (str, type(None)), "inbox": (str, type(None)),
-                 "topics": (tuple,),
+                 "topics": (tuple,), "bool": (bool,),
                  "optpath": (Path, type(None)), "int": (int,), "float": (int, float),
                  "optfloat": (int, float, type(None))}
 
@@ -378,9 +410,10 @@ _TYPE_OF_KIND = {"str": (str,), "optstr": (str, type(None)), "inbox": (str, type
 def _check_type(key: str, value: Any) -> None:
     """For direct construction: each field holds the type its kind converts to."""
     kind = _KINDS[key]
-    if isinstance(value, bool) or not isinstance(value, _TYPE_OF_KIND[kind]):
+    if (isinstance(value, bool) and kind != "bool") or not isinstance(
+            value, _TYPE_OF_KIND[kind]):
         expected = {"str": "a string", "optstr": "a string or None", "inbox": "a string or None",
-                    "topics": "a tuple of topics",
+                    "topics": "a tuple of topics", "bool": "true or false",
                     "optpath": "a path or None", "int": "an integer", "float": "a number",
                     "optfloat": "a number or None"}[kind]
         raise _bad(key, expected, value)
@@ -405,6 +438,13 @@ def convert(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise _bad(key, "'stdout' or '' (off)", value)
         return None if value.strip().lower() in ("", "none", "off") else value.strip().lower()
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+        raise _bad(key, "true or false", value)
     if kind == "topics":
         if isinstance(value, str):  # environment and flags: comma-separated
             value = [part.strip() for part in value.split(",") if part.strip()]

@@ -42,18 +42,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 from airfsm.core import aliyun
 from airfsm.core.aliyun import resolve_topic
-from airfsm.core.codes import AuthMode, FailReason, Reason, State
+from airfsm.core.codes import AuthMode, FailReason, OutboxStatus, Reason, State
 from airfsm.core.controller import Controller, WallClock
 from airfsm.core.messages import InboundMessage, OutboundMessage
-from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.settings import Settings
 from airfsm.core.table import MACHINE, StateSpec
 from airfsm.core.timebase import Xorshift32, backoff_ms, ms_add, ms_diff, ms_reached, seed_from_text
-from airfsm.host import log, progress, reasons
+from airfsm.host import alink, log, progress, reasons
+from airfsm.host.alink_gateway import AlinkTracker, late_reason
 from airfsm.host.config import ConfigError, GatewayConfig, load_config
 from airfsm.host.errors import Exit, HostError, fail_exit
 from airfsm.host.loop import monotonic_ms
@@ -63,6 +63,7 @@ from airfsm.host.publish import wake_socket_path
 from airfsm.host.secret_file import SecretFileError, read_device_secret, store_device_secret
 from airfsm.host.serial import Port, PortError, open_port
 from airfsm.host.store import (
+    OutboxFull,
     SqliteInbox,
     SqliteOutbox,
     StatusFile,
@@ -129,17 +130,16 @@ class _RateLimitedLog:
         return True
 
 
-_T = TypeVar("_T")
-
 
 class GatewayOutbox:
-    """The controller's view of the SQLite outbox (`airfsm.core.messages.Outbox`).
+    """The controller's view of the SQLite outbox (`airfsm.core.outbox.Outbox`).
 
     Resolves relative topics (a library user may have enqueued one directly), applies injected
-    store faults, and turns store trouble (locked by another process, disk full, read-only)
-    into a logged `OutboxUnavailable`: the controller then backs off and asks again, never
-    sending a message twice or losing one because of it. The store should be opened with
-    `busy_timeout_ms=0`, so that no call waits for a lock inside the tick.
+    store faults, and reports store trouble (locked by another process, disk full, read-only)
+    to `on_error(operation, error)` as it answers OutboxStatus.UNAVAILABLE, the words kept in
+    `last_error`: the controller then backs off and asks again, never sending a message twice
+    or losing one because of it. The store should be opened with `busy_timeout_ms=0`, so that
+    no call waits for a lock inside the tick.
 
     A message enqueued here (the bridge, a library user) is logged `message_queued` with its
     id; the rest of its way is logged by the controller, which decides it: `publish_sent`
@@ -148,9 +148,11 @@ class GatewayOutbox:
     """
 
     def __init__(self, store: SqliteOutbox, product_key: str, device_name: str,
-                 on_error: Callable[[str, StoreError], None],
-                 faults: StoreFaults | None = None, *, logger: Any = None) -> None:
+                 on_error: Callable[[str, str], None],
+                 faults: StoreFaults | None = None, *, logger: Any = None,
+                 alink: AlinkTracker | None = None) -> None:
         self.store = store
+        self.alink = alink  # stamps NTP requests as they go, hears of acked property posts
         self.product_key = product_key
         self.device_name = device_name
         self._on_error = on_error
@@ -158,40 +160,105 @@ class GatewayOutbox:
         self._log = logger if logger is not None else log.get_logger("airfsm.host.gateway")
         self._head: OutboundMessage | None = None  # the latest peek: an ack's qos and topic
         self.last_puback_at: float | None = None  # wall-clock time of the latest PUBACK
+        self.last_error = ""  # why the latest call that answered UNAVAILABLE could not work
 
-    def _call(self, operation: str, call: Callable[[], _T]) -> _T:
+    def _refused(self, operation: str) -> bool:
+        """True when an injected fault refuses `operation` (then reported like the store's)."""
+        if self._faults is None:
+            return False
         try:
-            if self._faults is not None:
-                self._faults.check(operation, self.store.path)
-            return call()
+            self._faults.check(operation, self.store.path)
         except StoreError as exc:
-            self._on_error(operation, exc)
-            raise OutboxUnavailable(str(exc)) from None
+            self._unavailable(operation, str(exc))
+            return True
+        return False
 
-    def peek(self) -> OutboundMessage | None:
-        message = self._call("peek", self.store.peek)
+    def _unavailable(self, operation: str, error: str) -> OutboxStatus:
+        self.last_error = error
+        self._on_error(operation, error)
+        return OutboxStatus.UNAVAILABLE
+
+    def _answer(self, operation: str, status: OutboxStatus) -> OutboxStatus:
+        """The store's answer, its trouble reported."""
+        if status == OutboxStatus.UNAVAILABLE:
+            return self._unavailable(operation, self.store.last_error)
+        return status
+
+    def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
+        """C: outbox_peek() of a host store. Priority messages past their deadline are
+        dead-lettered first (`_expire_overdue`); the message to be sent is what the Alink
+        tracker makes of it (an NTP request gets the current time)."""
+        if self._refused("peek"):
+            return OutboxStatus.UNAVAILABLE, None
+        status, message = self.store.peek()
+        if status != OutboxStatus.UNAVAILABLE and self.store.overdue(time.time()) and (
+                self._expire_overdue()):
+            status, message = self.store.peek()
         if message is not None and not message.topic.startswith("/"):
             message = replace(message, topic=resolve_topic(self.product_key, self.device_name,
                                                            message.topic))
+        if status == OutboxStatus.UNAVAILABLE:
+            return self._answer("peek", status), None
+        if message is not None and self.alink is not None:
+            message = self.alink.on_sending(message)
         self._head = message
-        return message
+        return status, message
+
+    # The priority lane (RRPC answers, NTP requests): sent before the normal queue; what is
+    # still queued past its deadline is dead-lettered, not sent.
+
+    def enqueue_priority(self, topic: str, data: bytes, qos: int,
+                         deadline_at: float | None = None) -> int:
+        topic = resolve_topic(self.product_key, self.device_name, topic)
+        message_id = self.store.enqueue_priority(topic, data, qos, deadline_at)
+        self._log.info("message_queued", id=message_id, topic=topic, qos=qos, bytes=len(data),
+                       lane="priority",
+                       deadline=None if deadline_at is None else iso_utc(deadline_at))
+        return message_id
+
+    def _expire_overdue(self) -> bool:
+        """The priority messages past their deadline go to the dead letters; True when some
+        did (a store that refuses now is asked again at the next look)."""
+        try:
+            expired = self.store.expire_overdue(time.time(), late_reason)
+        except StoreError as exc:
+            self._on_error("expire", str(exc))
+            return False
+        for message_id in expired:
+            self._log.warning("publish_dead", id=message_id, lane="priority",
+                              reason="deadline passed")
+        return bool(expired)
 
     def _known(self, message_id: int) -> OutboundMessage | None:
         head = self._head
         return head if head is not None and head.id == message_id else None
 
-    def ack(self, message_id: int) -> None:
-        self._call("ack", lambda: self.store.ack(message_id))
-        message = self._known(message_id)
-        qos = message.qos if message is not None else None
-        if qos != 0:
-            self.last_puback_at = time.time()
+    def ack(self, message_id: int) -> OutboxStatus:
+        """C: outbox_ack() of a host store."""
+        if self._refused("ack"):
+            return OutboxStatus.UNAVAILABLE
+        status = self._answer("ack", self.store.ack(message_id))
+        if status == OutboxStatus.OK:
+            message = self._known(message_id)
+            qos = message.qos if message is not None else None
+            if qos != 0:
+                self.last_puback_at = time.time()
+            if self.alink is not None:
+                self.alink.on_acked(message)
+        return status
 
-    def mark_attempt(self, message_id: int) -> int:
-        return self._call("mark_attempt", lambda: self.store.mark_attempt(message_id))
+    def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
+        """C: outbox_mark_attempt() of a host store."""
+        if self._refused("mark_attempt"):
+            return OutboxStatus.UNAVAILABLE, 0
+        status, attempts = self.store.mark_attempt(message_id)
+        return self._answer("mark_attempt", status), attempts
 
-    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
-        self._call("dead_letter", lambda: self.store.dead_letter(message_id, reason, detail))
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> OutboxStatus:
+        """C: outbox_dead_letter() of a host store."""
+        if self._refused("dead_letter"):
+            return OutboxStatus.UNAVAILABLE
+        return self._answer("dead_letter", self.store.dead_letter(message_id, reason, detail))
 
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:
         topic = resolve_topic(self.product_key, self.device_name, topic)
@@ -203,7 +270,7 @@ class GatewayOutbox:
         try:
             return self.store.count()
         except StoreError as exc:
-            self._on_error("count", exc)
+            self._on_error("count", str(exc))
             return 0
 
 
@@ -288,7 +355,8 @@ class Gateway:
         self.config = config
         self.table = table
         # The controller's `wall_clock_ms` hook (Unix ms or None while unknown): the timestamp
-        # of the auth form and of the direct MQTT sign. None: nothing is timestamped.
+        # of the auth form and of the direct MQTT sign. None: with `ntp = true` the
+        # NTP-corrected wall clock (`_sign_clock`), else nothing is timestamped.
         self.wall_clock_ms = wall_clock_ms
         self.settings = settings_from_config(config)
         self.config_path = config_path
@@ -305,6 +373,10 @@ class Gateway:
         self.notifier = Notifier(self.env)  # systemd's Type=notify; does nothing without it
         self._metrics_server: Any = None  # host.metrics.MetricsServer with metrics_listen
         self.bridge: Any = None  # host.bridge.MqttBridge with --bridge
+        # Alink: post replies, cloud requests, RRPC deadlines, NTP (`host.alink_gateway`).
+        self.alink = AlinkTracker(config.product_key, config.device_name, ntp=config.ntp,
+                                  ntp_interval_s=config.ntp_interval_s,
+                                  rrpc_timeout_ms=config.rrpc_timeout_s * 1000, logger=self.log)
 
         self.controller: Controller | None = None
         self.outbox: SqliteOutbox | None = None
@@ -476,14 +548,24 @@ class Gateway:
 
     def _bridge_enqueue(self, topic: str, payload: bytes, qos: int) -> int:
         """An up message from the local broker into the outbox (the controller's own view,
-        so it is logged like any other); the store's trouble is OutboxUnavailable."""
+        so it is logged like any other); the store's trouble is StoreError."""
         if self._view is None:
-            raise OutboxUnavailable("the outbox is not open yet")
+            raise StoreError("the outbox is not open yet")
         try:
+            rrpc = self._rrpc_answered(topic)
+            if rrpc is not None:
+                return self._view.enqueue_priority(topic, payload, qos,
+                                                   self.alink.rrpc_deadline(rrpc))
             return self._view.enqueue(topic, payload, qos)
         except StoreError as exc:
-            self._store_error("bridge", exc)
+            self._store_error("bridge", str(exc))
             raise
+
+    def _rrpc_answered(self, topic: str) -> str | None:
+        """The messageId when `topic` is this device's RRPC response topic."""
+        prefix = alink.rrpc_response_topic(self.config.product_key, self.config.device_name, "")
+        message_id = topic[len(prefix):] if topic.startswith(prefix) else ""
+        return message_id if message_id and "/" not in message_id else None
 
     def _publish_metrics(self, status: Mapping[str, Any]) -> None:
         """The textfile and the /metrics endpoint follow the status file."""
@@ -598,11 +680,11 @@ class Gateway:
         if self._view is None:  # one for the life of the gateway: it remembers the last PUBACK
             self._view = GatewayOutbox(self.outbox, self.config.product_key,
                                        self.config.device_name, self._store_error,
-                                       self.store_faults, logger=self.log)
+                                       self.store_faults, logger=self.log, alink=self.alink)
         self.controller = Controller(
             self._port, self.settings, now_ms=self.clock(), outbox=self._view,
             on_message=self._on_inbound, on_state=self._on_state, table=self.table,
-            log_hook=log.CORE_LOG, wall_clock_ms=self.wall_clock_ms,
+            log_hook=log.CORE_LOG, wall_clock_ms=self._sign_clock(),
             on_registered=self._registered,
             hardware_reset=self._pulse_reset_pin if self.config.reset_command else None)
         self._since = time.time()
@@ -696,6 +778,7 @@ class Gateway:
         if self._reload_requested:
             self._reload_requested = False
             self._reload_log_level()
+        self._maybe_request_ntp()
         self._maybe_write_status()
 
     def _sleep(self, delay_ms: int) -> bool:
@@ -818,11 +901,47 @@ class Gateway:
         self._status_dirty = True
         if dest == State.ONLINE:
             self._restart_streak = 0
+            self.alink.on_online()
+        elif source == State.ONLINE:
+            self.alink.on_offline()
 
     def _on_inbound(self, topic: str, payload: bytes) -> None:
-        self._inbox_pending.append(InboundMessage(topic=topic, payload=payload,
-                                                  received_at=time.time()))
+        message = InboundMessage(topic=topic, payload=payload, received_at=time.time())
+        try:
+            self.alink.on_inbound(topic, payload, message.received_at)
+        except Exception as exc:  # bookkeeping only: never the tick's problem
+            self.log.error("alink_tracking_failed", error=f"{type(exc).__name__}: {exc}")
+        self._inbox_pending.append(message)
         self._store_inbound()
+
+    def _sign_clock(self) -> WallClock | None:
+        """The clock the controller timestamps its signs by: the one given, else with
+        `ntp = true` the NTP-corrected wall clock (the local one until the first answer),
+        else none (nothing timestamped, as before NTP)."""
+        if self.wall_clock_ms is not None:
+            return self.wall_clock_ms
+        return self.corrected_wall_clock_ms if self.config.ntp else None
+
+    def corrected_wall_clock_ms(self) -> int:
+        """Unix ms by the local clock corrected with the latest NTP skew (`ntp = true`; the
+        local clock until the first measurement): the clock for timestamps the cloud checks,
+        such as the auth sign's (the controller's `wall_clock_ms` hook)."""
+        return self.alink.wall_clock_ms()
+
+    def _maybe_request_ntp(self) -> None:
+        """`ntp = true`: queue a time request when one is due (ONLINE, then daily)."""
+        c = self.controller
+        if self._view is None or not self.alink.ntp_request_due(c is not None and c.online):
+            return
+        topic, payload, qos = self.alink.ntp_request()
+        try:
+            self._view.enqueue_priority(topic, payload, qos)
+        except (StoreError, OutboxFull, ValueError) as exc:
+            self.alink.ntp_queued = False  # asked again after NTP_RETRY_S
+            if self._store_errors.due("ntp"):
+                self.log.warning("ntp_request_not_queued", error=str(exc))
+            return
+        self._wake()
 
     def _store_inbound(self) -> None:
         """Store the inbound messages waiting, in arrival order, and hand each on (stdout,
@@ -840,7 +959,7 @@ class Gateway:
                 message_id = self.inbox.add(message.topic, message.payload, message.received_at)
                 self.gateway_counters["inbox_stored"] += 1
             except StoreError as exc:
-                self._store_error("inbox", exc)
+                self._store_error("inbox", str(exc))
                 if len(self._inbox_pending) <= INBOX_PENDING_MAX:
                     return
                 self.gateway_counters["inbox_errors"] += 1
@@ -853,7 +972,9 @@ class Gateway:
             self.bridge.forward_down(message.topic, message.payload)
         if self.inbox_out is not None:
             try:
-                self.inbox_out.write(inbox_json_line(message, message_id) + "\n")
+                line = inbox_json_line(message, message_id,
+                                       alink=alink.describe(message.topic, message.payload))
+                self.inbox_out.write(line + "\n")
                 self.inbox_out.flush()
             except (OSError, ValueError) as exc:
                 self.log.error("inbox_output_failed", error=str(exc))
@@ -864,10 +985,10 @@ class Gateway:
             except Exception as exc:
                 self.log.error("on_message_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _store_error(self, operation: str, exc: StoreError) -> None:
+    def _store_error(self, operation: str, error: str) -> None:
         self.gateway_counters["store_errors"] += 1
         if self._store_errors.due(operation):
-            self.log.error("store_error", operation=operation, error=str(exc))
+            self.log.error("store_error", operation=operation, error=error)
 
     def _reload_log_level(self) -> None:
         """SIGHUP: the config file's (and environment's) log_level, flags still winning."""
@@ -958,6 +1079,7 @@ class Gateway:
             "inbox": {"stored": inbox_count, "capacity": self.config.inbox_capacity},
             "counters": counters,
             "bridge": self.bridge.status() if self.bridge is not None else None,
+            "alink": self.alink.status(),
             "exit": None if self.exit_code is None else {
                 "code": int(self.exit_code), "reason": self.exit_reason},
         }

@@ -57,6 +57,12 @@ FAMILIES = (
     Family("airfsm_last_puback_timestamp_seconds", "gauge", "Unix time of the latest PUBACK"),
     Family("airfsm_port_reopens", "counter", "times the vanished serial port was reopened"),
     Family("airfsm_module_restarts", "counter", "fresh starts after the module stopped answering"),
+    Family("airfsm_alink_post_replies", "counter", "the cloud's replies to property posts, "
+           "by result (accepted, rejected)"),
+    Family("airfsm_alink_requests", "counter", "requests from the cloud, by kind "
+           "(property_set, service, rrpc_request)"),
+    Family("airfsm_clock_skew_seconds", "gauge", "the cloud's time minus the local clock, by "
+           "NTP (absent until measured)"),
     Family("airfsm_start_time_seconds", "gauge", "Unix time the gateway started"),
     Family("airfsm_last_update_timestamp_seconds", "gauge", "Unix time of this update"),
 )
@@ -117,6 +123,15 @@ def samples(status: Mapping[str, Any]) -> list[Sample]:
     gateway = counters.get("gateway") or {}
     add("airfsm_port_reopens", gateway.get("port_reopens", 0))
     add("airfsm_module_restarts", gateway.get("module_restarts", 0))
+    section = status.get("alink") or {}
+    thing = section.get("thing_model") or {}
+    for result in ("accepted", "rejected"):
+        add("airfsm_alink_post_replies", thing.get(result, 0), result=result)
+    for kind in ("property_set", "service", "rrpc_request"):
+        add("airfsm_alink_requests", thing.get(kind, 0), kind=kind)
+    skew_ms = _number((section.get("ntp") or {}).get("skew_ms"))
+    if skew_ms is not None:
+        add("airfsm_clock_skew_seconds", skew_ms / 1000)
     add("airfsm_start_time_seconds", _unix(status.get("started_at")))
     add("airfsm_last_update_timestamp_seconds", updated)
     return out

@@ -346,8 +346,10 @@ def event_fields(controller: Controller, event: LogEvent, a: int, b: int, c: int
         return {"command": "AT+MQTTMODE=0" if s.module_hex else "AT+MQTTMODE=1",
                 "answer": answer_text(a, b), "id": s.attempt_of or None, "failures": c}
     if event == LogEvent.OUTBOX_UNAVAILABLE:
+        # The core has no words for why (C: a code); a host store keeps them in `last_error`.
         return {"operation": OutboxCall(a).name.lower(),
-                "error": bytes(data).decode("utf-8", "replace"), "failures": b, "retry_in_ms": c}
+                "error": getattr(controller.outbox, "last_error", "") or None, "failures": b,
+                "retry_in_ms": c}
     if event == LogEvent.OUTBOX_AVAILABLE:
         return {"after_failures": a}
     if event == LogEvent.PORT_LOST:

@@ -257,6 +257,7 @@ def format_status(status: Mapping[str, Any], alive: bool, now: float | None = No
                      + ("connected" if bridge.get("connected") else "not connected")
                      + f", up {bridge.get('forwarded_up', 0)}, down "
                      f"{bridge.get('forwarded_down', 0)}, refused {bridge.get('refused', 0)}")
+    lines.extend(_alink_lines(status.get("alink"), now))
     lines.append(f"updated    {status.get('updated_at')} ({seen} ago)")
     return "\n".join(lines)
 
@@ -281,6 +282,47 @@ def _outbox_now(data_dir: str | Path, written: Any) -> dict[str, Any]:
     outbox.update(queued=queued, dead_letters=dead, checked_now=True,
                   oldest_enqueued_at=None if oldest is None else iso_utc(oldest))
     return outbox
+
+def _signed_ms(ms: int) -> str:
+    return f"{'+' if ms >= 0 else '-'}{abs(ms)} ms"
+
+
+def _alink_lines(section: Any, now: float) -> list[str]:
+    """The thing model's replies and requests (once there were any) and the NTP clock skew
+    (when measuring is on)."""
+    if not isinstance(section, Mapping):
+        return []
+    lines = []
+    thing = section.get("thing_model") or {}
+    activity = ("posts_acked", "accepted", "rejected", "property_set", "service", "rrpc_request")
+    if any(thing.get(key) for key in activity):
+        last = thing.get("last_reply") or {}
+        rejected = thing.get("last_rejected") or {}
+        text = (f"thing      posts accepted {thing.get('accepted', 0)}, rejected "
+                f"{thing.get('rejected', 0)}, awaiting reply {thing.get('awaiting_reply', 0)}")
+        if last:
+            verdict = "accepted" if last.get("accepted") else (
+                f"rejected, code {last.get('code')}"
+                + (f" ({last['message']})" if last.get("message") else ""))
+            text += f"; last reply: id {last.get('id')} {verdict}, {_ago(last.get('at'), now)} ago"
+        if rejected and rejected.get("id") != last.get("id"):
+            text += f"; last rejected: id {rejected.get('id')} code {rejected.get('code')}"
+        lines.append(text)
+        lines.append(f"requests   property set {thing.get('property_set', 0)}, service "
+                     f"{thing.get('service', 0)}, rrpc {thing.get('rrpc_request', 0)}")
+    ntp = section.get("ntp") or {}
+    if ntp.get("enabled"):
+        skew = ntp.get("skew_ms")
+        if isinstance(skew, int) and not isinstance(skew, bool):
+            behind = ("local clock behind" if skew > 0 else
+                      "local clock ahead" if skew < 0 else "in step")
+            lines.append(f"clock      skew {_signed_ms(skew)} ({behind}), measured "
+                         f"{_ago(ntp.get('measured_at'), now)} ago, round trip "
+                         f"{ntp.get('round_trip_ms')} ms")
+        else:
+            lines.append(f"clock      skew not measured yet ({ntp.get('requests', 0)} NTP "
+                         "requests so far)")
+    return lines
 
 
 def read_current(data_dir: str | Path) -> tuple[dict[str, Any], bool]:

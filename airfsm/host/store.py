@@ -5,39 +5,46 @@ Host-only code (the MCU port keeps its queue in RAM or flash its own way).
 One database file, `<data_dir>/airfsm.db`, holds both tables; any number of processes may open
 it at once (`airfsm publish` enqueues while `airfsm run` reads). It runs in WAL mode so readers
 never block the writer, with `synchronous=FULL` so that a message `enqueue` has returned an id
-for survives kill -9 and power loss, and with a busy timeout so that writers queue up instead of
-failing. The gateway's own connection is the exception: its tick must never wait, so it opens
-the outbox with `busy_timeout_ms=0` and treats "locked" as "try again later". The schema carries
-its version in `PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters).
+for survives kill -9 and power loss (and so does an attempt `mark_attempt` counted: a message
+that takes the power down as it is sent still runs out of attempts), and with a busy timeout so
+that writers queue up instead of failing. Every commit survives kill -9; only the DELETE after a
+PUBACK (`ack`) does not wait for the disk: a power cut may undo it, and the message goes once
+more (at least once). The gateway's own connection never waits for a lock: its tick must never
+block, so it opens the outbox with `busy_timeout_ms=0` and treats "locked" as "try again
+later". `peek` asks the database only when something was committed since it last did
+(`CommitWatch`), so an idle tick costs no query. The schema carries its version in
+`PRAGMA user_version` (1: outbox and inbox; 2: adds the dead letters; 3: adds the
+counters (Alink request ids) and the outbox's priority lane: `lane`, `deadline_at`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import math
 import os
 import sqlite3
+import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from airfsm.core.codes import Reason
+from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.messages import DeadLetter, InboundMessage, OutboundMessage
-from airfsm.core.outbox import OutboxUnavailable
 from airfsm.core.payload import check_message
 from airfsm.host import reasons
 from airfsm.host.redact import redact
 
 DB_FILENAME = "airfsm.db"
 STATUS_FILENAME = "status.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 10_000  # what a CLI waits for another process's write; the gateway waits 0
 DEFAULT_OUTBOX_CAPACITY = 10_000
 DEFAULT_INBOX_CAPACITY = 10_000
@@ -53,6 +60,23 @@ _DEAD_LETTER_TABLE = """CREATE TABLE IF NOT EXISTS dead_letter (
         reason      TEXT    NOT NULL,
         died_at     REAL    NOT NULL
     )"""
+# Schema 3: named counters that must survive restarts and be shared by every process (the
+# Alink request id of `airfsm publish --property`).
+_COUNTER_TABLE = """CREATE TABLE IF NOT EXISTS counter (
+        name        TEXT    PRIMARY KEY,
+        value       INTEGER NOT NULL
+    )"""
+# Schema 3, the priority lane: lane 1 is sent before lane 0 (whatever their ids), and a message
+# with a deadline (Unix time) still queued after it is dead-lettered instead of sent.
+# The order messages are sent in: the priority lane first, each lane oldest first.
+_LANE_INDEX = "CREATE INDEX IF NOT EXISTS outbox_send_order ON outbox (lane DESC, id)"
+_LANE_COLUMNS = ("ALTER TABLE outbox ADD COLUMN lane INTEGER NOT NULL DEFAULT 0",
+                 "ALTER TABLE outbox ADD COLUMN deadline_at REAL", _LANE_INDEX)
+PRIORITY_LANE = 1
+# peek's one statement: the head in sending order (outbox_send_order), and the priority lane's
+# earliest deadline, so that whether anything is overdue is known without another query.
+_HEAD_QUERY = ("SELECT id, topic, payload, qos, attempts, (SELECT MIN(deadline_at) FROM outbox "
+               "WHERE lane = ?1) FROM outbox ORDER BY lane DESC, id LIMIT 1")
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS outbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK can't
@@ -60,7 +84,9 @@ _SCHEMA = (
         payload     BLOB    NOT NULL,
         qos         INTEGER NOT NULL CHECK (qos IN (0, 1)),
         enqueued_at REAL    NOT NULL,
-        attempts    INTEGER NOT NULL DEFAULT 0
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        lane        INTEGER NOT NULL DEFAULT 0,         -- 1: the priority lane (RRPC answers)
+        deadline_at REAL                                -- not sent after this (Unix time)
     )""",
     """CREATE TABLE IF NOT EXISTS inbox (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,15 +95,23 @@ _SCHEMA = (
         received_at REAL    NOT NULL
     )""",
     _DEAD_LETTER_TABLE,
+    _COUNTER_TABLE,
+    _LANE_INDEX,
 )
 # What turns version N into N+1; a fresh store runs _SCHEMA instead. Rows are never touched.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,)}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: (_DEAD_LETTER_TABLE,),
+                                           2: (_COUNTER_TABLE, *_LANE_COLUMNS)}
+# The WAL-index header at the start of `<db>-shm` (https://www.sqlite.org/walformat.html): two
+# 48-byte copies that every commit, by any connection of any process, rewrites; its first field
+# is the wal-index version, 3007000.
+_WAL_INDEX_HEADER = 96
+_WAL_INDEX_VERSION = 3007000
 
 
-class StoreError(OutboxUnavailable):
+class StoreError(Exception):
     """The store cannot do what was asked (cannot open, corrupt, locked, full): one line.
-    A call that raises it changed nothing, so for the controller it is `OutboxUnavailable`
-    (a `SqliteOutbox` can serve a controller directly)."""
+    A call that raises it changed nothing. (The controller's four calls on `SqliteOutbox` do
+    not raise it: they answer OutboxStatus.UNAVAILABLE and keep its words in `last_error`.)"""
 
 
 class NoStore(StoreError):
@@ -182,6 +216,51 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+class CommitWatch:
+    """Whether anything was committed to the database since a stamp, without a query.
+
+    The stamp is the WAL-index header: the first bytes of `<db>-shm`, which all of SQLite's
+    connections to the file share, in every process, through a shared mapping. Every commit
+    rewrites it (the frame count and checksums change; a WAL restart changes the salts), so
+    equal stamps mean nothing was committed in between; a changed one may be a false alarm (a
+    checkpoint, a recovery) and costs one query. Take the stamp *before* the query it vouches
+    for: a commit between the two is then seen next time.
+
+    It is read where this process's SQLite has mapped the file (found once in
+    /proc/self/maps), never through a descriptor of our own: closing any descriptor of the
+    file would drop the POSIX locks SQLite holds on it. SQLite keeps that mapping while a
+    connection of this process has the database open, so `close()` this watch before the
+    connection it was made after. Where there is no such mapping (not Linux, another
+    journal mode), `stamp()` is None: no stamp vouches for anything, every peek queries."""
+
+    def __init__(self, db: Path) -> None:
+        self._header: ctypes.Array[ctypes.c_char] | None = None
+        address = _mapped_at(os.path.realpath(f"{db}-shm"))
+        if address is not None:
+            header = (ctypes.c_char * _WAL_INDEX_HEADER).from_address(address)
+            if int.from_bytes(header.raw[:4], sys.byteorder) == _WAL_INDEX_VERSION:
+                self._header = header
+
+    def stamp(self) -> bytes | None:
+        return None if self._header is None else self._header.raw
+
+    def close(self) -> None:
+        self._header = None
+
+
+def _mapped_at(path: str) -> int | None:
+    """Where this process has mapped the start of file `path`, if it has (Linux)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.rstrip("\n").split(maxsplit=5)
+                if len(fields) == 6 and fields[5] == path and int(fields[2], 16) == 0:
+                    return int(fields[0].split("-", 1)[0], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class _Store:
     """Connection handling shared by the outbox and the inbox."""
 
@@ -193,6 +272,7 @@ class _Store:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.path = Path(path)
         self.capacity = capacity
+        self.last_error = ""  # why the latest call that answered UNAVAILABLE could not work
         self._conn: sqlite3.Connection | None = _connect(self.path, busy_timeout_ms, create)
 
     def _db(self) -> sqlite3.Connection:
@@ -202,6 +282,11 @@ class _Store:
 
     def _fail(self, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{self._what} {self.path}: {_one_line(exc)}")
+
+    def _unavailable(self, exc: sqlite3.Error | StoreError) -> OutboxStatus:
+        """A call of the controller's failed: keep why (one line), answer UNAVAILABLE."""
+        self.last_error = str(exc) if isinstance(exc, StoreError) else str(self._fail(exc))
+        return OutboxStatus.UNAVAILABLE
 
     def count(self) -> int:
         """How many rows the table holds now."""
@@ -233,6 +318,11 @@ class SqliteOutbox(_Store):
     given (at-least-once). The outbox is bounded: `enqueue` refuses with OutboxFull rather than
     drop older data. `busy_timeout_ms=0` (the gateway's tick) makes every call answer "database
     is locked" at once instead of waiting for another process's write.
+
+    The controller's calls (`peek`, `mark_attempt`, `ack`, `dead_letter`) answer an
+    `OutboxStatus` and never raise: SQLite's trouble is UNAVAILABLE there, with its words in
+    `last_error`. The operator's and the publisher's calls (`enqueue`, `queued`, `requeue`, ...)
+    raise StoreError, one line for the CLI.
     """
 
     _what = "outbox"
@@ -244,6 +334,25 @@ class SqliteOutbox(_Store):
         `create=False` opens an existing store only (NoStore otherwise)."""
         super().__init__(path, capacity, busy_timeout_ms, create)
         self.allow_hex = allow_hex
+        self.lane_deadline: float | None = None  # the lane's earliest deadline at the last peek
+        # peek's answer and the commit stamp it was read under: an idle tick asks again and
+        # again, and while no connection has committed anything the answer stands.
+        self._watch: CommitWatch | None = None  # made at the first peek (a CLI never peeks)
+        self._head: OutboundMessage | None = None
+        self._head_stamp: bytes | None = None
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Every later call raises StoreError (the
+        controller's: answers UNAVAILABLE)."""
+        self._forget_head()
+        if self._watch is not None:
+            self._watch.close()  # before the connection: see CommitWatch
+            self._watch = None
+        super().close()
+
+    def _forget_head(self) -> None:
+        """A write of ours: peek asks the database again (the stamp would tell it too)."""
+        self._head_stamp = None
 
     def __enter__(self) -> SqliteOutbox:
         return self
@@ -260,9 +369,32 @@ class SqliteOutbox(_Store):
         reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
         if reason is not None:
             raise ValueError(reason)
+        self._forget_head()
         try:
             with _immediate(self._db()) as db:
                 return self._insert(db, topic, bytes(payload), qos, time.time())
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def enqueue_numbered(self, topic: str, qos: int, counter: str,
+                         build: Callable[[int], bytes], wrap: int = 2**31 - 1) -> tuple[int, int]:
+        """Take the next value of the named `counter` (1, 2, ... `wrap`, then 1 again), build the
+        payload with it and queue it: one transaction, so the number is used exactly once,
+        whichever process asks (the Alink request id of `airfsm publish --property`). Returns
+        (message id, number). ValueError and OutboxFull as `enqueue`; the number is then not
+        used up."""
+        self._forget_head()
+        try:
+            with _immediate(self._db()) as db:
+                row = db.execute(
+                    "INSERT INTO counter (name, value) VALUES (?, 1) ON CONFLICT (name) DO "
+                    "UPDATE SET value = value % ? + 1 RETURNING value", (counter, wrap)).fetchone()
+                number = int(row[0])
+                payload = build(number)
+                reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
+                if reason is not None:
+                    raise ValueError(reason)
+                return self._insert(db, topic, payload, qos, time.time()), number
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
 
@@ -279,10 +411,80 @@ class SqliteOutbox(_Store):
         assert cur.lastrowid is not None
         return int(cur.lastrowid)
 
-    def peek(self) -> OutboundMessage | None:
-        """The oldest message not yet acknowledged, or None when the outbox is empty."""
-        queued = self.queued(limit=1)
-        return queued[0] if queued else None
+    def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
+        """The oldest message not yet acknowledged (of the priority lane first, while it has
+        any): (OK, it), (EMPTY, None) when the outbox is empty, (UNAVAILABLE, None) when the
+        store cannot say. C: outbox_peek().
+
+        Without a query while nothing was committed since the last one, by any process (see
+        CommitWatch): an idle tick costs the store nothing."""
+        if self._watch is None and self._conn is not None:
+            self._watch = CommitWatch(self.path)
+        stamp = None if self._watch is None else self._watch.stamp()
+        if stamp is None or stamp != self._head_stamp:
+            try:
+                row = self._db().execute(_HEAD_QUERY, (PRIORITY_LANE,)).fetchone()
+            except (sqlite3.Error, StoreError) as exc:
+                return self._unavailable(exc), None
+            self._head = None if row is None else _outbound(row)
+            self.lane_deadline = None if row is None or row[5] is None else float(row[5])
+            self._head_stamp = stamp
+        if self._head is None:
+            return OutboxStatus.EMPTY, None
+        return OutboxStatus.OK, self._head
+
+    # ------------------------------------------------------------------ the priority lane
+
+    def enqueue_priority(self, topic: str, payload: bytes, qos: int,
+                         deadline_at: float | None = None) -> int:
+        """`enqueue` into the priority lane: sent before every message of the normal lane
+        (oldest first within the lane). With `deadline_at` (Unix time) a message still queued
+        then is not sent any more: `expire_overdue` moves it to the dead letters. Errors as
+        `enqueue` (the lane counts towards the capacity)."""
+        reason = check_message(topic, payload, qos, hex_allowed=self.allow_hex)
+        if reason is not None:
+            raise ValueError(reason)
+        self._forget_head()
+        try:
+            with _immediate(self._db()) as db:
+                message_id = self._insert(db, topic, bytes(payload), qos, time.time())
+                db.execute("UPDATE outbox SET lane = ?, deadline_at = ? WHERE id = ?",
+                           (PRIORITY_LANE, deadline_at, message_id))
+                return message_id
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def overdue(self, now: float) -> bool:
+        """Did the earliest deadline of the priority lane, as the latest peek saw it, pass?"""
+        return self.lane_deadline is not None and self.lane_deadline < now
+
+    def expire_overdue(self, now: float, reason: Callable[[str, int, float], str]) -> list[int]:
+        """Move every priority message whose deadline is before `now` to the dead letters,
+        worded by `reason(topic, attempts, deadline_at)`; return their ids. (`overdue` says,
+        without a query, whether there is any.)"""
+        try:
+            db = self._db()
+            overdue = db.execute(
+                "SELECT id FROM outbox WHERE lane = ? AND deadline_at < ?",
+                (PRIORITY_LANE, now)).fetchall()
+            if not overdue:
+                return []
+            self._forget_head()
+            with _immediate(db):
+                rows = db.execute(
+                    "SELECT id, topic, attempts, deadline_at FROM outbox WHERE lane = ? AND "
+                    "deadline_at < ?", (PRIORITY_LANE, now)).fetchall()
+                for message_id, topic, attempts, deadline_at in rows:
+                    db.execute(
+                        "INSERT INTO dead_letter (id, topic, payload, qos, enqueued_at, "
+                        "attempts, reason, died_at) SELECT id, topic, payload, qos, enqueued_at, "
+                        "attempts, ?, ? FROM outbox WHERE id = ?",
+                        (reason(str(topic), int(attempts), float(deadline_at)), now,
+                         message_id))
+                    db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return [int(row[0]) for row in rows]
 
     def queued(self, after_id: int = 0, limit: int = 100) -> list[OutboundMessage]:
         """Up to `limit` queued messages with id > `after_id`, oldest first."""
@@ -292,8 +494,7 @@ class SqliteOutbox(_Store):
                 "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
-        return [OutboundMessage(id=int(r[0]), topic=str(r[1]), payload=bytes(r[2]),
-                                qos=int(r[3]), attempts=int(r[4])) for r in rows]
+        return [_outbound(r) for r in rows]
 
     def oldest_enqueued_at(self) -> float | None:
         """When the oldest queued message was enqueued (Unix time), None when empty."""
@@ -304,22 +505,37 @@ class SqliteOutbox(_Store):
             raise self._fail(exc) from None
         return None if row is None else float(row[0])
 
-    def ack(self, message_id: int) -> None:
-        """Delivered: delete the message for good. Unknown ids are ignored."""
-        try:
-            self._db().execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
+    def ack(self, message_id: int) -> OutboxStatus:
+        """Delivered: delete the message for good. Unknown ids are ignored. OK, or UNAVAILABLE
+        having deleted nothing. C: outbox_ack().
 
-    def mark_attempt(self, message_id: int) -> int:
-        """Count one more send attempt; return the new count (0 if the message is gone)."""
+        The one write that does not wait for the disk (synchronous=NORMAL for its commit): a
+        kill -9 cannot undo it (the WAL is written before COMMIT returns), a power cut can,
+        until the next synced commit or checkpoint - and then the message is sent once more,
+        which at-least-once allows. Waiting would cost an fsync per message for nothing else."""
+        self._forget_head()
+        try:
+            db = self._db()
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+            finally:
+                db.execute("PRAGMA synchronous=FULL")
+        except (sqlite3.Error, StoreError) as exc:
+            return self._unavailable(exc)
+        return OutboxStatus.OK
+
+    def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
+        """Count one more send attempt: (OK, the new count), (OK, 0) if the message is gone,
+        (UNAVAILABLE, 0) having counted nothing. C: outbox_mark_attempt()."""
+        self._forget_head()
         try:
             row = self._db().execute(
                 "UPDATE outbox SET attempts = attempts + 1 WHERE id = ? RETURNING attempts",
                 (message_id,)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
-        return 0 if row is None else int(row[0])
+        except (sqlite3.Error, StoreError) as exc:
+            return self._unavailable(exc), 0
+        return OutboxStatus.OK, 0 if row is None else int(row[0])
 
     def attempts(self, message_id: int) -> int:
         """How many send attempts `mark_attempt` has counted (0 if the message is gone)."""
@@ -332,10 +548,13 @@ class SqliteOutbox(_Store):
 
     # ------------------------------------------------------------------ dead letters
 
-    def dead_letter(self, message_id: int, reason: str | Reason, detail: int = 0) -> None:
+    def dead_letter(self, message_id: int, reason: str | Reason,
+                    detail: int = 0) -> OutboxStatus:
         """Move a queued message, whole, to the dead letters (one transaction: it is in exactly
         one of the two tables at any moment). Unknown ids are ignored. `reason` is the text kept
-        with it, or the controller's code and detail, worded here (`reasons.dead_letter_text`)."""
+        with it, or the controller's code and detail, worded here (`reasons.dead_letter_text`).
+        OK, or UNAVAILABLE having moved nothing. C: outbox_dead_letter()."""
+        self._forget_head()
         try:
             with _immediate(self._db()) as db:
                 if not isinstance(reason, str):
@@ -347,8 +566,9 @@ class SqliteOutbox(_Store):
                     "reason, died_at) SELECT id, topic, payload, qos, enqueued_at, attempts, ?, ? "
                     "FROM outbox WHERE id = ?", (reason, time.time(), message_id))
                 db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from None
+        except (sqlite3.Error, StoreError) as exc:
+            return self._unavailable(exc)
+        return OutboxStatus.OK
 
     def dead_letters(self, after_id: int = 0, limit: int = 100) -> list[DeadLetter]:
         """Up to `limit` dead letters with id > `after_id`, by id (the order they were queued)."""
@@ -372,6 +592,7 @@ class SqliteOutbox(_Store):
         """Put a dead letter back at the tail of the outbox with a fresh attempt budget; return
         its new outbox id (ids are never reused, so it cannot take a late PUBACK meant for its
         old self). ValueError when no dead letter has that id; OutboxFull when full."""
+        self._forget_head()
         try:
             with _immediate(self._db()) as db:
                 row = db.execute("SELECT topic, payload, qos FROM dead_letter WHERE id = ?",
@@ -445,6 +666,12 @@ class SqliteInbox(_Store):
         return 0 if row is None or row[0] is None else int(row[0])
 
 
+def _outbound(row: tuple[Any, ...]) -> OutboundMessage:
+    """An outbox row (id, topic, payload, qos, attempts) as the message it holds."""
+    return OutboundMessage(id=int(row[0]), topic=str(row[1]), payload=bytes(row[2]),
+                           qos=int(row[3]), attempts=int(row[4]))
+
+
 def iso_utc(timestamp: float) -> str:
     """Unix time as ISO-8601 UTC with milliseconds, e.g. `2024-05-01T12:00:00.250Z`."""
     text = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
@@ -466,13 +693,15 @@ def _json_line(message_id: int | None, topic: str, payload: bytes, **more: Any) 
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 
 
-def inbox_json_line(msg: InboundMessage, message_id: int | None = None) -> str:
+def inbox_json_line(msg: InboundMessage, message_id: int | None = None, **more: Any) -> str:
     """One JSON line (no trailing newline) for an inbound message.
 
     `{"topic", "payload", "payload_encoding": "utf-8" | "base64", "received_at"}`, plus `"id"`
-    first when given.
+    first when given, and the `more` fields not None last (`alink`).
     """
-    return _json_line(message_id, msg.topic, msg.payload, received_at=iso_utc(msg.received_at))
+    extra = {key: value for key, value in more.items() if value is not None}
+    return _json_line(message_id, msg.topic, msg.payload, received_at=iso_utc(msg.received_at),
+                      **extra)
 
 
 def outbox_json_line(msg: OutboundMessage) -> str:
@@ -509,7 +738,7 @@ def _scrub(value: Any) -> Any:
 
 # The parts of a status file that are JSON objects (`a.b`: b inside a), when present.
 _STATUS_OBJECTS = ("device", "outbox", "inbox", "counters", "exit", "counters.reconnects",
-                   "counters.at", "counters.gateway")
+                   "counters.at", "counters.gateway", "alink", "alink.thing_model", "alink.ntp")
 
 
 class StatusFile:

@@ -79,6 +79,7 @@ from urllib.parse import urlsplit
 from airfsm.core import aliyun
 from airfsm.core.timebase import MS_MASK, Xorshift32, ms_add, ms_diff, ms_reached
 from airfsm.sim import cloud
+from airfsm.sim.alink import AlinkCloud
 from airfsm.sim.faults import REPLACING_KINDS, Fault, FaultKind
 from airfsm.sim.session import MqttSession, RecordingSession
 
@@ -107,6 +108,10 @@ BEARER_CONNECTED = 1
 BEARER_CLOSED = 3
 
 # HTTP statuses the module itself reports
+# The virtual cloud clock's Unix ms at the module's start (2024-01-01T00:00:00Z), without a
+# wall clock given.
+SIM_EPOCH_MS = 1_704_067_200_000
+
 HTTP_NETWORK_ERROR = 601
 HTTP_DNS_ERROR = 603
 
@@ -198,6 +203,12 @@ class SimConfig:
     # A `timestamp` in an auth form or a direct-sign clientId must be within this of the
     # cloud's clock (when the module has one: `cloud_clock_ms`), or the request is refused.
     timestamp_window_ms: int = 15 * 60_000
+    # The Alink cloud (`airfsm.sim.alink`): the thing model's properties (name -> "int",
+    # "float", "bool", "text"; None accepts any post), how long it waits for an RRPC answer,
+    # and how far its clock is ahead of the wall clock it is given (NTP answers by it).
+    thing_properties: dict[str, str] | None = None
+    rrpc_timeout_ms: int = 8_000
+    cloud_clock_offset_ms: int = 0
 
 
 # Where the MQTT link is. AT+MQTTSTATU folds these into 0/1/2.
@@ -387,7 +398,10 @@ class SimModule:
     def __init__(
         self, config: SimConfig, now_ms: int = 0, session: MqttSession | None = None,
         cloud_clock_ms: Callable[[], int] | None = None,
+        wall_clock_ms: Callable[[], int] | None = None,
     ) -> None:
+        """`wall_clock_ms`: the cloud's Unix ms for NTP (None: a virtual one that starts at
+        SIM_EPOCH_MS and follows the module clock)."""
         if config.profile not in PROFILES:
             raise ValueError(f"unknown profile {config.profile!r}: expected one of "
                              + ", ".join(PROFILES))
@@ -415,6 +429,11 @@ class SimModule:
         self.register_requests = 0
         # The cloud's wall clock (Unix ms), for timestamps; None: timestamps are not checked.
         self.cloud_clock_ms = cloud_clock_ms
+        self.cloud = AlinkCloud(config.product_key, config.device_name,
+                                properties=config.thing_properties,
+                                rrpc_timeout_ms=config.rrpc_timeout_ms)
+        self._wall_clock_ms = wall_clock_ms
+        self._start_ms = now_ms & MS_MASK
 
         # The clock and the event machinery.
         self._clock = now_ms & MS_MASK  # "now" for scheduling: an event's due time while it fires
@@ -533,6 +552,38 @@ class SimModule:
         (counted in `downlinks_dropped`) and False is returned.
         """
         self._advance(now_ms)
+        return self._deliver(topic, payload)
+
+    def cloud_wall_ms(self) -> int:
+        """The cloud's clock (Unix ms), for NTP."""
+        if self._wall_clock_ms is not None:
+            base = self._wall_clock_ms()
+        else:
+            base = SIM_EPOCH_MS + (ms_diff(self._clock, self._start_ms) & MS_MASK)
+        return base + self.config.cloud_clock_offset_ms
+
+    def property_set(self, params: dict[str, object], now_ms: int) -> str:
+        """The cloud sets properties (`thing/service/property/set`); returns the request id."""
+        topic, payload, request_id = self.cloud.property_set(dict(params))
+        self.send_downlink(topic, payload, now_ms)
+        return request_id
+
+    def service_call(self, identifier: str, params: dict[str, object], now_ms: int) -> str:
+        """The cloud calls a service (`thing/service/<identifier>`); returns the request id."""
+        topic, payload, request_id = self.cloud.service_call(identifier, dict(params))
+        self.send_downlink(topic, payload, now_ms)
+        return request_id
+
+    def rrpc_request(self, payload: bytes, now_ms: int, message_id: str | None = None) -> str:
+        """An RRPC call (`rrpc/request/<messageId>`); the answer's timing is judged against
+        `rrpc_timeout_ms` from now (`cloud.rrpc_answers`). Returns the messageId."""
+        self._advance(now_ms)
+        topic, message_id = self.cloud.rrpc_request(payload, self._clock, message_id)
+        self._deliver(topic, payload)
+        return message_id
+
+    def _deliver(self, topic: str, payload: bytes) -> bool:
+        """The cloud publishes to the device now (the clock has been advanced)."""
         if self._link != _LINK_MQTT_UP or not any(
             topic_matches(f, topic) for f in self._subscriptions
         ):
@@ -1561,9 +1612,12 @@ class SimModule:
         self.published.append((topic, payload, qos))
         self._observe("published", topic, payload, qos)
         self.session.publish(topic, payload, qos, retain == 1)
+        answers = self.cloud.on_publish(topic, payload, self._cursor, self.cloud_wall_ms())
         if qos == 0:
+            self._cloud_answers(answers, 0)
             return
         if self._take_fault({FaultKind.PUBACK_LOST}) is not None:
+            self._cloud_answers(answers, 0)  # the cloud got it: only the PUBACK is lost
             return
         delay = self.profile.puback_ms
         if self._take_fault({FaultKind.PUBACK_LATE}) is not None:
@@ -1574,6 +1628,19 @@ class SimModule:
             self._observe("puback", data=payload)
 
         self._later_link(delay, puback)
+        self._cloud_answers(answers, delay)
+
+    def _cloud_answers(self, answers: list[tuple[str, bytes]], after_ms: int) -> None:
+        """What the Alink cloud says to a publish (a post_reply, an NTP response), after
+        `after_ms` (the PUBACK comes first)."""
+        for topic, payload in answers:
+            self._later_link(after_ms, self._delivery(topic, payload))
+
+    def _delivery(self, topic: str, payload: bytes) -> Callable[[], None]:
+        def deliver() -> None:
+            self._deliver(topic, payload)
+
+        return deliver
 
     def _decode_message(self, text: str) -> bytes | None:
         """The MPUB message: `\\XX` hex escapes in text mode, hex digits in AT+MQTTMODE=1."""

@@ -222,9 +222,11 @@ class SimServer:
             bound_host, bound_port = self._listener.getsockname()[:2]
             self.port_url = f"socket://{bound_host}:{bound_port}"
 
-        # The cloud's clock is the wall clock: a timestamp the device signs is checked against it.
+        # The cloud's clock is the wall clock: a timestamp the device signs is checked against
+        # it; NTP answers by the host's wall clock plus the config's offset.
         self.module = SimModule(config or SimConfig(), monotonic_ms(), session,
-                                cloud_clock_ms=wall_clock_ms)
+                                cloud_clock_ms=wall_clock_ms,
+                                wall_clock_ms=lambda: time.time_ns() // 1_000_000)
 
     @property
     def endpoint(self) -> str:
@@ -452,6 +454,17 @@ class SimServer:
 
     def send_downlink(self, topic: str, payload: bytes) -> bool:
         return self.call(lambda m, now: m.send_downlink(topic, payload, now))
+
+    def property_set(self, params: dict[str, object]) -> str:
+        """The cloud sets properties; the request id (answers in `module.cloud.replies`)."""
+        return self.call(lambda m, now: m.property_set(params, now))
+
+    def service_call(self, identifier: str, params: dict[str, object]) -> str:
+        return self.call(lambda m, now: m.service_call(identifier, params, now))
+
+    def rrpc_request(self, payload: bytes, message_id: str | None = None) -> str:
+        """An RRPC call; its messageId (answers in `module.cloud.rrpc_answers`)."""
+        return self.call(lambda m, now: m.rrpc_request(payload, now, message_id))
 
     def drop_mqtt(self) -> None:
         self.call(lambda m, now: m.drop_mqtt(now))

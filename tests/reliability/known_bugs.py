@@ -31,20 +31,9 @@ class KnownBug:
     explains: Callable[[RunFacts, str], bool]  # is `problem`, in a run like this, this bug?
 
 
-KNOWN_BUGS: tuple[KnownBug, ...] = (
-    KnownBug(
-        "duplicated-final",
-        "With echo on, a final code that arrives before the echo of the command in flight is "
-        "the previous command's (a duplicated OK, split from it by the UART), but the channel "
-        "takes it for the answer of the command in flight: the next command goes out while "
-        "the module has not answered, two commands are in flight, and the answers stay one "
-        "behind until a timeout.",
-        "tests/test_reliability_bugs.py::"
-        "test_a_duplicated_final_code_is_never_taken_for_the_next_commands_answer",
-        lambda facts, problem: any(f.startswith("dup-final") for f in facts.faults)
-        and "was unanswered and before its deadline" in problem,
-    ),
-)
+# None open. Fixed and removed: "duplicated-final" (a final code before the echo of the command
+# in flight was taken for its answer; reproducer in tests/test_reliability_bugs.py).
+KNOWN_BUGS: tuple[KnownBug, ...] = ()
 
 
 def unexplained(facts: RunFacts, problems: list[str]) -> list[str]:

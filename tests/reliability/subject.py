@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from airfsm.core.codes import Reason
+from airfsm.core.codes import OutboxStatus, Reason
 from airfsm.core.controller import Controller
 from airfsm.core.hal import PORT_LOST
 from airfsm.core.messages import DeadLetter, OutboundMessage
-from airfsm.core.outbox import MemoryOutbox, OutboxUnavailable
+from airfsm.core.outbox import MemoryOutbox
 from airfsm.core.settings import Settings
 from airfsm.host import log, reasons
 from airfsm.host.serial import MemoryPort, memory_pair
@@ -96,6 +96,7 @@ class WatchedOutbox:
         self.capacity = capacity
         self.deleted: list[tuple[bytes, int]] = []
         self._failing: dict[str, int] = {}
+        self.last_error = ""  # why the latest refused call failed (the log shows it)
 
     def fail(self, operation: str, count: int) -> None:
         for op in WRITE_OPERATIONS if operation == "write" else (operation,):
@@ -104,30 +105,37 @@ class WatchedOutbox:
     def heal(self) -> None:
         self._failing.clear()
 
-    def _check(self, operation: str) -> None:
+    def _refused(self, operation: str) -> bool:
+        """True when `operation` fails now, as a full disk does."""
         if self._failing.get(operation, 0) > 0:
             self._failing[operation] -= 1
-            raise OutboxUnavailable(f"outbox: database or disk is full ({operation}, injected)")
+            self.last_error = f"outbox: database or disk is full ({operation}, injected)"
+            return True
+        return False
 
     # the controller's side (airfsm.core.outbox.Outbox)
-    def peek(self) -> OutboundMessage | None:
-        self._check("peek")
+    def peek(self) -> tuple[OutboxStatus, OutboundMessage | None]:
+        if self._refused("peek"):
+            return OutboxStatus.UNAVAILABLE, None
         return self.box.peek()
 
-    def mark_attempt(self, message_id: int) -> int:
-        self._check("mark_attempt")
+    def mark_attempt(self, message_id: int) -> tuple[OutboxStatus, int]:
+        if self._refused("mark_attempt"):
+            return OutboxStatus.UNAVAILABLE, 0
         return self.box.mark_attempt(message_id)
 
-    def ack(self, message_id: int) -> None:
-        self._check("ack")
+    def ack(self, message_id: int) -> OutboxStatus:
+        if self._refused("ack"):
+            return OutboxStatus.UNAVAILABLE
         for message in self.box.queued(message_id - 1, 1):
             if message.id == message_id:
                 self.deleted.append((message.payload, message.qos))
-        self.box.ack(message_id)
+        return self.box.ack(message_id)
 
-    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> None:
-        self._check("dead_letter")
-        self.box.dead_letter(message_id, reason, detail)
+    def dead_letter(self, message_id: int, reason: Reason, detail: int) -> OutboxStatus:
+        if self._refused("dead_letter"):
+            return OutboxStatus.UNAVAILABLE
+        return self.box.dead_letter(message_id, reason, detail)
 
     # the application's and the operator's side
     def enqueue(self, topic: str, data: bytes, qos: int) -> int:

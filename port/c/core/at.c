@@ -26,6 +26,9 @@
 #define PLUS 0x2Bu
 #define CASE 0x20u /* ASCII letters: lower case = upper case | 0x20 */
 
+/* Twin: at.ECHO_OFF: the command that switches the module's echo off. */
+static const airfsm_text_t at_echo_off = {"ATE0", 4};
+
 /* `text` (airfsm_text_t) at buf[start:end]'s start: Python's buf.startswith(text, start, end). */
 static bool at_starts_with(const uint8_t *buf, size_t start, size_t end, const char *text,
                            size_t len)
@@ -298,6 +301,8 @@ void at_init(at_channel_t *ch, const at_config_t *config)
     ch->prompt = AT_PROMPT_NONE;
     ch->final_urc = false;
     ch->final_urc_awaited = false;
+    ch->echo_seen = false;
+    ch->echo_on = false;
     ch->response.arena = config->info_arena;
     ch->response.arena_cap = config->arena_cap;
     at_response_clear(&ch->response, NULL, 0);
@@ -341,7 +346,8 @@ bool at_receive_deadline(const at_channel_t *ch, uint32_t *deadline)
         *deadline = ms_add(ch->data_last_at, ch->stall_ms);
         return true;
     }
-    if (ch->rx == AT_RX_DATA || ch->rx == AT_RX_HEX_TAIL) {
+    if (ch->rx == AT_RX_SKIP_LF || ch->rx == AT_RX_DATA || ch->rx == AT_RX_HEX_TAIL) {
+        /* SKIP_LF: the wait for the header's LF is the payload's */
         return ms_earliest(true, ms_add(ch->data_last_at, ch->stall_ms), true,
                            ms_add(ch->data_started_at, ch->data_budget_ms), deadline);
     }
@@ -372,6 +378,12 @@ static void at_complete(at_channel_t *ch, airfsm_at_result_t result, int32_t cme
     ch->final_urc_awaited = ok && ch->final_urc;
     if (ok && at_starts_with_nocase(ch->command, ch->command_len, &airfsm_hex_mode_off)) {
         ch->hex_possible = false;
+    }
+    if ((ok && at_starts_with_nocase(ch->command, ch->command_len, &at_echo_off)) ||
+        (result == AIRFSM_AT_RESULT_TIMEOUT && !ch->echo_seen)) {
+        /* Echo switched off, or no echo and no answer (the module may have stopped echoing):
+         * take answers without an echo again, until an echo shows it back on. */
+        ch->echo_on = false;
     }
     if (ch->sink == AT_SINK_RESPONSE) {
         /* Timed out in the middle of the body: keep reading it, but it belongs to no one. */
@@ -419,6 +431,7 @@ void at_send(at_channel_t *ch, uint8_t *buf, size_t cap, size_t length, uint32_t
     ch->deadline = ms_add(now_ms, at_clamp_timeout(timeout_ms));
     ch->prompt = expect_prompt ? AT_PROMPT_AWAITED : AT_PROMPT_NONE;
     ch->final_urc = final_urc;
+    ch->echo_seen = false;
     buf[length] = CR;
     ch->config.write(ch->config.ctx, buf, length + 1);
 }
@@ -675,27 +688,48 @@ static void at_add_info_line(at_channel_t *ch, size_t s, size_t n)
     response->arena_used = at + count;
 }
 
-/* Twin: AtChannel._digest(): what the complete line line[:n] is, in the order of at.h. */
+/* Twin: AtChannel._digest(): what the complete line line[:n] is, in the order of at.h. Python
+ * looks at the codes and URC rows of the line's first byte only; here they are compared in
+ * turn (the same first match). */
 static void at_digest(at_channel_t *ch, size_t n)
 {
     uint8_t *line = ch->line;
     size_t s = at_content_start(ch, n), i;
-    bool own = false;
+    bool own = false, answering = false;
     int final, urc;
 
     if (ch->active) {
         /* 1. echo */
         if (n - s == ch->command_len && memcmp(line + s, ch->command, ch->command_len) == 0) {
+            ch->echo_seen = true;
+            ch->echo_on = true;
             at_ignore(ch, s, n);
             return;
         }
-        /* 2. final result code */
-        final = at_final_code(line, s, n);
-        if (final != AT_NOT_FINAL) {
+        /* A module that echoes sends the echo before anything of the answer: until it comes,
+         * what arrives is not this command's (a duplicated or late final code of the one
+         * before): digested as with no command in flight. */
+        answering = ch->echo_seen || !ch->echo_on;
+    }
+    /* 2. final result code */
+    final = at_final_code(line, s, n);
+    if (final != AT_NOT_FINAL) {
+        if (answering) {
             at_complete(ch, airfsm_final_codes[final].result,
                         at_final_code_number(line, s, n, final));
-            return;
+        } else if (ch->final_urc_awaited) {
+            /* 2'. no command in flight: the outcome of the one sent with final_urc */
+            ch->final_urc_awaited = false;
+            ch->urcs++;
+            ch->config.on_urc(ch->config.ctx, at_match_urc(ch, s, n, true), line + s, n - s,
+                              NULL, 0);
+        } else {
+            ch->stray_lines++; /* 2'. a late answer of a command that timed out */
+            at_ignore(ch, s, n);
         }
+        return;
+    }
+    if (answering) {
         /* 3. prompt */
         if (ch->prompt == AT_PROMPT_AWAITED) {
             for (i = 0; i < AIRFSM_PROMPT_LINE_COUNT; i++) {
@@ -711,18 +745,6 @@ static void at_digest(at_channel_t *ch, size_t n)
         if (own) {
             at_add_info_line(ch, s, n);
         }
-    } else if (at_final_code(line, s, n) != AT_NOT_FINAL) {
-        /* 2'. a final code with no command in flight */
-        if (ch->final_urc_awaited) {
-            ch->final_urc_awaited = false;
-            ch->urcs++;
-            ch->config.on_urc(ch->config.ctx, at_match_urc(ch, s, n, true), line + s, n - s,
-                              NULL, 0);
-        } else {
-            ch->stray_lines++;
-            at_ignore(ch, s, n);
-        }
-        return;
     }
     if (!own) {
         /* 5. URC */
@@ -730,7 +752,7 @@ static void at_digest(at_channel_t *ch, size_t n)
         if (urc != AT_URC_NONE) {
             ch->urcs++;
             ch->config.on_urc(ch->config.ctx, urc, line + s, n - s, NULL, 0);
-        } else if (ch->active) {
+        } else if (answering) {
             /* 6. info line (as received) or stray */
             at_add_info_line(ch, 0, n);
         } else {
@@ -851,7 +873,23 @@ static size_t at_take_line(at_channel_t *ch, const uint8_t *data, size_t i, size
     bool ends_line, at_comma = false;
 
     if (ch->line_len == 0) {
-        ch->msub_possible = true;
+        /* The first byte of a line: the CR and LF between lines are passed over, and only a
+         * line that starts with +MSUB: (or with noise, or not all here yet) may be a header. */
+        uint8_t b = data[i];
+        while (b == CR || b == LF) { /* the CR LF pairs around every module line */
+            i++;
+            if (i == end) {
+                return i;
+            }
+            b = data[i];
+        }
+        if (b == PLUS) {
+            ch->msub_possible = end - i < airfsm_msub_header.len ||
+                                memcmp(data + i, airfsm_msub_header.text,
+                                       airfsm_msub_header.len) == 0;
+        } else {
+            ch->msub_possible = at_is_noise(b);
+        }
     }
     if (ch->prompt == AT_PROMPT_AWAITED) {
         uint8_t b = data[i];
@@ -1017,7 +1055,7 @@ void at_check_timeout(at_channel_t *ch, uint32_t now_ms)
             at_deliver_msub(ch, ch->data, 0, ch->data_len); /* nothing followed it */
             at_end_payload(ch);
         }
-    } else if (rx == AT_RX_DATA || rx == AT_RX_HEX_TAIL) {
+    } else if (rx == AT_RX_SKIP_LF || rx == AT_RX_DATA || rx == AT_RX_HEX_TAIL) {
         bool stalled = ms_diff(now_ms, ch->data_last_at) >= (int32_t)ch->stall_ms;
         bool overrun = ms_diff(now_ms, ch->data_started_at) >= (int32_t)ch->data_budget_ms;
         if (stalled || overrun) {
@@ -1041,6 +1079,8 @@ void at_reset(at_channel_t *ch)
     ch->final_urc = false;
     ch->final_urc_awaited = false;
     ch->hex_possible = false;
+    ch->echo_on = false;
+    ch->echo_seen = false;
     ch->line_len = 0;
     at_end_payload(ch);
 }

@@ -10,7 +10,11 @@
  * The digest of a complete line, in this fixed order (leading noise bytes - control bytes and
  * bytes >= 0x7F - are skipped for every decision):
  *   with a command in flight:
- *     1. echo      a line equal to the command: dropped;
+ *     1. echo      a line equal to the command: dropped; once an echo has come (the module
+ *                  echoes), until the echo of the command in flight the line is digested as
+ *                  with none in flight (a final code before the echo is the previous
+ *                  command's); ATE0 answered OK, at_reset() or a timeout without the echo
+ *                  make the channel take answers without an echo again;
  *     2. final     OK, ERROR, ERROR: n, +CME ERROR: n, +CMS ERROR: n (airfsm_final_codes): the
  *                  channel goes idle, then on_response fires;
  *     3. prompt    DOWNLOAD (airfsm_prompt_lines) when sent with expect_prompt: on_response with
@@ -31,9 +35,10 @@
  * `+MSUB: <topic>,<n> byte,<payload>` (the payload is read by length; in hex mode 2n hex digits
  * are delivered decoded); a payload is delivered when a line end (or nothing, for a stall
  * window) follows it, else it may have been part of the topic and the line goes on. A payload
- * that stalls or overruns is closed as truncated in at_check_timeout(): counted, reported
- * through on_truncated, dropped, and the bytes it swallowed after its first line end are fed
- * through the receiver again.
+ * that stalls or overruns (the wait for the LF after a `+HTTPREAD: n` line that ended in CR
+ * included) is closed as truncated in at_check_timeout(): counted, reported through
+ * on_truncated, dropped, and the bytes it swallowed after its first line end are fed through
+ * the receiver again.
  *
  * Callbacks fire synchronously, in arrival order, after the channel's state is updated. They
  * must not call at_send()/at_send_data()/at_feed()/at_reset() (contract): they record, and the
@@ -171,6 +176,8 @@ typedef struct {
     at_prompt_t prompt;
     bool final_urc;
     bool final_urc_awaited;
+    bool echo_seen;               /* the echo of the command in flight was dropped */
+    bool echo_on;                 /* the module echoes: until the echo, no final code is ours */
     at_response_t response;
 
     /* the receiver */
