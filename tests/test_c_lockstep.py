@@ -529,13 +529,17 @@ GOOD_EITHER_REPLY = (b'{"code":200,"data":{"iotId":"id1","iotToken":"tok1",'
                      b'"deviceSecret":"s3cretIssued"},"message":"success"}')
 
 
-def _answer(rng: random.Random, command: bytes, good_reply: bytes = GOOD_REPLY) -> list[bytes]:
-    """What the sloppy module sends back for one write of the controller, in pieces."""
+def _answer(rng: random.Random, command: bytes, good_reply: bytes = GOOD_REPLY,
+            echo_rate: float = 0.98) -> list[bytes]:
+    """What the sloppy module sends back for one write of the controller, in pieces.
+
+    `echo_rate`: a module echoes (nearly) always or never - ATE is a setting, not a coin
+    flipped per command; an echo now and then lost costs a timeout (the channel's echo rule)."""
     text = command.rstrip(b"\r").decode("latin-1")
     if rng.random() < 0.06:
         return []  # silence
     out = b""
-    if text.startswith("AT") and rng.random() < 0.7:
+    if text.startswith("AT") and rng.random() < echo_rate:
         out += command  # the echo
     if not text.startswith("AT"):
         out += b"\r\nOK\r\n"  # an auth body after DOWNLOAD
@@ -600,6 +604,8 @@ def _sloppy_sessions(sessions: range, settings_of: Callable[[random.Random], Set
     states: set[str] = set()
     for session in sessions:
         rng = random.Random(session)
+        # 7 sessions in 10 with echo on (as the module boots), the others with ATE0's silence
+        echo_rate = 0.98 if random.Random(session ^ 0xEC40).random() < 0.7 else 0.0
         now = rng.choice([0, WRAP - rng.randint(1, 600_000)])
         extra: dict[str, int] = {}
         if issue13:
@@ -610,7 +616,7 @@ def _sloppy_sessions(sessions: range, settings_of: Callable[[random.Random], Set
             deadline = subject.tick(now)
             states.add(subject.state)
             pieces = [p for _state, data in subject.transmitted()
-                      for p in _answer(rng, data, good_reply)]
+                      for p in _answer(rng, data, good_reply, echo_rate)]
             if rng.random() < 0.02:
                 pieces.append(b"\r\n" + rng.choice(ANYTIME) + b"\r\n")
             if rng.random() < 0.03:
