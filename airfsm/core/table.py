@@ -323,6 +323,25 @@ class StateSpec:
 
 
 # fmt: off
+def https_post(url: str, reply: Check) -> tuple[Step, ...]:
+    """The module's HTTPS POST of a form, as HTTP_AUTH and PROVISION both send it: `url` is the
+    URL's placeholder, `reply` the check of the body AT+HTTPREAD returns."""
+    return (
+        # Clears an HTTP session a previous attempt left open; ERROR when none is fine.
+        Step("term_stale", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
+        Step("init", "AT+HTTPINIT", Check.OK, timeout_ms=5_000),
+        Step("url", f'AT+HTTPPARA="URL","{url}"', Check.OK, timeout_ms=5_000),
+        Step("header", 'AT+HTTPPARA="USER_DEFINED","{content_type}"', Check.OK,
+             timeout_ms=5_000),
+        Step("data", "AT+HTTPDATA={body_len},{body_window_ms}", Check.OK, timeout_ms=5_000,
+             prompt=True),
+        Step("action", "AT+HTTPACTION=1", Check.HTTP_STATUS, timeout_ms=5_000,
+             urc_ok=("+HTTPACTION:",), urc_timeout_ms=20_000),
+        Step("read", "AT+HTTPREAD", reply, timeout_ms=5_000),
+        Step("term", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
+    )
+
+
 MACHINE: tuple[StateSpec, ...] = (
     StateSpec(
         State.AUTOBAUD,
@@ -403,20 +422,7 @@ MACHINE: tuple[StateSpec, ...] = (
     ),
     StateSpec(
         State.HTTP_AUTH,
-        steps=(
-            # Clears an HTTP session a previous attempt left open; ERROR when none is fine.
-            Step("term_stale", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
-            Step("init", "AT+HTTPINIT", Check.OK, timeout_ms=5_000),
-            Step("url", 'AT+HTTPPARA="URL","{auth_url}"', Check.OK, timeout_ms=5_000),
-            Step("header", 'AT+HTTPPARA="USER_DEFINED","{content_type}"', Check.OK,
-                 timeout_ms=5_000),
-            Step("data", "AT+HTTPDATA={body_len},{body_window_ms}", Check.OK, timeout_ms=5_000,
-                 prompt=True),
-            Step("action", "AT+HTTPACTION=1", Check.HTTP_STATUS, timeout_ms=5_000,
-                 urc_ok=("+HTTPACTION:",), urc_timeout_ms=20_000),
-            Step("read", "AT+HTTPREAD", Check.AUTH_REPLY, timeout_ms=5_000),
-            Step("term", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
-        ),
+        steps=https_post("{auth_url}", Check.AUTH_REPLY),
         policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
                       on_exhausted=State.BEARER),
         next=State.MQTT_CONNECT,
@@ -471,19 +477,7 @@ MACHINE: tuple[StateSpec, ...] = (
     # (the device is already registered) is retried like an auth rejection, then FAILED.
     StateSpec(
         State.PROVISION,
-        steps=(
-            Step("term_stale", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
-            Step("init", "AT+HTTPINIT", Check.OK, timeout_ms=5_000),
-            Step("url", 'AT+HTTPPARA="URL","{register_url}"', Check.OK, timeout_ms=5_000),
-            Step("header", 'AT+HTTPPARA="USER_DEFINED","{content_type}"', Check.OK,
-                 timeout_ms=5_000),
-            Step("data", "AT+HTTPDATA={body_len},{body_window_ms}", Check.OK, timeout_ms=5_000,
-                 prompt=True),
-            Step("action", "AT+HTTPACTION=1", Check.HTTP_STATUS, timeout_ms=5_000,
-                 urc_ok=("+HTTPACTION:",), urc_timeout_ms=20_000),
-            Step("read", "AT+HTTPREAD", Check.REGISTER_REPLY, timeout_ms=5_000),
-            Step("term", "AT+HTTPTERM", Check.ANY, timeout_ms=2_000),
-        ),
+        steps=https_post("{register_url}", Check.REGISTER_REPLY),
         policy=Policy(retries=5, backoff_base_ms=2_000, backoff_cap_ms=60_000,
                       on_exhausted=State.BEARER),
         next=State.HTTP_AUTH,
