@@ -462,15 +462,23 @@ def _add_locating_options(p: argparse.ArgumentParser) -> None:
                         "(default: $AIRFSM_CONFIG)")
 
 
-def _message_id(text: str) -> int:
-    """An id for --after / --retry, or a count for --last: 0 .. 2**63-1 (SQLite's range)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_MESSAGE_ID:
-        raise argparse.ArgumentTypeError(f"expected 0 .. {MAX_MESSAGE_ID}, got {text}")
-    return value
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in low .. high, else a one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} .. {high}, got {text}")
+        return value
+    return parse
+
+
+# An id for --after / --retry, or a count for --last: 0 .. 2**63-1 (SQLite's range).
+_message_id = _whole_number(0, MAX_MESSAGE_ID)
+# The code of an Alink reply.
+_alink_code = _whole_number(0, 999_999)
 
 
 def _interval(text: str) -> float:
@@ -480,16 +488,6 @@ def _interval(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"expected 0.05 .. 3600 seconds, got {text}")
-    return value
-
-
-def _alink_code(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= 999_999:
-        raise argparse.ArgumentTypeError(f"expected 0 .. 999999, got {text}")
     return value
 
 
